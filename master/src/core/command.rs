@@ -1,0 +1,29 @@
+//! [`Command`]: every input the engine reacts to. The runtime builds commands from NATS
+//! messages and timers and stamps them with `now`, so the engine never reads a clock.
+
+use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork};
+use jetwork_shared::{QueueName, WorkId};
+
+use super::{Millis, RequestId};
+
+/// An input to [`super::Engine::step`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// This master won the lease (`epoch` is the lease revision) and finished replaying.
+    Takeover { epoch: u64, leader: String, now: Millis },
+    /// A submission read from `JETWORK_SUBMIT`: its queue, stream sequence, `Nats-Msg-Id`
+    /// header if any, and payload size.
+    Submitted { queue: QueueName, seq: u64, msg_id: Option<String>, size: u64, now: Millis },
+    /// A worker's registration or heartbeat.
+    Register { request: RequestId, msg: RegisterWorker, now: Millis },
+    /// A worker asks for work.
+    RequestWork { request: RequestId, msg: RequestWork, now: Millis },
+    /// A worker reports outcomes (and may ask for more work).
+    Report { request: RequestId, msg: Report, now: Millis },
+    /// Time passes: deadlines and worker liveness are checked.
+    Tick { now: Millis },
+    /// These publications are durably stored in `JETWORK_RESULTS`.
+    Published { keys: Vec<super::PublicationKey> },
+    /// The payload of this item is gone from `JETWORK_SUBMIT` (purged by hand): it cannot run.
+    PayloadMissing { work_id: WorkId, now: Millis },
+}

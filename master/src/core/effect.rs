@@ -1,0 +1,50 @@
+//! [`Effect`]: what the runtime must do once the events of a step are journaled. Effects are
+//! never carried out before the events that justify them are durable, so a crash between
+//! the two loses at most an effect that the replayed state will cause again (a re-sent
+//! notification, a re-published result) and never an acknowledgement of something unrecorded.
+
+use jetwork_shared::protocol::{Registered, Verdict};
+use jetwork_shared::{QueueName, WorkId, WorkerId};
+
+use super::{Millis, PublicationKey, RequestId};
+
+/// Something for the runtime to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Answer a pending request.
+    Reply { request: RequestId, reply: Reply },
+    /// Tell a worker that work is waiting (`jetwork.worker.<id>.ready`).
+    NotifyReady { worker: WorkerId },
+    /// Store and publish a result or rejection (content is in `State::unpublished`).
+    Publish { key: PublicationKey },
+    /// Announce the new leader on `jetwork.master.elected`.
+    Announce { epoch: u64, leader: String },
+}
+
+/// A reply to a worker request (the runtime adds the epoch and the payloads).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Registered(Registered),
+    Grant { assignments: Vec<AssignmentRef> },
+    Report { verdicts: Vec<Verdict>, assignments: Vec<AssignmentRef> },
+    Error(ReplyError),
+}
+
+/// A request the engine will not serve, with the NATS micro-service error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyError {
+    /// 400 bad request, 404 unknown worker.
+    pub code: u16,
+    pub message: String,
+}
+
+/// One hand-out, without its payload (which lives in `JETWORK_SUBMIT` at `seq`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignmentRef {
+    pub work_id: WorkId,
+    pub queue: QueueName,
+    pub seq: u64,
+    pub attempt: u32,
+    pub deadline: Millis,
+    pub timeout: Millis,
+}

@@ -1,0 +1,56 @@
+//! [`Event`]: the journal's vocabulary. Each event records a decision already validated by
+//! the engine, with every value the decision produced (deadlines, attempt numbers, reasons)
+//! spelled out, so applying it needs no policy, clock or lookup outside the state.
+//!
+//! Events are journaled in batches ([`JournalBatch`], one MessagePack message on
+//! `jetwork.journal.events`). The encoding is an externally tagged map
+//! (`{"WorkAccepted": {"work_id": …}}`); `docs/architecture.md` has the catalogue.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use jetwork_shared::{QueueName, WorkId, WorkerId};
+
+use super::{Millis, PublicationKey};
+
+/// One recorded decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A master became leader for `epoch` (its lease revision). Every worker known from the
+    /// journal is treated as seen at `at`, giving live workers time to re-register.
+    EpochStarted { epoch: u64, leader: String, at: Millis },
+    /// A submission was accepted as work: it is now ready to be handed out.
+    WorkAccepted { work_id: WorkId, queue: QueueName, seq: u64, size: u64, at: Millis },
+    /// A submission could not be accepted (invalid id, or its id is still in flight).
+    SubmissionRejected {
+        queue: QueueName,
+        seq: u64,
+        msg_id: Option<String>,
+        reason: String,
+        at: Millis,
+    },
+    /// A worker registered, or changed its queues or capacity.
+    WorkerRegistered { worker: WorkerId, queues: Vec<QueueName>, capacity: u32, at: Millis },
+    /// A worker was heard from.
+    WorkerSeen { worker: WorkerId, at: Millis },
+    /// A worker was forgotten (silent too long). Its work was re-queued by earlier events.
+    WorkerLost { worker: WorkerId, reason: String, at: Millis },
+    /// Attempt `attempt` of a ready item was handed to `worker`, due by `deadline`.
+    WorkStarted { work_id: WorkId, worker: WorkerId, attempt: u32, deadline: Millis },
+    /// The running attempt reported progress; its deadline moved.
+    WorkProgressed { work_id: WorkId, attempt: u32, deadline: Millis },
+    /// Attempt `attempt` ended without a result and the item is ready again.
+    WorkRequeued { work_id: WorkId, attempt: u32, reason: String },
+    /// The item finished with `result`, produced by `attempt`.
+    WorkCompleted { work_id: WorkId, attempt: u32, result: Bytes, at: Millis },
+    /// The item used up its attempts; `attempt` was the last one.
+    WorkFailed { work_id: WorkId, attempt: u32, reason: String, at: Millis },
+    /// These results or rejections are durably stored in `JETWORK_RESULTS`.
+    Published { keys: Vec<PublicationKey> },
+}
+
+/// The payload of one `jetwork.journal.events` message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalBatch {
+    pub events: Vec<Event>,
+}

@@ -1,0 +1,396 @@
+//! Golden-script tests of the engine (toydb style). Each file under `core/testscripts/` is a
+//! scenario: commands in, the events and effects they produce out. Regenerate the expected
+//! output with `UPDATE_GOLDENFILES=1 cargo test -p jetwork-master` and review the diff.
+//!
+//! Commands (the clock starts at 0 and only moves when told):
+//! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
+//!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval` (before use).
+//! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
+//! - `takeover epoch=<n> [leader=<id>]`
+//! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>]` (no `id`: none was sent)
+//! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]`
+//! - `request <worker> [slots=<n>]`
+//! - `report <worker> [done=<id>@<attempt>[/<result>]] [fail=<id>@<attempt>[/<reason>]]
+//!   [progress=<id>@<attempt>] [slots=<n>]` (keys may repeat; outcomes keep their order)
+//! - `published [result=<id>] [rejection=<seq>]`, `missing <id>`, `notify`, `state`
+//!
+//! After every command the runner checks the state invariants, and at the end of each script
+//! it checks that replaying every emitted event from an empty state gives the live state.
+
+use std::error::Error;
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use jetwork_shared::protocol::{
+    Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
+};
+use jetwork_shared::{QueueName, WorkId, WorkerId};
+
+use super::*;
+
+struct Runner {
+    engine: Engine,
+    now: Millis,
+    request: RequestId,
+    journal: Vec<Event>,
+    started: bool,
+}
+
+impl Runner {
+    fn new() -> Self {
+        Runner {
+            engine: Engine::new(State::default(), Policy::default()),
+            now: 0,
+            request: 0,
+            journal: Vec::new(),
+            started: false,
+        }
+    }
+
+    fn next_request(&mut self) -> RequestId {
+        self.request += 1;
+        self.request
+    }
+
+    fn run_command(&mut self, command: Command) -> Result<String, Box<dyn Error>> {
+        self.started = true;
+        let out = self.engine.step(command);
+        self.journal.extend(out.events.iter().cloned());
+        self.engine.state().check_invariants()?;
+        Ok(render(&out.events, &out.effects))
+    }
+}
+
+fn parse_ref(text: &str) -> Result<(WorkId, u32, Option<String>), Box<dyn Error>> {
+    let (id, rest) = text.split_once('@').ok_or(format!("expected <id>@<attempt>, got {text}"))?;
+    let (attempt, extra) = match rest.split_once('/') {
+        Some((a, extra)) => (a, Some(extra.to_owned())),
+        None => (rest, None),
+    };
+    Ok((WorkId::parse(id)?, attempt.parse()?, extra))
+}
+
+fn worker(name: &str) -> Result<WorkerId, Box<dyn Error>> {
+    Ok(WorkerId::parse(name)?)
+}
+
+impl goldenscript::Runner for Runner {
+    type Command = goldenscript::Command;
+
+    fn run(
+        &mut self,
+        command: &goldenscript::Command,
+        _: &goldenscript::Context,
+    ) -> Result<String, Box<dyn Error>> {
+        let mut args = command.consume_args();
+        let now = self.now;
+        let output = match command.name.as_str() {
+            "policy" => {
+                if self.started {
+                    return Err("policy must come before other commands".into());
+                }
+                let mut policy = self.engine.policy().clone();
+                while let Some((key, value)) = args.next_key() {
+                    let v: u64 = value.parse()?;
+                    match key {
+                        "work_timeout" => policy.work_timeout = v,
+                        "worker_timeout" => policy.worker_timeout = v,
+                        "max_attempts" => policy.max_attempts = v as u32,
+                        "max_grant" => policy.max_grant = v as u32,
+                        "max_grant_bytes" => policy.max_grant_bytes = v,
+                        "max_result" => policy.max_result = v,
+                        "seen_resolution" => policy.seen_resolution = v,
+                        "notify_interval" => policy.notify_interval = v,
+                        other => return Err(format!("unknown policy key {other}").into()),
+                    }
+                }
+                self.engine = Engine::new(State::default(), policy);
+                String::new()
+            }
+            "advance" => {
+                self.now += args.next_pos().ok_or("advance needs <ms>")?.parse::<u64>()?;
+                format!("now={}\n", self.now)
+            }
+            "tick" => {
+                if let Some(ms) = args.next_pos() {
+                    self.now += ms.parse::<u64>()?;
+                }
+                let now = self.now;
+                format!("now={now}\n{}", self.run_command(Command::Tick { now })?)
+            }
+            "takeover" => {
+                let epoch = args.take_key("epoch").ok_or("takeover needs epoch=")?.parse()?;
+                let leader = args.take_key("leader").unwrap_or("m1").to_owned();
+                self.run_command(Command::Takeover { epoch, leader, now })?
+            }
+            "submit" => {
+                let seq = args.take_key("seq").ok_or("submit needs seq=")?.parse()?;
+                let queue = QueueName::parse(args.take_key("queue").unwrap_or("q"))?;
+                let msg_id = args.take_key("id").map(str::to_owned);
+                let size = args.take_key("size").map_or(Ok(1), str::parse)?;
+                self.run_command(Command::Submitted { queue, seq, msg_id, size, now })?
+            }
+            "register" => {
+                let worker_id = worker(args.next_pos().ok_or("register needs <worker>")?)?;
+                let queues = args
+                    .take_key("queues")
+                    .unwrap_or("q")
+                    .split(',')
+                    .map(QueueName::parse)
+                    .collect::<Result<_, _>>()?;
+                let capacity = args.take_key("capacity").map_or(Ok(1), str::parse)?;
+                let mut running = Vec::new();
+                if let Some(list) = args.take_key("running") {
+                    for item in list.split(',') {
+                        let (work_id, attempt, _) = parse_ref(item)?;
+                        running.push(RunningWork { work_id, attempt });
+                    }
+                }
+                let request = self.next_request();
+                let msg = RegisterWorker { worker_id, queues, capacity, running };
+                self.run_command(Command::Register { request, msg, now })?
+            }
+            "request" => {
+                let worker_id = worker(args.next_pos().ok_or("request needs <worker>")?)?;
+                let slots = args.take_key("slots").map_or(Ok(1), str::parse)?;
+                let request = self.next_request();
+                self.run_command(Command::RequestWork {
+                    request,
+                    msg: RequestWork { worker_id, slots },
+                    now,
+                })?
+            }
+            "report" => {
+                let worker_id = worker(args.next_pos().ok_or("report needs <worker>")?)?;
+                let mut outcomes = Vec::new();
+                let mut slots = 0;
+                while let Some((key, value)) = args.next_key() {
+                    if key == "slots" {
+                        slots = value.parse()?;
+                        continue;
+                    }
+                    let (work_id, attempt, extra) = parse_ref(value)?;
+                    let (status, result, reason) = match key {
+                        "done" => {
+                            (OutcomeStatus::Completed, Bytes::from(extra.unwrap_or_default()), None)
+                        }
+                        "fail" => (OutcomeStatus::Failed, Bytes::new(), extra),
+                        "progress" => (OutcomeStatus::Progress, Bytes::new(), None),
+                        other => return Err(format!("unknown outcome {other}").into()),
+                    };
+                    outcomes.push(Outcome { work_id, attempt, status, result, reason });
+                }
+                let request = self.next_request();
+                self.run_command(Command::Report {
+                    request,
+                    msg: Report { worker_id, outcomes, slots },
+                    now,
+                })?
+            }
+            "published" => {
+                let mut keys = Vec::new();
+                while let Some((key, value)) = args.next_key() {
+                    keys.push(match key {
+                        "result" => PublicationKey::Result(WorkId::parse(value)?),
+                        "rejection" => PublicationKey::Rejection(value.parse()?),
+                        other => return Err(format!("unknown publication {other}").into()),
+                    });
+                }
+                self.run_command(Command::Published { keys })?
+            }
+            "missing" => {
+                let work_id = WorkId::parse(args.next_pos().ok_or("missing needs <id>")?)?;
+                self.run_command(Command::PayloadMissing { work_id, now })?
+            }
+            "notify" => render(&[], &self.engine.notifications(now)),
+            "state" => render_state(self.engine.state(), now),
+            other => return Err(format!("unknown command {other}").into()),
+        };
+        args.reject_next()?;
+        Ok(output)
+    }
+
+    fn end_script(&mut self) -> Result<(), Box<dyn Error>> {
+        let mut replayed = State::default();
+        for event in &self.journal {
+            replayed.apply(event);
+        }
+        if &replayed != self.engine.state() {
+            return Err(format!(
+                "replay diverged:\nlive {:#?}\nreplayed {:#?}",
+                self.engine.state(),
+                replayed
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+fn render(events: &[Event], effects: &[Effect]) -> String {
+    let mut s = String::new();
+    for event in events {
+        let _ = writeln!(s, "{}", render_event(event));
+    }
+    for effect in effects {
+        let _ = writeln!(s, "→ {}", render_effect(effect));
+    }
+    s
+}
+
+fn render_event(event: &Event) -> String {
+    match event {
+        Event::EpochStarted { epoch, leader, at } => {
+            format!("EpochStarted epoch={epoch} leader={leader} at={at}")
+        }
+        Event::WorkAccepted { work_id, queue, seq, size, .. } => {
+            format!("WorkAccepted {work_id} queue={queue} seq={seq} size={size}")
+        }
+        Event::SubmissionRejected { queue, seq, msg_id, reason, .. } => {
+            format!("SubmissionRejected queue={queue} seq={seq} msg_id={msg_id:?}: {reason}")
+        }
+        Event::WorkerRegistered { worker, queues, capacity, at } => {
+            let queues: Vec<_> = queues.iter().map(|q| q.as_str()).collect();
+            format!(
+                "WorkerRegistered {worker} queues={} capacity={capacity} at={at}",
+                queues.join(",")
+            )
+        }
+        Event::WorkerSeen { worker, at } => format!("WorkerSeen {worker} at={at}"),
+        Event::WorkerLost { worker, reason, .. } => format!("WorkerLost {worker}: {reason}"),
+        Event::WorkStarted { work_id, worker, attempt, deadline } => {
+            format!("WorkStarted {work_id}@{attempt} on {worker} deadline={deadline}")
+        }
+        Event::WorkProgressed { work_id, attempt, deadline } => {
+            format!("WorkProgressed {work_id}@{attempt} deadline={deadline}")
+        }
+        Event::WorkRequeued { work_id, attempt, reason } => {
+            format!("WorkRequeued {work_id}@{attempt}: {reason}")
+        }
+        Event::WorkCompleted { work_id, attempt, result, .. } => {
+            format!(
+                "WorkCompleted {work_id}@{attempt} result={:?}",
+                String::from_utf8_lossy(result)
+            )
+        }
+        Event::WorkFailed { work_id, attempt, reason, .. } => {
+            format!("WorkFailed {work_id}@{attempt}: {reason}")
+        }
+        Event::Published { keys } => format!("Published {}", render_keys(keys)),
+    }
+}
+
+fn render_keys(keys: &[PublicationKey]) -> String {
+    keys.iter()
+        .map(|k| match k {
+            PublicationKey::Result(id) => format!("result:{id}"),
+            PublicationKey::Rejection(seq) => format!("rejection:{seq}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn render_effect(effect: &Effect) -> String {
+    match effect {
+        Effect::Reply { request, reply } => format!("reply #{request} {}", render_reply(reply)),
+        Effect::NotifyReady { worker } => format!("notify {worker}"),
+        Effect::Publish { key } => format!("publish {}", render_keys(std::slice::from_ref(key))),
+        Effect::Announce { epoch, leader } => format!("announce epoch={epoch} leader={leader}"),
+    }
+}
+
+fn render_assignments(assignments: &[AssignmentRef]) -> String {
+    let items: Vec<_> = assignments
+        .iter()
+        .map(|a| format!("{}@{}(seq={} deadline={})", a.work_id, a.attempt, a.seq, a.deadline))
+        .collect();
+    format!("[{}]", items.join(" "))
+}
+
+fn render_reply(reply: &Reply) -> String {
+    match reply {
+        Reply::Registered(r) => {
+            let revoked: Vec<_> = r.revoked.iter().map(|id| id.as_str()).collect();
+            format!(
+                "registered epoch={} revoked=[{}] work_ready={}",
+                r.epoch,
+                revoked.join(" "),
+                r.work_ready
+            )
+        }
+        Reply::Grant { assignments } => format!("grant {}", render_assignments(assignments)),
+        Reply::Report { verdicts, assignments } => {
+            let verdicts: Vec<_> = verdicts
+                .iter()
+                .map(|v| {
+                    let mut s = format!("{}@{}={:?}", v.work_id, v.attempt, v.verdict);
+                    if let Some(d) = v.deadline_ms {
+                        let _ = write!(s, "(deadline={d})");
+                    }
+                    if let Some(r) = &v.reason {
+                        let _ = write!(s, "({r})");
+                    }
+                    s
+                })
+                .collect();
+            format!(
+                "report verdicts=[{}] assignments={}",
+                verdicts.join(" "),
+                render_assignments(assignments)
+            )
+        }
+        Reply::Error(e) => format!("error {}: {}", e.code, e.message),
+    }
+}
+
+fn render_state(state: &State, now: Millis) -> String {
+    let mut s = format!("epoch={} leader={:?}\n", state.epoch, state.leader);
+    for (name, q) in &state.queues {
+        let ready: Vec<_> = q.ready.iter().map(|id| id.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "queue {name}: cursor={} ready=[{}] accepted={} completed={} failed={} rejected={}",
+            q.cursor,
+            ready.join(" "),
+            q.accepted,
+            q.completed,
+            q.failed,
+            q.rejected
+        );
+    }
+    let mut ids: Vec<_> = state.work.keys().collect();
+    ids.sort();
+    for id in ids {
+        let w = &state.work[id];
+        let running = w.running.as_ref().map_or("ready".to_owned(), |r| {
+            format!("running on {} until {}", r.worker, r.deadline)
+        });
+        let _ = writeln!(
+            s,
+            "work {id}: queue={} seq={} attempt={} {running} last_error={:?}",
+            w.queue, w.seq, w.attempt, w.last_error
+        );
+    }
+    for (id, w) in &state.workers {
+        let running: Vec<_> = w.running.iter().map(|id| id.as_str()).collect();
+        let queues: Vec<_> = w.queues.iter().map(|q| q.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "worker {id}: queues={} capacity={} running=[{}] seen {} ms ago",
+            queues.join(","),
+            w.capacity,
+            running.join(" "),
+            now.saturating_sub(w.last_seen)
+        );
+    }
+    for key in state.unpublished.keys() {
+        let _ = writeln!(s, "unpublished {}", render_keys(std::slice::from_ref(key)));
+    }
+    s
+}
+
+test_each_file::test_each_path! { in "master/src/core/testscripts" as scripts => test_goldenscript }
+
+fn test_goldenscript(path: &std::path::Path) {
+    goldenscript::run(&mut Runner::new(), path).expect("goldenscript failed")
+}

@@ -1,0 +1,47 @@
+//! The master's decision logic: a pure, synchronous, deterministic state machine.
+//!
+//! ```text
+//!   Command (input, carries `now` and ids) ──► Engine::step ──► Events ──► journal (runtime)
+//!                                               │    │
+//!                                               │    └─ applies each event to State as it goes
+//!                                               └──────► Effects (replies, notifications,
+//!                                                        publications) run by the runtime
+//!                                                        only after the events are journaled
+//! ```
+//!
+//! Contract, which the tests in this module enforce:
+//! - Nothing under `core/` is async, reads a clock, draws randomness or touches NATS. Time
+//!   arrives as `now` (milliseconds) inside a [`Command`]; ids arrive inside commands too.
+//! - [`State::apply`] is total: it never fails and never panics, whatever the event. Every
+//!   check happens in [`Engine::step`] *before* an event exists, so a journaled event can
+//!   always be replayed (the Akka sample's "poison event" cannot happen here).
+//! - Replaying the journal is `events.fold(State::default(), apply)` and yields exactly the
+//!   state the leader had when it wrote them (`replay_equals_live` in the tests).
+//! - The engine holds two kinds of state: [`State`], rebuilt by replay and saved in
+//!   snapshots, and a little soft bookkeeping (who was notified when) that only affects
+//!   how often notifications are re-sent, never what is decided about work.
+
+mod command;
+mod effect;
+mod engine;
+mod event;
+mod policy;
+mod state;
+
+#[cfg(test)]
+mod golden_test;
+#[cfg(test)]
+mod replay_test;
+
+pub use command::Command;
+pub use effect::{AssignmentRef, Effect, Reply, ReplyError};
+pub use engine::{Engine, Output};
+pub use event::{Event, JournalBatch};
+pub use policy::Policy;
+pub use state::{Publication, PublicationKey, QueueState, Running, State, Work, Worker};
+
+/// Milliseconds since the Unix epoch, on the leader's clock.
+pub type Millis = u64;
+
+/// The runtime's handle for a request waiting for its reply.
+pub type RequestId = u64;

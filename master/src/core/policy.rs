@@ -1,0 +1,45 @@
+//! [`Policy`]: the tunables the engine decides with. They shape future decisions only; every
+//! decision's outcome (deadlines, attempt numbers) is written into the events, so replay does
+//! not depend on the policy in force when the journal was written.
+
+use super::Millis;
+
+/// Timings and limits for the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// How long an attempt may go without a result or progress before it is re-queued.
+    pub work_timeout: Millis,
+    /// How long a worker may go unheard before it is forgotten and its work re-queued.
+    pub worker_timeout: Millis,
+    /// Hand-outs per work item before it ends as `failed`.
+    pub max_attempts: u32,
+    /// Most items in one grant.
+    pub max_grant: u32,
+    /// Most payload bytes in one grant (keeps replies under NATS `max_payload`).
+    pub max_grant_bytes: u64,
+    /// Largest result accepted; a larger one fails its attempt.
+    pub max_result: u64,
+    /// Largest capacity a worker may declare.
+    pub max_capacity: u32,
+    /// A worker's liveness is journaled at most this often (heartbeats in between only
+    /// matter if the worker goes silent, and `worker_timeout` is much longer).
+    pub seen_resolution: Millis,
+    /// How long before an unanswered "work ready" notification is sent again.
+    pub notify_interval: Millis,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            work_timeout: 10_000,
+            worker_timeout: 30_000,
+            max_attempts: 5,
+            max_grant: 256,
+            max_grant_bytes: 768 * 1024,
+            max_result: 512 * 1024,
+            max_capacity: 10_000,
+            seen_resolution: 1_000,
+            notify_interval: 1_000,
+        }
+    }
+}

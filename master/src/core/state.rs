@@ -1,0 +1,421 @@
+//! [`State`]: everything the master knows that must survive it, rebuilt by replaying the
+//! journal and saved whole in snapshots.
+//!
+//! Invariants (checked by [`State::check_invariants`] in tests):
+//! - every work item is either ready (listed exactly once in its queue's `ready`) or running
+//!   (listed in its worker's `running` and once in `deadlines`), never both;
+//! - `deadlines` holds exactly the running items, keyed by their current deadline;
+//! - a finished item is gone from `work`; until its result is stored it waits in
+//!   `unpublished`;
+//! - `cursor` of a queue is the highest submit sequence consumed from that queue, so
+//!   re-reading the stream after a takeover never accepts a submission twice.
+//!
+//! Memory is bounded by what is being dispatched: ready items are read ahead only as far as
+//! workers can take them (the backlog stays in `JETWORK_SUBMIT`), running items by the
+//! workers' capacity, and `unpublished` by results in flight to the results stream.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use jetwork_shared::protocol::{QueueStatus, RunningStatus, StatusReport, WorkerStatus};
+use jetwork_shared::{QueueName, WorkId, WorkerId};
+
+use super::{Event, Millis};
+
+/// The durable state of the master.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Epoch (lease revision) of the leader that wrote the latest `EpochStarted`.
+    pub epoch: u64,
+    /// That leader's id.
+    pub leader: String,
+    pub queues: BTreeMap<QueueName, QueueState>,
+    /// Work read from the submit stream and not finished.
+    pub work: HashMap<WorkId, Work>,
+    /// Running items by deadline.
+    pub deadlines: BTreeSet<(Millis, WorkId)>,
+    pub workers: BTreeMap<WorkerId, Worker>,
+    /// Finished items and rejections whose publication is not yet confirmed.
+    pub unpublished: BTreeMap<PublicationKey, Publication>,
+}
+
+/// One queue's position in the submit stream and its ready items.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueState {
+    /// Highest `JETWORK_SUBMIT` sequence consumed from this queue.
+    pub cursor: u64,
+    /// Ready items, next to hand out first. Re-queued items go to the front.
+    pub ready: VecDeque<WorkId>,
+    pub accepted: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub rejected: u64,
+}
+
+/// A work item in flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Work {
+    pub queue: QueueName,
+    /// Its sequence in `JETWORK_SUBMIT`, where the payload stays until it is finished.
+    pub seq: u64,
+    pub size: u64,
+    /// Hand-outs so far (0 while it has never run).
+    pub attempt: u32,
+    /// Set while an attempt runs.
+    pub running: Option<Running>,
+    /// Why the previous attempt ended, if one did.
+    pub last_error: Option<String>,
+}
+
+/// The attempt currently running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    pub worker: WorkerId,
+    pub deadline: Millis,
+}
+
+/// A registered worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Worker {
+    pub queues: Vec<QueueName>,
+    pub capacity: u32,
+    pub running: BTreeSet<WorkId>,
+    pub last_seen: Millis,
+}
+
+impl Worker {
+    /// Slots not taken by running items.
+    pub fn free(&self) -> u32 {
+        self.capacity.saturating_sub(u32::try_from(self.running.len()).unwrap_or(u32::MAX))
+    }
+}
+
+/// Identifies something to publish to `JETWORK_RESULTS`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PublicationKey {
+    /// The result of a finished work item.
+    Result(WorkId),
+    /// The rejection of the submission at this `JETWORK_SUBMIT` sequence.
+    Rejection(u64),
+}
+
+/// What to publish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Publication {
+    Completed { work_id: WorkId, queue: QueueName, attempt: u32, result: Bytes },
+    Failed { work_id: WorkId, queue: QueueName, attempt: u32, reason: String },
+    Rejected { queue: QueueName, seq: u64, msg_id: Option<String>, reason: String },
+}
+
+impl State {
+    /// Folds one event into the state. Total: an event that does not fit the state (which
+    /// the engine never produces) changes nothing rather than failing, so replay can never
+    /// be stuck on a journal entry.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::EpochStarted { epoch, leader, at } => {
+                self.epoch = *epoch;
+                self.leader.clone_from(leader);
+                for worker in self.workers.values_mut() {
+                    worker.last_seen = worker.last_seen.max(*at);
+                }
+            }
+            Event::WorkAccepted { work_id, queue, seq, size, .. } => {
+                let q = self.queues.entry(queue.clone()).or_default();
+                q.cursor = q.cursor.max(*seq);
+                if self.work.contains_key(work_id) {
+                    return;
+                }
+                q.accepted += 1;
+                q.ready.push_back(work_id.clone());
+                self.work.insert(
+                    work_id.clone(),
+                    Work {
+                        queue: queue.clone(),
+                        seq: *seq,
+                        size: *size,
+                        attempt: 0,
+                        running: None,
+                        last_error: None,
+                    },
+                );
+            }
+            Event::SubmissionRejected { queue, seq, msg_id, reason, .. } => {
+                let q = self.queues.entry(queue.clone()).or_default();
+                q.cursor = q.cursor.max(*seq);
+                q.rejected += 1;
+                self.unpublished.insert(
+                    PublicationKey::Rejection(*seq),
+                    Publication::Rejected {
+                        queue: queue.clone(),
+                        seq: *seq,
+                        msg_id: msg_id.clone(),
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            Event::WorkerRegistered { worker, queues, capacity, at } => {
+                let entry = self.workers.entry(worker.clone()).or_insert_with(|| Worker {
+                    queues: Vec::new(),
+                    capacity: 0,
+                    running: BTreeSet::new(),
+                    last_seen: *at,
+                });
+                entry.queues.clone_from(queues);
+                entry.capacity = *capacity;
+                entry.last_seen = entry.last_seen.max(*at);
+            }
+            Event::WorkerSeen { worker, at } => {
+                if let Some(w) = self.workers.get_mut(worker) {
+                    w.last_seen = w.last_seen.max(*at);
+                }
+            }
+            Event::WorkerLost { worker, .. } => {
+                // Anything still listed as running on it keeps its deadline and is re-queued
+                // when that passes; the engine re-queues it before losing the worker anyway.
+                self.workers.remove(worker);
+            }
+            Event::WorkStarted { work_id, worker, attempt, deadline } => {
+                let Some(work) = self.work.get_mut(work_id) else { return };
+                if work.running.is_some() {
+                    return;
+                }
+                if let Some(q) = self.queues.get_mut(&work.queue) {
+                    remove_from(&mut q.ready, work_id);
+                }
+                work.attempt = *attempt;
+                work.running = Some(Running { worker: worker.clone(), deadline: *deadline });
+                self.deadlines.insert((*deadline, work_id.clone()));
+                if let Some(w) = self.workers.get_mut(worker) {
+                    w.running.insert(work_id.clone());
+                }
+            }
+            Event::WorkProgressed { work_id, deadline, .. } => {
+                let Some(running) = self.work.get_mut(work_id).and_then(|w| w.running.as_mut())
+                else {
+                    return;
+                };
+                self.deadlines.remove(&(running.deadline, work_id.clone()));
+                running.deadline = *deadline;
+                self.deadlines.insert((*deadline, work_id.clone()));
+            }
+            Event::WorkRequeued { work_id, reason, .. } => {
+                let Some(work) = self.work.get_mut(work_id) else { return };
+                let Some(running) = work.running.take() else { return };
+                work.last_error = Some(reason.clone());
+                self.deadlines.remove(&(running.deadline, work_id.clone()));
+                if let Some(w) = self.workers.get_mut(&running.worker) {
+                    w.running.remove(work_id);
+                }
+                self.queues
+                    .entry(work.queue.clone())
+                    .or_default()
+                    .ready
+                    .push_front(work_id.clone());
+            }
+            Event::WorkCompleted { work_id, attempt, result, .. } => {
+                let Some(work) = self.finish(work_id) else { return };
+                let q = self.queues.entry(work.queue.clone()).or_default();
+                q.completed += 1;
+                self.unpublished.insert(
+                    PublicationKey::Result(work_id.clone()),
+                    Publication::Completed {
+                        work_id: work_id.clone(),
+                        queue: work.queue,
+                        attempt: *attempt,
+                        result: result.clone(),
+                    },
+                );
+            }
+            Event::WorkFailed { work_id, attempt, reason, .. } => {
+                let Some(work) = self.finish(work_id) else { return };
+                let q = self.queues.entry(work.queue.clone()).or_default();
+                q.failed += 1;
+                self.unpublished.insert(
+                    PublicationKey::Result(work_id.clone()),
+                    Publication::Failed {
+                        work_id: work_id.clone(),
+                        queue: work.queue,
+                        attempt: *attempt,
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            Event::Published { keys } => {
+                for key in keys {
+                    self.unpublished.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Removes a finished item from wherever it is (ready or running).
+    fn finish(&mut self, work_id: &WorkId) -> Option<Work> {
+        let work = self.work.remove(work_id)?;
+        match &work.running {
+            Some(running) => {
+                self.deadlines.remove(&(running.deadline, work_id.clone()));
+                if let Some(w) = self.workers.get_mut(&running.worker) {
+                    w.running.remove(work_id);
+                }
+            }
+            None => {
+                if let Some(q) = self.queues.get_mut(&work.queue) {
+                    remove_from(&mut q.ready, work_id);
+                }
+            }
+        }
+        Some(work)
+    }
+
+    /// Ready items in `queue`.
+    pub fn ready_len(&self, queue: &QueueName) -> usize {
+        self.queues.get(queue).map_or(0, |q| q.ready.len())
+    }
+
+    /// Free slots of all workers serving `queue` (a worker serving several queues counts
+    /// for each: this is an upper bound used to decide how far to read ahead).
+    pub fn free_slots(&self, queue: &QueueName) -> u64 {
+        self.workers
+            .values()
+            .filter(|w| w.queues.contains(queue))
+            .map(|w| u64::from(w.free()))
+            .sum()
+    }
+
+    /// Lowest submit sequence in `queue` that is still needed: read ahead, running, or
+    /// finished but not yet published (a rejection's payload is published from the stream).
+    pub fn lowest_needed_seq(&self, queue: &QueueName) -> Option<u64> {
+        let in_flight = self.work.values().filter(|w| &w.queue == queue).map(|w| w.seq).min();
+        let unpublished = self
+            .unpublished
+            .values()
+            .filter_map(|p| match p {
+                Publication::Rejected { queue: q, seq, .. } if q == queue => Some(*seq),
+                _ => None,
+            })
+            .min();
+        match (in_flight, unpublished) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The leader's view for `jetwork.master.status`. `pending` counts only the items read
+    /// ahead; the runtime adds what is still unread in the stream.
+    pub fn status(&self, now: Millis) -> StatusReport {
+        let mut in_progress: BTreeMap<&QueueName, u64> = BTreeMap::new();
+        for work in self.work.values().filter(|w| w.running.is_some()) {
+            *in_progress.entry(&work.queue).or_default() += 1;
+        }
+        let queues = self
+            .queues
+            .iter()
+            .map(|(name, q)| QueueStatus {
+                queue: name.clone(),
+                pending: q.ready.len() as u64,
+                in_progress: in_progress.get(name).copied().unwrap_or(0),
+                completed: q.completed,
+                failed: q.failed,
+                rejected: q.rejected,
+            })
+            .collect();
+        let workers = self
+            .workers
+            .iter()
+            .map(|(id, w)| WorkerStatus {
+                worker_id: id.clone(),
+                queues: w.queues.clone(),
+                capacity: w.capacity,
+                last_seen_ago_ms: now.saturating_sub(w.last_seen),
+                running: w
+                    .running
+                    .iter()
+                    .filter_map(|work_id| {
+                        let work = self.work.get(work_id)?;
+                        Some(RunningStatus {
+                            work_id: work_id.clone(),
+                            queue: work.queue.clone(),
+                            attempt: work.attempt,
+                            deadline_ms: work.running.as_ref().map_or(0, |r| r.deadline),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        StatusReport {
+            leader: self.leader.clone(),
+            epoch: self.epoch,
+            now_ms: now,
+            queues,
+            workers,
+        }
+    }
+
+    /// Verifies the invariants in the module docs; used by tests after every step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen_ready = BTreeSet::new();
+        for (name, q) in &self.queues {
+            for id in &q.ready {
+                let work =
+                    self.work.get(id).ok_or(format!("ready {id} in {name} is not in work"))?;
+                if work.running.is_some() {
+                    return Err(format!("{id} is both ready and running"));
+                }
+                if &work.queue != name {
+                    return Err(format!("{id} is ready in {name} but belongs to {}", work.queue));
+                }
+                if !seen_ready.insert(id.clone()) {
+                    return Err(format!("{id} is ready twice"));
+                }
+            }
+        }
+        let mut running = 0;
+        for (id, work) in &self.work {
+            match &work.running {
+                None if !seen_ready.contains(id) => {
+                    return Err(format!("{id} is neither ready nor running"))
+                }
+                None => {}
+                Some(r) => {
+                    running += 1;
+                    if !self.deadlines.contains(&(r.deadline, id.clone())) {
+                        return Err(format!("{id} runs without its deadline indexed"));
+                    }
+                    let worker = self
+                        .workers
+                        .get(&r.worker)
+                        .ok_or(format!("{id} runs on unknown worker {}", r.worker))?;
+                    if !worker.running.contains(id) {
+                        return Err(format!("{id} is not listed on its worker {}", r.worker));
+                    }
+                }
+            }
+            if self.unpublished.contains_key(&PublicationKey::Result(id.clone())) {
+                return Err(format!("{id} is both in flight and finished"));
+            }
+        }
+        if self.deadlines.len() != running {
+            return Err(format!("{} deadlines for {running} running items", self.deadlines.len()));
+        }
+        for (wid, w) in &self.workers {
+            for id in &w.running {
+                let on = self.work.get(id).and_then(|w| w.running.as_ref()).map(|r| &r.worker);
+                if on != Some(wid) {
+                    return Err(format!("worker {wid} lists {id}, which runs on {on:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_from(deque: &mut VecDeque<WorkId>, id: &WorkId) {
+    if deque.front() == Some(id) {
+        deque.pop_front();
+    } else if let Some(pos) = deque.iter().position(|x| x == id) {
+        deque.remove(pos);
+    }
+}

@@ -1,0 +1,214 @@
+//! Configuration shared by every binary, and the loader that layers its sources.
+//!
+//! Sources, later ones winning: built-in defaults (the `Default` impls here and in each
+//! component), an optional TOML file (`--config <path>`, or the path in `JETWORK_CONFIG`), and
+//! environment variables `JETWORK_<SECTION>__<KEY>` (for example
+//! `JETWORK_MASTER__WORK_TIMEOUT=3s`, `JETWORK_NATS__URL=nats://host:4222`). Command-line
+//! flags (`--nats-url`, env `NATS_URL`) are applied by each binary on top.
+//!
+//! Durations are written the humantime way (`250ms`, `10s`, `2m`, `24h`). Every section
+//! rejects unknown keys, so a typo is an error at start-up instead of a silently ignored
+//! setting; unknown *sections* are ignored so one file can configure all components.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use thiserror::Error;
+
+/// The environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "JETWORK";
+/// The environment variable naming a config file when `--config` is absent.
+pub const CONFIG_FILE_ENV: &str = "JETWORK_CONFIG";
+
+/// Configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Rule(String),
+}
+
+/// How to reach NATS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma separated.
+    pub url: String,
+    /// Optional credentials file (NATS decentralised auth).
+    pub credentials: Option<PathBuf>,
+    /// Timeout for JetStream API calls and publish acknowledgements.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            credentials: None,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Settings of the JetStream streams and buckets (see [`crate::topology`]). The master applies
+/// them on start; other components only create what is missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// Replicas of every stream and bucket (1 for a single server, 3 for a cluster).
+    pub replicas: usize,
+    /// `file` or `memory`. Only `file` survives a nats-server restart.
+    pub storage: StorageKind,
+    /// A work id submitted again within this horizon is acknowledged and not run again.
+    #[serde(with = "humantime_serde")]
+    pub dedup_horizon: Duration,
+    /// How long results (and rejections) are kept in `JETWORK_RESULTS`.
+    #[serde(with = "humantime_serde")]
+    pub results_retention: Duration,
+    /// How long journal history older than the latest snapshot is kept for inspection.
+    #[serde(with = "humantime_serde")]
+    pub journal_retention: Duration,
+    /// Largest accepted submission payload, in bytes (larger ones get an error reply).
+    pub max_payload: u32,
+    /// Largest accepted result, in bytes; a larger result fails its attempt.
+    pub max_result: u32,
+    /// Cap on stored submissions; beyond it submitters get an error reply. -1: no cap.
+    pub max_pending_messages: i64,
+    /// Cap on stored submission bytes; beyond it submitters get an error reply. -1: no cap.
+    pub max_pending_bytes: i64,
+}
+
+/// Where JetStream keeps a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    File,
+    Memory,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            replicas: 1,
+            storage: StorageKind::File,
+            dedup_horizon: Duration::from_secs(120),
+            results_retention: Duration::from_secs(24 * 3600),
+            journal_retention: Duration::from_secs(3600),
+            max_payload: 512 * 1024,
+            max_result: 512 * 1024,
+            max_pending_messages: -1,
+            max_pending_bytes: -1,
+        }
+    }
+}
+
+impl StreamsConfig {
+    /// Checks the rules that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.replicas == 0 || self.replicas > 5 {
+            return Err(ConfigError::Rule(format!(
+                "streams.replicas must be between 1 and 5, not {}",
+                self.replicas
+            )));
+        }
+        if self.dedup_horizon < Duration::from_millis(100) {
+            return Err(ConfigError::Rule("streams.dedup_horizon must be at least 100ms".into()));
+        }
+        if self.results_retention < Duration::from_secs(1) {
+            return Err(ConfigError::Rule("streams.results_retention must be at least 1s".into()));
+        }
+        if self.max_payload == 0 || self.max_result == 0 {
+            return Err(ConfigError::Rule("streams.max_payload and max_result must be > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Loads a `T` from defaults, the optional file and `JETWORK_*` environment variables.
+/// `list_keys` names keys (like `worker.queues`) whose env value is a comma-separated list.
+pub fn load<T: DeserializeOwned>(
+    file: Option<&Path>,
+    list_keys: &[&str],
+) -> Result<T, ConfigError> {
+    let env_file = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);
+    let file = file.map(Path::to_path_buf).or(env_file);
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigError::MissingFile { path });
+        }
+        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+    }
+    let mut env = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .ignore_empty(true);
+    if !list_keys.is_empty() {
+        env = env.list_separator(",");
+        for key in list_keys {
+            env = env.with_list_parse_key(key);
+        }
+    }
+    // JETWORK_CONFIG names the file, it is not a setting.
+    let env = env.source(Some(
+        std::env::vars()
+            .filter(|(k, _)| k != CONFIG_FILE_ENV && k.starts_with("JETWORK_") && k.contains("__"))
+            .collect(),
+    ));
+    Ok(builder.add_source(env).build()?.try_deserialize()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Sample {
+        nats: NatsConfig,
+        streams: StreamsConfig,
+    }
+
+    #[test]
+    fn defaults_then_file_then_nothing_else() {
+        let mut file = tempfile_in_target("sample.toml");
+        writeln!(
+            file.1,
+            "[nats]\nurl = \"nats://example:4222\"\n[streams]\ndedup_horizon = \"5m\""
+        )
+        .unwrap();
+        let cfg: Sample = load(Some(&file.0), &[]).unwrap();
+        assert_eq!(cfg.nats.url, "nats://example:4222");
+        assert_eq!(cfg.streams.dedup_horizon, Duration::from_secs(300));
+        assert_eq!(cfg.streams.replicas, 1);
+    }
+
+    #[test]
+    fn unknown_keys_in_a_section_are_errors() {
+        let mut file = tempfile_in_target("typo.toml");
+        writeln!(file.1, "[nats]\nurll = \"x\"").unwrap();
+        let err = load::<Sample>(Some(&file.0), &[]).unwrap_err();
+        assert!(err.to_string().contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = load::<Sample>(Some(Path::new("/nonexistent/jetwork.toml")), &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile { .. }));
+    }
+
+    fn tempfile_in_target(name: &str) -> (PathBuf, std::fs::File) {
+        let dir = std::env::temp_dir().join(format!("jetwork-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        (path, file)
+    }
+}

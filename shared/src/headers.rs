@@ -1,0 +1,53 @@
+//! Header names on stored and published messages. Values are plain ASCII text so that
+//! `nats stream view` and `nats sub` show them readably.
+
+/// JetStream's deduplication id; on submissions it carries the work id.
+pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+/// `completed`, `failed` (attempts used up) or `rejected` (invalid submission).
+pub const STATUS: &str = "Jetwork-Status";
+/// The attempt (1-based) that produced a result.
+pub const ATTEMPT: &str = "Jetwork-Attempt";
+/// Human-readable reason for a `failed` or `rejected` status (one line, bounded length).
+pub const REASON: &str = "Jetwork-Reason";
+/// The work id, repeated on results so a consumer of a wildcard need not parse the subject.
+pub const WORK_ID: &str = "Jetwork-Work-Id";
+/// The queue, repeated on results for the same reason.
+pub const QUEUE: &str = "Jetwork-Queue";
+/// On rejections: the stream sequence of the rejected submission in `JETWORK_SUBMIT`.
+pub const SUBMIT_SEQ: &str = "Jetwork-Submit-Seq";
+/// On journal messages: the leadership epoch (lease revision) of the master that wrote it.
+pub const EPOCH: &str = "Jetwork-Epoch";
+/// On snapshot parts: `<index>/<count>`, 1-based.
+pub const SNAPSHOT_PART: &str = "Jetwork-Snapshot-Part";
+
+/// Value of [`STATUS`] for completed work.
+pub const STATUS_COMPLETED: &str = "completed";
+/// Value of [`STATUS`] for work that used up its attempts.
+pub const STATUS_FAILED: &str = "failed";
+/// Value of [`STATUS`] for a submission that could not be accepted.
+pub const STATUS_REJECTED: &str = "rejected";
+
+/// Makes `text` safe for a header value: one line, printable ASCII, at most `max` bytes.
+pub fn sanitize(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.chars() {
+        let c = if c.is_ascii_graphic() || c == ' ' { c } else { ' ' };
+        if out.len() + 1 > max {
+            break;
+        }
+        out.push(c);
+    }
+    out.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_makes_one_bounded_line() {
+        assert_eq!(sanitize("exit 1:\nboom\r\n", 100), "exit 1: boom");
+        assert_eq!(sanitize("abcdef", 3), "abc");
+        assert_eq!(sanitize("héllo", 10), "h llo");
+    }
+}

@@ -1,0 +1,28 @@
+//! Everything the jetwork components agree on: the names of subjects, streams and buckets, the
+//! validated identifiers that appear in them, the MessagePack wire messages exchanged between
+//! master, workers and frontends, the headers on stored messages, configuration loading, and the
+//! JetStream topology (stream and bucket definitions) that every component may create.
+//!
+//! Nothing in here talks to NATS on its own except [`topology`] and [`connect`], which the
+//! binaries call at start-up. The protocol is documented for other-language implementers in
+//! `docs/protocol.md`; this crate is the reference for it and the two must stay in step.
+
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod connect;
+pub mod error;
+pub mod headers;
+pub mod name;
+pub mod protocol;
+pub mod queue_name;
+pub mod subjects;
+pub mod telemetry;
+pub mod topology;
+pub mod work_id;
+pub mod worker_id;
+
+pub use error::{Error, Result};
+pub use queue_name::QueueName;
+pub use work_id::WorkId;
+pub use worker_id::WorkerId;

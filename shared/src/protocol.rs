@@ -1,0 +1,270 @@
+//! The messages exchanged between workers (and frontends) and the leading master, encoded with
+//! [`crate::codec`] as MessagePack maps. One request type per master endpoint, each with its
+//! reply type; see `docs/protocol.md` for the same catalogue with subjects and examples.
+//!
+//! Conventions every message keeps:
+//! - `epoch` in a reply is the leadership term (the lease revision) of the master that sent
+//!   it. Workers remember the highest epoch they have seen and ignore anything older, so a
+//!   deposed master's late reply cannot steer them.
+//! - Attempts are 1-based and identify one hand-out of a work item; a report always names the
+//!   attempt it is about, so the master can tell a current report from a superseded one.
+//! - Times are milliseconds since the Unix epoch on the master's clock (`*_ms`); relative
+//!   durations are milliseconds (`*_ms` too, named as durations).
+//! - Errors are not encoded in these types: the master answers a request it cannot serve with
+//!   an empty body and the NATS micro-service headers `Nats-Service-Error` (reason) and
+//!   `Nats-Service-Error-Code` (400 bad request, 404 unknown worker, 503 not leader).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::{QueueName, WorkId, WorkerId};
+
+/// `jetwork.master.register`: a worker announces itself and what it is running. Sent on start,
+/// every `register_interval` as a heartbeat, and at once when a new master is elected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterWorker {
+    pub worker_id: WorkerId,
+    /// Queues this worker takes work from.
+    pub queues: Vec<QueueName>,
+    /// How many items it runs at once.
+    pub capacity: u32,
+    /// Items it is executing or holding an unacknowledged result for.
+    #[serde(default)]
+    pub running: Vec<RunningWork>,
+}
+
+/// One item a worker holds, in [`RegisterWorker::running`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningWork {
+    pub work_id: WorkId,
+    pub attempt: u32,
+}
+
+/// Reply to [`RegisterWorker`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registered {
+    pub epoch: u64,
+    /// Items from `running` that are no longer this worker's to execute (timed out and handed
+    /// to someone else, or finished). The worker should stop executing them; results it
+    /// already has may still be reported.
+    #[serde(default)]
+    pub revoked: Vec<WorkId>,
+    /// True when work is waiting in one of the worker's queues: ask for it.
+    #[serde(default)]
+    pub work_ready: bool,
+}
+
+/// `jetwork.master.request`: an idle (or partly idle) worker asks for up to `slots` items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestWork {
+    pub worker_id: WorkerId,
+    pub slots: u32,
+}
+
+/// Reply to [`RequestWork`]: zero or more items. An empty grant means "nothing now; you will
+/// get `jetwork.worker.<id>.ready` when there is".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkGrant {
+    pub epoch: u64,
+    #[serde(default)]
+    pub assignments: Vec<Assignment>,
+}
+
+/// One item handed to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub work_id: WorkId,
+    pub queue: QueueName,
+    /// 1 on the first hand-out, incremented on every re-queue.
+    pub attempt: u32,
+    /// When the master will consider the attempt timed out unless it hears progress.
+    pub deadline_ms: u64,
+    /// The same deadline as a duration from the moment the master sent this, for workers whose
+    /// clock is not in step with the master's.
+    pub timeout_ms: u64,
+    /// The job, exactly the bytes that were submitted.
+    pub payload: Bytes,
+}
+
+/// `jetwork.master.report`: a worker reports outcomes, and may ask for `slots` more items in
+/// the same round trip. A worker re-sends a completion or failure until it gets a verdict for
+/// it; the master records each at most once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub worker_id: WorkerId,
+    #[serde(default)]
+    pub outcomes: Vec<Outcome>,
+    /// Items wanted in the reply, 0 for none.
+    #[serde(default)]
+    pub slots: u32,
+}
+
+/// What happened to one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub work_id: WorkId,
+    pub attempt: u32,
+    pub status: OutcomeStatus,
+    /// The result bytes, for `completed`.
+    #[serde(default)]
+    pub result: Bytes,
+    /// Why it failed, for `failed`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The kind of an [`Outcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// Finished; `result` holds the output.
+    Completed,
+    /// Failed; `reason` says why. The master re-queues it or, after the last attempt, fails it.
+    Failed,
+    /// Still working: extend the deadline.
+    Progress,
+}
+
+/// Reply to [`Report`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportReply {
+    pub epoch: u64,
+    /// One verdict per outcome, in order.
+    #[serde(default)]
+    pub verdicts: Vec<Verdict>,
+    /// New items, if `slots` asked for them.
+    #[serde(default)]
+    pub assignments: Vec<Assignment>,
+}
+
+/// The master's answer to one [`Outcome`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub work_id: WorkId,
+    pub attempt: u32,
+    pub verdict: VerdictKind,
+    /// For accepted progress: the new deadline.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// For accepted progress: the new deadline as a duration from now.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// For `rejected`: why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// How the master took an [`Outcome`]. Every kind but `rejected` means "stop re-sending".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// Recorded in the journal (or, for progress, the deadline was extended).
+    Accepted,
+    /// The work is no longer in flight: it was finished earlier (perhaps by this very report,
+    /// whose first acknowledgement was lost). Nothing more to do.
+    Finished,
+    /// The work is in flight but this attempt no longer owns it (it timed out and was handed
+    /// out again). A failure or progress from it is ignored; stop executing it.
+    Superseded,
+    /// The outcome is malformed (for example an attempt that was never handed out).
+    Rejected,
+}
+
+/// `jetwork.worker.<id>.ready`: work is waiting in one of the worker's queues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkReady {
+    pub epoch: u64,
+}
+
+/// `jetwork.master.elected`: a master has taken over; workers re-register at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MasterElected {
+    pub epoch: u64,
+    pub leader: String,
+}
+
+/// Reply to `jetwork.master.status` (JSON, for people and scripts; see `docs/protocol.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub leader: String,
+    pub epoch: u64,
+    /// Master clock when the report was made.
+    pub now_ms: u64,
+    pub queues: Vec<QueueStatus>,
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One queue in a [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    pub queue: QueueName,
+    /// Submitted and not yet handed out (stored in `JETWORK_SUBMIT` or read ahead by the master).
+    pub pending: u64,
+    /// Handed out and not finished.
+    pub in_progress: u64,
+    /// Finished as `completed` since the journal began.
+    pub completed: u64,
+    /// Finished as `failed` since the journal began.
+    pub failed: u64,
+    /// Submissions rejected as invalid.
+    pub rejected: u64,
+}
+
+/// One worker in a [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub worker_id: WorkerId,
+    pub queues: Vec<QueueName>,
+    pub capacity: u32,
+    /// Milliseconds since the master last heard from it.
+    pub last_seen_ago_ms: u64,
+    pub running: Vec<RunningStatus>,
+}
+
+/// One item a worker runs, in a [`WorkerStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningStatus {
+    pub work_id: WorkId,
+    pub queue: QueueName,
+    pub attempt: u32,
+    pub deadline_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    #[test]
+    fn report_round_trips_as_named_map() {
+        let report = Report {
+            worker_id: WorkerId::parse("w1").unwrap(),
+            outcomes: vec![Outcome {
+                work_id: WorkId::parse("a").unwrap(),
+                attempt: 2,
+                status: OutcomeStatus::Completed,
+                result: Bytes::from_static(b"4"),
+                reason: None,
+            }],
+            slots: 3,
+        };
+        let bytes = codec::encode(&report).unwrap();
+        // Field names are on the wire, so other languages can decode by key.
+        let text = String::from_utf8_lossy(&bytes);
+        for key in ["worker_id", "outcomes", "work_id", "attempt", "status", "completed", "slots"] {
+            assert!(text.contains(key), "{key} missing from {text:?}");
+        }
+        assert_eq!(codec::decode::<Report>(&bytes).unwrap(), report);
+    }
+
+    #[test]
+    fn invalid_ids_inside_messages_are_rejected_on_decode() {
+        #[derive(Serialize)]
+        struct Raw<'a> {
+            worker_id: &'a str,
+            slots: u32,
+        }
+        let bytes = codec::encode(&Raw { worker_id: "evil.>", slots: 1 }).unwrap();
+        assert!(codec::decode::<RequestWork>(&bytes).is_err());
+    }
+}

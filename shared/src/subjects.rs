@@ -1,0 +1,92 @@
+//! Every subject, stream and bucket name jetwork uses, in one place, so that no other module
+//! spells a subject by hand. `docs/protocol.md` lists the same names for other-language
+//! clients; change both together.
+
+use crate::{QueueName, WorkId, WorkerId};
+
+/// Stream holding submitted work until it is finished (the durable pending queue).
+pub const SUBMIT_STREAM: &str = "JETWORK_SUBMIT";
+/// Stream holding the master's journal: event batches, epoch markers and snapshots.
+pub const JOURNAL_STREAM: &str = "JETWORK_JOURNAL";
+/// Stream holding published results and rejected submissions.
+pub const RESULTS_STREAM: &str = "JETWORK_RESULTS";
+/// KV bucket holding the master lease.
+pub const LEASE_BUCKET: &str = "jetwork-lease";
+/// The key in [`LEASE_BUCKET`] whose holder is the leader.
+pub const LEASE_KEY: &str = "master";
+
+/// Subjects captured by [`SUBMIT_STREAM`].
+pub const SUBMIT_ALL: &str = "jetwork.submit.*";
+/// Subjects captured by [`JOURNAL_STREAM`].
+pub const JOURNAL_ALL: &str = "jetwork.journal.>";
+/// Journal subject of event batches.
+pub const JOURNAL_EVENTS: &str = "jetwork.journal.events";
+/// Journal subject of epoch markers (one per leadership term).
+pub const JOURNAL_EPOCH: &str = "jetwork.journal.epoch";
+/// Journal subject of snapshot parts.
+pub const JOURNAL_SNAPSHOT_DATA: &str = "jetwork.journal.snapshot.data";
+/// Journal subject of snapshot markers (written after all parts of a snapshot).
+pub const JOURNAL_SNAPSHOT: &str = "jetwork.journal.snapshot.done";
+/// Results subjects captured by [`RESULTS_STREAM`].
+pub const RESULTS_ALL: &str = "jetwork.results.>";
+/// Rejected-submission subjects captured by [`RESULTS_STREAM`].
+pub const REJECTED_ALL: &str = "jetwork.rejected.>";
+
+/// The leader's request/reply endpoints (a NATS micro service named [`SERVICE_NAME`]).
+pub const MASTER_REGISTER: &str = "jetwork.master.register";
+/// Workers ask for work here.
+pub const MASTER_REQUEST: &str = "jetwork.master.request";
+/// Workers report completion, failure and progress here.
+pub const MASTER_REPORT: &str = "jetwork.master.report";
+/// Anyone asks for the leader's view of queues and workers here (JSON reply).
+pub const MASTER_STATUS: &str = "jetwork.master.status";
+/// A newly elected leader announces itself here (core NATS, not stored).
+pub const MASTER_ELECTED: &str = "jetwork.master.elected";
+/// Name of the micro service the leader runs (`nats micro info jetwork`).
+pub const SERVICE_NAME: &str = "jetwork";
+
+/// Where work for `queue` is submitted.
+pub fn submit(queue: &QueueName) -> String {
+    format!("jetwork.submit.{queue}")
+}
+
+/// Where the result of `work_id` in `queue` is published and stored.
+pub fn result(queue: &QueueName, work_id: &WorkId) -> String {
+    format!("jetwork.results.{queue}.{work_id}")
+}
+
+/// Wildcard matching the result of `work_id` in any queue.
+pub fn result_any_queue(work_id: &WorkId) -> String {
+    format!("jetwork.results.*.{work_id}")
+}
+
+/// Where rejected submissions of `queue` are published and stored.
+pub fn rejected(queue: &QueueName) -> String {
+    format!("jetwork.rejected.{queue}")
+}
+
+/// Where the leader tells one worker that work is ready for it.
+pub fn worker_ready(worker: &WorkerId) -> String {
+    format!("jetwork.worker.{worker}.ready")
+}
+
+/// The queue token of a submit subject (`jetwork.submit.<queue>`), if it is one.
+pub fn queue_of_submit(subject: &str) -> Option<&str> {
+    subject.strip_prefix("jetwork.submit.").filter(|rest| !rest.is_empty() && !rest.contains('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_built_from_validated_names() {
+        let q = QueueName::parse("emails").unwrap();
+        let id = WorkId::parse("job-1").unwrap();
+        assert_eq!(submit(&q), "jetwork.submit.emails");
+        assert_eq!(result(&q, &id), "jetwork.results.emails.job-1");
+        assert_eq!(queue_of_submit("jetwork.submit.emails"), Some("emails"));
+        assert_eq!(queue_of_submit("jetwork.submit."), None);
+        assert_eq!(queue_of_submit("jetwork.results.x"), None);
+    }
+}

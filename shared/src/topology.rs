@@ -1,0 +1,149 @@
+//! The JetStream streams and KV bucket jetwork runs on, defined once.
+//!
+//! | name | subjects | role |
+//! |---|---|---|
+//! | `JETWORK_SUBMIT` | `jetwork.submit.*` | pending work; JetStream is the submit "receptionist" |
+//! | `JETWORK_JOURNAL` | `jetwork.journal.>` | the master's fenced event journal and snapshots |
+//! | `JETWORK_RESULTS` | `jetwork.results.>`, `jetwork.rejected.>` | published results, kept for `results_retention` |
+//! | KV `jetwork-lease` | `$KV.jetwork-lease.master` | the leader lease; its revision is the epoch |
+//!
+//! Invariants kept here: `JETWORK_SUBMIT` has no `max_age` (acknowledged work never expires
+//! before it is finished; the master purges finished work) and its `duplicate_window` is the
+//! dedup horizon; the journal has no age or size limit (only the master purges it, below a
+//! snapshot); all three allow direct gets (used to fetch payloads, results and snapshots).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self, kv,
+    stream::{Config, DiscardPolicy, RetentionPolicy, StorageType},
+};
+use thiserror::Error;
+
+use crate::config::{StorageKind, StreamsConfig};
+use crate::subjects;
+
+/// Whether to bring existing streams in line with the configuration or only fill gaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnsureMode {
+    /// The master owns the configuration: create or update.
+    CreateOrUpdate,
+    /// Workers and frontends: create what is missing, leave existing streams alone.
+    CreateIfMissing,
+}
+
+/// A stream or bucket could not be created or updated.
+#[derive(Debug, Error)]
+#[error("cannot set up {what}: {message}")]
+pub struct TopologyError {
+    pub what: String,
+    pub message: String,
+}
+
+fn storage(kind: StorageKind) -> StorageType {
+    match kind {
+        StorageKind::File => StorageType::File,
+        StorageKind::Memory => StorageType::Memory,
+    }
+}
+
+/// The definition of `JETWORK_SUBMIT`.
+pub fn submit_stream(cfg: &StreamsConfig) -> Config {
+    Config {
+        name: subjects::SUBMIT_STREAM.to_owned(),
+        description: Some("jetwork: submitted work, kept until finished".to_owned()),
+        subjects: vec![subjects::SUBMIT_ALL.to_owned()],
+        retention: RetentionPolicy::Limits,
+        storage: storage(cfg.storage),
+        num_replicas: cfg.replicas,
+        duplicate_window: cfg.dedup_horizon,
+        max_message_size: i32::try_from(cfg.max_payload).unwrap_or(i32::MAX),
+        max_messages: cfg.max_pending_messages,
+        max_bytes: cfg.max_pending_bytes,
+        discard: DiscardPolicy::New,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// The definition of `JETWORK_JOURNAL`.
+pub fn journal_stream(cfg: &StreamsConfig) -> Config {
+    Config {
+        name: subjects::JOURNAL_STREAM.to_owned(),
+        description: Some(
+            "jetwork: the master's journal (fenced, written by the leader only)".to_owned(),
+        ),
+        subjects: vec![subjects::JOURNAL_ALL.to_owned()],
+        retention: RetentionPolicy::Limits,
+        storage: storage(cfg.storage),
+        num_replicas: cfg.replicas,
+        duplicate_window: Duration::from_secs(60),
+        allow_direct: true,
+        deny_delete: true,
+        ..Default::default()
+    }
+}
+
+/// The definition of `JETWORK_RESULTS`.
+pub fn results_stream(cfg: &StreamsConfig) -> Config {
+    Config {
+        name: subjects::RESULTS_STREAM.to_owned(),
+        description: Some("jetwork: results and rejected submissions".to_owned()),
+        subjects: vec![subjects::RESULTS_ALL.to_owned(), subjects::REJECTED_ALL.to_owned()],
+        retention: RetentionPolicy::Limits,
+        storage: storage(cfg.storage),
+        num_replicas: cfg.replicas,
+        max_age: cfg.results_retention,
+        duplicate_window: cfg.results_retention.min(Duration::from_secs(120)),
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// The definition of the lease bucket: one key, one revision of history, every write restarts
+/// its age, and expiry leaves a marker so standbys watching the key see it at once.
+pub fn lease_bucket(cfg: &StreamsConfig, ttl: Duration) -> kv::Config {
+    kv::Config {
+        bucket: subjects::LEASE_BUCKET.to_owned(),
+        description: "jetwork: master lease (revision = epoch)".to_owned(),
+        history: 1,
+        max_age: ttl,
+        storage: storage(cfg.storage),
+        num_replicas: cfg.replicas,
+        limit_markers: Some(Duration::from_secs(1)),
+        ..Default::default()
+    }
+}
+
+/// Creates (or, in [`EnsureMode::CreateOrUpdate`], also updates) the three streams.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    cfg: &StreamsConfig,
+    mode: EnsureMode,
+) -> Result<(), TopologyError> {
+    for config in [submit_stream(cfg), journal_stream(cfg), results_stream(cfg)] {
+        let what = format!("stream {}", config.name);
+        let result = match mode {
+            EnsureMode::CreateOrUpdate => {
+                js.create_or_update_stream(config).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+            EnsureMode::CreateIfMissing => {
+                js.get_or_create_stream(config).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+        };
+        result.map_err(|message| TopologyError { what, message })?;
+    }
+    Ok(())
+}
+
+/// Creates or updates the lease bucket and returns it.
+pub async fn ensure_lease_bucket(
+    js: &jetstream::Context,
+    cfg: &StreamsConfig,
+    ttl: Duration,
+) -> Result<kv::Store, TopologyError> {
+    js.create_or_update_key_value(lease_bucket(cfg, ttl)).await.map_err(|e| TopologyError {
+        what: format!("KV bucket {}", subjects::LEASE_BUCKET),
+        message: e.to_string(),
+    })
+}
