@@ -1,1 +1,86 @@
+//! jetwork's master: any number of candidates run; the one holding the lease leads.
+//!
+//! Layout: [`core`] is the pure decision engine; [`leader`] is the I/O loop that drives it
+//! while this process leads; [`journal`], [`lease`], [`intake`], [`publisher`] and
+//! [`housekeeping`] are the resources that loop uses; [`run`] is the candidate loop that
+//! campaigns for the lease, replays the journal and leads, over and over until shut down.
+
+pub mod config;
 pub mod core;
+pub mod error;
+pub mod housekeeping;
+pub mod intake;
+pub mod journal;
+pub mod leader;
+pub mod lease;
+pub mod publisher;
+
+use std::future::Future;
+use std::time::Duration;
+
+use jetwork_shared::{connect, topology};
+
+pub use config::MasterSettings;
+pub use error::{Error, Result};
+use leader::{Env, Exit};
+
+/// Runs a master candidate until `shutdown` resolves: stand by, win the lease, replay the
+/// journal, lead; on losing the lease, stand by again. A leader that is shut down hands over
+/// at once by releasing the lease.
+pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -> Result<()> {
+    tokio::pin!(shutdown);
+    let client = connect::connect(&settings.nats, "jetwork-master")
+        .await
+        .map_err(jetwork_shared::Error::from)?;
+    let js = connect::jetstream(&client, &settings.nats);
+    let kv = loop {
+        let ready = async {
+            topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateOrUpdate)
+                .await?;
+            topology::ensure_lease_bucket(&js, &settings.streams, settings.master.lease_ttl).await
+        };
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            ready = ready => match ready {
+                Ok(kv) => break kv,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot set up streams yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+        }
+    };
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let holder = format!("{}-{}", settings.master.id, &suffix[..8]);
+    let env = Env { client, js, settings, holder };
+    let ttl = env.settings.master.lease_ttl;
+    loop {
+        tracing::info!(candidate = %env.holder, "standing by for the lease");
+        let lease = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            lease = lease::campaign(&kv, &env.holder, ttl) => lease,
+        };
+        let guard = lease::LeaseGuard::spawn(lease);
+        tracing::info!(epoch = guard.epoch(), "won the lease; replaying the journal");
+        let replayed = tokio::select! {
+            _ = &mut shutdown => {
+                guard.stop(true).await;
+                return Ok(());
+            }
+            replayed = journal::replay(&env.js) => replayed,
+        };
+        let replayed = match replayed {
+            Ok(replayed) => replayed,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot replay the journal; giving the lease back");
+                guard.stop(true).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match leader::lead(&env, guard, replayed, shutdown.as_mut()).await {
+            Exit::Shutdown => return Ok(()),
+            Exit::Deposed(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}

@@ -26,7 +26,7 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client,
         .retry_on_initial_connect()
         .event_callback(|event| async move {
             match event {
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                async_nats::Event::Connected => tracing::debug!("connected to NATS"),
                 async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
                 other => tracing::debug!(event = %other, "NATS connection event"),
             }

@@ -15,6 +15,8 @@ pub const WORK_ID: &str = "Jetwork-Work-Id";
 pub const QUEUE: &str = "Jetwork-Queue";
 /// On rejections: the stream sequence of the rejected submission in `JETWORK_SUBMIT`.
 pub const SUBMIT_SEQ: &str = "Jetwork-Submit-Seq";
+/// On rejections: the `Nats-Msg-Id` the submission carried, made printable.
+pub const SUBMITTED_ID: &str = "Jetwork-Submitted-Id";
 /// On journal messages: the leadership epoch (lease revision) of the master that wrote it.
 pub const EPOCH: &str = "Jetwork-Epoch";
 /// On snapshot parts: `<index>/<count>`, 1-based.

@@ -1,1 +1,30 @@
+//! The integration-test harness: real `nats-server` processes (own port, own store directory,
+//! killed on drop), the real jetwork binaries where a process must die, in-process masters
+//! and workers where it need not, an auditor that reads the journal and the results stream
+//! back, and condition waits with deadlines.
+//!
+//! Timings: tests cannot pause nats-server's clocks (lease expiry, dedup windows), so they
+//! run with short real durations ([`fast_settings`]): lease 2s, work timeout 3s, heartbeats
+//! 250-500ms. Every wait is a condition polled until a generous deadline, so a loaded 2-core
+//! machine slows the tests down without failing them.
 
+pub mod audit;
+pub mod binaries;
+pub mod inproc;
+pub mod nats_server;
+pub mod process;
+pub mod settings;
+pub mod wait;
+
+pub use audit::Audit;
+pub use nats_server::NatsServer;
+pub use process::Process;
+pub use settings::{fast_env, fast_settings, Fast};
+pub use wait::wait_until;
+
+/// Logs test output once per process (`RUST_LOG` to see more).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,jetwork_tests=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}

@@ -1,1 +1,76 @@
+//! jetwork's worker, as a library and (in `main.rs`) as the `jetwork-worker` binary.
+//!
+//! A worker registers with whichever master leads, pulls work when it has free slots, runs a
+//! [`Handler`] per job, and reports each outcome until the master acknowledges it. Handlers
+//! are async closures `Fn(Job) -> impl Future<Output = Result<Bytes, String>>`; two come with
+//! the crate: [`ShellCommand`] (`--exec`) and [`square`] (the Akka sample's executor).
+//!
+//! ```no_run
+//! # async fn demo(settings: jetwork_worker::WorkerSettings) -> Result<(), jetwork_worker::Error> {
+//! jetwork_worker::run(settings, |job: jetwork_worker::Job| async move {
+//!     Ok(bytes::Bytes::from(format!("{} bytes seen", job.payload.len())))
+//! }, std::future::pending()).await
+//! # }
+//! ```
 
+pub mod config;
+mod exec;
+mod handler;
+mod job;
+mod runtime;
+mod squarer;
+
+use std::future::Future;
+
+use jetwork_shared::{connect, topology};
+
+pub use config::{WorkerConfig, WorkerSettings};
+pub use exec::{ShellCommand, PROGRESS_LINE};
+pub use handler::Handler;
+pub use job::{Job, ProgressHandle};
+pub use squarer::{square, square_payload};
+
+/// A worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Shared(#[from] jetwork_shared::Error),
+    #[error(transparent)]
+    Config(#[from] jetwork_shared::config::ConfigError),
+    #[error("cannot subscribe: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+}
+
+/// Runs a worker with `handler` until `shutdown` resolves (then finishes or abandons its
+/// running jobs within `shutdown_grace`).
+pub async fn run<H: Handler>(
+    settings: WorkerSettings,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let (id, queues) = settings.validate()?;
+    let client = connect::connect(&settings.nats, &format!("jetwork-worker {id}"))
+        .await
+        .map_err(jetwork_shared::Error::from)?;
+    // Create the streams if nothing has yet, so submissions can be stored before any master.
+    let js = connect::jetstream(&client, &settings.nats);
+    if let Err(e) =
+        topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateIfMissing)
+            .await
+    {
+        tracing::warn!(error = %e, "could not check the streams; continuing");
+    }
+    let w = &settings.worker;
+    let cfg = runtime::RuntimeConfig {
+        id,
+        queues,
+        concurrency: w.concurrency,
+        register_interval: w.register_interval,
+        resend_interval: w.resend_interval,
+        request_timeout: w.request_timeout,
+        progress_every: w.progress_every,
+        shutdown_grace: w.shutdown_grace,
+    };
+    runtime::run(client, cfg, handler, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! [`Client`]: submitting work and reading results, for the CLI and for programs.
+//!
+//! Submission is a JetStream publish to `jetwork.submit.<queue>` with the work id as
+//! `Nats-Msg-Id`: the acknowledgement comes from JetStream once the work is stored, whether or
+//! not a master is running, and a retry with the same id is deduplicated. So the client
+//! retries until acknowledged (a timeout or "no responders" while the server or its stream
+//! leader is unavailable) and reports failure only after `submit_timeout`.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self, context::PublishErrorKind, message::PublishMessage, stream::DirectGetErrorKind,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use jetwork_shared::protocol::StatusReport;
+use jetwork_shared::{connect, headers, subjects, topology, QueueName, WorkId};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::FrontendSettings;
+
+/// A frontend operation failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Shared(#[from] jetwork_shared::Error),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("submission of {work_id} was not acknowledged within {waited:?}: {last_error}")]
+    NotAccepted { work_id: WorkId, waited: Duration, last_error: String },
+    #[error("submission of {work_id} refused: {reason}")]
+    Refused { work_id: WorkId, reason: String },
+    #[error("no master answered: {0}")]
+    NoMaster(String),
+    #[error("no result for {work_id} within {waited:?}")]
+    NoResult { work_id: WorkId, waited: Duration },
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+/// A stored submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Submitted {
+    pub work_id: WorkId,
+    pub queue: QueueName,
+    /// Its sequence in `JETWORK_SUBMIT`.
+    pub seq: u64,
+    /// True if this id was already stored (within the dedup horizon): nothing new was queued.
+    pub duplicate: bool,
+}
+
+/// How a work item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    Completed,
+    Failed,
+}
+
+/// A published result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkResult {
+    pub work_id: WorkId,
+    pub queue: QueueName,
+    pub status: ResultStatus,
+    pub attempt: u32,
+    /// The result bytes (for `failed`, the reason).
+    pub payload: Bytes,
+    pub reason: Option<String>,
+}
+
+impl WorkResult {
+    /// Reads a result from a message on `jetwork.results.<queue>.<id>`.
+    pub fn from_message(
+        subject: &str,
+        headers: Option<&async_nats::HeaderMap>,
+        payload: Bytes,
+    ) -> Option<Self> {
+        let rest = subject.strip_prefix("jetwork.results.")?;
+        let (queue, id) = rest.split_once('.')?;
+        let get = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+        let status = match get(headers::STATUS).as_deref() {
+            Some(headers::STATUS_COMPLETED) => ResultStatus::Completed,
+            Some(headers::STATUS_FAILED) => ResultStatus::Failed,
+            _ => return None,
+        };
+        Some(WorkResult {
+            work_id: WorkId::parse(id).ok()?,
+            queue: QueueName::parse(queue).ok()?,
+            status,
+            attempt: get(headers::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0),
+            payload,
+            reason: get(headers::REASON),
+        })
+    }
+}
+
+/// A connection for submitting work and reading results.
+#[derive(Clone)]
+pub struct Client {
+    nats: async_nats::Client,
+    js: jetstream::Context,
+    settings: FrontendSettings,
+}
+
+impl Client {
+    /// Connects, and creates the streams if they do not exist yet (so work can be submitted
+    /// before any master has run).
+    pub async fn connect(settings: FrontendSettings) -> Result<Self, ClientError> {
+        let nats = connect::connect(&settings.nats, "jetwork-frontend")
+            .await
+            .map_err(jetwork_shared::Error::from)?;
+        let js = connect::jetstream(&nats, &settings.nats);
+        topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateIfMissing)
+            .await
+            .map_err(jetwork_shared::Error::from)?;
+        Ok(Client { nats, js, settings })
+    }
+
+    /// The underlying NATS connection.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &FrontendSettings {
+        &self.settings
+    }
+
+    /// Submits `payload` to `queue` under `work_id` (a fresh UUID when `None`) and returns
+    /// once it is stored, retrying until `submit_timeout`.
+    pub async fn submit(
+        &self,
+        queue: &QueueName,
+        work_id: Option<WorkId>,
+        payload: Bytes,
+    ) -> Result<Submitted, ClientError> {
+        let work_id = work_id.unwrap_or_else(|| {
+            WorkId::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid work id")
+        });
+        let limit = self.settings.streams.max_payload as usize;
+        if payload.len() > limit {
+            return Err(ClientError::Refused {
+                work_id,
+                reason: format!(
+                    "payload of {} bytes exceeds the limit of {limit} bytes",
+                    payload.len()
+                ),
+            });
+        }
+        let subject = subjects::submit(queue);
+        let started = Instant::now();
+        let timeout = self.settings.frontend.submit_timeout;
+        loop {
+            let message =
+                PublishMessage::build().payload(payload.clone()).message_id(work_id.as_str());
+            let attempt = async { self.js.send_publish(subject.clone(), message).await?.await };
+            let error = match attempt.await {
+                Ok(ack) => {
+                    return Ok(Submitted {
+                        work_id,
+                        queue: queue.clone(),
+                        seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                    })
+                }
+                Err(e) => e,
+            };
+            let retryable = matches!(
+                error.kind(),
+                PublishErrorKind::TimedOut
+                    | PublishErrorKind::StreamNotFound
+                    | PublishErrorKind::BrokenPipe
+                    | PublishErrorKind::MaxAckPending
+            );
+            if !retryable {
+                return Err(ClientError::Refused { work_id, reason: error.to_string() });
+            }
+            if started.elapsed() + self.settings.frontend.retry_delay > timeout {
+                return Err(ClientError::NotAccepted {
+                    work_id,
+                    waited: started.elapsed(),
+                    last_error: error.to_string(),
+                });
+            }
+            tracing::warn!(%work_id, error = %error, "work not accepted; retrying after a while");
+            tokio::time::sleep(self.settings.frontend.retry_delay).await;
+        }
+    }
+
+    /// The stored result of `work_id`, if there is one (in any queue when `queue` is `None`).
+    pub async fn result(
+        &self,
+        queue: Option<&QueueName>,
+        work_id: &WorkId,
+    ) -> Result<Option<WorkResult>, ClientError> {
+        let stream = self
+            .js
+            .get_stream_no_info(subjects::RESULTS_STREAM)
+            .await
+            .map_err(|e| ClientError::Nats(e.to_string()))?;
+        let subject = match queue {
+            Some(q) => subjects::result(q, work_id),
+            None => subjects::result_any_queue(work_id),
+        };
+        match stream.direct_get_last_for_subject(subject).await {
+            Ok(m) => Ok(WorkResult::from_message(m.subject.as_str(), Some(&m.headers), m.payload)),
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(ClientError::Nats(e.to_string())),
+        }
+    }
+
+    /// Waits for the result of `work_id`: listens for it first, then checks whether it is
+    /// already stored, so a result published in between is never missed.
+    pub async fn wait_result(
+        &self,
+        queue: &QueueName,
+        work_id: &WorkId,
+        timeout: Duration,
+    ) -> Result<WorkResult, ClientError> {
+        let mut live = self
+            .nats
+            .subscribe(subjects::result(queue, work_id))
+            .await
+            .map_err(|e| ClientError::Nats(e.to_string()))?;
+        if let Some(result) = self.result(Some(queue), work_id).await? {
+            return Ok(result);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Re-check the store now and then in case the connection dropped the live copy.
+            let wake = (Instant::now() + Duration::from_secs(2)).min(deadline);
+            match tokio::time::timeout_at(wake, live.next()).await {
+                Ok(Some(m)) => {
+                    if let Some(result) =
+                        WorkResult::from_message(m.subject.as_str(), m.headers.as_ref(), m.payload)
+                    {
+                        return Ok(result);
+                    }
+                }
+                Ok(None) => return Err(ClientError::Nats("result subscription closed".into())),
+                Err(_) => {
+                    if let Some(result) = self.result(Some(queue), work_id).await? {
+                        return Ok(result);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(ClientError::NoResult {
+                            work_id: work_id.clone(),
+                            waited: timeout,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the leading master for its view of queues and workers.
+    pub async fn status(&self) -> Result<StatusReport, ClientError> {
+        let reply = self
+            .nats
+            .request(subjects::MASTER_STATUS, Bytes::new())
+            .await
+            .map_err(|e| ClientError::NoMaster(e.to_string()))?;
+        if let Some(error) = reply.headers.as_ref().and_then(|h| h.get("Nats-Service-Error")) {
+            return Err(ClientError::NoMaster(error.as_str().to_owned()));
+        }
+        serde_json::from_slice(&reply.payload)
+            .map_err(|e| ClientError::Nats(format!("bad status reply: {e}")))
+    }
+}

@@ -1,0 +1,169 @@
+//! `jetwork-frontend`: submit work, wait for results, show the master's status, run the demo.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use jetwork_frontend::demo::{self, DemoOptions};
+use jetwork_frontend::{status_view, Client, FrontendSettings, ResultStatus};
+use jetwork_shared::{QueueName, WorkId};
+
+/// Talks to jetwork: submit work, fetch results, inspect the master.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// NATS server URL(s), comma separated (overrides the config file).
+    #[arg(long, env = "NATS_URL", global = true)]
+    nats_url: Option<String>,
+    /// Configuration file (TOML); `JETWORK_*` variables override it.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Submit one work item and print its id (and, with --wait, its result).
+    Submit {
+        /// Queue to submit to (default: `frontend.queue`).
+        #[arg(long, short)]
+        queue: Option<String>,
+        /// Work id (letters, digits, '-', '_'; at most 128). Default: a fresh UUID.
+        #[arg(long)]
+        id: Option<String>,
+        /// Wait for the result and print it; exit status 1 if the work failed.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// The payload, or `-` (the default) to read it from stdin.
+        payload: Option<String>,
+    },
+    /// Print the stored result of a work id.
+    Result {
+        id: String,
+        /// Its queue (default: search all queues).
+        #[arg(long, short)]
+        queue: Option<String>,
+    },
+    /// Show the leader's view: queues (pending, in progress, done) and workers.
+    Status {
+        /// Print the raw JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The sample's work producer: submit 1..=count steadily, log results, print a summary.
+    Demo {
+        #[arg(long, short)]
+        queue: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// Pause between submissions.
+        #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// How long to wait for outstanding results after the last submission.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Create the streams (so `nats pub jetwork.submit.<queue>` works before anything else ran).
+    Init,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let verbose = matches!(args.command, Cmd::Demo { .. });
+    jetwork_shared::telemetry::init(if verbose { "info" } else { "warn" });
+    let mut settings =
+        FrontendSettings::load(args.config.as_deref()).context("loading configuration")?;
+    if let Some(url) = args.nats_url {
+        settings.nats.url = url;
+    }
+    let default_queue = settings.frontend.queue.clone();
+    let queue_or_default = |q: Option<String>| -> anyhow::Result<QueueName> {
+        QueueName::parse(q.as_deref().unwrap_or(&default_queue)).context("invalid queue")
+    };
+    let client = Client::connect(settings.clone()).await.context("connecting")?;
+    match args.command {
+        Cmd::Submit { queue, id, wait, timeout, payload } => {
+            let queue = queue_or_default(queue)?;
+            let id =
+                id.map(|id| WorkId::parse_submitted(&id)).transpose().context("invalid work id")?;
+            let payload = match payload.as_deref() {
+                None | Some("-") => {
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .context("reading the payload from stdin")?;
+                    Bytes::from(buf)
+                }
+                Some(text) => Bytes::from(text.to_owned()),
+            };
+            let submitted = client.submit(&queue, id, payload).await?;
+            println!("{}", submitted.work_id);
+            if submitted.duplicate {
+                eprintln!("note: {} was already submitted; not queued again", submitted.work_id);
+            }
+            if wait {
+                let result = client.wait_result(&queue, &submitted.work_id, timeout).await?;
+                print_result(&result.payload)?;
+                if result.status == ResultStatus::Failed {
+                    bail!(
+                        "work {} failed after {} attempt(s): {}",
+                        result.work_id,
+                        result.attempt,
+                        result.reason.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Cmd::Result { id, queue } => {
+            let id = WorkId::parse(&id).context("invalid work id")?;
+            let queue = queue.map(|q| QueueName::parse(&q)).transpose().context("invalid queue")?;
+            match client.result(queue.as_ref(), &id).await? {
+                Some(result) => {
+                    print_result(&result.payload)?;
+                    if result.status == ResultStatus::Failed {
+                        bail!("work {id} failed after {} attempt(s): {}", result.attempt, result.reason.unwrap_or_default());
+                    }
+                }
+                None => bail!("no stored result for {id} (not finished yet, or older than the results retention)"),
+            }
+        }
+        Cmd::Status { json } => {
+            let report = client.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", status_view::render(&report));
+            }
+        }
+        Cmd::Demo { queue, count, interval, wait } => {
+            let options = DemoOptions { queue: queue_or_default(queue)?, count, interval, wait };
+            let summary = demo::run(&client, options).await?;
+            println!(
+                "summary: submitted={} completed={} failed={} lost={} duplicate_results={} not_accepted={}",
+                summary.submitted, summary.completed, summary.failed, summary.lost, summary.duplicate_results, summary.not_accepted
+            );
+            if summary.lost > 0 || summary.duplicate_results > 0 {
+                bail!("the demo lost or duplicated results");
+            }
+        }
+        Cmd::Init => println!("streams ready"),
+    }
+    Ok(())
+}
+
+fn print_result(payload: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(payload)?;
+    if !payload.ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

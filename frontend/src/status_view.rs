@@ -1,0 +1,51 @@
+//! Rendering a [`StatusReport`] for people.
+
+use std::fmt::Write as _;
+
+use jetwork_shared::protocol::StatusReport;
+
+/// The report as aligned text tables.
+pub fn render(report: &StatusReport) -> String {
+    let mut out = format!("leader {}  epoch {}\n\n", report.leader, report.epoch);
+    let _ = writeln!(
+        out,
+        "{:<24} {:>10} {:>12} {:>10} {:>8} {:>9}",
+        "QUEUE", "PENDING", "IN PROGRESS", "COMPLETED", "FAILED", "REJECTED"
+    );
+    for q in &report.queues {
+        let _ = writeln!(
+            out,
+            "{:<24} {:>10} {:>12} {:>10} {:>8} {:>9}",
+            q.queue, q.pending, q.in_progress, q.completed, q.failed, q.rejected
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<36} {:<16} {:>8} {:>9}  RUNNING",
+        "WORKER", "QUEUES", "CAPACITY", "SEEN"
+    );
+    for w in &report.workers {
+        let queues: Vec<&str> = w.queues.iter().map(|q| q.as_str()).collect();
+        let running: Vec<String> = w
+            .running
+            .iter()
+            .map(|r| {
+                let left = r.deadline_ms.saturating_sub(report.now_ms);
+                format!("{}@{} ({}.{}s left)", r.work_id, r.attempt, left / 1000, left % 1000 / 100)
+            })
+            .collect();
+        let seen =
+            format!("{}.{}s ago", w.last_seen_ago_ms / 1000, w.last_seen_ago_ms % 1000 / 100);
+        let running = if running.is_empty() { "idle".to_owned() } else { running.join(", ") };
+        let _ = writeln!(
+            out,
+            "{:<36} {:<16} {:>8} {:>9}  {}",
+            w.worker_id,
+            queues.join(","),
+            w.capacity,
+            seen,
+            running
+        );
+    }
+    out
+}

@@ -1,0 +1,140 @@
+//! The master's configuration: the `[master]` section of the shared config file, plus the
+//! shared `[nats]` and `[streams]` sections. See `docs/architecture.md` for what each timing
+//! means and README's configuration table for the defaults.
+
+use std::path::Path;
+use std::time::Duration;
+
+use jetwork_shared::clock::millis;
+use jetwork_shared::config::{self, ConfigError, NatsConfig, StreamsConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::core::Policy;
+
+/// Everything `jetwork-master` reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MasterSettings {
+    pub nats: NatsConfig,
+    pub streams: StreamsConfig,
+    pub master: MasterConfig,
+}
+
+/// The `[master]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MasterConfig {
+    /// A name for this candidate in logs, the lease and `status` (a random suffix is added).
+    pub id: String,
+    /// How long the lease lasts without renewal: the longest a crashed leader blocks a
+    /// takeover. Every candidate must use the same value. At least 2s; 10s or more on an R3
+    /// cluster, where a JetStream leader change can stall renewals for ~4s.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// An attempt without result or progress for this long is re-queued.
+    #[serde(with = "humantime_serde")]
+    pub work_timeout: Duration,
+    /// A worker not heard from for this long is forgotten and its work re-queued.
+    #[serde(with = "humantime_serde")]
+    pub worker_timeout: Duration,
+    /// Hand-outs per work item before it ends as `failed`.
+    pub max_attempts: u32,
+    /// How often deadlines and worker liveness are checked.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// Submissions read ahead per queue beyond the free worker slots.
+    pub prefetch: u32,
+    /// Most items handed out in one reply.
+    pub max_grant: u32,
+    /// How long before an unanswered "work ready" notification is repeated.
+    #[serde(with = "humantime_serde")]
+    pub notify_interval: Duration,
+    /// A snapshot is written after this many journaled events…
+    pub snapshot_every: u64,
+    /// …or after this long with any events, whichever comes first.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_interval: Duration,
+    /// How often finished submissions and old journal history are purged.
+    #[serde(with = "humantime_serde")]
+    pub purge_interval: Duration,
+    /// Most commands folded into one journal write.
+    pub max_batch: usize,
+    /// Most journal writes awaiting acknowledgement at once.
+    pub max_inflight_writes: usize,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            id: "master".to_owned(),
+            lease_ttl: Duration::from_secs(10),
+            work_timeout: Duration::from_secs(10),
+            worker_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            tick_interval: Duration::from_millis(100),
+            prefetch: 256,
+            max_grant: 256,
+            notify_interval: Duration::from_secs(1),
+            snapshot_every: 50_000,
+            snapshot_interval: Duration::from_secs(60),
+            purge_interval: Duration::from_secs(2),
+            max_batch: 1024,
+            max_inflight_writes: 64,
+        }
+    }
+}
+
+impl MasterSettings {
+    /// Loads defaults, the optional file and `JETWORK_*` overrides, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings: MasterSettings = config::load(file, &[])?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the rules serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.streams.validate()?;
+        let m = &self.master;
+        let rule = |ok: bool, text: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Rule(text.to_owned()))
+            }
+        };
+        rule(m.lease_ttl >= Duration::from_secs(2), "master.lease_ttl must be at least 2s")?;
+        rule(
+            m.work_timeout >= Duration::from_millis(100),
+            "master.work_timeout must be at least 100ms",
+        )?;
+        rule(
+            m.worker_timeout >= Duration::from_millis(200),
+            "master.worker_timeout must be at least 200ms",
+        )?;
+        rule(m.max_attempts >= 1, "master.max_attempts must be at least 1")?;
+        rule(!m.tick_interval.is_zero(), "master.tick_interval must be positive")?;
+        rule(m.max_grant >= 1, "master.max_grant must be at least 1")?;
+        rule(
+            m.max_batch >= 1 && m.max_inflight_writes >= 1,
+            "master.max_batch and max_inflight_writes must be at least 1",
+        )?;
+        rule(m.id.len() <= 64 && !m.id.is_empty(), "master.id must be 1 to 64 characters")?;
+        Ok(())
+    }
+
+    /// The engine policy these settings give.
+    pub fn policy(&self) -> Policy {
+        let m = &self.master;
+        Policy {
+            work_timeout: millis(m.work_timeout),
+            worker_timeout: millis(m.worker_timeout),
+            max_attempts: m.max_attempts,
+            max_grant: m.max_grant,
+            max_result: u64::from(self.streams.max_result),
+            seen_resolution: millis(m.worker_timeout / 10).max(100),
+            notify_interval: millis(m.notify_interval),
+            ..Policy::default()
+        }
+    }
+}

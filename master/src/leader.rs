@@ -1,0 +1,707 @@
+//! The leader: the one I/O loop that drives the [`Engine`] while this master holds the lease.
+//!
+//! ```text
+//!  service requests ─┐                                   ┌─► journal (fenced, pipelined)
+//!  submissions ──────┼─► Command ─► Engine::step ─► events┤
+//!  ticks, internal ──┘                            effects└─► queued until their events are
+//!                                                            acknowledged, then: replies,
+//!                                                            notifications, publications
+//! ```
+//!
+//! Rules this loop keeps:
+//! - **Persist first, act second.** Every effect waits in a queue tagged with the journal write
+//!   that holds its events (or, if it has none, the latest write issued before it), and runs
+//!   only once that write is acknowledged. A worker is never told "accepted" about anything
+//!   that is not durable, and a grant is never sent for an attempt that is not journaled.
+//! - **Decide in order, write in batches.** Inputs that are ready together are stepped one by
+//!   one (each sees the state left by the previous), and their events go out as one journal
+//!   message; several messages may be in flight, chained by expected sequence.
+//! - **Stop at the first doubt.** A failed or fenced journal write, a lost lease, or a lease
+//!   past its validity ends the term at once, before anything else is written; the next term
+//!   (here or elsewhere) starts from what the journal actually holds.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use async_nats::service::{self, ServiceExt};
+use bytes::Bytes;
+use futures::stream::{select_all, BoxStream, SelectAll};
+use futures::{FutureExt, StreamExt};
+use jetwork_shared::clock::now_ms;
+use jetwork_shared::protocol::{
+    Assignment, MasterElected, RegisterWorker, Report, ReportReply, RequestWork, WorkGrant,
+    WorkReady,
+};
+use jetwork_shared::{codec, subjects, QueueName, WorkId};
+use tokio::sync::mpsc;
+
+use crate::config::MasterSettings;
+use crate::core::{
+    AssignmentRef, Command, Effect, Engine, Event, JournalBatch, Output, Publication,
+    PublicationKey, Reply, RequestId,
+};
+use crate::housekeeping;
+use crate::intake::{QueueReader, Submission};
+use crate::journal::{Journal, JournalError, Replayed};
+use crate::lease::LeaseGuard;
+use crate::publisher::Publisher;
+
+/// Why a term ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop: handed over cleanly.
+    Shutdown,
+    /// Lost the right to lead (the reason is logged).
+    Deposed(String),
+}
+
+/// What the leader needs from its surroundings.
+#[derive(Clone)]
+pub struct Env {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub settings: MasterSettings,
+    /// This candidate's unique name (in the lease, logs and status).
+    pub holder: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Register,
+    Request,
+    Report,
+    Status,
+}
+
+/// Messages from tasks the leader spawned.
+enum Internal {
+    Command(Command),
+    Payloads(Vec<(WorkId, Bytes)>),
+}
+
+/// Leads one term: claims the journal, serves until deposed or shut down, then stops.
+pub async fn lead<F: Future<Output = ()>>(
+    env: &Env,
+    mut lease: LeaseGuard,
+    replayed: Replayed,
+    mut shutdown: Pin<&mut F>,
+) -> Exit {
+    let epoch = lease.epoch();
+    let mut leader = Leader::new(env, epoch, replayed);
+    let exit = match leader.claim(&mut lease).await {
+        Err(exit) => exit,
+        Ok(()) => match start_service(env, epoch).await {
+            Err(e) => Exit::Deposed(format!("cannot start the service endpoints: {e}")),
+            Ok((service, mut endpoints)) => {
+                tracing::info!(epoch, leader = %env.holder, "leading");
+                let exit = leader.run(&mut lease, &mut endpoints, shutdown.as_mut()).await;
+                drop(endpoints);
+                let _ = service.stop().await;
+                exit
+            }
+        },
+    };
+    leader.readers.clear();
+    match &exit {
+        Exit::Shutdown => {
+            leader.hand_over().await;
+            lease.stop(true).await;
+        }
+        Exit::Deposed(why) => {
+            tracing::warn!(epoch, %why, "stepping down");
+            // Give the lease back unless someone else already has it.
+            let release = !why.contains("fenced") && !why.contains("lease");
+            lease.stop(release).await;
+        }
+    }
+    exit
+}
+
+async fn start_service(
+    env: &Env,
+    epoch: u64,
+) -> Result<(service::Service, SelectAll<BoxStream<'static, (Endpoint, service::Request)>>), String>
+{
+    let mut metadata = std::collections::HashMap::new();
+    metadata.insert("epoch".to_owned(), epoch.to_string());
+    metadata.insert("leader".to_owned(), env.holder.clone());
+    let service = env
+        .client
+        .service_builder()
+        .description("jetwork master (the elected leader)")
+        .metadata(metadata)
+        .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let group = service.group("jetwork.master");
+    let mut streams: Vec<BoxStream<'static, (Endpoint, service::Request)>> = Vec::new();
+    for (name, kind) in [
+        ("register", Endpoint::Register),
+        ("request", Endpoint::Request),
+        ("report", Endpoint::Report),
+        ("status", Endpoint::Status),
+    ] {
+        let endpoint = group.endpoint(name).await.map_err(|e| e.to_string())?;
+        streams.push(endpoint.map(move |request| (kind, request)).boxed());
+    }
+    Ok((service, select_all(streams)))
+}
+
+struct Leader {
+    env: Env,
+    epoch: u64,
+    engine: Engine,
+    journal: Journal,
+    /// Requests waiting for their reply effect.
+    requests: HashMap<RequestId, service::Request>,
+    next_request: RequestId,
+    /// Output of the commands stepped since the last flush.
+    pending: Output,
+    /// Effects waiting for the journal write they depend on: (ticket, effect).
+    effects: VecDeque<(u64, Effect)>,
+    /// Payloads of work in flight, so grants need no stream read.
+    payloads: HashMap<WorkId, Bytes>,
+    /// Payloads of rejected submissions until their rejection is published.
+    rejected_payloads: HashMap<u64, Bytes>,
+    readers: BTreeMap<QueueName, QueueReader>,
+    intake_tx: mpsc::UnboundedSender<Submission>,
+    intake_rx: mpsc::UnboundedReceiver<Submission>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    publisher: Publisher,
+    retry_publish: Vec<(Instant, PublicationKey)>,
+    confirmed: Vec<PublicationKey>,
+    events_since_snapshot: u64,
+    last_snapshot: Instant,
+    last_purge: Instant,
+    purging: Option<tokio::task::JoinHandle<()>>,
+    snapshot_for_purge: Option<u64>,
+}
+
+impl Leader {
+    fn new(env: &Env, epoch: u64, replayed: Replayed) -> Self {
+        let max_message = env.client.server_info().max_payload.max(64 * 1024);
+        let (intake_tx, intake_rx) = mpsc::unbounded_channel();
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        tracing::info!(
+            epoch,
+            events = replayed.events,
+            from_seq = replayed.from_seq,
+            last_seq = replayed.last_seq,
+            in_flight = replayed.state.work.len(),
+            workers = replayed.state.workers.len(),
+            "journal replayed"
+        );
+        Leader {
+            engine: Engine::new(replayed.state, env.settings.policy()),
+            journal: Journal::new(env.js.clone(), epoch, replayed.last_seq, max_message),
+            env: env.clone(),
+            epoch,
+            requests: HashMap::new(),
+            next_request: 0,
+            pending: Output::default(),
+            effects: VecDeque::new(),
+            payloads: HashMap::new(),
+            rejected_payloads: HashMap::new(),
+            readers: BTreeMap::new(),
+            intake_tx,
+            intake_rx,
+            internal_tx,
+            internal_rx,
+            publisher: Publisher::new(env.js.clone()),
+            retry_publish: Vec::new(),
+            confirmed: Vec::new(),
+            events_since_snapshot: replayed.events,
+            last_snapshot: Instant::now(),
+            last_purge: Instant::now(),
+            purging: None,
+            snapshot_for_purge: None,
+        }
+    }
+
+    /// Writes the term's first message, `EpochStarted` on `jetwork.journal.epoch`, chained on
+    /// the replayed tail, and waits for it. From its acknowledgement on, any write by an
+    /// earlier leader fails.
+    async fn claim(&mut self, lease: &mut LeaseGuard) -> Result<(), Exit> {
+        let output = self.engine.step(Command::Takeover {
+            epoch: self.epoch,
+            leader: self.env.holder.clone(),
+            now: now_ms(),
+        });
+        if !lease.is_valid() {
+            return Err(Exit::Deposed("lease expired during replay".into()));
+        }
+        let batch = JournalBatch { events: output.events };
+        self.events_since_snapshot += batch.events.len() as u64;
+        let ticket = self.journal.append_batch(&batch, true).await.map_err(deposed)?;
+        self.journal.next_ack().await.map_err(deposed)?;
+        for effect in output.effects {
+            self.effects.push_back((ticket, effect));
+        }
+        self.release_effects().await;
+        Ok(())
+    }
+
+    async fn run<F: Future<Output = ()>>(
+        &mut self,
+        lease: &mut LeaseGuard,
+        endpoints: &mut SelectAll<BoxStream<'static, (Endpoint, service::Request)>>,
+        mut shutdown: Pin<&mut F>,
+    ) -> Exit {
+        let settings = self.env.settings.master.clone();
+        let mut tick = tokio::time::interval(settings.tick_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.refresh_readers();
+        loop {
+            let accepting = self.journal.inflight() < settings.max_inflight_writes;
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return Exit::Shutdown,
+                _ = lease.lost() => return Exit::Deposed("lease lost".into()),
+                ack = self.journal.next_ack() => {
+                    if let Err(e) = ack {
+                        return deposed(e);
+                    }
+                    if let Some(first_seq) = self.journal.take_confirmed_snapshot() {
+                        self.snapshot_for_purge = Some(first_seq);
+                    }
+                    self.release_effects().await;
+                }
+                Some(internal) = self.internal_rx.recv() => self.internal(internal),
+                (key, outcome) = self.publisher.next() => self.publication_done(key, outcome),
+                _ = tick.tick() => self.tick(),
+                Some((kind, request)) = endpoints.next(), if accepting => {
+                    self.inbound(kind, request).await;
+                    for _ in 1..settings.max_batch {
+                        match endpoints.next().now_or_never() {
+                            Some(Some((kind, request))) => self.inbound(kind, request).await,
+                            _ => break,
+                        }
+                    }
+                }
+                Some(submission) = self.intake_rx.recv(), if accepting => {
+                    self.submitted(submission);
+                    for _ in 1..settings.max_batch {
+                        match self.intake_rx.try_recv() {
+                            Ok(submission) => self.submitted(submission),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            if !self.confirmed.is_empty() {
+                let keys = std::mem::take(&mut self.confirmed);
+                self.step(Command::Published { keys });
+            }
+            if let Err(exit) = self.flush(lease).await {
+                return exit;
+            }
+            self.grant_credits();
+        }
+    }
+
+    fn step(&mut self, command: Command) {
+        let output = self.engine.step(command);
+        self.pending.events.extend(output.events);
+        self.pending.effects.extend(output.effects);
+    }
+
+    fn submitted(&mut self, submission: Submission) {
+        let Submission { queue, seq, msg_id, payload } = submission;
+        if let Some(reader) = self.readers.get_mut(&queue) {
+            reader.delivered();
+        }
+        let size = payload.len() as u64;
+        let output =
+            self.engine.step(Command::Submitted { queue, seq, msg_id, size, now: now_ms() });
+        for event in &output.events {
+            match event {
+                Event::WorkAccepted { work_id, .. } => {
+                    self.payloads.insert(work_id.clone(), payload.clone());
+                }
+                Event::SubmissionRejected { seq, queue, reason, .. } => {
+                    tracing::warn!(%queue, seq, %reason, "submission rejected");
+                    self.rejected_payloads.insert(*seq, payload.clone());
+                }
+                _ => {}
+            }
+        }
+        self.pending.events.extend(output.events);
+        self.pending.effects.extend(output.effects);
+    }
+
+    async fn inbound(&mut self, kind: Endpoint, request: service::Request) {
+        let now = now_ms();
+        self.next_request += 1;
+        let id = self.next_request;
+        let payload = &request.message.payload;
+        let command = match kind {
+            Endpoint::Status => return self.status(request),
+            Endpoint::Register => codec::decode::<RegisterWorker>(payload)
+                .map(|msg| Command::Register { request: id, msg, now }),
+            Endpoint::Request => codec::decode::<RequestWork>(payload)
+                .map(|msg| Command::RequestWork { request: id, msg, now }),
+            Endpoint::Report => codec::decode::<Report>(payload).map(|msg| Command::Report {
+                request: id,
+                msg,
+                now,
+            }),
+        };
+        match command {
+            Ok(command) => {
+                self.requests.insert(id, request);
+                self.step(command);
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = ?kind, subject = %request.message.subject, error = %e, "bad request");
+                let error =
+                    service::error::Error { status: format!("bad request: {e}"), code: 400 };
+                let _ = request.respond(Err(error)).await;
+            }
+        }
+    }
+
+    fn status(&mut self, request: service::Request) {
+        let state = self.engine.state();
+        let mut report = state.status(now_ms());
+        let cursors: Vec<(QueueName, u64)> =
+            state.queues.iter().map(|(q, s)| (q.clone(), s.cursor)).collect();
+        let js = self.env.js.clone();
+        tokio::spawn(async move {
+            housekeeping::add_unread(&js, &mut report, cursors).await;
+            let body = serde_json::to_vec(&report).unwrap_or_default();
+            let _ = request.respond(Ok(body.into())).await;
+        });
+    }
+
+    fn internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::Command(command) => self.step(command),
+            Internal::Payloads(payloads) => {
+                for (work_id, payload) in payloads {
+                    if self.engine.state().work.contains_key(&work_id) {
+                        self.payloads.insert(work_id, payload);
+                    }
+                }
+            }
+        }
+    }
+
+    fn publication_done(&mut self, key: PublicationKey, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => {
+                if let PublicationKey::Rejection(seq) = &key {
+                    self.rejected_payloads.remove(seq);
+                }
+                self.confirmed.push(key);
+            }
+            Err(e) => {
+                tracing::warn!(?key, error = %e, "publication failed; retrying in 1s");
+                self.retry_publish.push((Instant::now() + Duration::from_secs(1), key));
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = now_ms();
+        self.step(Command::Tick { now });
+        let due: Vec<PublicationKey> = {
+            let instant = Instant::now();
+            let (due, later) = std::mem::take(&mut self.retry_publish)
+                .into_iter()
+                .partition(|(at, _)| *at <= instant);
+            self.retry_publish = later;
+            due.into_iter().map(|(_, key)| key).collect()
+        };
+        // Retried publications run like fresh ones, behind the journal like every effect.
+        self.pending.effects.extend(due.into_iter().map(|key| Effect::Publish { key }));
+        self.refresh_readers();
+        self.maybe_purge();
+    }
+
+    /// Journals what the stepped commands decided, snapshots when due, and queues their
+    /// effects behind the write.
+    async fn flush(&mut self, lease: &LeaseGuard) -> Result<(), Exit> {
+        let notifications = self.engine.notifications(now_ms());
+        self.pending.effects.extend(notifications);
+        let Output { events, effects } = std::mem::take(&mut self.pending);
+        if !events.is_empty() {
+            if !lease.is_valid() {
+                return Err(Exit::Deposed("lease validity passed before a journal write".into()));
+            }
+            self.events_since_snapshot += events.len() as u64;
+            self.write_events(events).await.map_err(deposed)?;
+            let settings = &self.env.settings.master;
+            if self.events_since_snapshot >= settings.snapshot_every
+                || self.last_snapshot.elapsed() >= settings.snapshot_interval
+            {
+                self.journal.write_snapshot(self.engine.state()).await.map_err(deposed)?;
+                tracing::debug!(events = self.events_since_snapshot, "snapshot written");
+                self.events_since_snapshot = 0;
+                self.last_snapshot = Instant::now();
+            }
+        }
+        let ticket = self.journal.issued();
+        self.effects.extend(effects.into_iter().map(|effect| (ticket, effect)));
+        self.release_effects().await;
+        Ok(())
+    }
+
+    /// Writes events as one or more batches, each under the server's payload limit.
+    async fn write_events(&mut self, events: Vec<Event>) -> Result<(), JournalError> {
+        let limit = self.journal.max_payload();
+        let mut chunks = vec![events];
+        while let Some(chunk) = chunks.pop() {
+            let batch = JournalBatch { events: chunk };
+            let encoded =
+                codec::encode(&batch).map_err(|e| JournalError::Unavailable(e.to_string()))?;
+            if encoded.len() > limit && batch.events.len() > 1 {
+                let mut first = batch.events;
+                let second = first.split_off(first.len() / 2);
+                chunks.push(second);
+                chunks.push(first);
+                continue;
+            }
+            self.journal.append(subjects::JOURNAL_EVENTS, encoded).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs every queued effect whose journal write is acknowledged.
+    async fn release_effects(&mut self) {
+        while let Some((ticket, _)) = self.effects.front() {
+            if *ticket > self.journal.acked() {
+                break;
+            }
+            let Some((_, effect)) = self.effects.pop_front() else { break };
+            self.execute(effect).await;
+        }
+    }
+
+    async fn execute(&mut self, effect: Effect) {
+        match effect {
+            Effect::Reply { request, reply } => {
+                if let Some(pending) = self.requests.remove(&request) {
+                    self.reply(pending, reply).await;
+                }
+            }
+            Effect::NotifyReady { worker } => {
+                if let Ok(body) = codec::encode(&WorkReady { epoch: self.epoch }) {
+                    let _ = self.env.client.publish(subjects::worker_ready(&worker), body).await;
+                }
+            }
+            Effect::Announce { epoch, leader } => {
+                if let Ok(body) = codec::encode(&MasterElected { epoch, leader }) {
+                    let _ = self.env.client.publish(subjects::MASTER_ELECTED, body).await;
+                }
+            }
+            Effect::Publish { key } => self.publish(key).await,
+        }
+    }
+
+    async fn publish(&mut self, key: PublicationKey) {
+        if self.publisher.is_publishing(&key) {
+            return;
+        }
+        let Some(publication) = self.engine.state().unpublished.get(&key).cloned() else { return };
+        let payload = match &publication {
+            Publication::Rejected { seq, .. } => match self.rejected_payloads.get(seq) {
+                Some(payload) => payload.clone(),
+                None => fetch_payload(&self.env.js, *seq).await.unwrap_or_default(),
+            },
+            _ => Bytes::new(),
+        };
+        if let Publication::Completed { work_id, .. } | Publication::Failed { work_id, .. } =
+            &publication
+        {
+            self.payloads.remove(work_id);
+        }
+        self.publisher.start(key, &publication, payload).await;
+    }
+
+    async fn reply(&mut self, request: service::Request, reply: Reply) {
+        let epoch = self.epoch;
+        let (assignments, build): (
+            Vec<AssignmentRef>,
+            Box<dyn FnOnce(Vec<Assignment>) -> Bytes + Send>,
+        ) = match reply {
+            Reply::Registered(registered) => {
+                let body = codec::encode(&registered).unwrap_or_default();
+                let _ = request.respond(Ok(body)).await;
+                return;
+            }
+            Reply::Error(e) => {
+                let error = service::error::Error { status: e.message, code: e.code as usize };
+                let _ = request.respond(Err(error)).await;
+                return;
+            }
+            Reply::Grant { assignments } => (
+                assignments,
+                Box::new(move |assignments| {
+                    codec::encode(&WorkGrant { epoch, assignments }).unwrap_or_default()
+                }),
+            ),
+            Reply::Report { verdicts, assignments } => (
+                assignments,
+                Box::new(move |assignments| {
+                    codec::encode(&ReportReply { epoch, verdicts, assignments }).unwrap_or_default()
+                }),
+            ),
+        };
+        let missing: Vec<AssignmentRef> = assignments
+            .iter()
+            .filter(|a| !self.payloads.contains_key(&a.work_id))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            let full = assignments
+                .iter()
+                .map(|a| assignment(a, self.payloads[&a.work_id].clone()))
+                .collect();
+            let _ = request.respond(Ok(build(full))).await;
+            return;
+        }
+        // After a takeover the payloads are still in the stream: fetch them off the loop.
+        let mut known: HashMap<WorkId, Bytes> = assignments
+            .iter()
+            .filter_map(|a| Some((a.work_id.clone(), self.payloads.get(&a.work_id)?.clone())))
+            .collect();
+        let js = self.env.js.clone();
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let mut fetched = Vec::new();
+            for a in &missing {
+                match fetch_payload(&js, a.seq).await {
+                    Some(payload) => {
+                        fetched.push((a.work_id.clone(), payload.clone()));
+                        known.insert(a.work_id.clone(), payload);
+                    }
+                    None => {
+                        tracing::error!(work_id = %a.work_id, seq = a.seq, "payload missing from the submit stream");
+                        let now = now_ms();
+                        let _ = internal.send(Internal::Command(Command::PayloadMissing {
+                            work_id: a.work_id.clone(),
+                            now,
+                        }));
+                    }
+                }
+            }
+            let _ = internal.send(Internal::Payloads(fetched));
+            let full = assignments
+                .iter()
+                .filter_map(|a| Some(assignment(a, known.get(&a.work_id)?.clone())))
+                .collect();
+            let _ = request.respond(Ok(build(full))).await;
+        });
+    }
+
+    /// Starts readers for queues that workers serve, and grants each what its queue can take:
+    /// the free worker slots plus the read-ahead, minus what is ready or already asked for.
+    fn grant_credits(&mut self) {
+        let prefetch = u64::from(self.env.settings.master.prefetch);
+        let state = self.engine.state();
+        for (queue, reader) in self.readers.iter_mut() {
+            let served = state.workers.values().any(|w| w.queues.contains(queue));
+            if !served {
+                continue;
+            }
+            let target = state.free_slots(queue) + prefetch;
+            let have = state.ready_len(queue) as u64 + reader.outstanding();
+            if target > have {
+                reader.grant(target - have);
+            }
+        }
+    }
+
+    fn refresh_readers(&mut self) {
+        let state = self.engine.state();
+        let mut wanted: Vec<QueueName> =
+            state.workers.values().flat_map(|w| w.queues.iter().cloned()).collect();
+        wanted.sort();
+        wanted.dedup();
+        for queue in wanted {
+            if !self.readers.contains_key(&queue) {
+                let start = state.queues.get(&queue).map_or(0, |q| q.cursor) + 1;
+                tracing::debug!(%queue, start, "reading submissions");
+                let reader = QueueReader::spawn(
+                    self.env.js.clone(),
+                    queue.clone(),
+                    start,
+                    self.intake_tx.clone(),
+                );
+                self.readers.insert(queue, reader);
+            }
+        }
+    }
+
+    fn maybe_purge(&mut self) {
+        if self.last_purge.elapsed() < self.env.settings.master.purge_interval {
+            return;
+        }
+        if self.purging.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        self.last_purge = Instant::now();
+        let state = self.engine.state();
+        let floors: Vec<(QueueName, u64)> = state
+            .queues
+            .iter()
+            .map(|(queue, q)| {
+                let needed = state.lowest_needed_seq(queue).unwrap_or(u64::MAX);
+                (queue.clone(), (q.cursor + 1).min(needed))
+            })
+            .collect();
+        let js = self.env.js.clone();
+        let streams = self.env.settings.streams.clone();
+        let snapshot = self.snapshot_for_purge.take();
+        self.purging = Some(tokio::spawn(async move {
+            housekeeping::purge_submissions(&js, floors, streams.dedup_horizon).await;
+            if let Some(first_seq) = snapshot {
+                housekeeping::purge_journal(&js, first_seq, streams.journal_retention).await;
+            }
+        }));
+    }
+
+    /// On a clean shutdown: let in-flight writes land and their effects run (replies,
+    /// publications), so the next leader starts from a quiet journal.
+    async fn hand_over(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.journal.inflight() > 0 {
+            match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
+                Ok(Ok(_)) => self.release_effects().await,
+                _ => break,
+            }
+        }
+        while !self.publisher.is_empty() {
+            match tokio::time::timeout_at(deadline, self.publisher.next()).await {
+                Ok((key, outcome)) => self.publication_done(key, outcome),
+                Err(_) => break,
+            }
+        }
+        tracing::info!(epoch = self.epoch, "handed over");
+    }
+}
+
+fn deposed(e: JournalError) -> Exit {
+    Exit::Deposed(e.to_string())
+}
+
+fn assignment(a: &AssignmentRef, payload: Bytes) -> Assignment {
+    Assignment {
+        work_id: a.work_id.clone(),
+        queue: a.queue.clone(),
+        attempt: a.attempt,
+        deadline_ms: a.deadline,
+        timeout_ms: a.timeout,
+        payload,
+    }
+}
+
+/// Reads a submission's payload back from the stream (after a takeover the cache is empty).
+async fn fetch_payload(js: &jetstream::Context, seq: u64) -> Option<Bytes> {
+    let stream = js.get_stream_no_info(subjects::SUBMIT_STREAM).await.ok()?;
+    stream.direct_get(seq).await.ok().map(|m| m.payload)
+}

@@ -1,0 +1,319 @@
+//! The leader lease: one key in the `jetwork-lease` KV bucket, whose revision at acquisition is
+//! the leader's epoch (a fencing token that only grows).
+//!
+//! The bucket has `history: 1`, `max_age: lease_ttl` and limit markers (see
+//! `jetwork_shared::topology::lease_bucket`), so each renewal restarts the key's age and an
+//! unrenewed key expires by itself, leaving a marker that standbys watching the key see at
+//! once. Per-key TTLs are not used: async-nats 0.51 drops them on update.
+//!
+//! The holder treats the lease as valid until `renewal sent + ttl − margin` on its own
+//! monotonic clock ([`LeaseTimer`]), measured from when the renewal was *sent*, so however
+//! long the reply took the server's expiry cannot come first. Once that instant passes
+//! without a confirmed renewal the leader stops acting. This bounds, but does not prevent, a
+//! paused leader acting late; the journal fence (see `journal.rs`) is what makes a late write
+//! impossible.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use futures::StreamExt;
+use jetwork_shared::subjects::LEASE_KEY;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How long before the server-side expiry the holder stops trusting its lease.
+pub fn safety_margin(ttl: Duration) -> Duration {
+    (ttl / 4).min(Duration::from_secs(1))
+}
+
+/// The holder's view of how long its lease is certainly valid. Pure, so its rules are unit
+/// tested without a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTimer {
+    ttl: Duration,
+    valid_until: Instant,
+}
+
+impl LeaseTimer {
+    /// A lease whose acquiring write was sent at `sent`.
+    pub fn new(sent: Instant, ttl: Duration) -> Self {
+        LeaseTimer { ttl, valid_until: sent + ttl - safety_margin(ttl) }
+    }
+
+    /// A renewal sent at `sent` was confirmed. Validity never moves backwards.
+    pub fn renewed(&mut self, sent: Instant) {
+        self.valid_until = self.valid_until.max(sent + self.ttl - safety_margin(self.ttl));
+    }
+
+    /// Whether the lease is certainly still held at `now`.
+    pub fn is_valid(&self, now: Instant) -> bool {
+        now < self.valid_until
+    }
+
+    /// The instant validity ends.
+    pub fn valid_until(&self) -> Instant {
+        self.valid_until
+    }
+
+    /// How often to renew: three times per TTL.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+}
+
+/// What went wrong with the lease.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// Someone else holds it now.
+    #[error("lease lost: {0}")]
+    Lost(String),
+    /// The outcome is unknown (timeout, connection trouble); validity was not extended.
+    #[error("lease unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A held lease.
+#[derive(Debug)]
+pub struct Lease {
+    kv: kv::Store,
+    holder: String,
+    revision: u64,
+    epoch: u64,
+    timer: LeaseTimer,
+}
+
+impl Lease {
+    /// Tries to take the lease. `Ok(None)` means someone else holds it.
+    pub async fn try_acquire(
+        kv: &kv::Store,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        let sent = Instant::now();
+        match kv.create(LEASE_KEY, holder.to_owned().into()).await {
+            Ok(revision) => Ok(Some(Lease {
+                kv: kv.clone(),
+                holder: holder.to_owned(),
+                revision,
+                epoch: revision,
+                timer: LeaseTimer::new(sent, ttl),
+            })),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(LeaseError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The leadership epoch: the revision the lease was acquired at.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Extends the lease with a compare-and-set on the current revision.
+    pub async fn renew(&mut self) -> Result<(), LeaseError> {
+        let sent = Instant::now();
+        match self.kv.update(LEASE_KEY, self.holder.clone().into(), self.revision).await {
+            Ok(revision) => {
+                self.revision = revision;
+                self.timer.renewed(sent);
+                Ok(())
+            }
+            Err(e) if e.kind() == UpdateErrorKind::TimedOut => {
+                Err(LeaseError::Unavailable(e.to_string()))
+            }
+            Err(e) => {
+                // A wrong revision may be our own earlier renewal that timed out but landed:
+                // if the key still names us, adopt its revision (without extending validity).
+                match self.kv.entry(LEASE_KEY).await {
+                    Ok(Some(entry))
+                        if entry.operation == Operation::Put
+                            && entry.value.as_ref() == self.holder.as_bytes() =>
+                    {
+                        self.revision = entry.revision;
+                        Err(LeaseError::Unavailable(format!("renewal raced itself: {e}")))
+                    }
+                    Ok(_) => Err(LeaseError::Lost(e.to_string())),
+                    Err(read) => Err(LeaseError::Unavailable(format!("{e}; then {read}"))),
+                }
+            }
+        }
+    }
+
+    /// Whether the lease is certainly held at `now`.
+    pub fn is_valid(&self, now: Instant) -> bool {
+        self.timer.is_valid(now)
+    }
+
+    /// Gives the lease up at once (a standby watching the key takes over immediately).
+    pub async fn release(&self) {
+        match self.kv.delete_expect_revision(LEASE_KEY, Some(self.revision)).await {
+            Ok(()) => tracing::info!(epoch = self.epoch, "lease released"),
+            Err(e) => {
+                tracing::warn!(epoch = self.epoch, error = %e, "could not release the lease; it will expire")
+            }
+        }
+    }
+}
+
+/// Waits until this candidate holds the lease. Watches the key so that a release or an
+/// expiry is acted on at once, and polls as a backstop. Cancel by dropping the future.
+pub async fn campaign(kv: &kv::Store, holder: &str, ttl: Duration) -> Lease {
+    let poll = (ttl / 4).max(Duration::from_millis(250));
+    let mut watch = None;
+    loop {
+        match Lease::try_acquire(kv, holder, ttl).await {
+            Ok(Some(lease)) => return lease,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "campaign: cannot reach the lease bucket"),
+        }
+        if watch.is_none() {
+            watch = kv.watch(LEASE_KEY).await.ok();
+        }
+        let wait = tokio::time::sleep(poll);
+        match watch.as_mut() {
+            Some(stream) => tokio::select! {
+                entry = stream.next() => match entry {
+                    Some(Ok(entry)) if entry.operation != Operation::Put => {
+                        tracing::debug!(revision = entry.revision, "lease freed");
+                    }
+                    Some(Ok(_)) => {}
+                    _ => watch = None,
+                },
+                _ = wait => {}
+            },
+            None => wait.await,
+        }
+    }
+}
+
+/// The leader's handle on a lease being renewed in the background.
+#[derive(Debug)]
+pub struct LeaseGuard {
+    epoch: u64,
+    valid_until: watch::Receiver<Option<Instant>>,
+    stop: Option<oneshot::Sender<bool>>,
+    task: JoinHandle<()>,
+}
+
+impl LeaseGuard {
+    /// Starts renewing `lease` every TTL/3 until stopped or lost.
+    pub fn spawn(mut lease: Lease) -> Self {
+        let epoch = lease.epoch();
+        let (tx, valid_until) = watch::channel(Some(lease.timer.valid_until()));
+        let (stop, mut stopped) = oneshot::channel::<bool>();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    release = &mut stopped => {
+                        if release.unwrap_or(false) {
+                            lease.release().await;
+                        }
+                        return;
+                    }
+                    _ = tokio::time::sleep(lease.timer.renew_every()) => {}
+                }
+                match lease.renew().await {
+                    Ok(()) => {
+                        let _ = tx.send(Some(lease.timer.valid_until()));
+                    }
+                    Err(LeaseError::Lost(why)) => {
+                        tracing::warn!(epoch, %why, "lease lost");
+                        let _ = tx.send(None);
+                        return;
+                    }
+                    Err(LeaseError::Unavailable(why)) => {
+                        if lease.is_valid(Instant::now()) {
+                            tracing::warn!(epoch, %why, "lease renewal failed; retrying");
+                        } else {
+                            tracing::warn!(epoch, %why, "lease expired without renewal");
+                            let _ = tx.send(None);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        LeaseGuard { epoch, valid_until, stop: Some(stop), task }
+    }
+
+    /// The epoch of the held lease.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether the lease is certainly held now. False once lost or past its validity.
+    pub fn is_valid(&self) -> bool {
+        self.valid_until.borrow().is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Resolves when the lease is lost (renewal refused or validity passed).
+    pub async fn lost(&mut self) {
+        loop {
+            let until = *self.valid_until.borrow_and_update();
+            match until {
+                None => return,
+                Some(until) => {
+                    tokio::select! {
+                        changed = self.valid_until.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
+                        _ = tokio::time::sleep_until(until) => {
+                            if !self.is_valid() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops renewing; with `release`, deletes the key so a standby takes over at once.
+    pub async fn stop(mut self, release: bool) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(release);
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if self.stop.is_some() {
+            self.task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_ends_a_margin_before_the_server_expiry_measured_from_the_send() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let mut timer = LeaseTimer::new(t0, ttl);
+        assert!(timer.is_valid(t0 + Duration::from_millis(8_999)));
+        assert!(!timer.is_valid(t0 + Duration::from_secs(9)));
+        // A renewal sent at t0+3s extends validity to t0+12s, however late its reply came.
+        timer.renewed(t0 + Duration::from_secs(3));
+        assert!(timer.is_valid(t0 + Duration::from_millis(11_999)));
+        assert!(!timer.is_valid(t0 + Duration::from_secs(12)));
+        // An older renewal confirmed late never shortens validity.
+        timer.renewed(t0 + Duration::from_secs(1));
+        assert_eq!(timer.valid_until(), t0 + Duration::from_secs(12));
+    }
+
+    #[test]
+    fn short_ttls_keep_a_proportional_margin() {
+        assert_eq!(safety_margin(Duration::from_secs(2)), Duration::from_millis(500));
+        assert_eq!(safety_margin(Duration::from_secs(60)), Duration::from_secs(1));
+        assert_eq!(
+            LeaseTimer::new(Instant::now(), Duration::from_secs(3)).renew_every(),
+            Duration::from_secs(1)
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! [`Audit`]: reads the journal and the results stream back and checks what every test
+//! asserts at the end: the journal's epochs never go backwards (no deposed master wrote after
+//! its successor's claim), no work id is finished twice, every finished id has exactly one
+//! stored result, and (per test) every acknowledged submission has a result.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use async_nats::jetstream::{
+    self,
+    consumer::{pull::OrderedConfig, DeliverPolicy},
+};
+use futures::StreamExt;
+use jetwork_master::core::{Event, JournalBatch};
+use jetwork_shared::{codec, headers, subjects, WorkId};
+
+/// One stored result.
+#[derive(Debug, Clone)]
+pub struct StoredResult {
+    pub status: String,
+    pub attempt: u32,
+    pub payload: Vec<u8>,
+}
+
+/// What the journal and results stream hold.
+#[derive(Debug, Default)]
+pub struct Audit {
+    /// Every journaled event with its stream sequence and epoch.
+    pub events: Vec<(u64, u64, Event)>,
+    /// The epoch header of every journal message, in stream order.
+    pub epochs: Vec<(u64, u64)>,
+    /// Snapshots seen (first part's sequence).
+    pub snapshots: usize,
+    /// Results by work id (several entries would be a bug).
+    pub results: BTreeMap<WorkId, Vec<StoredResult>>,
+    /// Rejection notices stored.
+    pub rejections: usize,
+}
+
+impl Audit {
+    /// Reads both streams in full.
+    pub async fn read(js: &jetstream::Context) -> anyhow::Result<Audit> {
+        let mut audit = Audit::default();
+        for (seq, subject, headers, payload) in read_stream(js, subjects::JOURNAL_STREAM).await? {
+            let epoch = header(&headers, headers::EPOCH).and_then(|e| e.parse().ok()).unwrap_or(0);
+            audit.epochs.push((seq, epoch));
+            match subject.as_str() {
+                subjects::JOURNAL_EVENTS | subjects::JOURNAL_EPOCH => {
+                    let batch: JournalBatch = codec::decode(&payload)
+                        .with_context(|| format!("journal message {seq}"))?;
+                    audit.events.extend(batch.events.into_iter().map(|e| (seq, epoch, e)));
+                }
+                subjects::JOURNAL_SNAPSHOT => audit.snapshots += 1,
+                _ => {}
+            }
+        }
+        for (_, subject, headers, payload) in read_stream(js, subjects::RESULTS_STREAM).await? {
+            if subject.starts_with("jetwork.rejected.") {
+                audit.rejections += 1;
+                continue;
+            }
+            let id = subject.rsplit('.').next().context("result subject")?;
+            let result = StoredResult {
+                status: header(&headers, headers::STATUS).unwrap_or_default(),
+                attempt: header(&headers, headers::ATTEMPT)
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(0),
+                payload,
+            };
+            audit.results.entry(WorkId::parse(id)?).or_default().push(result);
+        }
+        Ok(audit)
+    }
+
+    /// The invariants every test asserts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let mut last = 0;
+        for &(seq, epoch) in &self.epochs {
+            if epoch < last {
+                bail!("journal message {seq} has epoch {epoch} after epoch {last}: a deposed master wrote");
+            }
+            last = epoch;
+        }
+        let mut in_flight: BTreeMap<&WorkId, ()> = BTreeMap::new();
+        let mut finished: BTreeMap<&WorkId, usize> = BTreeMap::new();
+        for (seq, _, event) in &self.events {
+            match event {
+                Event::WorkAccepted { work_id, .. } if in_flight.insert(work_id, ()).is_some() => {
+                    bail!("{work_id} accepted twice while in flight (message {seq})");
+                }
+                Event::WorkCompleted { work_id, .. } | Event::WorkFailed { work_id, .. } => {
+                    if in_flight.remove(work_id).is_none() {
+                        bail!(
+                            "{work_id} finished twice, or without being accepted (message {seq})"
+                        );
+                    }
+                    *finished.entry(work_id).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        for (work_id, results) in &self.results {
+            if results.len() != 1 {
+                bail!("{work_id} has {} stored results", results.len());
+            }
+        }
+        for (work_id, times) in &finished {
+            if *times > 1 {
+                bail!("{work_id} finished {times} times");
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids finished in the journal.
+    pub fn finished(&self) -> Vec<WorkId> {
+        self.events
+            .iter()
+            .filter_map(|(_, _, e)| match e {
+                Event::WorkCompleted { work_id, .. } | Event::WorkFailed { work_id, .. } => {
+                    Some(work_id.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Attempts started for `work_id`.
+    pub fn attempts(&self, work_id: &WorkId) -> Vec<u32> {
+        self.events
+            .iter()
+            .filter_map(|(_, _, e)| match e {
+                Event::WorkStarted { work_id: id, attempt, .. } if id == work_id => Some(*attempt),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Asserts every id in `expected` has exactly one completed result (and nothing else).
+    pub fn expect_completed(&self, expected: &[WorkId]) -> anyhow::Result<()> {
+        let missing: Vec<_> =
+            expected.iter().filter(|id| !self.results.contains_key(*id)).collect();
+        if !missing.is_empty() {
+            bail!(
+                "{} acknowledged items have no result: {:?}",
+                missing.len(),
+                &missing[..missing.len().min(10)]
+            );
+        }
+        for id in expected {
+            let status = &self.results[id][0].status;
+            if status != headers::STATUS_COMPLETED {
+                bail!("{id} ended {status}");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn header(headers: &Option<async_nats::HeaderMap>, name: &str) -> Option<String> {
+    headers.as_ref()?.get(name).map(|v| v.as_str().to_owned())
+}
+
+type Stored = (u64, String, Option<async_nats::HeaderMap>, Vec<u8>);
+
+/// Every message of a stream, in order.
+pub async fn read_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<Vec<Stored>> {
+    let mut stream = js.get_stream(name).await.with_context(|| format!("stream {name}"))?;
+    let state = stream.info().await?.state.clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return Ok(out);
+    }
+    let consumer = stream
+        .create_consumer(OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await?
+    {
+        let message = message?;
+        let seq = message.info().map_err(|e| anyhow::anyhow!(e))?.stream_sequence;
+        out.push((
+            seq,
+            message.subject.to_string(),
+            message.headers.clone(),
+            message.payload.to_vec(),
+        ));
+        if seq >= state.last_sequence {
+            break;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,79 @@
+//! Short timings for tests, as settings structs (in-process components) and as `JETWORK_*`
+//! environment variables (binaries). Both describe the same configuration.
+
+use std::time::Duration;
+
+use jetwork_frontend::FrontendSettings;
+use jetwork_master::MasterSettings;
+use jetwork_worker::WorkerSettings;
+
+/// Settings for every component, pointing at one server.
+#[derive(Debug, Clone)]
+pub struct Fast {
+    pub master: MasterSettings,
+    pub worker: WorkerSettings,
+    pub frontend: FrontendSettings,
+}
+
+/// Test settings against the server at `url`.
+pub fn fast_settings(url: &str) -> Fast {
+    let mut master = MasterSettings::default();
+    master.nats.url = url.to_owned();
+    master.nats.request_timeout = Duration::from_secs(2);
+    master.streams.journal_retention = Duration::from_secs(3600);
+    let m = &mut master.master;
+    m.lease_ttl = Duration::from_secs(2);
+    m.work_timeout = Duration::from_secs(3);
+    m.worker_timeout = Duration::from_secs(3);
+    m.tick_interval = Duration::from_millis(50);
+    m.notify_interval = Duration::from_millis(500);
+    m.purge_interval = Duration::from_millis(500);
+    m.snapshot_every = 200;
+    m.snapshot_interval = Duration::from_secs(2);
+
+    let mut worker = WorkerSettings {
+        nats: master.nats.clone(),
+        streams: master.streams.clone(),
+        ..Default::default()
+    };
+    let w = &mut worker.worker;
+    w.register_interval = Duration::from_millis(500);
+    w.resend_interval = Duration::from_millis(500);
+    w.request_timeout = Duration::from_secs(2);
+    w.shutdown_grace = Duration::from_secs(2);
+
+    let mut frontend = FrontendSettings {
+        nats: master.nats.clone(),
+        streams: master.streams.clone(),
+        ..Default::default()
+    };
+    frontend.frontend.submit_timeout = Duration::from_secs(30);
+    frontend.frontend.retry_delay = Duration::from_millis(200);
+    Fast { master, worker, frontend }
+}
+
+/// The same settings as environment variables for the binaries.
+pub fn fast_env(url: &str) -> Vec<(String, String)> {
+    [
+        ("NATS_URL", url),
+        ("JETWORK_NATS__REQUEST_TIMEOUT", "2s"),
+        ("JETWORK_STREAMS__JOURNAL_RETENTION", "1h"),
+        ("JETWORK_MASTER__LEASE_TTL", "2s"),
+        ("JETWORK_MASTER__WORK_TIMEOUT", "3s"),
+        ("JETWORK_MASTER__WORKER_TIMEOUT", "3s"),
+        ("JETWORK_MASTER__TICK_INTERVAL", "50ms"),
+        ("JETWORK_MASTER__NOTIFY_INTERVAL", "500ms"),
+        ("JETWORK_MASTER__PURGE_INTERVAL", "500ms"),
+        ("JETWORK_MASTER__SNAPSHOT_EVERY", "200"),
+        ("JETWORK_MASTER__SNAPSHOT_INTERVAL", "2s"),
+        ("JETWORK_WORKER__REGISTER_INTERVAL", "500ms"),
+        ("JETWORK_WORKER__RESEND_INTERVAL", "500ms"),
+        ("JETWORK_WORKER__REQUEST_TIMEOUT", "2s"),
+        ("JETWORK_WORKER__SHUTDOWN_GRACE", "2s"),
+        ("JETWORK_FRONTEND__SUBMIT_TIMEOUT", "30s"),
+        ("JETWORK_FRONTEND__RETRY_DELAY", "200ms"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}

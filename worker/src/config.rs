@@ -1,0 +1,104 @@
+//! The worker's configuration: the `[worker]` section, plus `[nats]` and `[streams]`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use jetwork_shared::config::{self, ConfigError, NatsConfig, StreamsConfig};
+use jetwork_shared::{QueueName, WorkerId};
+use serde::{Deserialize, Serialize};
+
+/// Everything a worker reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerSettings {
+    pub nats: NatsConfig,
+    pub streams: StreamsConfig,
+    pub worker: WorkerConfig,
+}
+
+/// The `[worker]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Worker id; a random `w-<uuid>` when absent. Must be unique among running workers.
+    pub id: Option<String>,
+    /// Queues to take work from.
+    pub queues: Vec<String>,
+    /// Items run at once.
+    pub concurrency: u32,
+    /// Heartbeat: how often to re-register.
+    #[serde(with = "humantime_serde")]
+    pub register_interval: Duration,
+    /// How long to wait for a verdict before re-sending an outcome.
+    #[serde(with = "humantime_serde")]
+    pub resend_interval: Duration,
+    /// Timeout of one request to the master.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Report progress for every running item this often (keeps long jobs alive without the
+    /// handler calling `progress`). Off when absent.
+    #[serde(default, with = "humantime_serde")]
+    pub progress_every: Option<Duration>,
+    /// On shutdown, how long running items may take to finish before they are abandoned.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Shell command run per item (`sh -c`); the built-in squarer when absent.
+    pub exec: Option<String>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            id: None,
+            queues: vec!["default".to_owned()],
+            concurrency: 1,
+            register_interval: Duration::from_secs(10),
+            resend_interval: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            progress_every: None,
+            shutdown_grace: Duration::from_secs(10),
+            exec: None,
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// Loads defaults, the optional file and `JETWORK_*` overrides (`JETWORK_WORKER__QUEUES`
+    /// takes a comma-separated list).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        config::load(file, &["worker.queues"])
+    }
+
+    /// Checks the rules serde cannot express and returns the validated ids.
+    pub fn validate(&self) -> Result<(WorkerId, Vec<QueueName>), ConfigError> {
+        self.streams.validate()?;
+        let w = &self.worker;
+        let rule = |text: String| ConfigError::Rule(text);
+        if w.concurrency == 0 || w.concurrency > 10_000 {
+            return Err(rule(format!(
+                "worker.concurrency must be 1..=10000, not {}",
+                w.concurrency
+            )));
+        }
+        if w.register_interval < Duration::from_millis(50)
+            || w.resend_interval < Duration::from_millis(50)
+        {
+            return Err(rule(
+                "worker.register_interval and resend_interval must be at least 50ms".into(),
+            ));
+        }
+        let id = match &w.id {
+            Some(id) => WorkerId::parse(id).map_err(|e| rule(format!("worker.id: {e}")))?,
+            None => WorkerId::random(),
+        };
+        let mut queues = Vec::new();
+        for q in &w.queues {
+            queues
+                .push(QueueName::parse(q.trim()).map_err(|e| rule(format!("worker.queues: {e}")))?);
+        }
+        if queues.is_empty() {
+            return Err(rule("worker.queues must name at least one queue".into()));
+        }
+        Ok((id, queues))
+    }
+}

@@ -1,0 +1,165 @@
+//! [`ShellCommand`]: the `--exec` handler. Runs `sh -c '<command>'` once per job, in its own
+//! process group:
+//! - stdin: the payload; env: `JETWORK_WORK_ID`, `JETWORK_QUEUE`, `JETWORK_ATTEMPT`;
+//! - stdout: the result (at most `max_output` bytes, or the attempt fails);
+//! - exit status 0: completed; anything else: failed, with the status and the tail of stderr
+//!   as the reason;
+//! - a stderr line `jetwork:progress` reports progress (extends the deadline).
+//!
+//! If the job is abandoned (revoked by the master, or the worker shuts down) the whole process
+//! group is killed, so no grandchild keeps running unseen.
+
+use std::process::Stdio;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use crate::{Handler, Job};
+
+/// The stderr line that reports progress.
+pub const PROGRESS_LINE: &str = "jetwork:progress";
+/// How much of stderr ends up in a failure reason.
+const STDERR_TAIL: usize = 2048;
+
+/// Runs a shell command per job.
+#[derive(Debug, Clone)]
+pub struct ShellCommand {
+    command: String,
+    max_output: usize,
+}
+
+impl ShellCommand {
+    /// A handler running `command` with `sh -c`, accepting at most `max_output` bytes of
+    /// stdout.
+    pub fn new(command: impl Into<String>, max_output: usize) -> Self {
+        ShellCommand { command: command.into(), max_output }
+    }
+}
+
+/// Kills the process group when dropped, unless disarmed.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Handler for ShellCommand {
+    fn handle(&self, job: Job) -> BoxFuture<'static, Result<Bytes, String>> {
+        let command = self.command.clone();
+        let max_output = self.max_output;
+        Box::pin(async move { run(&command, max_output, job).await })
+    }
+}
+
+async fn run(command: &str, max_output: usize, job: Job) -> Result<Bytes, String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("JETWORK_WORK_ID", job.work_id.as_str())
+        .env("JETWORK_QUEUE", job.queue.as_str())
+        .env("JETWORK_ATTEMPT", job.attempt.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start `sh -c {command}`: {e}"))?;
+    let mut group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
+
+    let mut stdin = child.stdin.take().ok_or("no stdin pipe")?;
+    let payload = job.payload.clone();
+    let feed = tokio::spawn(async move {
+        // A command that does not read its input closes the pipe early; that is fine.
+        let _ = stdin.write_all(&payload).await;
+    });
+
+    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let pgid = group.0;
+    let read_stdout = async move {
+        let mut out = Vec::new();
+        let mut limited = stdout.take(max_output as u64 + 1);
+        let read = limited.read_to_end(&mut out).await.map(|_| out);
+        if read.as_ref().is_ok_and(|out| out.len() > max_output) {
+            // Stop a runaway command now; otherwise it blocks on a full pipe for ever.
+            if let Some(pgid) = pgid {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
+        }
+        read
+    };
+
+    let stderr = child.stderr.take().ok_or("no stderr pipe")?;
+    let progress = job.progress_handle();
+    let read_stderr = async move {
+        let mut tail = String::new();
+        let mut reader = BufReader::new(stderr);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line);
+            if text.trim() == PROGRESS_LINE {
+                progress.progress();
+                continue;
+            }
+            tail.push_str(&text);
+            if tail.len() > 2 * STDERR_TAIL {
+                tail = last_chars(&tail, STDERR_TAIL).to_owned();
+            }
+        }
+        tail
+    };
+
+    let (stdout, stderr) = tokio::join!(read_stdout, read_stderr);
+    let stdout = stdout.map_err(|e| format!("reading stdout: {e}"))?;
+    if stdout.len() > max_output {
+        return Err(format!("output exceeds the limit of {max_output} bytes"));
+    }
+    let status = child.wait().await.map_err(|e| format!("waiting for the command: {e}"))?;
+    feed.abort();
+    group.0 = None;
+    if status.success() {
+        return Ok(Bytes::from(stdout));
+    }
+    let how = match status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => "killed by a signal".to_owned(),
+    };
+    let tail = last_chars(stderr.trim(), STDERR_TAIL);
+    Err(if tail.is_empty() { how } else { format!("{how}: {tail}") })
+}
+
+/// The last (at most) `max` bytes of `text`, cut at a character boundary.
+fn last_chars(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_cut_at_character_boundaries() {
+        assert_eq!(last_chars("héllo", 4), "llo");
+        assert_eq!(last_chars("abc", 10), "abc");
+    }
+}

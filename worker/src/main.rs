@@ -1,0 +1,73 @@
+//! `jetwork-worker`: runs jobs from one or more queues, with a shell command or the
+//! built-in squarer.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use jetwork_worker::{ShellCommand, WorkerSettings};
+
+/// A jetwork worker: pulls work from the leading master and runs it.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Queue(s) to serve, comma separated.
+    #[arg(long, short, value_delimiter = ',')]
+    queue: Vec<String>,
+    /// Shell command run per job (`sh -c`): payload on stdin, result on stdout, non-zero exit
+    /// fails the attempt. Without it the built-in squarer runs (`n` → `n * n = n²`).
+    #[arg(long)]
+    exec: Option<String>,
+    /// Jobs run at once.
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Report progress for running jobs this often (e.g. `5s`), keeping long jobs alive.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    progress_every: Option<Duration>,
+    /// Worker id (default: random).
+    #[arg(long)]
+    id: Option<String>,
+    /// NATS server URL(s), comma separated (overrides the config file).
+    #[arg(long, env = "NATS_URL")]
+    nats_url: Option<String>,
+    /// Configuration file (TOML); `JETWORK_*` variables override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    jetwork_shared::telemetry::init("info");
+    let args = Args::parse();
+    let mut settings =
+        WorkerSettings::load(args.config.as_deref()).context("loading configuration")?;
+    if let Some(url) = args.nats_url {
+        settings.nats.url = url;
+    }
+    let w = &mut settings.worker;
+    if !args.queue.is_empty() {
+        w.queues = args.queue;
+    }
+    if let Some(c) = args.concurrency {
+        w.concurrency = c;
+    }
+    if args.progress_every.is_some() {
+        w.progress_every = args.progress_every;
+    }
+    if args.id.is_some() {
+        w.id = args.id;
+    }
+    if args.exec.is_some() {
+        w.exec = args.exec;
+    }
+    let shutdown = jetwork_shared::telemetry::shutdown_signal();
+    match settings.worker.exec.clone() {
+        Some(command) => {
+            let handler = ShellCommand::new(command, settings.streams.max_result as usize);
+            jetwork_worker::run(settings, handler, shutdown).await
+        }
+        None => jetwork_worker::run(settings, jetwork_worker::square, shutdown).await,
+    }
+    .context("worker failed")
+}

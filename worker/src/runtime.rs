@@ -1,0 +1,534 @@
+//! The worker's loop: register, pull work, run jobs, report outcomes until acknowledged.
+//!
+//! ```text
+//!  start ─► register ──(work_ready / jetwork.worker.<id>.ready)──► request ─► grant ─► run jobs
+//!              ▲  every register_interval, and at once on jetwork.master.elected     │
+//!              └────────────────────────────────────────────────────────────────────┘
+//!  job ends ─► outcome kept until a verdict arrives; re-sent every resend_interval;
+//!              the report that carries it also asks for the slots it frees
+//! ```
+//!
+//! Invariants:
+//! - an outcome stays in `unacked` until the master answers it with a verdict, so a lost
+//!   reply or a master crash only delays it; the master records each at most once;
+//! - slots: running + backlog + unacked + asked-for never exceeds `concurrency` (a job's slot
+//!   is free only once the master has its outcome, as the master counts it);
+//! - replies from an older epoch than the newest seen are ignored, so a deposed master cannot
+//!   steer this worker; what it said is re-asked of the current leader.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use jetwork_shared::protocol::{
+    Assignment, MasterElected, Outcome, OutcomeStatus, RegisterWorker, Registered, Report,
+    ReportReply, RequestWork, RunningWork, VerdictKind, WorkGrant, WorkReady,
+};
+use jetwork_shared::{codec, subjects, QueueName, WorkId, WorkerId};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::{Handler, Job};
+
+/// Most result bytes carried by one report (the rest go in the next).
+const REPORT_BYTES: usize = 512 * 1024;
+
+/// Why a request to the master got no useful answer.
+#[derive(Debug)]
+enum Failure {
+    /// Nobody serves the endpoint: no leader right now.
+    NoMaster,
+    /// The leader does not know this worker.
+    UnknownWorker,
+    /// The leader refused the request.
+    Refused(String),
+    /// Timed out, or could not be sent or decoded.
+    Failed(String),
+}
+
+enum ReplyTo {
+    Registered(Result<Registered, Failure>),
+    Granted { asked: u32, result: Result<WorkGrant, Failure> },
+    Reported { asked: u32, sent: Vec<(WorkId, u32)>, result: Result<ReportReply, Failure> },
+}
+
+struct Unacked {
+    status: OutcomeStatus,
+    result: Bytes,
+    reason: Option<String>,
+    /// When it was last sent; `None`: not yet.
+    sent_at: Option<Instant>,
+}
+
+/// Static settings of a worker runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub id: WorkerId,
+    pub queues: Vec<QueueName>,
+    pub concurrency: u32,
+    pub register_interval: Duration,
+    pub resend_interval: Duration,
+    pub request_timeout: Duration,
+    pub progress_every: Option<Duration>,
+    pub shutdown_grace: Duration,
+}
+
+struct Runtime<H> {
+    client: async_nats::Client,
+    cfg: RuntimeConfig,
+    handler: Arc<H>,
+    epoch: u64,
+    registered: bool,
+    registering: bool,
+    requesting: bool,
+    want_work: bool,
+    asked: u32,
+    running: HashMap<(WorkId, u32), AbortHandle>,
+    tasks: HashMap<tokio::task::Id, (WorkId, u32)>,
+    jobs: JoinSet<Result<Bytes, String>>,
+    backlog: VecDeque<Assignment>,
+    unacked: BTreeMap<(WorkId, u32), Unacked>,
+    progress: Vec<(WorkId, u32)>,
+    progress_tx: mpsc::UnboundedSender<(WorkId, u32)>,
+    replies: mpsc::UnboundedSender<ReplyTo>,
+    stopping: Option<Instant>,
+}
+
+/// Runs the worker until `shutdown` resolves and its jobs are finished (or the grace period
+/// is over).
+pub async fn run<H: Handler>(
+    client: async_nats::Client,
+    cfg: RuntimeConfig,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), async_nats::SubscribeError> {
+    tokio::pin!(shutdown);
+    let mut ready = client.subscribe(subjects::worker_ready(&cfg.id)).await?;
+    let mut elected = client.subscribe(subjects::MASTER_ELECTED).await?;
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
+    let (replies, mut replies_rx) = mpsc::unbounded_channel();
+    tracing::info!(worker = %cfg.id, queues = ?cfg.queues, concurrency = cfg.concurrency, "worker starting");
+    let mut rt = Runtime {
+        client,
+        handler: Arc::new(handler),
+        epoch: 0,
+        registered: false,
+        registering: false,
+        requesting: false,
+        want_work: true,
+        asked: 0,
+        running: HashMap::new(),
+        tasks: HashMap::new(),
+        jobs: JoinSet::new(),
+        backlog: VecDeque::new(),
+        unacked: BTreeMap::new(),
+        progress: Vec::new(),
+        progress_tx,
+        replies,
+        stopping: None,
+        cfg,
+    };
+    let mut heartbeat = tokio::time::interval(rt.cfg.register_interval);
+    let retry_every = rt.cfg.register_interval.min(Duration::from_millis(500));
+    let mut retry = tokio::time::interval(retry_every);
+    let resend_every = (rt.cfg.resend_interval / 4).max(Duration::from_millis(20));
+    let mut resend = tokio::time::interval(resend_every);
+    let mut keepalive =
+        tokio::time::interval(rt.cfg.progress_every.unwrap_or(Duration::from_secs(3600)));
+    keepalive.reset();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown, if rt.stopping.is_none() => {
+                tracing::info!(worker = %rt.cfg.id, running = rt.running.len(), "shutting down; finishing running jobs");
+                rt.stopping = Some(Instant::now() + rt.cfg.shutdown_grace);
+            }
+            Some(joined) = rt.jobs.join_next_with_id(), if !rt.jobs.is_empty() => rt.job_done(joined),
+            Some(progress) = progress_rx.recv() => rt.progress.push(progress),
+            Some(reply) = replies_rx.recv() => rt.on_reply(reply),
+            Some(message) = ready.next() => {
+                if let Ok(note) = codec::decode::<WorkReady>(&message.payload) {
+                    if note.epoch >= rt.epoch {
+                        rt.want_work = true;
+                    }
+                }
+            }
+            Some(message) = elected.next() => {
+                if let Ok(note) = codec::decode::<MasterElected>(&message.payload) {
+                    if note.epoch > rt.epoch {
+                        tracing::info!(epoch = note.epoch, leader = %note.leader, "new master elected; registering");
+                        rt.epoch = note.epoch;
+                        rt.register();
+                    }
+                }
+            }
+            _ = heartbeat.tick() => rt.register(),
+            _ = retry.tick(), if !rt.registered => rt.register(),
+            _ = resend.tick() => {}
+            _ = keepalive.tick(), if rt.cfg.progress_every.is_some() => {
+                let running: Vec<_> = rt.running.keys().cloned().collect();
+                rt.progress.extend(running);
+            }
+        }
+        if let Some(deadline) = rt.stopping {
+            if rt.running.is_empty() && rt.backlog.is_empty() && rt.unacked.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                rt.abandon();
+                if Instant::now() >= deadline + rt.cfg.resend_interval {
+                    tracing::warn!(
+                        unacked = rt.unacked.len(),
+                        "giving up on unacknowledged outcomes"
+                    );
+                    break;
+                }
+            }
+        }
+        rt.pump();
+    }
+    tracing::info!(worker = %rt.cfg.id, "worker stopped");
+    Ok(())
+}
+
+impl<H: Handler> Runtime<H> {
+    fn register(&mut self) {
+        if self.registering {
+            return;
+        }
+        self.registering = true;
+        let mut running: Vec<RunningWork> = self
+            .running
+            .keys()
+            .map(|(work_id, attempt)| RunningWork { work_id: work_id.clone(), attempt: *attempt })
+            .collect();
+        running.extend(
+            self.unacked.keys().map(|(work_id, attempt)| RunningWork {
+                work_id: work_id.clone(),
+                attempt: *attempt,
+            }),
+        );
+        running.extend(
+            self.backlog
+                .iter()
+                .map(|a| RunningWork { work_id: a.work_id.clone(), attempt: a.attempt }),
+        );
+        let msg = RegisterWorker {
+            worker_id: self.cfg.id.clone(),
+            queues: self.cfg.queues.clone(),
+            capacity: self.cfg.concurrency,
+            running,
+        };
+        let (client, replies, timeout) =
+            (self.client.clone(), self.replies.clone(), self.cfg.request_timeout);
+        tokio::spawn(async move {
+            let result = request(&client, subjects::MASTER_REGISTER, &msg, timeout).await;
+            let _ = replies.send(ReplyTo::Registered(result));
+        });
+    }
+
+    fn free(&self) -> u32 {
+        let used =
+            self.running.len() + self.backlog.len() + self.unacked.len() + self.asked as usize;
+        self.cfg.concurrency.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX))
+    }
+
+    /// Starts what can start, and sends what is due: outcomes and progress in a report
+    /// (which also asks for the slots they free), or else a request for work.
+    fn pump(&mut self) {
+        while (self.running.len() as u32) < self.cfg.concurrency {
+            let Some(assignment) = self.backlog.pop_front() else { break };
+            self.start(assignment);
+        }
+        let now = Instant::now();
+        let mut outcomes = Vec::new();
+        let mut bytes = 0usize;
+        for ((work_id, attempt), unacked) in self.unacked.iter_mut() {
+            let due = unacked.sent_at.is_none_or(|at| now >= at + self.cfg.resend_interval);
+            if !due || (bytes > 0 && bytes + unacked.result.len() > REPORT_BYTES) {
+                continue;
+            }
+            bytes += unacked.result.len();
+            if unacked.sent_at.is_some() {
+                tracing::debug!(%work_id, attempt, "no verdict yet; re-sending the outcome");
+            }
+            unacked.sent_at = Some(now);
+            outcomes.push(Outcome {
+                work_id: work_id.clone(),
+                attempt: *attempt,
+                status: unacked.status,
+                result: unacked.result.clone(),
+                reason: unacked.reason.clone(),
+            });
+        }
+        let reported = outcomes.len() as u32;
+        for (work_id, attempt) in self.progress.drain(..) {
+            if self.running.contains_key(&(work_id.clone(), attempt)) {
+                outcomes.push(Outcome {
+                    work_id,
+                    attempt,
+                    status: OutcomeStatus::Progress,
+                    result: Bytes::new(),
+                    reason: None,
+                });
+            }
+        }
+        let slots =
+            if self.stopping.is_some() || !self.registered { 0 } else { self.free() + reported };
+        if !outcomes.is_empty() {
+            self.asked += slots;
+            let sent = outcomes
+                .iter()
+                .filter(|o| o.status != OutcomeStatus::Progress)
+                .map(|o| (o.work_id.clone(), o.attempt))
+                .collect();
+            let msg = Report { worker_id: self.cfg.id.clone(), outcomes, slots };
+            let (client, replies, timeout) =
+                (self.client.clone(), self.replies.clone(), self.cfg.request_timeout);
+            tokio::spawn(async move {
+                let result = request(&client, subjects::MASTER_REPORT, &msg, timeout).await;
+                let _ = replies.send(ReplyTo::Reported { asked: slots, sent, result });
+            });
+            return;
+        }
+        if self.want_work
+            && self.registered
+            && !self.requesting
+            && self.stopping.is_none()
+            && slots > 0
+        {
+            self.want_work = false;
+            self.requesting = true;
+            self.asked += slots;
+            let msg = RequestWork { worker_id: self.cfg.id.clone(), slots };
+            let (client, replies, timeout) =
+                (self.client.clone(), self.replies.clone(), self.cfg.request_timeout);
+            tokio::spawn(async move {
+                let result = request(&client, subjects::MASTER_REQUEST, &msg, timeout).await;
+                let _ = replies.send(ReplyTo::Granted { asked: slots, result });
+            });
+        }
+    }
+
+    fn on_reply(&mut self, reply: ReplyTo) {
+        match reply {
+            ReplyTo::Registered(result) => {
+                self.registering = false;
+                match result {
+                    Ok(r) if r.epoch >= self.epoch => {
+                        if !self.registered {
+                            tracing::info!(worker = %self.cfg.id, epoch = r.epoch, "registered with the master");
+                        }
+                        self.epoch = r.epoch;
+                        self.registered = true;
+                        for work_id in &r.revoked {
+                            self.revoke(work_id);
+                        }
+                        if r.work_ready {
+                            self.want_work = true;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(failure) => self.failed("register", failure),
+                }
+            }
+            ReplyTo::Granted { asked, result } => {
+                self.requesting = false;
+                self.asked = self.asked.saturating_sub(asked);
+                match result {
+                    Ok(grant) if grant.epoch >= self.epoch => {
+                        self.epoch = grant.epoch;
+                        // A full grant suggests there is more waiting.
+                        self.want_work |= grant.assignments.len() as u32 == asked && asked > 0;
+                        for assignment in grant.assignments {
+                            self.accept(assignment);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(failure) => self.failed("request", failure),
+                }
+            }
+            ReplyTo::Reported { asked, sent, result } => {
+                self.asked = self.asked.saturating_sub(asked);
+                match result {
+                    Ok(reply) if reply.epoch >= self.epoch => {
+                        self.epoch = reply.epoch;
+                        for verdict in reply.verdicts {
+                            let key = (verdict.work_id.clone(), verdict.attempt);
+                            match verdict.verdict {
+                                VerdictKind::Rejected => tracing::warn!(
+                                    work_id = %verdict.work_id,
+                                    attempt = verdict.attempt,
+                                    reason = verdict.reason.as_deref().unwrap_or(""),
+                                    "master rejected an outcome"
+                                ),
+                                VerdictKind::Superseded if self.running.contains_key(&key) => {
+                                    tracing::info!(work_id = %verdict.work_id, attempt = verdict.attempt, "attempt superseded; stopping it");
+                                    self.revoke(&verdict.work_id);
+                                }
+                                _ => {}
+                            }
+                            if sent.contains(&key) {
+                                self.unacked.remove(&key);
+                            }
+                        }
+                        self.want_work |= reply.assignments.len() as u32 == asked && asked > 0;
+                        for assignment in reply.assignments {
+                            self.accept(assignment);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(failure) => self.failed("report", failure),
+                }
+            }
+        }
+    }
+
+    fn failed(&mut self, what: &str, failure: Failure) {
+        match failure {
+            Failure::NoMaster => {
+                tracing::debug!(what, "no master is serving right now");
+                self.registered = false;
+            }
+            Failure::UnknownWorker => {
+                tracing::info!(what, "the master does not know this worker; registering");
+                self.registered = false;
+                self.register();
+            }
+            Failure::Refused(why) => tracing::warn!(what, %why, "the master refused a request"),
+            Failure::Failed(why) => tracing::debug!(what, %why, "request to the master failed"),
+        }
+    }
+
+    fn accept(&mut self, assignment: Assignment) {
+        let key = (assignment.work_id.clone(), assignment.attempt);
+        if self.running.contains_key(&key) || self.unacked.contains_key(&key) {
+            return; // A duplicate grant (a re-sent reply): already have it.
+        }
+        if (self.running.len() as u32) < self.cfg.concurrency {
+            self.start(assignment);
+        } else {
+            self.backlog.push_back(assignment);
+        }
+    }
+
+    fn start(&mut self, a: Assignment) {
+        tracing::info!(work_id = %a.work_id, queue = %a.queue, attempt = a.attempt, bytes = a.payload.len(), "executing work");
+        let job = Job {
+            work_id: a.work_id.clone(),
+            queue: a.queue,
+            attempt: a.attempt,
+            payload: a.payload,
+            timeout: Duration::from_millis(a.timeout_ms),
+            progress: self.progress_tx.clone(),
+        };
+        let handler = self.handler.clone();
+        let abort = self.jobs.spawn(async move { handler.handle(job).await });
+        self.tasks.insert(abort.id(), (a.work_id.clone(), a.attempt));
+        self.running.insert((a.work_id, a.attempt), abort);
+    }
+
+    fn job_done(
+        &mut self,
+        joined: Result<(tokio::task::Id, Result<Bytes, String>), tokio::task::JoinError>,
+    ) {
+        let (task, outcome) = match joined {
+            Ok((task, outcome)) => (task, outcome),
+            Err(e) if e.is_cancelled() => {
+                self.tasks.remove(&e.id());
+                return;
+            }
+            Err(e) => (e.id(), Err(format!("handler panicked: {e}"))),
+        };
+        let Some(key) = self.tasks.remove(&task) else { return };
+        self.running.remove(&key);
+        let (work_id, attempt) = &key;
+        let unacked = match outcome {
+            Ok(result) => {
+                tracing::info!(%work_id, attempt, bytes = result.len(), "work is complete");
+                Unacked { status: OutcomeStatus::Completed, result, reason: None, sent_at: None }
+            }
+            Err(reason) => {
+                tracing::warn!(%work_id, attempt, %reason, "work failed");
+                Unacked {
+                    status: OutcomeStatus::Failed,
+                    result: Bytes::new(),
+                    reason: Some(reason),
+                    sent_at: None,
+                }
+            }
+        };
+        self.unacked.insert(key, unacked);
+    }
+
+    /// Stops running `work_id` (every attempt of it): it is no longer this worker's.
+    fn revoke(&mut self, work_id: &WorkId) {
+        let keys: Vec<_> = self.running.keys().filter(|(id, _)| id == work_id).cloned().collect();
+        for key in keys {
+            if let Some(abort) = self.running.remove(&key) {
+                tracing::info!(%work_id, attempt = key.1, "revoked by the master; stopping");
+                abort.abort();
+            }
+        }
+        self.backlog.retain(|a| &a.work_id != work_id);
+    }
+
+    /// Shutdown grace is over: stop what still runs and report it failed, so the master
+    /// re-queues it now rather than at its deadline.
+    fn abandon(&mut self) {
+        let keys: Vec<_> = self.running.keys().cloned().collect();
+        for key in keys {
+            if let Some(abort) = self.running.remove(&key) {
+                abort.abort();
+                let reason = Some("worker shut down before the job finished".to_owned());
+                self.unacked.insert(
+                    key,
+                    Unacked {
+                        status: OutcomeStatus::Failed,
+                        result: Bytes::new(),
+                        reason,
+                        sent_at: None,
+                    },
+                );
+            }
+        }
+        self.backlog.clear();
+    }
+}
+
+/// Sends one MessagePack request to the master and decodes the reply, mapping the NATS
+/// micro-service error headers and "no responders" to [`Failure`]s.
+async fn request<T: Serialize, R: DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: &'static str,
+    body: &T,
+    timeout: Duration,
+) -> Result<R, Failure> {
+    let payload = codec::encode(body).map_err(|e| Failure::Failed(e.to_string()))?;
+    let request = async_nats::Request::new().payload(payload).timeout(Some(timeout));
+    let reply = match client.send_request(subject, request).await {
+        Ok(reply) => reply,
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return Err(Failure::NoMaster)
+        }
+        Err(e) => return Err(Failure::Failed(e.to_string())),
+    };
+    if let Some(headers) = &reply.headers {
+        if let Some(error) = headers.get("Nats-Service-Error") {
+            let code = headers
+                .get("Nats-Service-Error-Code")
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default();
+            return Err(match code.as_str() {
+                "404" => Failure::UnknownWorker,
+                "503" => Failure::NoMaster,
+                _ => Failure::Refused(format!("{code} {}", error.as_str())),
+            });
+        }
+    }
+    codec::decode(&reply.payload).map_err(|e| Failure::Failed(e.to_string()))
+}
