@@ -81,19 +81,10 @@ pub async fn replay(js: &jetstream::Context) -> Result<Replayed, JournalError> {
     let mut stream = js.get_stream(subjects::JOURNAL_STREAM).await.map_err(|e| unavailable(&e))?;
     let info = stream.info().await.map_err(|e| unavailable(&e))?.state.clone();
     let last_seq = info.last_sequence;
-    let (mut state, from_seq) =
-        match stream.direct_get_last_for_subject(subjects::JOURNAL_SNAPSHOT).await {
-            Ok(marker_msg) => {
-                let marker: SnapshotMarker = codec::decode(&marker_msg.payload).map_err(|e| {
-                    JournalError::Corrupt { seq: marker_msg.sequence, detail: e.to_string() }
-                })?;
-                (read_snapshot(&stream, &marker).await?, marker.first_seq)
-            }
-            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => {
-                (State::default(), info.first_sequence.max(1))
-            }
-            Err(e) => return Err(unavailable(&e)),
-        };
+    let (mut state, from_seq) = match latest_snapshot(&stream).await? {
+        Some((state, first_seq)) => (state, first_seq),
+        None => (State::default(), info.first_sequence.max(1)),
+    };
     let mut events = 0u64;
     if info.messages > 0 && from_seq <= last_seq {
         let consumer = stream
@@ -115,12 +106,20 @@ pub async fn replay(js: &jetstream::Context) -> Result<Replayed, JournalError> {
             let seq = message.info().map_err(|e| unavailable(&e))?.stream_sequence;
             let subject = message.subject.as_str();
             if subject == subjects::JOURNAL_EVENTS || subject == subjects::JOURNAL_EPOCH {
-                let batch: JournalBatch = codec::decode(&message.payload)
-                    .map_err(|e| JournalError::Corrupt { seq, detail: e.to_string() })?;
-                for event in &batch.events {
-                    state.apply(event);
+                match codec::decode::<JournalBatch>(&message.payload) {
+                    Ok(batch) => {
+                        for event in &batch.events {
+                            state.apply(event);
+                        }
+                        events += batch.events.len() as u64;
+                    }
+                    // Only a foreign publisher can put an unreadable message here (every
+                    // leader write is an encoded batch); it carries no decision, so it is
+                    // skipped. Restrict `jetwork.journal.>` to the master's user in production.
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "skipping an unreadable journal message")
+                    }
                 }
-                events += batch.events.len() as u64;
             }
             if seq >= last_seq {
                 break;
@@ -128,6 +127,68 @@ pub async fn replay(js: &jetstream::Context) -> Result<Replayed, JournalError> {
         }
     }
     Ok(Replayed { state, last_seq, from_seq, events })
+}
+
+/// The newest usable snapshot and where replay resumes after it. The newest marker is tried
+/// first; if it is unusable (a foreign write on the marker subject) older ones are scanned.
+async fn latest_snapshot(
+    stream: &jetstream::stream::Stream,
+) -> Result<Option<(State, u64)>, JournalError> {
+    let unavailable = |e: &dyn std::fmt::Display| JournalError::Unavailable(e.to_string());
+    let newest = match stream.direct_get_last_for_subject(subjects::JOURNAL_SNAPSHOT).await {
+        Ok(message) => message,
+        Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(None),
+        Err(e) => return Err(unavailable(&e)),
+    };
+    match usable_snapshot(stream, newest.sequence, &newest.payload).await {
+        Ok(found) => return Ok(Some(found)),
+        Err(e) => {
+            tracing::error!(seq = newest.sequence, error = %e, "newest snapshot unusable; looking for an older one")
+        }
+    }
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subjects::JOURNAL_SNAPSHOT.to_owned(),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
+    let mut markers = Vec::new();
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(2), messages.next()).await
+    {
+        let seq = message.info().map_err(|e| unavailable(&e))?.stream_sequence;
+        markers.push((seq, message.payload.clone()));
+        if seq >= newest.sequence {
+            break;
+        }
+    }
+    for (seq, payload) in markers.into_iter().rev() {
+        if let Ok(found) = usable_snapshot(stream, seq, &payload).await {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// Decodes the marker stored at `seq` and the parts it names, which the leader writes right
+/// before it.
+async fn usable_snapshot(
+    stream: &jetstream::stream::Stream,
+    seq: u64,
+    payload: &[u8],
+) -> Result<(State, u64), JournalError> {
+    let marker: SnapshotMarker =
+        codec::decode(payload).map_err(|e| JournalError::Corrupt { seq, detail: e.to_string() })?;
+    if marker.first_seq + u64::from(marker.parts) != seq {
+        return Err(JournalError::Corrupt {
+            seq,
+            detail: "marker does not follow its parts".into(),
+        });
+    }
+    Ok((read_snapshot(stream, &marker).await?, marker.first_seq))
 }
 
 async fn read_snapshot(

@@ -133,6 +133,10 @@ async fn start_service(
         .service_builder()
         .description("jetwork master (the elected leader)")
         .metadata(metadata)
+        // A queue group of its own: a deposed leader that is frozen but still subscribed
+        // must not take requests away from its successor. Each request reaches every
+        // subscribed master, and the requester keeps the first reply, the live leader's.
+        .queue_group(&env.holder)
         .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| e.to_string())?;

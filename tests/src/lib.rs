@@ -13,12 +13,14 @@ pub mod binaries;
 pub mod inproc;
 pub mod nats_server;
 pub mod process;
+pub mod procs;
 pub mod settings;
 pub mod wait;
 
 pub use audit::Audit;
 pub use nats_server::NatsServer;
 pub use process::Process;
+pub use procs::Procs;
 pub use settings::{fast_env, fast_settings, Fast};
 pub use wait::wait_until;
 

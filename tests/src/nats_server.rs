@@ -73,9 +73,14 @@ impl NatsServer {
         }
     }
 
-    /// Kills and starts it again on the same port with the same store.
+    /// Stops it cleanly (SIGTERM: it flushes its store) and starts it again on the same port
+    /// with the same store.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
         self.launch()
     }
 

@@ -1,0 +1,98 @@
+//! The store under the system: a nats-server restart mid-run, and snapshots.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use jetwork_frontend::Client;
+use jetwork_master::core::State;
+use jetwork_shared::{connect, QueueName, WorkId};
+use jetwork_tests::inproc::{spawn_master, spawn_worker};
+use jetwork_tests::{fast_settings, init_logging, wait_until, Audit, NatsServer};
+use jetwork_worker::square;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_restart_mid_run_loses_nothing() -> anyhow::Result<()> {
+    init_logging();
+    let mut server = NatsServer::start()?;
+    let fast = fast_settings(&server.url());
+    let master = spawn_master("m1", fast.master.clone());
+    let _workers: Vec<_> =
+        (1..=2).map(|i| spawn_worker(&format!("w{i}"), fast.worker.clone(), square)).collect();
+    let client = Client::connect(fast.frontend.clone()).await?;
+    let queue = QueueName::default_queue();
+    let load = {
+        let (client, queue) = (client.clone(), queue.clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 1..=200u32 {
+                let id = WorkId::parse(&format!("r{n}"))?;
+                client.submit(&queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
+                ids.push(id);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            anyhow::Ok(ids)
+        })
+    };
+    let js = connect::jetstream(client.nats(), &fast.frontend.nats);
+    wait_until("some results", Duration::from_secs(30), || async {
+        Audit::read(&js).await.map(|a| a.results.len() >= 40).unwrap_or(false)
+    })
+    .await?;
+
+    tracing::info!("--- restart nats-server (same port, same file store)");
+    server.restart()?;
+
+    let ids = load.await??;
+    wait_until("all 200 results", Duration::from_secs(120), || async {
+        Audit::read(&js)
+            .await
+            .map(|a| ids.iter().all(|id| a.results.contains_key(id)))
+            .unwrap_or(false)
+    })
+    .await?;
+    let audit = Audit::read(&js).await?;
+    audit.check()?;
+    audit.expect_completed(&ids)?;
+
+    tracing::info!("--- deduplication survived the restart");
+    assert!(client.submit(&queue, Some(ids[0].clone()), Bytes::from_static(b"1")).await?.duplicate);
+    master.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_a_snapshot_equals_replay_of_the_whole_journal() -> anyhow::Result<()> {
+    init_logging();
+    let server = NatsServer::start()?;
+    let mut fast = fast_settings(&server.url());
+    fast.master.master.snapshot_every = 50;
+    let master = spawn_master("m1", fast.master.clone());
+    let _worker = spawn_worker("w1", fast.worker.clone(), square);
+    let client = Client::connect(fast.frontend.clone()).await?;
+    let queue = QueueName::default_queue();
+    let mut last = None;
+    for n in 1..=150u32 {
+        let id = WorkId::parse(&format!("s{n}"))?;
+        client.submit(&queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
+        last = Some(id);
+    }
+    // Leave some work unfinished in the state: submissions nobody serves.
+    for n in 1..=5u32 {
+        client.submit(&QueueName::parse("unserved")?, None, Bytes::from(n.to_string())).await?;
+    }
+    client.wait_result(&queue, &last.expect("submitted"), Duration::from_secs(60)).await?;
+    master.stop().await;
+
+    let js = connect::jetstream(client.nats(), &fast.frontend.nats);
+    let audit = Audit::read(&js).await?;
+    assert!(audit.snapshots >= 2, "expected snapshots, saw {}", audit.snapshots);
+    let mut full = State::default();
+    for (_, _, event) in &audit.events {
+        full.apply(event);
+    }
+    let replayed = jetwork_master::journal::replay(&js).await?;
+    assert!(replayed.from_seq > 1, "replay started from a snapshot");
+    assert_eq!(replayed.state, full);
+    full.check_invariants().map_err(anyhow::Error::msg)?;
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The worker protocol spoken by hand over plain NATS requests, as a worker in another
+//! language would: lost acknowledgements, re-sent outcomes, stale attempts, unknown workers,
+//! and garbage on every master endpoint.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use jetwork_frontend::Client;
+use jetwork_shared::protocol::{
+    Outcome, OutcomeStatus, RegisterWorker, Registered, Report, ReportReply, RequestWork,
+    VerdictKind, WorkGrant,
+};
+use jetwork_shared::{codec, connect, subjects, QueueName, WorkId, WorkerId};
+use jetwork_tests::inproc::spawn_master;
+use jetwork_tests::{fast_settings, init_logging, wait_until, Audit, NatsServer};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A worker driven by hand.
+struct Manual {
+    nats: async_nats::Client,
+    id: WorkerId,
+}
+
+impl Manual {
+    async fn call<T: Serialize, R: DeserializeOwned>(
+        &self,
+        subject: &str,
+        body: &T,
+    ) -> anyhow::Result<R> {
+        let reply = self.nats.request(subject.to_owned(), codec::encode(body)?).await?;
+        if let Some(error) = reply.headers.as_ref().and_then(|h| h.get("Nats-Service-Error")) {
+            anyhow::bail!("service error: {error}");
+        }
+        Ok(codec::decode(&reply.payload)?)
+    }
+
+    async fn register(&self) -> anyhow::Result<Registered> {
+        let msg = RegisterWorker {
+            worker_id: self.id.clone(),
+            queues: vec![QueueName::default_queue()],
+            capacity: 4,
+            running: vec![],
+        };
+        self.call(subjects::MASTER_REGISTER, &msg).await
+    }
+
+    async fn request(&self, slots: u32) -> anyhow::Result<WorkGrant> {
+        self.call(subjects::MASTER_REQUEST, &RequestWork { worker_id: self.id.clone(), slots })
+            .await
+    }
+
+    fn report(
+        &self,
+        work_id: &WorkId,
+        attempt: u32,
+        status: OutcomeStatus,
+        result: &str,
+    ) -> Report {
+        Report {
+            worker_id: self.id.clone(),
+            outcomes: vec![Outcome {
+                work_id: work_id.clone(),
+                attempt,
+                status,
+                result: Bytes::from(result.to_owned()),
+                reason: Some("manual".into()),
+            }],
+            slots: 0,
+        }
+    }
+
+    /// Asks until the grant holds something (work is read from the stream asynchronously).
+    async fn take(&self) -> anyhow::Result<jetwork_shared::protocol::Assignment> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(a) = self.request(1).await?.assignments.into_iter().next() {
+                return Ok(a);
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "no work granted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn setup() -> anyhow::Result<(NatsServer, jetwork_tests::inproc::Task, Client, Manual, Manual)>
+{
+    init_logging();
+    let server = NatsServer::start()?;
+    let fast = fast_settings(&server.url());
+    let master = spawn_master("m1", fast.master.clone());
+    let client = Client::connect(fast.frontend.clone()).await?;
+    let a = Manual { nats: server.connect().await?, id: WorkerId::parse("manual-a")? };
+    let b = Manual { nats: server.connect().await?, id: WorkerId::parse("manual-b")? };
+    wait_until("a master", Duration::from_secs(20), || async { a.register().await.is_ok() })
+        .await?;
+    b.register().await?;
+    Ok((server, master, client, a, b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_acknowledgement_is_resent_and_recorded_once() -> anyhow::Result<()> {
+    let (server, master, client, a, _b) = setup().await?;
+    let queue = QueueName::default_queue();
+    let id = WorkId::parse("ack-lost")?;
+    client.submit(&queue, Some(id.clone()), Bytes::from_static(b"5")).await?;
+    let assignment = a.take().await?;
+    assert_eq!((assignment.work_id.as_str(), assignment.attempt), ("ack-lost", 1));
+    assert_eq!(assignment.payload, Bytes::from_static(b"5"));
+
+    tracing::info!("--- the completion goes out, its acknowledgement goes nowhere");
+    let report = a.report(&id, 1, OutcomeStatus::Completed, "25");
+    let dead_inbox = a.nats.new_inbox();
+    a.nats.publish_with_reply(subjects::MASTER_REPORT, dead_inbox, codec::encode(&report)?).await?;
+    client.wait_result(&queue, &id, Duration::from_secs(20)).await?;
+
+    tracing::info!("--- the worker re-sends: acknowledged as finished, nothing new recorded");
+    for _ in 0..3 {
+        let reply: ReportReply = a.call(subjects::MASTER_REPORT, &report).await?;
+        assert_eq!(reply.verdicts[0].verdict, VerdictKind::Finished);
+    }
+    let js = connect::jetstream(&a.nats, &Default::default());
+    let audit = Audit::read(&js).await?;
+    audit.check()?;
+    assert_eq!(audit.finished().iter().filter(|f| **f == id).count(), 1);
+    assert_eq!(audit.results[&id][0].payload, b"25");
+    drop(server);
+    master.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_attempt_cannot_fail_or_prolong_the_current_one() -> anyhow::Result<()> {
+    let (_server, master, client, a, b) = setup().await?;
+    let queue = QueueName::default_queue();
+    let id = WorkId::parse("slow")?;
+    client.submit(&queue, Some(id.clone()), Bytes::from_static(b"9")).await?;
+    let first = a.take().await?;
+    assert_eq!(first.attempt, 1);
+
+    tracing::info!("--- a keeps quiet past the 3s work timeout; b gets attempt 2");
+    let second = b.take().await?;
+    assert_eq!((second.work_id.clone(), second.attempt), (id.clone(), 2));
+
+    tracing::info!("--- a's failure and progress are superseded; a's late result still counts");
+    for status in [OutcomeStatus::Failed, OutcomeStatus::Progress] {
+        let reply: ReportReply =
+            a.call(subjects::MASTER_REPORT, &a.report(&id, 1, status, "")).await?;
+        assert_eq!(reply.verdicts[0].verdict, VerdictKind::Superseded, "{status:?}");
+    }
+    let forged: ReportReply =
+        a.call(subjects::MASTER_REPORT, &a.report(&id, 7, OutcomeStatus::Completed, "x")).await?;
+    assert_eq!(forged.verdicts[0].verdict, VerdictKind::Rejected);
+    let late: ReportReply = a
+        .call(subjects::MASTER_REPORT, &a.report(&id, 1, OutcomeStatus::Completed, "81 (late)"))
+        .await?;
+    assert_eq!(late.verdicts[0].verdict, VerdictKind::Accepted);
+
+    tracing::info!("--- b's own result for attempt 2 is answered finished; b is free again");
+    let dup: ReportReply =
+        b.call(subjects::MASTER_REPORT, &b.report(&id, 2, OutcomeStatus::Completed, "81")).await?;
+    assert_eq!(dup.verdicts[0].verdict, VerdictKind::Finished);
+    let next = WorkId::parse("next")?;
+    client.submit(&queue, Some(next.clone()), Bytes::from_static(b"1")).await?;
+    assert_eq!(b.take().await?.work_id, next);
+
+    let js = connect::jetstream(&a.nats, &Default::default());
+    let audit = Audit::read(&js).await?;
+    audit.check()?;
+    assert_eq!(audit.results[&id][0].payload, b"81 (late)");
+    assert_eq!(audit.results[&id][0].attempt, 1);
+    master.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> {
+    let (server, master, client, a, _b) = setup().await?;
+    let nats = server.connect().await?;
+    let garbage: Vec<Bytes> = vec![
+        Bytes::new(),
+        Bytes::from_static(b"hello"),
+        Bytes::from_static(&[0xc1, 0xff, 0x00]),
+        codec::encode(&42u32)?,
+        codec::encode(&serde_json::json!({"worker_id": "bad.id", "slots": 1}))?,
+        codec::encode(&serde_json::json!({"worker_id": "ok", "slots": "many"}))?,
+        Bytes::from(vec![0x91; 10_000]),
+    ];
+    for subject in [subjects::MASTER_REGISTER, subjects::MASTER_REQUEST, subjects::MASTER_REPORT] {
+        for body in &garbage {
+            let reply = nats.request(subject, body.clone()).await?;
+            let headers = reply.headers.expect("an error reply has headers");
+            let code = headers.get("Nats-Service-Error-Code").map(|v| v.to_string());
+            let reason =
+                headers.get("Nats-Service-Error").map(|v| v.to_string()).unwrap_or_default();
+            assert_eq!(code.as_deref(), Some("400"), "{subject}: {reason}");
+            assert!(reason.starts_with("bad request: cannot decode"), "{subject}: {reason}");
+        }
+    }
+    tracing::info!("--- unknown worker asking for work is told to register");
+    let stranger = Manual { nats: nats.clone(), id: WorkerId::parse("stranger")? };
+    let err = stranger.request(1).await.unwrap_err().to_string();
+    assert!(err.contains("register first"), "{err}");
+    tracing::info!("--- bad registrations are refused with a reason");
+    let zero = RegisterWorker {
+        worker_id: stranger.id.clone(),
+        queues: vec![QueueName::default_queue()],
+        capacity: 0,
+        running: vec![],
+    };
+    let err = stranger
+        .call::<_, Registered>(subjects::MASTER_REGISTER, &zero)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("capacity"), "{err}");
+    tracing::info!("--- status ignores its body; worker and election subjects shrug garbage off");
+    let status = nats.request(subjects::MASTER_STATUS, Bytes::from_static(b"\xff\xfe")).await?;
+    let report: serde_json::Value = serde_json::from_slice(&status.payload)?;
+    assert!(report["epoch"].as_u64().unwrap_or(0) > 0, "{report}");
+    nats.publish(subjects::MASTER_ELECTED, Bytes::from_static(b"\x00garbage")).await?;
+    nats.publish(subjects::worker_ready(&a.id), Bytes::from_static(b"\x00garbage")).await?;
+    tracing::info!("--- and the master still works");
+    let id = WorkId::parse("still-fine")?;
+    client.submit(&QueueName::default_queue(), Some(id.clone()), Bytes::from_static(b"2")).await?;
+    let assignment = a.take().await?;
+    assert_eq!(assignment.work_id, id);
+    master.stop().await;
+    Ok(())
+}
