@@ -49,9 +49,12 @@ impl Audit {
             audit.epochs.push((seq, epoch));
             match subject.as_str() {
                 subjects::JOURNAL_EVENTS | subjects::JOURNAL_EPOCH => {
-                    let batch: JournalBatch = codec::decode(&payload)
-                        .with_context(|| format!("journal message {seq}"))?;
-                    audit.events.extend(batch.events.into_iter().map(|e| (seq, epoch, e)));
+                    match codec::decode::<JournalBatch>(&payload) {
+                        Ok(batch) => {
+                            audit.events.extend(batch.events.into_iter().map(|e| (seq, epoch, e)))
+                        }
+                        Err(_) => audit.foreign += 1,
+                    }
                 }
                 subjects::JOURNAL_SNAPSHOT => audit.snapshots += 1,
                 _ => {}

