@@ -16,5 +16,5 @@ pub enum Error {
     Nats(String),
 }
 
-/// A result with the master's [`Error`].
+/// A result with the master's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -183,6 +183,8 @@ struct Leader {
     last_purge: Instant,
     purging: Option<tokio::task::JoinHandle<()>>,
     snapshot_for_purge: Option<u64>,
+    /// Publications the previous leader may have completed: checked before publishing.
+    inherited: std::collections::HashSet<PublicationKey>,
 }
 
 impl Leader {
@@ -223,6 +225,7 @@ impl Leader {
             last_purge: Instant::now(),
             purging: None,
             snapshot_for_purge: None,
+            inherited: Default::default(),
         }
     }
 
@@ -230,6 +233,7 @@ impl Leader {
     /// the replayed tail, and waits for it. From its acknowledgement on, any write by an
     /// earlier leader fails.
     async fn claim(&mut self, lease: &mut LeaseGuard) -> Result<(), Exit> {
+        self.inherited = self.engine.state().unpublished.keys().cloned().collect();
         let output = self.engine.step(Command::Takeover {
             epoch: self.epoch,
             leader: self.env.holder.clone(),
@@ -523,7 +527,8 @@ impl Leader {
         {
             self.payloads.remove(work_id);
         }
-        self.publisher.start(key, &publication, payload).await;
+        let verify_first = self.inherited.remove(&key);
+        self.publisher.start(key, &publication, payload, verify_first);
     }
 
     async fn reply(&mut self, request: service::Request, reply: Reply) {

@@ -4,15 +4,16 @@
 //! A publication is started only after the event that calls for it is journaled, and it stays
 //! in the state's `unpublished` set until the stream has acknowledged it and that fact is
 //! journaled too (`Published`). A leader that dies in between leaves it in `unpublished`, and
-//! the next leader publishes it again. Copies are refused by the server:
-//! a result is written with `Nats-Expected-Last-Subject-Sequence: 0` ("only if this work id
-//! has no result yet"), so each work id has at most one result for as long as results are
-//! retained; a rejection carries `Nats-Msg-Id: rejected-<seq>` (deduplicated in the window).
+//! the next leader publishes it again. Copies are kept out twice over: every publication
+//! carries a `Nats-Msg-Id` naming this run of this work id (`result-<id>-<submit seq>`, or
+//! `rejected-<submit seq>`), which the stream deduplicates within its window; and a new
+//! leader re-publishing a result first looks at the newest result stored on its subject and
+//! skips it if that one is from the same run (`Jetwork-Submit-Seq`).
 
 use std::collections::HashSet;
 use std::future::IntoFuture;
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -52,21 +53,37 @@ impl Publisher {
     }
 
     /// Starts publishing. `payload` is the rejected submission's bytes (unused for results).
-    pub async fn start(&mut self, key: PublicationKey, publication: &Publication, payload: Bytes) {
+    /// With `verify_first`, a result already stored for the same run is not published again.
+    pub fn start(
+        &mut self,
+        key: PublicationKey,
+        publication: &Publication,
+        payload: Bytes,
+        verify_first: bool,
+    ) {
         if !self.keys.insert(key.clone()) {
             return;
         }
+        let check = match publication {
+            Publication::Completed { work_id, queue, seq, .. }
+            | Publication::Failed { work_id, queue, seq, .. }
+                if verify_first =>
+            {
+                Some((subjects::result(queue, work_id), *seq))
+            }
+            _ => None,
+        };
         let (subject, message) = build(publication, payload);
-        let sent = self.js.send_publish(subject, message).await;
+        let js = self.js.clone();
         self.inflight.push(Box::pin(async move {
-            let outcome = match sent {
+            if let Some((subject, seq)) = check {
+                if already_stored(&js, &subject, seq).await {
+                    return (key, Ok(()));
+                }
+            }
+            let outcome = match js.send_publish(subject, message).await {
                 Err(e) => Err(e.to_string()),
-                Ok(ack) => match ack.into_future().await {
-                    Ok(_) => Ok(()),
-                    // A result for this work id is already stored: it was published before.
-                    Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(()),
-                    Err(e) => Err(e.to_string()),
-                },
+                Ok(ack) => ack.into_future().await.map(|_| ()).map_err(|e| e.to_string()),
             };
             (key, outcome)
         }));
@@ -87,20 +104,22 @@ impl Publisher {
 /// The subject and message for a publication.
 pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessage) {
     match publication {
-        Publication::Completed { work_id, queue, attempt, result } => {
+        Publication::Completed { work_id, queue, seq, attempt, result } => {
             let message = PublishMessage::build()
                 .payload(result.clone())
-                .expected_last_subject_sequence(0)
+                .message_id(format!("result-{work_id}-{seq}"))
+                .header(headers::SUBMIT_SEQ, seq.to_string().as_str())
                 .header(headers::STATUS, headers::STATUS_COMPLETED)
                 .header(headers::ATTEMPT, attempt.to_string().as_str())
                 .header(headers::WORK_ID, work_id.as_str())
                 .header(headers::QUEUE, queue.as_str());
             (subjects::result(queue, work_id), message)
         }
-        Publication::Failed { work_id, queue, attempt, reason } => {
+        Publication::Failed { work_id, queue, seq, attempt, reason } => {
             let message = PublishMessage::build()
                 .payload(Bytes::from(reason.clone()))
-                .expected_last_subject_sequence(0)
+                .message_id(format!("result-{work_id}-{seq}"))
+                .header(headers::SUBMIT_SEQ, seq.to_string().as_str())
                 .header(headers::STATUS, headers::STATUS_FAILED)
                 .header(headers::ATTEMPT, attempt.to_string().as_str())
                 .header(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER).as_str())
@@ -122,5 +141,16 @@ pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessa
             }
             (subjects::rejected(queue), message)
         }
+    }
+}
+
+/// Whether the newest result stored on `subject` is from the run at submit sequence `seq`.
+async fn already_stored(js: &jetstream::Context, subject: &str, seq: u64) -> bool {
+    let Ok(stream) = js.get_stream_no_info(subjects::RESULTS_STREAM).await else { return false };
+    match stream.direct_get_last_for_subject(subject).await {
+        Ok(stored) => {
+            stored.headers.get(headers::SUBMIT_SEQ).is_some_and(|v| v.as_str() == seq.to_string())
+        }
+        Err(_) => false,
     }
 }

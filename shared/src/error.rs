@@ -16,5 +16,5 @@ pub enum Error {
     Codec(#[from] crate::codec::CodecError),
 }
 
-/// A result with the shared [`Error`].
+/// A result with the shared [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

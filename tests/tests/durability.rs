@@ -112,18 +112,24 @@ async fn foreign_writes_to_the_journal_fence_the_leader_and_are_skipped() -> any
 
     tracing::info!("--- someone else publishes garbage into the journal and the snapshot marker");
     let js = connect::jetstream(client.nats(), &fast.frontend.nats);
-    for subject in [jetwork_shared::subjects::JOURNAL_EVENTS, jetwork_shared::subjects::JOURNAL_SNAPSHOT] {
+    for subject in
+        [jetwork_shared::subjects::JOURNAL_EVENTS, jetwork_shared::subjects::JOURNAL_SNAPSHOT]
+    {
         js.publish(subject, Bytes::from_static(b"\xde\xad\xbe\xef")).await?.await?;
     }
 
     tracing::info!("--- the leader's next write is fenced; a new term replays past the garbage");
     let after = WorkId::parse("after")?;
     client.submit(&queue, Some(after.clone()), Bytes::from_static(b"3")).await?;
-    assert_eq!(client.wait_result(&queue, &after, Duration::from_secs(30)).await?.payload, Bytes::from_static(b"3 * 3 = 9"));
+    assert_eq!(
+        client.wait_result(&queue, &after, Duration::from_secs(30)).await?.payload,
+        Bytes::from_static(b"3 * 3 = 9")
+    );
     let audit = Audit::read(&js).await?;
     audit.check()?;
     assert_eq!(audit.foreign, 1);
-    let epochs: std::collections::BTreeSet<u64> = audit.epochs.iter().map(|(_, e)| *e).filter(|e| *e > 0).collect();
+    let epochs: std::collections::BTreeSet<u64> =
+        audit.epochs.iter().map(|(_, e)| *e).filter(|e| *e > 0).collect();
     assert!(epochs.len() >= 2, "the fenced leader started a new term: {epochs:?}");
     master.stop().await;
     Ok(())
@@ -134,7 +140,8 @@ async fn finished_work_and_old_journal_history_are_purged() -> anyhow::Result<()
     init_logging();
     let server = NatsServer::start()?;
     let mut fast = fast_settings(&server.url());
-    for streams in [&mut fast.master.streams, &mut fast.frontend.streams, &mut fast.worker.streams] {
+    for streams in [&mut fast.master.streams, &mut fast.frontend.streams, &mut fast.worker.streams]
+    {
         streams.dedup_horizon = Duration::from_secs(1);
         streams.journal_retention = Duration::from_secs(1);
     }
@@ -156,13 +163,19 @@ async fn finished_work_and_old_journal_history_are_purged() -> anyhow::Result<()
     client.wait_result(&queue, &last.expect("submitted"), Duration::from_secs(60)).await?;
 
     let js = connect::jetstream(client.nats(), &fast.frontend.nats);
-    tracing::info!("--- finished submissions go once the dedup horizon has passed; unread ones stay");
-    wait_until("the submit stream to hold only the unserved queue", Duration::from_secs(20), || async {
-        match js.get_stream(jetwork_shared::subjects::SUBMIT_STREAM).await {
-            Ok(mut s) => s.info().await.map(|i| i.state.messages == 3).unwrap_or(false),
-            Err(_) => false,
-        }
-    })
+    tracing::info!(
+        "--- finished submissions go once the dedup horizon has passed; unread ones stay"
+    );
+    wait_until(
+        "the submit stream to hold only the unserved queue",
+        Duration::from_secs(20),
+        || async {
+            match js.get_stream(jetwork_shared::subjects::SUBMIT_STREAM).await {
+                Ok(mut s) => s.info().await.map(|i| i.state.messages == 3).unwrap_or(false),
+                Err(_) => false,
+            }
+        },
+    )
     .await?;
     tracing::info!("--- journal history before the latest snapshot goes after its retention");
     wait_until("the journal to be trimmed", Duration::from_secs(20), || async {
@@ -172,16 +185,38 @@ async fn finished_work_and_old_journal_history_are_purged() -> anyhow::Result<()
         }
     })
     .await?;
+    tracing::info!("--- past the horizon the same id is new work again, with a result of its own");
+    let p1 = WorkId::parse("p1")?;
+    let again = client.submit(&queue, Some(p1.clone()), Bytes::from_static(b"11")).await?;
+    assert!(!again.duplicate);
+    wait_until("the second run's result", Duration::from_secs(30), || async {
+        client
+            .result(Some(&queue), &p1)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.payload == Bytes::from_static(b"11 * 11 = 121"))
+    })
+    .await?;
+    let audit = Audit::read(&js).await?;
+    audit.check()?;
+    assert_eq!(audit.results[&p1].len(), 2);
+
     tracing::info!("--- and a new leader still rebuilds the state from what is left");
     master.stop().await;
     let replayed = jetwork_master::journal::replay(&js).await?;
     replayed.state.check_invariants().map_err(anyhow::Error::msg)?;
-    assert_eq!(replayed.state.queues[&queue].completed, 60);
-    assert!(replayed.state.work.is_empty() || replayed.state.work.values().all(|w| w.queue == unserved));
+    assert_eq!(replayed.state.queues[&queue].completed, 61);
+    assert!(
+        replayed.state.work.is_empty() || replayed.state.work.values().all(|w| w.queue == unserved)
+    );
     let again = spawn_master("m2", fast.master.clone());
     let id = WorkId::parse("after-purge")?;
     client.submit(&queue, Some(id.clone()), Bytes::from_static(b"7")).await?;
-    assert_eq!(client.wait_result(&queue, &id, Duration::from_secs(30)).await?.payload, Bytes::from_static(b"7 * 7 = 49"));
+    assert_eq!(
+        client.wait_result(&queue, &id, Duration::from_secs(30)).await?.payload,
+        Bytes::from_static(b"7 * 7 = 49")
+    );
     again.stop().await;
     Ok(())
 }

@@ -104,9 +104,28 @@ pub enum PublicationKey {
 /// What to publish.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Publication {
-    Completed { work_id: WorkId, queue: QueueName, attempt: u32, result: Bytes },
-    Failed { work_id: WorkId, queue: QueueName, attempt: u32, reason: String },
-    Rejected { queue: QueueName, seq: u64, msg_id: Option<String>, reason: String },
+    /// `seq` is the submission's sequence: it tells this run of the work id from a later
+    /// submission of the same id (after the dedup horizon).
+    Completed {
+        work_id: WorkId,
+        queue: QueueName,
+        seq: u64,
+        attempt: u32,
+        result: Bytes,
+    },
+    Failed {
+        work_id: WorkId,
+        queue: QueueName,
+        seq: u64,
+        attempt: u32,
+        reason: String,
+    },
+    Rejected {
+        queue: QueueName,
+        seq: u64,
+        msg_id: Option<String>,
+        reason: String,
+    },
 }
 
 impl State {
@@ -224,6 +243,7 @@ impl State {
                     Publication::Completed {
                         work_id: work_id.clone(),
                         queue: work.queue,
+                        seq: work.seq,
                         attempt: *attempt,
                         result: result.clone(),
                     },
@@ -238,6 +258,7 @@ impl State {
                     Publication::Failed {
                         work_id: work_id.clone(),
                         queue: work.queue,
+                        seq: work.seq,
                         attempt: *attempt,
                         reason: reason.clone(),
                     },
