@@ -83,6 +83,24 @@ impl Audit {
         Ok(audit)
     }
 
+    /// Waits until every id in `ids` has a stored result, then checks the invariants and that
+    /// each of them completed; returns the audit.
+    pub async fn await_completed(
+        js: &jetstream::Context,
+        ids: &[WorkId],
+        within: Duration,
+    ) -> anyhow::Result<Audit> {
+        let what = format!("{} results", ids.len());
+        crate::wait_until(&what, within, || async {
+            Audit::read(js).await.is_ok_and(|a| ids.iter().all(|id| a.results.contains_key(id)))
+        })
+        .await?;
+        let audit = Audit::read(js).await?;
+        audit.check()?;
+        audit.expect_completed(ids)?;
+        Ok(audit)
+    }
+
     /// The invariants every test asserts.
     pub fn check(&self) -> anyhow::Result<()> {
         let mut last = 0;

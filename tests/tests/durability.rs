@@ -43,16 +43,7 @@ async fn a_nats_server_restart_mid_run_loses_nothing() -> anyhow::Result<()> {
     server.restart()?;
 
     let ids = load.await??;
-    wait_until("all 200 results", Duration::from_secs(120), || async {
-        Audit::read(&js)
-            .await
-            .map(|a| ids.iter().all(|id| a.results.contains_key(id)))
-            .unwrap_or(false)
-    })
-    .await?;
-    let audit = Audit::read(&js).await?;
-    audit.check()?;
-    audit.expect_completed(&ids)?;
+    Audit::await_completed(&js, &ids, Duration::from_secs(120)).await?;
 
     tracing::info!("--- deduplication survived the restart");
     assert!(client.submit(&queue, Some(ids[0].clone()), Bytes::from_static(b"1")).await?.duplicate);

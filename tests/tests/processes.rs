@@ -51,18 +51,7 @@ fn steady_load(
 
 async fn all_completed(client: &Client, ids: &[WorkId], within: Duration) -> anyhow::Result<Audit> {
     let js = connect::jetstream(client.nats(), &client.settings().nats);
-    let total = ids.len();
-    wait_until(&format!("{total} results"), within, || async {
-        Audit::read(&js)
-            .await
-            .map(|a| ids.iter().all(|id| a.results.contains_key(id)))
-            .unwrap_or(false)
-    })
-    .await?;
-    let audit = Audit::read(&js).await?;
-    audit.check()?;
-    audit.expect_completed(ids)?;
-    Ok(audit)
+    Audit::await_completed(&js, ids, within).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use jetwork_frontend::Client;
 use jetwork_shared::{connect, QueueName, WorkId};
 use jetwork_tests::inproc::{spawn_master, spawn_worker};
-use jetwork_tests::{fast_settings, init_logging, wait_until, Audit, NatsServer};
+use jetwork_tests::{fast_settings, init_logging, Audit, NatsServer};
 use jetwork_worker::{square, Job};
 use tokio::sync::mpsc;
 
@@ -77,13 +77,7 @@ async fn perform_work_and_publish_results_exactly_once() -> anyhow::Result<()> {
 
     tracing::info!("--- every result arrives exactly once");
     let js = connect::jetstream(&results_nats, &fast.frontend.nats);
-    wait_until("100 results", Duration::from_secs(90), || async {
-        Audit::read(&js).await.map(|a| a.results.len() >= 100).unwrap_or(false)
-    })
-    .await?;
-    let audit = Audit::read(&js).await?;
-    audit.check()?;
-    audit.expect_completed(&expected)?;
+    let audit = Audit::await_completed(&js, &expected, Duration::from_secs(90)).await?;
     for n in [1u32, 2, 50, 100] {
         let id = WorkId::parse(&n.to_string())?;
         assert_eq!(audit.results[&id][0].payload, format!("{n} * {n} = {}", n * n).into_bytes());

@@ -36,13 +36,7 @@ async fn submissions_while_no_master_runs_are_kept_and_run_later() -> anyhow::Re
     let master = spawn_master("m1", fast.master.clone());
 
     let js = connect::jetstream(client.nats(), &fast.frontend.nats);
-    wait_until("all 50 results", Duration::from_secs(60), || async {
-        Audit::read(&js).await.map(|a| a.results.len() == 50).unwrap_or(false)
-    })
-    .await?;
-    let audit = Audit::read(&js).await?;
-    audit.check()?;
-    audit.expect_completed(&expected)?;
+    Audit::await_completed(&js, &expected, Duration::from_secs(60)).await?;
     master.stop().await;
     Ok(())
 }

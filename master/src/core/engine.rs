@@ -167,45 +167,36 @@ impl Engine {
             }
         };
         let shown_id = msg_id.as_deref().map(|raw| headers::sanitize(raw, 256));
-        match parsed {
-            Err(reason) => self.emit(Event::SubmissionRejected {
-                queue,
-                seq,
-                msg_id: shown_id,
-                reason,
-                at: now,
-            }),
-            Ok(work_id) if self.state.work.contains_key(&work_id) => {
-                let reason = format!(
-                    "work id {work_id} is still in flight (submitted again after the dedup horizon)"
-                );
-                self.emit(Event::SubmissionRejected {
-                    queue,
-                    seq,
-                    msg_id: shown_id,
-                    reason,
-                    at: now,
-                })
-            }
+        let rejection = match &parsed {
+            Err(reason) => Some(reason.clone()),
+            Ok(work_id) if self.state.work.contains_key(work_id) => Some(format!(
+                "work id {work_id} is still in flight (submitted again after the dedup horizon)"
+            )),
             Ok(work_id)
                 if self
                     .state
                     .unpublished
                     .contains_key(&PublicationKey::Result(work_id.clone())) =>
             {
-                let reason = format!(
+                Some(format!(
                     "work id {work_id} has just finished and its result is being published \
                      (submitted again after the dedup horizon)"
-                );
-                self.emit(Event::SubmissionRejected {
-                    queue,
-                    seq,
-                    msg_id: shown_id,
-                    reason,
-                    at: now,
-                })
+                ))
             }
-            Ok(work_id) => self.emit(Event::WorkAccepted { work_id, queue, seq, size, at: now }),
+            Ok(_) => None,
+        };
+        match (rejection, parsed) {
+            (Some(reason), _) => self.emit(Event::SubmissionRejected {
+                queue,
+                seq,
+                msg_id: shown_id,
+                reason,
+                at: now,
+            }),
+            (None, Ok(work_id)) => {
+                self.emit(Event::WorkAccepted { work_id, queue, seq, size, at: now })
+            }
+            (None, Err(_)) => {}
         }
     }
 

@@ -144,13 +144,7 @@ async fn baseline(js: &jetstream::Context, o: &Options) -> anyhow::Result<Durati
             async move { produce(&js, jobs, window, |_| ("bench.jobs".into(), None)).await },
         )
     };
-    let mut seen = 0;
-    while seen < o.jobs {
-        tokio::time::timeout(Duration::from_secs(60), results.next())
-            .await?
-            .context("results ended")?;
-        seen += 1;
-    }
+    count_results(&mut results, o.jobs).await?;
     let elapsed = started.elapsed();
     producer.await??;
     for task in tasks {
@@ -193,13 +187,7 @@ async fn jetwork(server: &NatsServer, o: &Options) -> anyhow::Result<Duration> {
                 .await
         })
     };
-    let mut seen = 0;
-    while seen < o.jobs {
-        tokio::time::timeout(Duration::from_secs(60), results.next())
-            .await?
-            .context("results ended")?;
-        seen += 1;
-    }
+    count_results(&mut results, o.jobs).await?;
     let elapsed = started.elapsed();
     producer.await??;
     for w in workers {
@@ -207,6 +195,16 @@ async fn jetwork(server: &NatsServer, o: &Options) -> anyhow::Result<Duration> {
     }
     master.stop().await;
     Ok(elapsed)
+}
+
+/// Waits for `jobs` messages on `results`.
+async fn count_results(results: &mut async_nats::Subscriber, jobs: u64) -> anyhow::Result<()> {
+    for _ in 0..jobs {
+        tokio::time::timeout(Duration::from_secs(60), results.next())
+            .await?
+            .context("results ended")?;
+    }
+    Ok(())
 }
 
 #[tokio::main]
