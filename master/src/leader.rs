@@ -231,7 +231,7 @@ impl Leader {
 
     /// Writes the term's first message, `EpochStarted` on `jetwork.journal.epoch`, chained on
     /// the replayed tail, and waits for it. From its acknowledgement on, any write by an
-    /// earlier leader fails.
+    /// earlier leader fails. Its effects (the announcement, re-publications) run once serving.
     async fn claim(&mut self, lease: &mut LeaseGuard) -> Result<(), Exit> {
         self.inherited = self.engine.state().unpublished.keys().cloned().collect();
         let output = self.engine.step(Command::Takeover {
@@ -246,10 +246,11 @@ impl Leader {
         self.events_since_snapshot += batch.events.len() as u64;
         let ticket = self.journal.append_batch(&batch, true).await.map_err(deposed)?;
         self.journal.next_ack().await.map_err(deposed)?;
+        // The announcement and re-publications wait until the endpoints are up (`run`), so
+        // workers that re-register on the announcement find someone to answer.
         for effect in output.effects {
             self.effects.push_back((ticket, effect));
         }
-        self.release_effects().await;
         Ok(())
     }
 
@@ -262,6 +263,7 @@ impl Leader {
         let settings = self.env.settings.master.clone();
         let mut tick = tokio::time::interval(settings.tick_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.release_effects().await;
         self.refresh_readers();
         loop {
             let accepting = self.journal.inflight() < settings.max_inflight_writes;

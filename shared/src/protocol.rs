@@ -12,7 +12,8 @@
 //!   durations are milliseconds (`*_ms` too, named as durations).
 //! - Errors are not encoded in these types: the master answers a request it cannot serve with
 //!   an empty body and the NATS micro-service headers `Nats-Service-Error` (reason) and
-//!   `Nats-Service-Error-Code` (400 bad request, 404 unknown worker, 503 not leader).
+//!   `Nats-Service-Error-Code` (400 bad request, 404 unknown worker; 503 "not leader" is
+//!   reserved and treated like no responders).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -154,7 +155,8 @@ pub struct Verdict {
     pub reason: Option<String>,
 }
 
-/// How the master took an [`Outcome`]. Every kind but `rejected` means "stop re-sending".
+/// How the master took an [`Outcome`]. Every kind means "stop re-sending": the master will
+/// never answer this outcome differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictKind {

@@ -5,7 +5,7 @@
 //! | `JETWORK_SUBMIT` | `jetwork.submit.*` | pending work; JetStream is the submit "receptionist" |
 //! | `JETWORK_JOURNAL` | `jetwork.journal.>` | the master's fenced event journal and snapshots |
 //! | `JETWORK_RESULTS` | `jetwork.results.>`, `jetwork.rejected.>` | published results, kept for `results_retention` |
-//! | KV `jetwork-lease` | `$KV.jetwork-lease.master` | the leader lease; its revision is the epoch |
+//! | KV `jetwork-lease` | `$KV.jetwork-lease.master` | the leader lease; the revision it was taken at is the epoch |
 //!
 //! Invariants kept here: `JETWORK_SUBMIT` has no `max_age` (acknowledged work never expires
 //! before it is finished; the master purges finished work) and its `duplicate_window` is the
@@ -105,7 +105,7 @@ pub fn results_stream(cfg: &StreamsConfig) -> Config {
 pub fn lease_bucket(cfg: &StreamsConfig, ttl: Duration) -> kv::Config {
     kv::Config {
         bucket: subjects::LEASE_BUCKET.to_owned(),
-        description: "jetwork: master lease (revision = epoch)".to_owned(),
+        description: "jetwork: master lease (revision when taken = epoch)".to_owned(),
         history: 1,
         max_age: ttl,
         storage: storage(cfg.storage),
