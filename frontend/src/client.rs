@@ -66,6 +66,8 @@ pub struct WorkResult {
     pub queue: QueueName,
     pub status: ResultStatus,
     pub attempt: u32,
+    /// The `JETWORK_SUBMIT` sequence of the submission it answers (0 if not given).
+    pub submit_seq: u64,
     /// The result bytes (for `failed`, the reason).
     pub payload: Bytes,
     pub reason: Option<String>,
@@ -91,6 +93,7 @@ impl WorkResult {
             queue: QueueName::parse(queue).ok()?,
             status,
             attempt: get(headers::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0),
+            submit_seq: get(headers::SUBMIT_SEQ).and_then(|s| s.parse().ok()).unwrap_or(0),
             payload,
             reason: get(headers::REASON),
         })
@@ -220,12 +223,33 @@ impl Client {
         work_id: &WorkId,
         timeout: Duration,
     ) -> Result<WorkResult, ClientError> {
+        self.wait_matching(queue, work_id, None, timeout).await
+    }
+
+    /// Waits for the result of this very submission: a result of an earlier submission of the
+    /// same id (reused after the dedup horizon) does not count.
+    pub async fn wait_for(
+        &self,
+        submitted: &Submitted,
+        timeout: Duration,
+    ) -> Result<WorkResult, ClientError> {
+        self.wait_matching(&submitted.queue, &submitted.work_id, Some(submitted.seq), timeout).await
+    }
+
+    async fn wait_matching(
+        &self,
+        queue: &QueueName,
+        work_id: &WorkId,
+        run: Option<u64>,
+        timeout: Duration,
+    ) -> Result<WorkResult, ClientError> {
+        let wanted = |r: &WorkResult| run.is_none_or(|seq| r.submit_seq == seq);
         let mut live = self
             .nats
             .subscribe(subjects::result(queue, work_id))
             .await
             .map_err(|e| ClientError::Nats(e.to_string()))?;
-        if let Some(result) = self.result(Some(queue), work_id).await? {
+        if let Some(result) = self.result(Some(queue), work_id).await?.filter(wanted) {
             return Ok(result);
         }
         let deadline = Instant::now() + timeout;
@@ -234,15 +258,15 @@ impl Client {
             let wake = (Instant::now() + Duration::from_secs(2)).min(deadline);
             match tokio::time::timeout_at(wake, live.next()).await {
                 Ok(Some(m)) => {
-                    if let Some(result) =
-                        WorkResult::from_message(m.subject.as_str(), m.headers.as_ref(), m.payload)
-                    {
+                    let result =
+                        WorkResult::from_message(m.subject.as_str(), m.headers.as_ref(), m.payload);
+                    if let Some(result) = result.filter(wanted) {
                         return Ok(result);
                     }
                 }
                 Ok(None) => return Err(ClientError::Nats("result subscription closed".into())),
                 Err(_) => {
-                    if let Some(result) = self.result(Some(queue), work_id).await? {
+                    if let Some(result) = self.result(Some(queue), work_id).await?.filter(wanted) {
                         return Ok(result);
                     }
                     if Instant::now() >= deadline {

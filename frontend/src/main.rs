@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("note: {} was already submitted; not queued again", submitted.work_id);
             }
             if wait {
-                let result = client.wait_result(&queue, &submitted.work_id, timeout).await?;
+                let result = client.wait_for(&submitted, timeout).await?;
                 print_result(&result.payload)?;
                 if result.status == ResultStatus::Failed {
                     bail!(

@@ -182,7 +182,7 @@ async fn usable_snapshot(
 ) -> Result<(State, u64), JournalError> {
     let marker: SnapshotMarker =
         codec::decode(payload).map_err(|e| JournalError::Corrupt { seq, detail: e.to_string() })?;
-    if marker.first_seq + u64::from(marker.parts) != seq {
+    if marker.first_seq.checked_add(u64::from(marker.parts)) != Some(seq) || marker.parts == 0 {
         return Err(JournalError::Corrupt {
             seq,
             detail: "marker does not follow its parts".into(),
@@ -195,7 +195,8 @@ async fn read_snapshot(
     stream: &jetstream::stream::Stream,
     marker: &SnapshotMarker,
 ) -> Result<State, JournalError> {
-    let mut bytes = Vec::with_capacity(usize::try_from(marker.bytes).unwrap_or(0));
+    // The marker's size is only a hint (it comes from the stream): cap the reservation.
+    let mut bytes = Vec::with_capacity(usize::try_from(marker.bytes.min(64 << 20)).unwrap_or(0));
     for index in 0..u64::from(marker.parts) {
         let seq = marker.first_seq + index;
         let part = stream.direct_get(seq).await.map_err(|e| JournalError::Corrupt {

@@ -26,6 +26,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::stream::{select_all, BoxStream, SelectAll};
@@ -35,7 +36,7 @@ use jetwork_shared::protocol::{
     Assignment, MasterElected, RegisterWorker, Report, ReportReply, RequestWork, WorkGrant,
     WorkReady,
 };
-use jetwork_shared::{codec, subjects, QueueName, WorkId};
+use jetwork_shared::{codec, connect, subjects, QueueName, WorkId};
 use tokio::sync::mpsc;
 
 use crate::config::MasterSettings;
@@ -105,6 +106,9 @@ pub async fn lead<F: Future<Output = ()>>(
         },
     };
     leader.readers.clear();
+    if let Some(purging) = leader.purging.take() {
+        purging.abort();
+    }
     match &exit {
         Exit::Shutdown => {
             leader.hand_over().await;
@@ -112,9 +116,9 @@ pub async fn lead<F: Future<Output = ()>>(
         }
         Exit::Deposed(why) => {
             tracing::warn!(epoch, %why, "stepping down");
-            // Give the lease back unless someone else already has it.
-            let release = !why.contains("fenced") && !why.contains("lease");
-            lease.stop(release).await;
+            // Give the lease back if it is still ours (a compare-and-set on our revision), so
+            // the next term need not wait for it to expire.
+            lease.stop(true).await;
         }
     }
     exit
@@ -201,9 +205,28 @@ impl Leader {
             workers = replayed.state.workers.len(),
             "journal replayed"
         );
+        // Results and grants travel in NATS messages: keep them under the server's limit.
+        let mut policy = env.settings.policy();
+        let room = (max_message as u64).saturating_sub(64 * 1024);
+        if policy.max_result > room || policy.max_grant_bytes > room {
+            tracing::warn!(
+                max_payload = max_message,
+                "streams.max_result exceeds what the server's max_payload allows; lowering it"
+            );
+            policy.max_result = policy.max_result.min(room);
+            policy.max_grant_bytes = policy.max_grant_bytes.min(room);
+        }
         Leader {
-            engine: Engine::new(replayed.state, env.settings.policy()),
-            journal: Journal::new(env.js.clone(), epoch, replayed.last_seq, max_message),
+            engine: Engine::new(replayed.state, policy),
+            // The journal and the publisher each get their own JetStream context, so their
+            // publish-acknowledgement credits are separate: result publications in flight can
+            // never hold up a journal write (which would stall the loop that frees them).
+            journal: Journal::new(
+                connect::jetstream(&env.client, &env.settings.nats),
+                epoch,
+                replayed.last_seq,
+                max_message,
+            ),
             env: env.clone(),
             epoch,
             requests: HashMap::new(),
@@ -217,7 +240,7 @@ impl Leader {
             intake_rx,
             internal_tx,
             internal_rx,
-            publisher: Publisher::new(env.js.clone()),
+            publisher: Publisher::new(connect::jetstream(&env.client, &env.settings.nats)),
             retry_publish: Vec::new(),
             confirmed: Vec::new(),
             events_since_snapshot: replayed.events,
@@ -410,6 +433,8 @@ impl Leader {
             }
             Err(e) => {
                 tracing::warn!(?key, error = %e, "publication failed; retrying in 1s");
+                // The failed attempt may have landed with its acknowledgement lost: check first.
+                self.inherited.insert(key.clone());
                 self.retry_publish.push((Instant::now() + Duration::from_secs(1), key));
             }
         }
@@ -520,7 +545,14 @@ impl Leader {
         let payload = match &publication {
             Publication::Rejected { seq, .. } => match self.rejected_payloads.get(seq) {
                 Some(payload) => payload.clone(),
-                None => fetch_payload(&self.env.js, *seq).await.unwrap_or_default(),
+                None => match fetch_payload(&self.env.js, *seq).await {
+                    Ok(payload) => payload.unwrap_or_default(),
+                    Err(e) => {
+                        tracing::warn!(seq, error = %e, "cannot read a rejected submission yet; retrying");
+                        self.retry_publish.push((Instant::now() + Duration::from_secs(1), key));
+                        return;
+                    }
+                },
             },
             _ => Bytes::new(),
         };
@@ -586,17 +618,19 @@ impl Leader {
             let mut fetched = Vec::new();
             for a in &missing {
                 match fetch_payload(&js, a.seq).await {
-                    Some(payload) => {
+                    Ok(Some(payload)) => {
                         fetched.push((a.work_id.clone(), payload.clone()));
                         known.insert(a.work_id.clone(), payload);
                     }
-                    None => {
+                    Ok(None) => {
                         tracing::error!(work_id = %a.work_id, seq = a.seq, "payload missing from the submit stream");
                         let now = now_ms();
-                        let _ = internal.send(Internal::Command(Command::PayloadMissing {
-                            work_id: a.work_id.clone(),
-                            now,
-                        }));
+                        let missing = Command::PayloadMissing { work_id: a.work_id.clone(), now };
+                        let _ = internal.send(Internal::Command(missing));
+                    }
+                    // Left out of the grant: the attempt times out and is handed out again.
+                    Err(e) => {
+                        tracing::warn!(work_id = %a.work_id, seq = a.seq, error = %e, "cannot read a payload; the attempt will be retried")
                     }
                 }
             }
@@ -712,7 +746,17 @@ fn assignment(a: &AssignmentRef, payload: Bytes) -> Assignment {
 }
 
 /// Reads a submission's payload back from the stream (after a takeover the cache is empty).
-async fn fetch_payload(js: &jetstream::Context, seq: u64) -> Option<Bytes> {
-    let stream = js.get_stream_no_info(subjects::SUBMIT_STREAM).await.ok()?;
-    stream.direct_get(seq).await.ok().map(|m| m.payload)
+/// `Ok(None)`: it is not stored any more; `Err`: it could not be read right now.
+async fn fetch_payload(js: &jetstream::Context, seq: u64) -> Result<Option<Bytes>, String> {
+    let stream = js.get_stream_no_info(subjects::SUBMIT_STREAM).await.map_err(|e| e.to_string())?;
+    let mut last_error = String::new();
+    for attempt in 0..3u32 {
+        match stream.direct_get(seq).await {
+            Ok(message) => return Ok(Some(message.payload)),
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(None),
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+    Err(last_error)
 }

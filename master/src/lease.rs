@@ -22,6 +22,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// Pause before retrying a renewal that failed.
+const RETRY: Duration = Duration::from_millis(250);
+
 /// How long before the server-side expiry the holder stops trusting its lease.
 pub fn safety_margin(ttl: Duration) -> Duration {
     (ttl / 4).min(Duration::from_secs(1))
@@ -202,6 +205,7 @@ impl LeaseGuard {
         let (tx, valid_until) = watch::channel(Some(lease.timer.valid_until()));
         let (stop, mut stopped) = oneshot::channel::<bool>();
         let task = tokio::spawn(async move {
+            let mut wait = lease.timer.renew_every();
             loop {
                 tokio::select! {
                     release = &mut stopped => {
@@ -210,9 +214,17 @@ impl LeaseGuard {
                         }
                         return;
                     }
-                    _ = tokio::time::sleep(lease.timer.renew_every()) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                match lease.renew().await {
+                // A renewal is only useful while the lease is still valid: bound it by that.
+                let left = lease.timer.valid_until().saturating_duration_since(Instant::now());
+                let renewed = match tokio::time::timeout(left, lease.renew()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(LeaseError::Unavailable("renewal outlasted the lease".into())),
+                };
+                // After a failure, retry soon rather than a whole interval later.
+                wait = if renewed.is_ok() { lease.timer.renew_every() } else { RETRY };
+                match renewed {
                     Ok(()) => {
                         let _ = tx.send(Some(lease.timer.valid_until()));
                     }

@@ -37,7 +37,11 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
         let ready = async {
             topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateOrUpdate)
                 .await?;
-            topology::ensure_lease_bucket(&js, &settings.streams, settings.master.lease_ttl).await
+            // The lease gets a JetStream context of its own: renewals must never wait behind
+            // publish acknowledgements held by the journal or the publisher.
+            let lease_js = connect::jetstream(&client, &settings.nats);
+            topology::ensure_lease_bucket(&lease_js, &settings.streams, settings.master.lease_ttl)
+                .await
         };
         tokio::select! {
             _ = &mut shutdown => return Ok(()),

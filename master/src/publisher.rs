@@ -24,17 +24,28 @@ use crate::core::{Publication, PublicationKey};
 
 /// Longest reason put in a header.
 const MAX_REASON_HEADER: usize = 512;
+/// Publications in flight at once; more wait their turn. Well under the JetStream context's
+/// 4096 acknowledgement credits, so starting one never blocks.
+const MAX_IN_FLIGHT: usize = 1024;
 
-/// Publications in flight.
+/// Publications in flight, and those waiting for a place.
 pub struct Publisher {
     js: jetstream::Context,
     inflight: FuturesUnordered<BoxFuture<'static, (PublicationKey, Result<(), String>)>>,
+    /// Keys in flight or waiting.
     keys: HashSet<PublicationKey>,
+    waiting:
+        std::collections::VecDeque<(PublicationKey, Option<(String, u64)>, String, PublishMessage)>,
 }
 
 impl Publisher {
     pub fn new(js: jetstream::Context) -> Self {
-        Publisher { js, inflight: FuturesUnordered::new(), keys: HashSet::new() }
+        Publisher {
+            js,
+            inflight: FuturesUnordered::new(),
+            keys: HashSet::new(),
+            waiting: std::collections::VecDeque::new(),
+        }
     }
 
     /// Whether `key` is being published now.
@@ -47,9 +58,9 @@ impl Publisher {
         self.inflight.len()
     }
 
-    /// Whether nothing is in flight.
+    /// Whether nothing is in flight or waiting.
     pub fn is_empty(&self) -> bool {
-        self.inflight.is_empty()
+        self.inflight.is_empty() && self.waiting.is_empty()
     }
 
     /// Starts publishing. `payload` is the rejected submission's bytes (unused for results).
@@ -74,19 +85,28 @@ impl Publisher {
             _ => None,
         };
         let (subject, message) = build(publication, payload);
-        let js = self.js.clone();
-        self.inflight.push(Box::pin(async move {
-            if let Some((subject, seq)) = check {
-                if already_stored(&js, &subject, seq).await {
-                    return (key, Ok(()));
+        self.waiting.push_back((key, check, subject, message));
+        self.launch();
+    }
+
+    /// Moves waiting publications into flight while there is room.
+    fn launch(&mut self) {
+        while self.inflight.len() < MAX_IN_FLIGHT {
+            let Some((key, check, subject, message)) = self.waiting.pop_front() else { return };
+            let js = self.js.clone();
+            self.inflight.push(Box::pin(async move {
+                if let Some((subject, seq)) = check {
+                    if already_stored(&js, &subject, seq).await {
+                        return (key, Ok(()));
+                    }
                 }
-            }
-            let outcome = match js.send_publish(subject, message).await {
-                Err(e) => Err(e.to_string()),
-                Ok(ack) => ack.into_future().await.map(|_| ()).map_err(|e| e.to_string()),
-            };
-            (key, outcome)
-        }));
+                let outcome = match js.send_publish(subject, message).await {
+                    Err(e) => Err(e.to_string()),
+                    Ok(ack) => ack.into_future().await.map(|_| ()).map_err(|e| e.to_string()),
+                };
+                (key, outcome)
+            }));
+        }
     }
 
     /// The next finished publication. Pending forever when none is in flight.
@@ -94,6 +114,7 @@ impl Publisher {
         match self.inflight.next().await {
             Some((key, outcome)) => {
                 self.keys.remove(&key);
+                self.launch();
                 (key, outcome)
             }
             None => std::future::pending().await,

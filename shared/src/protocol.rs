@@ -45,11 +45,11 @@ pub struct RunningWork {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registered {
     pub epoch: u64,
-    /// Items from `running` that are no longer this worker's to execute (timed out and handed
-    /// to someone else, or finished). The worker should stop executing them; results it
+    /// Attempts from `running` that are no longer this worker's to execute (timed out and
+    /// handed out again, or finished). The worker should stop executing them; results it
     /// already has may still be reported.
     #[serde(default)]
-    pub revoked: Vec<WorkId>,
+    pub revoked: Vec<RunningWork>,
     /// True when work is waiting in one of the worker's queues: ask for it.
     #[serde(default)]
     pub work_ready: bool,

@@ -180,15 +180,9 @@ async fn finished_work_and_old_journal_history_are_purged() -> anyhow::Result<()
     let p1 = WorkId::parse("p1")?;
     let again = client.submit(&queue, Some(p1.clone()), Bytes::from_static(b"11")).await?;
     assert!(!again.duplicate);
-    wait_until("the second run's result", Duration::from_secs(30), || async {
-        client
-            .result(Some(&queue), &p1)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.payload == Bytes::from_static(b"11 * 11 = 121"))
-    })
-    .await?;
+    let second = client.wait_for(&again, Duration::from_secs(30)).await?;
+    assert_eq!(second.payload, Bytes::from_static(b"11 * 11 = 121"));
+    assert_eq!(second.submit_seq, again.seq);
     let audit = Audit::read(&js).await?;
     audit.check()?;
     assert_eq!(audit.results[&p1].len(), 2);

@@ -104,3 +104,27 @@ async fn used_up_attempts_fail_with_the_last_reason() -> anyhow::Result<()> {
     master.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_results_fail_their_attempt_with_a_reason() -> anyhow::Result<()> {
+    init_logging();
+    let server = NatsServer::start()?;
+    let mut fast = fast_settings(&server.url());
+    fast.master.master.max_attempts = 2;
+    fast.master.streams.max_result = 1024;
+    fast.worker.streams.max_result = 1024;
+    let master = spawn_master("m1", fast.master.clone());
+    let _worker = spawn_worker("w1", fast.worker.clone(), |_job: Job| async move {
+        Ok(Bytes::from(vec![b'x'; 4096]))
+    });
+    let client = Client::connect(fast.frontend.clone()).await?;
+    let queue = QueueName::default_queue();
+    let id = WorkId::parse("too-big")?;
+    client.submit(&queue, Some(id.clone()), Bytes::new()).await?;
+    let result = client.wait_result(&queue, &id, Duration::from_secs(30)).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 2));
+    let reason = result.reason.unwrap_or_default();
+    assert!(reason.contains("result of 4096 bytes exceeds the limit of 1024 bytes"), "{reason}");
+    master.stop().await;
+    Ok(())
+}

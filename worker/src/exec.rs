@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::{Handler, Job};
@@ -24,6 +24,8 @@ use crate::{Handler, Job};
 pub const PROGRESS_LINE: &str = "jetwork:progress";
 /// How much of stderr ends up in a failure reason.
 const STDERR_TAIL: usize = 2048;
+/// Longest stderr line kept whole.
+const MAX_LINE: usize = 8192;
 
 /// Runs a shell command per job.
 #[derive(Debug, Clone)]
@@ -100,25 +102,27 @@ async fn run(command: &str, max_output: usize, job: Job) -> Result<Bytes, String
     let stderr = child.stderr.take().ok_or("no stderr pipe")?;
     let progress = job.progress_handle();
     let read_stderr = async move {
+        // Lines are read in bounded pieces: a command writing megabytes without a newline
+        // costs at most MAX_LINE bytes here, not its whole output.
         let mut tail = String::new();
-        let mut reader = BufReader::new(stderr);
-        let mut line = Vec::new();
+        let mut line: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let mut stderr = stderr;
         loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line).await {
+            let n = match stderr.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let text = String::from_utf8_lossy(&line);
-            if text.trim() == PROGRESS_LINE {
-                progress.progress();
-                continue;
-            }
-            tail.push_str(&text);
-            if tail.len() > 2 * STDERR_TAIL {
-                tail = last_chars(&tail, STDERR_TAIL).to_owned();
+                Ok(n) => n,
+            };
+            for &byte in &chunk[..n] {
+                if byte == b'\n' || line.len() >= MAX_LINE {
+                    take_line(&mut line, &mut tail, &progress);
+                }
+                if byte != b'\n' {
+                    line.push(byte);
+                }
             }
         }
+        take_line(&mut line, &mut tail, &progress);
         tail
     };
 
@@ -141,8 +145,26 @@ async fn run(command: &str, max_output: usize, job: Job) -> Result<Bytes, String
     Err(if tail.is_empty() { how } else { format!("{how}: {tail}") })
 }
 
+/// Handles one stderr line: a progress report, or text for the failure reason's tail.
+fn take_line(line: &mut Vec<u8>, tail: &mut String, progress: &crate::ProgressHandle) {
+    if line.is_empty() {
+        return;
+    }
+    let text = String::from_utf8_lossy(line);
+    if text.trim() == PROGRESS_LINE {
+        progress.progress();
+    } else {
+        tail.push_str(&text);
+        tail.push('\n');
+        if tail.len() > 2 * STDERR_TAIL {
+            *tail = last_chars(tail, STDERR_TAIL).to_owned();
+        }
+    }
+    line.clear();
+}
+
 /// The last (at most) `max` bytes of `text`, cut at a character boundary.
-fn last_chars(text: &str, max: usize) -> &str {
+pub(crate) fn last_chars(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

@@ -70,6 +70,7 @@ pub async fn run<H: Handler>(
         request_timeout: w.request_timeout,
         progress_every: w.progress_every,
         shutdown_grace: w.shutdown_grace,
+        max_result: settings.streams.max_result as usize,
     };
     runtime::run(client, cfg, handler, shutdown).await?;
     Ok(())

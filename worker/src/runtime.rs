@@ -33,10 +33,16 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::exec::last_chars;
 use crate::{Handler, Job};
 
 /// Most result bytes carried by one report (the rest go in the next).
 const REPORT_BYTES: usize = 512 * 1024;
+/// Longest failure reason sent (the tail is kept: that is where errors usually are).
+const MAX_REASON: usize = 4096;
+/// Progress for one attempt is sent at most this often, however often the handler reports it
+/// (each accepted progress is a journal write on the master).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a request to the master got no useful answer.
 #[derive(Debug)]
@@ -76,6 +82,8 @@ pub struct RuntimeConfig {
     pub request_timeout: Duration,
     pub progress_every: Option<Duration>,
     pub shutdown_grace: Duration,
+    /// Largest result the master accepts; a larger one fails the attempt here.
+    pub max_result: usize,
 }
 
 struct Runtime<H> {
@@ -93,7 +101,9 @@ struct Runtime<H> {
     jobs: JoinSet<Result<Bytes, String>>,
     backlog: VecDeque<Assignment>,
     unacked: BTreeMap<(WorkId, u32), Unacked>,
-    progress: Vec<(WorkId, u32)>,
+    /// Attempts with progress to report, and when progress was last sent for each.
+    progress: std::collections::BTreeSet<(WorkId, u32)>,
+    progress_sent: HashMap<(WorkId, u32), Instant>,
     progress_tx: mpsc::UnboundedSender<(WorkId, u32)>,
     replies: mpsc::UnboundedSender<ReplyTo>,
     stopping: Option<Instant>,
@@ -127,7 +137,8 @@ pub async fn run<H: Handler>(
         jobs: JoinSet::new(),
         backlog: VecDeque::new(),
         unacked: BTreeMap::new(),
-        progress: Vec::new(),
+        progress: Default::default(),
+        progress_sent: HashMap::new(),
         progress_tx,
         replies,
         stopping: None,
@@ -148,7 +159,9 @@ pub async fn run<H: Handler>(
                 rt.stopping = Some(Instant::now() + rt.cfg.shutdown_grace);
             }
             Some(joined) = rt.jobs.join_next_with_id(), if !rt.jobs.is_empty() => rt.job_done(joined),
-            Some(progress) = progress_rx.recv() => rt.progress.push(progress),
+            Some(progress) = progress_rx.recv() => {
+                rt.progress.insert(progress);
+            }
             Some(reply) = replies_rx.recv() => rt.on_reply(reply),
             Some(message) = ready.next() => {
                 if let Ok(note) = codec::decode::<WorkReady>(&message.payload) {
@@ -266,17 +279,29 @@ impl<H: Handler> Runtime<H> {
             });
         }
         let reported = outcomes.len() as u32;
-        for (work_id, attempt) in self.progress.drain(..) {
-            if self.running.contains_key(&(work_id.clone(), attempt)) {
+        self.progress_sent.retain(|key, _| self.running.contains_key(key));
+        let due: Vec<(WorkId, u32)> = self
+            .progress
+            .iter()
+            .filter(|key| self.progress_sent.get(*key).is_none_or(|at| now >= *at + PROGRESS_EVERY))
+            .cloned()
+            .collect();
+        for key in due {
+            self.progress.remove(&key);
+            if self.running.contains_key(&key) {
+                self.progress_sent.insert(key.clone(), now);
+                let (work_id, attempt) = key;
+                let status = OutcomeStatus::Progress;
                 outcomes.push(Outcome {
                     work_id,
                     attempt,
-                    status: OutcomeStatus::Progress,
+                    status,
                     result: Bytes::new(),
                     reason: None,
                 });
             }
         }
+        self.progress.retain(|key| self.running.contains_key(key));
         let slots =
             if self.stopping.is_some() || !self.registered { 0 } else { self.free() + reported };
         if !outcomes.is_empty() {
@@ -325,8 +350,8 @@ impl<H: Handler> Runtime<H> {
                         }
                         self.epoch = r.epoch;
                         self.registered = true;
-                        for work_id in &r.revoked {
-                            self.revoke(work_id);
+                        for held in &r.revoked {
+                            self.revoke(&held.work_id, held.attempt);
                         }
                         if r.work_ready {
                             self.want_work = true;
@@ -367,8 +392,7 @@ impl<H: Handler> Runtime<H> {
                                     "master rejected an outcome"
                                 ),
                                 VerdictKind::Superseded if self.running.contains_key(&key) => {
-                                    tracing::info!(work_id = %verdict.work_id, attempt = verdict.attempt, "attempt superseded; stopping it");
-                                    self.revoke(&verdict.work_id);
+                                    self.revoke(&verdict.work_id, verdict.attempt);
                                 }
                                 _ => {}
                             }
@@ -447,6 +471,13 @@ impl<H: Handler> Runtime<H> {
         let Some(key) = self.tasks.remove(&task) else { return };
         self.running.remove(&key);
         let (work_id, attempt) = &key;
+        let limit = self.cfg.max_result;
+        let outcome = match outcome {
+            Ok(result) if result.len() > limit => {
+                Err(format!("result of {} bytes exceeds the limit of {limit} bytes", result.len()))
+            }
+            other => other,
+        };
         let unacked = match outcome {
             Ok(result) => {
                 tracing::info!(%work_id, attempt, bytes = result.len(), "work is complete");
@@ -457,7 +488,7 @@ impl<H: Handler> Runtime<H> {
                 Unacked {
                     status: OutcomeStatus::Failed,
                     result: Bytes::new(),
-                    reason: Some(reason),
+                    reason: Some(last_chars(&reason, MAX_REASON).to_owned()),
                     sent_at: None,
                 }
             }
@@ -465,16 +496,14 @@ impl<H: Handler> Runtime<H> {
         self.unacked.insert(key, unacked);
     }
 
-    /// Stops running `work_id` (every attempt of it): it is no longer this worker's.
-    fn revoke(&mut self, work_id: &WorkId) {
-        let keys: Vec<_> = self.running.keys().filter(|(id, _)| id == work_id).cloned().collect();
-        for key in keys {
-            if let Some(abort) = self.running.remove(&key) {
-                tracing::info!(%work_id, attempt = key.1, "revoked by the master; stopping");
-                abort.abort();
-            }
+    /// Stops running one attempt: it is no longer this worker's. A newer attempt of the same
+    /// item, if this worker has one, carries on.
+    fn revoke(&mut self, work_id: &WorkId, attempt: u32) {
+        if let Some(abort) = self.running.remove(&(work_id.clone(), attempt)) {
+            tracing::info!(%work_id, attempt, "attempt revoked by the master; stopping it");
+            abort.abort();
         }
-        self.backlog.retain(|a| &a.work_id != work_id);
+        self.backlog.retain(|a| !(&a.work_id == work_id && a.attempt == attempt));
     }
 
     /// Shutdown grace is over: stop what still runs and report it failed, so the master

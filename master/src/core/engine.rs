@@ -234,7 +234,6 @@ impl Engine {
             .running
             .into_iter()
             .filter(|held| !self.is_current(&worker, &held.work_id, held.attempt))
-            .map(|held| held.work_id)
             .collect();
         let free = self.state.workers.get(&worker).map_or(0, |w| w.free());
         let work_ready = free > 0 && queues.iter().any(|q| self.state.ready_len(q) > 0);

@@ -310,7 +310,8 @@ fn render_assignments(assignments: &[AssignmentRef]) -> String {
 fn render_reply(reply: &Reply) -> String {
     match reply {
         Reply::Registered(r) => {
-            let revoked: Vec<_> = r.revoked.iter().map(|id| id.as_str()).collect();
+            let revoked: Vec<_> =
+                r.revoked.iter().map(|h| format!("{}@{}", h.work_id, h.attempt)).collect();
             format!(
                 "registered epoch={} revoked=[{}] work_ready={}",
                 r.epoch,

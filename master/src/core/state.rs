@@ -307,21 +307,22 @@ impl State {
     }
 
     /// Lowest submit sequence in `queue` that is still needed: read ahead, running, or
-    /// finished but not yet published (a rejection's payload is published from the stream).
+    /// finished but not yet published. Counting finished-unpublished items keeps a floor
+    /// computed from this (possibly not yet journaled) state safe: an item leaves
+    /// `unpublished` only after its completion was journaled and its result stored.
     pub fn lowest_needed_seq(&self, queue: &QueueName) -> Option<u64> {
-        let in_flight = self.work.values().filter(|w| &w.queue == queue).map(|w| w.seq).min();
-        let unpublished = self
-            .unpublished
-            .values()
-            .filter_map(|p| match p {
-                Publication::Rejected { queue: q, seq, .. } if q == queue => Some(*seq),
-                _ => None,
-            })
-            .min();
-        match (in_flight, unpublished) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let in_flight = self.work.values().filter(|w| &w.queue == queue).map(|w| w.seq);
+        let unpublished = self.unpublished.values().filter_map(|p| match p {
+            Publication::Completed { queue: q, seq, .. }
+            | Publication::Failed { queue: q, seq, .. }
+            | Publication::Rejected { queue: q, seq, .. }
+                if q == queue =>
+            {
+                Some(*seq)
+            }
+            _ => None,
+        });
+        in_flight.chain(unpublished).min()
     }
 
     /// The leader's view for `jetwork.master.status`. `pending` counts only the items read
