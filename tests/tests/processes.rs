@@ -123,6 +123,11 @@ printf '%s|%s|%s|%s' "$JETWORK_WORK_ID" "$JETWORK_QUEUE" "$JETWORK_ATTEMPT" "$in
         (ResultStatus::Completed, 1),
         "stderr progress kept it alive past 3s"
     );
+    let js = connect::jetstream(client.nats(), &client.settings().nats);
+    let audit = Audit::read(&js).await?;
+    audit.check()?;
+    assert_eq!(audit.attempts(&fail), vec![1, 2]);
+    assert_eq!(audit.attempts(&slow), vec![1]);
     Ok(())
 }
 

@@ -127,6 +127,10 @@ async fn plain_nats_requests_submit_work() -> anyhow::Result<()> {
     let result = client.wait_result(&queue, &mine, Duration::from_secs(30)).await?;
     assert_eq!(result.payload, Bytes::from_static(b"3 * 3 = 9"));
     assert_eq!(result.attempt, 1);
+    let js = connect::jetstream(&nats, &fast.frontend.nats);
+    let audit = Audit::read(&js).await?;
+    audit.check()?;
+    assert_eq!(audit.attempts(&mine), vec![1], "the duplicate request did not queue it twice");
     master.stop().await;
     Ok(())
 }

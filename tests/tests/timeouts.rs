@@ -61,6 +61,7 @@ async fn progress_keeps_a_long_attempt_alive() -> anyhow::Result<()> {
     assert_eq!(result.attempt, 1, "progress must have prevented a timeout");
     let js = connect::jetstream(client.nats(), &fast.frontend.nats);
     let audit = Audit::read(&js).await?;
+    audit.check()?;
     assert_eq!(audit.attempts(&id), vec![1]);
     let progressed = audit
         .events
@@ -125,6 +126,10 @@ async fn oversized_results_fail_their_attempt_with_a_reason() -> anyhow::Result<
     assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 2));
     let reason = result.reason.unwrap_or_default();
     assert!(reason.contains("result of 4096 bytes exceeds the limit of 1024 bytes"), "{reason}");
+    let js = connect::jetstream(client.nats(), &fast.frontend.nats);
+    let audit = Audit::read(&js).await?;
+    audit.check()?;
+    assert_eq!(audit.attempts(&id), vec![1, 2]);
     master.stop().await;
     Ok(())
 }

@@ -225,6 +225,10 @@ async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> 
     client.submit(&QueueName::default_queue(), Some(id.clone()), Bytes::from_static(b"2")).await?;
     let assignment = a.take().await?;
     assert_eq!(assignment.work_id, id);
+    let js = connect::jetstream(&nats, &Default::default());
+    let audit = Audit::read(&js).await?;
+    audit.check()?;
+    assert!(!audit.events.iter().any(|(_, _, e)| matches!(e, jetwork_master::core::Event::WorkerRegistered { worker, .. } if worker.as_str() == "stranger")), "a refused registration records nothing");
     master.stop().await;
     Ok(())
 }
