@@ -57,7 +57,8 @@ pub struct MasterConfig {
     /// How often finished submissions and old journal history are purged.
     #[serde(with = "humantime_serde")]
     pub purge_interval: Duration,
-    /// Most commands folded into one journal write.
+    /// Events gathered while a journal write is in flight before the next write goes out
+    /// without waiting for it (group commit); also the most inputs taken in one go.
     pub max_batch: usize,
     /// Most journal writes awaiting acknowledgement at once.
     pub max_inflight_writes: usize,

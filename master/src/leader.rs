@@ -111,7 +111,7 @@ pub async fn lead<F: Future<Output = ()>>(
     }
     match &exit {
         Exit::Shutdown => {
-            leader.hand_over().await;
+            leader.hand_over(&lease).await;
             lease.stop(true).await;
         }
         Exit::Deposed(why) => {
@@ -308,22 +308,11 @@ impl Leader {
                 _ = tick.tick() => self.tick(),
                 Some((kind, request)) = endpoints.next(), if accepting => {
                     self.inbound(kind, request).await;
-                    for _ in 1..settings.max_batch {
-                        match endpoints.next().now_or_never() {
-                            Some(Some((kind, request))) => self.inbound(kind, request).await,
-                            _ => break,
-                        }
-                    }
                 }
-                Some(submission) = self.intake_rx.recv(), if accepting => {
-                    self.submitted(submission);
-                    for _ in 1..settings.max_batch {
-                        match self.intake_rx.try_recv() {
-                            Ok(submission) => self.submitted(submission),
-                            Err(_) => break,
-                        }
-                    }
-                }
+                Some(submission) = self.intake_rx.recv(), if accepting => self.submitted(submission),
+            }
+            if accepting {
+                self.drain_ready(endpoints, settings.max_batch).await;
             }
             if !self.confirmed.is_empty() {
                 let keys = std::mem::take(&mut self.confirmed);
@@ -333,6 +322,38 @@ impl Leader {
                 return exit;
             }
             self.grant_credits();
+        }
+    }
+
+    /// Takes every input that is already waiting (up to `limit`), so that one journal write
+    /// carries the decisions of all of them.
+    async fn drain_ready(
+        &mut self,
+        endpoints: &mut SelectAll<BoxStream<'static, (Endpoint, service::Request)>>,
+        limit: usize,
+    ) {
+        let mut taken = 0;
+        while taken < limit {
+            let before = taken;
+            if let Ok(submission) = self.intake_rx.try_recv() {
+                self.submitted(submission);
+                taken += 1;
+            }
+            if let Some(Some((kind, request))) = endpoints.next().now_or_never() {
+                self.inbound(kind, request).await;
+                taken += 1;
+            }
+            if let Ok(internal) = self.internal_rx.try_recv() {
+                self.internal(internal);
+                taken += 1;
+            }
+            if let Some((key, outcome)) = self.publisher.next().now_or_never() {
+                self.publication_done(key, outcome);
+                taken += 1;
+            }
+            if taken == before {
+                break;
+            }
         }
     }
 
@@ -462,6 +483,12 @@ impl Leader {
     async fn flush(&mut self, lease: &LeaseGuard) -> Result<(), Exit> {
         let notifications = self.engine.notifications(now_ms());
         self.pending.effects.extend(notifications);
+        // Group commit: while a write is in flight, keep gathering decisions (and hold back
+        // their effects with them) until it is acknowledged or the batch is full.
+        let batch_full = self.pending.events.len() >= self.env.settings.master.max_batch;
+        if !self.pending.events.is_empty() && self.journal.inflight() > 0 && !batch_full {
+            return Ok(());
+        }
         let Output { events, effects } = std::mem::take(&mut self.pending);
         if !events.is_empty() {
             if !lease.is_valid() {
@@ -712,8 +739,20 @@ impl Leader {
 
     /// On a clean shutdown: let in-flight writes land and their effects run (replies,
     /// publications), so the next leader starts from a quiet journal.
-    async fn hand_over(&mut self) {
+    async fn hand_over(&mut self, lease: &LeaseGuard) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // Decisions held back for group commit are written first (their effects then run).
+        while !self.pending.events.is_empty() && lease.is_valid() {
+            if self.journal.inflight() > 0 {
+                match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
+                    Ok(Ok(_)) => self.release_effects().await,
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+            if self.flush(lease).await.is_err() {
+                break;
+            }
+        }
         while self.journal.inflight() > 0 {
             match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
                 Ok(Ok(_)) => self.release_effects().await,

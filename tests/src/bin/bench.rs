@@ -26,6 +26,8 @@ use jetwork_tests::inproc::{spawn_master, spawn_worker};
 use jetwork_tests::{fast_settings, NatsServer};
 
 struct Options {
+    /// Run only this side (`baseline` or `jetwork`); both when empty.
+    only: String,
     jobs: u64,
     workers: u32,
     concurrency: u32,
@@ -33,7 +35,8 @@ struct Options {
 }
 
 fn parse() -> anyhow::Result<Options> {
-    let mut o = Options { jobs: 20_000, workers: 2, concurrency: 64, window: 2048 };
+    let mut o =
+        Options { only: String::new(), jobs: 20_000, workers: 2, concurrency: 64, window: 2048 };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
@@ -42,8 +45,9 @@ fn parse() -> anyhow::Result<Options> {
             "--workers" => o.workers = value.parse()?,
             "--concurrency" => o.concurrency = value.parse()?,
             "--window" => o.window = value.parse()?,
+            "--only" => o.only = value,
             other => anyhow::bail!(
-                "unknown flag {other} (use --jobs, --workers, --concurrency, --window)"
+                "unknown flag {other} (use --jobs, --workers, --concurrency, --window, --only)"
             ),
         }
     }
@@ -190,6 +194,13 @@ async fn jetwork(server: &NatsServer, o: &Options) -> anyhow::Result<Duration> {
     count_results(&mut results, o.jobs).await?;
     let elapsed = started.elapsed();
     producer.await??;
+    let journal = js.get_stream(jetwork_shared::subjects::JOURNAL_STREAM).await?.get_info().await?;
+    println!(
+        "  jetwork journal: {} messages, {:.1} MB for {} jobs",
+        journal.state.messages,
+        journal.state.bytes as f64 / 1e6,
+        o.jobs
+    );
     for w in workers {
         w.stop().await;
     }
@@ -215,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
         o.jobs, o.workers, o.concurrency, o.window
     );
     let rate = |d: Duration| o.jobs as f64 / d.as_secs_f64();
-    {
+    if o.only.is_empty() || o.only == "baseline" {
         let server = NatsServer::start()?;
         let client = server.connect().await?;
         let js = jetstream::new(client);
@@ -226,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
             d.as_secs_f64()
         );
     }
-    {
+    if o.only.is_empty() || o.only == "jetwork" {
         let server = NatsServer::start()?;
         let d = jetwork(&server, &o).await?;
         println!(
