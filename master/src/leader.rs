@@ -13,9 +13,10 @@
 //!   that holds its events (or, if it has none, the latest write issued before it), and runs
 //!   only once that write is acknowledged. A worker is never told "accepted" about anything
 //!   that is not durable, and a grant is never sent for an attempt that is not journaled.
-//! - **Decide in order, write in batches.** Inputs that are ready together are stepped one by
-//!   one (each sees the state left by the previous), and their events go out as one journal
-//!   message; several messages may be in flight, chained by expected sequence.
+//! - **Decide in order, write in groups.** Inputs that are ready together are stepped one by
+//!   one (each sees the state left by the previous). While a journal write is in flight, new
+//!   decisions wait, with their effects, and go out together as the next write (group
+//!   commit); a full batch is pipelined behind it, chained by expected sequence.
 //! - **Stop at the first doubt.** A failed or fenced journal write, a lost lease, or a lease
 //!   past its validity ends the term at once, before anything else is written; the next term
 //!   (here or elsewhere) starts from what the journal actually holds.
