@@ -15,6 +15,7 @@ pub mod nats_server;
 pub mod process;
 pub mod procs;
 pub mod settings;
+pub mod setup;
 pub mod wait;
 
 pub use audit::Audit;
@@ -22,7 +23,8 @@ pub use nats_server::NatsServer;
 pub use process::Process;
 pub use procs::Procs;
 pub use settings::{fast_env, fast_settings, Fast};
-pub use wait::wait_until;
+pub use setup::InProcess;
+pub use wait::{poll_for, wait_until};
 
 /// Logs test output once per process (`RUST_LOG` to see more).
 pub fn init_logging() {

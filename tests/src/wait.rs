@@ -16,10 +16,23 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    poll_for(what, timeout, || {
+        let check = condition();
+        async move { check.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `probe` every 50 ms until it yields a value, or fails after `timeout` naming `what`.
+pub async fn poll_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
     let deadline = Instant::now() + timeout;
     loop {
-        if condition().await {
-            return Ok(());
+        if let Some(value) = probe().await {
+            return Ok(value);
         }
         if Instant::now() >= deadline {
             anyhow::bail!("timed out after {timeout:?} waiting for {what}");

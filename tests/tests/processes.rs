@@ -2,8 +2,6 @@
 //! nats-server. Each ends with the journal/results audit: nothing acknowledged lost, nothing
 //! finished twice, and no journal write from a deposed master.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,15 +29,11 @@ fn steady_load(
     prefix: &'static str,
     count: u32,
     pace: Duration,
-    paused: Arc<AtomicBool>,
 ) -> JoinHandle<anyhow::Result<Vec<WorkId>>> {
     tokio::spawn(async move {
         let queue = QueueName::default_queue();
         let mut ids = Vec::new();
         for n in 1..=count {
-            while paused.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
             let id = WorkId::parse(&format!("{prefix}{n}"))?;
             client.submit(&queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
             ids.push(id);
@@ -143,7 +137,7 @@ async fn the_leader_killed_under_load_loses_nothing() -> anyhow::Result<()> {
     let _workers: Vec<_> = (1..=3)
         .map(|i| procs.worker(&format!("w{i}"), &["--concurrency", "2"]))
         .collect::<Result<_, _>>()?;
-    let load = steady_load(client.clone(), "load-", 400, Duration::from_millis(5), Arc::default());
+    let load = steady_load(client.clone(), "load-", 400, Duration::from_millis(5));
 
     tracing::info!("--- kill -9 the leader part-way");
     let js = connect::jetstream(client.nats(), &client.settings().nats);
@@ -172,7 +166,7 @@ async fn a_frozen_leader_never_writes_after_its_lease_and_steps_down() -> anyhow
     let _m2 = procs.master("m2")?;
     let _workers: Vec<_> =
         (1..=2).map(|i| procs.worker(&format!("w{i}"), &[])).collect::<Result<_, _>>()?;
-    let load = steady_load(client.clone(), "frz-", 300, Duration::from_millis(10), Arc::default());
+    let load = steady_load(client.clone(), "frz-", 300, Duration::from_millis(10));
     let js = connect::jetstream(client.nats(), &client.settings().nats);
     wait_until("some results", Duration::from_secs(30), || async {
         Audit::read(&js).await.map(|a| a.results.len() >= 30).unwrap_or(false)

@@ -32,7 +32,6 @@ async fn submissions_while_no_master_runs_are_kept_and_run_later() -> anyhow::Re
 
     tracing::info!("--- a worker starts before any master; then the master");
     let _worker = spawn_worker("w1", fast.worker.clone(), square);
-    tokio::time::sleep(Duration::from_millis(300)).await; // let it knock on an empty door first
     let master = spawn_master("m1", fast.master.clone());
 
     let js = connect::jetstream(client.nats(), &fast.frontend.nats);

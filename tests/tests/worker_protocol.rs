@@ -12,7 +12,7 @@ use jetwork_shared::protocol::{
 };
 use jetwork_shared::{codec, connect, subjects, QueueName, WorkId, WorkerId};
 use jetwork_tests::inproc::spawn_master;
-use jetwork_tests::{fast_settings, init_logging, wait_until, Audit, NatsServer};
+use jetwork_tests::{fast_settings, init_logging, poll_for, wait_until, Audit, NatsServer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -72,14 +72,10 @@ impl Manual {
 
     /// Asks until the grant holds something (work is read from the stream asynchronously).
     async fn take(&self) -> anyhow::Result<jetwork_shared::protocol::Assignment> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(a) = self.request(1).await?.assignments.into_iter().next() {
-                return Ok(a);
-            }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "no work granted");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll_for("a grant with work", Duration::from_secs(20), || async {
+            self.request(1).await.ok().and_then(|g| g.assignments.into_iter().next())
+        })
+        .await
     }
 }
 
