@@ -72,14 +72,13 @@ impl Process {
     /// Sends `SIGTERM` and waits up to `grace` for it to exit; returns whether it did.
     pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<bool> {
         self.signal(Signal::SIGTERM)?;
-        let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(true);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(false)
+        let child = &mut self.child;
+        let exited = crate::wait_until("the process to exit", grace, || {
+            let done = matches!(child.try_wait(), Ok(Some(_)));
+            async move { done }
+        })
+        .await;
+        Ok(exited.is_ok())
     }
 
     /// Whether it is still running.
