@@ -31,10 +31,13 @@ fn built(name: &str) -> PathBuf {
 }
 
 fn build() -> PathBuf {
-    // target/<profile>/deps/<test> → target/<profile>
+    // target/<profile>/deps/<test> (a test) or target/<profile>/<bin> (the benchmark)
+    // → target/<profile>
     let exe = std::env::current_exe().expect("the test executable's path");
-    let profile_dir =
-        exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps").to_path_buf();
+    let mut profile_dir = exe.parent().expect("the executable's directory").to_path_buf();
+    if profile_dir.file_name().is_some_and(|d| d == "deps") {
+        profile_dir.pop();
+    }
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
         "build",

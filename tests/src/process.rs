@@ -42,6 +42,11 @@ impl Process {
         Ok(Process { name: name.to_owned(), child, log })
     }
 
+    /// The name it was started with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

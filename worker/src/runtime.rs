@@ -8,6 +8,9 @@
 //!              the report that carries it also asks for the slots it frees
 //! ```
 //!
+//! At most one report is in flight: outcomes that finish during its round trip go together in
+//! the next one, so under load one request and one journal write carry many outcomes.
+//!
 //! Invariants:
 //! - an outcome stays in `unacked` until the master answers it with a verdict, so a lost
 //!   reply or a master crash only delays it; the master records each at most once;
@@ -94,6 +97,8 @@ struct Runtime<H> {
     registered: bool,
     registering: bool,
     requesting: bool,
+    /// A report is awaiting its reply: outcomes that finish meanwhile ride the next one.
+    reporting: bool,
     want_work: bool,
     asked: u32,
     running: HashMap<(WorkId, u32), AbortHandle>,
@@ -130,6 +135,7 @@ pub async fn run<H: Handler>(
         registered: false,
         registering: false,
         requesting: false,
+        reporting: false,
         want_work: true,
         asked: 0,
         running: HashMap::new(),
@@ -257,6 +263,12 @@ impl<H: Handler> Runtime<H> {
             let Some(assignment) = self.backlog.pop_front() else { break };
             self.start(assignment);
         }
+        if self.reporting {
+            // One report at a time: under load the outcomes that finish during a round trip
+            // go together in the next report (one request and one journal write for many),
+            // and when idle a lone outcome still leaves at once.
+            return;
+        }
         let now = Instant::now();
         let mut outcomes = Vec::new();
         let mut bytes = 0usize;
@@ -311,6 +323,7 @@ impl<H: Handler> Runtime<H> {
                 .filter(|o| o.status != OutcomeStatus::Progress)
                 .map(|o| (o.work_id.clone(), o.attempt))
                 .collect();
+            self.reporting = true;
             let msg = Report { worker_id: self.cfg.id.clone(), outcomes, slots };
             let (client, replies, timeout) =
                 (self.client.clone(), self.replies.clone(), self.cfg.request_timeout);
@@ -378,6 +391,7 @@ impl<H: Handler> Runtime<H> {
                 }
             }
             ReplyTo::Reported { asked, sent, result } => {
+                self.reporting = false;
                 self.asked = self.asked.saturating_sub(asked);
                 match result {
                     Ok(reply) if reply.epoch >= self.epoch => {
@@ -441,7 +455,7 @@ impl<H: Handler> Runtime<H> {
     }
 
     fn start(&mut self, a: Assignment) {
-        tracing::info!(work_id = %a.work_id, queue = %a.queue, attempt = a.attempt, bytes = a.payload.len(), "executing work");
+        tracing::debug!(work_id = %a.work_id, queue = %a.queue, attempt = a.attempt, bytes = a.payload.len(), "executing work");
         let job = Job {
             work_id: a.work_id.clone(),
             queue: a.queue,
@@ -480,7 +494,7 @@ impl<H: Handler> Runtime<H> {
         };
         let unacked = match outcome {
             Ok(result) => {
-                tracing::info!(%work_id, attempt, bytes = result.len(), "work is complete");
+                tracing::debug!(%work_id, attempt, bytes = result.len(), "work is complete");
                 Unacked { status: OutcomeStatus::Completed, result, reason: None, sent_at: None }
             }
             Err(reason) => {

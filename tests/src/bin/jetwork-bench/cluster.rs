@@ -1,0 +1,120 @@
+//! [`Cluster`]: one fresh nats-server (file store, own port and directory) and the processes
+//! a phase runs against it: real `jetwork-master` binaries, and worker processes (this
+//! benchmark binary re-run as `worker` or `baseline-worker`, so both systems run their
+//! workers as separate processes with the same job).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jetwork_shared::protocol::StatusReport;
+use jetwork_shared::subjects;
+use jetwork_tests::{binaries, NatsServer, Process};
+
+/// Which system's workers to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    Jetwork,
+    Baseline,
+}
+
+/// A server and the processes started against it (all stopped on drop).
+pub struct Cluster {
+    /// Stopped (and its store removed) when the cluster is dropped.
+    _server: NatsServer,
+    pub client: async_nats::Client,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Starts a fresh server. `lease_ttl` is the masters' lease TTL.
+    pub async fn start(lease_ttl: Duration) -> anyhow::Result<Self> {
+        let server = NatsServer::start()?;
+        let client = server.connect().await?;
+        let env = vec![
+            ("NATS_URL".to_owned(), server.url()),
+            ("JETWORK_MASTER__LEASE_TTL".to_owned(), format!("{}ms", lease_ttl.as_millis())),
+            // Workers re-register at once on an election; the heartbeat only matters for
+            // the master noticing a dead worker.
+            ("JETWORK_WORKER__REGISTER_INTERVAL".to_owned(), "1s".to_owned()),
+        ];
+        Ok(Cluster { _server: server, client, dir: tempfile::tempdir()?, env })
+    }
+
+    /// The JetStream context of the benchmark's own connection.
+    pub fn js(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.client.clone())
+    }
+
+    /// Starts a process named `name` (unique within this cluster: it names the log file).
+    fn launch(&self, name: &str, binary: &Path, args: &[&str]) -> anyhow::Result<Process> {
+        Process::start(name, binary, args, &self.env, self.dir.path())
+    }
+
+    /// Starts `jetwork-master --id <id>`.
+    pub fn master(&self, id: &str) -> anyhow::Result<Process> {
+        self.launch(id, &binaries::master(), &["--id", id])
+    }
+
+    /// Starts `n` worker processes of `system`, each running `concurrency` jobs at once.
+    pub fn workers(
+        &self,
+        system: System,
+        n: u32,
+        concurrency: u32,
+    ) -> anyhow::Result<Vec<Process>> {
+        let me = std::env::current_exe().context("the benchmark's own path")?;
+        let mode = match system {
+            System::Jetwork => "worker",
+            System::Baseline => "baseline-worker",
+        };
+        let concurrency = concurrency.to_string();
+        (0..n)
+            .map(|i| {
+                let id = format!("bench-w{i}");
+                self.launch(&id, &me, &[mode, "--id", &id, "--concurrency", &concurrency])
+            })
+            .collect()
+    }
+
+    /// The leading master's status, if one answers within a second.
+    pub async fn status(&self) -> Option<StatusReport> {
+        let request = async_nats::Request::new().timeout(Some(Duration::from_secs(1)));
+        let reply = self.client.send_request(subjects::MASTER_STATUS, request).await.ok()?;
+        serde_json::from_slice(&reply.payload).ok()
+    }
+
+    /// Waits until a master leads with an epoch above `after` and `workers` workers
+    /// registered; returns its status.
+    pub async fn await_leader(&self, after: u64, workers: usize) -> anyhow::Result<StatusReport> {
+        jetwork_tests::poll_for("a leader and its workers", Duration::from_secs(60), || async {
+            self.status().await.filter(|s| s.epoch > after && s.workers.len() >= workers)
+        })
+        .await
+    }
+}
+
+/// Waits until `master`'s log says it stands by for the lease.
+pub async fn await_standby(master: &Process) -> anyhow::Result<()> {
+    jetwork_tests::wait_until("the standby master", Duration::from_secs(30), || async {
+        master.logs().contains("standing by for the lease")
+    })
+    .await
+}
+
+/// Resident set size now and at its peak (`VmRSS`, `VmHWM`), in MiB.
+pub fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<f64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("{name} in /proc/{pid}/status"))?;
+        let kb: f64 =
+            line.split_whitespace().nth(1).context("a value")?.parse().context("a number of kB")?;
+        Ok(kb / 1024.0)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}

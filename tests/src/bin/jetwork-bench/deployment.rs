@@ -1,0 +1,65 @@
+//! [`Deployment`]: one system ready to take jobs on a fresh server: for jetwork a master and
+//! its registered worker processes, for the baseline its streams and pulling workers.
+
+use std::time::Duration;
+
+use jetwork_tests::Process;
+
+use crate::baseline;
+use crate::cluster::{Cluster, System};
+
+pub const JETWORK_SUBMIT: &str = "jetwork.submit.bench";
+pub const JETWORK_RESULTS: &str = "jetwork.results.bench.>";
+
+/// A system under load.
+pub struct Deployment {
+    pub system: System,
+    pub cluster: Cluster,
+    pub masters: Vec<Process>,
+    /// Killed when the deployment is dropped.
+    _workers: Vec<Process>,
+}
+
+impl Deployment {
+    /// Starts `system` with `workers` worker processes running `concurrency` jobs each.
+    pub async fn start(
+        system: System,
+        workers: u32,
+        concurrency: u32,
+        lease_ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        let cluster = Cluster::start(lease_ttl).await?;
+        let mut masters = Vec::new();
+        let processes = match system {
+            System::Jetwork => {
+                masters.push(cluster.master("m1")?);
+                let processes = cluster.workers(system, workers, concurrency)?;
+                cluster.await_leader(0, workers as usize).await?;
+                processes
+            }
+            System::Baseline => {
+                baseline::setup(&cluster.js(), workers * concurrency).await?;
+                let processes = cluster.workers(system, workers, concurrency)?;
+                baseline::await_workers(&cluster.js(), workers as usize).await?;
+                processes
+            }
+        };
+        Ok(Deployment { system, cluster, masters, _workers: processes })
+    }
+
+    /// Where jobs are submitted.
+    pub fn submit_subject(&self) -> &'static str {
+        match self.system {
+            System::Jetwork => JETWORK_SUBMIT,
+            System::Baseline => baseline::JOBS_SUBJECT,
+        }
+    }
+
+    /// Where results appear.
+    pub fn results_subject(&self) -> &'static str {
+        match self.system {
+            System::Jetwork => JETWORK_RESULTS,
+            System::Baseline => baseline::RESULTS_SUBJECTS,
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Latency: jobs submitted at a fixed rate; submit→start and submit→result percentiles of
+//! every job after a one-second warm-up, jetwork and baseline side by side.
+
+use std::time::Duration;
+
+use indicatif::MultiProgress;
+
+use crate::cluster::System;
+use crate::deployment::Deployment;
+use crate::load::{Collector, Paced};
+use crate::report::Report;
+use crate::samples::Samples;
+use crate::{bar, Options};
+
+const WARM_UP: Duration = Duration::from_secs(1);
+
+pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> anyhow::Result<()> {
+    for &rate in &o.rates {
+        let baseline = once(System::Baseline, rate, o, progress).await?;
+        let jetwork = once(System::Jetwork, rate, o, progress).await?;
+        let phase = format!("latency at {rate}/s");
+        for (what, j, b) in
+            [("submit→start", &jetwork.0, &baseline.0), ("submit→result", &jetwork.1, &baseline.1)]
+        {
+            for (name, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
+                let case = format!("{what} {name}");
+                let record =
+                    report.add(&phase, &case, "ms", j.percentile_ms(p), b.percentile_ms(p));
+                if rate == 1000 && what == "submit→result" && name == "p99" {
+                    let value = record.jetwork.unwrap_or(f64::MAX);
+                    let met = value <= 1.5 && record.ratio.unwrap_or(f64::MAX) <= 2.0;
+                    record.target("≤ 1.5 ms and ≤ 2× baseline", met);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One run: (submit→start, submit→result).
+async fn once(
+    system: System,
+    rate: u64,
+    o: &Options,
+    progress: &MultiProgress,
+) -> anyhow::Result<(Samples, Samples)> {
+    let deployment =
+        Deployment::start(system, o.latency_workers, o.latency_concurrency, o.lease_ttl).await?;
+    let collector =
+        Collector::start(&deployment.cluster.client, deployment.results_subject()).await?;
+    let total = WARM_UP + o.latency_duration;
+    let bar = progress.add(bar(total.as_secs(), &format!("latency {system:?} at {rate}/s (s)")));
+    let producer =
+        Paced::start(deployment.cluster.js(), deployment.submit_subject().to_owned(), rate);
+    tokio::time::sleep(WARM_UP).await;
+    collector.measure_from_now();
+    let ticker = bar.clone();
+    let ticks = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            ticker.inc(1);
+        }
+    });
+    tokio::time::sleep(o.latency_duration).await;
+    ticks.abort();
+    let submitted = producer.stop().await?;
+    let hidden = indicatif::ProgressBar::hidden();
+    collector.wait_for(submitted.acked.len() as u64, Duration::from_secs(60), &hidden).await?;
+    bar.finish();
+    Ok(collector.read(|c| (c.to_start.clone(), c.to_result.clone())))
+}

@@ -1,0 +1,205 @@
+//! Load for both systems: [`flood`] submits as fast as acknowledgements allow (a window of
+//! them outstanding), [`Paced`] at a fixed rate; [`Collector`] listens to the results and
+//! keeps what the figures need (count, time of the last one, latencies, start times).
+
+use std::collections::VecDeque;
+use std::future::IntoFuture;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::samples::Samples;
+use crate::stamp;
+
+/// Submits `jobs` jobs to `subject` as fast as the server acknowledges them, with at most
+/// `window` acknowledgements outstanding.
+pub async fn flood(
+    js: &jetstream::Context,
+    subject: &str,
+    jobs: u64,
+    window: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let mut acks: VecDeque<PublishAckFuture> = VecDeque::new();
+    for n in 1..=jobs {
+        acks.push_back(js.publish(subject.to_owned(), stamp::payload()).await?);
+        if acks.len() >= window {
+            if let Some(ack) = acks.pop_front() {
+                ack.into_future().await?;
+            }
+        }
+        if n % 1024 == 0 {
+            bar.set_position(n);
+        }
+    }
+    for ack in acks {
+        ack.into_future().await?;
+    }
+    bar.set_position(jobs);
+    Ok(())
+}
+
+/// A producer submitting at a fixed rate in the background until stopped.
+pub struct Paced {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<Submitted>>,
+}
+
+/// What a [`Paced`] producer submitted.
+#[derive(Debug, Default)]
+pub struct Submitted {
+    /// Stream sequences of the acknowledged submissions.
+    pub acked: Vec<u64>,
+    /// Submissions that got no acknowledgement (not acknowledged, so not owed a result).
+    pub failed: u64,
+}
+
+impl Paced {
+    /// Starts submitting `rate` jobs per second to `subject`.
+    pub fn start(js: jetstream::Context, subject: String, rate: u64) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            // Acknowledgements are awaited by a second task, so a slow one never delays the
+            // next submission.
+            // `None`: the publish itself failed.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<PublishAckFuture>>();
+            let acks = tokio::spawn(async move {
+                let mut submitted = Submitted::default();
+                while let Some(ack) = rx.recv().await {
+                    match ack {
+                        Some(ack) => match ack.into_future().await {
+                            Ok(ack) => submitted.acked.push(ack.sequence),
+                            Err(_) => submitted.failed += 1,
+                        },
+                        None => submitted.failed += 1,
+                    }
+                }
+                submitted
+            });
+            let began = Instant::now();
+            let mut sent = 0u64;
+            while !*stopped.borrow() {
+                let due = (began.elapsed().as_secs_f64() * rate as f64) as u64;
+                while sent < due {
+                    sent += 1;
+                    let ack = js.publish(subject.clone(), stamp::payload()).await.ok();
+                    let _ = tx.send(ack);
+                }
+                let next = began + Duration::from_secs_f64((sent + 1) as f64 / rate as f64);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            drop(tx);
+            Ok(acks.await?)
+        });
+        Paced { stop, task }
+    }
+
+    /// Stops and returns what was submitted (once every acknowledgement is in).
+    pub async fn stop(self) -> anyhow::Result<Submitted> {
+        let _ = self.stop.send(true);
+        self.task.await?
+    }
+}
+
+/// What the results told so far.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub count: u64,
+    /// When the latest result arrived.
+    pub last: Option<Instant>,
+    /// Submit→start and submit→result, for jobs submitted at or after `measure_from_ns`.
+    pub to_start: Samples,
+    pub to_result: Samples,
+    /// `(submit_ns, start_ns)` of every result, for the failover analysis.
+    pub stamps: Vec<(u64, u64)>,
+    /// Results whose payload was not a stamp.
+    pub unreadable: u64,
+}
+
+/// Listens to results (plain NATS subscription: they are seen as soon as they are published).
+pub struct Collector {
+    state: Arc<Mutex<Collected>>,
+    measure_from_ns: Arc<std::sync::atomic::AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Collector {
+    /// Subscribes to `subject` (and makes sure the server has the subscription).
+    pub async fn start(client: &async_nats::Client, subject: &str) -> anyhow::Result<Self> {
+        let mut subscription = client.subscribe(subject.to_owned()).await?;
+        client.flush().await?;
+        let state = Arc::new(Mutex::new(Collected::default()));
+        // Nothing is measured until `measure_from_now`.
+        let measure_from_ns = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let task = {
+            let (state, from) = (state.clone(), measure_from_ns.clone());
+            tokio::spawn(async move {
+                while let Some(message) = subscription.next().await {
+                    let now = stamp::now_ns();
+                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    s.count += 1;
+                    s.last = Some(Instant::now());
+                    let Some((submitted, started)) = stamp::parse(&message.payload) else {
+                        s.unreadable += 1;
+                        continue;
+                    };
+                    s.stamps.push((submitted, started));
+                    if submitted >= from.load(std::sync::atomic::Ordering::Relaxed) {
+                        s.to_start.push(started.saturating_sub(submitted));
+                        s.to_result.push(now.saturating_sub(submitted));
+                    }
+                }
+            })
+        };
+        Ok(Collector { state, measure_from_ns, task })
+    }
+
+    /// Latencies count only jobs submitted from now on (ends a warm-up).
+    pub fn measure_from_now(&self) {
+        self.measure_from_ns.store(stamp::now_ns(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).count
+    }
+
+    /// Runs `read` on what has been collected.
+    pub fn read<T>(&self, read: impl FnOnce(&Collected) -> T) -> T {
+        read(&self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits until `n` results have arrived, showing them on `bar`.
+    pub async fn wait_for(
+        &self,
+        n: u64,
+        within: Duration,
+        bar: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let count = self.count();
+            bar.set_position(count.min(n));
+            if count >= n {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("only {count} of {n} results within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

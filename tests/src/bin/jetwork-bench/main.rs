@@ -1,0 +1,206 @@
+//! `jetwork-bench`: jetwork measured side by side with a raw JetStream work queue (the
+//! baseline) in one run, each case on its own fresh nats-server (file store, loopback).
+//!
+//! Phases (`--phases`, all by default): `throughput` (jobs/s at 1 and 4 worker processes ×
+//! concurrency 1 and 64), `latency` (submit→start and submit→result percentiles at fixed
+//! rates), `failover` (`kill -9` and SIGTERM of the leader under load: time until dispatching
+//! resumes, jobs lost), `backlog` (master memory with a large backlog, draining it, takeover
+//! time with that history versus none). Prints a Markdown table and writes JSON lines.
+//!
+//! ```sh
+//! scripts/bench                      # builds in release mode and runs every phase
+//! scripts/bench --phases throughput --runs 3
+//! ```
+//!
+//! The same binary is also the worker process of both systems (`worker`, `baseline-worker`):
+//! a tiny job that answers with its submit and start times, so results carry the latencies.
+
+mod backlog;
+mod baseline;
+mod cluster;
+mod deployment;
+mod failover;
+mod latency;
+mod load;
+mod report;
+mod samples;
+mod stamp;
+mod throughput;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// Benchmarks jetwork against a raw JetStream work queue.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    options: Options,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Internal: a jetwork worker process running the benchmark job.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        concurrency: u32,
+    },
+    /// Internal: a baseline worker process.
+    #[command(hide = true)]
+    BaselineWorker {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        concurrency: usize,
+    },
+}
+
+/// What to run and how much.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Phases to run, comma separated: throughput, latency, failover, backlog.
+    #[arg(long, value_delimiter = ',', default_value = "throughput,latency,failover,backlog")]
+    phases: Vec<String>,
+    /// Jobs per throughput run with concurrency 64.
+    #[arg(long, default_value_t = 200_000)]
+    jobs: u64,
+    /// Jobs per throughput run with concurrency 1 (each job waits for the previous one).
+    #[arg(long, default_value_t = 10_000)]
+    serial_jobs: u64,
+    /// Runs per throughput case; the median is reported.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Submissions awaiting their acknowledgement at once, when submitting flat out.
+    #[arg(long, default_value_t = 4096)]
+    window: usize,
+    /// Fixed submission rates for the latency phase (jobs/s), comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    rates: Vec<u64>,
+    /// How long each latency run lasts (after a 1 s warm-up).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    latency_duration: Duration,
+    /// Worker processes in the latency phase.
+    #[arg(long, default_value_t = 2)]
+    latency_workers: u32,
+    /// Concurrency of each worker in the latency phase.
+    #[arg(long, default_value_t = 64)]
+    latency_concurrency: u32,
+    /// Submission rate during the failover phase.
+    #[arg(long, default_value_t = 1000)]
+    failover_rate: u64,
+    /// Jobs in the backlog phase.
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog: u64,
+    /// The masters' lease TTL (the failover phase waits for it after `kill -9`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    lease_ttl: Duration,
+    /// Where to write the JSON lines.
+    #[arg(long, default_value = "target/jetwork-bench.jsonl")]
+    out: PathBuf,
+}
+
+/// A progress bar of `len` steps.
+pub fn bar(len: u64, label: &str) -> ProgressBar {
+    let style =
+        ProgressStyle::with_template("{prefix:48} [{bar:30}] {pos:>8}/{len:8} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    ProgressBar::new(len).with_style(style).with_prefix(label.to_owned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.mode {
+        Some(Mode::Worker { id, concurrency }) => jetwork_worker_process(id, concurrency).await,
+        Some(Mode::BaselineWorker { id, concurrency }) => {
+            let url = std::env::var("NATS_URL").context("NATS_URL")?;
+            let client = async_nats::ConnectOptions::new().name(id).connect(url).await?;
+            baseline::worker(client, concurrency).await
+        }
+        None => benchmark(args.options).await,
+    }
+}
+
+async fn jetwork_worker_process(id: String, concurrency: u32) -> anyhow::Result<()> {
+    jetwork_shared::telemetry::init("warn");
+    let mut settings = jetwork_worker::WorkerSettings::load(None)?;
+    if let Ok(url) = std::env::var("NATS_URL") {
+        settings.nats.url = url;
+    }
+    settings.worker.id = Some(id);
+    settings.worker.queues = vec!["bench".to_owned()];
+    settings.worker.concurrency = concurrency;
+    let handler = |job: jetwork_worker::Job| async move { stamp::run(&job.payload) };
+    jetwork_worker::run(settings, handler, jetwork_shared::telemetry::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn benchmark(o: Options) -> anyhow::Result<()> {
+    for phase in &o.phases {
+        if !["throughput", "latency", "failover", "backlog"].contains(&phase.as_str()) {
+            anyhow::bail!("unknown phase {phase:?} (throughput, latency, failover, backlog)");
+        }
+    }
+    let header = machine(&o);
+    println!("{}", serde_json::to_string_pretty(&header)?);
+    // Build (or find up to date) the release binaries before any clock starts.
+    jetwork_tests::binaries::master();
+    let progress = MultiProgress::new();
+    let mut report = report::Report::default();
+    let wants = |p: &str| o.phases.iter().any(|x| x == p);
+    if wants("throughput") {
+        throughput::run(&o, &mut report, &progress).await?;
+    }
+    if wants("latency") {
+        latency::run(&o, &mut report, &progress).await?;
+    }
+    if wants("failover") {
+        failover::run(&o, &mut report, &progress).await?;
+    }
+    if wants("backlog") {
+        backlog::run(&o, &mut report, &progress).await?;
+    }
+    progress.clear()?;
+    println!("\n{}", report.table());
+    if let Some(dir) = o.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    report.write_jsonl(&o.out, &header)?;
+    println!("JSON lines: {}", o.out.display());
+    Ok(())
+}
+
+/// What the figures were measured on.
+fn machine(o: &Options) -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|m| m.trim().to_owned())
+        .unwrap_or_default();
+    let nats = std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    serde_json::json!({
+        "benchmark": "jetwork-bench",
+        "unix_time": stamp::now_ns() / 1_000_000_000,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": model,
+        "nats_server": nats,
+        "store": "file, R1, loopback",
+        "options": format!("{o:?}"),
+    })
+}

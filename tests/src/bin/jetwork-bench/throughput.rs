@@ -1,0 +1,93 @@
+//! Throughput: jobs submitted as fast as acknowledgements allow, jobs/s from the first
+//! submission to the last result, for each worker layout, jetwork and baseline side by side
+//! (each run on its own fresh server), the median of `runs`.
+
+use std::time::Duration;
+
+use indicatif::MultiProgress;
+use tokio::time::Instant;
+
+use crate::cluster::System;
+use crate::deployment::Deployment;
+use crate::load::{self, Collector};
+use crate::report::Report;
+use crate::samples::median;
+use crate::{bar, Options};
+
+/// One worker layout.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub workers: u32,
+    pub concurrency: u32,
+    pub jobs: u64,
+}
+
+pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> anyhow::Result<()> {
+    let layouts = [
+        Layout { workers: 1, concurrency: 1, jobs: o.serial_jobs },
+        Layout { workers: 4, concurrency: 1, jobs: o.serial_jobs },
+        Layout { workers: 1, concurrency: 64, jobs: o.jobs },
+        Layout { workers: 4, concurrency: 64, jobs: o.jobs },
+    ];
+    for layout in layouts {
+        let mut rates = [Vec::new(), Vec::new()];
+        for run in 0..o.runs {
+            for (i, system) in [System::Baseline, System::Jetwork].into_iter().enumerate() {
+                let label = format!(
+                    "throughput {:?} {}×{} run {}/{}",
+                    system,
+                    layout.workers,
+                    layout.concurrency,
+                    run + 1,
+                    o.runs
+                );
+                rates[i].push(once(system, layout, o, progress, &label).await?);
+            }
+        }
+        let case = format!(
+            "{} worker process{} × concurrency {}, {} jobs",
+            layout.workers,
+            if layout.workers == 1 { "" } else { "es" },
+            layout.concurrency,
+            layout.jobs
+        );
+        let record =
+            report.add("throughput", &case, "jobs/s", median(&rates[1]), median(&rates[0]));
+        if layout.workers == 4 && layout.concurrency == 64 {
+            let met =
+                record.jetwork.unwrap_or(0.0) >= 30_000.0 && record.ratio.unwrap_or(0.0) >= 0.5;
+            record.target("≥ 30k jobs/s and ≥ 0.5× baseline", met);
+        }
+    }
+    Ok(())
+}
+
+/// One run: jobs/s.
+async fn once(
+    system: System,
+    layout: Layout,
+    o: &Options,
+    progress: &MultiProgress,
+    label: &str,
+) -> anyhow::Result<f64> {
+    let deployment =
+        Deployment::start(system, layout.workers, layout.concurrency, o.lease_ttl).await?;
+    let js = deployment.cluster.js();
+    let collector =
+        Collector::start(&deployment.cluster.client, deployment.results_subject()).await?;
+    let bar = progress.add(bar(layout.jobs, label));
+    let started = Instant::now();
+    let producer = {
+        let (js, subject, jobs, window) =
+            (js.clone(), deployment.submit_subject(), layout.jobs, o.window);
+        let submitted = indicatif::ProgressBar::hidden();
+        tokio::spawn(async move { load::flood(&js, subject, jobs, window, &submitted).await })
+    };
+    let within = Duration::from_secs(60).max(Duration::from_millis(layout.jobs * 5));
+    collector.wait_for(layout.jobs, within, &bar).await?;
+    producer.await??;
+    let last = collector.read(|c| c.last).unwrap_or_else(Instant::now);
+    let rate = layout.jobs as f64 / last.duration_since(started).as_secs_f64();
+    bar.finish_with_message(format!("{rate:.0} jobs/s"));
+    Ok(rate)
+}
