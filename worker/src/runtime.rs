@@ -97,8 +97,10 @@ struct Runtime<H> {
     registered: bool,
     registering: bool,
     requesting: bool,
-    /// A report is awaiting its reply: outcomes that finish meanwhile ride the next one.
-    reporting: bool,
+    /// When the report awaiting its reply was sent: outcomes that finish meanwhile ride the
+    /// next one. Cleared by the reply, by a new master's election (the report may have gone
+    /// to a dead one) and after `resend_interval`.
+    reporting: Option<Instant>,
     want_work: bool,
     asked: u32,
     running: HashMap<(WorkId, u32), AbortHandle>,
@@ -135,7 +137,7 @@ pub async fn run<H: Handler>(
         registered: false,
         registering: false,
         requesting: false,
-        reporting: false,
+        reporting: None,
         want_work: true,
         asked: 0,
         running: HashMap::new(),
@@ -182,6 +184,7 @@ pub async fn run<H: Handler>(
                         tracing::info!(epoch = note.epoch, leader = %note.leader, "new master elected; registering");
                         rt.epoch = note.epoch;
                         rt.register();
+                        rt.resend_to_new_master();
                     }
                 }
             }
@@ -263,7 +266,7 @@ impl<H: Handler> Runtime<H> {
             let Some(assignment) = self.backlog.pop_front() else { break };
             self.start(assignment);
         }
-        if self.reporting {
+        if self.reporting.is_some_and(|at| at.elapsed() < self.cfg.resend_interval) {
             // One report at a time: under load the outcomes that finish during a round trip
             // go together in the next report (one request and one journal write for many),
             // and when idle a lone outcome still leaves at once.
@@ -323,7 +326,7 @@ impl<H: Handler> Runtime<H> {
                 .filter(|o| o.status != OutcomeStatus::Progress)
                 .map(|o| (o.work_id.clone(), o.attempt))
                 .collect();
-            self.reporting = true;
+            self.reporting = Some(now);
             let msg = Report { worker_id: self.cfg.id.clone(), outcomes, slots };
             let (client, replies, timeout) =
                 (self.client.clone(), self.replies.clone(), self.cfg.request_timeout);
@@ -391,7 +394,7 @@ impl<H: Handler> Runtime<H> {
                 }
             }
             ReplyTo::Reported { asked, sent, result } => {
-                self.reporting = false;
+                self.reporting = None;
                 self.asked = self.asked.saturating_sub(asked);
                 match result {
                     Ok(reply) if reply.epoch >= self.epoch => {
@@ -423,6 +426,15 @@ impl<H: Handler> Runtime<H> {
                     Err(failure) => self.failed("report", failure),
                 }
             }
+        }
+    }
+
+    /// A new master knows nothing of reports sent to its predecessor: send every outcome
+    /// still awaiting a verdict to it now, before its deadlines hand the work to others.
+    fn resend_to_new_master(&mut self) {
+        self.reporting = None;
+        for unacked in self.unacked.values_mut() {
+            unacked.sent_at = None;
         }
     }
 
