@@ -57,26 +57,18 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
 
     let ttl = o.lease_ttl.as_secs_f64();
     let phase = format!("failover at {}/s (lease TTL {ttl} s)", o.failover_rate);
+    let pause = kill.longest_pause;
     report
-        .add(&phase, "kill -9 leader → a new job starts", "s", Some(kill.resumed_after), None)
-        .target(&format!("≤ TTL + 1 s = {} s", ttl + 1.0), kill.resumed_after <= ttl + 1.0);
-    report.add(
-        &phase,
-        "kill -9: longest pause between job starts",
-        "s",
-        Some(kill.longest_pause),
-        None,
-    );
+        .add(&phase, "kill -9 leader: dispatch pause", "s", Some(pause), None)
+        .target(&format!("≤ TTL + 1 s = {} s", ttl + 1.0), pause <= ttl + 1.0);
+    let first = kill.resumed_after;
+    report.add(&phase, "kill -9: first job submitted after it starts", "s", Some(first), None);
+    let pause = term.longest_pause;
     report
-        .add(&phase, "SIGTERM leader → a new job starts", "s", Some(term.resumed_after), None)
-        .target("≤ 0.5 s", term.resumed_after <= 0.5);
-    report.add(
-        &phase,
-        "SIGTERM: longest pause between job starts",
-        "s",
-        Some(term.longest_pause),
-        None,
-    );
+        .add(&phase, "SIGTERM handover: dispatch pause", "s", Some(pause), None)
+        .target("≤ 0.5 s", pause <= 0.5);
+    let first = term.resumed_after;
+    report.add(&phase, "SIGTERM: first job submitted after it starts", "s", Some(first), None);
     report
         .add(
             &phase,
@@ -95,9 +87,11 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
 
 /// What one interruption cost.
 struct Interruption {
-    /// From the signal until a job submitted after it started.
+    /// From the signal until a job submitted after it started (includes the wait behind jobs
+    /// queued during the pause).
     resumed_after: f64,
-    /// The longest gap between consecutive job starts around the signal.
+    /// The longest gap between consecutive job starts from 1 s before the signal to 1 s after
+    /// dispatching resumed: how long nothing was handed out (at 1k/s normal gaps are ~1 ms).
     longest_pause: f64,
 }
 
@@ -139,11 +133,13 @@ async fn interrupt(
     })
     .await?;
     d.masters.remove(index);
+    // Let the results of the second after the resumption arrive.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut starts: Vec<u64> = collector.read(|c| {
         c.stamps
             .iter()
             .map(|(_, started)| *started)
-            .filter(|s| *s + 1_000_000_000 >= at && *s <= resumed)
+            .filter(|s| *s + 1_000_000_000 >= at && *s <= resumed + 1_000_000_000)
             .collect()
     });
     starts.sort_unstable();

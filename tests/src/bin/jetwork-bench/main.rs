@@ -74,10 +74,10 @@ pub struct Options {
     #[arg(long, default_value_t = 200_000)]
     jobs: u64,
     /// Jobs per throughput run with concurrency 1 (each job waits for the previous one).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 5_000)]
     serial_jobs: u64,
     /// Runs per throughput case; the median is reported.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Submissions awaiting their acknowledgement at once, when submitting flat out.
     #[arg(long, default_value_t = 4096)]
@@ -103,6 +103,12 @@ pub struct Options {
     /// The masters' lease TTL (the failover phase waits for it after `kill -9`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     lease_ttl: Duration,
+    /// Throughput phase: run only this system (`jetwork` or `baseline`), for profiling.
+    #[arg(long)]
+    only: Option<String>,
+    /// Throughput phase: run only the layouts with this concurrency, for profiling.
+    #[arg(long)]
+    only_concurrency: Option<u32>,
     /// Where to write the JSON lines.
     #[arg(long, default_value = "target/jetwork-bench.jsonl")]
     out: PathBuf,

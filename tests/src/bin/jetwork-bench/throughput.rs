@@ -30,9 +30,16 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
         Layout { workers: 4, concurrency: 64, jobs: o.jobs },
     ];
     for layout in layouts {
+        if o.only_concurrency.is_some_and(|c| c != layout.concurrency) {
+            continue;
+        }
         let mut rates = [Vec::new(), Vec::new()];
         for run in 0..o.runs {
             for (i, system) in [System::Baseline, System::Jetwork].into_iter().enumerate() {
+                let name = format!("{system:?}").to_lowercase();
+                if o.only.as_ref().is_some_and(|only| *only != name) {
+                    continue;
+                }
                 let label = format!(
                     "throughput {:?} {}×{} run {}/{}",
                     system,
