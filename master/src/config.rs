@@ -49,6 +49,9 @@ pub struct MasterConfig {
     /// How long before an unanswered "work ready" notification is repeated.
     #[serde(with = "humantime_serde")]
     pub notify_interval: Duration,
+    /// Longest a worker's request for work is held open waiting for work (long poll).
+    #[serde(with = "humantime_serde")]
+    pub max_request_wait: Duration,
     /// A snapshot is written after this many journaled events…
     pub snapshot_every: u64,
     /// …or after this long with any events, whichever comes first.
@@ -76,6 +79,7 @@ impl Default for MasterConfig {
             prefetch: 256,
             max_grant: 256,
             notify_interval: Duration::from_secs(1),
+            max_request_wait: Duration::from_secs(30),
             snapshot_every: 50_000,
             snapshot_interval: Duration::from_secs(60),
             purge_interval: Duration::from_secs(2),
@@ -135,6 +139,7 @@ impl MasterSettings {
             max_result: u64::from(self.streams.max_result),
             seen_resolution: millis(m.worker_timeout / 10).max(100),
             notify_interval: millis(m.notify_interval),
+            max_request_wait: millis(m.max_request_wait),
             ..Policy::default()
         }
     }

@@ -60,6 +60,11 @@ pub struct Registered {
 pub struct RequestWork {
     pub worker_id: WorkerId,
     pub slots: u32,
+    /// When nothing is ready, how long the master may hold the request open and answer it as
+    /// soon as work arrives (a long poll), in milliseconds; 0 answers at once. The master caps
+    /// it (`master.max_request_wait`); ask for less than your request timeout.
+    #[serde(default)]
+    pub wait_ms: u64,
 }
 
 /// Reply to [`RequestWork`]: zero or more items. An empty grant means "nothing now; you will

@@ -46,8 +46,11 @@ impl Manual {
     }
 
     async fn request(&self, slots: u32) -> anyhow::Result<WorkGrant> {
-        self.call(subjects::MASTER_REQUEST, &RequestWork { worker_id: self.id.clone(), slots })
-            .await
+        self.call(
+            subjects::MASTER_REQUEST,
+            &RequestWork { worker_id: self.id.clone(), slots, wait_ms: 0 },
+        )
+        .await
     }
 
     fn report(
@@ -226,5 +229,43 @@ async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> 
     audit.check()?;
     assert!(!audit.events.iter().any(|(_, _, e)| matches!(e, jetwork_master::core::Event::WorkerRegistered { worker, .. } if worker.as_str() == "stranger")), "a refused registration records nothing");
     master.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_open_request_gets_work_the_moment_it_is_submitted() -> anyhow::Result<()> {
+    let (_server, _master, client, a, b) = setup().await?;
+    let queue = QueueName::default_queue();
+    let long_poll =
+        |id: &WorkerId, wait_ms| RequestWork { worker_id: id.clone(), slots: 2, wait_ms };
+
+    tracing::info!("--- nothing is ready: held for its wait, then answered empty");
+    let asked = tokio::time::Instant::now();
+    let empty: WorkGrant = b.call(subjects::MASTER_REQUEST, &long_poll(&b.id, 500)).await?;
+    assert!(empty.assignments.is_empty());
+    assert!(asked.elapsed() >= Duration::from_millis(450), "answered after {:?}", asked.elapsed());
+
+    tracing::info!("--- a submission made while a request is held is handed to it at once");
+    let asked = tokio::time::Instant::now();
+    let held = tokio::spawn(async move {
+        let grant: anyhow::Result<WorkGrant> =
+            a.call(subjects::MASTER_REQUEST, &long_poll(&a.id, 8_000)).await;
+        (grant, tokio::time::Instant::now())
+    });
+    // Not a wait for a condition: it orders the submission after the request reached the
+    // master. Were it not held, the request would have been answered empty at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let submitted = tokio::time::Instant::now();
+    client.submit(&queue, Some(WorkId::parse("held")?), Bytes::from_static(b"7")).await?;
+    let (grant, answered) = held.await?;
+    let grant = grant?;
+    assert_eq!(grant.assignments.len(), 1, "{grant:?}");
+    assert_eq!(grant.assignments[0].work_id.as_str(), "held");
+    assert!(answered.duration_since(asked) >= Duration::from_millis(300));
+    assert!(
+        answered.duration_since(submitted) < Duration::from_secs(4),
+        "the held request was answered {:?} after the submission",
+        answered.duration_since(submitted)
+    );
     Ok(())
 }

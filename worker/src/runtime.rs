@@ -62,7 +62,7 @@ enum Failure {
 
 enum ReplyTo {
     Registered(Result<Registered, Failure>),
-    Granted { asked: u32, result: Result<WorkGrant, Failure> },
+    Granted { generation: u64, asked: u32, waited: bool, result: Result<WorkGrant, Failure> },
     Reported { asked: u32, sent: Vec<(WorkId, u32)>, result: Result<ReportReply, Failure> },
 }
 
@@ -97,6 +97,13 @@ struct Runtime<H> {
     registered: bool,
     registering: bool,
     requesting: bool,
+    /// Identifies the request for work in flight; a new master's election abandons it (the
+    /// old master will never answer a request it was holding open).
+    request_generation: u64,
+    /// Slots asked for by the request in flight.
+    requested: u32,
+    /// When the request in flight was sent.
+    requested_at: Instant,
     /// When the report awaiting its reply was sent: outcomes that finish meanwhile ride the
     /// next one. Cleared by the reply, by a new master's election (the report may have gone
     /// to a dead one) and after `resend_interval`.
@@ -137,6 +144,9 @@ pub async fn run<H: Handler>(
         registered: false,
         registering: false,
         requesting: false,
+        request_generation: 0,
+        requested: 0,
+        requested_at: Instant::now(),
         reporting: None,
         want_work: true,
         asked: 0,
@@ -165,6 +175,7 @@ pub async fn run<H: Handler>(
             _ = &mut shutdown, if rt.stopping.is_none() => {
                 tracing::info!(worker = %rt.cfg.id, running = rt.running.len(), "shutting down; finishing running jobs");
                 rt.stopping = Some(Instant::now() + rt.cfg.shutdown_grace);
+                rt.withdraw_request();
             }
             Some(joined) = rt.jobs.join_next_with_id(), if !rt.jobs.is_empty() => rt.job_done(joined),
             Some(progress) = progress_rx.recv() => {
@@ -344,13 +355,22 @@ impl<H: Handler> Runtime<H> {
         {
             self.want_work = false;
             self.requesting = true;
+            self.request_generation += 1;
+            self.requested = slots;
+            self.requested_at = Instant::now();
             self.asked += slots;
-            let msg = RequestWork { worker_id: self.cfg.id.clone(), slots };
+            // Long poll: the master holds the request until work arrives (then hands it out in
+            // the same journal write that accepts it), well within our request timeout.
+            let wait = self.cfg.request_timeout / 2;
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let msg = RequestWork { worker_id: self.cfg.id.clone(), slots, wait_ms };
             let (client, replies, timeout) =
                 (self.client.clone(), self.replies.clone(), self.cfg.request_timeout);
+            let generation = self.request_generation;
             tokio::spawn(async move {
                 let result = request(&client, subjects::MASTER_REQUEST, &msg, timeout).await;
-                let _ = replies.send(ReplyTo::Granted { asked: slots, result });
+                let waited = wait_ms > 0;
+                let _ = replies.send(ReplyTo::Granted { generation, asked: slots, waited, result });
             });
         }
     }
@@ -377,20 +397,29 @@ impl<H: Handler> Runtime<H> {
                     Err(failure) => self.failed("register", failure),
                 }
             }
-            ReplyTo::Granted { asked, result } => {
-                self.requesting = false;
-                self.asked = self.asked.saturating_sub(asked);
+            ReplyTo::Granted { generation, asked, waited, result } => {
+                let current = generation == self.request_generation;
+                if current {
+                    self.requesting = false;
+                    self.asked = self.asked.saturating_sub(asked);
+                }
                 match result {
                     Ok(grant) if grant.epoch >= self.epoch => {
                         self.epoch = grant.epoch;
-                        // A full grant suggests there is more waiting.
-                        self.want_work |= grant.assignments.len() as u32 == asked && asked > 0;
+                        // A full grant suggests there is more waiting; an empty one after a
+                        // held-open wait means none came: ask (and wait) again. An empty one
+                        // at once (a master that does not hold requests) waits for a notice.
+                        let held =
+                            waited && self.requested_at.elapsed() >= self.cfg.request_timeout / 4;
+                        let full = grant.assignments.len() as u32 == asked && asked > 0;
+                        self.want_work |= full || (held && grant.assignments.is_empty());
                         for assignment in grant.assignments {
                             self.accept(assignment);
                         }
                     }
                     Ok(_) => {}
-                    Err(failure) => self.failed("request", failure),
+                    Err(failure) if current => self.failed("request", failure),
+                    Err(_) => {}
                 }
             }
             ReplyTo::Reported { asked, sent, result } => {
@@ -417,7 +446,9 @@ impl<H: Handler> Runtime<H> {
                                 self.unacked.remove(&key);
                             }
                         }
-                        self.want_work |= reply.assignments.len() as u32 == asked && asked > 0;
+                        // Fewer items than asked: nothing more is ready; a held-open request
+                        // gets the next item the moment it is submitted.
+                        self.want_work |= asked > 0;
                         for assignment in reply.assignments {
                             self.accept(assignment);
                         }
@@ -429,10 +460,31 @@ impl<H: Handler> Runtime<H> {
         }
     }
 
+    /// Withdraws a request for work the master may be holding open (a request for no slots
+    /// replaces it), so no work is handed to a worker that is shutting down.
+    fn withdraw_request(&self) {
+        if !self.requesting {
+            return;
+        }
+        let msg = RequestWork { worker_id: self.cfg.id.clone(), slots: 0, wait_ms: 0 };
+        let (client, timeout) = (self.client.clone(), self.cfg.request_timeout);
+        tokio::spawn(async move {
+            let _: Result<WorkGrant, Failure> =
+                request(&client, subjects::MASTER_REQUEST, &msg, timeout).await;
+        });
+    }
+
     /// A new master knows nothing of reports sent to its predecessor: send every outcome
     /// still awaiting a verdict to it now, before its deadlines hand the work to others.
     fn resend_to_new_master(&mut self) {
         self.reporting = None;
+        if self.requesting {
+            // The old master was holding it open; ask the new one instead.
+            self.requesting = false;
+            self.asked = self.asked.saturating_sub(self.requested);
+            self.request_generation += 1;
+            self.want_work = true;
+        }
         for unacked in self.unacked.values_mut() {
             unacked.sent_at = None;
         }

@@ -27,3 +27,19 @@ pub enum Command {
     /// The payload of this item is gone from `JETWORK_SUBMIT` (purged by hand): it cannot run.
     PayloadMissing { work_id: WorkId, now: Millis },
 }
+
+impl Command {
+    /// The time the command was stamped with, if it carries one.
+    pub fn now(&self) -> Option<Millis> {
+        match self {
+            Command::Takeover { now, .. }
+            | Command::Submitted { now, .. }
+            | Command::Register { now, .. }
+            | Command::RequestWork { now, .. }
+            | Command::Report { now, .. }
+            | Command::Tick { now }
+            | Command::PayloadMissing { now, .. } => Some(*now),
+            Command::Published { .. } => None,
+        }
+    }
+}

@@ -49,13 +49,30 @@ pub struct Engine {
     /// When each worker was last told that work is ready (soft: not journaled; it only
     /// throttles notifications). Cleared when the worker asks for work.
     notified: BTreeMap<WorkerId, Millis>,
+    /// Requests for work held open until work arrives or their wait ends (soft: a request
+    /// lives only as long as this leader; a new one answers none of them).
+    parked: BTreeMap<WorkerId, Parked>,
     out: Output,
+}
+
+/// A request for work held open (a long poll).
+#[derive(Debug, Clone)]
+struct Parked {
+    request: RequestId,
+    slots: u32,
+    until: Millis,
 }
 
 impl Engine {
     /// An engine over a replayed (or empty) state.
     pub fn new(state: State, policy: Policy) -> Self {
-        Engine { state, policy, notified: BTreeMap::new(), out: Output::default() }
+        Engine {
+            state,
+            policy,
+            notified: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            out: Output::default(),
+        }
     }
 
     /// The current state, including the effect of events not yet journaled.
@@ -70,6 +87,7 @@ impl Engine {
 
     /// Handles one command.
     pub fn step(&mut self, command: Command) -> Output {
+        let now = command.now();
         match command {
             Command::Takeover { epoch, leader, now } => self.takeover(epoch, leader, now),
             Command::Submitted { queue, seq, msg_id, size, now } => {
@@ -81,6 +99,9 @@ impl Engine {
             Command::Tick { now } => self.tick(now),
             Command::Published { keys } => self.published(keys),
             Command::PayloadMissing { work_id, now } => self.payload_missing(work_id, now),
+        }
+        if let Some(now) = now {
+            self.serve_parked(now);
         }
         std::mem::take(&mut self.out)
     }
@@ -98,6 +119,11 @@ impl Engine {
                     break;
                 }
                 if worker.free() == 0 || !worker.queues.contains(queue) {
+                    continue;
+                }
+                if self.parked.contains_key(id) {
+                    // Its open request is served directly; its slots are covered.
+                    needed = needed.saturating_sub(u64::from(worker.free()));
                     continue;
                 }
                 let recently = self
@@ -141,6 +167,7 @@ impl Engine {
 
     fn takeover(&mut self, epoch: u64, leader: String, now: Millis) {
         self.notified.clear();
+        self.parked.clear();
         self.emit(Event::EpochStarted { epoch, leader: leader.clone(), at: now });
         self.out.effects.push(Effect::Announce { epoch, leader });
         // Whatever the previous leader finished but had not yet published goes out now; the
@@ -248,8 +275,42 @@ impl Engine {
         }
         self.touch(&msg.worker_id, now);
         self.notified.remove(&msg.worker_id);
+        // A newer request replaces an open one (the worker gave up on it, or re-sent it).
+        if let Some(old) = self.parked.remove(&msg.worker_id) {
+            self.reply(old.request, Reply::Grant { assignments: Vec::new() });
+        }
         let assignments = self.assign(&msg.worker_id, msg.slots, now);
+        let wait = msg.wait_ms.min(self.policy.max_request_wait);
+        if assignments.is_empty() && wait > 0 && msg.slots > 0 {
+            let parked = Parked { request, slots: msg.slots, until: now.saturating_add(wait) };
+            self.parked.insert(msg.worker_id, parked);
+            return;
+        }
         self.reply(request, Reply::Grant { assignments });
+    }
+
+    /// Answers open requests: with work as soon as some is ready for them, empty once their
+    /// wait is over or their worker is gone. Runs after every command, so work accepted or
+    /// re-queued by it is handed out in the same journal write.
+    fn serve_parked(&mut self, now: Millis) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let workers: Vec<WorkerId> = self.parked.keys().cloned().collect();
+        for worker in workers {
+            let Some(parked) = self.parked.get(&worker) else { continue };
+            let (request, slots, until) = (parked.request, parked.slots, parked.until);
+            let ready = self.state.workers.get(&worker).is_some_and(|w| {
+                w.free() > 0 && w.queues.iter().any(|q| self.state.ready_len(q) > 0)
+            });
+            let gone = !self.state.workers.contains_key(&worker);
+            if !ready && !gone && now < until {
+                continue;
+            }
+            self.parked.remove(&worker);
+            let assignments = if ready { self.assign(&worker, slots, now) } else { Vec::new() };
+            self.reply(request, Reply::Grant { assignments });
+        }
     }
 
     fn report(&mut self, request: RequestId, msg: Report, now: Millis) {

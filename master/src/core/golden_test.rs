@@ -4,12 +4,13 @@
 //!
 //! Commands (the clock starts at 0 and only moves when told):
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
-//!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval` (before use).
+//!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`
+//!   (before use).
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>]`
 //! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>]` (no `id`: none was sent)
 //! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]`
-//! - `request <worker> [slots=<n>]`
+//! - `request <worker> [slots=<n>] [wait=<ms>]`
 //! - `report <worker> [done=<id>@<attempt>[/<result>]] [fail=<id>@<attempt>[/<reason>]]
 //!   [progress=<id>@<attempt>] [slots=<n>]` (keys may repeat; outcomes keep their order)
 //! - `published [result=<id>] [rejection=<seq>]`, `missing <id>`, `notify`, `state`
@@ -101,6 +102,7 @@ impl goldenscript::Runner for Runner {
                         "max_result" => policy.max_result = v,
                         "seen_resolution" => policy.seen_resolution = v,
                         "notify_interval" => policy.notify_interval = v,
+                        "max_request_wait" => policy.max_request_wait = v,
                         other => return Err(format!("unknown policy key {other}").into()),
                     }
                 }
@@ -153,10 +155,11 @@ impl goldenscript::Runner for Runner {
             "request" => {
                 let worker_id = worker(args.next_pos().ok_or("request needs <worker>")?)?;
                 let slots = args.take_key("slots").map_or(Ok(1), str::parse)?;
+                let wait_ms = args.take_key("wait").map_or(Ok(0), str::parse)?;
                 let request = self.next_request();
                 self.run_command(Command::RequestWork {
                     request,
-                    msg: RequestWork { worker_id, slots },
+                    msg: RequestWork { worker_id, slots, wait_ms },
                     now,
                 })?
             }

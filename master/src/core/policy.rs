@@ -26,6 +26,8 @@ pub struct Policy {
     pub seen_resolution: Millis,
     /// How long before an unanswered "work ready" notification is sent again.
     pub notify_interval: Millis,
+    /// Longest a request for work is held open waiting for work (its `wait_ms` is capped).
+    pub max_request_wait: Millis,
 }
 
 impl Default for Policy {
@@ -40,6 +42,7 @@ impl Default for Policy {
             max_capacity: 10_000,
             seen_resolution: 1_000,
             notify_interval: 1_000,
+            max_request_wait: 30_000,
         }
     }
 }

@@ -120,7 +120,9 @@ impl Harness {
                 self.step(Command::Register { request, msg, now });
             }
             Action::Request { worker: w, slots } => {
-                let msg = RequestWork { worker_id: worker(w), slots };
+                // Even slot counts also wait (long poll), so parked requests are exercised.
+                let wait_ms = if slots % 2 == 0 { 500 } else { 0 };
+                let msg = RequestWork { worker_id: worker(w), slots, wait_ms };
                 self.step(Command::RequestWork { request, msg, now });
             }
             Action::Report { worker: w, outcomes, slots } => {
