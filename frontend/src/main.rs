@@ -74,6 +74,10 @@ enum Cmd {
     Init,
 }
 
+// mimalloc: glibc malloc took a fifth of a jetwork process's time under load (perf).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();

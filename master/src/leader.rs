@@ -315,9 +315,10 @@ impl Leader {
             if accepting {
                 self.drain_ready(endpoints, settings.max_batch).await;
             }
-            if !self.confirmed.is_empty() {
-                let keys = std::mem::take(&mut self.confirmed);
-                self.step(Command::Published { keys });
+            // Publications are recorded when a write goes out anyway, or when many gather (and
+            // on every tick): a write of their own would delay the decisions queued behind it.
+            if !self.pending.events.is_empty() || self.confirmed.len() >= settings.max_batch {
+                self.record_published();
             }
             if let Err(exit) = self.flush(lease).await {
                 return exit;
@@ -462,9 +463,20 @@ impl Leader {
         }
     }
 
+    /// Journals that the confirmed publications are stored. Nothing waits on this record: a
+    /// leader that dies before writing it leaves them unpublished, and the next one checks
+    /// the results stream before publishing them again.
+    fn record_published(&mut self) {
+        if !self.confirmed.is_empty() {
+            let keys = std::mem::take(&mut self.confirmed);
+            self.step(Command::Published { keys });
+        }
+    }
+
     fn tick(&mut self) {
         let now = now_ms();
         self.step(Command::Tick { now });
+        self.record_published();
         let due: Vec<PublicationKey> = {
             let instant = Instant::now();
             let (due, later) = std::mem::take(&mut self.retry_publish)
@@ -743,6 +755,7 @@ impl Leader {
     async fn hand_over(&mut self, lease: &LeaseGuard) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         // Decisions held back for group commit are written first (their effects then run).
+        self.record_published();
         while !self.pending.events.is_empty() && lease.is_valid() {
             if self.journal.inflight() > 0 {
                 match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {

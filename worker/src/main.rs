@@ -36,6 +36,10 @@ struct Args {
     config: Option<PathBuf>,
 }
 
+// mimalloc: glibc malloc took a fifth of a jetwork process's time under load (perf).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     jetwork_shared::telemetry::init("info");

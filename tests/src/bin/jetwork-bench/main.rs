@@ -123,6 +123,10 @@ pub fn bar(len: u64, label: &str) -> ProgressBar {
     ProgressBar::new(len).with_style(style).with_prefix(label.to_owned())
 }
 
+// mimalloc: glibc malloc took a fifth of a jetwork process's time under load (perf).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
