@@ -178,13 +178,13 @@ mod tests {
 
     #[test]
     fn defaults_then_file_then_nothing_else() {
-        let mut file = tempfile_in_target("sample.toml");
+        let mut file = toml_file();
         writeln!(
-            file.1,
+            file,
             "[nats]\nurl = \"nats://example:4222\"\n[streams]\ndedup_horizon = \"5m\""
         )
         .unwrap();
-        let cfg: Sample = load(Some(&file.0), &[]).unwrap();
+        let cfg: Sample = load(Some(file.path()), &[]).unwrap();
         assert_eq!(cfg.nats.url, "nats://example:4222");
         assert_eq!(cfg.streams.dedup_horizon, Duration::from_secs(300));
         assert_eq!(cfg.streams.replicas, 1);
@@ -192,9 +192,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_in_a_section_are_errors() {
-        let mut file = tempfile_in_target("typo.toml");
-        writeln!(file.1, "[nats]\nurll = \"x\"").unwrap();
-        let err = load::<Sample>(Some(&file.0), &[]).unwrap_err();
+        let mut file = toml_file();
+        writeln!(file, "[nats]\nurll = \"x\"").unwrap();
+        let err = load::<Sample>(Some(file.path()), &[]).unwrap_err();
         assert!(err.to_string().contains("urll"), "{err}");
     }
 
@@ -204,11 +204,8 @@ mod tests {
         assert!(matches!(err, ConfigError::MissingFile { .. }));
     }
 
-    fn tempfile_in_target(name: &str) -> (PathBuf, std::fs::File) {
-        let dir = std::env::temp_dir().join(format!("jetwork-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        let file = std::fs::File::create(&path).unwrap();
-        (path, file)
+    /// A `.toml` file (the extension picks the format), removed when dropped.
+    fn toml_file() -> tempfile::NamedTempFile {
+        tempfile::Builder::new().suffix(".toml").tempfile().unwrap()
     }
 }
