@@ -179,11 +179,8 @@ mod tests {
     #[test]
     fn defaults_then_file_then_nothing_else() {
         let mut file = toml_file();
-        writeln!(
-            file,
-            "[nats]\nurl = \"nats://example:4222\"\n[streams]\ndedup_horizon = \"5m\""
-        )
-        .unwrap();
+        writeln!(file, "[nats]\nurl = \"nats://example:4222\"\n[streams]\ndedup_horizon = \"5m\"")
+            .unwrap();
         let cfg: Sample = load(Some(file.path()), &[]).unwrap();
         assert_eq!(cfg.nats.url, "nats://example:4222");
         assert_eq!(cfg.streams.dedup_horizon, Duration::from_secs(300));

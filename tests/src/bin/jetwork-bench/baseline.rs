@@ -62,7 +62,11 @@ pub async fn worker(client: async_nats::Client, concurrency: usize) -> anyhow::R
     let js = jetstream::new(client);
     let consumer: jetstream::consumer::PullConsumer =
         js.get_consumer_from_stream(CONSUMER, "BENCH_JOBS").await?;
-    let messages = consumer.stream().max_messages_per_batch(concurrency).messages().await?;
+    // The stream pulls again once half a pull is delivered; a pull of one would re-pull only
+    // after each job (seen at ~140 jobs/s), so pull at least two to keep one waiting at the
+    // server. The consumer's max_ack_pending caps the jobs in flight either way.
+    let batch = concurrency.max(2);
+    let messages = consumer.stream().max_messages_per_batch(batch).messages().await?;
     messages
         .for_each_concurrent(concurrency, |message| {
             let js = js.clone();
