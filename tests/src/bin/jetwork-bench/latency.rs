@@ -1,5 +1,6 @@
 //! Latency: jobs submitted at a fixed rate; submit→start and submit→result percentiles of
-//! every job after a one-second warm-up, jetwork and baseline side by side.
+//! every job after a one-second warm-up, jetwork and baseline side by side; each figure is the
+//! median of that percentile over `runs` runs (each on its own fresh server).
 
 use std::time::Duration;
 
@@ -9,23 +10,32 @@ use crate::cluster::System;
 use crate::deployment::Deployment;
 use crate::load::{Collector, Paced};
 use crate::report::Report;
-use crate::samples::Samples;
+use crate::samples::{median, Samples};
 use crate::{bar, Options};
 
 const WARM_UP: Duration = Duration::from_secs(1);
 
 pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> anyhow::Result<()> {
     for &rate in &o.rates {
-        let baseline = once(System::Baseline, rate, o, progress).await?;
-        let jetwork = once(System::Jetwork, rate, o, progress).await?;
+        // Per run: (jetwork, baseline) × (submit→start, submit→result).
+        let mut runs = Vec::new();
+        for _ in 0..o.runs.max(1) {
+            let baseline = once(System::Baseline, rate, o, progress).await?;
+            let jetwork = once(System::Jetwork, rate, o, progress).await?;
+            runs.push([[jetwork.0, jetwork.1], [baseline.0, baseline.1]]);
+        }
         let phase = format!("latency at {rate}/s");
-        for (what, j, b) in
-            [("submit→start", &jetwork.0, &baseline.0), ("submit→result", &jetwork.1, &baseline.1)]
-        {
+        for (w, what) in ["submit→start", "submit→result"].into_iter().enumerate() {
             for (name, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
+                // Each run's percentile, then the median across runs: one noisy run on a
+                // shared machine does not make the figure.
+                let across = |system: usize| {
+                    let values: Vec<f64> =
+                        runs.iter().filter_map(|run| run[system][w].percentile_ms(p)).collect();
+                    median(&values)
+                };
                 let case = format!("{what} {name}");
-                let record =
-                    report.add(&phase, &case, "ms", j.percentile_ms(p), b.percentile_ms(p));
+                let record = report.add(&phase, &case, "ms", across(0), across(1));
                 if rate == 1000 && what == "submit→result" && name == "p99" {
                     let value = record.jetwork.unwrap_or(f64::MAX);
                     let met = value <= 1.5 && record.ratio.unwrap_or(f64::MAX) <= 2.0;

@@ -76,7 +76,7 @@ pub struct Options {
     /// Jobs per throughput run with concurrency 1 (each job waits for the previous one).
     #[arg(long, default_value_t = 5_000)]
     serial_jobs: u64,
-    /// Runs per throughput case; the median is reported.
+    /// Runs per throughput and latency case; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Submissions awaiting their acknowledgement at once, when submitting flat out.
