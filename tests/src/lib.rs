@@ -1,7 +1,8 @@
 //! The integration-test harness: real `nats-server` processes (own port, own store directory,
 //! killed on drop), the real jetwork binaries where a process must die, in-process masters
 //! and workers where it need not, an auditor that reads the journal and the results stream
-//! back, and condition waits with deadlines.
+//! back, a fault-injecting proxy for one process's link to nats-server, and condition waits
+//! with deadlines.
 //!
 //! Timings: tests cannot pause nats-server's clocks (lease expiry, dedup windows), so they
 //! run with short real durations ([`fast_settings`]): lease 2s, work timeout 3s, heartbeats
@@ -14,6 +15,7 @@ pub mod inproc;
 pub mod nats_server;
 pub mod process;
 pub mod procs;
+pub mod proxy;
 pub mod settings;
 pub mod setup;
 pub mod wait;
@@ -22,6 +24,7 @@ pub use audit::Audit;
 pub use nats_server::NatsServer;
 pub use process::Process;
 pub use procs::Procs;
+pub use proxy::{Action, Direction, FaultProxy, Frame, Mode, Op, RuleId};
 pub use settings::{fast_env, fast_settings, Fast};
 pub use setup::InProcess;
 pub use wait::{poll_for, wait_until};
