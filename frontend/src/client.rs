@@ -36,6 +36,8 @@ pub enum ClientError {
     NoMaster(String),
     #[error("no result for {work_id} within {waited:?}")]
     NoResult { work_id: WorkId, waited: Duration },
+    #[error("submission {seq} ({work_id}) was stored, then rejected by the master: {reason}")]
+    Rejected { work_id: WorkId, seq: u64, reason: String },
     #[error("NATS: {0}")]
     Nats(String),
 }
@@ -227,13 +229,75 @@ impl Client {
     }
 
     /// Waits for the result of this very submission: a result of an earlier submission of the
-    /// same id (reused after the dedup horizon) does not count.
+    /// same id (reused after the dedup horizon) does not count. A submission the master
+    /// rejected (stored, but unreadable or clashing with a run in flight) ends the wait with
+    /// [`ClientError::Rejected`].
     pub async fn wait_for(
         &self,
         submitted: &Submitted,
         timeout: Duration,
     ) -> Result<WorkResult, ClientError> {
-        self.wait_matching(&submitted.queue, &submitted.work_id, Some(submitted.seq), timeout).await
+        let (queue, work_id, seq) = (&submitted.queue, &submitted.work_id, submitted.seq);
+        let rejected = async {
+            let reason = self.wait_rejection(queue, seq, timeout).await?;
+            Err(ClientError::Rejected { work_id: work_id.clone(), seq, reason })
+        };
+        tokio::select! {
+            result = self.wait_matching(queue, work_id, Some(seq), timeout) => result,
+            rejected = rejected => rejected,
+        }
+    }
+
+    /// The reason the submission stored at `seq` in `queue` was rejected, if it was.
+    pub async fn rejection(
+        &self,
+        queue: &QueueName,
+        seq: u64,
+    ) -> Result<Option<String>, ClientError> {
+        let stream = self
+            .js
+            .get_stream_no_info(subjects::RESULTS_STREAM)
+            .await
+            .map_err(|e| ClientError::Nats(e.to_string()))?;
+        match stream.direct_get_last_for_subject(subjects::rejected(queue, seq)).await {
+            Ok(m) => Ok(Some(
+                m.headers.get(headers::REASON).map(|v| v.as_str().to_owned()).unwrap_or_default(),
+            )),
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(ClientError::Nats(e.to_string())),
+        }
+    }
+
+    /// Resolves with the rejection reason once the submission at `seq` is rejected; pending
+    /// until then (the caller bounds it).
+    async fn wait_rejection(
+        &self,
+        queue: &QueueName,
+        seq: u64,
+        timeout: Duration,
+    ) -> Result<String, ClientError> {
+        let mut live = self
+            .nats
+            .subscribe(subjects::rejected(queue, seq))
+            .await
+            .map_err(|e| ClientError::Nats(e.to_string()))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.rejection(queue, seq).await {
+                Ok(Some(reason)) => return Ok(reason),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot look up a rejection yet"),
+            }
+            if Instant::now() >= deadline {
+                return std::future::pending().await;
+            }
+            // Re-check the store now and then in case the connection dropped the live copy.
+            let wake = (Instant::now() + Duration::from_secs(2)).min(deadline);
+            if let Ok(Some(m)) = tokio::time::timeout_at(wake, live.next()).await {
+                let reason = m.headers.as_ref().and_then(|h| h.get(headers::REASON));
+                return Ok(reason.map(|v| v.as_str().to_owned()).unwrap_or_default());
+            }
+        }
     }
 
     async fn wait_matching(

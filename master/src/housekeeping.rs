@@ -7,9 +7,11 @@
 //! new leader's). The submit floor of a queue is the lowest of: its cursor + 1 (nothing unread
 //! goes), the lowest sequence still in flight or awaiting publication, and the first message
 //! younger than the dedup horizon (JetStream rebuilds its dedup table from stored messages
-//! after a restart, so they must stay for the whole horizon).
+//! after a restart, so they must stay for the whole horizon). Ages are judged by the server's
+//! clock against the server's timestamps, never by this master's clock, and any doubt skips
+//! the purge for this round.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_nats::jetstream::{
     self,
@@ -17,18 +19,52 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 use jetwork_shared::protocol::{QueueStatus, StatusReport};
-use jetwork_shared::{subjects, QueueName};
+use jetwork_shared::{headers, subjects, QueueName};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// The sequence of the first message stored at or after `since`, `None` if every stored
-/// message is older (or the stream is empty).
-pub async fn first_seq_since(
+/// The first sequence of `stream` stored less than `age` ago, judged by the server's clock
+/// against the server's timestamps (this master's clock may be off): every message below it
+/// is older. One past the last sequence if every message is older.
+pub async fn first_young_seq(
     js: &jetstream::Context,
     stream: &str,
-    since: SystemTime,
+    age: Duration,
+) -> Result<u64, String> {
+    let info: serde_json::Value = js
+        .request(format!("STREAM.INFO.{stream}"), &serde_json::json!({}))
+        .await
+        .map_err(|e| format!("stream info: {e}"))?;
+    if let Some(error) = info.get("error") {
+        return Err(format!("stream info: {error}"));
+    }
+    let time = |value: &serde_json::Value| {
+        value.as_str().and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+    };
+    let now = time(&info["ts"]).ok_or("stream info without the server time")?;
+    let state = &info["state"];
+    let last_seq = state["last_seq"].as_u64().ok_or("stream info without last_seq")?;
+    let since = time::Duration::try_from(age)
+        .ok()
+        .and_then(|age| now.checked_sub(age))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let newest = time(&state["last_ts"]);
+    if state["messages"].as_u64() == Some(0) || newest.is_some_and(|ts| ts < since) {
+        return Ok(last_seq + 1);
+    }
+    first_seq_since(js, stream, since)
+        .await?
+        .ok_or_else(|| format!("no message of {stream} found since {since}, though the newest is"))
+}
+
+/// The sequence of the first message stored at or after `since` (server time), `None` if the
+/// server found none.
+async fn first_seq_since(
+    js: &jetstream::Context,
+    stream: &str,
+    since: OffsetDateTime,
 ) -> Result<Option<u64>, String> {
-    let at = OffsetDateTime::from(since).format(&Rfc3339).map_err(|e| e.to_string())?;
+    let at = since.format(&Rfc3339).map_err(|e| e.to_string())?;
     let body = serde_json::json!({ "start_time": at }).to_string();
     let reply = js
         .client()
@@ -44,7 +80,7 @@ pub async fn first_seq_since(
     let seq = reply
         .headers
         .as_ref()
-        .and_then(|h| h.get("Nats-Sequence"))
+        .and_then(|h| h.get(headers::NATS_SEQUENCE))
         .and_then(|v| v.as_str().parse().ok())
         .ok_or("direct get by time: reply without Nats-Sequence")?;
     Ok(Some(seq))
@@ -57,9 +93,8 @@ pub async fn purge_submissions(
     floors: Vec<(QueueName, u64)>,
     horizon: Duration,
 ) {
-    let since = SystemTime::now().checked_sub(horizon).unwrap_or(SystemTime::UNIX_EPOCH);
-    let young = match first_seq_since(js, subjects::SUBMIT_STREAM, since).await {
-        Ok(seq) => seq.unwrap_or(u64::MAX),
+    let young = match first_young_seq(js, subjects::SUBMIT_STREAM, horizon).await {
+        Ok(seq) => seq,
         Err(e) => return tracing::debug!(error = %e, "skipping submit purge"),
     };
     let Ok(stream) = js.get_stream(subjects::SUBMIT_STREAM).await else { return };
@@ -81,9 +116,8 @@ pub async fn purge_submissions(
 /// Purges journal history below the snapshot at `snapshot_seq` that is older than
 /// `retention`.
 pub async fn purge_journal(js: &jetstream::Context, snapshot_seq: u64, retention: Duration) {
-    let since = SystemTime::now().checked_sub(retention).unwrap_or(SystemTime::UNIX_EPOCH);
-    let young = match first_seq_since(js, subjects::JOURNAL_STREAM, since).await {
-        Ok(seq) => seq.unwrap_or(u64::MAX),
+    let young = match first_young_seq(js, subjects::JOURNAL_STREAM, retention).await {
+        Ok(seq) => seq,
         Err(e) => return tracing::debug!(error = %e, "skipping journal purge"),
     };
     let floor = snapshot_seq.min(young);

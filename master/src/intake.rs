@@ -1,14 +1,24 @@
 //! Reading submissions from `JETWORK_SUBMIT`, one reader task per queue, only as fast as the
-//! leader asks.
+//! leader asks, and never past a message it did not receive.
 //!
 //! Each [`QueueReader`] owns an ephemeral pull consumer filtered to `jetwork.submit.<queue>`,
-//! starting after the queue's replayed cursor. The leader grants it credits (one per
-//! submission it wants); the reader pulls at most that many, so the backlog stays in the
-//! stream and the master's memory only holds what workers can take plus a small read-ahead.
-//! A pull waits on the server for new submissions, so a submission reaches the leader within
-//! milliseconds of being stored. The reader tracks its own position: if the consumer breaks
-//! it is recreated from the next sequence, and anything re-delivered at or below the engine's
-//! cursor is ignored by the engine.
+//! starting where the leader tells it (the queue's cursor + 1). The leader grants it credits
+//! (one per submission it wants); the reader pulls at most that many, so the backlog stays in
+//! the stream and the master's memory only holds what workers can take plus a small
+//! read-ahead. A pull waits on the server for new submissions, so a submission reaches the
+//! leader within milliseconds of being stored.
+//!
+//! **No silent gaps.** The consumer does not acknowledge (`AckPolicy::None`) and the server
+//! never redelivers, so a message lost between the server and this process (a network blip,
+//! a reconnect, a slow-subscription drop) would otherwise be skipped for good: the next pull
+//! simply continues after it. The reader therefore checks every delivery against the
+//! consumer's own count of deliveries (`consumer_sequence`, which grows by exactly one per
+//! message sent to us), asks the server how many it delivered whenever a pull ends short,
+//! and watches the connection for [`Interruptions`]. On any doubt it drops the consumer and
+//! starts a new one right after the last submission it actually passed on. Each submission
+//! it passes on carries `after`, the previous one it passed on (or the position it started
+//! from), and the engine only moves a queue's cursor along that unbroken chain (see
+//! `Command::Submitted`), so even a reader bug cannot skip work silently.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +29,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
+use jetwork_shared::connect::Interruptions;
 use jetwork_shared::{headers, subjects, QueueName};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
@@ -28,12 +39,19 @@ use tokio::task::JoinHandle;
 pub struct Submission {
     pub queue: QueueName,
     pub seq: u64,
+    /// The submission this reader passed on before this one (or where it started − 1):
+    /// nothing of this queue lies in between that it has not passed on.
+    pub after: u64,
+    /// Which reader of the queue read it (a replaced reader's leftovers are ignored).
+    pub generation: u64,
     pub msg_id: Option<String>,
     pub payload: Bytes,
 }
 
 /// Most submissions requested in one pull.
 const MAX_PULL: usize = 256;
+/// How long a pull waits on the server for submissions.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
 /// The reader of one queue.
 #[derive(Debug)]
@@ -41,25 +59,36 @@ pub struct QueueReader {
     credits: Arc<Semaphore>,
     requested: u64,
     received: u64,
+    generation: u64,
     task: JoinHandle<()>,
 }
 
+/// What a reader needs from the leader.
+#[derive(Clone)]
+pub struct ReaderEnv {
+    pub js: jetstream::Context,
+    pub interruptions: Interruptions,
+    pub tx: mpsc::UnboundedSender<Submission>,
+}
+
 impl QueueReader {
-    /// Starts reading `queue` from sequence `start` (the cursor + 1), sending to `tx`.
-    pub fn spawn(
-        js: jetstream::Context,
-        queue: QueueName,
-        start: u64,
-        tx: mpsc::UnboundedSender<Submission>,
-    ) -> Self {
+    /// Starts reading `queue` from sequence `start` (the cursor + 1).
+    pub fn spawn(env: &ReaderEnv, queue: QueueName, start: u64, generation: u64) -> Self {
         let credits = Arc::new(Semaphore::new(0));
-        let task = tokio::spawn(read(js, queue, start, credits.clone(), tx));
-        QueueReader { credits, requested: 0, received: 0, task }
+        let position = Position { next_seq: start.max(1), after: start.saturating_sub(1) };
+        let reader = Reader { env: env.clone(), queue, generation, credits: credits.clone() };
+        let task = tokio::spawn(reader.run(position));
+        QueueReader { credits, requested: 0, received: 0, generation, task }
+    }
+
+    /// Which reader of its queue this is.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Credits granted and not yet used.
     pub fn outstanding(&self) -> u64 {
-        self.requested - self.received
+        self.requested.saturating_sub(self.received)
     }
 
     /// Asks for `n` more submissions.
@@ -82,99 +111,210 @@ impl Drop for QueueReader {
     }
 }
 
-async fn read(
-    js: jetstream::Context,
+/// Where a reader is: the next sequence to read and the last one passed on.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    next_seq: u64,
+    after: u64,
+}
+
+/// A consumer and how many messages it has delivered to us.
+struct Cursor {
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    delivered: u64,
+}
+
+/// The reader task's state.
+struct Reader {
+    env: ReaderEnv,
     queue: QueueName,
-    mut next_seq: u64,
+    generation: u64,
     credits: Arc<Semaphore>,
-    tx: mpsc::UnboundedSender<Submission>,
-) {
-    let subject = subjects::submit(&queue);
-    let mut consumer: Option<jetstream::consumer::Consumer<pull::Config>> = None;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let Ok(first) = credits.acquire().await else { return };
-        first.forget();
-        let extra = credits.available_permits().min(MAX_PULL - 1);
-        if let Ok(more) = credits.try_acquire_many(u32::try_from(extra).unwrap_or(0)) {
-            more.forget();
-        }
-        let want = 1 + extra;
-        let mut got = 0usize;
-        if consumer.is_none() {
-            match create_consumer(&js, &subject, next_seq).await {
-                Ok(c) => consumer = Some(c),
-                Err(e) => {
-                    tracing::warn!(%queue, error = %e, "cannot create the submit reader; retrying")
+}
+
+/// How one pull ended.
+enum Pulled {
+    /// Every message asked for arrived, in order.
+    Full,
+    /// Fewer arrived (the pull expired): check with the server that none were lost.
+    Short,
+    /// A delivery was missing, the connection was interrupted, or the pull failed: start a
+    /// new consumer at the position.
+    Broken(String),
+    /// The leader is gone.
+    Closed,
+}
+
+impl Reader {
+    async fn run(self, mut position: Position) {
+        let mut cursor: Option<Cursor> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let Ok(first) = self.credits.acquire().await else { return };
+            first.forget();
+            let extra = self.credits.available_permits().min(MAX_PULL - 1);
+            if let Ok(more) = self.credits.try_acquire_many(u32::try_from(extra).unwrap_or(0)) {
+                more.forget();
+            }
+            let want = 1 + extra;
+            if cursor.is_none() {
+                match self.create_consumer(position.next_seq).await {
+                    Ok(consumer) => cursor = Some(Cursor { consumer, delivered: 0 }),
+                    Err(e) => {
+                        tracing::warn!(queue = %self.queue, error = %e, "cannot create the submit reader; retrying");
+                    }
                 }
             }
-        }
-        if let Some(c) = &consumer {
-            match c.batch().max_messages(want).expires(Duration::from_secs(5)).messages().await {
-                Ok(mut batch) => {
-                    while let Some(item) = batch.next().await {
-                        let message = match item {
-                            Ok(message) => message,
-                            Err(e) => {
-                                tracing::warn!(%queue, error = %e, "submit reader interrupted; recreating");
-                                consumer = None;
-                                break;
-                            }
-                        };
-                        let Ok(info) = message.info() else { continue };
-                        let seq = info.stream_sequence;
-                        if seq < next_seq {
-                            continue;
-                        }
-                        next_seq = seq + 1;
-                        got += 1;
-                        let msg_id = message
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.get(headers::NATS_MSG_ID))
-                            .map(|v| v.as_str().to_owned());
-                        let submission = Submission {
-                            queue: queue.clone(),
-                            seq,
-                            msg_id,
-                            payload: message.payload.clone(),
-                        };
-                        if tx.send(submission).is_err() {
-                            return;
+            let mut got = 0;
+            if let Some(current) = cursor.as_mut() {
+                let pulled = self.pull(current, want, &mut position, &mut got).await;
+                let broken = match pulled {
+                    Pulled::Closed => return,
+                    Pulled::Full => None,
+                    Pulled::Short => self.verify(current).await.err(),
+                    Pulled::Broken(why) => Some(why),
+                };
+                match broken {
+                    None => backoff = Duration::from_millis(100),
+                    Some(why) => {
+                        tracing::warn!(
+                            queue = %self.queue,
+                            next_seq = position.next_seq,
+                            %why,
+                            "submit reader may have missed deliveries; reading again from its position"
+                        );
+                        if let Some(old) = cursor.take() {
+                            self.retire(old);
                         }
                     }
-                    backoff = Duration::from_millis(100);
-                }
-                Err(e) => {
-                    tracing::warn!(%queue, error = %e, "submit pull failed; recreating the reader");
-                    consumer = None;
                 }
             }
+            self.credits.add_permits(want - got);
+            if cursor.is_none() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
         }
-        credits.add_permits(want - got);
-        if consumer.is_none() {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+
+    /// Pulls up to `want` submissions and passes them on, checking each against the
+    /// consumer's delivery count.
+    async fn pull(
+        &self,
+        cursor: &mut Cursor,
+        want: usize,
+        position: &mut Position,
+        got: &mut usize,
+    ) -> Pulled {
+        let interruptions = self.env.interruptions.clone();
+        let before = interruptions.count();
+        let batch = cursor.consumer.batch().max_messages(want).expires(PULL_EXPIRES);
+        let mut batch = match batch.messages().await {
+            Ok(batch) => batch,
+            Err(e) => return Pulled::Broken(format!("pull failed: {e}")),
+        };
+        let mut interrupted = interruptions.clone();
+        loop {
+            // Checked on every message as well: an interruption between two polls of
+            // `interrupted` would otherwise only be seen when the pull ends.
+            if interruptions.count() != before {
+                return Pulled::Broken("connection interrupted".into());
+            }
+            let item = tokio::select! {
+                item = batch.next() => item,
+                () = interrupted.next() => return Pulled::Broken("connection interrupted".into()),
+            };
+            let message = match item {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(e)) => return Pulled::Broken(format!("pull interrupted: {e}")),
+            };
+            let info = match message.info() {
+                Ok(info) => info,
+                Err(e) => return Pulled::Broken(format!("delivery without metadata: {e}")),
+            };
+            let (delivered, seq) = (info.consumer_sequence, info.stream_sequence);
+            if delivered != cursor.delivered + 1 {
+                return Pulled::Broken(format!(
+                    "delivery {delivered} arrived after {}: a message was lost in flight",
+                    cursor.delivered
+                ));
+            }
+            cursor.delivered = delivered;
+            *got += 1;
+            if seq < position.next_seq {
+                continue;
+            }
+            let submission = Submission {
+                queue: self.queue.clone(),
+                seq,
+                after: position.after,
+                generation: self.generation,
+                msg_id: msg_id(&message),
+                payload: message.payload.clone(),
+            };
+            if self.env.tx.send(submission).is_err() {
+                return Pulled::Closed;
+            }
+            *position = Position { next_seq: seq + 1, after: seq };
         }
+        if interruptions.count() != before {
+            return Pulled::Broken("connection interrupted".into());
+        }
+        if *got < want {
+            Pulled::Short
+        } else {
+            Pulled::Full
+        }
+    }
+
+    /// After a pull that ended short, asks the server how many messages the consumer sent us:
+    /// more than arrived means some were lost on the way (including the end of the pull).
+    async fn verify(&self, cursor: &mut Cursor) -> Result<(), String> {
+        let info = cursor.consumer.info().await.map_err(|e| format!("consumer info: {e}"))?;
+        let sent = info.delivered.consumer_sequence;
+        if sent != cursor.delivered {
+            return Err(format!("the server sent {sent} messages, {} arrived", cursor.delivered));
+        }
+        Ok(())
+    }
+
+    async fn create_consumer(
+        &self,
+        start: u64,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
+        let stream =
+            self.env.js.get_stream(subjects::SUBMIT_STREAM).await.map_err(|e| e.to_string())?;
+        stream
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start.max(1) },
+                ack_policy: AckPolicy::None,
+                filter_subject: subjects::submit(&self.queue),
+                inactive_threshold: Duration::from_secs(60),
+                memory_storage: true,
+                description: Some("jetwork master: submission reader".to_owned()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Deletes a consumer that is no longer read, without waiting (it would expire anyway).
+    fn retire(&self, cursor: Cursor) {
+        let js = self.env.js.clone();
+        let name = cursor.consumer.cached_info().name.clone();
+        tokio::spawn(async move {
+            if let Ok(stream) = js.get_stream_no_info(subjects::SUBMIT_STREAM).await {
+                let _ = stream.delete_consumer(&name).await;
+            }
+        });
     }
 }
 
-async fn create_consumer(
-    js: &jetstream::Context,
-    subject: &str,
-    start: u64,
-) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
-    let stream = js.get_stream(subjects::SUBMIT_STREAM).await.map_err(|e| e.to_string())?;
-    stream
-        .create_consumer(pull::Config {
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start.max(1) },
-            ack_policy: AckPolicy::None,
-            filter_subject: subject.to_owned(),
-            inactive_threshold: Duration::from_secs(60),
-            memory_storage: true,
-            description: Some("jetwork master: submission reader".to_owned()),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())
+fn msg_id(message: &jetstream::Message) -> Option<String> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::NATS_MSG_ID))
+        .map(|v| v.as_str().to_owned())
 }

@@ -27,17 +27,17 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::stream::{select_all, BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use jetwork_shared::clock::now_ms;
+use jetwork_shared::connect::{self, Interruptions};
 use jetwork_shared::protocol::{
     Assignment, MasterElected, RegisterWorker, Report, ReportReply, RequestWork, WorkGrant,
     WorkReady,
 };
-use jetwork_shared::{codec, connect, subjects, QueueName, WorkId};
+use jetwork_shared::{codec, subjects, QueueName, WorkId};
 use tokio::sync::mpsc;
 
 use crate::config::MasterSettings;
@@ -46,10 +46,11 @@ use crate::core::{
     PublicationKey, Reply, RequestId,
 };
 use crate::housekeeping;
-use crate::intake::{QueueReader, Submission};
+use crate::intake::{QueueReader, ReaderEnv, Submission};
 use crate::journal::{Journal, JournalError, Replayed};
 use crate::lease::LeaseGuard;
-use crate::publisher::Publisher;
+use crate::payloads;
+use crate::publisher::{self, Published, Publisher};
 
 /// Why a term ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,8 @@ pub struct Env {
     pub settings: MasterSettings,
     /// This candidate's unique name (in the lease, logs and status).
     pub holder: String,
+    /// Moments the connection may have lost messages in flight (the queue readers re-read).
+    pub interruptions: Interruptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +179,11 @@ struct Leader {
     /// Payloads of rejected submissions until their rejection is published.
     rejected_payloads: HashMap<u64, Bytes>,
     readers: BTreeMap<QueueName, QueueReader>,
-    intake_tx: mpsc::UnboundedSender<Submission>,
+    /// What each reader is started with (its submissions go to `intake_rx`).
+    reader_env: ReaderEnv,
+    /// Readers started so far: each gets the next number, so a replaced reader's leftovers
+    /// still in the channel are told apart and ignored.
+    generations: u64,
     intake_rx: mpsc::UnboundedReceiver<Submission>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
@@ -188,8 +195,6 @@ struct Leader {
     last_purge: Instant,
     purging: Option<tokio::task::JoinHandle<()>>,
     snapshot_for_purge: Option<u64>,
-    /// Publications the previous leader may have completed: checked before publishing.
-    inherited: std::collections::HashSet<PublicationKey>,
 }
 
 impl Leader {
@@ -237,7 +242,12 @@ impl Leader {
             payloads: HashMap::new(),
             rejected_payloads: HashMap::new(),
             readers: BTreeMap::new(),
-            intake_tx,
+            reader_env: ReaderEnv {
+                js: env.js.clone(),
+                interruptions: env.interruptions.clone(),
+                tx: intake_tx,
+            },
+            generations: 0,
             intake_rx,
             internal_tx,
             internal_rx,
@@ -249,7 +259,6 @@ impl Leader {
             last_purge: Instant::now(),
             purging: None,
             snapshot_for_purge: None,
-            inherited: Default::default(),
         }
     }
 
@@ -257,7 +266,6 @@ impl Leader {
     /// the replayed tail, and waits for it. From its acknowledgement on, any write by an
     /// earlier leader fails. Its effects (the announcement, re-publications) run once serving.
     async fn claim(&mut self, lease: &mut LeaseGuard) -> Result<(), Exit> {
-        self.inherited = self.engine.state().unpublished.keys().cloned().collect();
         let output = self.engine.step(Command::Takeover {
             epoch: self.epoch,
             leader: self.env.holder.clone(),
@@ -366,13 +374,15 @@ impl Leader {
     }
 
     fn submitted(&mut self, submission: Submission) {
-        let Submission { queue, seq, msg_id, payload } = submission;
-        if let Some(reader) = self.readers.get_mut(&queue) {
-            reader.delivered();
+        let Submission { queue, seq, after, generation, msg_id, payload } = submission;
+        match self.readers.get_mut(&queue) {
+            Some(reader) if reader.generation() == generation => reader.delivered(),
+            // Read by a reader that has been replaced: the new one reads it again.
+            _ => return,
         }
         let size = payload.len() as u64;
-        let output =
-            self.engine.step(Command::Submitted { queue, seq, msg_id, size, now: now_ms() });
+        let now = now_ms();
+        let output = self.engine.step(Command::Submitted { queue, seq, after, msg_id, size, now });
         for event in &output.events {
             match event {
                 Event::WorkAccepted { work_id, .. } => {
@@ -446,18 +456,24 @@ impl Leader {
         }
     }
 
-    fn publication_done(&mut self, key: PublicationKey, outcome: Result<(), String>) {
+    fn publication_done(&mut self, key: PublicationKey, outcome: publisher::Outcome) {
         match outcome {
-            Ok(()) => {
+            Ok(published) => {
+                if let Published::Superseded { stored_run } = published {
+                    tracing::warn!(
+                        ?key,
+                        stored_run,
+                        "a newer run's outcome is already stored; not publishing this one"
+                    );
+                }
                 if let PublicationKey::Rejection(seq) = &key {
                     self.rejected_payloads.remove(seq);
                 }
                 self.confirmed.push(key);
             }
             Err(e) => {
+                // Retrying is safe: the subject fence refuses a second copy if this one landed.
                 tracing::warn!(?key, error = %e, "publication failed; retrying in 1s");
-                // The failed attempt may have landed with its acknowledgement lost: check first.
-                self.inherited.insert(key.clone());
                 self.retry_publish.push((Instant::now() + Duration::from_secs(1), key));
             }
         }
@@ -573,36 +589,26 @@ impl Leader {
                     let _ = self.env.client.publish(subjects::MASTER_ELECTED, body).await;
                 }
             }
-            Effect::Publish { key } => self.publish(key).await,
+            Effect::Publish { key } => self.publish(key),
+            Effect::Reread { queue, from } => {
+                if self.readers.contains_key(&queue) {
+                    tracing::warn!(%queue, from, "a submission did not follow on from the cursor; reading the queue again");
+                    self.start_reader(queue, from);
+                }
+            }
         }
     }
 
-    async fn publish(&mut self, key: PublicationKey) {
-        if self.publisher.is_publishing(&key) {
-            return;
-        }
+    fn publish(&mut self, key: PublicationKey) {
         let Some(publication) = self.engine.state().unpublished.get(&key).cloned() else { return };
         let payload = match &publication {
-            Publication::Rejected { seq, .. } => match self.rejected_payloads.get(seq) {
-                Some(payload) => payload.clone(),
-                None => match fetch_payload(&self.env.js, *seq).await {
-                    Ok(payload) => payload.unwrap_or_default(),
-                    Err(e) => {
-                        tracing::warn!(seq, error = %e, "cannot read a rejected submission yet; retrying");
-                        self.retry_publish.push((Instant::now() + Duration::from_secs(1), key));
-                        return;
-                    }
-                },
-            },
-            _ => Bytes::new(),
+            Publication::Rejected { seq, .. } => self.rejected_payloads.get(seq).cloned(),
+            Publication::Completed { work_id, .. } | Publication::Failed { work_id, .. } => {
+                self.payloads.remove(work_id);
+                None
+            }
         };
-        if let Publication::Completed { work_id, .. } | Publication::Failed { work_id, .. } =
-            &publication
-        {
-            self.payloads.remove(work_id);
-        }
-        let verify_first = self.inherited.remove(&key);
-        self.publisher.start(key, &publication, payload, verify_first);
+        self.publisher.start(key, publication, payload);
     }
 
     async fn reply(&mut self, request: service::Request, reply: Reply) {
@@ -657,7 +663,7 @@ impl Leader {
         tokio::spawn(async move {
             let mut fetched = Vec::new();
             for a in &missing {
-                match fetch_payload(&js, a.seq).await {
+                match payloads::read(&js, a.seq).await {
                     Ok(Some(payload)) => {
                         fetched.push((a.work_id.clone(), payload.clone()));
                         known.insert(a.work_id.clone(), payload);
@@ -703,23 +709,26 @@ impl Leader {
 
     fn refresh_readers(&mut self) {
         let state = self.engine.state();
-        let mut wanted: Vec<QueueName> =
-            state.workers.values().flat_map(|w| w.queues.iter().cloned()).collect();
+        let mut wanted: Vec<(QueueName, u64)> = state
+            .workers
+            .values()
+            .flat_map(|w| w.queues.iter())
+            .filter(|queue| !self.readers.contains_key(*queue))
+            .map(|queue| (queue.clone(), state.queues.get(queue).map_or(0, |q| q.cursor) + 1))
+            .collect();
         wanted.sort();
         wanted.dedup();
-        for queue in wanted {
-            if !self.readers.contains_key(&queue) {
-                let start = state.queues.get(&queue).map_or(0, |q| q.cursor) + 1;
-                tracing::debug!(%queue, start, "reading submissions");
-                let reader = QueueReader::spawn(
-                    self.env.js.clone(),
-                    queue.clone(),
-                    start,
-                    self.intake_tx.clone(),
-                );
-                self.readers.insert(queue, reader);
-            }
+        for (queue, start) in wanted {
+            self.start_reader(queue, start);
         }
+    }
+
+    /// Starts (or restarts) the reader of `queue` at sequence `start`.
+    fn start_reader(&mut self, queue: QueueName, start: u64) {
+        tracing::debug!(%queue, start, "reading submissions");
+        self.generations += 1;
+        let reader = QueueReader::spawn(&self.reader_env, queue.clone(), start, self.generations);
+        self.readers.insert(queue, reader);
     }
 
     fn maybe_purge(&mut self) {
@@ -796,20 +805,4 @@ fn assignment(a: &AssignmentRef, payload: Bytes) -> Assignment {
         timeout_ms: a.timeout,
         payload,
     }
-}
-
-/// Reads a submission's payload back from the stream (after a takeover the cache is empty).
-/// `Ok(None)`: it is not stored any more; `Err`: it could not be read right now.
-async fn fetch_payload(js: &jetstream::Context, seq: u64) -> Result<Option<Bytes>, String> {
-    let stream = js.get_stream_no_info(subjects::SUBMIT_STREAM).await.map_err(|e| e.to_string())?;
-    let mut last_error = String::new();
-    for attempt in 0..3u32 {
-        match stream.direct_get(seq).await {
-            Ok(message) => return Ok(Some(message.payload)),
-            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(None),
-            Err(e) => last_error = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-    }
-    Err(last_error)
 }

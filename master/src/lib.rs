@@ -13,6 +13,7 @@ pub mod intake;
 pub mod journal;
 pub mod leader;
 pub mod lease;
+pub mod payloads;
 pub mod publisher;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use jetwork_shared::{connect, topology};
 
 pub use config::MasterSettings;
 pub use error::{Error, Result};
+use journal::ReplayError;
 use leader::{Env, Exit};
 
 /// Runs a master candidate until `shutdown` resolves: stand by, win the lease, replay the
@@ -29,7 +31,7 @@ use leader::{Env, Exit};
 /// at once by releasing the lease.
 pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -> Result<()> {
     tokio::pin!(shutdown);
-    let client = connect::connect(&settings.nats, "jetwork-master")
+    let (client, interruptions) = connect::connect_watched(&settings.nats, "jetwork-master")
         .await
         .map_err(jetwork_shared::Error::from)?;
     let js = connect::jetstream(&client, &settings.nats);
@@ -56,7 +58,7 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
     };
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let holder = format!("{}-{}", settings.master.id, &suffix[..8]);
-    let env = Env { client, js, settings, holder };
+    let env = Env { client, js, settings, holder, interruptions };
     let ttl = env.settings.master.lease_ttl;
     loop {
         tracing::info!(candidate = %env.holder, "standing by for the lease");
@@ -71,14 +73,28 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
                 guard.stop(true).await;
                 return Ok(());
             }
-            replayed = journal::replay(&env.js) => replayed,
+            replayed = journal::replay(&env.js, guard.epoch()) => replayed,
         };
         let replayed = match replayed {
             Ok(replayed) => replayed,
             Err(e) => {
-                tracing::error!(error = %e, "cannot replay the journal; giving the lease back");
+                // Either way nothing was written: the journal stays as it is for whoever (or
+                // whatever operator) looks next.
+                let pause = match &e {
+                    ReplayError::Unavailable(_) => {
+                        tracing::warn!(error = %e, "cannot replay the journal now; giving the lease back");
+                        Duration::from_secs(1)
+                    }
+                    ReplayError::Broken(_) => {
+                        tracing::error!(error = %e, "refusing to lead from this journal; giving the lease back");
+                        Duration::from_secs(10)
+                    }
+                };
                 guard.stop(true).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(pause) => {}
+                }
                 continue;
             }
         };

@@ -1,19 +1,32 @@
-//! Publishing finished work to `JETWORK_RESULTS`: results on
-//! `jetwork.results.<queue>.<work id>` and rejected submissions on `jetwork.rejected.<queue>`.
+//! Publishing finished work to `JETWORK_RESULTS`: the result of a run on
+//! `jetwork.results.<queue>.<work id>`, the rejection of a submission on
+//! `jetwork.rejected.<queue>.<submit seq>`.
 //!
 //! A publication is started only after the event that calls for it is journaled, and it stays
 //! in the state's `unpublished` set until the stream has acknowledged it and that fact is
 //! journaled too (`Published`). A leader that dies in between leaves it in `unpublished`, and
-//! the next leader publishes it again. Copies are kept out twice over: every publication
-//! carries a `Nats-Msg-Id` naming this run of this work id (`result-<id>-<submit seq>`, or
-//! `rejected-<submit seq>`), which the stream deduplicates within its window; and a new
-//! leader re-publishing a result first looks at the newest result stored on its subject and
-//! skips it if that one is from the same run (`Jetwork-Submit-Seq`).
+//! the next leader publishes it again.
+//!
+//! **Fenced per subject, not by clocks.** Each publication expects its subject to hold no
+//! newer message than the one it follows (`Nats-Expected-Last-Subject-Sequence`, 0 at first),
+//! so JetStream refuses a second copy however late it comes: a re-publication by the next
+//! leader, or a publication a deposed leader had in flight when it was paused for minutes.
+//! When refused, the publisher reads what the subject holds (from the stream leader) and
+//! decides by its `Jetwork-Submit-Seq`: the same run means already stored; an older run (the
+//! id was submitted again after the dedup horizon) means publish on top of it; a newer run
+//! means this publication is stale and is dropped. So every run has exactly one stored
+//! outcome, and an older run's can never land after a newer one's. The `Nats-Msg-Id`
+//! (`result-<id>-<submit seq>`, `rejected-<submit seq>`) stays as a second line of defence.
+//!
+//! All of it runs in tasks off the leader's loop, including reading a rejected submission's
+//! payload back from `JETWORK_SUBMIT`.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::IntoFuture;
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream::{
+    self, context::PublishErrorKind, message::PublishMessage, stream::LastRawMessageErrorKind,
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -21,21 +34,39 @@ use futures::StreamExt;
 use jetwork_shared::{headers, subjects};
 
 use crate::core::{Publication, PublicationKey};
+use crate::payloads;
 
 /// Longest reason put in a header.
 const MAX_REASON_HEADER: usize = 512;
 /// Publications in flight at once; more wait their turn. Well under the JetStream context's
 /// 4096 acknowledgement credits, so starting one never blocks.
 const MAX_IN_FLIGHT: usize = 1024;
+/// How many times a publication is retried on top of a newly found older run within one go.
+const MAX_CONFLICTS: usize = 3;
+
+/// How a publication ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// Stored now.
+    Stored,
+    /// The subject already holds this run's outcome (an earlier attempt, or another leader).
+    AlreadyStored,
+    /// The subject holds a newer run's outcome: this one is stale and was not stored.
+    Superseded { stored_run: u64 },
+}
+
+/// The outcome of one publication task: done (in some way), or failed for now.
+pub type Outcome = Result<Published, String>;
+
+type Task = BoxFuture<'static, (PublicationKey, Outcome)>;
 
 /// Publications in flight, and those waiting for a place.
 pub struct Publisher {
     js: jetstream::Context,
-    inflight: FuturesUnordered<BoxFuture<'static, (PublicationKey, Result<(), String>)>>,
+    inflight: FuturesUnordered<Task>,
     /// Keys in flight or waiting.
     keys: HashSet<PublicationKey>,
-    waiting:
-        std::collections::VecDeque<(PublicationKey, Option<(String, u64)>, String, PublishMessage)>,
+    waiting: VecDeque<(PublicationKey, Publication, Option<Bytes>)>,
 }
 
 impl Publisher {
@@ -44,18 +75,8 @@ impl Publisher {
             js,
             inflight: FuturesUnordered::new(),
             keys: HashSet::new(),
-            waiting: std::collections::VecDeque::new(),
+            waiting: VecDeque::new(),
         }
-    }
-
-    /// Whether `key` is being published now.
-    pub fn is_publishing(&self, key: &PublicationKey) -> bool {
-        self.keys.contains(key)
-    }
-
-    /// Publications in flight.
-    pub fn len(&self) -> usize {
-        self.inflight.len()
     }
 
     /// Whether nothing is in flight or waiting.
@@ -63,54 +84,29 @@ impl Publisher {
         self.inflight.is_empty() && self.waiting.is_empty()
     }
 
-    /// Starts publishing. `payload` is the rejected submission's bytes (unused for results).
-    /// With `verify_first`, a result already stored for the same run is not published again.
-    pub fn start(
-        &mut self,
-        key: PublicationKey,
-        publication: &Publication,
-        payload: Bytes,
-        verify_first: bool,
-    ) {
-        if !self.keys.insert(key.clone()) {
-            return;
+    /// Starts publishing, unless `key` is already on its way. `payload` is a rejected
+    /// submission's bytes if the leader still has them (otherwise they are read back).
+    pub fn start(&mut self, key: PublicationKey, publication: Publication, payload: Option<Bytes>) {
+        if self.keys.insert(key.clone()) {
+            self.waiting.push_back((key, publication, payload));
+            self.launch();
         }
-        let check = match publication {
-            Publication::Completed { work_id, queue, seq, .. }
-            | Publication::Failed { work_id, queue, seq, .. }
-                if verify_first =>
-            {
-                Some((subjects::result(queue, work_id), *seq))
-            }
-            _ => None,
-        };
-        let (subject, message) = build(publication, payload);
-        self.waiting.push_back((key, check, subject, message));
-        self.launch();
     }
 
     /// Moves waiting publications into flight while there is room.
     fn launch(&mut self) {
         while self.inflight.len() < MAX_IN_FLIGHT {
-            let Some((key, check, subject, message)) = self.waiting.pop_front() else { return };
+            let Some((key, publication, payload)) = self.waiting.pop_front() else { return };
             let js = self.js.clone();
             self.inflight.push(Box::pin(async move {
-                if let Some((subject, seq)) = check {
-                    if already_stored(&js, &subject, seq).await {
-                        return (key, Ok(()));
-                    }
-                }
-                let outcome = match js.send_publish(subject, message).await {
-                    Err(e) => Err(e.to_string()),
-                    Ok(ack) => ack.into_future().await.map(|_| ()).map_err(|e| e.to_string()),
-                };
+                let outcome = publish(&js, &publication, payload).await;
                 (key, outcome)
             }));
         }
     }
 
     /// The next finished publication. Pending forever when none is in flight.
-    pub async fn next(&mut self) -> (PublicationKey, Result<(), String>) {
+    pub async fn next(&mut self) -> (PublicationKey, Outcome) {
         match self.inflight.next().await {
             Some((key, outcome)) => {
                 self.keys.remove(&key);
@@ -122,7 +118,61 @@ impl Publisher {
     }
 }
 
-/// The subject and message for a publication.
+/// Publishes one outcome, fenced on its subject (see the module docs).
+async fn publish(
+    js: &jetstream::Context,
+    publication: &Publication,
+    payload: Option<Bytes>,
+) -> Outcome {
+    let payload = match (publication, payload) {
+        (Publication::Rejected { seq, .. }, None) => {
+            // Kept in the stream until this rejection is published (the purge floor); gone
+            // only if removed by hand, and then the notice goes out without it.
+            payloads::read(js, *seq).await?.unwrap_or_default()
+        }
+        (_, payload) => payload.unwrap_or_default(),
+    };
+    let run = publication.submit_seq();
+    let mut follows = 0;
+    for _ in 0..MAX_CONFLICTS {
+        let (subject, message) = build(publication, payload.clone());
+        let message = message.expected_last_subject_sequence(follows);
+        let sent = match js.send_publish(subject.clone(), message).await {
+            Ok(ack) => ack.into_future().await,
+            Err(e) => return Err(e.to_string()),
+        };
+        match sent {
+            Ok(_) => return Ok(Published::Stored),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        // Something is stored on the subject already: whose is it?
+        let stream =
+            js.get_stream_no_info(subjects::RESULTS_STREAM).await.map_err(|e| e.to_string())?;
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(stored) => {
+                let stored_run = stored
+                    .headers
+                    .get(headers::SUBMIT_SEQ)
+                    .and_then(|v| v.as_str().parse::<u64>().ok());
+                match stored_run {
+                    Some(stored_run) if stored_run == run => return Ok(Published::AlreadyStored),
+                    Some(stored_run) if stored_run > run => {
+                        return Ok(Published::Superseded { stored_run })
+                    }
+                    // An older run of the same id, or something that is not an outcome at
+                    // all: this run's outcome goes on top.
+                    _ => follows = stored.sequence,
+                }
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => follows = 0,
+            Err(e) => return Err(format!("reading {subject}: {e}")),
+        }
+    }
+    Err(format!("{} kept changing while publishing", build(publication, Bytes::new()).0))
+}
+
+/// The subject and message for a publication (without its fence).
 pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessage) {
     match publication {
         Publication::Completed { work_id, queue, seq, attempt, result } => {
@@ -160,18 +210,7 @@ pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessa
                 message =
                     message.header(headers::SUBMITTED_ID, headers::sanitize(id, 256).as_str());
             }
-            (subjects::rejected(queue), message)
+            (subjects::rejected(queue, *seq), message)
         }
-    }
-}
-
-/// Whether the newest result stored on `subject` is from the run at submit sequence `seq`.
-async fn already_stored(js: &jetstream::Context, subject: &str, seq: u64) -> bool {
-    let Ok(stream) = js.get_stream_no_info(subjects::RESULTS_STREAM).await else { return false };
-    match stream.direct_get_last_for_subject(subject).await {
-        Ok(stored) => {
-            stored.headers.get(headers::SUBMIT_SEQ).is_some_and(|v| v.as_str() == seq.to_string())
-        }
-        Err(_) => false,
     }
 }

@@ -3,6 +3,15 @@
 
 /// JetStream's deduplication id; on submissions it carries the work id.
 pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+/// JetStream's fence: the write is stored only if the stream's last sequence is this value.
+/// Kept with the stored message, so the journal's chain can be checked on replay.
+pub const NATS_EXPECTED_LAST_SEQUENCE: &str = "Nats-Expected-Last-Sequence";
+/// The stream sequence of a message in a direct-get reply.
+pub const NATS_SEQUENCE: &str = "Nats-Sequence";
+/// NATS micro-service error replies: the reason.
+pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
+/// NATS micro-service error replies: the code (400, 404, 503, …).
+pub const NATS_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
 /// `completed`, `failed` (attempts used up) or `rejected` (invalid submission).
 pub const STATUS: &str = "Jetwork-Status";
 /// The attempt (1-based) that produced a result.

@@ -60,10 +60,17 @@ pub fn result_any_queue(work_id: &WorkId) -> String {
     format!("jetwork.results.*.{work_id}")
 }
 
-/// Where rejected submissions of `queue` are published and stored.
-pub fn rejected(queue: &QueueName) -> String {
-    format!("jetwork.rejected.{queue}")
+/// Where the rejection of the submission stored at `seq` in `queue` is published and stored
+/// (one subject per submission, so its submitter can look it up by the sequence its
+/// acknowledgement gave, and a second copy can be refused).
+pub fn rejected(queue: &QueueName, seq: u64) -> String {
+    format!("jetwork.rejected.{queue}.{seq}")
 }
+
+/// The prefix of every results subject.
+pub const RESULTS_PREFIX: &str = "jetwork.results.";
+/// The prefix of every rejection subject.
+pub const REJECTED_PREFIX: &str = "jetwork.rejected.";
 
 /// Where the leader tells one worker that work is ready for it.
 pub fn worker_ready(worker: &WorkerId) -> String {
@@ -85,6 +92,7 @@ mod tests {
         let id = WorkId::parse("job-1").unwrap();
         assert_eq!(submit(&q), "jetwork.submit.emails");
         assert_eq!(result(&q, &id), "jetwork.results.emails.job-1");
+        assert_eq!(rejected(&q, 42), "jetwork.rejected.emails.42");
         assert_eq!(queue_of_submit("jetwork.submit.emails"), Some("emails"));
         assert_eq!(queue_of_submit("jetwork.submit."), None);
         assert_eq!(queue_of_submit("jetwork.results.x"), None);

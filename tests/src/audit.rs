@@ -1,7 +1,9 @@
-//! [`Audit`]: reads the journal and the results stream back and checks what every test
-//! asserts at the end: the journal's epochs never go backwards (no deposed master wrote after
-//! its successor's claim), no work id is finished twice while in flight, every run of a work
-//! id has exactly one stored result, and (per test) every acknowledged submission has a result.
+//! [`Audit`]: reads the journal, the results stream and the submit stream back and checks what
+//! every test asserts at the end: the journal's epochs never go backwards (no deposed master
+//! wrote after its successor's claim), no work id is finished twice while in flight, every run
+//! of a work id has exactly one stored result, no queue's read position moved past a stored
+//! submission that was neither accepted nor rejected, and (per test) every acknowledged
+//! submission has a result.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,13 +42,20 @@ pub struct Audit {
     pub rejections: usize,
     /// Journal messages that are not the leader's (unreadable batches published by others).
     pub foreign: usize,
+    /// Whether the journal still starts at sequence 1 (nothing purged), so every decision
+    /// ever made is in `events`.
+    pub journal_complete: bool,
+    /// Submissions still stored: (sequence, queue).
+    pub submissions: Vec<(u64, String)>,
 }
 
 impl Audit {
     /// Reads both streams in full.
     pub async fn read(js: &jetstream::Context) -> anyhow::Result<Audit> {
         let mut audit = Audit::default();
-        for (seq, subject, headers, payload) in read_stream(js, subjects::JOURNAL_STREAM).await? {
+        let journal = read_stream(js, subjects::JOURNAL_STREAM).await?;
+        audit.journal_complete = journal.first().is_none_or(|(seq, ..)| *seq == 1);
+        for (seq, subject, headers, payload) in journal {
             let epoch = header(&headers, headers::EPOCH).and_then(|e| e.parse().ok()).unwrap_or(0);
             audit.epochs.push((seq, epoch));
             match subject.as_str() {
@@ -62,8 +71,13 @@ impl Audit {
                 _ => {}
             }
         }
+        for (seq, subject, _, _) in read_stream(js, subjects::SUBMIT_STREAM).await? {
+            if let Some(queue) = subjects::queue_of_submit(&subject) {
+                audit.submissions.push((seq, queue.to_owned()));
+            }
+        }
         for (_, subject, headers, payload) in read_stream(js, subjects::RESULTS_STREAM).await? {
-            if subject.starts_with("jetwork.rejected.") {
+            if subject.starts_with(subjects::REJECTED_PREFIX) {
                 audit.rejections += 1;
                 continue;
             }
@@ -111,18 +125,24 @@ impl Audit {
             }
             last = epoch;
         }
-        let mut in_flight: BTreeMap<&WorkId, ()> = BTreeMap::new();
+        // Per id: true while in flight, false once finished. With a trimmed journal an item's
+        // acceptance may be gone while its finish is still there.
+        let mut in_flight: BTreeMap<&WorkId, bool> = BTreeMap::new();
         let mut finished: BTreeMap<&WorkId, usize> = BTreeMap::new();
         for (seq, _, event) in &self.events {
             match event {
-                Event::WorkAccepted { work_id, .. } if in_flight.insert(work_id, ()).is_some() => {
+                Event::WorkAccepted { work_id, .. }
+                    if in_flight.insert(work_id, true) == Some(true) =>
+                {
                     bail!("{work_id} accepted twice while in flight (message {seq})");
                 }
                 Event::WorkCompleted { work_id, .. } | Event::WorkFailed { work_id, .. } => {
-                    if in_flight.remove(work_id).is_none() {
-                        bail!(
+                    match in_flight.insert(work_id, false) {
+                        Some(true) => {}
+                        None if !self.journal_complete => {}
+                        _ => bail!(
                             "{work_id} finished twice, or without being accepted (message {seq})"
-                        );
+                        ),
                     }
                     *finished.entry(work_id).or_default() += 1;
                 }
@@ -142,6 +162,37 @@ impl Audit {
             if *times > stored {
                 bail!("{work_id} finished {times} times but has {stored} stored results");
             }
+        }
+        self.check_cursors()
+    }
+
+    /// No queue's cursor moved past a stored submission the journal neither accepted nor
+    /// rejected (the master only purges submissions below its cursor once they are done, so
+    /// a stored one at or below it must have been taken). Needs the whole journal.
+    fn check_cursors(&self) -> anyhow::Result<()> {
+        if !self.journal_complete {
+            return Ok(());
+        }
+        let mut cursors: BTreeMap<String, u64> = BTreeMap::new();
+        let mut taken = std::collections::BTreeSet::new();
+        for (_, _, event) in &self.events {
+            if let Event::WorkAccepted { queue, seq, .. }
+            | Event::SubmissionRejected { queue, seq, .. } = event
+            {
+                let cursor = cursors.entry(queue.to_string()).or_default();
+                *cursor = (*cursor).max(*seq);
+                taken.insert(*seq);
+            }
+        }
+        let skipped: Vec<&(u64, String)> = self
+            .submissions
+            .iter()
+            .filter(|(seq, queue)| {
+                cursors.get(queue).is_some_and(|c| seq <= c) && !taken.contains(seq)
+            })
+            .collect();
+        if !skipped.is_empty() {
+            bail!("the read position moved past submissions never taken: {skipped:?}");
         }
         Ok(())
     }

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod binaries;
 pub mod inproc;
+pub mod load;
 pub mod nats_server;
 pub mod process;
 pub mod procs;

@@ -81,7 +81,7 @@ async fn replay_from_a_snapshot_equals_replay_of_the_whole_journal() -> anyhow::
     for (_, _, event) in &audit.events {
         full.apply(event);
     }
-    let replayed = jetwork_master::journal::replay(&js).await?;
+    let replayed = jetwork_master::journal::replay(&js, u64::MAX).await?;
     assert!(replayed.from_seq > 1, "replay started from a snapshot");
     assert_eq!(replayed.state, full);
     full.check_invariants().map_err(anyhow::Error::msg)?;
@@ -189,7 +189,7 @@ async fn finished_work_and_old_journal_history_are_purged() -> anyhow::Result<()
 
     tracing::info!("--- and a new leader still rebuilds the state from what is left");
     master.stop().await;
-    let replayed = jetwork_master::journal::replay(&js).await?;
+    let replayed = jetwork_master::journal::replay(&js, u64::MAX).await?;
     replayed.state.check_invariants().map_err(anyhow::Error::msg)?;
     assert_eq!(replayed.state.queues[&queue].completed, 61);
     assert!(

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use jetwork_frontend::{Client, ResultStatus};
 use jetwork_shared::{connect, QueueName, WorkId};
+use jetwork_tests::load::steady;
 use jetwork_tests::{fast_settings, init_logging, wait_until, Audit, NatsServer, Procs};
-use tokio::task::JoinHandle;
 
 /// The leader's name as `status` reports it (`<id>-<suffix>`), once someone answers.
 async fn leader(client: &Client) -> Option<String> {
@@ -21,26 +21,6 @@ async fn wait_for_leader(client: &Client, prefix: &str, within: Duration) -> any
         leader(client).await.is_some_and(|l| l.starts_with(prefix))
     })
     .await
-}
-
-/// Submits `count` squares steadily in the background; returns the ids once all are acked.
-fn steady_load(
-    client: Client,
-    prefix: &'static str,
-    count: u32,
-    pace: Duration,
-) -> JoinHandle<anyhow::Result<Vec<WorkId>>> {
-    tokio::spawn(async move {
-        let queue = QueueName::default_queue();
-        let mut ids = Vec::new();
-        for n in 1..=count {
-            let id = WorkId::parse(&format!("{prefix}{n}"))?;
-            client.submit(&queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
-            ids.push(id);
-            tokio::time::sleep(pace).await;
-        }
-        Ok(ids)
-    })
 }
 
 async fn all_completed(client: &Client, ids: &[WorkId], within: Duration) -> anyhow::Result<Audit> {
@@ -137,7 +117,7 @@ async fn the_leader_killed_under_load_loses_nothing() -> anyhow::Result<()> {
     let _workers: Vec<_> = (1..=3)
         .map(|i| procs.worker(&format!("w{i}"), &["--concurrency", "2"]))
         .collect::<Result<_, _>>()?;
-    let load = steady_load(client.clone(), "load-", 400, Duration::from_millis(5));
+    let load = steady(client.clone(), "load-", 400, Duration::from_millis(5));
 
     tracing::info!("--- kill -9 the leader part-way");
     let js = connect::jetstream(client.nats(), &client.settings().nats);
@@ -166,7 +146,7 @@ async fn a_frozen_leader_never_writes_after_its_lease_and_steps_down() -> anyhow
     let _m2 = procs.master("m2")?;
     let _workers: Vec<_> =
         (1..=2).map(|i| procs.worker(&format!("w{i}"), &[])).collect::<Result<_, _>>()?;
-    let load = steady_load(client.clone(), "frz-", 300, Duration::from_millis(10));
+    let load = steady(client.clone(), "frz-", 300, Duration::from_millis(10));
     let js = connect::jetstream(client.nats(), &client.settings().nats);
     wait_until("some results", Duration::from_secs(30), || async {
         Audit::read(&js).await.map(|a| a.results.len() >= 30).unwrap_or(false)

@@ -182,7 +182,7 @@ async fn bad_submissions_get_a_reason_and_lose_nothing() -> anyhow::Result<()> {
     let rejected = jetwork_tests::audit::read_stream(&js, subjects::RESULTS_STREAM).await?;
     let reasons: Vec<String> = rejected
         .iter()
-        .filter(|(_, subject, _, _)| subject == "jetwork.rejected.default")
+        .filter(|(_, subject, _, _)| subject.starts_with("jetwork.rejected.default."))
         .map(|(_, _, h, payload)| {
             let reason = h
                 .as_ref()

@@ -12,8 +12,18 @@ pub enum Command {
     /// This master won the lease (`epoch` is the lease revision) and finished replaying.
     Takeover { epoch: u64, leader: String, now: Millis },
     /// A submission read from `JETWORK_SUBMIT`: its queue, stream sequence, `Nats-Msg-Id`
-    /// header if any, and payload size.
-    Submitted { queue: QueueName, seq: u64, msg_id: Option<String>, size: u64, now: Millis },
+    /// header if any, and payload size. `after` is the reader's guarantee about what came
+    /// before it: every submission of this queue with a sequence in `after + 1 .. seq` was
+    /// delivered to the engine already (none exist, or they were delivered before this one).
+    /// The engine only moves the queue's cursor along such unbroken deliveries.
+    Submitted {
+        queue: QueueName,
+        seq: u64,
+        after: u64,
+        msg_id: Option<String>,
+        size: u64,
+        now: Millis,
+    },
     /// A worker's registration or heartbeat.
     Register { request: RequestId, msg: RegisterWorker, now: Millis },
     /// A worker asks for work.

@@ -19,6 +19,9 @@ pub enum Effect {
     Publish { key: PublicationKey },
     /// Announce the new leader on `jetwork.master.elected`.
     Announce { epoch: u64, leader: String },
+    /// A submission arrived that does not follow on from the queue's cursor (its reader
+    /// lost deliveries): read the queue again from `from` (the cursor + 1).
+    Reread { queue: QueueName, from: u64 },
 }
 
 /// A reply to a worker request (the runtime adds the epoch and the payloads).

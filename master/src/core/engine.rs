@@ -90,8 +90,8 @@ impl Engine {
         let now = command.now();
         match command {
             Command::Takeover { epoch, leader, now } => self.takeover(epoch, leader, now),
-            Command::Submitted { queue, seq, msg_id, size, now } => {
-                self.submitted(queue, seq, msg_id, size, now)
+            Command::Submitted { queue, seq, after, msg_id, size, now } => {
+                self.submitted(queue, seq, after, msg_id, size, now)
             }
             Command::Register { request, msg, now } => self.register(request, msg, now),
             Command::RequestWork { request, msg, now } => self.request_work(request, msg, now),
@@ -180,12 +180,23 @@ impl Engine {
         &mut self,
         queue: QueueName,
         seq: u64,
+        after: u64,
         msg_id: Option<String>,
         size: u64,
         now: Millis,
     ) {
-        if self.state.queues.get(&queue).is_some_and(|q| seq <= q.cursor) {
+        let cursor = self.state.queues.get(&queue).map_or(0, |q| q.cursor);
+        if seq <= cursor {
             return; // Read again after a reconnect or takeover: already consumed.
+        }
+        if after > cursor {
+            // Submissions between the cursor and `after` were delivered to nobody (a reader
+            // lost messages in flight). Accepting this one would move the cursor over them and
+            // they would never run: take nothing, and have the queue read again from the
+            // cursor. Nothing is journaled, so this costs a re-read and no state.
+            let from = cursor + 1;
+            self.out.effects.push(Effect::Reread { queue, from });
+            return;
         }
         let parsed = match &msg_id {
             None => Ok(WorkId::assigned(seq)),
@@ -538,12 +549,12 @@ impl Engine {
 }
 
 impl Publication {
-    /// The queue the publication belongs to.
-    pub fn queue(&self) -> &QueueName {
+    /// The `JETWORK_SUBMIT` sequence of the submission it answers: it identifies the run.
+    pub fn submit_seq(&self) -> u64 {
         match self {
-            Publication::Completed { queue, .. }
-            | Publication::Failed { queue, .. }
-            | Publication::Rejected { queue, .. } => queue,
+            Publication::Completed { seq, .. }
+            | Publication::Failed { seq, .. }
+            | Publication::Rejected { seq, .. } => *seq,
         }
     }
 }

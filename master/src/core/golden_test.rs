@@ -8,7 +8,8 @@
 //!   (before use).
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>]`
-//! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>]` (no `id`: none was sent)
+//! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]` (no `id`: none
+//!   was sent; no `after`: the delivery follows on from the queue's cursor)
 //! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]`
 //! - `request <worker> [slots=<n>] [wait=<ms>]`
 //! - `report <worker> [done=<id>@<attempt>[/<result>]] [fail=<id>@<attempt>[/<reason>]]
@@ -130,7 +131,10 @@ impl goldenscript::Runner for Runner {
                 let queue = QueueName::parse(args.take_key("queue").unwrap_or("q"))?;
                 let msg_id = args.take_key("id").map(str::to_owned);
                 let size = args.take_key("size").map_or(Ok(1), str::parse)?;
-                self.run_command(Command::Submitted { queue, seq, msg_id, size, now })?
+                // Without `after`, the delivery follows on from the cursor (no loss).
+                let cursor = self.engine.state().queues.get(&queue).map_or(0, |q| q.cursor);
+                let after = args.take_key("after").map_or(Ok(cursor), str::parse)?;
+                self.run_command(Command::Submitted { queue, seq, after, msg_id, size, now })?
             }
             "register" => {
                 let worker_id = worker(args.next_pos().ok_or("register needs <worker>")?)?;
@@ -299,6 +303,7 @@ fn render_effect(effect: &Effect) -> String {
         Effect::NotifyReady { worker } => format!("notify {worker}"),
         Effect::Publish { key } => format!("publish {}", render_keys(std::slice::from_ref(key))),
         Effect::Announce { epoch, leader } => format!("announce epoch={epoch} leader={leader}"),
+        Effect::Reread { queue, from } => format!("reread {queue} from={from}"),
     }
 }
 

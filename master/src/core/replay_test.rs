@@ -4,9 +4,15 @@
 //! - replaying the emitted events from an empty state gives exactly the live state,
 //! - a snapshot (the MessagePack encoding of the state) decodes to the same state,
 //! - the journal never finishes a work id twice without accepting it again in between,
-//! - attempts of an item are handed out as 1, 2, 3, … and never beyond `max_attempts`.
+//! - attempts of an item are handed out as 1, 2, 3, … and never beyond `max_attempts`;
+//!
+//! and after every step that no queue's cursor has moved past a stored submission that was
+//! neither accepted nor rejected. Submissions reach the engine through modelled readers, as
+//! in the runtime: each reader delivers its queue's messages in order from where it started,
+//! a lost delivery ends it (a real reader notices the gap), a `Reread` effect or a takeover
+//! starts a new one, and old readers may still deliver late (messages already in flight).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use jetwork_shared::codec;
@@ -22,10 +28,37 @@ use super::*;
 enum Action {
     Advance(u64),
     Tick,
-    Submit { queue: u8, id: Option<u8> },
-    Register { worker: u8, queues: u8, capacity: u32, running: Vec<(u8, u32)> },
-    Request { worker: u8, slots: u32 },
-    Report { worker: u8, outcomes: Vec<(u8, u32, u8)>, slots: u32 },
+    Submit {
+        queue: u8,
+        id: Option<u8>,
+    },
+    /// Reader `reader` (an index into all readers ever started) delivers its next message;
+    /// with `lose`, that delivery is lost in flight and the reader stops.
+    Deliver {
+        reader: u8,
+        lose: bool,
+    },
+    /// A reader is started `skip` submissions past the queue's cursor, as a runtime bug (or a
+    /// stale cursor) would: the engine must not let it move the cursor over what it skipped.
+    Misplaced {
+        queue: u8,
+        skip: u8,
+    },
+    Register {
+        worker: u8,
+        queues: u8,
+        capacity: u32,
+        running: Vec<(u8, u32)>,
+    },
+    Request {
+        worker: u8,
+        slots: u32,
+    },
+    Report {
+        worker: u8,
+        outcomes: Vec<(u8, u32, u8)>,
+        slots: u32,
+    },
     PublishAll,
     Missing(u8),
     Takeover,
@@ -36,6 +69,9 @@ fn action() -> impl Strategy<Value = Action> {
         (1u64..3000).prop_map(Action::Advance),
         Just(Action::Tick),
         (0u8..2, proptest::option::of(0u8..8)).prop_map(|(queue, id)| Action::Submit { queue, id }),
+        (0u8..8, proptest::bool::weighted(0.3))
+            .prop_map(|(reader, lose)| Action::Deliver { reader, lose }),
+        (0u8..2, 1u8..4).prop_map(|(queue, skip)| Action::Misplaced { queue, skip }),
         (0u8..3, 1u8..4, 1u32..4, proptest::collection::vec((0u8..8, 0u32..4), 0..3)).prop_map(
             |(worker, queues, capacity, running)| Action::Register {
                 worker,
@@ -76,17 +112,76 @@ struct Harness {
     seq: u64,
     request: RequestId,
     epoch: u64,
+    /// The submit stream, per queue: sequence and `Nats-Msg-Id`.
+    streams: BTreeMap<u8, Vec<(u64, Option<String>)>>,
+    /// Every reader started, oldest first.
+    readers: Vec<Reader>,
+    /// Submissions the journal accepted or rejected.
+    taken: BTreeSet<u64>,
+}
+
+/// A modelled queue reader: delivers its queue's submissions in stream order after `pos`.
+struct Reader {
+    queue: u8,
+    /// The last sequence it delivered (or the one before where it started).
+    pos: u64,
+    /// False once a delivery was lost: the reader noticed the gap and stopped.
+    alive: bool,
 }
 
 impl Harness {
     fn step(&mut self, command: Command) {
         let out = self.engine.step(command);
+        for event in &out.events {
+            if let Event::WorkAccepted { seq, .. } | Event::SubmissionRejected { seq, .. } = event {
+                self.taken.insert(*seq);
+            }
+        }
         self.journal.extend(out.events);
+        for effect in out.effects {
+            if let Effect::Reread { queue, from } = effect {
+                let queue = (0..2).find(|i| self::queue(*i) == queue).expect("a modelled queue");
+                self.readers.push(Reader { queue, pos: from - 1, alive: true });
+            }
+        }
         if let Err(e) = self.engine.state().check_invariants() {
             panic!("invariant broken: {e}\n{:#?}", self.engine.state());
         }
+        self.check_cursors();
     }
 
+    /// No cursor is past a stored submission the journal neither accepted nor rejected.
+    fn check_cursors(&self) {
+        for (q, stream) in &self.streams {
+            let cursor = self.engine.state().queues.get(&queue(*q)).map_or(0, |s| s.cursor);
+            for (seq, _) in stream.iter().filter(|(seq, _)| *seq <= cursor) {
+                assert!(self.taken.contains(seq), "q{q} cursor {cursor} skipped submission {seq}");
+            }
+        }
+    }
+
+    /// Starts a reader for every queue at its cursor, as a new leader does.
+    fn start_readers(&mut self) {
+        for q in 0..2 {
+            let cursor = self.engine.state().queues.get(&queue(q)).map_or(0, |s| s.cursor);
+            self.readers.push(Reader { queue: q, pos: cursor, alive: true });
+        }
+    }
+
+    /// Reader `index` delivers its next submission, if it has one.
+    fn deliver(&mut self, index: usize, lose: bool, now: Millis) {
+        let Some(reader) = self.readers.get(index).filter(|r| r.alive) else { return };
+        let (q, after) = (reader.queue, reader.pos);
+        let next = self.streams.get(&q).and_then(|s| s.iter().find(|(seq, _)| *seq > after));
+        let Some((seq, msg_id)) = next.cloned() else { return };
+        let reader = &mut self.readers[index];
+        if lose {
+            reader.alive = false;
+            return;
+        }
+        reader.pos = seq;
+        self.step(Command::Submitted { queue: queue(q), seq, after, msg_id, size: 10, now });
+    }
     fn run(&mut self, action: Action) {
         let now = self.now;
         self.request += 1;
@@ -98,13 +193,23 @@ impl Harness {
                 self.seq += 1;
                 let msg_id =
                     id.map(|i| if i == 7 { "bad.id".to_owned() } else { work_id(i).to_string() });
-                self.step(Command::Submitted {
-                    queue: queue(q),
-                    seq: self.seq,
-                    msg_id,
-                    size: 10,
-                    now,
-                });
+                self.streams.entry(q).or_default().push((self.seq, msg_id));
+                // The queue's newest reader delivers its next message (usually this one).
+                if let Some(newest) = self.readers.iter().rposition(|r| r.queue == q) {
+                    self.deliver(newest, false, now);
+                }
+            }
+            Action::Misplaced { queue: q, skip } => {
+                let cursor = self.engine.state().queues.get(&queue(q)).map_or(0, |s| s.cursor);
+                let pos = cursor + u64::from(skip);
+                self.readers.push(Reader { queue: q, pos, alive: true });
+            }
+            Action::Deliver { reader, lose } => {
+                // Recent readers are the likeliest to have something to deliver.
+                let count = self.readers.len();
+                if count > 0 {
+                    self.deliver(count - 1 - usize::from(reader) % count, lose, now);
+                }
             }
             Action::Register { worker: w, queues, capacity, running } => {
                 let running = running
@@ -161,6 +266,8 @@ impl Harness {
                     leader: format!("m{}", self.epoch),
                     now,
                 });
+                // Readers of the old leader may still deliver late; the new one starts its own.
+                self.start_readers();
             }
         }
     }
@@ -206,8 +313,12 @@ proptest! {
             seq: 0,
             request: 0,
             epoch: 1,
+            streams: BTreeMap::new(),
+            readers: Vec::new(),
+            taken: BTreeSet::new(),
         };
         h.step(Command::Takeover { epoch: 1, leader: "m1".to_owned(), now: 0 });
+        h.start_readers();
         for action in actions {
             h.run(action);
         }

@@ -1,0 +1,240 @@
+//! The journal: the `JETWORK_JOURNAL` stream, written only by the leader, read back (from the
+//! latest snapshot) by every new leader ([`replay`]).
+//!
+//! Message kinds, by subject:
+//! - `jetwork.journal.epoch`: the first write of a leadership term, a [`JournalBatch`] holding
+//!   its `EpochStarted` event;
+//! - `jetwork.journal.events`: a [`JournalBatch`] of events;
+//! - `jetwork.journal.snapshot.data`: one part of a MessagePack-encoded [`State`];
+//! - `jetwork.journal.snapshot.done`: a [`SnapshotMarker`] naming the parts just written.
+//!
+//! **Fencing.** Every write carries `Nats-Expected-Last-Sequence` = the sequence of the message
+//! before it, so the leader's writes form one unbroken chain that starts at the stream tail it
+//! replayed up to. A new leader's epoch write extends the tail it saw; from that moment every
+//! write of a deposed leader (whose chain expects an older tail) is refused by the server with
+//! "wrong last sequence", whatever the lease timing. Writes are pipelined (several in flight,
+//! each expecting its predecessor), acknowledgements are checked in order, and any failure
+//! ends the term: the leader stops, and whoever leads next resolves an ambiguous write by
+//! replaying what is actually stored.
+
+mod chain;
+mod replay;
+
+use std::collections::VecDeque;
+use std::future::IntoFuture;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use jetwork_shared::{codec, headers, subjects};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::core::{JournalBatch, State};
+
+pub use chain::Chain;
+pub use replay::{replay, ReplayError, Replayed};
+
+/// A journal operation failed.
+#[derive(Debug, Error)]
+pub enum JournalError {
+    /// Another master wrote to the journal: this one is deposed.
+    #[error("fenced: the journal moved past sequence {expected} ({detail})")]
+    Fenced { expected: u64, detail: String },
+    /// The write's outcome is unknown or the stream could not be reached.
+    #[error("journal unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Names the parts of a snapshot, written after them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotMarker {
+    /// Stream sequence of the first part. The snapshot is the state after every event stored
+    /// before it; replay resumes here.
+    pub first_seq: u64,
+    pub parts: u32,
+    pub bytes: u64,
+    pub epoch: u64,
+}
+
+type AckResult = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>;
+type AckFuture = BoxFuture<'static, AckResult>;
+
+/// The leader's writer: a fenced, pipelined chain of appends.
+pub struct Journal {
+    js: jetstream::Context,
+    epoch: u64,
+    /// Sequence the next write expects to follow (the last sequence issued in the chain).
+    tail: u64,
+    /// Writes in flight: (ticket, sequence expected for it, ack).
+    inflight: FuturesOrdered<BoxFuture<'static, (u64, u64, AckResult)>>,
+    issued: u64,
+    acked: u64,
+    /// Largest message the server accepts.
+    max_message: usize,
+    /// Stream sequences at which snapshot markers were written and not yet acknowledged.
+    pending_markers: VecDeque<(u64, u64)>,
+}
+
+impl Journal {
+    /// A writer for `epoch` continuing the chain after `last_seq` (the replayed tail).
+    pub fn new(js: jetstream::Context, epoch: u64, last_seq: u64, max_message: usize) -> Self {
+        Journal {
+            js,
+            epoch,
+            tail: last_seq,
+            inflight: FuturesOrdered::new(),
+            issued: 0,
+            acked: 0,
+            max_message,
+            pending_markers: VecDeque::new(),
+        }
+    }
+
+    /// Largest payload one write may carry (headers get the rest of `max_payload`).
+    pub fn max_payload(&self) -> usize {
+        self.max_message.saturating_sub(1024)
+    }
+
+    /// Writes issued so far; a write's ticket is the value of this counter after issuing it.
+    pub fn issued(&self) -> u64 {
+        self.issued
+    }
+
+    /// Writes acknowledged so far, in order.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Writes awaiting acknowledgement.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Issues one write in the chain and returns its ticket.
+    pub async fn append(
+        &mut self,
+        subject: &'static str,
+        payload: Bytes,
+    ) -> Result<u64, JournalError> {
+        self.append_with(subject, payload, None).await
+    }
+
+    /// Encodes and issues an event batch (on `jetwork.journal.epoch` for the term's first).
+    pub async fn append_batch(
+        &mut self,
+        batch: &JournalBatch,
+        epoch_marker: bool,
+    ) -> Result<u64, JournalError> {
+        let payload = codec::encode(batch).map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        let subject = if epoch_marker { subjects::JOURNAL_EPOCH } else { subjects::JOURNAL_EVENTS };
+        self.append(subject, payload).await
+    }
+
+    async fn append_with(
+        &mut self,
+        subject: &'static str,
+        payload: Bytes,
+        part: Option<String>,
+    ) -> Result<u64, JournalError> {
+        let expected = self.tail;
+        let mut message = PublishMessage::build()
+            .payload(payload)
+            .expected_last_sequence(expected)
+            .header(headers::EPOCH, self.epoch.to_string().as_str());
+        if let Some(part) = part {
+            message = message.header(headers::SNAPSHOT_PART, part.as_str());
+        }
+        let ack =
+            self.js.send_publish(subject, message).await.map_err(|e| {
+                JournalError::Unavailable(format!("cannot send journal write: {e}"))
+            })?;
+        self.tail += 1;
+        self.issued += 1;
+        let ticket = self.issued;
+        let ack: AckFuture = Box::pin(ack.into_future());
+        self.inflight.push_back(Box::pin(async move { (ticket, expected, ack.await) }));
+        Ok(ticket)
+    }
+
+    /// Waits for the next acknowledgement, in issue order, and checks it landed where the
+    /// chain expects. Pending forever when nothing is in flight.
+    pub async fn next_ack(&mut self) -> Result<u64, JournalError> {
+        let Some((ticket, expected, result)) = self.inflight.next().await else {
+            return std::future::pending().await;
+        };
+        match result {
+            Ok(ack) if ack.sequence == expected + 1 => {
+                self.acked = ticket;
+                Ok(ticket)
+            }
+            Ok(ack) => Err(JournalError::Fenced {
+                expected,
+                detail: format!("write landed at {} (duplicate: {})", ack.sequence, ack.duplicate),
+            }),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(JournalError::Fenced { expected, detail: e.to_string() })
+            }
+            Err(e) => Err(JournalError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Writes `state` as a snapshot: its parts, then the marker. Returns the marker's ticket
+    /// and the snapshot's first sequence (replay starts there; history before it may go).
+    pub async fn write_snapshot(&mut self, state: &State) -> Result<(u64, u64), JournalError> {
+        let bytes = codec::encode(state).map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        // Replay reads parts from the stream leader, whose replies carry the payload in
+        // base64 (4 bytes per 3): keep a part's reply within the server's message limit.
+        let part_size = (self.max_payload().saturating_sub(4096) / 4 * 3).clamp(1024, 512 * 1024);
+        let parts: Vec<Bytes> = if bytes.is_empty() {
+            vec![Bytes::new()]
+        } else {
+            bytes.chunks(part_size).map(Bytes::copy_from_slice).collect()
+        };
+        let first_seq = self.tail + 1;
+        let count = parts.len();
+        for (index, part) in parts.into_iter().enumerate() {
+            let label = format!("{}/{count}", index + 1);
+            self.append_with(subjects::JOURNAL_SNAPSHOT_DATA, part, Some(label)).await?;
+        }
+        let marker = SnapshotMarker {
+            first_seq,
+            parts: u32::try_from(count).unwrap_or(u32::MAX),
+            bytes: bytes.len() as u64,
+            epoch: self.epoch,
+        };
+        let payload =
+            codec::encode(&marker).map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        let ticket = self.append(subjects::JOURNAL_SNAPSHOT, payload).await?;
+        self.pending_markers.push_back((ticket, first_seq));
+        Ok((ticket, first_seq))
+    }
+
+    /// The first sequence of the newest snapshot whose marker is now acknowledged, if a new
+    /// one is.
+    pub fn take_confirmed_snapshot(&mut self) -> Option<u64> {
+        let mut confirmed = None;
+        while let Some(&(ticket, first_seq)) = self.pending_markers.front() {
+            if ticket > self.acked {
+                break;
+            }
+            confirmed = Some(first_seq);
+            self.pending_markers.pop_front();
+        }
+        confirmed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_marker_round_trips() {
+        let marker = SnapshotMarker { first_seq: 10, parts: 2, bytes: 700_000, epoch: 3 };
+        let bytes = codec::encode(&marker).unwrap();
+        assert_eq!(codec::decode::<SnapshotMarker>(&bytes).unwrap(), marker);
+    }
+}
