@@ -112,9 +112,12 @@ pub struct Client {
 
 impl Client {
     /// Connects, and creates the streams if they do not exist yet (so work can be submitted
-    /// before any master has run).
+    /// before any master has run). A server that cannot be reached within
+    /// `nats.request_timeout`, or that refuses the credentials or the TLS setup, is an error
+    /// that says so.
     pub async fn connect(settings: FrontendSettings) -> Result<Self, ClientError> {
-        let nats = connect::connect(&settings.nats, "jetwork-frontend")
+        let wait = settings.nats.request_timeout;
+        let nats = connect::connect_within(&settings.nats, "jetwork-frontend", wait)
             .await
             .map_err(jetwork_shared::Error::from)?;
         let js = connect::jetstream(&nats, &settings.nats);

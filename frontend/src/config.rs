@@ -40,9 +40,10 @@ impl Default for FrontendConfig {
 }
 
 impl FrontendSettings {
-    /// Loads defaults, the optional file and `JETWORK_*` overrides.
+    /// Loads defaults, the optional file and `JETWORK_*` overrides, then checks them.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let settings: FrontendSettings = config::load(file, &[])?;
+        settings.nats.validate()?;
         settings.streams.validate()?;
         Ok(settings)
     }

@@ -9,15 +9,15 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use jetwork_frontend::demo::{self, DemoOptions};
 use jetwork_frontend::{status_view, Client, FrontendSettings, ResultStatus};
+use jetwork_shared::cli::NatsArgs;
 use jetwork_shared::{QueueName, WorkId};
 
 /// Talks to jetwork: submit work, fetch results, inspect the master.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// NATS server URL(s), comma separated (overrides the config file).
-    #[arg(long, env = "NATS_URL", global = true)]
-    nats_url: Option<String>,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Configuration file (TOML); `JETWORK_*` variables override it.
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
@@ -85,9 +85,8 @@ async fn main() -> anyhow::Result<()> {
     jetwork_shared::telemetry::init(if verbose { "info" } else { "warn" });
     let mut settings =
         FrontendSettings::load(args.config.as_deref()).context("loading configuration")?;
-    if let Some(url) = args.nats_url {
-        settings.nats.url = url;
-    }
+    args.nats.apply(&mut settings.nats);
+    settings.nats.validate().context("checking configuration")?;
     let default_queue = settings.frontend.queue.clone();
     let queue_or_default = |q: Option<String>| -> anyhow::Result<QueueName> {
         QueueName::parse(q.as_deref().unwrap_or(&default_queue)).context("invalid queue")

@@ -99,6 +99,7 @@ impl MasterSettings {
 
     /// Checks the rules serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.nats.validate()?;
         self.streams.validate()?;
         let m = &self.master;
         let rule = |ok: bool, text: &str| {

@@ -31,9 +31,13 @@ use leader::{Env, Exit};
 /// at once by releasing the lease.
 pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -> Result<()> {
     tokio::pin!(shutdown);
-    let (client, interruptions) = connect::connect_watched(&settings.nats, "jetwork-master")
-        .await
-        .map_err(jetwork_shared::Error::from)?;
+    // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it.
+    let (client, interruptions) = tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        connected = connect::connect_watched(&settings.nats, "jetwork-master") => {
+            connected.map_err(jetwork_shared::Error::from)?
+        }
+    };
     let js = connect::jetstream(&client, &settings.nats);
     let kv = loop {
         let ready = async {

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 use jetwork_master::MasterSettings;
+use jetwork_shared::cli::NatsArgs;
 
 /// A jetwork master candidate: stands by until it wins the lease, then leads.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// NATS server URL(s), comma separated (overrides the config file).
-    #[arg(long, env = "NATS_URL")]
-    nats_url: Option<String>,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Configuration file (TOML); `JETWORK_*` variables override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -35,9 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut settings =
         MasterSettings::load(args.config.as_deref()).context("loading configuration")?;
-    if let Some(url) = args.nats_url {
-        settings.nats.url = url;
-    }
+    args.nats.apply(&mut settings.nats);
     if let Some(id) = args.id {
         settings.master.id = id;
     }

@@ -4,11 +4,18 @@
 //! component), an optional TOML file (`--config <path>`, or the path in `JETWORK_CONFIG`), and
 //! environment variables `JETWORK_<SECTION>__<KEY>` (for example
 //! `JETWORK_MASTER__WORK_TIMEOUT=3s`, `JETWORK_NATS__URL=nats://host:4222`). Command-line
-//! flags (`--nats-url`, env `NATS_URL`) are applied by each binary on top.
+//! flags are applied by each binary on top (the connection flags, the same in every binary,
+//! are [`crate::cli::NatsArgs`]).
+//!
+//! The `[nats]` section (servers, authentication, TLS) lives in [`NatsConfig`], whose rules
+//! are checked at load like the others'.
 //!
 //! Durations are written the humantime way (`250ms`, `10s`, `2m`, `24h`). Every section
 //! rejects unknown keys, so a typo is an error at start-up instead of a silently ignored
 //! setting; unknown *sections* are ignored so one file can configure all components.
+
+mod nats;
+mod nats_url;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,10 +23,29 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use thiserror::Error;
 
+pub use nats::{Auth, NatsConfig, Resolved};
+pub use nats_url::redact as redact_url;
+
 /// The environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "JETWORK";
 /// The environment variable naming a config file when `--config` is absent.
 pub const CONFIG_FILE_ENV: &str = "JETWORK_CONFIG";
+
+/// Settings whose environment value is taken as it is written: the environment source would
+/// otherwise read a password `0123` as the number 123, or `1e3` as 1000.
+const VERBATIM_KEYS: &[&str] = &[
+    "nats.url",
+    "nats.name",
+    "nats.user",
+    "nats.password",
+    "nats.token",
+    "nats.nkey_seed_file",
+    "nats.credentials",
+    "nats.tls_ca_file",
+    "nats.tls_cert_file",
+    "nats.tls_key_file",
+    "nats.inbox_prefix",
+];
 
 /// Configuration could not be loaded.
 #[derive(Debug, Error)]
@@ -30,29 +56,6 @@ pub enum ConfigError {
     Invalid(#[from] config::ConfigError),
     #[error("invalid configuration: {0}")]
     Rule(String),
-}
-
-/// How to reach NATS.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsConfig {
-    /// Server URL(s), comma separated.
-    pub url: String,
-    /// Optional credentials file (NATS decentralised auth).
-    pub credentials: Option<PathBuf>,
-    /// Timeout for JetStream API calls and publish acknowledgements.
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            url: "nats://127.0.0.1:4222".to_owned(),
-            credentials: None,
-            request_timeout: Duration::from_secs(5),
-        }
-    }
 }
 
 /// Settings of the JetStream streams and buckets (see [`crate::topology`]). The master applies
@@ -155,13 +158,38 @@ pub fn load<T: DeserializeOwned>(
             env = env.with_list_parse_key(key);
         }
     }
+    let (parsed, verbatim) = split_env(std::env::vars());
+    let env = env.source(Some(parsed));
+    builder = builder.add_source(env);
+    for (key, value) in verbatim {
+        builder = builder.set_override(key, value)?;
+    }
+    Ok(builder.build()?.try_deserialize()?)
+}
+
+/// The `JETWORK_<SECTION>__<KEY>` variables: those the environment source may parse, and the
+/// [`VERBATIM_KEYS`] as `(key, value)` overrides kept as strings.
+fn split_env(
+    vars: impl Iterator<Item = (String, String)>,
+) -> (std::collections::HashMap<String, String>, Vec<(String, String)>) {
+    let mut parsed = std::collections::HashMap::new();
+    let mut verbatim = Vec::new();
     // JETWORK_CONFIG names the file, it is not a setting.
-    let env = env.source(Some(
-        std::env::vars()
-            .filter(|(k, _)| k != CONFIG_FILE_ENV && k.starts_with("JETWORK_") && k.contains("__"))
-            .collect(),
-    ));
-    Ok(builder.add_source(env).build()?.try_deserialize()?)
+    for (name, value) in vars {
+        if name == CONFIG_FILE_ENV || !name.starts_with("JETWORK_") || !name.contains("__") {
+            continue;
+        }
+        let key = name["JETWORK_".len()..].to_lowercase().replace("__", ".");
+        if VERBATIM_KEYS.contains(&key.as_str()) {
+            if !value.is_empty() {
+                verbatim.push((key, value));
+            }
+        } else {
+            parsed.insert(name, value);
+        }
+    }
+    verbatim.sort();
+    (parsed, verbatim)
 }
 
 #[cfg(test)]
@@ -193,6 +221,38 @@ mod tests {
         writeln!(file, "[nats]\nurll = \"x\"").unwrap();
         let err = load::<Sample>(Some(file.path()), &[]).unwrap_err();
         assert!(err.to_string().contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn secrets_in_the_environment_stay_strings() {
+        let vars = [
+            ("JETWORK_NATS__PASSWORD", "0123"),
+            ("JETWORK_NATS__TOKEN", "1e3"),
+            ("JETWORK_NATS__REQUEST_TIMEOUT", "2s"),
+            ("JETWORK_NATS__EMPTY", ""),
+            ("JETWORK_CONFIG", "x.toml"),
+            ("NATS_URL", "nats://elsewhere:4222"),
+        ];
+        let (parsed, verbatim) =
+            split_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(
+            verbatim,
+            [("nats.password".into(), "0123".into()), ("nats.token".into(), "1e3".into())]
+        );
+        assert_eq!(parsed.len(), 2, "{parsed:?}");
+        assert!(parsed.contains_key("JETWORK_NATS__REQUEST_TIMEOUT"));
+
+        let mut file = toml_file();
+        writeln!(file, "[nats]\nuser = \"app\"").unwrap();
+        let cfg = config::Config::builder()
+            .add_source(config::File::from(file.path()).format(config::FileFormat::Toml))
+            .set_override("nats.password", "0123")
+            .unwrap()
+            .build()
+            .unwrap()
+            .try_deserialize::<Sample>()
+            .unwrap();
+        assert_eq!(cfg.nats.password.as_deref(), Some("0123"));
     }
 
     #[test]

@@ -1,7 +1,15 @@
-//! Connecting to NATS the same way in every binary: named connection, optional credentials,
-//! unlimited reconnects (the client library default) with connection events logged, and a
-//! JetStream context whose publish acknowledgements apply back-pressure instead of failing
-//! when too many are in flight.
+//! Connecting to NATS the same way in every binary: named connection, the configured
+//! authentication (user/password, token, nkey seed, JWT credentials) and TLS (CA, client
+//! certificate), custom inbox prefix, unlimited reconnects once connected (the client library
+//! default) with connection events logged, and a JetStream context whose publish
+//! acknowledgements apply back-pressure instead of failing when too many are in flight.
+//!
+//! The first connection is attempted here, not in the client library's background retry:
+//! that retry loops forever without saying why, even when the server refuses the
+//! credentials. Each failed attempt is classified ([`Cause`]): a permanent cause (refused
+//! credentials, TLS, unusable key material) fails at once with a message naming the URL and
+//! the cause; a transient one (connection refused, time-out, DNS) is logged and retried, so a
+//! binary started before nats-server comes up once it does.
 //!
 //! A connection can also be watched for [`Interruptions`]: moments at which messages in
 //! flight to this client may have been lost (a reconnect, or a subscription the client library
@@ -9,17 +17,32 @@
 //! so anything that must not miss a message (the master's queue readers) re-reads from its
 //! last known position when the count moves.
 
-use async_nats::jetstream;
+mod failure;
+
+use std::time::Duration;
+
+use async_nats::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use async_nats::{jetstream, ConnectOptions, ServerAddr};
 use thiserror::Error;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::config::NatsConfig;
+use crate::config::{redact_url, Auth, NatsConfig, Resolved};
+pub use failure::Cause;
 
-/// Could not connect.
+/// Failures of a reconnect attempt that will not go away by themselves.
+const PERMANENT_KINDS: [async_nats::ConnectErrorKind; 3] = [
+    async_nats::ConnectErrorKind::AuthorizationViolation,
+    async_nats::ConnectErrorKind::Authentication,
+    async_nats::ConnectErrorKind::Tls,
+];
+
+/// Could not connect. `url` has its secrets replaced by `***`.
 #[derive(Debug, Error)]
 #[error("cannot connect to NATS at {url}: {message}")]
 pub struct ConnectError {
     pub url: String,
+    pub cause: Cause,
     pub message: String,
 }
 
@@ -43,23 +66,157 @@ impl Interruptions {
     }
 }
 
-/// Connects to the servers in `cfg.url` as `name`. Waits for the first connection, retrying
-/// (so a binary started before nats-server comes up once it does).
-pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, ConnectError> {
-    Ok(connect_watched(cfg, name).await?.0)
+/// Connects to the servers in `cfg.url`, named `cfg.name` or else `default_name`. Waits for
+/// the first connection as long as the causes of failure are transient; fails at once on a
+/// permanent one.
+pub async fn connect(
+    cfg: &NatsConfig,
+    default_name: &str,
+) -> Result<async_nats::Client, ConnectError> {
+    Ok(establish(cfg, default_name, None).await?.0)
+}
+
+/// [`connect`], giving up after `wait` even on transient causes (for one-shot commands).
+pub async fn connect_within(
+    cfg: &NatsConfig,
+    default_name: &str,
+    wait: Duration,
+) -> Result<async_nats::Client, ConnectError> {
+    Ok(establish(cfg, default_name, Some(wait)).await?.0)
 }
 
 /// [`connect`], and watch the connection for [`Interruptions`].
 pub async fn connect_watched(
     cfg: &NatsConfig,
-    name: &str,
+    default_name: &str,
 ) -> Result<(async_nats::Client, Interruptions), ConnectError> {
-    let err = |message: String| ConnectError { url: cfg.url.clone(), message };
+    establish(cfg, default_name, None).await
+}
+
+/// Tries until connected, a permanent failure, or `wait` has passed.
+async fn establish(
+    cfg: &NatsConfig,
+    default_name: &str,
+    wait: Option<Duration>,
+) -> Result<(async_nats::Client, Interruptions), ConnectError> {
+    let resolved = cfg.resolve().map_err(|e| ConnectError {
+        url: redact_url(&cfg.url),
+        cause: Cause::Settings,
+        message: e.to_string(),
+    })?;
+    let url = resolved.shown_url.clone();
+    let fail =
+        |(cause, message): (Cause, String)| ConnectError { url: url.clone(), cause, message };
+    let servers = resolved
+        .servers
+        .iter()
+        .map(|s| s.parse::<ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail((Cause::Settings, format!("invalid URL: {e}"))))?;
+    let seed = preflight(cfg, &resolved).await.map_err(fail)?;
+    let name = cfg.name.as_deref().unwrap_or(default_name);
     let (interrupted, interruptions) = watch::channel(0u64);
-    let mut options = async_nats::ConnectOptions::new()
+
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut reported: Option<(String, Instant)> = None;
+    loop {
+        let options = options(cfg, &resolved, name, seed.as_deref(), interrupted.clone())
+            .await
+            .map_err(fail)?;
+        let err = match options.connect(servers.clone()).await {
+            Ok(client) => {
+                if reported.is_some() {
+                    tracing::info!(url = %url, "connected to NATS");
+                }
+                return Ok((client, Interruptions(interruptions)));
+            }
+            Err(err) => err,
+        };
+        let (cause, message) = failure::classify(&err, &resolved.auth);
+        if cause.is_permanent() {
+            return Err(fail((cause, message)));
+        }
+        let waited = started.elapsed();
+        if let Some(wait) = wait.filter(|wait| waited >= *wait) {
+            return Err(fail((cause, format!("{message}; gave up after {wait:?}"))));
+        }
+        // Say why we wait when the cause is new, and again every 30 s while it lasts.
+        let repeat = match &reported {
+            Some((said, at)) => *said != message || at.elapsed() >= Duration::from_secs(30),
+            None => true,
+        };
+        if repeat {
+            tracing::warn!(url = %url, cause = %message, waited = ?waited, "cannot connect to NATS yet; retrying");
+            reported = Some((message, Instant::now()));
+        }
+        let pause = match wait {
+            Some(wait) => delay.min(wait.saturating_sub(waited)),
+            None => delay,
+        };
+        tokio::time::sleep(pause).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Reads and checks the key material before the first attempt, so a bad file is reported as
+/// such (naming the setting) instead of as a failed handshake. Returns the nkey seed.
+async fn preflight(
+    cfg: &NatsConfig,
+    resolved: &Resolved,
+) -> Result<Option<String>, (Cause, String)> {
+    let settings = |message: String| (Cause::Settings, message);
+    if let Some(path) = &cfg.tls_ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| settings(format!("nats.tls_ca_file {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(settings(format!(
+                "nats.tls_ca_file {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+    }
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| settings(format!("nats.tls_cert_file {}: {e}", cert.display())))?;
+        if certs.is_empty() {
+            return Err(settings(format!(
+                "nats.tls_cert_file {} holds no PEM certificate",
+                cert.display()
+            )));
+        }
+        PrivateKeyDer::from_pem_file(key).map_err(|e| {
+            settings(format!("nats.tls_key_file {}: no usable private key ({e})", key.display()))
+        })?;
+    }
+    let Auth::NkeySeedFile(path) = &resolved.auth else {
+        return Ok(None);
+    };
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| settings(format!("nats.nkey_seed_file {}: {e}", path.display())))?;
+    let seed = text.trim();
+    let valid = nkeys::KeyPair::from_seed(seed).is_ok();
+    if !valid || !seed.starts_with("SU") {
+        let what = if valid { "a seed, but not a user's (SU…)" } else { "not an nkey seed" };
+        return Err(settings(format!("invalid nkey seed in {}: {what}", path.display())));
+    }
+    Ok(Some(seed.to_owned()))
+}
+
+/// The client library's options for one attempt.
+async fn options(
+    cfg: &NatsConfig,
+    resolved: &Resolved,
+    name: &str,
+    seed: Option<&str>,
+    interrupted: watch::Sender<u64>,
+) -> Result<ConnectOptions, (Cause, String)> {
+    let mut options = ConnectOptions::new()
         .name(name)
         .request_timeout(Some(cfg.request_timeout))
-        .retry_on_initial_connect()
         .event_callback(move |event| {
             let interrupted = interrupted.clone();
             async move {
@@ -73,21 +230,43 @@ pub async fn connect_watched(
                         tracing::warn!(sid, "messages dropped for a slow subscription");
                         interrupted.send_modify(|n| *n += 1);
                     }
+                    // Permission violations and the like: an operator needs to see these.
+                    async_nats::Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+                    // While reconnecting, the library retries even refused credentials or TLS
+                    // forever; say so (an unreachable server is only worth a debug line).
+                    async_nats::Event::ClientError(async_nats::ClientError::Other(kind))
+                        if PERMANENT_KINDS.iter().any(|k| kind == k.to_string()) =>
+                    {
+                        tracing::warn!(cause = %kind, "NATS refuses this client while reconnecting; still retrying")
+                    }
                     other => tracing::debug!(event = %other, "NATS connection event"),
                 }
             }
         });
-    if let Some(path) = &cfg.credentials {
-        options = options.credentials_file(path).await.map_err(|e| err(e.to_string()))?;
+    options = match &resolved.auth {
+        Auth::None => options,
+        Auth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.clone())
+        }
+        Auth::Token(token) => options.token(token.clone()),
+        Auth::NkeySeedFile(_) => options.nkey(seed.unwrap_or_default().to_owned()),
+        Auth::Credentials(path) => options.credentials_file(path).await.map_err(|e| {
+            (Cause::Settings, format!("invalid credentials file {}: {e}", path.display()))
+        })?,
+    };
+    if let Some(ca) = &cfg.tls_ca_file {
+        options = options.add_root_certificates(ca.clone());
     }
-    let urls: Vec<async_nats::ServerAddr> = cfg
-        .url
-        .split(',')
-        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(format!("invalid URL: {e}")))?;
-    let client = options.connect(urls).await.map_err(|e| err(e.to_string()))?;
-    Ok((client, Interruptions(interruptions)))
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if resolved.tls_required {
+        options = options.require_tls(true);
+    }
+    if let Some(prefix) = &cfg.inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    Ok(options)
 }
 
 /// A JetStream context with the configured timeout and publish back-pressure.

@@ -7,6 +7,7 @@
 //! binaries call at start-up. The protocol is documented for other-language implementers in
 //! `docs/protocol.md`; this crate is the reference for it and the two must stay in step.
 
+pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod config;

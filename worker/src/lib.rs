@@ -49,9 +49,15 @@ pub async fn run<H: Handler>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let (id, queues) = settings.validate()?;
-    let client = connect::connect(&settings.nats, &format!("jetwork-worker {id}"))
-        .await
-        .map_err(jetwork_shared::Error::from)?;
+    tokio::pin!(shutdown);
+    // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it.
+    let name = format!("jetwork-worker {id}");
+    let client = tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        connected = connect::connect(&settings.nats, &name) => {
+            connected.map_err(jetwork_shared::Error::from)?
+        }
+    };
     // Create the streams if nothing has yet, so submissions can be stored before any master.
     let js = connect::jetstream(&client, &settings.nats);
     if let Err(e) =

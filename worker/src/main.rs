@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use jetwork_shared::cli::NatsArgs;
 use jetwork_worker::{ShellCommand, WorkerSettings};
 
 /// A jetwork worker: pulls work from the leading master and runs it.
@@ -28,9 +29,8 @@ struct Args {
     /// Worker id (default: random).
     #[arg(long)]
     id: Option<String>,
-    /// NATS server URL(s), comma separated (overrides the config file).
-    #[arg(long, env = "NATS_URL")]
-    nats_url: Option<String>,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Configuration file (TOML); `JETWORK_*` variables override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -46,9 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut settings =
         WorkerSettings::load(args.config.as_deref()).context("loading configuration")?;
-    if let Some(url) = args.nats_url {
-        settings.nats.url = url;
-    }
+    args.nats.apply(&mut settings.nats);
     let w = &mut settings.worker;
     if !args.queue.is_empty() {
         w.queues = args.queue;
