@@ -45,6 +45,8 @@ pub struct Submission {
     /// Which reader of the queue read it (a replaced reader's leftovers are ignored).
     pub generation: u64,
     pub msg_id: Option<String>,
+    /// Why the stored message cannot be read as a submission (malformed headers), if so.
+    pub unreadable: Option<String>,
     pub payload: Bytes,
 }
 
@@ -251,6 +253,7 @@ impl Reader {
                 after: position.after,
                 generation: self.generation,
                 msg_id: msg_id(&message),
+                unreadable: unreadable(&message),
                 payload: message.payload.clone(),
             };
             if self.env.tx.send(submission).is_err() {
@@ -309,6 +312,15 @@ impl Reader {
             }
         });
     }
+}
+
+/// Whether the client library could not read the message's header block in full (see
+/// `vendor/async-nats/JETWORK-PATCH.md`): anyone may publish such a submission, and JetStream
+/// stores it as it came.
+fn unreadable(message: &jetstream::Message) -> Option<String> {
+    let description = message.description.as_deref()?;
+    (message.status.is_none() && description.starts_with(async_nats::connection::MALFORMED_HEADERS))
+        .then(|| description.to_owned())
 }
 
 fn msg_id(message: &jetstream::Message) -> Option<String> {

@@ -269,6 +269,7 @@ impl Leader {
         let output = self.engine.step(Command::Takeover {
             epoch: self.epoch,
             leader: self.env.holder.clone(),
+            seed: random_seed(),
             now: now_ms(),
         });
         if !lease.is_valid() {
@@ -374,7 +375,7 @@ impl Leader {
     }
 
     fn submitted(&mut self, submission: Submission) {
-        let Submission { queue, seq, after, generation, msg_id, payload } = submission;
+        let Submission { queue, seq, after, generation, msg_id, unreadable, payload } = submission;
         match self.readers.get_mut(&queue) {
             Some(reader) if reader.generation() == generation => reader.delivered(),
             // Read by a reader that has been replaced: the new one reads it again.
@@ -382,7 +383,8 @@ impl Leader {
         }
         let size = payload.len() as u64;
         let now = now_ms();
-        let output = self.engine.step(Command::Submitted { queue, seq, after, msg_id, size, now });
+        let submitted = Command::Submitted { queue, seq, after, msg_id, size, unreadable, now };
+        let output = self.engine.step(submitted);
         for event in &output.events {
             match event {
                 Event::WorkAccepted { work_id, .. } => {
@@ -796,8 +798,18 @@ fn deposed(e: JournalError) -> Exit {
     Exit::Deposed(e.to_string())
 }
 
+/// 32 bytes from the operating system's generator (two v4 UUIDs' worth), for the engine's
+/// token generator: attempt tokens must be unguessable.
+fn random_seed() -> [u8; 32] {
+    let mut seed = [0; 32];
+    seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed
+}
+
 fn assignment(a: &AssignmentRef, payload: Bytes) -> Assignment {
     Assignment {
+        token: a.token,
         work_id: a.work_id.clone(),
         queue: a.queue.clone(),
         attempt: a.attempt,

@@ -6,6 +6,11 @@
 //! unrenewed key expires by itself, leaving a marker that standbys watching the key see at
 //! once. Per-key TTLs are not used: async-nats 0.51 drops them on update.
 //!
+//! The key's value is a [`LeaseHolder`] (JSON): the holder's name and its epoch. The epoch is
+//! the revision of the create, so it can only be written by the update right after it; until
+//! then the value says epoch 0. Workers check announcements and replies against it, so a
+//! forged `jetwork.master.elected` cannot make them follow a leader that does not exist.
+//!
 //! The holder treats the lease as valid until `renewal sent + ttl − margin` on its own
 //! monotonic clock ([`LeaseTimer`]), measured from when the renewal was *sent*, so however
 //! long the reply took the server's expiry cannot come first. Once that instant passes
@@ -17,6 +22,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use futures::StreamExt;
+use jetwork_shared::protocol::LeaseHolder;
 use jetwork_shared::subjects::LEASE_KEY;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -94,17 +100,26 @@ impl Lease {
         ttl: Duration,
     ) -> Result<Option<Lease>, LeaseError> {
         let sent = Instant::now();
-        match kv.create(LEASE_KEY, holder.to_owned().into()).await {
-            Ok(revision) => Ok(Some(Lease {
-                kv: kv.clone(),
-                holder: holder.to_owned(),
-                revision,
-                epoch: revision,
-                timer: LeaseTimer::new(sent, ttl),
-            })),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(LeaseError::Unavailable(e.to_string())),
+        let value = lease_value(holder, 0);
+        let revision = match kv.create(LEASE_KEY, value).await {
+            Ok(revision) => revision,
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(LeaseError::Unavailable(e.to_string())),
+        };
+        let mut lease = Lease {
+            kv: kv.clone(),
+            holder: holder.to_owned(),
+            revision,
+            epoch: revision,
+            timer: LeaseTimer::new(sent, ttl),
+        };
+        // Write the epoch into the value at once: until then nobody can confirm this leader.
+        // A failure here is like a failed renewal: the lease may still be ours, and the
+        // renewals retry the same write.
+        if let Err(e) = lease.renew().await {
+            tracing::warn!(epoch = revision, error = %e, "could not record the epoch in the lease yet");
         }
+        Ok(Some(lease))
     }
 
     /// The leadership epoch: the revision the lease was acquired at.
@@ -115,7 +130,8 @@ impl Lease {
     /// Extends the lease with a compare-and-set on the current revision.
     pub async fn renew(&mut self) -> Result<(), LeaseError> {
         let sent = Instant::now();
-        match self.kv.update(LEASE_KEY, self.holder.clone().into(), self.revision).await {
+        let value = lease_value(&self.holder, self.epoch);
+        match self.kv.update(LEASE_KEY, value, self.revision).await {
             Ok(revision) => {
                 self.revision = revision;
                 self.timer.renewed(sent);
@@ -130,7 +146,8 @@ impl Lease {
                 match self.kv.entry(LEASE_KEY).await {
                     Ok(Some(entry))
                         if entry.operation == Operation::Put
-                            && entry.value.as_ref() == self.holder.as_bytes() =>
+                            && serde_json::from_slice::<LeaseHolder>(&entry.value)
+                                .is_ok_and(|v| v.holder == self.holder) =>
                     {
                         self.revision = entry.revision;
                         Err(LeaseError::Unavailable(format!("renewal raced itself: {e}")))
@@ -156,6 +173,11 @@ impl Lease {
             }
         }
     }
+}
+
+/// The lease key's value for `holder` leading in `epoch`.
+fn lease_value(holder: &str, epoch: u64) -> bytes::Bytes {
+    serde_json::json!(LeaseHolder { holder: holder.to_owned(), epoch }).to_string().into()
 }
 
 /// Waits until this candidate holds the lease. Watches the key so that a release or an

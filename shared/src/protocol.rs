@@ -18,13 +18,16 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{QueueName, WorkId, WorkerId};
+use crate::{QueueName, Token, WorkId, WorkerId};
 
 /// `jetwork.master.register`: a worker announces itself and what it is running. Sent on start,
 /// every `register_interval` as a heartbeat, and at once when a new master is elected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterWorker {
     pub worker_id: WorkerId,
+    /// Chosen at random when the worker process starts, and sent with every request under
+    /// this id: while the worker is alive, nobody else can act under its id.
+    pub session: Token,
     /// Queues this worker takes work from.
     pub queues: Vec<QueueName>,
     /// How many items it runs at once.
@@ -59,6 +62,8 @@ pub struct Registered {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestWork {
     pub worker_id: WorkerId,
+    /// The session the worker registered with.
+    pub session: Token,
     pub slots: u32,
     /// When nothing is ready, how long the master may hold the request open and answer it as
     /// soon as work arrives (a long poll), in milliseconds; 0 answers at once. The master caps
@@ -90,6 +95,8 @@ pub struct Assignment {
     pub timeout_ms: u64,
     /// The job, exactly the bytes that were submitted.
     pub payload: Bytes,
+    /// Proof of this hand-out: a report about this attempt is accepted only with it.
+    pub token: Token,
 }
 
 /// `jetwork.master.report`: a worker reports outcomes, and may ask for `slots` more items in
@@ -98,6 +105,8 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub worker_id: WorkerId,
+    /// The session the worker registered with.
+    pub session: Token,
     #[serde(default)]
     pub outcomes: Vec<Outcome>,
     /// Items wanted in the reply, 0 for none.
@@ -110,6 +119,8 @@ pub struct Report {
 pub struct Outcome {
     pub work_id: WorkId,
     pub attempt: u32,
+    /// The token the attempt was handed out with.
+    pub token: Token,
     pub status: OutcomeStatus,
     /// The result bytes, for `completed`.
     #[serde(default)]
@@ -183,6 +194,16 @@ pub struct WorkReady {
     pub epoch: u64,
 }
 
+/// The value of the lease key (`jetwork-lease`, key `master`), JSON: who leads, and since which
+/// revision (its epoch). A leader writes its epoch into the value right after taking the key
+/// (`epoch` is 0 for that moment), so anything following the leader can check an
+/// announcement or a reply's epoch against the lease instead of trusting it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseHolder {
+    pub holder: String,
+    pub epoch: u64,
+}
+
 /// `jetwork.master.elected`: a master has taken over; workers re-register at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MasterElected {
@@ -246,9 +267,11 @@ mod tests {
     fn report_round_trips_as_named_map() {
         let report = Report {
             worker_id: WorkerId::parse("w1").unwrap(),
+            session: Token::from_u128(9),
             outcomes: vec![Outcome {
                 work_id: WorkId::parse("a").unwrap(),
                 attempt: 2,
+                token: Token::from_u128(7),
                 status: OutcomeStatus::Completed,
                 result: Bytes::from_static(b"4"),
                 reason: None,
@@ -258,7 +281,9 @@ mod tests {
         let bytes = codec::encode(&report).unwrap();
         // Field names are on the wire, so other languages can decode by key.
         let text = String::from_utf8_lossy(&bytes);
-        for key in ["worker_id", "outcomes", "work_id", "attempt", "status", "completed", "slots"] {
+        for key in
+            ["worker_id", "session", "outcomes", "work_id", "attempt", "token", "status", "slots"]
+        {
             assert!(text.contains(key), "{key} missing from {text:?}");
         }
         assert_eq!(codec::decode::<Report>(&bytes).unwrap(), report);

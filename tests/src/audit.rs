@@ -40,6 +40,8 @@ pub struct Audit {
     pub results: BTreeMap<WorkId, Vec<StoredResult>>,
     /// Rejection notices stored.
     pub rejections: usize,
+    /// The reason of each stored rejection, by the rejected submission's sequence.
+    pub rejected: BTreeMap<u64, String>,
     /// Journal messages that are not the leader's (unreadable batches published by others).
     pub foreign: usize,
     /// Whether the journal still starts at sequence 1 (nothing purged), so every decision
@@ -79,6 +81,11 @@ impl Audit {
         for (_, subject, headers, payload) in read_stream(js, subjects::RESULTS_STREAM).await? {
             if subject.starts_with(subjects::REJECTED_PREFIX) {
                 audit.rejections += 1;
+                let seq = header(&headers, headers::SUBMIT_SEQ).and_then(|s| s.parse().ok());
+                let reason = header(&headers, headers::REASON).unwrap_or_default();
+                if audit.rejected.insert(seq.unwrap_or(0), reason).is_some() {
+                    bail!("two rejection notices for submission {seq:?}");
+                }
                 continue;
             }
             let id = subject.rsplit('.').next().context("result subject")?;

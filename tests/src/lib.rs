@@ -17,6 +17,7 @@ pub mod nats_server;
 pub mod process;
 pub mod procs;
 pub mod proxy;
+pub mod raw;
 pub mod settings;
 pub mod setup;
 pub mod wait;

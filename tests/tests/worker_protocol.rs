@@ -2,6 +2,8 @@
 //! language would: lost acknowledgements, re-sent outcomes, stale attempts, unknown workers,
 //! and garbage on every master endpoint.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,7 +12,7 @@ use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Registered, Report, ReportReply, RequestWork,
     VerdictKind, WorkGrant,
 };
-use jetwork_shared::{codec, connect, subjects, QueueName, WorkId, WorkerId};
+use jetwork_shared::{codec, connect, subjects, QueueName, Token, WorkId, WorkerId};
 use jetwork_tests::inproc::spawn_master;
 use jetwork_tests::{fast_settings, init_logging, poll_for, wait_until, Audit, NatsServer};
 use serde::de::DeserializeOwned;
@@ -20,9 +22,17 @@ use serde::Serialize;
 struct Manual {
     nats: async_nats::Client,
     id: WorkerId,
+    session: Token,
+    /// The token of every attempt handed to it.
+    tokens: Mutex<HashMap<(WorkId, u32), Token>>,
 }
 
 impl Manual {
+    fn new(nats: async_nats::Client, id: &str) -> anyhow::Result<Self> {
+        let id = WorkerId::parse(id)?;
+        Ok(Manual { nats, id, session: Token::random(), tokens: Mutex::default() })
+    }
+
     async fn call<T: Serialize, R: DeserializeOwned>(
         &self,
         subject: &str,
@@ -38,6 +48,7 @@ impl Manual {
     async fn register(&self) -> anyhow::Result<Registered> {
         let msg = RegisterWorker {
             worker_id: self.id.clone(),
+            session: self.session,
             queues: vec![QueueName::default_queue()],
             capacity: 4,
             running: vec![],
@@ -46,11 +57,21 @@ impl Manual {
     }
 
     async fn request(&self, slots: u32) -> anyhow::Result<WorkGrant> {
-        self.call(
-            subjects::MASTER_REQUEST,
-            &RequestWork { worker_id: self.id.clone(), slots, wait_ms: 0 },
-        )
-        .await
+        let grant: WorkGrant =
+            self.call(subjects::MASTER_REQUEST, &self.long_poll(slots, 0)).await?;
+        self.remember(&grant.assignments);
+        Ok(grant)
+    }
+
+    fn long_poll(&self, slots: u32, wait_ms: u64) -> RequestWork {
+        RequestWork { worker_id: self.id.clone(), session: self.session, slots, wait_ms }
+    }
+
+    fn remember(&self, assignments: &[jetwork_shared::protocol::Assignment]) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        for a in assignments {
+            tokens.insert((a.work_id.clone(), a.attempt), a.token);
+        }
     }
 
     fn report(
@@ -60,11 +81,15 @@ impl Manual {
         status: OutcomeStatus,
         result: &str,
     ) -> Report {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let token = tokens.get(&(work_id.clone(), attempt)).copied().unwrap_or_default();
         Report {
             worker_id: self.id.clone(),
+            session: self.session,
             outcomes: vec![Outcome {
                 work_id: work_id.clone(),
                 attempt,
+                token,
                 status,
                 result: Bytes::from(result.to_owned()),
                 reason: Some("manual".into()),
@@ -89,8 +114,8 @@ async fn setup() -> anyhow::Result<(NatsServer, jetwork_tests::inproc::Task, Cli
     let fast = fast_settings(&server.url());
     let master = spawn_master("m1", fast.master.clone());
     let client = Client::connect(fast.frontend.clone()).await?;
-    let a = Manual { nats: server.connect().await?, id: WorkerId::parse("manual-a")? };
-    let b = Manual { nats: server.connect().await?, id: WorkerId::parse("manual-b")? };
+    let a = Manual::new(server.connect().await?, "manual-a")?;
+    let b = Manual::new(server.connect().await?, "manual-b")?;
     wait_until("a master", Duration::from_secs(20), || async { a.register().await.is_ok() })
         .await?;
     b.register().await?;
@@ -197,12 +222,13 @@ async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> 
         }
     }
     tracing::info!("--- unknown worker asking for work is told to register");
-    let stranger = Manual { nats: nats.clone(), id: WorkerId::parse("stranger")? };
+    let stranger = Manual::new(nats.clone(), "stranger")?;
     let err = stranger.request(1).await.unwrap_err().to_string();
     assert!(err.contains("register first"), "{err}");
     tracing::info!("--- bad registrations are refused with a reason");
     let zero = RegisterWorker {
         worker_id: stranger.id.clone(),
+        session: stranger.session,
         queues: vec![QueueName::default_queue()],
         capacity: 0,
         running: vec![],
@@ -236,12 +262,10 @@ async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> 
 async fn a_held_open_request_gets_work_the_moment_it_is_submitted() -> anyhow::Result<()> {
     let (_server, _master, client, a, b) = setup().await?;
     let queue = QueueName::default_queue();
-    let long_poll =
-        |id: &WorkerId, wait_ms| RequestWork { worker_id: id.clone(), slots: 2, wait_ms };
 
     tracing::info!("--- nothing is ready: held for its wait, then answered empty");
     let asked = tokio::time::Instant::now();
-    let empty: WorkGrant = b.call(subjects::MASTER_REQUEST, &long_poll(&b.id, 500)).await?;
+    let empty: WorkGrant = b.call(subjects::MASTER_REQUEST, &b.long_poll(2, 500)).await?;
     assert!(empty.assignments.is_empty());
     assert!(asked.elapsed() >= Duration::from_millis(450), "answered after {:?}", asked.elapsed());
 
@@ -249,7 +273,7 @@ async fn a_held_open_request_gets_work_the_moment_it_is_submitted() -> anyhow::R
     let asked = tokio::time::Instant::now();
     let held = tokio::spawn(async move {
         let grant: anyhow::Result<WorkGrant> =
-            a.call(subjects::MASTER_REQUEST, &long_poll(&a.id, 8_000)).await;
+            a.call(subjects::MASTER_REQUEST, &a.long_poll(2, 8_000)).await;
         (grant, tokio::time::Instant::now())
     });
     // Not a wait for a condition: it orders the submission after the request reached the

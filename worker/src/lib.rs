@@ -22,7 +22,7 @@ mod squarer;
 
 use std::future::Future;
 
-use jetwork_shared::{connect, topology};
+use jetwork_shared::connect;
 
 pub use config::{WorkerConfig, WorkerSettings};
 pub use exec::{ShellCommand, PROGRESS_LINE};
@@ -51,6 +51,8 @@ pub async fn run<H: Handler>(
     let (id, queues) = settings.validate()?;
     tokio::pin!(shutdown);
     // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it.
+    // A worker touches no stream: it talks to the master and reads the lease, which is all
+    // its NATS user needs to be allowed (the master and frontends create the streams).
     let name = format!("jetwork-worker {id}");
     let client = tokio::select! {
         _ = &mut shutdown => return Ok(()),
@@ -58,14 +60,6 @@ pub async fn run<H: Handler>(
             connected.map_err(jetwork_shared::Error::from)?
         }
     };
-    // Create the streams if nothing has yet, so submissions can be stored before any master.
-    let js = connect::jetstream(&client, &settings.nats);
-    if let Err(e) =
-        topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateIfMissing)
-            .await
-    {
-        tracing::warn!(error = %e, "could not check the streams; continuing");
-    }
     let w = &settings.worker;
     let cfg = runtime::RuntimeConfig {
         id,

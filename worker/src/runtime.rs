@@ -17,20 +17,29 @@
 //! - slots: running + backlog + unacked + asked-for never exceeds `concurrency` (a job's slot
 //!   is free only once the master has its outcome, as the master counts it);
 //! - replies from an older epoch than the newest seen are ignored, so a deposed master cannot
-//!   steer this worker; what it said is re-asked of the current leader.
+//!   steer this worker; what it said is re-asked of the current leader;
+//! - a newer epoch is believed only once the lease names it (`jetwork_shared::leader`):
+//!   an election announcement or a reply claiming an epoch the lease does not confirm is
+//!   ignored, so a forged announcement cannot make this worker stop following the leader;
+//! - every request carries this process's session, and every report about an attempt the
+//!   token it was handed out with (kept in `tokens` while the attempt is held).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream;
+
 use bytes::Bytes;
 use futures::StreamExt;
+use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{
-    Assignment, MasterElected, Outcome, OutcomeStatus, RegisterWorker, Registered, Report,
-    ReportReply, RequestWork, RunningWork, VerdictKind, WorkGrant, WorkReady,
+    Assignment, LeaseHolder, MasterElected, Outcome, OutcomeStatus, RegisterWorker, Registered,
+    Report, ReportReply, RequestWork, RunningWork, VerdictKind, WorkGrant, WorkReady,
 };
-use jetwork_shared::{codec, subjects, QueueName, WorkId, WorkerId};
+use jetwork_shared::{codec, headers, leader, subjects, QueueName, Token, WorkId, WorkerId};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -54,16 +63,66 @@ enum Failure {
     NoMaster,
     /// The leader does not know this worker.
     UnknownWorker,
+    /// Another live worker process holds this worker id (409), or the master knows the id
+    /// under another session (403).
+    IdInUse(String),
     /// The leader refused the request.
     Refused(String),
+    /// The reply names an epoch the lease does not confirm (a forged or deposed responder).
+    Unconfirmed(u64),
     /// Timed out, or could not be sent or decoded.
     Failed(String),
 }
 
 enum ReplyTo {
     Registered(Result<Registered, Failure>),
-    Granted { generation: u64, asked: u32, waited: bool, result: Result<WorkGrant, Failure> },
-    Reported { asked: u32, sent: Vec<(WorkId, u32)>, result: Result<ReportReply, Failure> },
+    Granted {
+        generation: u64,
+        asked: u32,
+        waited: bool,
+        result: Result<WorkGrant, Failure>,
+    },
+    Reported {
+        asked: u32,
+        sent: Vec<(WorkId, u32)>,
+        result: Result<ReportReply, Failure>,
+    },
+    /// What the lease said after an election announcement for `announced`.
+    Leader {
+        announced: u64,
+        holder: Result<Option<LeaseHolder>, String>,
+    },
+}
+
+/// What a request task needs to check a reply's epoch against the lease.
+#[derive(Clone)]
+struct Confirm {
+    js: jetstream::Context,
+    /// The newest epoch this worker has confirmed.
+    epoch: Arc<AtomicU64>,
+}
+
+/// Replies that carry the sender's epoch.
+trait Epoch {
+    fn epoch(&self) -> u64;
+}
+
+impl Epoch for Registered {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+impl Epoch for WorkGrant {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+impl Epoch for ReportReply {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
 }
 
 struct Unacked {
@@ -93,7 +152,19 @@ struct Runtime<H> {
     client: async_nats::Client,
     cfg: RuntimeConfig,
     handler: Arc<H>,
+    /// This process's session: only it may act under `cfg.id` while it lives.
+    session: Token,
+    /// The newest epoch confirmed by the lease.
     epoch: u64,
+    confirm: Confirm,
+    /// A lease check for an announcement is in flight.
+    verifying: bool,
+    /// The token of every attempt held (running, waiting to start, or with an outcome to
+    /// report).
+    tokens: HashMap<(WorkId, u32), Token>,
+    /// Lines about things anyone can cause are rate-limited.
+    forged_log: LogLimit,
+    id_log: LogLimit,
     registered: bool,
     registering: bool,
     requesting: bool,
@@ -137,10 +208,18 @@ pub async fn run<H: Handler>(
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
     let (replies, mut replies_rx) = mpsc::unbounded_channel();
     tracing::info!(worker = %cfg.id, queues = ?cfg.queues, concurrency = cfg.concurrency, "worker starting");
+    let confirm =
+        Confirm { js: jetstream::new(client.clone()), epoch: Arc::new(AtomicU64::new(0)) };
     let mut rt = Runtime {
         client,
         handler: Arc::new(handler),
+        session: Token::random(),
         epoch: 0,
+        confirm,
+        verifying: false,
+        tokens: HashMap::new(),
+        forged_log: LogLimit::new(Duration::from_secs(10)),
+        id_log: LogLimit::new(Duration::from_secs(10)),
         registered: false,
         registering: false,
         requesting: false,
@@ -190,13 +269,10 @@ pub async fn run<H: Handler>(
                 }
             }
             Some(message) = elected.next() => {
-                if let Ok(note) = codec::decode::<MasterElected>(&message.payload) {
-                    if note.epoch > rt.epoch {
-                        tracing::info!(epoch = note.epoch, leader = %note.leader, "new master elected; registering");
-                        rt.epoch = note.epoch;
-                        rt.register();
-                        rt.resend_to_new_master();
-                    }
+                match codec::decode::<MasterElected>(&message.payload) {
+                    Ok(note) if note.epoch > rt.epoch => rt.verify_leader(note.epoch),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "ignoring an unreadable election announcement"),
                 }
             }
             _ = heartbeat.tick() => rt.register(),
@@ -252,14 +328,16 @@ impl<H: Handler> Runtime<H> {
         );
         let msg = RegisterWorker {
             worker_id: self.cfg.id.clone(),
+            session: self.session,
             queues: self.cfg.queues.clone(),
             capacity: self.cfg.concurrency,
             running,
         };
         let (client, replies, timeout) =
             (self.client.clone(), self.replies.clone(), self.cfg.request_timeout);
+        let confirm = self.confirm.clone();
         tokio::spawn(async move {
-            let result = request(&client, subjects::MASTER_REGISTER, &msg, timeout).await;
+            let result = request(&client, &confirm, subjects::MASTER_REGISTER, &msg, timeout).await;
             let _ = replies.send(ReplyTo::Registered(result));
         });
     }
@@ -299,6 +377,7 @@ impl<H: Handler> Runtime<H> {
             outcomes.push(Outcome {
                 work_id: work_id.clone(),
                 attempt: *attempt,
+                token: self.tokens.get(&(work_id.clone(), *attempt)).copied().unwrap_or_default(),
                 status: unacked.status,
                 result: unacked.result.clone(),
                 reason: unacked.reason.clone(),
@@ -316,11 +395,13 @@ impl<H: Handler> Runtime<H> {
             self.progress.remove(&key);
             if self.running.contains_key(&key) {
                 self.progress_sent.insert(key.clone(), now);
+                let token = self.tokens.get(&key).copied().unwrap_or_default();
                 let (work_id, attempt) = key;
                 let status = OutcomeStatus::Progress;
                 outcomes.push(Outcome {
                     work_id,
                     attempt,
+                    token,
                     status,
                     result: Bytes::new(),
                     reason: None,
@@ -338,11 +419,14 @@ impl<H: Handler> Runtime<H> {
                 .map(|o| (o.work_id.clone(), o.attempt))
                 .collect();
             self.reporting = Some(now);
-            let msg = Report { worker_id: self.cfg.id.clone(), outcomes, slots };
+            let msg =
+                Report { worker_id: self.cfg.id.clone(), session: self.session, outcomes, slots };
             let (client, replies, timeout) =
                 (self.client.clone(), self.replies.clone(), self.cfg.request_timeout);
+            let confirm = self.confirm.clone();
             tokio::spawn(async move {
-                let result = request(&client, subjects::MASTER_REPORT, &msg, timeout).await;
+                let result =
+                    request(&client, &confirm, subjects::MASTER_REPORT, &msg, timeout).await;
                 let _ = replies.send(ReplyTo::Reported { asked: slots, sent, result });
             });
             return;
@@ -363,12 +447,15 @@ impl<H: Handler> Runtime<H> {
             // the same journal write that accepts it), well within our request timeout.
             let wait = self.cfg.request_timeout / 2;
             let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-            let msg = RequestWork { worker_id: self.cfg.id.clone(), slots, wait_ms };
+            let session = self.session;
+            let msg = RequestWork { worker_id: self.cfg.id.clone(), session, slots, wait_ms };
             let (client, replies, timeout) =
                 (self.client.clone(), self.replies.clone(), self.cfg.request_timeout);
             let generation = self.request_generation;
+            let confirm = self.confirm.clone();
             tokio::spawn(async move {
-                let result = request(&client, subjects::MASTER_REQUEST, &msg, timeout).await;
+                let result =
+                    request(&client, &confirm, subjects::MASTER_REQUEST, &msg, timeout).await;
                 let waited = wait_ms > 0;
                 let _ = replies.send(ReplyTo::Granted { generation, asked: slots, waited, result });
             });
@@ -384,7 +471,7 @@ impl<H: Handler> Runtime<H> {
                         if !self.registered {
                             tracing::info!(worker = %self.cfg.id, epoch = r.epoch, "registered with the master");
                         }
-                        self.epoch = r.epoch;
+                        self.adopt(r.epoch);
                         self.registered = true;
                         for held in &r.revoked {
                             self.revoke(&held.work_id, held.attempt);
@@ -405,7 +492,9 @@ impl<H: Handler> Runtime<H> {
                 }
                 match result {
                     Ok(grant) if grant.epoch >= self.epoch => {
-                        self.epoch = grant.epoch;
+                        if self.adopt(grant.epoch) {
+                            self.register();
+                        }
                         // A full grant suggests there is more waiting; an empty one after a
                         // held-open wait means none came: ask (and wait) again. An empty one
                         // at once (a master that does not hold requests) waits for a notice.
@@ -427,7 +516,9 @@ impl<H: Handler> Runtime<H> {
                 self.asked = self.asked.saturating_sub(asked);
                 match result {
                     Ok(reply) if reply.epoch >= self.epoch => {
-                        self.epoch = reply.epoch;
+                        if self.adopt(reply.epoch) {
+                            self.register();
+                        }
                         for verdict in reply.verdicts {
                             let key = (verdict.work_id.clone(), verdict.attempt);
                             match verdict.verdict {
@@ -444,6 +535,7 @@ impl<H: Handler> Runtime<H> {
                             }
                             if sent.contains(&key) {
                                 self.unacked.remove(&key);
+                                self.forget_token(&key);
                             }
                         }
                         // Fewer items than asked: nothing more is ready; a held-open request
@@ -457,6 +549,33 @@ impl<H: Handler> Runtime<H> {
                     Err(failure) => self.failed("report", failure),
                 }
             }
+            ReplyTo::Leader { announced, holder } => {
+                self.verifying = false;
+                match holder {
+                    Ok(Some(lease)) if lease.epoch > self.epoch => {
+                        tracing::info!(epoch = lease.epoch, leader = %lease.holder, "new master elected (confirmed by the lease); registering");
+                        if self.adopt(lease.epoch) {
+                            self.register();
+                        }
+                    }
+                    // Taken a moment ago, epoch not written yet: the announcement came early
+                    // (or was forged); the next heartbeat finds the leader either way.
+                    Ok(Some(lease)) if lease.epoch == 0 => {}
+                    Ok(lease) => {
+                        if let Some(suppressed) = self.forged_log.allow() {
+                            tracing::warn!(
+                                announced,
+                                lease = ?lease.map(|l| l.epoch),
+                                suppressed,
+                                "ignoring an election announcement the lease does not confirm"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read the lease; the next heartbeat finds the leader")
+                    }
+                }
+            }
         }
     }
 
@@ -466,12 +585,53 @@ impl<H: Handler> Runtime<H> {
         if !self.requesting {
             return;
         }
-        let msg = RequestWork { worker_id: self.cfg.id.clone(), slots: 0, wait_ms: 0 };
+        let (worker_id, session) = (self.cfg.id.clone(), self.session);
+        let msg = RequestWork { worker_id, session, slots: 0, wait_ms: 0 };
         let (client, timeout) = (self.client.clone(), self.cfg.request_timeout);
+        let confirm = self.confirm.clone();
         tokio::spawn(async move {
             let _: Result<WorkGrant, Failure> =
-                request(&client, subjects::MASTER_REQUEST, &msg, timeout).await;
+                request(&client, &confirm, subjects::MASTER_REQUEST, &msg, timeout).await;
         });
+    }
+
+    /// Checks an election announcement for `announced` against the lease (one check at a
+    /// time: a flood of forged announcements costs one lease read per round trip).
+    fn verify_leader(&mut self, announced: u64) {
+        if self.verifying {
+            return;
+        }
+        self.verifying = true;
+        let (js, replies) = (self.confirm.js.clone(), self.replies.clone());
+        tokio::spawn(async move {
+            let holder = leader::current(&js).await;
+            let _ = replies.send(ReplyTo::Leader { announced, holder });
+        });
+    }
+
+    /// Follows the leader of `epoch` (confirmed by the lease) if it is newer than the one
+    /// followed so far; returns whether it was.
+    fn adopt(&mut self, epoch: u64) -> bool {
+        if epoch <= self.epoch {
+            return false;
+        }
+        let first = self.epoch == 0;
+        self.epoch = epoch;
+        self.confirm.epoch.store(epoch, Ordering::Relaxed);
+        if !first {
+            self.resend_to_new_master();
+        }
+        true
+    }
+
+    /// Drops the token of an attempt this worker no longer holds in any way.
+    fn forget_token(&mut self, key: &(WorkId, u32)) {
+        let held = self.running.contains_key(key)
+            || self.unacked.contains_key(key)
+            || self.backlog.iter().any(|a| a.work_id == key.0 && a.attempt == key.1);
+        if !held {
+            self.tokens.remove(key);
+        }
     }
 
     /// A new master knows nothing of reports sent to its predecessor: send every outcome
@@ -501,7 +661,20 @@ impl<H: Handler> Runtime<H> {
                 self.registered = false;
                 self.register();
             }
+            Failure::IdInUse(why) => {
+                self.registered = false;
+                if let Some(suppressed) = self.id_log.allow() {
+                    tracing::warn!(worker = %self.cfg.id, what, %why, suppressed, "this worker id is held by another process; retrying");
+                }
+            }
             Failure::Refused(why) => tracing::warn!(what, %why, "the master refused a request"),
+            Failure::Unconfirmed(epoch) => {
+                tracing::debug!(
+                    what,
+                    epoch,
+                    "ignoring a reply from an epoch the lease does not confirm"
+                )
+            }
             Failure::Failed(why) => tracing::debug!(what, %why, "request to the master failed"),
         }
     }
@@ -511,6 +684,7 @@ impl<H: Handler> Runtime<H> {
         if self.running.contains_key(&key) || self.unacked.contains_key(&key) {
             return; // A duplicate grant (a re-sent reply): already have it.
         }
+        self.tokens.insert(key, assignment.token);
         if (self.running.len() as u32) < self.cfg.concurrency {
             self.start(assignment);
         } else {
@@ -582,6 +756,7 @@ impl<H: Handler> Runtime<H> {
             abort.abort();
         }
         self.backlog.retain(|a| !(&a.work_id == work_id && a.attempt == attempt));
+        self.forget_token(&(work_id.clone(), attempt));
     }
 
     /// Shutdown grace is over: stop what still runs and report it failed, so the master
@@ -608,9 +783,12 @@ impl<H: Handler> Runtime<H> {
 }
 
 /// Sends one MessagePack request to the master and decodes the reply, mapping the NATS
-/// micro-service error headers and "no responders" to [`Failure`]s.
-async fn request<T: Serialize, R: DeserializeOwned>(
+/// micro-service error headers and "no responders" to [`Failure`]s. A reply from an epoch newer
+/// than the worker has confirmed is checked against the lease first: anyone could answer on a
+/// master subject, but only the leader the lease names counts.
+async fn request<T: Serialize, R: DeserializeOwned + Epoch>(
     client: &async_nats::Client,
+    confirm: &Confirm,
     subject: &'static str,
     body: &T,
     timeout: Duration,
@@ -625,17 +803,28 @@ async fn request<T: Serialize, R: DeserializeOwned>(
         Err(e) => return Err(Failure::Failed(e.to_string())),
     };
     if let Some(headers) = &reply.headers {
-        if let Some(error) = headers.get("Nats-Service-Error") {
+        if let Some(error) = headers.get(headers::NATS_SERVICE_ERROR) {
             let code = headers
-                .get("Nats-Service-Error-Code")
+                .get(headers::NATS_SERVICE_ERROR_CODE)
                 .map(|c| c.as_str().to_owned())
                 .unwrap_or_default();
+            let why = format!("{code} {}", error.as_str());
             return Err(match code.as_str() {
                 "404" => Failure::UnknownWorker,
+                "503" if error.as_str().contains("at most") => Failure::Refused(why),
                 "503" => Failure::NoMaster,
-                _ => Failure::Refused(format!("{code} {}", error.as_str())),
+                "403" | "409" => Failure::IdInUse(why),
+                _ => Failure::Refused(why),
             });
         }
     }
-    codec::decode(&reply.payload).map_err(|e| Failure::Failed(e.to_string()))
+    let decoded: R = codec::decode(&reply.payload).map_err(|e| Failure::Failed(e.to_string()))?;
+    let epoch = decoded.epoch();
+    if epoch > confirm.epoch.load(Ordering::Relaxed) {
+        match leader::current(&confirm.js).await {
+            Ok(Some(lease)) if lease.epoch == epoch => {}
+            _ => return Err(Failure::Unconfirmed(epoch)),
+        }
+    }
+    Ok(decoded)
 }

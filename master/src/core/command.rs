@@ -10,7 +10,8 @@ use super::{Millis, RequestId};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// This master won the lease (`epoch` is the lease revision) and finished replaying.
-    Takeover { epoch: u64, leader: String, now: Millis },
+    /// `seed` (random, from the runtime) seeds the generator of this term's attempt tokens.
+    Takeover { epoch: u64, leader: String, seed: [u8; 32], now: Millis },
     /// A submission read from `JETWORK_SUBMIT`: its queue, stream sequence, `Nats-Msg-Id`
     /// header if any, and payload size. `after` is the reader's guarantee about what came
     /// before it: every submission of this queue with a sequence in `after + 1 .. seq` was
@@ -22,6 +23,9 @@ pub enum Command {
         after: u64,
         msg_id: Option<String>,
         size: u64,
+        /// Why the stored message cannot be read as a submission (its header block is
+        /// malformed), if it cannot: it is rejected with this reason.
+        unreadable: Option<String>,
         now: Millis,
     },
     /// A worker's registration or heartbeat.

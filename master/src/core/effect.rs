@@ -4,7 +4,7 @@
 //! notification, a re-published result) and never an acknowledgement of something unrecorded.
 
 use jetwork_shared::protocol::{Registered, Verdict};
-use jetwork_shared::{QueueName, WorkId, WorkerId};
+use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
 use super::{Millis, PublicationKey, RequestId};
 
@@ -36,7 +36,8 @@ pub enum Reply {
 /// A request the engine will not serve, with the NATS micro-service error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyError {
-    /// 400 bad request, 404 unknown worker.
+    /// 400 bad request, 403 wrong session, 404 unknown worker, 409 worker id in use,
+    /// 503 too many workers.
     pub code: u16,
     pub message: String,
 }
@@ -50,4 +51,5 @@ pub struct AssignmentRef {
     pub attempt: u32,
     pub deadline: Millis,
     pub timeout: Millis,
+    pub token: Token,
 }

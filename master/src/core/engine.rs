@@ -6,6 +6,9 @@
 //! slot that the same report's request for more work then fills).
 //!
 //! Rules the engine keeps, which make at-least-once execution effectively-once acceptance:
+//! - a report about an attempt counts only with the token that attempt was handed out with,
+//!   and a request under a registered worker id only with that worker's session: nobody can
+//!   act as another worker or report about work that was not handed to them;
 //! - a result is accepted for an item in flight from any attempt that was actually handed
 //!   out (the first result wins; a slower attempt's later report gets `finished`);
 //! - a failure or progress report counts only from the current attempt on its current
@@ -22,7 +25,9 @@ use jetwork_shared::headers;
 use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Registered, Report, RequestWork, Verdict, VerdictKind,
 };
-use jetwork_shared::{QueueName, WorkId, WorkerId};
+use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 
 use super::{
     AssignmentRef, Command, Effect, Event, Millis, Policy, Publication, PublicationKey, Reply,
@@ -31,6 +36,16 @@ use super::{
 
 /// Longest reason (from a worker or about one) kept in events and headers.
 const MAX_REASON: usize = 1024;
+
+/// A submission as the engine receives it (see [`Command::Submitted`]).
+struct Submission {
+    queue: QueueName,
+    seq: u64,
+    after: u64,
+    msg_id: Option<String>,
+    size: u64,
+    unreadable: Option<String>,
+}
 
 /// The output of one [`Engine::step`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -52,6 +67,9 @@ pub struct Engine {
     /// Requests for work held open until work arrives or their wait ends (soft: a request
     /// lives only as long as this leader; a new one answers none of them).
     parked: BTreeMap<WorkerId, Parked>,
+    /// Draws attempt tokens (soft: seeded by each takeover; the tokens it draws are journaled
+    /// in `WorkStarted`, so replay never needs it).
+    tokens: ChaCha20Rng,
     out: Output,
 }
 
@@ -71,6 +89,7 @@ impl Engine {
             policy,
             notified: BTreeMap::new(),
             parked: BTreeMap::new(),
+            tokens: ChaCha20Rng::from_seed([0; 32]),
             out: Output::default(),
         }
     }
@@ -89,9 +108,13 @@ impl Engine {
     pub fn step(&mut self, command: Command) -> Output {
         let now = command.now();
         match command {
-            Command::Takeover { epoch, leader, now } => self.takeover(epoch, leader, now),
-            Command::Submitted { queue, seq, after, msg_id, size, now } => {
-                self.submitted(queue, seq, after, msg_id, size, now)
+            Command::Takeover { epoch, leader, seed, now } => {
+                self.tokens = ChaCha20Rng::from_seed(seed);
+                self.takeover(epoch, leader, now)
+            }
+            Command::Submitted { queue, seq, after, msg_id, size, unreadable, now } => {
+                let submission = Submission { queue, seq, after, msg_id, size, unreadable };
+                self.submitted(submission, now)
             }
             Command::Register { request, msg, now } => self.register(request, msg, now),
             Command::RequestWork { request, msg, now } => self.request_work(request, msg, now),
@@ -176,15 +199,8 @@ impl Engine {
         self.out.effects.extend(keys.into_iter().map(|key| Effect::Publish { key }));
     }
 
-    fn submitted(
-        &mut self,
-        queue: QueueName,
-        seq: u64,
-        after: u64,
-        msg_id: Option<String>,
-        size: u64,
-        now: Millis,
-    ) {
+    fn submitted(&mut self, submission: Submission, now: Millis) {
+        let Submission { queue, seq, after, msg_id, size, unreadable } = submission;
         let cursor = self.state.queues.get(&queue).map_or(0, |q| q.cursor);
         if seq <= cursor {
             return; // Read again after a reconnect or takeover: already consumed.
@@ -198,9 +214,10 @@ impl Engine {
             self.out.effects.push(Effect::Reread { queue, from });
             return;
         }
-        let parsed = match &msg_id {
-            None => Ok(WorkId::assigned(seq)),
-            Some(raw) => {
+        let parsed = match (&unreadable, &msg_id) {
+            (Some(why), _) => Err(format!("unreadable submission: {why}")),
+            (None, None) => Ok(WorkId::assigned(seq)),
+            (None, Some(raw)) => {
                 WorkId::parse_submitted(raw).map_err(|e| format!("invalid Nats-Msg-Id: {e}"))
             }
         };
@@ -250,10 +267,30 @@ impl Engine {
         let mut queues = msg.queues;
         queues.sort();
         queues.dedup();
-        if queues.is_empty() || queues.len() > 64 {
-            return self.error(request, 400, "a worker must serve 1 to 64 queues".to_owned());
+        let max_queues = self.policy.max_queues_per_worker as usize;
+        if queues.is_empty() || queues.len() > max_queues {
+            let message = format!("a worker must serve 1 to {max_queues} queues");
+            return self.error(request, 400, message);
         }
         let worker = msg.worker_id;
+        let session = msg.session;
+        if let Some(existing) = self.state.workers.get(&worker) {
+            if existing.session != session {
+                if now < existing.last_seen.saturating_add(self.policy.worker_timeout) {
+                    let message = format!(
+                        "worker id {worker} is in use by another live worker process (a new \
+                         process may take it once that one has been silent for {} ms)",
+                        self.policy.worker_timeout
+                    );
+                    return self.error(request, 409, message);
+                }
+                // The old process is gone (silent past the timeout): the id is free again.
+                self.lose_worker(&worker, now);
+            }
+        } else if self.state.workers.len() >= self.policy.max_workers as usize {
+            let message = format!("the master serves at most {} workers", self.policy.max_workers);
+            return self.error(request, 503, message);
+        }
         let changed = match self.state.workers.get(&worker) {
             None => true,
             Some(w) => w.queues != queues || w.capacity != msg.capacity,
@@ -261,6 +298,7 @@ impl Engine {
         if changed {
             self.emit(Event::WorkerRegistered {
                 worker: worker.clone(),
+                session,
                 queues: queues.clone(),
                 capacity: msg.capacity,
                 at: now,
@@ -280,9 +318,15 @@ impl Engine {
     }
 
     fn request_work(&mut self, request: RequestId, msg: RequestWork, now: Millis) {
-        if !self.state.workers.contains_key(&msg.worker_id) {
-            let message = format!("unknown worker {}: register first", msg.worker_id);
-            return self.error(request, 404, message);
+        match self.state.workers.get(&msg.worker_id) {
+            None => {
+                let message = format!("unknown worker {}: register first", msg.worker_id);
+                return self.error(request, 404, message);
+            }
+            Some(w) if w.session != msg.session => {
+                return self.error(request, 403, wrong_session(&msg.worker_id));
+            }
+            Some(_) => {}
         }
         self.touch(&msg.worker_id, now);
         self.notified.remove(&msg.worker_id);
@@ -325,7 +369,15 @@ impl Engine {
     }
 
     fn report(&mut self, request: RequestId, msg: Report, now: Millis) {
-        let known = self.state.workers.contains_key(&msg.worker_id);
+        // A worker forgotten meanwhile may still report: its results are worth taking (their
+        // tokens prove them). A known worker id must come with its session.
+        let known = match self.state.workers.get(&msg.worker_id) {
+            None => false,
+            Some(w) if w.session != msg.session => {
+                return self.error(request, 403, wrong_session(&msg.worker_id));
+            }
+            Some(_) => true,
+        };
         if known {
             self.touch(&msg.worker_id, now);
         }
@@ -344,7 +396,7 @@ impl Engine {
     }
 
     fn outcome(&mut self, worker: &WorkerId, outcome: Outcome, now: Millis) -> Verdict {
-        let Outcome { work_id, attempt, status, result, reason } = outcome;
+        let Outcome { work_id, attempt, token, status, result, reason } = outcome;
         let mut verdict = Verdict {
             work_id: work_id.clone(),
             attempt,
@@ -362,6 +414,11 @@ impl Engine {
                 "attempt {attempt} was never handed out (latest is {})",
                 work.attempt
             ));
+            return verdict;
+        }
+        if work.tokens.get(attempt as usize - 1) != Some(&token) {
+            verdict.verdict = VerdictKind::Rejected;
+            verdict.reason = Some(format!("wrong token for attempt {attempt}"));
             return verdict;
         }
         let current = self.is_current(worker, &work_id, attempt);
@@ -435,11 +492,13 @@ impl Engine {
                 bytes += work.size;
                 let (seq, attempt) = (work.seq, work.attempt + 1);
                 let deadline = now.saturating_add(self.policy.work_timeout);
+                let token = self.next_token();
                 self.emit(Event::WorkStarted {
                     work_id: work_id.clone(),
                     worker: worker.clone(),
                     attempt,
                     deadline,
+                    token,
                 });
                 assignments.push(AssignmentRef {
                     work_id,
@@ -448,6 +507,7 @@ impl Engine {
                     attempt,
                     deadline,
                     timeout: self.policy.work_timeout,
+                    token,
                 });
                 progressed = true;
             }
@@ -512,16 +572,34 @@ impl Engine {
             .map(|(id, _)| id.clone())
             .collect();
         for worker in silent {
-            let Some(w) = self.state.workers.get(&worker) else { continue };
-            let reason =
-                format!("worker {worker} lost: not heard from for {} ms", now - w.last_seen);
-            let running: Vec<WorkId> = w.running.iter().cloned().collect();
-            for work_id in self.newest_first(running) {
-                self.end_attempt(&work_id, reason.clone(), now);
-            }
-            self.notified.remove(&worker);
-            self.emit(Event::WorkerLost { worker, reason, at: now });
+            self.lose_worker(&worker, now);
         }
+    }
+
+    /// Forgets a worker that has been silent too long, re-queueing what it was running.
+    fn lose_worker(&mut self, worker: &WorkerId, now: Millis) {
+        let Some(w) = self.state.workers.get(worker) else { return };
+        let reason = format!(
+            "worker {worker} lost: not heard from for {} ms",
+            now.saturating_sub(w.last_seen)
+        );
+        let running: Vec<WorkId> = w.running.iter().cloned().collect();
+        for work_id in self.newest_first(running) {
+            self.end_attempt(&work_id, reason.clone(), now);
+        }
+        self.notified.remove(worker);
+        // A request it left open is answered now (empty): whoever takes the id next must not
+        // see work handed out on it.
+        if let Some(parked) = self.parked.remove(worker) {
+            self.reply(parked.request, Reply::Grant { assignments: Vec::new() });
+        }
+        self.emit(Event::WorkerLost { worker: worker.clone(), reason, at: now });
+    }
+
+    /// A fresh attempt token.
+    fn next_token(&mut self) -> Token {
+        let high = u128::from(self.tokens.next_u64());
+        Token::from_u128(high << 64 | u128::from(self.tokens.next_u64()))
     }
 
     /// Orders items for re-queueing: each goes to the front of its queue, so handling the
@@ -546,6 +624,10 @@ impl Engine {
             format!("payload is gone from JETWORK_SUBMIT (sequence {seq} was purged or deleted)");
         self.emit(Event::WorkFailed { work_id, attempt, reason, at: now });
     }
+}
+
+fn wrong_session(worker: &WorkerId) -> String {
+    format!("worker id {worker} is registered by another worker process (wrong session)")
 }
 
 impl Publication {

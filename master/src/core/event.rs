@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use jetwork_shared::{QueueName, WorkId, WorkerId};
+use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
 use super::{Millis, PublicationKey};
 
@@ -29,14 +29,22 @@ pub enum Event {
         reason: String,
         at: Millis,
     },
-    /// A worker registered, or changed its queues or capacity.
-    WorkerRegistered { worker: WorkerId, queues: Vec<QueueName>, capacity: u32, at: Millis },
+    /// A worker registered, or changed its queues or capacity. `session` is the token its
+    /// process presents with every request (only that process may act under the id).
+    WorkerRegistered {
+        worker: WorkerId,
+        session: Token,
+        queues: Vec<QueueName>,
+        capacity: u32,
+        at: Millis,
+    },
     /// A worker was heard from.
     WorkerSeen { worker: WorkerId, at: Millis },
     /// A worker was forgotten (silent too long). Its work was re-queued by earlier events.
     WorkerLost { worker: WorkerId, reason: String, at: Millis },
-    /// Attempt `attempt` of a ready item was handed to `worker`, due by `deadline`.
-    WorkStarted { work_id: WorkId, worker: WorkerId, attempt: u32, deadline: Millis },
+    /// Attempt `attempt` of a ready item was handed to `worker`, due by `deadline`. `token`
+    /// went with the hand-out: reports about this attempt must carry it.
+    WorkStarted { work_id: WorkId, worker: WorkerId, attempt: u32, deadline: Millis, token: Token },
     /// The running attempt reported progress; its deadline moved.
     WorkProgressed { work_id: WorkId, attempt: u32, deadline: Millis },
     /// Attempt `attempt` ended without a result and the item is ready again.

@@ -4,16 +4,24 @@
 //!
 //! Commands (the clock starts at 0 and only moves when told):
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
-//!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`
-//!   (before use).
+//!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`,
+//!   `max_workers`, `max_queues_per_worker` (before use).
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>]`
-//! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]` (no `id`: none
-//!   was sent; no `after`: the delivery follows on from the queue's cursor)
-//! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]`
-//! - `request <worker> [slots=<n>] [wait=<ms>]`
+//! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]
+//!   [unreadable=<why>]` (no `id`: none was sent; no `after`: the delivery follows on from the
+//!   queue's cursor; `unreadable`: the stored message's headers could not be read)
+//! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]
+//!   [session=<n>]`
+//! - `request <worker> [slots=<n>] [wait=<ms>] [session=<n>]`
 //! - `report <worker> [done=<id>@<attempt>[/<result>]] [fail=<id>@<attempt>[/<reason>]]
-//!   [progress=<id>@<attempt>] [slots=<n>]` (keys may repeat; outcomes keep their order)
+//!   [progress=<id>@<attempt>] [forge=<id>@<attempt>] [slots=<n>] [session=<n>]` (keys may
+//!   repeat; outcomes keep their order; each carries the token its attempt was handed out
+//!   with, except `forge`: a completion with a wrong token)
+//!
+//! A worker's session is derived from its name unless `session=<n>` gives another (an
+//! impostor, or a restarted process). Tokens are not printed (they come from a seeded
+//! generator); `takeover` seeds it with zeros.
 //! - `published [result=<id>] [rejection=<seq>]`, `missing <id>`, `notify`, `state`
 //!
 //! After every command the runner checks the state invariants, and at the end of each script
@@ -26,7 +34,7 @@ use bytes::Bytes;
 use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
 };
-use jetwork_shared::{QueueName, WorkId, WorkerId};
+use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
 use super::*;
 
@@ -76,6 +84,32 @@ fn worker(name: &str) -> Result<WorkerId, Box<dyn Error>> {
     Ok(WorkerId::parse(name)?)
 }
 
+/// The session a worker presents: derived from its name, or `session=<n>`.
+fn session(worker: &WorkerId, given: Option<&str>) -> Result<Token, Box<dyn Error>> {
+    match given {
+        Some(n) => Ok(Token::from_u128(n.parse()?)),
+        None => {
+            let hash = worker.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u128, |h, b| {
+                (h ^ u128::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+            Ok(Token::from_u128(hash))
+        }
+    }
+}
+
+impl Runner {
+    /// The token attempt `attempt` of `work_id` was handed out with (a zero token for work
+    /// the engine does not know).
+    fn token(&self, work_id: &WorkId, attempt: u32) -> Token {
+        self.engine
+            .state()
+            .work
+            .get(work_id)
+            .and_then(|w| w.tokens.get((attempt as usize).wrapping_sub(1)).copied())
+            .unwrap_or_default()
+    }
+}
+
 impl goldenscript::Runner for Runner {
     type Command = goldenscript::Command;
 
@@ -104,6 +138,8 @@ impl goldenscript::Runner for Runner {
                         "seen_resolution" => policy.seen_resolution = v,
                         "notify_interval" => policy.notify_interval = v,
                         "max_request_wait" => policy.max_request_wait = v,
+                        "max_workers" => policy.max_workers = v as u32,
+                        "max_queues_per_worker" => policy.max_queues_per_worker = v as u32,
                         other => return Err(format!("unknown policy key {other}").into()),
                     }
                 }
@@ -124,7 +160,7 @@ impl goldenscript::Runner for Runner {
             "takeover" => {
                 let epoch = args.take_key("epoch").ok_or("takeover needs epoch=")?.parse()?;
                 let leader = args.take_key("leader").unwrap_or("m1").to_owned();
-                self.run_command(Command::Takeover { epoch, leader, now })?
+                self.run_command(Command::Takeover { epoch, leader, seed: [0; 32], now })?
             }
             "submit" => {
                 let seq = args.take_key("seq").ok_or("submit needs seq=")?.parse()?;
@@ -134,7 +170,10 @@ impl goldenscript::Runner for Runner {
                 // Without `after`, the delivery follows on from the cursor (no loss).
                 let cursor = self.engine.state().queues.get(&queue).map_or(0, |q| q.cursor);
                 let after = args.take_key("after").map_or(Ok(cursor), str::parse)?;
-                self.run_command(Command::Submitted { queue, seq, after, msg_id, size, now })?
+                let unreadable = args.take_key("unreadable").map(str::to_owned);
+                let submitted =
+                    Command::Submitted { queue, seq, after, msg_id, size, unreadable, now };
+                self.run_command(submitted)?
             }
             "register" => {
                 let worker_id = worker(args.next_pos().ok_or("register needs <worker>")?)?;
@@ -152,18 +191,20 @@ impl goldenscript::Runner for Runner {
                         running.push(RunningWork { work_id, attempt });
                     }
                 }
+                let session = session(&worker_id, args.take_key("session"))?;
                 let request = self.next_request();
-                let msg = RegisterWorker { worker_id, queues, capacity, running };
+                let msg = RegisterWorker { worker_id, session, queues, capacity, running };
                 self.run_command(Command::Register { request, msg, now })?
             }
             "request" => {
                 let worker_id = worker(args.next_pos().ok_or("request needs <worker>")?)?;
                 let slots = args.take_key("slots").map_or(Ok(1), str::parse)?;
                 let wait_ms = args.take_key("wait").map_or(Ok(0), str::parse)?;
+                let session = session(&worker_id, args.take_key("session"))?;
                 let request = self.next_request();
                 self.run_command(Command::RequestWork {
                     request,
-                    msg: RequestWork { worker_id, slots, wait_ms },
+                    msg: RequestWork { worker_id, session, slots, wait_ms },
                     now,
                 })?
             }
@@ -171,26 +212,37 @@ impl goldenscript::Runner for Runner {
                 let worker_id = worker(args.next_pos().ok_or("report needs <worker>")?)?;
                 let mut outcomes = Vec::new();
                 let mut slots = 0;
+                let mut session_key = None;
                 while let Some((key, value)) = args.next_key() {
                     if key == "slots" {
                         slots = value.parse()?;
                         continue;
                     }
+                    if key == "session" {
+                        session_key = Some(value);
+                        continue;
+                    }
                     let (work_id, attempt, extra) = parse_ref(value)?;
                     let (status, result, reason) = match key {
-                        "done" => {
+                        "done" | "forge" => {
                             (OutcomeStatus::Completed, Bytes::from(extra.unwrap_or_default()), None)
                         }
                         "fail" => (OutcomeStatus::Failed, Bytes::new(), extra),
                         "progress" => (OutcomeStatus::Progress, Bytes::new(), None),
                         other => return Err(format!("unknown outcome {other}").into()),
                     };
-                    outcomes.push(Outcome { work_id, attempt, status, result, reason });
+                    let token = if key == "forge" {
+                        Token::from_u128(1)
+                    } else {
+                        self.token(&work_id, attempt)
+                    };
+                    outcomes.push(Outcome { work_id, attempt, token, status, result, reason });
                 }
+                let session = session(&worker_id, session_key)?;
                 let request = self.next_request();
                 self.run_command(Command::Report {
                     request,
-                    msg: Report { worker_id, outcomes, slots },
+                    msg: Report { worker_id, session, outcomes, slots },
                     now,
                 })?
             }
@@ -256,7 +308,7 @@ fn render_event(event: &Event) -> String {
         Event::SubmissionRejected { queue, seq, msg_id, reason, .. } => {
             format!("SubmissionRejected queue={queue} seq={seq} msg_id={msg_id:?}: {reason}")
         }
-        Event::WorkerRegistered { worker, queues, capacity, at } => {
+        Event::WorkerRegistered { worker, queues, capacity, at, .. } => {
             let queues: Vec<_> = queues.iter().map(|q| q.as_str()).collect();
             format!(
                 "WorkerRegistered {worker} queues={} capacity={capacity} at={at}",
@@ -265,7 +317,7 @@ fn render_event(event: &Event) -> String {
         }
         Event::WorkerSeen { worker, at } => format!("WorkerSeen {worker} at={at}"),
         Event::WorkerLost { worker, reason, .. } => format!("WorkerLost {worker}: {reason}"),
-        Event::WorkStarted { work_id, worker, attempt, deadline } => {
+        Event::WorkStarted { work_id, worker, attempt, deadline, .. } => {
             format!("WorkStarted {work_id}@{attempt} on {worker} deadline={deadline}")
         }
         Event::WorkProgressed { work_id, attempt, deadline } => {

@@ -21,6 +21,10 @@ pub struct Policy {
     pub max_result: u64,
     /// Largest capacity a worker may declare.
     pub max_capacity: u32,
+    /// Most queues one worker may serve (each served queue costs the master a reader).
+    pub max_queues_per_worker: u32,
+    /// Most workers registered at once; a new one beyond it is refused.
+    pub max_workers: u32,
     /// A worker's liveness is journaled at most this often (heartbeats in between only
     /// matter if the worker goes silent, and `worker_timeout` is much longer).
     pub seen_resolution: Millis,
@@ -40,6 +44,8 @@ impl Default for Policy {
             max_grant_bytes: 768 * 1024,
             max_result: 512 * 1024,
             max_capacity: 10_000,
+            max_queues_per_worker: 64,
+            max_workers: 10_000,
             seen_resolution: 1_000,
             notify_interval: 1_000,
             max_request_wait: 30_000,

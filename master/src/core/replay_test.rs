@@ -19,7 +19,7 @@ use jetwork_shared::codec;
 use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
 };
-use jetwork_shared::{QueueName, WorkId, WorkerId};
+use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 use proptest::prelude::*;
 
 use super::*;
@@ -44,20 +44,27 @@ enum Action {
         queue: u8,
         skip: u8,
     },
+    /// `session` picks the worker process (0 is the usual one; another is a restart or an
+    /// impostor under the same id).
     Register {
         worker: u8,
         queues: u8,
         capacity: u32,
         running: Vec<(u8, u32)>,
+        session: u8,
     },
     Request {
         worker: u8,
         slots: u32,
+        session: u8,
     },
+    /// Outcomes are (item, attempt, kind): completed, failed, progress, or a completion with a
+    /// forged token.
     Report {
         worker: u8,
         outcomes: Vec<(u8, u32, u8)>,
         slots: u32,
+        session: u8,
     },
     PublishAll,
     Missing(u8),
@@ -72,21 +79,39 @@ fn action() -> impl Strategy<Value = Action> {
         (0u8..8, proptest::bool::weighted(0.3))
             .prop_map(|(reader, lose)| Action::Deliver { reader, lose }),
         (0u8..2, 1u8..4).prop_map(|(queue, skip)| Action::Misplaced { queue, skip }),
-        (0u8..3, 1u8..4, 1u32..4, proptest::collection::vec((0u8..8, 0u32..4), 0..3)).prop_map(
-            |(worker, queues, capacity, running)| Action::Register {
+        (0u8..3, 1u8..4, 1u32..4, proptest::collection::vec((0u8..8, 0u32..4), 0..3), session())
+            .prop_map(|(worker, queues, capacity, running, session)| Action::Register {
                 worker,
                 queues,
                 capacity,
-                running
-            }
-        ),
-        (0u8..3, 0u32..4).prop_map(|(worker, slots)| Action::Request { worker, slots }),
-        (0u8..3, proptest::collection::vec((0u8..8, 0u32..5, 0u8..3), 0..4), 0u32..3)
-            .prop_map(|(worker, outcomes, slots)| Action::Report { worker, outcomes, slots }),
+                running,
+                session,
+            }),
+        (0u8..3, 0u32..4, session()).prop_map(|(worker, slots, session)| Action::Request {
+            worker,
+            slots,
+            session
+        }),
+        (0u8..3, proptest::collection::vec((0u8..8, 0u32..5, 0u8..4), 0..4), 0u32..3, session())
+            .prop_map(|(worker, outcomes, slots, session)| Action::Report {
+                worker,
+                outcomes,
+                slots,
+                session
+            }),
         Just(Action::PublishAll),
         (0u8..8).prop_map(Action::Missing),
         Just(Action::Takeover),
     ]
+}
+
+/// Mostly the worker's usual process, sometimes another one under the same id.
+fn session() -> impl Strategy<Value = u8> {
+    proptest::sample::select(vec![0u8, 0, 0, 1])
+}
+
+fn session_token(worker: u8, session: u8) -> Token {
+    Token::from_u128(u128::from(worker) << 8 | u128::from(session) | 1 << 64)
 }
 
 fn queue(i: u8) -> QueueName {
@@ -150,6 +175,13 @@ impl Harness {
         self.check_cursors();
     }
 
+    /// The token attempt `attempt` of item `i` was handed out with (zero if unknown).
+    fn token(&self, i: u8, attempt: u32) -> Token {
+        let work = self.engine.state().work.get(&work_id(i));
+        let token = work.and_then(|w| w.tokens.get((attempt as usize).wrapping_sub(1)));
+        token.copied().unwrap_or_default()
+    }
+
     /// No cursor is past a stored submission the journal neither accepted nor rejected.
     fn check_cursors(&self) {
         for (q, stream) in &self.streams {
@@ -180,7 +212,10 @@ impl Harness {
             return;
         }
         reader.pos = seq;
-        self.step(Command::Submitted { queue: queue(q), seq, after, msg_id, size: 10, now });
+        // Every fifth submission's headers could not be read.
+        let unreadable = (seq % 5 == 0).then(|| "malformed headers: not UTF-8".to_owned());
+        let queue = queue(q);
+        self.step(Command::Submitted { queue, seq, after, msg_id, size: 10, unreadable, now });
     }
     fn run(&mut self, action: Action) {
         let now = self.now;
@@ -211,41 +246,49 @@ impl Harness {
                     self.deliver(count - 1 - usize::from(reader) % count, lose, now);
                 }
             }
-            Action::Register { worker: w, queues, capacity, running } => {
+            Action::Register { worker: w, queues, capacity, running, session } => {
                 let running = running
                     .into_iter()
                     .map(|(i, attempt)| RunningWork { work_id: work_id(i), attempt })
                     .collect();
                 let msg = RegisterWorker {
                     worker_id: worker(w),
+                    session: session_token(w, session),
                     queues: queues_of(queues),
                     capacity,
                     running,
                 };
                 self.step(Command::Register { request, msg, now });
             }
-            Action::Request { worker: w, slots } => {
+            Action::Request { worker: w, slots, session } => {
                 // Even slot counts also wait (long poll), so parked requests are exercised.
                 let wait_ms = if slots % 2 == 0 { 500 } else { 0 };
-                let msg = RequestWork { worker_id: worker(w), slots, wait_ms };
+                let session = session_token(w, session);
+                let msg = RequestWork { worker_id: worker(w), session, slots, wait_ms };
                 self.step(Command::RequestWork { request, msg, now });
             }
-            Action::Report { worker: w, outcomes, slots } => {
+            Action::Report { worker: w, outcomes, slots, session } => {
                 let outcomes = outcomes
                     .into_iter()
-                    .map(|(i, attempt, kind)| Outcome {
-                        work_id: work_id(i),
-                        attempt,
-                        status: [
-                            OutcomeStatus::Completed,
-                            OutcomeStatus::Failed,
-                            OutcomeStatus::Progress,
-                        ][kind as usize],
-                        result: Bytes::from_static(b"r"),
-                        reason: Some("boom".to_owned()),
+                    .map(|(i, attempt, kind)| {
+                        let token = self.token(i, attempt);
+                        Outcome {
+                            work_id: work_id(i),
+                            attempt,
+                            token: if kind == 3 { Token::from_u128(7) } else { token },
+                            status: [
+                                OutcomeStatus::Completed,
+                                OutcomeStatus::Failed,
+                                OutcomeStatus::Progress,
+                                OutcomeStatus::Completed,
+                            ][kind as usize],
+                            result: Bytes::from_static(b"r"),
+                            reason: Some("boom".to_owned()),
+                        }
                     })
                     .collect();
-                let msg = Report { worker_id: worker(w), outcomes, slots };
+                let session = session_token(w, session);
+                let msg = Report { worker_id: worker(w), session, outcomes, slots };
                 self.step(Command::Report { request, msg, now });
             }
             Action::PublishAll => {
@@ -262,6 +305,7 @@ impl Harness {
                 self.engine = Engine::new(replayed, self.engine.policy().clone());
                 self.epoch += 1;
                 self.step(Command::Takeover {
+                    seed: [self.epoch as u8; 32],
                     epoch: self.epoch,
                     leader: format!("m{}", self.epoch),
                     now,
@@ -317,7 +361,7 @@ proptest! {
             readers: Vec::new(),
             taken: BTreeSet::new(),
         };
-        h.step(Command::Takeover { epoch: 1, leader: "m1".to_owned(), now: 0 });
+        h.step(Command::Takeover { epoch: 1, leader: "m1".to_owned(), seed: [1; 32], now: 0 });
         h.start_readers();
         for action in actions {
             h.run(action);
@@ -347,7 +391,13 @@ fn apply_is_total_on_events_that_do_not_fit() {
     let id = work_id(1);
     let w = worker(1);
     for event in [
-        Event::WorkStarted { work_id: id.clone(), worker: w.clone(), attempt: 1, deadline: 5 },
+        Event::WorkStarted {
+            work_id: id.clone(),
+            worker: w.clone(),
+            attempt: 1,
+            deadline: 5,
+            token: Token::default(),
+        },
         Event::WorkProgressed { work_id: id.clone(), attempt: 1, deadline: 9 },
         Event::WorkRequeued { work_id: id.clone(), attempt: 1, reason: "x".into() },
         Event::WorkCompleted { work_id: id.clone(), attempt: 1, result: Bytes::new(), at: 1 },

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use jetwork_shared::protocol::{QueueStatus, RunningStatus, StatusReport, WorkerStatus};
-use jetwork_shared::{QueueName, WorkId, WorkerId};
+use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
 use super::{Event, Millis};
 
@@ -67,6 +67,9 @@ pub struct Work {
     pub running: Option<Running>,
     /// Why the previous attempt ended, if one did.
     pub last_error: Option<String>,
+    /// The token of each attempt handed out (attempt `n` at index `n − 1`): a result from any
+    /// of them is accepted, but only with its token.
+    pub tokens: Vec<Token>,
 }
 
 /// The attempt currently running.
@@ -79,6 +82,8 @@ pub struct Running {
 /// A registered worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Worker {
+    /// The session its process registered with.
+    pub session: Token,
     pub queues: Vec<QueueName>,
     pub capacity: u32,
     pub running: BTreeSet<WorkId>,
@@ -158,6 +163,7 @@ impl State {
                         attempt: 0,
                         running: None,
                         last_error: None,
+                        tokens: Vec::new(),
                     },
                 );
             }
@@ -175,13 +181,15 @@ impl State {
                     },
                 );
             }
-            Event::WorkerRegistered { worker, queues, capacity, at } => {
+            Event::WorkerRegistered { worker, session, queues, capacity, at } => {
                 let entry = self.workers.entry(worker.clone()).or_insert_with(|| Worker {
+                    session: *session,
                     queues: Vec::new(),
                     capacity: 0,
                     running: BTreeSet::new(),
                     last_seen: *at,
                 });
+                entry.session = *session;
                 entry.queues.clone_from(queues);
                 entry.capacity = *capacity;
                 entry.last_seen = entry.last_seen.max(*at);
@@ -196,11 +204,14 @@ impl State {
                 // when that passes; the engine re-queues it before losing the worker anyway.
                 self.workers.remove(worker);
             }
-            Event::WorkStarted { work_id, worker, attempt, deadline } => {
+            Event::WorkStarted { work_id, worker, attempt, deadline, token } => {
                 let Some(work) = self.work.get_mut(work_id) else { return };
                 if work.running.is_some() {
                     return;
                 }
+                // Attempt n's token sits at n − 1 (attempts are handed out 1, 2, 3, …).
+                work.tokens.resize((*attempt as usize).saturating_sub(1), Token::default());
+                work.tokens.push(*token);
                 if let Some(q) = self.queues.get_mut(&work.queue) {
                     remove_from(&mut q.ready, work_id);
                 }

@@ -1,0 +1,34 @@
+//! Who leads, according to the lease: the one source a worker (or anything else following the
+//! leader) trusts. Announcements on `jetwork.master.elected` and the epochs in replies are
+//! hints anyone could forge; a new epoch is believed only once the lease key's value names it.
+
+use async_nats::jetstream::{self, stream::DirectGetErrorKind};
+
+use crate::protocol::LeaseHolder;
+use crate::subjects;
+
+/// The stream behind the lease bucket.
+fn lease_stream() -> String {
+    format!("KV_{}", subjects::LEASE_BUCKET)
+}
+
+/// The lease's current holder and epoch; `None` when nobody holds it (never taken, released,
+/// or expired). Epoch 0 means a candidate has just taken it and not yet written its epoch.
+pub async fn current(js: &jetstream::Context) -> Result<Option<LeaseHolder>, String> {
+    let stream = js.get_stream_no_info(lease_stream()).await.map_err(|e| e.to_string())?;
+    let key = format!("$KV.{}.{}", subjects::LEASE_BUCKET, subjects::LEASE_KEY);
+    let entry = match stream.direct_get_last_for_subject(key).await {
+        Ok(entry) => entry,
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading the lease: {e}")),
+    };
+    // A release leaves a delete marker, an expiry a purge marker; neither names a holder.
+    if entry.headers.get("KV-Operation").is_some()
+        || entry.headers.get("Nats-Marker-Reason").is_some()
+    {
+        return Ok(None);
+    }
+    serde_json::from_slice(&entry.payload)
+        .map(Some)
+        .map_err(|e| format!("the lease value is not a holder: {e}"))
+}
