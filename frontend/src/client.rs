@@ -13,7 +13,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use jetwork_shared::protocol::StatusReport;
+use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::{connect, headers, subjects, topology, QueueName, WorkId};
 use serde::Serialize;
 use thiserror::Error;
@@ -112,7 +112,9 @@ pub struct Client {
 
 impl Client {
     /// Connects, and creates the streams if they do not exist yet (so work can be submitted
-    /// before any master has run). A server that cannot be reached within
+    /// before any master has run). A client user that may not create streams (the shipped
+    /// `nats.conf`) is only warned: its submissions wait for a master to create them. A
+    /// server that cannot be reached within
     /// `nats.request_timeout`, or that refuses the credentials or the TLS setup, is an error
     /// that says so.
     pub async fn connect(settings: FrontendSettings) -> Result<Self, ClientError> {
@@ -121,9 +123,12 @@ impl Client {
             .await
             .map_err(jetwork_shared::Error::from)?;
         let js = connect::jetstream(&nats, &settings.nats);
-        topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateIfMissing)
-            .await
-            .map_err(jetwork_shared::Error::from)?;
+        if let Err(e) =
+            topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateIfMissing)
+                .await
+        {
+            tracing::warn!(error = %e, "the streams are not there and cannot be created by this user; submissions wait for a master to create them");
+        }
         Ok(Client { nats, js, settings })
     }
 
@@ -349,12 +354,19 @@ impl Client {
 
     /// Asks the leading master for its view of queues and workers.
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
+        self.status_page(StatusQuery::default()).await
+    }
+
+    /// Asks the leading master for one page of its view (see [`StatusQuery`]).
+    pub async fn status_page(&self, query: StatusQuery) -> Result<StatusReport, ClientError> {
+        let body = serde_json::to_vec(&query).map_err(|e| ClientError::Invalid(e.to_string()))?;
         let reply = self
             .nats
-            .request(subjects::MASTER_STATUS, Bytes::new())
+            .request(subjects::MASTER_STATUS, body.into())
             .await
             .map_err(|e| ClientError::NoMaster(e.to_string()))?;
-        if let Some(error) = reply.headers.as_ref().and_then(|h| h.get("Nats-Service-Error")) {
+        if let Some(error) = reply.headers.as_ref().and_then(|h| h.get(headers::NATS_SERVICE_ERROR))
+        {
             return Err(ClientError::NoMaster(error.as_str().to_owned()));
         }
         serde_json::from_slice(&reply.payload)

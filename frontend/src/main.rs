@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use jetwork_frontend::demo::{self, DemoOptions};
 use jetwork_frontend::{status_view, Client, FrontendSettings, ResultStatus};
 use jetwork_shared::cli::NatsArgs;
+use jetwork_shared::protocol::StatusQuery;
 use jetwork_shared::{QueueName, WorkId};
 
 /// Talks to jetwork: submit work, fetch results, inspect the master.
@@ -56,6 +57,18 @@ enum Cmd {
         /// Print the raw JSON report.
         #[arg(long)]
         json: bool,
+        /// Workers to list (the report gives the total; at most 1000).
+        #[arg(long, default_value_t = 100)]
+        workers: u32,
+        /// Workers to skip before listing (in id order).
+        #[arg(long, default_value_t = 0)]
+        workers_offset: u32,
+        /// Queues to list (the report gives the total; at most 1000).
+        #[arg(long, default_value_t = 100)]
+        queues: u32,
+        /// Queues to skip before listing (in name order).
+        #[arg(long, default_value_t = 0)]
+        queues_offset: u32,
     },
     /// The sample's work producer: submit 1..=count steadily, log results, print a summary.
     Demo {
@@ -138,8 +151,14 @@ async fn main() -> anyhow::Result<()> {
                 None => bail!("no stored result for {id} (not finished yet, or older than the results retention)"),
             }
         }
-        Cmd::Status { json } => {
-            let report = client.status().await?;
+        Cmd::Status { json, workers, workers_offset, queues, queues_offset } => {
+            let query = StatusQuery {
+                workers_limit: workers,
+                workers_offset,
+                queues_limit: queues,
+                queues_offset,
+            };
+            let report = client.status_page(query).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -19,6 +19,7 @@ pub fn render(report: &StatusReport) -> String {
             q.queue, q.pending, q.in_progress, q.completed, q.failed, q.rejected
         );
     }
+    more(&mut out, report.queues.len(), report.queues_total, "queues", "--queues/--queues-offset");
     let _ = writeln!(
         out,
         "\n{:<36} {:<16} {:>8} {:>9}  RUNNING",
@@ -36,7 +37,11 @@ pub fn render(report: &StatusReport) -> String {
             .collect();
         let seen =
             format!("{}.{}s ago", w.last_seen_ago_ms / 1000, w.last_seen_ago_ms % 1000 / 100);
-        let running = if running.is_empty() { "idle".to_owned() } else { running.join(", ") };
+        let mut running = if running.is_empty() { "idle".to_owned() } else { running.join(", ") };
+        let hidden = w.running_total.saturating_sub(w.running.len() as u64);
+        if hidden > 0 {
+            let _ = write!(running, " and {hidden} more");
+        }
         let _ = writeln!(
             out,
             "{:<36} {:<16} {:>8} {:>9}  {}",
@@ -47,5 +52,20 @@ pub fn render(report: &StatusReport) -> String {
             running
         );
     }
+    more(
+        &mut out,
+        report.workers.len(),
+        report.workers_total,
+        "workers",
+        "--workers/--workers-offset",
+    );
     out
+}
+
+/// Notes how many of a list the page left out.
+fn more(out: &mut String, listed: usize, total: u64, what: &str, flags: &str) {
+    let hidden = total.saturating_sub(listed as u64);
+    if hidden > 0 {
+        let _ = writeln!(out, "… {listed} of {total} {what} listed ({flags} for the rest)");
+    }
 }

@@ -46,6 +46,12 @@ pub struct MasterConfig {
     pub prefetch: u32,
     /// Most items handed out in one reply.
     pub max_grant: u32,
+    /// Most workers registered at once (a new one beyond it is refused with 503).
+    pub max_workers: u32,
+    /// Most queues one worker may serve.
+    pub max_queues_per_worker: u32,
+    /// Most distinct queues served at once (each costs the leader a reader and a consumer).
+    pub max_served_queues: u32,
     /// How long before an unanswered "work ready" notification is repeated.
     #[serde(with = "humantime_serde")]
     pub notify_interval: Duration,
@@ -60,6 +66,10 @@ pub struct MasterConfig {
     /// How often finished submissions and old journal history are purged.
     #[serde(with = "humantime_serde")]
     pub purge_interval: Duration,
+    /// How often the leader checks the streams for writes, purges and setting changes made by
+    /// anyone else (`master/src/integrity.rs`).
+    #[serde(with = "humantime_serde")]
+    pub integrity_interval: Duration,
     /// Events gathered while a journal write is in flight before the next write goes out
     /// without waiting for it (group commit); also the most inputs taken in one go.
     pub max_batch: usize,
@@ -78,11 +88,15 @@ impl Default for MasterConfig {
             tick_interval: Duration::from_millis(100),
             prefetch: 256,
             max_grant: 256,
+            max_workers: 10_000,
+            max_queues_per_worker: 64,
+            max_served_queues: 1_000,
             notify_interval: Duration::from_secs(1),
             max_request_wait: Duration::from_secs(30),
             snapshot_every: 50_000,
             snapshot_interval: Duration::from_secs(60),
             purge_interval: Duration::from_secs(2),
+            integrity_interval: Duration::from_secs(1),
             max_batch: 1024,
             max_inflight_writes: 64,
         }
@@ -122,6 +136,14 @@ impl MasterSettings {
         rule(!m.tick_interval.is_zero(), "master.tick_interval must be positive")?;
         rule(m.max_grant >= 1, "master.max_grant must be at least 1")?;
         rule(
+            m.max_workers >= 1 && m.max_queues_per_worker >= 1 && m.max_served_queues >= 1,
+            "master.max_workers, max_queues_per_worker and max_served_queues must be at least 1",
+        )?;
+        rule(
+            m.integrity_interval >= Duration::from_millis(100),
+            "master.integrity_interval must be at least 100ms",
+        )?;
+        rule(
             m.max_batch >= 1 && m.max_inflight_writes >= 1,
             "master.max_batch and max_inflight_writes must be at least 1",
         )?;
@@ -141,6 +163,9 @@ impl MasterSettings {
             seen_resolution: millis(m.worker_timeout / 10).max(100),
             notify_interval: millis(m.notify_interval),
             max_request_wait: millis(m.max_request_wait),
+            max_workers: m.max_workers,
+            max_queues_per_worker: m.max_queues_per_worker,
+            max_served_queues: m.max_served_queues,
             ..Policy::default()
         }
     }

@@ -1,6 +1,6 @@
 //! Background upkeep the leader triggers and does not wait for: purging finished
 //! submissions from `JETWORK_SUBMIT`, purging journal history older than the latest snapshot,
-//! and gathering the stream-side numbers of a status report.
+//! and gathering the stream-side numbers (and the page of queues) of a status report.
 //!
 //! Purges only ever remove messages below a floor the leader computed from its state, so
 //! they are safe to run late, twice, or from a deposed leader (whose floors are lower than the
@@ -11,6 +11,7 @@
 //! clock against the server's timestamps, never by this master's clock, and any doubt skips
 //! the purge for this round.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{
@@ -18,7 +19,8 @@ use async_nats::jetstream::{
     consumer::{pull, AckPolicy, DeliverPolicy},
 };
 use futures::StreamExt;
-use jetwork_shared::protocol::{QueueStatus, StatusReport};
+
+use jetwork_shared::protocol::{QueueStatus, StatusQuery, StatusReport};
 use jetwork_shared::{headers, subjects, QueueName};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -136,20 +138,57 @@ pub async fn purge_journal(js: &jetstream::Context, snapshot_seq: u64, retention
     }
 }
 
-/// Completes a status report with what is still unread in the stream: for queues the leader
-/// has read from, the submissions after its cursor; for queues it has never read, all of them.
-pub async fn add_unread(
+/// Completes a status report: adds the queues that have submissions but that the leader has
+/// never read (nobody serves them), keeps the page of queues `query` asks for, and adds to each
+/// listed queue what is still unread in the stream (after the cursor for queues the leader
+/// reads; everything for the others). The stream's per-subject counts come in one paged call;
+/// the unread count costs one short-lived consumer per listed queue the leader reads, so the
+/// work is bounded by the page size, not by the number of queues.
+pub async fn complete_status(
     js: &jetstream::Context,
     report: &mut StatusReport,
     cursors: Vec<(QueueName, u64)>,
+    query: StatusQuery,
 ) {
+    let query = query.capped();
     let Ok(stream) = js.get_stream(subjects::SUBMIT_STREAM).await else { return };
-    for (queue, cursor) in &cursors {
+    let mut stored: BTreeMap<QueueName, u64> = BTreeMap::new();
+    if let Ok(mut per_subject) = stream.info_with_subjects(subjects::SUBMIT_ALL).await {
+        while let Some(Ok((subject, count))) = per_subject.next().await {
+            if let Some(queue) =
+                subjects::queue_of_submit(&subject).and_then(|q| QueueName::parse(q).ok())
+            {
+                stored.insert(queue, count as u64);
+            }
+        }
+    }
+    let mut queues: BTreeMap<QueueName, QueueStatus> =
+        std::mem::take(&mut report.queues).into_iter().map(|q| (q.queue.clone(), q)).collect();
+    for (queue, count) in &stored {
+        queues.entry(queue.clone()).or_insert_with(|| QueueStatus {
+            queue: queue.clone(),
+            pending: *count,
+            in_progress: 0,
+            completed: 0,
+            failed: 0,
+            rejected: 0,
+        });
+    }
+    report.queues_total = queues.len() as u64;
+    report.queues = queues
+        .into_values()
+        .skip(query.queues_offset as usize)
+        .take(query.queues_limit as usize)
+        .collect();
+    for status in &mut report.queues {
+        let Some((_, cursor)) = cursors.iter().find(|(q, _)| *q == status.queue) else {
+            continue;
+        };
         let consumer = stream
             .create_consumer(pull::Config {
                 deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: cursor + 1 },
                 ack_policy: AckPolicy::None,
-                filter_subject: subjects::submit(queue),
+                filter_subject: subjects::submit(&status.queue),
                 inactive_threshold: Duration::from_secs(5),
                 memory_storage: true,
                 ..Default::default()
@@ -157,38 +196,10 @@ pub async fn add_unread(
             .await;
         if let Ok(mut consumer) = consumer {
             if let Ok(info) = consumer.info().await {
-                if let Some(q) = report.queues.iter_mut().find(|q| &q.queue == queue) {
-                    q.pending += info.num_pending;
-                }
+                status.pending += info.num_pending;
                 let name = info.name.clone();
                 let _ = stream.delete_consumer(&name).await;
             }
         }
-    }
-    let Ok(mut per_subject) = stream.info_with_subjects(subjects::SUBMIT_ALL).await else { return };
-    let mut subjects_seen = Vec::new();
-    while let Some(Ok(entry)) = per_subject.next().await {
-        subjects_seen.push(entry);
-    }
-    subjects_seen.sort();
-    for (subject, count) in subjects_seen {
-        let Some(queue) =
-            subjects::queue_of_submit(&subject).and_then(|q| QueueName::parse(q).ok())
-        else {
-            continue;
-        };
-        if cursors.iter().any(|(q, _)| q == &queue)
-            || report.queues.iter().any(|q| q.queue == queue)
-        {
-            continue;
-        }
-        report.queues.push(QueueStatus {
-            queue,
-            pending: count as u64,
-            in_progress: 0,
-            completed: 0,
-            failed: 0,
-            rejected: 0,
-        });
     }
 }

@@ -32,7 +32,7 @@ use futures::StreamExt;
 use jetwork_shared::connect::Interruptions;
 use jetwork_shared::{headers, subjects, QueueName};
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// One submission read from the stream.
 #[derive(Debug, Clone)]
@@ -62,7 +62,8 @@ pub struct QueueReader {
     requested: u64,
     received: u64,
     generation: u64,
-    task: JoinHandle<()>,
+    /// Stops the reader task, which then deletes its consumer.
+    stop: CancellationToken,
 }
 
 /// What a reader needs from the leader.
@@ -78,9 +79,21 @@ impl QueueReader {
     pub fn spawn(env: &ReaderEnv, queue: QueueName, start: u64, generation: u64) -> Self {
         let credits = Arc::new(Semaphore::new(0));
         let position = Position { next_seq: start.max(1), after: start.saturating_sub(1) };
+        let stop = CancellationToken::new();
         let reader = Reader { env: env.clone(), queue, generation, credits: credits.clone() };
-        let task = tokio::spawn(reader.run(position));
-        QueueReader { credits, requested: 0, received: 0, generation, task }
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let mut cursor = None;
+            tokio::select! {
+                () = reader.run(position, &mut cursor) => {}
+                () = stopped.cancelled() => {}
+            }
+            // A reader that is replaced or no longer needed leaves no consumer behind.
+            if let Some(cursor) = cursor {
+                reader.retire(cursor);
+            }
+        });
+        QueueReader { credits, requested: 0, received: 0, generation, stop }
     }
 
     /// Which reader of its queue this is.
@@ -109,7 +122,7 @@ impl QueueReader {
 
 impl Drop for QueueReader {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
     }
 }
 
@@ -148,8 +161,7 @@ enum Pulled {
 }
 
 impl Reader {
-    async fn run(self, mut position: Position) {
-        let mut cursor: Option<Cursor> = None;
+    async fn run(&self, mut position: Position, cursor: &mut Option<Cursor>) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let Ok(first) = self.credits.acquire().await else { return };
@@ -161,7 +173,7 @@ impl Reader {
             let want = 1 + extra;
             if cursor.is_none() {
                 match self.create_consumer(position.next_seq).await {
-                    Ok(consumer) => cursor = Some(Cursor { consumer, delivered: 0 }),
+                    Ok(consumer) => *cursor = Some(Cursor { consumer, delivered: 0 }),
                     Err(e) => {
                         tracing::warn!(queue = %self.queue, error = %e, "cannot create the submit reader; retrying");
                     }

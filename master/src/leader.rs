@@ -24,6 +24,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -33,9 +35,10 @@ use futures::stream::{select_all, BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::connect::{self, Interruptions};
+use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{
-    Assignment, MasterElected, RegisterWorker, Report, ReportReply, RequestWork, WorkGrant,
-    WorkReady,
+    Assignment, MasterElected, RegisterWorker, Report, ReportReply, RequestWork, StatusQuery,
+    WorkGrant, WorkReady,
 };
 use jetwork_shared::{codec, subjects, QueueName, WorkId};
 use tokio::sync::mpsc;
@@ -47,6 +50,7 @@ use crate::core::{
 };
 use crate::housekeeping;
 use crate::intake::{QueueReader, ReaderEnv, Submission};
+use crate::integrity::{self, Observation};
 use crate::journal::{Journal, JournalError, Replayed};
 use crate::lease::LeaseGuard;
 use crate::payloads;
@@ -85,6 +89,7 @@ enum Endpoint {
 enum Internal {
     Command(Command),
     Payloads(Vec<(WorkId, Bytes)>),
+    Integrity(Result<Observation, String>),
 }
 
 /// Leads one term: claims the journal, serves until deposed or shut down, then stops.
@@ -195,7 +200,27 @@ struct Leader {
     last_purge: Instant,
     purging: Option<tokio::task::JoinHandle<()>>,
     snapshot_for_purge: Option<u64>,
+    /// Publications that may already be stored (inherited from the previous leader, or whose
+    /// last attempt failed unclearly): the subject is read before publishing them again.
+    inherited: std::collections::HashSet<PublicationKey>,
+    /// First sequence of the newest snapshot this term knows to be stored (replay's start
+    /// when it has written none): history before it may go, history after it must not.
+    snapshot_floor: u64,
+    /// Write a snapshot at the next flush, events or not (history was purged by someone).
+    snapshot_due: bool,
+    /// When the streams were last checked, and whether a check is under way.
+    last_integrity: Instant,
+    checking: bool,
+    /// Set when something seen off the loop ends the term.
+    deposed: Option<String>,
+    /// Status requests being worked on.
+    status_in_flight: Arc<AtomicUsize>,
+    /// Bad requests are logged at most once a second (anyone can send them).
+    bad_requests: LogLimit,
 }
+
+/// Status requests worked on at once.
+const STATUS_IN_FLIGHT: usize = 2;
 
 impl Leader {
     fn new(env: &Env, epoch: u64, replayed: Replayed) -> Self {
@@ -259,6 +284,14 @@ impl Leader {
             last_purge: Instant::now(),
             purging: None,
             snapshot_for_purge: None,
+            inherited: Default::default(),
+            snapshot_floor: replayed.from_seq,
+            snapshot_due: false,
+            last_integrity: Instant::now(),
+            checking: false,
+            deposed: None,
+            status_in_flight: Arc::new(AtomicUsize::new(0)),
+            bad_requests: LogLimit::default(),
         }
     }
 
@@ -266,6 +299,7 @@ impl Leader {
     /// the replayed tail, and waits for it. From its acknowledgement on, any write by an
     /// earlier leader fails. Its effects (the announcement, re-publications) run once serving.
     async fn claim(&mut self, lease: &mut LeaseGuard) -> Result<(), Exit> {
+        self.inherited = self.engine.state().unpublished.keys().cloned().collect();
         let output = self.engine.step(Command::Takeover {
             epoch: self.epoch,
             leader: self.env.holder.clone(),
@@ -310,6 +344,7 @@ impl Leader {
                     }
                     if let Some(first_seq) = self.journal.take_confirmed_snapshot() {
                         self.snapshot_for_purge = Some(first_seq);
+                        self.snapshot_floor = first_seq;
                     }
                     self.release_effects().await;
                 }
@@ -323,6 +358,9 @@ impl Leader {
             }
             if accepting {
                 self.drain_ready(endpoints, settings.max_batch).await;
+            }
+            if let Some(why) = self.deposed.take() {
+                return Exit::Deposed(why);
             }
             // Publications are recorded when a write goes out anyway, or when many gather (and
             // on every tick): a write of their own would delay the decisions queued behind it.
@@ -424,7 +462,9 @@ impl Leader {
                 self.step(command);
             }
             Err(e) => {
-                tracing::warn!(endpoint = ?kind, subject = %request.message.subject, error = %e, "bad request");
+                if let Some(suppressed) = self.bad_requests.allow() {
+                    tracing::warn!(endpoint = ?kind, subject = %request.message.subject, error = %e, suppressed, "bad request");
+                }
                 let error =
                     service::error::Error { status: format!("bad request: {e}"), code: 400 };
                 let _ = request.respond(Err(error)).await;
@@ -432,22 +472,44 @@ impl Leader {
         }
     }
 
+    /// Answers a status request off the loop. At most [`STATUS_IN_FLIGHT`] are worked on at
+    /// once (each costs the server a few API calls); more get 503 and a reason at once, so a
+    /// flood of status requests cannot slow the server or this loop down.
     fn status(&mut self, request: service::Request) {
+        if self.status_in_flight.load(Ordering::Relaxed) >= STATUS_IN_FLIGHT {
+            let status = "busy: too many status requests at once; retry shortly".to_owned();
+            let error = service::error::Error { status, code: 503 };
+            tokio::spawn(async move {
+                let _ = request.respond(Err(error)).await;
+            });
+            return;
+        }
+        let query: StatusQuery =
+            serde_json::from_slice(&request.message.payload).unwrap_or_default();
         let state = self.engine.state();
-        let mut report = state.status(now_ms());
+        let mut report = state.status(now_ms(), query);
         let cursors: Vec<(QueueName, u64)> =
             state.queues.iter().map(|(q, s)| (q.clone(), s.cursor)).collect();
         let js = self.env.js.clone();
+        let in_flight = self.status_in_flight.clone();
+        in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            housekeeping::add_unread(&js, &mut report, cursors).await;
-            let body = serde_json::to_vec(&report).unwrap_or_default();
-            let _ = request.respond(Ok(body.into())).await;
+            housekeeping::complete_status(&js, &mut report, cursors, query).await;
+            let reply = match serde_json::to_vec(&report) {
+                Ok(body) => Ok(body.into()),
+                Err(e) => {
+                    Err(service::error::Error { status: format!("cannot encode: {e}"), code: 500 })
+                }
+            };
+            let _ = request.respond(reply).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
 
     fn internal(&mut self, internal: Internal) {
         match internal {
             Internal::Command(command) => self.step(command),
+            Internal::Integrity(observed) => self.integrity(observed),
             Internal::Payloads(payloads) => {
                 for (work_id, payload) in payloads {
                     if self.engine.state().work.contains_key(&work_id) {
@@ -474,8 +536,10 @@ impl Leader {
                 self.confirmed.push(key);
             }
             Err(e) => {
-                // Retrying is safe: the subject fence refuses a second copy if this one landed.
+                // Retrying is safe: the subject fence refuses a second copy if this one landed;
+                // reading first spares live subscribers the copy.
                 tracing::warn!(?key, error = %e, "publication failed; retrying in 1s");
+                self.inherited.insert(key.clone());
                 self.retry_publish.push((Instant::now() + Duration::from_secs(1), key));
             }
         }
@@ -507,6 +571,54 @@ impl Leader {
         self.pending.effects.extend(due.into_iter().map(|key| Effect::Publish { key }));
         self.refresh_readers();
         self.maybe_purge();
+        self.maybe_check_integrity();
+    }
+
+    /// Looks at the streams every `integrity_interval`, off the loop.
+    fn maybe_check_integrity(&mut self) {
+        let interval = self.env.settings.master.integrity_interval;
+        if self.checking || self.last_integrity.elapsed() < interval {
+            return;
+        }
+        self.checking = true;
+        self.last_integrity = Instant::now();
+        let (js, streams) = (self.env.js.clone(), self.env.settings.streams.clone());
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let observed = integrity::observe(&js, &streams).await;
+            let _ = internal.send(Internal::Integrity(observed));
+        });
+    }
+
+    /// Acts on what the streams look like (see `integrity.rs`).
+    fn integrity(&mut self, observed: Result<Observation, String>) {
+        self.checking = false;
+        let observed = match observed {
+            Ok(observed) => observed,
+            Err(e) => return tracing::debug!(error = %e, "cannot check the streams this time"),
+        };
+        for drift in &observed.drift {
+            tracing::error!(%drift, "stream settings were changed by someone other than the master; putting them back");
+        }
+        if observed.journal_last > self.journal.tail() {
+            let why = format!(
+                "the journal holds sequence {} though this leader wrote up to {}: a foreign write",
+                observed.journal_last,
+                self.journal.tail()
+            );
+            tracing::error!(%why, "stepping down; the next term leaves the foreign write out");
+            self.deposed = Some(why);
+        }
+        if observed.journal_first > self.snapshot_floor {
+            tracing::error!(
+                first = observed.journal_first,
+                snapshot = self.snapshot_floor,
+                "journal history was purged past the latest snapshot by someone else; writing a snapshot now"
+            );
+            self.snapshot_due = true;
+            // Until the new snapshot is confirmed, do not report this again.
+            self.snapshot_floor = observed.journal_first;
+        }
     }
 
     /// Journals what the stepped commands decided, snapshots when due, and queues their
@@ -521,20 +633,24 @@ impl Leader {
             return Ok(());
         }
         let Output { events, effects } = std::mem::take(&mut self.pending);
-        if !events.is_empty() {
+        if !events.is_empty() || self.snapshot_due {
             if !lease.is_valid() {
                 return Err(Exit::Deposed("lease validity passed before a journal write".into()));
             }
             self.events_since_snapshot += events.len() as u64;
-            self.write_events(events).await.map_err(deposed)?;
+            if !events.is_empty() {
+                self.write_events(events).await.map_err(deposed)?;
+            }
             let settings = &self.env.settings.master;
-            if self.events_since_snapshot >= settings.snapshot_every
+            if self.snapshot_due
+                || self.events_since_snapshot >= settings.snapshot_every
                 || self.last_snapshot.elapsed() >= settings.snapshot_interval
             {
                 self.journal.write_snapshot(self.engine.state()).await.map_err(deposed)?;
                 tracing::debug!(events = self.events_since_snapshot, "snapshot written");
                 self.events_since_snapshot = 0;
                 self.last_snapshot = Instant::now();
+                self.snapshot_due = false;
             }
         }
         let ticket = self.journal.issued();
@@ -610,7 +726,8 @@ impl Leader {
                 None
             }
         };
-        self.publisher.start(key, publication, payload);
+        let verify_first = self.inherited.remove(&key);
+        self.publisher.start(key, publication, payload, verify_first);
     }
 
     async fn reply(&mut self, request: service::Request, reply: Reply) {
@@ -697,11 +814,7 @@ impl Leader {
         let prefetch = u64::from(self.env.settings.master.prefetch);
         let state = self.engine.state();
         for (queue, reader) in self.readers.iter_mut() {
-            let served = state.workers.values().any(|w| w.queues.contains(queue));
-            if !served {
-                continue;
-            }
-            let target = state.free_slots(queue) + prefetch;
+            let target = self.engine.free_slots(queue) + prefetch;
             let have = state.ready_len(queue) as u64 + reader.outstanding();
             if target > have {
                 reader.grant(target - have);
@@ -709,17 +822,18 @@ impl Leader {
         }
     }
 
+    /// Starts readers for queues that registered workers serve, and retires those of queues
+    /// nobody serves any more (their consumers are deleted), so readers never outnumber the
+    /// queues that registered workers declare (each capped by `max_queues_per_worker`).
     fn refresh_readers(&mut self) {
+        let served: std::collections::BTreeSet<&QueueName> = self.engine.served_queues().collect();
+        self.readers.retain(|queue, _| served.contains(queue));
         let state = self.engine.state();
-        let mut wanted: Vec<(QueueName, u64)> = state
-            .workers
-            .values()
-            .flat_map(|w| w.queues.iter())
+        let wanted: Vec<(QueueName, u64)> = served
+            .into_iter()
             .filter(|queue| !self.readers.contains_key(*queue))
             .map(|queue| (queue.clone(), state.queues.get(queue).map_or(0, |q| q.cursor) + 1))
             .collect();
-        wanted.sort();
-        wanted.dedup();
         for (queue, start) in wanted {
             self.start_reader(queue, start);
         }

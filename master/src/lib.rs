@@ -10,6 +10,7 @@ pub mod core;
 pub mod error;
 pub mod housekeeping;
 pub mod intake;
+pub mod integrity;
 pub mod journal;
 pub mod leader;
 pub mod lease;

@@ -18,6 +18,13 @@
 //! outcome, and an older run's can never land after a newer one's. The `Nats-Msg-Id`
 //! (`result-<id>-<submit seq>`, `rejected-<submit seq>`) stays as a second line of defence.
 //!
+//! The fence keeps the stream right; live subscribers see every publish, stored or refused.
+//! So a publication that may already be stored (inherited from the previous leader, or being
+//! retried after an unclear failure) looks at the subject first and is not sent again if this
+//! run's outcome is there: a live subscriber then sees a second copy only when a deposed
+//! leader's publication was already on its way (the stream refuses it; the copy carries the
+//! same `Jetwork-Submit-Seq`, by which a subscriber can drop it).
+//!
 //! All of it runs in tasks off the leader's loop, including reading a rejected submission's
 //! payload back from `JETWORK_SUBMIT`.
 
@@ -66,7 +73,15 @@ pub struct Publisher {
     inflight: FuturesUnordered<Task>,
     /// Keys in flight or waiting.
     keys: HashSet<PublicationKey>,
-    waiting: VecDeque<(PublicationKey, Publication, Option<Bytes>)>,
+    waiting: VecDeque<Waiting>,
+}
+
+/// A publication waiting for a place in flight.
+struct Waiting {
+    key: PublicationKey,
+    publication: Publication,
+    payload: Option<Bytes>,
+    verify_first: bool,
 }
 
 impl Publisher {
@@ -85,10 +100,17 @@ impl Publisher {
     }
 
     /// Starts publishing, unless `key` is already on its way. `payload` is a rejected
-    /// submission's bytes if the leader still has them (otherwise they are read back).
-    pub fn start(&mut self, key: PublicationKey, publication: Publication, payload: Option<Bytes>) {
+    /// submission's bytes if the leader still has them (otherwise they are read back). With
+    /// `verify_first`, the subject is read before publishing (see the module docs).
+    pub fn start(
+        &mut self,
+        key: PublicationKey,
+        publication: Publication,
+        payload: Option<Bytes>,
+        verify_first: bool,
+    ) {
         if self.keys.insert(key.clone()) {
-            self.waiting.push_back((key, publication, payload));
+            self.waiting.push_back(Waiting { key, publication, payload, verify_first });
             self.launch();
         }
     }
@@ -96,10 +118,11 @@ impl Publisher {
     /// Moves waiting publications into flight while there is room.
     fn launch(&mut self) {
         while self.inflight.len() < MAX_IN_FLIGHT {
-            let Some((key, publication, payload)) = self.waiting.pop_front() else { return };
+            let Some(next) = self.waiting.pop_front() else { return };
             let js = self.js.clone();
             self.inflight.push(Box::pin(async move {
-                let outcome = publish(&js, &publication, payload).await;
+                let Waiting { key, publication, payload, verify_first } = next;
+                let outcome = publish(&js, &publication, payload, verify_first).await;
                 (key, outcome)
             }));
         }
@@ -123,6 +146,7 @@ async fn publish(
     js: &jetstream::Context,
     publication: &Publication,
     payload: Option<Bytes>,
+    verify_first: bool,
 ) -> Outcome {
     let payload = match (publication, payload) {
         (Publication::Rejected { seq, .. }, None) => {
@@ -133,7 +157,15 @@ async fn publish(
         (_, payload) => payload.unwrap_or_default(),
     };
     let run = publication.submit_seq();
+    let subject = build(publication, Bytes::new()).0;
     let mut follows = 0;
+    if verify_first {
+        match stored(js, &subject, run).await? {
+            Stored::Nothing => {}
+            Stored::Other(seq) => follows = seq,
+            Stored::Decided(published) => return Ok(published),
+        }
+    }
     for _ in 0..MAX_CONFLICTS {
         let (subject, message) = build(publication, payload.clone());
         let message = message.expected_last_subject_sequence(follows);
@@ -147,29 +179,46 @@ async fn publish(
             Err(e) => return Err(e.to_string()),
         }
         // Something is stored on the subject already: whose is it?
-        let stream =
-            js.get_stream_no_info(subjects::RESULTS_STREAM).await.map_err(|e| e.to_string())?;
-        match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(stored) => {
-                let stored_run = stored
-                    .headers
-                    .get(headers::SUBMIT_SEQ)
-                    .and_then(|v| v.as_str().parse::<u64>().ok());
-                match stored_run {
-                    Some(stored_run) if stored_run == run => return Ok(Published::AlreadyStored),
-                    Some(stored_run) if stored_run > run => {
-                        return Ok(Published::Superseded { stored_run })
-                    }
-                    // An older run of the same id, or something that is not an outcome at
-                    // all: this run's outcome goes on top.
-                    _ => follows = stored.sequence,
-                }
-            }
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => follows = 0,
-            Err(e) => return Err(format!("reading {subject}: {e}")),
+        match stored(js, &subject, run).await? {
+            Stored::Nothing => follows = 0,
+            Stored::Other(seq) => follows = seq,
+            Stored::Decided(published) => return Ok(published),
         }
     }
-    Err(format!("{} kept changing while publishing", build(publication, Bytes::new()).0))
+    Err(format!("{subject} kept changing while publishing"))
+}
+
+/// What the subject holds, from the point of view of the run at submit sequence `run`.
+enum Stored {
+    Nothing,
+    /// An older run's outcome, or something that is not an outcome at all, at this sequence:
+    /// this run's outcome goes on top of it.
+    Other(u64),
+    /// This run's outcome (already stored) or a newer run's (this one is stale).
+    Decided(Published),
+}
+
+/// Reads the newest message on `subject` from the stream leader.
+async fn stored(js: &jetstream::Context, subject: &str, run: u64) -> Result<Stored, String> {
+    let stream =
+        js.get_stream_no_info(subjects::RESULTS_STREAM).await.map_err(|e| e.to_string())?;
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(stored) => {
+            let stored_run = stored
+                .headers
+                .get(headers::SUBMIT_SEQ)
+                .and_then(|v| v.as_str().parse::<u64>().ok());
+            Ok(match stored_run {
+                Some(stored_run) if stored_run == run => Stored::Decided(Published::AlreadyStored),
+                Some(stored_run) if stored_run > run => {
+                    Stored::Decided(Published::Superseded { stored_run })
+                }
+                _ => Stored::Other(stored.sequence),
+            })
+        }
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(Stored::Nothing),
+        Err(e) => Err(format!("reading {subject}: {e}")),
+    }
 }
 
 /// The subject and message for a publication (without its fence).

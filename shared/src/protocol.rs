@@ -211,7 +211,46 @@ pub struct MasterElected {
     pub leader: String,
 }
 
+/// The optional JSON body of a `jetwork.master.status` request: which page of the lists to
+/// return. Anything else (an empty or unreadable body) asks for the first page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusQuery {
+    /// Workers to list (at most [`StatusQuery::MAX_LIMIT`]).
+    pub workers_limit: u32,
+    /// Workers to skip (in id order) before listing.
+    pub workers_offset: u32,
+    /// Queues to list (at most [`StatusQuery::MAX_LIMIT`]).
+    pub queues_limit: u32,
+    /// Queues to skip (in name order) before listing.
+    pub queues_offset: u32,
+}
+
+impl StatusQuery {
+    /// The most workers or queues one reply lists: a reply stays far below NATS's 1 MiB.
+    pub const MAX_LIMIT: u32 = 1000;
+    /// The most running items listed per worker.
+    pub const MAX_RUNNING: usize = 32;
+
+    /// The query with its limits capped.
+    pub fn capped(self) -> Self {
+        StatusQuery {
+            workers_limit: self.workers_limit.min(Self::MAX_LIMIT),
+            queues_limit: self.queues_limit.min(Self::MAX_LIMIT),
+            ..self
+        }
+    }
+}
+
+impl Default for StatusQuery {
+    fn default() -> Self {
+        StatusQuery { workers_limit: 100, workers_offset: 0, queues_limit: 100, queues_offset: 0 }
+    }
+}
+
 /// Reply to `jetwork.master.status` (JSON, for people and scripts; see `docs/protocol.md`).
+/// Bounded whatever the number of workers and queues: lists are paged ([`StatusQuery`]), with
+/// the totals beside them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub leader: String,
@@ -219,7 +258,13 @@ pub struct StatusReport {
     /// Master clock when the report was made.
     pub now_ms: u64,
     pub queues: Vec<QueueStatus>,
+    /// Queues known in all (listed or not).
+    #[serde(default)]
+    pub queues_total: u64,
     pub workers: Vec<WorkerStatus>,
+    /// Workers registered in all (listed or not).
+    #[serde(default)]
+    pub workers_total: u64,
 }
 
 /// One queue in a [`StatusReport`].
@@ -246,7 +291,11 @@ pub struct WorkerStatus {
     pub capacity: u32,
     /// Milliseconds since the master last heard from it.
     pub last_seen_ago_ms: u64,
+    /// The first [`StatusQuery::MAX_RUNNING`] items it runs.
     pub running: Vec<RunningStatus>,
+    /// How many items it runs in all.
+    #[serde(default)]
+    pub running_total: u64,
 }
 
 /// One item a worker runs, in a [`WorkerStatus`].

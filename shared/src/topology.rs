@@ -11,6 +11,13 @@
 //! before it is finished; the master purges finished work) and its `duplicate_window` is the
 //! dedup horizon; the journal has no age or size limit (only the master purges it, below a
 //! snapshot); all three allow direct gets (used to fetch payloads, results and snapshots).
+//!
+//! Protection against other writers: no stream allows deleting single messages
+//! (`deny_delete`), and `JETWORK_RESULTS` cannot be purged (`deny_purge`): once set, JetStream
+//! lets nobody, administrators included, turn either off. The submit stream and the journal
+//! must stay purgeable, because the master trims them (finished submissions, history before a
+//! snapshot); there, NATS permissions keep purges to the master's user (`nats.conf`), and the
+//! leader notices anyone else's (`master/src/integrity.rs`).
 
 use std::time::Duration;
 
@@ -62,6 +69,7 @@ pub fn submit_stream(cfg: &StreamsConfig) -> Config {
         max_bytes: cfg.max_pending_bytes,
         discard: DiscardPolicy::New,
         allow_direct: true,
+        deny_delete: true,
         ..Default::default()
     }
 }
@@ -96,6 +104,8 @@ pub fn results_stream(cfg: &StreamsConfig) -> Config {
         max_age: cfg.results_retention,
         duplicate_window: cfg.results_retention.min(Duration::from_secs(120)),
         allow_direct: true,
+        deny_delete: true,
+        deny_purge: true,
         ..Default::default()
     }
 }

@@ -16,6 +16,11 @@ pub struct RawClient {
 impl RawClient {
     /// Connects to `url` (`nats://host:port`) and says `CONNECT` with headers enabled.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_as(url, None).await
+    }
+
+    /// [`Self::connect`] as the NATS user `user` with `password`.
+    pub async fn connect_as(url: &str, user: Option<(&str, &str)>) -> anyhow::Result<Self> {
         let addr = url.split_once("://").map_or(url, |(_, rest)| rest);
         let stream =
             TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
@@ -23,9 +28,15 @@ impl RawClient {
         let mut info = String::new();
         client.stream.read_line(&mut info).await?;
         anyhow::ensure!(info.starts_with("INFO "), "expected INFO, got {info:?}");
-        client
-            .write(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"name\":\"raw\"}\r\n")
-            .await?;
+        let mut connect = serde_json::json!({
+            "verbose": false, "pedantic": false, "headers": true, "no_responders": true,
+            "name": "raw",
+        });
+        if let Some((user, password)) = user {
+            connect["user"] = user.into();
+            connect["pass"] = password.into();
+        }
+        client.write(format!("CONNECT {connect}\r\n").as_bytes()).await?;
         client.ping().await?;
         Ok(client)
     }
@@ -62,22 +73,33 @@ impl RawClient {
         self.ping().await
     }
 
-    /// Round-trips a PING: everything sent before it has been processed. An `-ERR` from the
-    /// server is returned as an error.
+    /// Subscribes to `subject`, then waits as [`Self::hpub`] does (a subscription the user may
+    /// not make is refused with an `-ERR`, returned as an error).
+    pub async fn subscribe(&mut self, subject: &str, sid: u32) -> anyhow::Result<()> {
+        self.write(format!("SUB {subject} {sid}\r\n").as_bytes()).await?;
+        self.ping().await
+    }
+
+    /// Round-trips a PING: everything sent before it has been processed. An `-ERR` the server
+    /// sent meanwhile is returned as an error (after the PONG, so the next call starts clean).
     pub async fn ping(&mut self) -> anyhow::Result<()> {
         self.write(b"PING\r\n").await?;
+        let mut error = None;
         loop {
             let mut line = String::new();
             let read =
                 tokio::time::timeout(Duration::from_secs(10), self.stream.read_line(&mut line))
                     .await
                     .context("waiting for PONG")??;
-            anyhow::ensure!(read > 0, "the server closed the connection");
+            anyhow::ensure!(read > 0, "the server closed the connection ({error:?})");
             if line.starts_with("PONG") {
-                return Ok(());
+                return match error {
+                    None => Ok(()),
+                    Some(error) => Err(anyhow::anyhow!("server: {error}")),
+                };
             }
             if line.starts_with("-ERR") {
-                anyhow::bail!("server: {}", line.trim());
+                error.get_or_insert_with(|| line.trim().to_owned());
             }
         }
     }

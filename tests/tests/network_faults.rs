@@ -261,7 +261,8 @@ async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twi
     let result = rig.client.wait_result(&queue, &id, Duration::from_secs(30)).await?;
     assert_eq!(result.payload, Bytes::from_static(b"6 * 6 = 36"));
     // Deduplication by message id alone lasts only as long as the duplicate window: shorten
-    // it (both masters are set up by now) and let it pass.
+    // it and let it pass. m2 stops first: a leader puts changed stream settings back.
+    m2.stop().await;
     let mut config =
         rig.js.get_stream(subjects::RESULTS_STREAM).await?.info().await?.config.clone();
     config.duplicate_window = Duration::from_millis(500);
@@ -286,7 +287,6 @@ async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twi
     audit.check()?;
     assert_eq!(audit.results[&id].len(), 1);
     m1.stop().await;
-    m2.stop().await;
     Ok(())
 }
 

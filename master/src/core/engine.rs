@@ -19,7 +19,7 @@
 //! - an attempt that ends without a result re-queues the item at the front of its queue
 //!   until `max_attempts` hand-outs have been used, then fails it with the last reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jetwork_shared::headers;
 use jetwork_shared::protocol::{
@@ -70,6 +70,9 @@ pub struct Engine {
     /// Draws attempt tokens (soft: seeded by each takeover; the tokens it draws are journaled
     /// in `WorkStarted`, so replay never needs it).
     tokens: ChaCha20Rng,
+    /// The workers serving each queue (derived from the state, kept in step by `emit`): with
+    /// thousands of workers, who serves a queue must not cost a scan of all of them.
+    serving: BTreeMap<QueueName, BTreeSet<WorkerId>>,
     out: Output,
 }
 
@@ -84,7 +87,14 @@ struct Parked {
 impl Engine {
     /// An engine over a replayed (or empty) state.
     pub fn new(state: State, policy: Policy) -> Self {
+        let mut serving: BTreeMap<QueueName, BTreeSet<WorkerId>> = BTreeMap::new();
+        for (id, worker) in &state.workers {
+            for queue in &worker.queues {
+                serving.entry(queue.clone()).or_default().insert(id.clone());
+            }
+        }
         Engine {
+            serving,
             state,
             policy,
             notified: BTreeMap::new(),
@@ -135,13 +145,14 @@ impl Engine {
     /// each batch of commands and on every tick, which also re-sends lost notifications.
     pub fn notifications(&mut self, now: Millis) -> Vec<Effect> {
         let mut effects = Vec::new();
-        for (queue, q) in &self.state.queues {
+        for (queue, q) in self.state.queues.iter().filter(|(_, q)| !q.ready.is_empty()) {
             let mut needed = q.ready.len() as u64;
-            for (id, worker) in &self.state.workers {
+            let serving = self.serving.get(queue).into_iter().flatten();
+            for (id, worker) in serving.filter_map(|id| Some((id, self.state.workers.get(id)?))) {
                 if needed == 0 {
                     break;
                 }
-                if worker.free() == 0 || !worker.queues.contains(queue) {
+                if worker.free() == 0 {
                     continue;
                 }
                 if self.parked.contains_key(id) {
@@ -166,7 +177,15 @@ impl Engine {
     /// Records an event: applies it, queues it for the journal, and queues the publication
     /// it calls for, if any.
     fn emit(&mut self, event: Event) {
+        if let Event::WorkerRegistered { worker, .. } | Event::WorkerLost { worker, .. } = &event {
+            self.unindex(worker);
+        }
         self.state.apply(&event);
+        if let Event::WorkerRegistered { worker, queues, .. } = &event {
+            for queue in queues {
+                self.serving.entry(queue.clone()).or_default().insert(worker.clone());
+            }
+        }
         let key = match &event {
             Event::WorkCompleted { work_id, .. } | Event::WorkFailed { work_id, .. } => {
                 Some(PublicationKey::Result(work_id.clone()))
@@ -178,6 +197,57 @@ impl Engine {
         if let Some(key) = key {
             self.out.effects.push(Effect::Publish { key });
         }
+    }
+
+    /// How many distinct queues would be served if `worker` served `queues` from now on.
+    fn served_after(&self, worker: &WorkerId, queues: &[QueueName]) -> usize {
+        let only_this_one =
+            |serving: &BTreeSet<WorkerId>| serving.len() == 1 && serving.contains(worker);
+        let kept = self.serving.values().filter(|serving| !only_this_one(serving)).count();
+        let added =
+            queues.iter().filter(|q| self.serving.get(*q).is_none_or(&only_this_one)).count();
+        kept + added
+    }
+
+    /// Takes `worker` out of the index of who serves what.
+    fn unindex(&mut self, worker: &WorkerId) {
+        let Some(w) = self.state.workers.get(worker) else { return };
+        for queue in &w.queues {
+            if let Some(serving) = self.serving.get_mut(queue) {
+                serving.remove(worker);
+                if serving.is_empty() {
+                    self.serving.remove(queue);
+                }
+            }
+        }
+    }
+
+    /// Checks that the index of who serves what matches the state (tests call it after every
+    /// step).
+    #[cfg(test)]
+    pub(crate) fn check_index(&self) -> Result<(), String> {
+        let mut derived: BTreeMap<QueueName, BTreeSet<WorkerId>> = BTreeMap::new();
+        for (id, worker) in &self.state.workers {
+            for queue in &worker.queues {
+                derived.entry(queue.clone()).or_default().insert(id.clone());
+            }
+        }
+        if derived != self.serving {
+            return Err(format!("serving index {:?} != derived {derived:?}", self.serving));
+        }
+        Ok(())
+    }
+
+    /// The queues some registered worker serves.
+    pub fn served_queues(&self) -> impl Iterator<Item = &QueueName> {
+        self.serving.keys()
+    }
+
+    /// Free slots of all workers serving `queue` (a worker serving several queues counts for
+    /// each: an upper bound used to decide how far to read ahead).
+    pub fn free_slots(&self, queue: &QueueName) -> u64 {
+        let serving = self.serving.get(queue).into_iter().flatten();
+        serving.filter_map(|id| self.state.workers.get(id)).map(|w| u64::from(w.free())).sum()
     }
 
     fn reply(&mut self, request: RequestId, reply: Reply) {
@@ -295,6 +365,11 @@ impl Engine {
             None => true,
             Some(w) => w.queues != queues || w.capacity != msg.capacity,
         };
+        if changed && self.served_after(&worker, &queues) > self.policy.max_served_queues as usize {
+            let max = self.policy.max_served_queues;
+            let message = format!("the master serves at most {max} distinct queues");
+            return self.error(request, 503, message);
+        }
         if changed {
             self.emit(Event::WorkerRegistered {
                 worker: worker.clone(),

@@ -5,7 +5,7 @@
 //! Commands (the clock starts at 0 and only moves when told):
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
 //!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`,
-//!   `max_workers`, `max_queues_per_worker` (before use).
+//!   `max_workers`, `max_queues_per_worker`, `max_served_queues` (before use).
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>]`
 //! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]
@@ -67,6 +67,7 @@ impl Runner {
         let out = self.engine.step(command);
         self.journal.extend(out.events.iter().cloned());
         self.engine.state().check_invariants()?;
+        self.engine.check_index()?;
         Ok(render(&out.events, &out.effects))
     }
 }
@@ -140,6 +141,7 @@ impl goldenscript::Runner for Runner {
                         "max_request_wait" => policy.max_request_wait = v,
                         "max_workers" => policy.max_workers = v as u32,
                         "max_queues_per_worker" => policy.max_queues_per_worker = v as u32,
+                        "max_served_queues" => policy.max_served_queues = v as u32,
                         other => return Err(format!("unknown policy key {other}").into()),
                     }
                 }

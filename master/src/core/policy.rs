@@ -25,6 +25,9 @@ pub struct Policy {
     pub max_queues_per_worker: u32,
     /// Most workers registered at once; a new one beyond it is refused.
     pub max_workers: u32,
+    /// Most distinct queues served at once (each costs the leader a reader and a consumer);
+    /// a registration that would go beyond it is refused.
+    pub max_served_queues: u32,
     /// A worker's liveness is journaled at most this often (heartbeats in between only
     /// matter if the worker goes silent, and `worker_timeout` is much longer).
     pub seen_resolution: Millis,
@@ -46,6 +49,7 @@ impl Default for Policy {
             max_capacity: 10_000,
             max_queues_per_worker: 64,
             max_workers: 10_000,
+            max_served_queues: 1_000,
             seen_resolution: 1_000,
             notify_interval: 1_000,
             max_request_wait: 30_000,

@@ -169,7 +169,7 @@ impl Harness {
                 self.readers.push(Reader { queue, pos: from - 1, alive: true });
             }
         }
-        if let Err(e) = self.engine.state().check_invariants() {
+        if let Err(e) = self.engine.state().check_invariants().and(self.engine.check_index()) {
             panic!("invariant broken: {e}\n{:#?}", self.engine.state());
         }
         self.check_cursors();

@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use jetwork_shared::protocol::{QueueStatus, RunningStatus, StatusReport, WorkerStatus};
+use jetwork_shared::protocol::{
+    QueueStatus, RunningStatus, StatusQuery, StatusReport, WorkerStatus,
+};
 use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
 use super::{Event, Millis};
@@ -307,16 +309,6 @@ impl State {
         self.queues.get(queue).map_or(0, |q| q.ready.len())
     }
 
-    /// Free slots of all workers serving `queue` (a worker serving several queues counts
-    /// for each: this is an upper bound used to decide how far to read ahead).
-    pub fn free_slots(&self, queue: &QueueName) -> u64 {
-        self.workers
-            .values()
-            .filter(|w| w.queues.contains(queue))
-            .map(|w| u64::from(w.free()))
-            .sum()
-    }
-
     /// Lowest submit sequence in `queue` that is still needed: read ahead, running, or
     /// finished but not yet published. Counting finished-unpublished items keeps a floor
     /// computed from this (possibly not yet journaled) state safe: an item leaves
@@ -336,9 +328,12 @@ impl State {
         in_flight.chain(unpublished).min()
     }
 
-    /// The leader's view for `jetwork.master.status`. `pending` counts only the items read
-    /// ahead; the runtime adds what is still unread in the stream.
-    pub fn status(&self, now: Millis) -> StatusReport {
+    /// The leader's view for `jetwork.master.status`: every queue it reads (the runtime adds
+    /// the queues nobody serves, pages them and adds what is still unread in the stream to
+    /// `pending`, which here counts only the items read ahead), and the page of workers the
+    /// query asks for, each listing at most [`StatusQuery::MAX_RUNNING`] running items.
+    pub fn status(&self, now: Millis, query: StatusQuery) -> StatusReport {
+        let query = query.capped();
         let mut in_progress: BTreeMap<&QueueName, u64> = BTreeMap::new();
         for work in self.work.values().filter(|w| w.running.is_some()) {
             *in_progress.entry(&work.queue).or_default() += 1;
@@ -358,14 +353,18 @@ impl State {
         let workers = self
             .workers
             .iter()
+            .skip(query.workers_offset as usize)
+            .take(query.workers_limit as usize)
             .map(|(id, w)| WorkerStatus {
                 worker_id: id.clone(),
                 queues: w.queues.clone(),
                 capacity: w.capacity,
                 last_seen_ago_ms: now.saturating_sub(w.last_seen),
+                running_total: w.running.len() as u64,
                 running: w
                     .running
                     .iter()
+                    .take(StatusQuery::MAX_RUNNING)
                     .filter_map(|work_id| {
                         let work = self.work.get(work_id)?;
                         Some(RunningStatus {
@@ -382,7 +381,9 @@ impl State {
             leader: self.leader.clone(),
             epoch: self.epoch,
             now_ms: now,
+            queues_total: self.queues.len() as u64,
             queues,
+            workers_total: self.workers.len() as u64,
             workers,
         }
     }

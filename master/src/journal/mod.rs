@@ -98,6 +98,12 @@ impl Journal {
         self.max_message.saturating_sub(1024)
     }
 
+    /// The sequence of the last write issued (where the chain ends as far as this leader
+    /// knows): a stored message beyond it was written by someone else.
+    pub fn tail(&self) -> u64 {
+        self.tail
+    }
+
     /// Writes issued so far; a write's ticket is the value of this counter after issuing it.
     pub fn issued(&self) -> u64 {
         self.issued

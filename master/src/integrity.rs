@@ -1,0 +1,110 @@
+//! Watching the streams for what only something other than this leader could have done: a
+//! write into the journal, history purged past the latest snapshot, a stream's settings
+//! changed. NATS permissions are what prevent these (see `nats.conf`); this is what notices
+//! when they were not in place, or an operator with full rights did it, so the leader reacts
+//! within a second instead of at its next write (or never).
+//!
+//! The leader asks for an [`Observation`] every second, off its loop, and acts on it:
+//! - the journal's last sequence past everything it has written: a foreign write; it steps
+//!   down at once (its next write would be refused anyway) and the next term leaves the
+//!   foreign message out of the replay;
+//! - the journal's first sequence past its latest snapshot: history was purged by someone
+//!   else; it writes a new snapshot at once, so the next replay still finds one;
+//! - a stream's settings differ from the ones the master creates: they are put back, with an
+//!   error in the log naming what changed (a `max_age` on the submit stream would expire
+//!   acknowledged work).
+
+use async_nats::jetstream::{self, stream::Config};
+use jetwork_shared::config::StreamsConfig;
+use jetwork_shared::{subjects, topology};
+
+/// What the streams looked like.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    /// The journal's first and last sequences.
+    pub journal_first: u64,
+    pub journal_last: u64,
+    /// Settings that differ from the master's, per stream (already being put back).
+    pub drift: Vec<String>,
+}
+
+/// Reads the three streams, and puts back any settings that drifted.
+pub async fn observe(js: &jetstream::Context, cfg: &StreamsConfig) -> Result<Observation, String> {
+    let mut observation = Observation::default();
+    let mut drifted = false;
+    for expected in
+        [topology::submit_stream(cfg), topology::journal_stream(cfg), topology::results_stream(cfg)]
+    {
+        let stream =
+            js.get_stream(&expected.name).await.map_err(|e| format!("{}: {e}", expected.name))?;
+        let info = stream.cached_info();
+        if expected.name == subjects::JOURNAL_STREAM {
+            observation.journal_first = info.state.first_sequence;
+            observation.journal_last = info.state.last_sequence;
+        }
+        let changes = drift(&expected, &info.config);
+        if !changes.is_empty() {
+            drifted = true;
+            observation.drift.push(format!("{}: {}", expected.name, changes.join(", ")));
+        }
+    }
+    if drifted {
+        topology::ensure_streams(js, cfg, topology::EnsureMode::CreateOrUpdate)
+            .await
+            .map_err(|e| format!("putting the stream settings back: {e}"))?;
+    }
+    Ok(observation)
+}
+
+/// The settings of `actual` that differ from `expected`, as `name: actual (expected)`.
+pub fn drift(expected: &Config, actual: &Config) -> Vec<String> {
+    let mut changes = Vec::new();
+    let mut check = |name: &str, actual: String, expected: String| {
+        if actual != expected {
+            changes.push(format!("{name} {actual} (expected {expected})"));
+        }
+    };
+    let mut subjects_actual = actual.subjects.clone();
+    let mut subjects_expected = expected.subjects.clone();
+    subjects_actual.sort();
+    subjects_expected.sort();
+    check("subjects", format!("{subjects_actual:?}"), format!("{subjects_expected:?}"));
+    check("retention", format!("{:?}", actual.retention), format!("{:?}", expected.retention));
+    check("max_age", format!("{:?}", actual.max_age), format!("{:?}", expected.max_age));
+    // The server stores "no limit" as -1 whatever it was sent as (0 or -1).
+    let limit = |value: i64| if value <= 0 { "none".to_owned() } else { value.to_string() };
+    check("max_msgs", limit(actual.max_messages), limit(expected.max_messages));
+    check("max_bytes", limit(actual.max_bytes), limit(expected.max_bytes));
+    check("discard", format!("{:?}", actual.discard), format!("{:?}", expected.discard));
+    if !expected.duplicate_window.is_zero() {
+        check(
+            "duplicate_window",
+            format!("{:?}", actual.duplicate_window),
+            format!("{:?}", expected.duplicate_window),
+        );
+    }
+    check("deny_delete", actual.deny_delete.to_string(), expected.deny_delete.to_string());
+    check("deny_purge", actual.deny_purge.to_string(), expected.deny_purge.to_string());
+    check("allow_direct", actual.allow_direct.to_string(), expected.allow_direct.to_string());
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn drift_names_each_changed_setting() {
+        let cfg = StreamsConfig::default();
+        let expected = topology::submit_stream(&cfg);
+        assert!(drift(&expected, &expected).is_empty());
+        let mut changed = expected.clone();
+        changed.max_age = Duration::from_secs(1);
+        changed.subjects.push("other.>".to_owned());
+        let changes = drift(&expected, &changed);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes[0].starts_with("subjects"), "{changes:?}");
+        assert!(changes[1].starts_with("max_age 1s"), "{changes:?}");
+    }
+}

@@ -1,0 +1,342 @@
+//! Clients that pretend: a forged election announcement, reports without an attempt's token,
+//! a registration under a live worker's id, a flood of fake workers, a write into the journal,
+//! changed stream settings. On a NATS without permissions (the worst case) each gets refused or
+//! noticed, and nobody else's work is lost, stalled or forged.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use jetwork_shared::protocol::{
+    MasterElected, OutcomeStatus, RegisterWorker, Registered, Report, ReportReply, RequestWork,
+    StatusQuery, WorkGrant,
+};
+use jetwork_shared::{codec, subjects, QueueName, Token, WorkId, WorkerId};
+use jetwork_tests::{wait_until, Audit, InProcess};
+use jetwork_worker::square;
+
+/// Calls a master endpoint with a MessagePack body; the micro-service error, if any, as text.
+async fn call<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+    nats: &async_nats::Client,
+    subject: &str,
+    body: &T,
+) -> Result<R, String> {
+    let payload = codec::encode(body).map_err(|e| e.to_string())?;
+    let reply = nats.request(subject.to_owned(), payload).await.map_err(|e| e.to_string())?;
+    if let Some(headers) = &reply.headers {
+        if let Some(error) = headers.get(jetwork_shared::headers::NATS_SERVICE_ERROR) {
+            let code = headers.get(jetwork_shared::headers::NATS_SERVICE_ERROR_CODE);
+            return Err(format!("{} {error}", code.map(|c| c.as_str()).unwrap_or("")));
+        }
+    }
+    codec::decode(&reply.payload).map_err(|e| e.to_string())
+}
+
+fn register(worker: &WorkerId, session: Token) -> RegisterWorker {
+    RegisterWorker {
+        worker_id: worker.clone(),
+        session,
+        queues: vec![QueueName::default_queue()],
+        capacity: 1,
+        running: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_election_with_a_huge_epoch_does_not_stall_the_workers() -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let _workers = [run.worker("w1", square), run.worker("w2", square)];
+    let first = run.submit("first", b"2").await?;
+    run.result(&first, Duration::from_secs(30)).await?;
+
+    tracing::info!(
+        "--- someone announces a leader of epoch 2^62 that does not exist, and says ready"
+    );
+    let nats = run.server.connect().await?;
+    let forged = MasterElected { epoch: 1 << 62, leader: "evil".into() };
+    for worker in ["w1", "w2"] {
+        let ready = jetwork_shared::protocol::WorkReady { epoch: 1 << 62 };
+        nats.publish(subjects::worker_ready(&WorkerId::parse(worker)?), codec::encode(&ready)?)
+            .await?;
+    }
+    for _ in 0..20 {
+        nats.publish(subjects::MASTER_ELECTED, codec::encode(&forged)?).await?;
+    }
+    nats.flush().await?;
+
+    tracing::info!("--- the workers ignore it (the lease names another epoch) and keep working");
+    let mut ids = Vec::new();
+    for n in 1..=50u32 {
+        let id = WorkId::parse(&format!("after-{n}"))?;
+        run.client.submit(&run.queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
+        ids.push(id);
+    }
+    Audit::await_completed(&run.js, &ids, Duration::from_secs(60)).await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_can_act_as_another_worker() -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let nats = run.server.connect().await?;
+    let victim = WorkerId::parse("victim")?;
+    let session = Token::random();
+    jetwork_tests::poll_for("a master to register with", Duration::from_secs(30), || async {
+        let registered: Result<Registered, String> =
+            call(&nats, subjects::MASTER_REGISTER, &register(&victim, session)).await;
+        registered.ok()
+    })
+    .await?;
+    let id = run.submit("precious", b"7").await?;
+    let grant: WorkGrant = wait_for_grant(&nats, &victim, session).await?;
+    let assignment = grant.assignments.into_iter().next().expect("one assignment");
+
+    tracing::info!("--- an impostor registers under the live victim's id: refused, nothing taken");
+    let impostor = Token::random();
+    let taken: Result<Registered, String> =
+        call(&nats, subjects::MASTER_REGISTER, &register(&victim, impostor)).await;
+    let err = taken.expect_err("a live id cannot be taken");
+    assert!(err.starts_with("409"), "{err}");
+
+    tracing::info!("--- the impostor asks for work and reports under the victim's id: refused");
+    let asked: Result<WorkGrant, String> = call(
+        &nats,
+        subjects::MASTER_REQUEST,
+        &RequestWork { worker_id: victim.clone(), session: impostor, slots: 1, wait_ms: 0 },
+    )
+    .await;
+    assert!(asked.expect_err("no grants for an impostor").starts_with("403"));
+    let forged_outcome = |token: Token, session: Token| Report {
+        worker_id: victim.clone(),
+        session,
+        outcomes: vec![jetwork_shared::protocol::Outcome {
+            work_id: id.clone(),
+            attempt: 1,
+            token,
+            status: OutcomeStatus::Completed,
+            result: Bytes::from_static(b"forged"),
+            reason: None,
+        }],
+        slots: 0,
+    };
+    let reported: Result<ReportReply, String> =
+        call(&nats, subjects::MASTER_REPORT, &forged_outcome(assignment.token, impostor)).await;
+    assert!(reported.expect_err("an impostor's report is refused").starts_with("403"));
+
+    tracing::info!("--- a stranger (another id) reports the victim's attempt without its token");
+    for token in [Token::default(), Token::random()] {
+        let stranger =
+            Report { worker_id: WorkerId::parse("stranger")?, ..forged_outcome(token, impostor) };
+        let reply: ReportReply =
+            call(&nats, subjects::MASTER_REPORT, &stranger).await.map_err(anyhow::Error::msg)?;
+        assert_eq!(reply.verdicts[0].verdict, jetwork_shared::protocol::VerdictKind::Rejected);
+        assert!(reply.verdicts[0].reason.as_deref().unwrap_or("").contains("token"));
+    }
+
+    tracing::info!("--- the victim's own report, with its token, is the one that counts");
+    let genuine = Report {
+        outcomes: vec![jetwork_shared::protocol::Outcome {
+            result: Bytes::from_static(b"genuine"),
+            ..forged_outcome(assignment.token, session).outcomes.remove(0)
+        }],
+        ..forged_outcome(assignment.token, session)
+    };
+    let reply: ReportReply =
+        call(&nats, subjects::MASTER_REPORT, &genuine).await.map_err(anyhow::Error::msg)?;
+    assert_eq!(reply.verdicts[0].verdict, jetwork_shared::protocol::VerdictKind::Accepted);
+    let result = run.result(&id, Duration::from_secs(30)).await?;
+    assert_eq!(result.payload, Bytes::from_static(b"genuine"));
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+async fn wait_for_grant(
+    nats: &async_nats::Client,
+    worker: &WorkerId,
+    session: Token,
+) -> anyhow::Result<WorkGrant> {
+    jetwork_tests::poll_for("a grant", Duration::from_secs(20), || async {
+        let request = RequestWork { worker_id: worker.clone(), session, slots: 1, wait_ms: 0 };
+        let grant: Result<WorkGrant, String> = call(nats, subjects::MASTER_REQUEST, &request).await;
+        grant.ok().filter(|g| !g.assignments.is_empty())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_fake_workers_leave_status_bounded_and_the_master_working(
+) -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| fast.master.master.worker_timeout = Duration::from_secs(60))
+        .await?;
+    let _worker = run.worker("real", square);
+    let nats = run.server.connect().await?;
+    let warmup = run.submit("warm-up", b"1").await?;
+    run.result(&warmup, Duration::from_secs(30)).await?;
+
+    tracing::info!("--- 10 000 registrations under made-up ids, each naming many queues");
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut errors = Vec::new();
+    for n in 0..10_000u32 {
+        let mut fake = register(&WorkerId::parse(&format!("fake-{n}"))?, Token::random());
+        fake.queues = (0..8)
+            .map(|q| QueueName::parse(&format!("q{}", (n + q) % 500)))
+            .collect::<Result<_, _>>()?;
+        let nats = nats.clone();
+        pending.push(async move {
+            let result: Result<Registered, String> =
+                call(&nats, subjects::MASTER_REGISTER, &fake).await;
+            result.err()
+        });
+        if pending.len() >= 256 {
+            if let Some(Some(e)) = futures::StreamExt::next(&mut pending).await {
+                errors.push(e);
+            }
+        }
+    }
+    while let Some(result) = futures::StreamExt::next(&mut pending).await {
+        errors.extend(result);
+    }
+    tracing::info!(errors = errors.len(), first = ?errors.first(), "registrations refused or lost");
+
+    tracing::info!("--- status answers, paged, far below the 1 MiB message limit");
+    let started = std::time::Instant::now();
+    let status = run.client.status().await?;
+    assert!(
+        status.workers_total >= 10_000,
+        "{} registered; refused: {:?}",
+        status.workers_total,
+        &errors[..errors.len().min(3)]
+    );
+    assert_eq!(status.workers.len(), 100);
+    let body = serde_json::to_vec(&status)?;
+    assert!(body.len() < 256 * 1024, "status reply of {} bytes", body.len());
+    let page = run
+        .client
+        .status_page(StatusQuery { workers_offset: 9_990, ..StatusQuery::default() })
+        .await?;
+    assert_eq!(page.workers.len(), status.workers_total as usize - 9_990);
+    tracing::info!(elapsed = ?started.elapsed(), "status answered");
+
+    tracing::info!("--- the real worker still gets work at once");
+    let id = run.submit("still-served", b"9").await?;
+    assert_eq!(
+        run.result(&id, Duration::from_secs(30)).await?.payload,
+        Bytes::from_static(b"9 * 9 = 81")
+    );
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_journal_write_is_noticed_while_the_leader_is_idle() -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let _worker = run.worker("w1", square);
+    let id = run.submit("before", b"3").await?;
+    run.result(&id, Duration::from_secs(30)).await?;
+    let epochs = |audit: &Audit| -> std::collections::BTreeSet<u64> {
+        audit.epochs.iter().map(|(_, e)| *e).filter(|e| *e > 0).collect()
+    };
+    let before = epochs(&Audit::read(&run.js).await?);
+
+    tracing::info!("--- a well-formed but foreign event batch lands in the idle journal");
+    let forged = jetwork_master::core::JournalBatch { events: vec![] };
+    run.js.publish(subjects::JOURNAL_EVENTS, codec::encode(&forged)?).await?.await?;
+
+    tracing::info!("--- the leader notices without writing anything, steps down and leads again");
+    let js = &run.js;
+    wait_until("a new term", Duration::from_secs(20), || async {
+        Audit::read(js).await.is_ok_and(|a| epochs(&a).len() > before.len())
+    })
+    .await?;
+    let after = run.submit("after", b"4").await?;
+    run.result(&after, Duration::from_secs(30)).await?;
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_stream_settings_and_purges_are_noticed() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        fast.master.master.work_timeout = Duration::from_secs(300);
+        fast.worker.worker.concurrency = 2;
+        // No routine snapshots: only the one the purge calls for.
+        fast.master.master.snapshot_interval = Duration::from_secs(3600);
+        fast.master.master.snapshot_every = 1_000_000;
+    })
+    .await?;
+    // Squares, except "hold", which waits for the gate (opened once a new leader runs).
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let held_gate = gate.clone();
+    let _worker = run.worker("w1", move |job: jetwork_worker::Job| {
+        let gate = held_gate.clone();
+        async move {
+            if job.payload.as_ref() == b"hold" {
+                let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
+                return Ok(job.payload);
+            }
+            square(job).await
+        }
+    });
+    let id = run.submit("before", b"3").await?;
+    run.result(&id, Duration::from_secs(30)).await?;
+
+    tracing::info!("--- an operator sets a max_age on the submit stream");
+    let mut config = run.js.get_stream(subjects::SUBMIT_STREAM).await?.info().await?.config.clone();
+    config.max_age = Duration::from_secs(1);
+    config.duplicate_window = Duration::from_secs(1);
+    run.js.update_stream(config).await?;
+
+    tracing::info!("--- the leader puts it back");
+    let js = &run.js;
+    wait_until("max_age to be 0 again", Duration::from_secs(20), || async {
+        match js.get_stream(subjects::SUBMIT_STREAM).await {
+            Ok(mut s) => s.info().await.is_ok_and(|i| i.config.max_age.is_zero()),
+            Err(_) => false,
+        }
+    })
+    .await?;
+
+    tracing::info!("--- nobody can delete a result or purge the results stream");
+    let results = run.js.get_stream(subjects::RESULTS_STREAM).await?;
+    assert!(results.purge().await.is_err(), "JETWORK_RESULTS refuses purges");
+    assert!(results.delete_message(1).await.is_err(), "JETWORK_RESULTS refuses deletes");
+
+    tracing::info!(
+        "--- an operator purges the whole journal: the leader writes a snapshot at once"
+    );
+    let held = run.submit("held", b"hold").await?;
+    let js = &run.js;
+    wait_until("the held item to start", Duration::from_secs(20), || async {
+        Audit::read(js).await.is_ok_and(|a| !a.attempts(&held).is_empty())
+    })
+    .await?;
+    let journal = run.js.get_stream(subjects::JOURNAL_STREAM).await?;
+    let purged_to = journal.clone().info().await?.state.last_sequence;
+    journal.purge().await?;
+    wait_until("a snapshot after the purge", Duration::from_secs(20), || async {
+        journal
+            .get_last_raw_message_by_subject(subjects::JOURNAL_SNAPSHOT)
+            .await
+            .is_ok_and(|marker| marker.sequence > purged_to)
+    })
+    .await?;
+
+    tracing::info!("--- so a new leader still has the whole state: nothing lost or run again");
+    let InProcess { master, client, queue, fast, js, server: _server, .. } = run;
+    master.crash();
+    let m2 = jetwork_tests::inproc::spawn_master("m2", fast.master.clone());
+    gate.add_permits(1);
+    let result = client.wait_result(&queue, &held, Duration::from_secs(60)).await?;
+    assert_eq!(result.payload, Bytes::from_static(b"hold"));
+    let after = WorkId::parse("after")?;
+    client.submit(&queue, Some(after.clone()), Bytes::from_static(b"5")).await?;
+    client.wait_result(&queue, &after, Duration::from_secs(30)).await?;
+    let audit = Audit::read(&js).await?;
+    audit.check()?;
+    assert_eq!(audit.results[&id].len(), 1, "the first item was not run again");
+    m2.stop().await;
+    Ok(())
+}
