@@ -13,6 +13,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
+use jetwork_shared::backoff::Backoff;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::{connect, headers, subjects, topology, QueueName, WorkId};
 use serde::Serialize;
@@ -166,6 +167,10 @@ impl Client {
         let subject = subjects::submit(queue);
         let started = Instant::now();
         let timeout = self.settings.frontend.submit_timeout;
+        // A steady pace (retry_delay each time): the server is what is in trouble, and a
+        // submitter should notice it coming back promptly.
+        let delay = self.settings.frontend.retry_delay;
+        let mut backoff = Backoff::new(delay, delay);
         loop {
             let message =
                 PublishMessage::build().payload(payload.clone()).message_id(work_id.as_str());
@@ -199,7 +204,7 @@ impl Client {
                 });
             }
             tracing::warn!(%work_id, error = %error, "work not accepted; retrying after a while");
-            tokio::time::sleep(self.settings.frontend.retry_delay).await;
+            backoff.wait().await;
         }
     }
 

@@ -58,6 +58,10 @@ pub struct MasterConfig {
     /// Longest a worker's request for work is held open waiting for work (long poll).
     #[serde(with = "humantime_serde")]
     pub max_request_wait: Duration,
+    /// At a takeover, running attempts due before now + this are due then instead: their
+    /// workers re-send the results they could not deliver while no master led.
+    #[serde(with = "humantime_serde")]
+    pub takeover_grace: Duration,
     /// A snapshot is written after this many journaled events…
     pub snapshot_every: u64,
     /// …or after this long with any events, whichever comes first.
@@ -93,6 +97,7 @@ impl Default for MasterConfig {
             max_served_queues: 1_000,
             notify_interval: Duration::from_secs(1),
             max_request_wait: Duration::from_secs(30),
+            takeover_grace: Duration::from_secs(3),
             snapshot_every: 50_000,
             snapshot_interval: Duration::from_secs(60),
             purge_interval: Duration::from_secs(2),
@@ -163,6 +168,7 @@ impl MasterSettings {
             seen_resolution: millis(m.worker_timeout / 10).max(100),
             notify_interval: millis(m.notify_interval),
             max_request_wait: millis(m.max_request_wait),
+            takeover_grace: millis(m.takeover_grace),
             max_workers: m.max_workers,
             max_queues_per_worker: m.max_queues_per_worker,
             max_served_queues: m.max_served_queues,

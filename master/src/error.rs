@@ -1,19 +1,15 @@
-//! The master's error type. Every variant says which resource failed and why; the candidate
-//! loop decides what to do (step down and campaign again, or give up at start-up).
+//! The master's error type: what can end [`crate::run`]. Everything after start-up is handled
+//! where it happens (a term ends, a task retries), by the typed errors of each module
+//! (`JournalError`, `ReplayError`, `PublishError`, `AgeError`, `Unavailable`).
 
 use thiserror::Error;
 
-/// A failure in the master runtime.
+/// Why the master could not run.
 #[derive(Debug, Error)]
 pub enum Error {
+    /// It could not connect (the cause says why: authorization, TLS, …).
     #[error(transparent)]
-    Shared(#[from] jetwork_shared::Error),
-    #[error("lease: {0}")]
-    Lease(String),
-    #[error(transparent)]
-    Journal(#[from] crate::journal::JournalError),
-    #[error("NATS: {0}")]
-    Nats(String),
+    Connect(#[from] jetwork_shared::Error),
 }
 
 /// A result with the master's [`enum@Error`].

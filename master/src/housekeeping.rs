@@ -21,9 +21,20 @@ use async_nats::jetstream::{
 use futures::StreamExt;
 
 use jetwork_shared::protocol::{QueueStatus, StatusQuery, StatusReport};
-use jetwork_shared::{headers, subjects, QueueName};
+use jetwork_shared::{headers, subjects, QueueName, Unavailable};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+/// Why the age of a stream's messages could not be told this time (the purge is skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum AgeError {
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// The server's answers do not add up (a reply without the fields it should have, or no
+    /// message found since a time although the newest is younger).
+    #[error("{0}")]
+    Inconsistent(String),
+}
 
 /// The first sequence of `stream` stored less than `age` ago, judged by the server's clock
 /// against the server's timestamps (this master's clock may be off): every message below it
@@ -32,20 +43,21 @@ pub async fn first_young_seq(
     js: &jetstream::Context,
     stream: &str,
     age: Duration,
-) -> Result<u64, String> {
+) -> Result<u64, AgeError> {
     let info: serde_json::Value = js
         .request(format!("STREAM.INFO.{stream}"), &serde_json::json!({}))
         .await
-        .map_err(|e| format!("stream info: {e}"))?;
+        .map_err(|e| Unavailable::new(format!("stream info of {stream}"), e))?;
     if let Some(error) = info.get("error") {
-        return Err(format!("stream info: {error}"));
+        return Err(AgeError::Inconsistent(format!("stream info of {stream}: {error}")));
     }
+    let missing = |what: &str| AgeError::Inconsistent(format!("stream info without {what}"));
     let time = |value: &serde_json::Value| {
         value.as_str().and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
     };
-    let now = time(&info["ts"]).ok_or("stream info without the server time")?;
+    let now = time(&info["ts"]).ok_or_else(|| missing("the server time"))?;
     let state = &info["state"];
-    let last_seq = state["last_seq"].as_u64().ok_or("stream info without last_seq")?;
+    let last_seq = state["last_seq"].as_u64().ok_or_else(|| missing("last_seq"))?;
     let since = time::Duration::try_from(age)
         .ok()
         .and_then(|age| now.checked_sub(age))
@@ -54,9 +66,11 @@ pub async fn first_young_seq(
     if state["messages"].as_u64() == Some(0) || newest.is_some_and(|ts| ts < since) {
         return Ok(last_seq + 1);
     }
-    first_seq_since(js, stream, since)
-        .await?
-        .ok_or_else(|| format!("no message of {stream} found since {since}, though the newest is"))
+    first_seq_since(js, stream, since).await?.ok_or_else(|| {
+        AgeError::Inconsistent(format!(
+            "no message of {stream} found since {since}, though the newest is younger"
+        ))
+    })
 }
 
 /// The sequence of the first message stored at or after `since` (server time), `None` if the
@@ -65,26 +79,27 @@ async fn first_seq_since(
     js: &jetstream::Context,
     stream: &str,
     since: OffsetDateTime,
-) -> Result<Option<u64>, String> {
-    let at = since.format(&Rfc3339).map_err(|e| e.to_string())?;
+) -> Result<Option<u64>, AgeError> {
+    let at = since.format(&Rfc3339).map_err(|e| AgeError::Inconsistent(e.to_string()))?;
     let body = serde_json::json!({ "start_time": at }).to_string();
     let reply = js
         .client()
         .request(format!("$JS.API.DIRECT.GET.{stream}"), body.into())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Unavailable::new(format!("direct get by time on {stream}"), e))?;
     if let Some(status) = reply.status {
         if status.as_u16() == 404 {
             return Ok(None);
         }
-        return Err(format!("direct get by time: {status} {:?}", reply.description));
+        let why = format!("direct get by time on {stream}: {status} {:?}", reply.description);
+        return Err(AgeError::Inconsistent(why));
     }
     let seq = reply
         .headers
         .as_ref()
         .and_then(|h| h.get(headers::NATS_SEQUENCE))
         .and_then(|v| v.as_str().parse().ok())
-        .ok_or("direct get by time: reply without Nats-Sequence")?;
+        .ok_or_else(|| AgeError::Inconsistent("direct get by time: no Nats-Sequence".into()))?;
     Ok(Some(seq))
 }
 

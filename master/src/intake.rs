@@ -29,8 +29,9 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
+use jetwork_shared::backoff::Backoff;
 use jetwork_shared::connect::Interruptions;
-use jetwork_shared::{headers, subjects, QueueName};
+use jetwork_shared::{headers, subjects, QueueName, Unavailable};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -162,7 +163,7 @@ enum Pulled {
 
 impl Reader {
     async fn run(&self, mut position: Position, cursor: &mut Option<Cursor>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             let Ok(first) = self.credits.acquire().await else { return };
             first.forget();
@@ -185,11 +186,11 @@ impl Reader {
                 let broken = match pulled {
                     Pulled::Closed => return,
                     Pulled::Full => None,
-                    Pulled::Short => self.verify(current).await.err(),
+                    Pulled::Short => self.doubt(current).await,
                     Pulled::Broken(why) => Some(why),
                 };
                 match broken {
-                    None => backoff = Duration::from_millis(100),
+                    None => backoff.reset(),
                     Some(why) => {
                         tracing::warn!(
                             queue = %self.queue,
@@ -205,8 +206,7 @@ impl Reader {
             }
             self.credits.add_permits(want - got);
             if cursor.is_none() {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff.wait().await;
             }
         }
     }
@@ -285,21 +285,28 @@ impl Reader {
 
     /// After a pull that ended short, asks the server how many messages the consumer sent us:
     /// more than arrived means some were lost on the way (including the end of the pull).
-    async fn verify(&self, cursor: &mut Cursor) -> Result<(), String> {
-        let info = cursor.consumer.info().await.map_err(|e| format!("consumer info: {e}"))?;
+    /// Returns why the consumer can no longer be trusted, if it cannot.
+    async fn doubt(&self, cursor: &mut Cursor) -> Option<String> {
+        let info = match cursor.consumer.info().await {
+            Ok(info) => info,
+            Err(e) => return Some(format!("cannot ask the consumer what it sent: {e}")),
+        };
         let sent = info.delivered.consumer_sequence;
-        if sent != cursor.delivered {
-            return Err(format!("the server sent {sent} messages, {} arrived", cursor.delivered));
-        }
-        Ok(())
+        (sent != cursor.delivered)
+            .then(|| format!("the server sent {sent} messages, {} arrived", cursor.delivered))
     }
 
     async fn create_consumer(
         &self,
         start: u64,
-    ) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
-        let stream =
-            self.env.js.get_stream(subjects::SUBMIT_STREAM).await.map_err(|e| e.to_string())?;
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, Unavailable> {
+        let what = || format!("creating the reader of queue {}", self.queue);
+        let stream = self
+            .env
+            .js
+            .get_stream(subjects::SUBMIT_STREAM)
+            .await
+            .map_err(|e| Unavailable::new(what(), e))?;
         stream
             .create_consumer(pull::Config {
                 deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start.max(1) },
@@ -311,7 +318,7 @@ impl Reader {
                 ..Default::default()
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| Unavailable::new(what(), e))
     }
 
     /// Deletes a consumer that is no longer read, without waiting (it would expire anyway).

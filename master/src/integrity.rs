@@ -16,7 +16,7 @@
 
 use async_nats::jetstream::{self, stream::Config};
 use jetwork_shared::config::StreamsConfig;
-use jetwork_shared::{subjects, topology};
+use jetwork_shared::{subjects, topology, Unavailable};
 
 /// What the streams looked like.
 #[derive(Debug, Clone, Default)]
@@ -29,14 +29,19 @@ pub struct Observation {
 }
 
 /// Reads the three streams, and puts back any settings that drifted.
-pub async fn observe(js: &jetstream::Context, cfg: &StreamsConfig) -> Result<Observation, String> {
+pub async fn observe(
+    js: &jetstream::Context,
+    cfg: &StreamsConfig,
+) -> Result<Observation, Unavailable> {
     let mut observation = Observation::default();
     let mut drifted = false;
     for expected in
         [topology::submit_stream(cfg), topology::journal_stream(cfg), topology::results_stream(cfg)]
     {
-        let stream =
-            js.get_stream(&expected.name).await.map_err(|e| format!("{}: {e}", expected.name))?;
+        let stream = js
+            .get_stream(&expected.name)
+            .await
+            .map_err(|e| Unavailable::new(format!("reading stream {}", expected.name), e))?;
         let info = stream.cached_info();
         if expected.name == subjects::JOURNAL_STREAM {
             observation.journal_first = info.state.first_sequence;
@@ -51,7 +56,7 @@ pub async fn observe(js: &jetstream::Context, cfg: &StreamsConfig) -> Result<Obs
     if drifted {
         topology::ensure_streams(js, cfg, topology::EnsureMode::CreateOrUpdate)
             .await
-            .map_err(|e| format!("putting the stream settings back: {e}"))?;
+            .map_err(|e| Unavailable::new("putting the stream settings back", e))?;
     }
     Ok(observation)
 }

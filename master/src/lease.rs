@@ -22,14 +22,16 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
 use futures::StreamExt;
+use jetwork_shared::backoff::Backoff;
 use jetwork_shared::protocol::LeaseHolder;
 use jetwork_shared::subjects::LEASE_KEY;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Pause before retrying a renewal that failed.
-const RETRY: Duration = Duration::from_millis(250);
+/// Pauses before retrying a renewal that failed: soon, since the lease's validity runs out.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// How long before the server-side expiry the holder stops trusting its lease.
 pub fn safety_margin(ttl: Duration) -> Duration {
@@ -228,6 +230,7 @@ impl LeaseGuard {
         let (stop, mut stopped) = oneshot::channel::<bool>();
         let task = tokio::spawn(async move {
             let mut wait = lease.timer.renew_every();
+            let mut retry = Backoff::new(RETRY_FIRST, RETRY_MAX);
             loop {
                 tokio::select! {
                     release = &mut stopped => {
@@ -245,7 +248,13 @@ impl LeaseGuard {
                     Err(_) => Err(LeaseError::Unavailable("renewal outlasted the lease".into())),
                 };
                 // After a failure, retry soon rather than a whole interval later.
-                wait = if renewed.is_ok() { lease.timer.renew_every() } else { RETRY };
+                wait = match renewed {
+                    Ok(()) => {
+                        retry.reset();
+                        lease.timer.renew_every()
+                    }
+                    Err(_) => retry.next_delay(),
+                };
                 match renewed {
                     Ok(()) => {
                         let _ = tx.send(Some(lease.timer.valid_until()));

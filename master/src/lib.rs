@@ -24,7 +24,11 @@ use jetwork_shared::{connect, topology};
 
 pub use config::MasterSettings;
 pub use error::{Error, Result};
+use jetwork_shared::backoff::Backoff;
 use journal::ReplayError;
+
+/// How often a candidate tries again a journal it refused to lead from.
+const BROKEN_RETRY: Duration = Duration::from_secs(10);
 use leader::{Env, Exit};
 
 /// Runs a master candidate until `shutdown` resolves: stand by, win the lease, replay the
@@ -40,6 +44,7 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
         }
     };
     let js = connect::jetstream(&client, &settings.nats);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let kv = loop {
         let ready = async {
             topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateOrUpdate)
@@ -56,7 +61,7 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
                 Ok(kv) => break kv,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot set up streams yet; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    backoff.wait().await;
                 }
             },
         }
@@ -81,18 +86,22 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
             replayed = journal::replay(&env.js, guard.epoch()) => replayed,
         };
         let replayed = match replayed {
-            Ok(replayed) => replayed,
+            Ok(replayed) => {
+                backoff.reset();
+                replayed
+            }
             Err(e) => {
                 // Either way nothing was written: the journal stays as it is for whoever (or
                 // whatever operator) looks next.
                 let pause = match &e {
                     ReplayError::Unavailable(_) => {
                         tracing::warn!(error = %e, "cannot replay the journal now; giving the lease back");
-                        Duration::from_secs(1)
+                        backoff.next_delay()
                     }
+                    // Waiting will not mend it (an operator must), but try now and then.
                     ReplayError::Broken(_) => {
                         tracing::error!(error = %e, "refusing to lead from this journal; giving the lease back");
-                        Duration::from_secs(10)
+                        BROKEN_RETRY
                     }
                 };
                 guard.stop(true).await;

@@ -13,33 +13,41 @@ use async_nats::jetstream::{
     stream::{DirectGetErrorKind, LastRawMessageErrorKind},
 };
 use bytes::Bytes;
-use jetwork_shared::subjects;
+use jetwork_shared::backoff::Backoff;
+use jetwork_shared::{subjects, Unavailable};
 
 /// Tries before a transient failure is reported.
 const ATTEMPTS: u32 = 3;
 
 /// The payload stored at `seq`. `Ok(None)`: the stream leader says it is not stored (purged or
 /// deleted); `Err`: it could not be read right now.
-pub async fn read(js: &jetstream::Context, seq: u64) -> Result<Option<Bytes>, String> {
-    let stream = js.get_stream_no_info(subjects::SUBMIT_STREAM).await.map_err(|e| e.to_string())?;
-    let mut last_error = String::new();
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-        }
-        match stream.direct_get(seq).await {
+pub async fn read(js: &jetstream::Context, seq: u64) -> Result<Option<Bytes>, Unavailable> {
+    let what = || format!("reading submission {seq}");
+    let stream = js
+        .get_stream_no_info(subjects::SUBMIT_STREAM)
+        .await
+        .map_err(|e| Unavailable::new(what(), e))?;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let failure = match stream.direct_get(seq).await {
             Ok(message) => return Ok(Some(message.payload)),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
-            Err(e) => {
-                last_error = e.to_string();
-                continue;
+            // Maybe a replica that has not stored it yet: ask the stream leader.
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+                match stream.get_raw_message(seq).await {
+                    Ok(message) => return Ok(Some(message.payload)),
+                    Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                        return Ok(None)
+                    }
+                    Err(e) => Unavailable::new(what(), e),
+                }
             }
+            Err(e) => Unavailable::new(what(), e),
+        };
+        if attempt >= ATTEMPTS {
+            return Err(failure);
         }
-        match stream.get_raw_message(seq).await {
-            Ok(message) => return Ok(Some(message.payload)),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
-            Err(e) => last_error = e.to_string(),
-        }
+        backoff.wait().await;
     }
-    Err(last_error)
 }

@@ -38,7 +38,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use jetwork_shared::{headers, subjects};
+use jetwork_shared::{headers, subjects, Unavailable};
 
 use crate::core::{Publication, PublicationKey};
 use crate::payloads;
@@ -62,8 +62,19 @@ pub enum Published {
     Superseded { stored_run: u64 },
 }
 
+/// Why a publication did not finish this time (both are retried).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The stream or the payload could not be reached.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// The subject kept getting new messages while this one tried to follow them.
+    #[error("{subject} kept changing while publishing")]
+    Contended { subject: String },
+}
+
 /// The outcome of one publication task: done (in some way), or failed for now.
-pub type Outcome = Result<Published, String>;
+pub type Outcome = Result<Published, PublishError>;
 
 type Task = BoxFuture<'static, (PublicationKey, Outcome)>;
 
@@ -171,12 +182,12 @@ async fn publish(
         let message = message.expected_last_subject_sequence(follows);
         let sent = match js.send_publish(subject.clone(), message).await {
             Ok(ack) => ack.into_future().await,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Unavailable::new(format!("publishing {subject}"), e).into()),
         };
         match sent {
             Ok(_) => return Ok(Published::Stored),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Unavailable::new(format!("publishing {subject}"), e).into()),
         }
         // Something is stored on the subject already: whose is it?
         match stored(js, &subject, run).await? {
@@ -185,7 +196,7 @@ async fn publish(
             Stored::Decided(published) => return Ok(published),
         }
     }
-    Err(format!("{subject} kept changing while publishing"))
+    Err(PublishError::Contended { subject })
 }
 
 /// What the subject holds, from the point of view of the run at submit sequence `run`.
@@ -199,9 +210,12 @@ enum Stored {
 }
 
 /// Reads the newest message on `subject` from the stream leader.
-async fn stored(js: &jetstream::Context, subject: &str, run: u64) -> Result<Stored, String> {
-    let stream =
-        js.get_stream_no_info(subjects::RESULTS_STREAM).await.map_err(|e| e.to_string())?;
+async fn stored(js: &jetstream::Context, subject: &str, run: u64) -> Result<Stored, Unavailable> {
+    let what = || format!("reading {subject}");
+    let stream = js
+        .get_stream_no_info(subjects::RESULTS_STREAM)
+        .await
+        .map_err(|e| Unavailable::new(what(), e))?;
     match stream.get_last_raw_message_by_subject(subject).await {
         Ok(stored) => {
             let stored_run = stored
@@ -217,7 +231,7 @@ async fn stored(js: &jetstream::Context, subject: &str, run: u64) -> Result<Stor
             })
         }
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(Stored::Nothing),
-        Err(e) => Err(format!("reading {subject}: {e}")),
+        Err(e) => Err(Unavailable::new(what(), e)),
     }
 }
 

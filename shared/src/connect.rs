@@ -19,6 +19,7 @@
 
 mod failure;
 
+use crate::backoff::Backoff;
 use std::time::Duration;
 
 use async_nats::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
@@ -118,7 +119,7 @@ async fn establish(
     let (interrupted, interruptions) = watch::channel(0u64);
 
     let started = Instant::now();
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut reported: Option<(String, Instant)> = None;
     loop {
         let options = options(cfg, &resolved, name, seed.as_deref(), interrupted.clone())
@@ -150,12 +151,12 @@ async fn establish(
             tracing::warn!(url = %url, cause = %message, waited = ?waited, "cannot connect to NATS yet; retrying");
             reported = Some((message, Instant::now()));
         }
+        let delay = backoff.next_delay();
         let pause = match wait {
             Some(wait) => delay.min(wait.saturating_sub(waited)),
             None => delay,
         };
         tokio::time::sleep(pause).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -28,6 +28,9 @@ pub const SUBMIT_SEQ: &str = "Jetwork-Submit-Seq";
 pub const SUBMITTED_ID: &str = "Jetwork-Submitted-Id";
 /// On journal messages: the leadership epoch (lease revision) of the master that wrote it.
 pub const EPOCH: &str = "Jetwork-Epoch";
+/// On journal messages: the encoding format they were written in (absent: 1). A master
+/// reads formats up to its own and refuses, with an explanation, a journal in a newer one.
+pub const JOURNAL_FORMAT: &str = "Jetwork-Format";
 /// On snapshot parts: `<index>/<count>`, 1-based.
 pub const SNAPSHOT_PART: &str = "Jetwork-Snapshot-Part";
 

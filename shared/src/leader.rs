@@ -5,7 +5,17 @@
 use async_nats::jetstream::{self, stream::DirectGetErrorKind};
 
 use crate::protocol::LeaseHolder;
-use crate::subjects;
+use crate::{subjects, Unavailable};
+
+/// The lease could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseReadError {
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// The key holds something other than a [`LeaseHolder`] (written by something else).
+    #[error("the lease value is not a holder: {0}")]
+    NotAHolder(#[from] serde_json::Error),
+}
 
 /// The stream behind the lease bucket.
 fn lease_stream() -> String {
@@ -14,13 +24,16 @@ fn lease_stream() -> String {
 
 /// The lease's current holder and epoch; `None` when nobody holds it (never taken, released,
 /// or expired). Epoch 0 means a candidate has just taken it and not yet written its epoch.
-pub async fn current(js: &jetstream::Context) -> Result<Option<LeaseHolder>, String> {
-    let stream = js.get_stream_no_info(lease_stream()).await.map_err(|e| e.to_string())?;
+pub async fn current(js: &jetstream::Context) -> Result<Option<LeaseHolder>, LeaseReadError> {
+    let stream = js
+        .get_stream_no_info(lease_stream())
+        .await
+        .map_err(|e| Unavailable::new("reading the lease", e))?;
     let key = format!("$KV.{}.{}", subjects::LEASE_BUCKET, subjects::LEASE_KEY);
     let entry = match stream.direct_get_last_for_subject(key).await {
         Ok(entry) => entry,
         Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("reading the lease: {e}")),
+        Err(e) => return Err(Unavailable::new("reading the lease", e).into()),
     };
     // A release leaves a delete marker, an expiry a purge marker; neither names a holder.
     if entry.headers.get("KV-Operation").is_some()
@@ -28,7 +41,5 @@ pub async fn current(js: &jetstream::Context) -> Result<Option<LeaseHolder>, Str
     {
         return Ok(None);
     }
-    serde_json::from_slice(&entry.payload)
-        .map(Some)
-        .map_err(|e| format!("the lease value is not a holder: {e}"))
+    Ok(Some(serde_json::from_slice(&entry.payload)?))
 }

@@ -7,6 +7,7 @@
 //! binaries call at start-up. The protocol is documented for other-language implementers in
 //! `docs/protocol.md`; this crate is the reference for it and the two must stay in step.
 
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod codec;
@@ -26,7 +27,7 @@ pub mod topology;
 pub mod work_id;
 pub mod worker_id;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Unavailable};
 pub use queue_name::QueueName;
 pub use token::Token;
 pub use work_id::WorkId;

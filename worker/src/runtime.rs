@@ -90,7 +90,7 @@ enum ReplyTo {
     /// What the lease said after an election announcement for `announced`.
     Leader {
         announced: u64,
-        holder: Result<Option<LeaseHolder>, String>,
+        holder: Result<Option<LeaseHolder>, leader::LeaseReadError>,
     },
 }
 

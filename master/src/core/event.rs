@@ -17,8 +17,17 @@ use super::{Millis, PublicationKey};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A master became leader for `epoch` (its lease revision). Every worker known from the
-    /// journal is treated as seen at `at`, giving live workers time to re-register.
-    EpochStarted { epoch: u64, leader: String, at: Millis },
+    /// journal is treated as seen at `at`, giving live workers time to re-register; every
+    /// running attempt due before `grace_until` is due then instead, giving workers time to
+    /// re-send the results they could not deliver while no master led (0: no grace, as in
+    /// journals written before it existed).
+    EpochStarted {
+        epoch: u64,
+        leader: String,
+        at: Millis,
+        #[serde(default)]
+        grace_until: Millis,
+    },
     /// A submission was accepted as work: it is now ready to be handed out.
     WorkAccepted { work_id: WorkId, queue: QueueName, seq: u64, size: u64, at: Millis },
     /// A submission could not be accepted (invalid id, or its id is still in flight).

@@ -5,7 +5,8 @@
 //! Commands (the clock starts at 0 and only moves when told):
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
 //!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`,
-//!   `max_workers`, `max_queues_per_worker`, `max_served_queues` (before use).
+//!   `max_workers`, `max_queues_per_worker`, `max_served_queues`, `takeover_grace` (before
+//!   use).
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>]`
 //! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]
@@ -23,6 +24,9 @@
 //! impostor, or a restarted process). Tokens are not printed (they come from a seeded
 //! generator); `takeover` seeds it with zeros.
 //! - `published [result=<id>] [rejection=<seq>]`, `missing <id>`, `notify`, `state`
+//! - `floors`: how far each queue's submissions may be purged (`upkeep::purge_floors`)
+//! - `credits [prefetch=<n>] [outstanding=<n>]`: what each served queue's reader may pull
+//!   (`upkeep::read_ahead`)
 //!
 //! After every command the runner checks the state invariants, and at the end of each script
 //! it checks that replaying every emitted event from an empty state gives the live state.
@@ -142,6 +146,7 @@ impl goldenscript::Runner for Runner {
                         "max_workers" => policy.max_workers = v as u32,
                         "max_queues_per_worker" => policy.max_queues_per_worker = v as u32,
                         "max_served_queues" => policy.max_served_queues = v as u32,
+                        "takeover_grace" => policy.takeover_grace = v,
                         other => return Err(format!("unknown policy key {other}").into()),
                     }
                 }
@@ -264,6 +269,27 @@ impl goldenscript::Runner for Runner {
                 self.run_command(Command::PayloadMissing { work_id, now })?
             }
             "notify" => render(&[], &self.engine.notifications(now)),
+            "floors" => {
+                let mut s = String::new();
+                for (queue, floor) in upkeep::purge_floors(self.engine.state()) {
+                    let _ = writeln!(s, "queue {queue}: purge below {floor}");
+                }
+                s
+            }
+            "credits" => {
+                let prefetch = args.take_key("prefetch").map_or(Ok(0), str::parse)?;
+                let outstanding = args.take_key("outstanding").map_or(Ok(0), str::parse)?;
+                let mut s = String::new();
+                let state = self.engine.state();
+                for queue in self.engine.served_queues() {
+                    let free = self.engine.free_slots(queue);
+                    let ready = state.ready_len(queue) as u64;
+                    let credits = upkeep::read_ahead(free, prefetch, ready, outstanding);
+                    let _ =
+                        writeln!(s, "queue {queue}: free={free} ready={ready} credits={credits}");
+                }
+                s
+            }
             "state" => render_state(self.engine.state(), now),
             other => return Err(format!("unknown command {other}").into()),
         };
@@ -301,8 +327,8 @@ fn render(events: &[Event], effects: &[Effect]) -> String {
 
 fn render_event(event: &Event) -> String {
     match event {
-        Event::EpochStarted { epoch, leader, at } => {
-            format!("EpochStarted epoch={epoch} leader={leader} at={at}")
+        Event::EpochStarted { epoch, leader, at, grace_until } => {
+            format!("EpochStarted epoch={epoch} leader={leader} at={at} grace_until={grace_until}")
         }
         Event::WorkAccepted { work_id, queue, seq, size, .. } => {
             format!("WorkAccepted {work_id} queue={queue} seq={seq} size={size}")

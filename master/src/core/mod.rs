@@ -25,9 +25,15 @@ mod command;
 mod effect;
 mod engine;
 mod event;
+mod invariants;
 mod policy;
+mod serving;
 mod state;
+mod status;
+pub mod upkeep;
 
+#[cfg(test)]
+mod format_test;
 #[cfg(test)]
 mod golden_test;
 #[cfg(test)]
@@ -38,6 +44,7 @@ pub use effect::{AssignmentRef, Effect, Reply, ReplyError};
 pub use engine::{Engine, Output};
 pub use event::{Event, JournalBatch};
 pub use policy::Policy;
+pub use serving::Serving;
 pub use state::{Publication, PublicationKey, QueueState, Running, State, Work, Worker};
 
 /// Milliseconds since the Unix epoch, on the leader's clock.

@@ -35,6 +35,26 @@ pub struct Policy {
     pub notify_interval: Millis,
     /// Longest a request for work is held open waiting for work (its `wait_ms` is capped).
     pub max_request_wait: Millis,
+    /// At a takeover, attempts already past (or near) their deadline get until now + this:
+    /// their workers re-send results they could not deliver while no master led, and
+    /// re-queueing them at once would only run them again.
+    pub takeover_grace: Millis,
+}
+
+/// Room kept in a NATS message for headers and framing around a result or a grant.
+const HEADROOM: u64 = 64 * 1024;
+
+impl Policy {
+    /// The policy with its size limits brought within what a server whose messages carry at
+    /// most `max_message` bytes can deliver (a result is one message, a grant's payloads one
+    /// reply); whether anything had to change.
+    pub fn fitted_to(mut self, max_message: u64) -> (Policy, bool) {
+        let room = max_message.saturating_sub(HEADROOM);
+        let changed = self.max_result > room || self.max_grant_bytes > room;
+        self.max_result = self.max_result.min(room);
+        self.max_grant_bytes = self.max_grant_bytes.min(room);
+        (self, changed)
+    }
 }
 
 impl Default for Policy {
@@ -53,6 +73,28 @@ impl Default for Policy {
             seen_resolution: 1_000,
             notify_interval: 1_000,
             max_request_wait: 30_000,
+            takeover_grace: 3_000,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_limits_fit_the_server_message_size() {
+        let policy =
+            Policy { max_result: 512 * 1024, max_grant_bytes: 768 * 1024, ..Policy::default() };
+        let (same, changed) = policy.clone().fitted_to(1024 * 1024);
+        assert_eq!(
+            (same.max_result, same.max_grant_bytes, changed),
+            (512 * 1024, 768 * 1024, false)
+        );
+        let (small, changed) = policy.fitted_to(256 * 1024);
+        assert_eq!(
+            (small.max_result, small.max_grant_bytes, changed),
+            (192 * 1024, 192 * 1024, true)
+        );
     }
 }

@@ -14,14 +14,11 @@
 //! workers can take them (the backlog stays in `JETWORK_SUBMIT`), running items by the
 //! workers' capacity, and `unpublished` by results in flight to the results stream.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use jetwork_shared::protocol::{
-    QueueStatus, RunningStatus, StatusQuery, StatusReport, WorkerStatus,
-};
 use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
 use super::{Event, Millis};
@@ -34,8 +31,9 @@ pub struct State {
     /// That leader's id.
     pub leader: String,
     pub queues: BTreeMap<QueueName, QueueState>,
-    /// Work read from the submit stream and not finished.
-    pub work: HashMap<WorkId, Work>,
+    /// Work read from the submit stream and not finished. Ordered, so that a snapshot of
+    /// the same state is always the same bytes.
+    pub work: BTreeMap<WorkId, Work>,
     /// Running items by deadline.
     pub deadlines: BTreeSet<(Millis, WorkId)>,
     pub workers: BTreeMap<WorkerId, Worker>,
@@ -135,18 +133,30 @@ pub enum Publication {
     },
 }
 
+impl Publication {
+    /// The `JETWORK_SUBMIT` sequence of the submission it answers: it identifies the run.
+    pub fn submit_seq(&self) -> u64 {
+        match self {
+            Publication::Completed { seq, .. }
+            | Publication::Failed { seq, .. }
+            | Publication::Rejected { seq, .. } => *seq,
+        }
+    }
+}
+
 impl State {
     /// Folds one event into the state. Total: an event that does not fit the state (which
     /// the engine never produces) changes nothing rather than failing, so replay can never
     /// be stuck on a journal entry.
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::EpochStarted { epoch, leader, at } => {
+            Event::EpochStarted { epoch, leader, at, grace_until } => {
                 self.epoch = *epoch;
                 self.leader.clone_from(leader);
                 for worker in self.workers.values_mut() {
                     worker.last_seen = worker.last_seen.max(*at);
                 }
+                self.extend_deadlines(*grace_until);
             }
             Event::WorkAccepted { work_id, queue, seq, size, .. } => {
                 let q = self.queues.entry(queue.clone()).or_default();
@@ -285,6 +295,19 @@ impl State {
         }
     }
 
+    /// Moves every running attempt's deadline that falls before `until` to `until`.
+    fn extend_deadlines(&mut self, until: Millis) {
+        let due: Vec<(Millis, WorkId)> =
+            self.deadlines.iter().take_while(|(deadline, _)| *deadline < until).cloned().collect();
+        for (deadline, work_id) in due {
+            self.deadlines.remove(&(deadline, work_id.clone()));
+            if let Some(running) = self.work.get_mut(&work_id).and_then(|w| w.running.as_mut()) {
+                running.deadline = until;
+                self.deadlines.insert((until, work_id));
+            }
+        }
+    }
+
     /// Removes a finished item from wherever it is (ready or running).
     fn finish(&mut self, work_id: &WorkId) -> Option<Work> {
         let work = self.work.remove(work_id)?;
@@ -307,142 +330,6 @@ impl State {
     /// Ready items in `queue`.
     pub fn ready_len(&self, queue: &QueueName) -> usize {
         self.queues.get(queue).map_or(0, |q| q.ready.len())
-    }
-
-    /// Lowest submit sequence in `queue` that is still needed: read ahead, running, or
-    /// finished but not yet published. Counting finished-unpublished items keeps a floor
-    /// computed from this (possibly not yet journaled) state safe: an item leaves
-    /// `unpublished` only after its completion was journaled and its result stored.
-    pub fn lowest_needed_seq(&self, queue: &QueueName) -> Option<u64> {
-        let in_flight = self.work.values().filter(|w| &w.queue == queue).map(|w| w.seq);
-        let unpublished = self.unpublished.values().filter_map(|p| match p {
-            Publication::Completed { queue: q, seq, .. }
-            | Publication::Failed { queue: q, seq, .. }
-            | Publication::Rejected { queue: q, seq, .. }
-                if q == queue =>
-            {
-                Some(*seq)
-            }
-            _ => None,
-        });
-        in_flight.chain(unpublished).min()
-    }
-
-    /// The leader's view for `jetwork.master.status`: every queue it reads (the runtime adds
-    /// the queues nobody serves, pages them and adds what is still unread in the stream to
-    /// `pending`, which here counts only the items read ahead), and the page of workers the
-    /// query asks for, each listing at most [`StatusQuery::MAX_RUNNING`] running items.
-    pub fn status(&self, now: Millis, query: StatusQuery) -> StatusReport {
-        let query = query.capped();
-        let mut in_progress: BTreeMap<&QueueName, u64> = BTreeMap::new();
-        for work in self.work.values().filter(|w| w.running.is_some()) {
-            *in_progress.entry(&work.queue).or_default() += 1;
-        }
-        let queues = self
-            .queues
-            .iter()
-            .map(|(name, q)| QueueStatus {
-                queue: name.clone(),
-                pending: q.ready.len() as u64,
-                in_progress: in_progress.get(name).copied().unwrap_or(0),
-                completed: q.completed,
-                failed: q.failed,
-                rejected: q.rejected,
-            })
-            .collect();
-        let workers = self
-            .workers
-            .iter()
-            .skip(query.workers_offset as usize)
-            .take(query.workers_limit as usize)
-            .map(|(id, w)| WorkerStatus {
-                worker_id: id.clone(),
-                queues: w.queues.clone(),
-                capacity: w.capacity,
-                last_seen_ago_ms: now.saturating_sub(w.last_seen),
-                running_total: w.running.len() as u64,
-                running: w
-                    .running
-                    .iter()
-                    .take(StatusQuery::MAX_RUNNING)
-                    .filter_map(|work_id| {
-                        let work = self.work.get(work_id)?;
-                        Some(RunningStatus {
-                            work_id: work_id.clone(),
-                            queue: work.queue.clone(),
-                            attempt: work.attempt,
-                            deadline_ms: work.running.as_ref().map_or(0, |r| r.deadline),
-                        })
-                    })
-                    .collect(),
-            })
-            .collect();
-        StatusReport {
-            leader: self.leader.clone(),
-            epoch: self.epoch,
-            now_ms: now,
-            queues_total: self.queues.len() as u64,
-            queues,
-            workers_total: self.workers.len() as u64,
-            workers,
-        }
-    }
-
-    /// Verifies the invariants in the module docs; used by tests after every step.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let mut seen_ready = BTreeSet::new();
-        for (name, q) in &self.queues {
-            for id in &q.ready {
-                let work =
-                    self.work.get(id).ok_or(format!("ready {id} in {name} is not in work"))?;
-                if work.running.is_some() {
-                    return Err(format!("{id} is both ready and running"));
-                }
-                if &work.queue != name {
-                    return Err(format!("{id} is ready in {name} but belongs to {}", work.queue));
-                }
-                if !seen_ready.insert(id.clone()) {
-                    return Err(format!("{id} is ready twice"));
-                }
-            }
-        }
-        let mut running = 0;
-        for (id, work) in &self.work {
-            match &work.running {
-                None if !seen_ready.contains(id) => {
-                    return Err(format!("{id} is neither ready nor running"))
-                }
-                None => {}
-                Some(r) => {
-                    running += 1;
-                    if !self.deadlines.contains(&(r.deadline, id.clone())) {
-                        return Err(format!("{id} runs without its deadline indexed"));
-                    }
-                    let worker = self
-                        .workers
-                        .get(&r.worker)
-                        .ok_or(format!("{id} runs on unknown worker {}", r.worker))?;
-                    if !worker.running.contains(id) {
-                        return Err(format!("{id} is not listed on its worker {}", r.worker));
-                    }
-                }
-            }
-            if self.unpublished.contains_key(&PublicationKey::Result(id.clone())) {
-                return Err(format!("{id} is both in flight and finished"));
-            }
-        }
-        if self.deadlines.len() != running {
-            return Err(format!("{} deadlines for {running} running items", self.deadlines.len()));
-        }
-        for (wid, w) in &self.workers {
-            for id in &w.running {
-                let on = self.work.get(id).and_then(|w| w.running.as_ref()).map(|r| &r.worker);
-                if on != Some(wid) {
-                    return Err(format!("worker {wid} lists {id}, which runs on {on:?}"));
-                }
-            }
-        }
-        Ok(())
     }
 }
 

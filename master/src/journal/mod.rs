@@ -35,6 +35,13 @@ use thiserror::Error;
 use crate::core::{JournalBatch, State};
 
 pub use chain::Chain;
+
+/// The journal encoding this master writes and the newest it reads (header `Jetwork-Format`,
+/// absent meaning 1). Change it with any change an older master could not decode — a new
+/// event kind, a field it would need — and keep decoding the older formats; the golden
+/// encodings in `core/format_test.rs` fail until you do. `docs/architecture.md` ("Upgrades")
+/// says how masters of two formats coexist.
+pub const FORMAT: u32 = 1;
 pub use replay::{replay, ReplayError, Replayed};
 
 /// A journal operation failed.
@@ -46,6 +53,9 @@ pub enum JournalError {
     /// The write's outcome is unknown or the stream could not be reached.
     #[error("journal unavailable: {0}")]
     Unavailable(String),
+    /// A batch or snapshot could not be encoded (a bug: nothing was written).
+    #[error("cannot encode a journal write: {0}")]
+    Encode(#[from] jetwork_shared::codec::CodecError),
 }
 
 /// Names the parts of a snapshot, written after them.
@@ -134,7 +144,7 @@ impl Journal {
         batch: &JournalBatch,
         epoch_marker: bool,
     ) -> Result<u64, JournalError> {
-        let payload = codec::encode(batch).map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        let payload = codec::encode(batch)?;
         let subject = if epoch_marker { subjects::JOURNAL_EPOCH } else { subjects::JOURNAL_EVENTS };
         self.append(subject, payload).await
     }
@@ -149,7 +159,8 @@ impl Journal {
         let mut message = PublishMessage::build()
             .payload(payload)
             .expected_last_sequence(expected)
-            .header(headers::EPOCH, self.epoch.to_string().as_str());
+            .header(headers::EPOCH, self.epoch.to_string().as_str())
+            .header(headers::JOURNAL_FORMAT, FORMAT.to_string().as_str());
         if let Some(part) = part {
             message = message.header(headers::SNAPSHOT_PART, part.as_str());
         }
@@ -190,7 +201,7 @@ impl Journal {
     /// Writes `state` as a snapshot: its parts, then the marker. Returns the marker's ticket
     /// and the snapshot's first sequence (replay starts there; history before it may go).
     pub async fn write_snapshot(&mut self, state: &State) -> Result<(u64, u64), JournalError> {
-        let bytes = codec::encode(state).map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        let bytes = codec::encode(state)?;
         // Replay reads parts from the stream leader, whose replies carry the payload in
         // base64 (4 bytes per 3): keep a part's reply within the server's message limit.
         let part_size = (self.max_payload().saturating_sub(4096) / 4 * 3).clamp(1024, 512 * 1024);
@@ -211,8 +222,7 @@ impl Journal {
             bytes: bytes.len() as u64,
             epoch: self.epoch,
         };
-        let payload =
-            codec::encode(&marker).map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        let payload = codec::encode(&marker)?;
         let ticket = self.append(subjects::JOURNAL_SNAPSHOT, payload).await?;
         self.pending_markers.push_back((ticket, first_seq));
         Ok((ticket, first_seq))

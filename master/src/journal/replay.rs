@@ -30,7 +30,7 @@ use jetwork_shared::{codec, headers, subjects};
 use thiserror::Error;
 
 use super::chain::{self, Chain};
-use super::SnapshotMarker;
+use super::{SnapshotMarker, FORMAT};
 use crate::core::{JournalBatch, State};
 
 /// Why a journal could not be replayed.
@@ -136,6 +136,7 @@ pub async fn replay(js: &jetstream::Context, epoch: u64) -> Result<Replayed, Rep
             replayed.foreign += 1;
             continue;
         }
+        readable(seq, message.headers.as_ref())?;
         if subject == subjects::JOURNAL_EVENTS || subject == subjects::JOURNAL_EPOCH {
             let batch: JournalBatch = codec::decode(&message.payload).map_err(|e| {
                 ReplayError::Broken(format!(
@@ -231,6 +232,7 @@ async fn usable(
         Ok(epoch) => epoch,
         Err(why) => return Ok(Err(format!("marker not written by a leader: {why}"))),
     };
+    readable(seq, Some(headers))?;
     let marker: SnapshotMarker = match codec::decode(payload) {
         Ok(marker) => marker,
         Err(e) => return Ok(Err(format!("undecodable marker: {e}"))),
@@ -286,6 +288,24 @@ fn check_part(
     }
     if written != epoch {
         return Err(format!("part {expected} was written by epoch {written}, not {epoch}"));
+    }
+    Ok(())
+}
+
+/// Refuses a leader's message written in a newer format than this master reads: applying it
+/// half-understood, or skipping it, would both diverge from the leader that wrote it.
+fn readable(seq: u64, headers: Option<&HeaderMap>) -> Result<(), ReplayError> {
+    let format = headers
+        .and_then(|h| h.get(headers::JOURNAL_FORMAT))
+        .map_or(Ok(1), |v| v.as_str().parse::<u32>())
+        .map_err(|_| {
+            ReplayError::Broken(format!("journal message {seq} has a malformed format"))
+        })?;
+    if format > FORMAT {
+        return Err(ReplayError::Broken(format!(
+            "journal message {seq} is in format {format}, written by a newer jetwork; this master \
+             reads formats up to {FORMAT}: upgrade it (see \"Upgrades\" in docs/architecture.md)"
+        )));
     }
     Ok(())
 }

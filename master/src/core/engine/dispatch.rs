@@ -1,0 +1,158 @@
+//! Handing out work: requests for work (held open as long polls when nothing is ready),
+//! grants across a worker's queues, and "work ready" notifications to idle workers.
+//!
+//! A worker gets at most `min(slots, free capacity, max_grant)` items, under `max_grant_bytes`
+//! of payload, taking its queues in turn so one busy queue cannot starve another. Each
+//! hand-out is a `WorkStarted` event with a fresh token and deadline, journaled before the
+//! grant is sent (the runtime holds the reply behind the write).
+
+use jetwork_shared::protocol::RequestWork;
+use jetwork_shared::WorkerId;
+
+use super::super::{AssignmentRef, Effect, Event, Millis, Reply, RequestId};
+use super::{wrong_session, Engine, Parked};
+
+impl Engine {
+    pub(super) fn request_work(&mut self, request: RequestId, msg: RequestWork, now: Millis) {
+        match self.state.workers.get(&msg.worker_id) {
+            None => {
+                let message = format!("unknown worker {}: register first", msg.worker_id);
+                return self.error(request, 404, message);
+            }
+            Some(w) if w.session != msg.session => {
+                return self.error(request, 403, wrong_session(&msg.worker_id));
+            }
+            Some(_) => {}
+        }
+        self.touch(&msg.worker_id, now);
+        self.notified.remove(&msg.worker_id);
+        // A newer request replaces an open one (the worker gave up on it, or re-sent it).
+        if let Some(old) = self.parked.remove(&msg.worker_id) {
+            self.reply(old.request, Reply::Grant { assignments: Vec::new() });
+        }
+        let assignments = self.assign(&msg.worker_id, msg.slots, now);
+        let wait = msg.wait_ms.min(self.policy.max_request_wait);
+        if assignments.is_empty() && wait > 0 && msg.slots > 0 {
+            let parked = Parked { request, slots: msg.slots, until: now.saturating_add(wait) };
+            self.parked.insert(msg.worker_id, parked);
+            return;
+        }
+        self.reply(request, Reply::Grant { assignments });
+    }
+
+    /// Answers open requests: with work as soon as some is ready for them, empty once their
+    /// wait is over or their worker is gone. Runs after every command, so work accepted or
+    /// re-queued by it is handed out in the same journal write.
+    pub(super) fn serve_parked(&mut self, now: Millis) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let workers: Vec<WorkerId> = self.parked.keys().cloned().collect();
+        for worker in workers {
+            let Some(parked) = self.parked.get(&worker) else { continue };
+            let (request, slots, until) = (parked.request, parked.slots, parked.until);
+            let ready = self.state.workers.get(&worker).is_some_and(|w| {
+                w.free() > 0 && w.queues.iter().any(|q| self.state.ready_len(q) > 0)
+            });
+            let gone = !self.state.workers.contains_key(&worker);
+            if !ready && !gone && now < until {
+                continue;
+            }
+            self.parked.remove(&worker);
+            let assignments = if ready { self.assign(&worker, slots, now) } else { Vec::new() };
+            self.reply(request, Reply::Grant { assignments });
+        }
+    }
+
+    /// Hands up to `slots` ready items from the worker's queues to it, taking the queues in
+    /// turn so one busy queue cannot starve another.
+    pub(super) fn assign(
+        &mut self,
+        worker: &WorkerId,
+        slots: u32,
+        now: Millis,
+    ) -> Vec<AssignmentRef> {
+        let Some(w) = self.state.workers.get(worker) else { return Vec::new() };
+        let limit = slots.min(w.free()).min(self.policy.max_grant) as usize;
+        let queues = w.queues.clone();
+        let mut assignments: Vec<AssignmentRef> = Vec::new();
+        let mut bytes = 0u64;
+        'rounds: while assignments.len() < limit {
+            let mut progressed = false;
+            for queue in &queues {
+                if assignments.len() >= limit {
+                    break 'rounds;
+                }
+                let Some(work_id) =
+                    self.state.queues.get(queue).and_then(|q| q.ready.front()).cloned()
+                else {
+                    continue;
+                };
+                let Some(work) = self.state.work.get(&work_id) else { continue };
+                if !assignments.is_empty() && bytes + work.size > self.policy.max_grant_bytes {
+                    break 'rounds;
+                }
+                bytes += work.size;
+                let (seq, attempt) = (work.seq, work.attempt + 1);
+                let deadline = now.saturating_add(self.policy.work_timeout);
+                let token = self.next_token();
+                self.emit(Event::WorkStarted {
+                    work_id: work_id.clone(),
+                    worker: worker.clone(),
+                    attempt,
+                    deadline,
+                    token,
+                });
+                assignments.push(AssignmentRef {
+                    work_id,
+                    queue: queue.clone(),
+                    seq,
+                    attempt,
+                    deadline,
+                    timeout: self.policy.work_timeout,
+                    token,
+                });
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        assignments
+    }
+
+    /// Workers to tell that work is waiting: for each queue with ready items, idle workers
+    /// serving it until their free slots cover the ready items, skipping workers told less
+    /// than `notify_interval` ago (their slots count as covered). Called by the runtime after
+    /// each batch of commands and on every tick, which also re-sends lost notifications.
+    pub fn notifications(&mut self, now: Millis) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for (queue, q) in self.state.queues.iter().filter(|(_, q)| !q.ready.is_empty()) {
+            let mut needed = q.ready.len() as u64;
+            let serving = self.serving.workers(queue);
+            for (id, worker) in serving.filter_map(|id| Some((id, self.state.workers.get(id)?))) {
+                if needed == 0 {
+                    break;
+                }
+                if worker.free() == 0 {
+                    continue;
+                }
+                if self.parked.contains_key(id) {
+                    // Its open request is served directly; its slots are covered.
+                    needed = needed.saturating_sub(u64::from(worker.free()));
+                    continue;
+                }
+                let recently = self
+                    .notified
+                    .get(id)
+                    .is_some_and(|at| now < at.saturating_add(self.policy.notify_interval));
+                if !recently {
+                    effects.push(Effect::NotifyReady { worker: id.clone() });
+                    self.notified.insert(id.clone(), now);
+                }
+                needed = needed.saturating_sub(u64::from(worker.free()));
+            }
+        }
+        effects
+    }
+}

@@ -1,0 +1,83 @@
+//! Submissions: which stored submissions become work, which are refused, and how far each
+//! queue's cursor moves.
+//!
+//! The cursor of a queue moves only along deliveries its reader vouches are unbroken
+//! (`after ≤ cursor < seq`, see `Command::Submitted`): a submission that does not follow on
+//! from the cursor is not taken and the queue is read again, so no stored submission can be
+//! passed over. A taken submission is accepted as work, or rejected with a reason (its
+//! headers could not be read, its id is invalid, or a run of the same id is still in flight or
+//! being published, which only happens after the dedup horizon); either moves the cursor.
+
+use jetwork_shared::headers;
+use jetwork_shared::{QueueName, WorkId};
+
+use super::super::{Effect, Event, Millis, PublicationKey};
+use super::Engine;
+
+/// A submission as the engine receives it (see [`Command::Submitted`](super::super::Command)).
+pub(super) struct Submission {
+    pub(super) queue: QueueName,
+    pub(super) seq: u64,
+    pub(super) after: u64,
+    pub(super) msg_id: Option<String>,
+    pub(super) size: u64,
+    pub(super) unreadable: Option<String>,
+}
+
+impl Engine {
+    pub(super) fn submitted(&mut self, submission: Submission, now: Millis) {
+        let Submission { queue, seq, after, msg_id, size, unreadable } = submission;
+        let cursor = self.state.queues.get(&queue).map_or(0, |q| q.cursor);
+        if seq <= cursor {
+            return; // Read again after a reconnect or takeover: already consumed.
+        }
+        if after > cursor {
+            // Submissions between the cursor and `after` were delivered to nobody (a reader
+            // lost messages in flight). Accepting this one would move the cursor over them and
+            // they would never run: take nothing, and have the queue read again from the
+            // cursor. Nothing is journaled, so this costs a re-read and no state.
+            let from = cursor + 1;
+            self.out.effects.push(Effect::Reread { queue, from });
+            return;
+        }
+        let parsed = match (&unreadable, &msg_id) {
+            (Some(why), _) => Err(format!("unreadable submission: {why}")),
+            (None, None) => Ok(WorkId::assigned(seq)),
+            (None, Some(raw)) => {
+                WorkId::parse_submitted(raw).map_err(|e| format!("invalid Nats-Msg-Id: {e}"))
+            }
+        };
+        let shown_id = msg_id.as_deref().map(|raw| headers::sanitize(raw, 256));
+        let rejection = match &parsed {
+            Err(reason) => Some(reason.clone()),
+            Ok(work_id) if self.state.work.contains_key(work_id) => Some(format!(
+                "work id {work_id} is still in flight (submitted again after the dedup horizon)"
+            )),
+            Ok(work_id)
+                if self
+                    .state
+                    .unpublished
+                    .contains_key(&PublicationKey::Result(work_id.clone())) =>
+            {
+                Some(format!(
+                    "work id {work_id} has just finished and its result is being published \
+                     (submitted again after the dedup horizon)"
+                ))
+            }
+            Ok(_) => None,
+        };
+        match (rejection, parsed) {
+            (Some(reason), _) => self.emit(Event::SubmissionRejected {
+                queue,
+                seq,
+                msg_id: shown_id,
+                reason,
+                at: now,
+            }),
+            (None, Ok(work_id)) => {
+                self.emit(Event::WorkAccepted { work_id, queue, seq, size, at: now })
+            }
+            (None, Err(_)) => {}
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! [`Engine`]: turns [`Command`]s into [`Event`]s and [`Effect`]s against the [`State`].
+//!
+//! Each step validates first and records second: a command that cannot be honoured produces
+//! a reply (a verdict or an error) and no event. Events are applied to the state the moment
+//! they are emitted, so later decisions in the same step see them (a completion frees the
+//! slot that the same report's request for more work then fills).
+//!
+//! The rules, by concern: [`intake`] (which submissions become work, and the cursor),
+//! [`workers`] (registration, sessions, limits, liveness), [`dispatch`] (grants, long polls,
+//! notifications), [`outcomes`] (reports and deadlines). Together they make at-least-once
+//! execution effectively-once acceptance:
+//! - a report about an attempt counts only with the token that attempt was handed out with,
+//!   and a request under a registered worker id only with that worker's session: nobody can
+//!   act as another worker or report about work that was not handed to them;
+//! - a result is accepted for an item in flight from any attempt that was actually handed
+//!   out (the first result wins; a slower attempt's later report gets `finished`);
+//! - a failure or progress report counts only from the current attempt on its current
+//!   worker (anything else gets `superseded`), so a stale worker cannot fail or prolong work
+//!   that is now someone else's;
+//! - an item is finished exactly once: finishing removes it from `work`, and every later
+//!   report about it is answered from that absence;
+//! - an attempt that ends without a result re-queues the item at the front of its queue
+//!   until `max_attempts` hand-outs have been used, then fails it with the last reason.
+
+mod dispatch;
+mod intake;
+mod outcomes;
+mod workers;
+
+use std::collections::BTreeMap;
+
+use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use super::{
+    Command, Effect, Event, Millis, Policy, PublicationKey, Reply, ReplyError, RequestId, Serving,
+    State,
+};
+use intake::Submission;
+
+/// Longest reason (from a worker or about one) kept in events and headers.
+const MAX_REASON: usize = 1024;
+
+/// The output of one [`Engine::step`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Output {
+    /// To journal, in order, before any effect runs.
+    pub events: Vec<Event>,
+    /// To run once the events are durable.
+    pub effects: Vec<Effect>,
+}
+
+/// The master's decision engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    state: State,
+    policy: Policy,
+    /// When each worker was last told that work is ready (soft: not journaled; it only
+    /// throttles notifications). Cleared when the worker asks for work.
+    notified: BTreeMap<WorkerId, Millis>,
+    /// Requests for work held open until work arrives or their wait ends (soft: a request
+    /// lives only as long as this leader; a new one answers none of them).
+    parked: BTreeMap<WorkerId, Parked>,
+    /// Draws attempt tokens (soft: seeded by each takeover; the tokens it draws are journaled
+    /// in `WorkStarted`, so replay never needs it).
+    tokens: ChaCha20Rng,
+    /// Who serves each queue (derived from the state, kept in step by `emit`).
+    serving: Serving,
+    out: Output,
+}
+
+/// A request for work held open (a long poll).
+#[derive(Debug, Clone)]
+pub(super) struct Parked {
+    request: RequestId,
+    slots: u32,
+    until: Millis,
+}
+
+impl Engine {
+    /// An engine over a replayed (or empty) state.
+    pub fn new(state: State, policy: Policy) -> Self {
+        Engine {
+            serving: Serving::of(&state),
+            state,
+            policy,
+            notified: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            tokens: ChaCha20Rng::from_seed([0; 32]),
+            out: Output::default(),
+        }
+    }
+
+    /// The current state, including the effect of events not yet journaled.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Handles one command.
+    pub fn step(&mut self, command: Command) -> Output {
+        let now = command.now();
+        match command {
+            Command::Takeover { epoch, leader, seed, now } => {
+                self.tokens = ChaCha20Rng::from_seed(seed);
+                self.takeover(epoch, leader, now)
+            }
+            Command::Submitted { queue, seq, after, msg_id, size, unreadable, now } => {
+                let submission = Submission { queue, seq, after, msg_id, size, unreadable };
+                self.submitted(submission, now)
+            }
+            Command::Register { request, msg, now } => self.register(request, msg, now),
+            Command::RequestWork { request, msg, now } => self.request_work(request, msg, now),
+            Command::Report { request, msg, now } => self.report(request, msg, now),
+            Command::Tick { now } => self.tick(now),
+            Command::Published { keys } => self.published(keys),
+            Command::PayloadMissing { work_id, now } => self.payload_missing(work_id, now),
+        }
+        if let Some(now) = now {
+            self.serve_parked(now);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Records an event: applies it, queues it for the journal, and queues the publication
+    /// it calls for, if any.
+    pub(super) fn emit(&mut self, event: Event) {
+        // The index follows registrations and losses: out with the old queues, in with new.
+        if let Event::WorkerRegistered { worker, .. } | Event::WorkerLost { worker, .. } = &event {
+            if let Some(w) = self.state.workers.get(worker) {
+                self.serving.remove(worker, &w.queues);
+            }
+        }
+        self.state.apply(&event);
+        if let Event::WorkerRegistered { worker, queues, .. } = &event {
+            self.serving.add(worker, queues);
+        }
+        let key = match &event {
+            Event::WorkCompleted { work_id, .. } | Event::WorkFailed { work_id, .. } => {
+                Some(PublicationKey::Result(work_id.clone()))
+            }
+            Event::SubmissionRejected { seq, .. } => Some(PublicationKey::Rejection(*seq)),
+            _ => None,
+        };
+        self.out.events.push(event);
+        if let Some(key) = key {
+            self.out.effects.push(Effect::Publish { key });
+        }
+    }
+
+    /// The queues some registered worker serves.
+    pub fn served_queues(&self) -> impl Iterator<Item = &QueueName> {
+        self.serving.queues()
+    }
+
+    /// Free slots of all workers serving `queue` (a worker serving several queues counts for
+    /// each: an upper bound used to decide how far to read ahead).
+    pub fn free_slots(&self, queue: &QueueName) -> u64 {
+        let serving = self.serving.workers(queue).filter_map(|id| self.state.workers.get(id));
+        serving.map(|w| u64::from(w.free())).sum()
+    }
+
+    /// Checks that the index of who serves what matches the state (the tests call it after
+    /// every step).
+    #[cfg(test)]
+    pub(crate) fn check_index(&self) -> Result<(), String> {
+        self.serving.check(&self.state)
+    }
+
+    pub(super) fn reply(&mut self, request: RequestId, reply: Reply) {
+        self.out.effects.push(Effect::Reply { request, reply });
+    }
+
+    pub(super) fn error(&mut self, request: RequestId, code: u16, message: String) {
+        self.reply(request, Reply::Error(ReplyError { code, message }));
+    }
+
+    fn takeover(&mut self, epoch: u64, leader: String, now: Millis) {
+        self.notified.clear();
+        self.parked.clear();
+        let grace_until = now.saturating_add(self.policy.takeover_grace);
+        self.emit(Event::EpochStarted { epoch, leader: leader.clone(), at: now, grace_until });
+        self.out.effects.push(Effect::Announce { epoch, leader });
+        // Whatever the previous leader finished but had not yet published goes out now; the
+        // results stream refuses a second copy, so publishing twice is harmless.
+        let keys: Vec<_> = self.state.unpublished.keys().cloned().collect();
+        self.out.effects.extend(keys.into_iter().map(|key| Effect::Publish { key }));
+    }
+
+    /// A fresh attempt token.
+    pub(super) fn next_token(&mut self) -> Token {
+        let high = u128::from(self.tokens.next_u64());
+        Token::from_u128(high << 64 | u128::from(self.tokens.next_u64()))
+    }
+
+    fn published(&mut self, keys: Vec<PublicationKey>) {
+        let keys: Vec<_> =
+            keys.into_iter().filter(|k| self.state.unpublished.contains_key(k)).collect();
+        if !keys.is_empty() {
+            self.emit(Event::Published { keys });
+        }
+    }
+
+    fn payload_missing(&mut self, work_id: WorkId, now: Millis) {
+        let Some(work) = self.state.work.get(&work_id) else { return };
+        let (attempt, seq) = (work.attempt, work.seq);
+        let reason =
+            format!("payload is gone from JETWORK_SUBMIT (sequence {seq} was purged or deleted)");
+        self.emit(Event::WorkFailed { work_id, attempt, reason, at: now });
+    }
+}
+
+pub(super) fn wrong_session(worker: &WorkerId) -> String {
+    format!("worker id {worker} is registered by another worker process (wrong session)")
+}

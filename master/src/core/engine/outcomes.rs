@@ -1,0 +1,172 @@
+//! What workers report, and what happens when they report nothing: results, failures and
+//! progress checked against the attempt they are about, and deadlines.
+//!
+//! - A report counts only with the token its attempt was handed out with.
+//! - A result is accepted from any attempt that was handed out, while the item is in flight:
+//!   the first result wins, and every later report about the item is answered "finished".
+//! - A failure or progress counts only from the current attempt on its current worker
+//!   (anything else is "superseded"): a stale worker cannot fail or prolong work that is now
+//!   someone else's.
+//! - An attempt that ends without a result (failure, deadline, lost worker, result too large)
+//!   re-queues the item at the front of its queue, or fails it for good after
+//!   `max_attempts` hand-outs.
+
+use jetwork_shared::headers;
+use jetwork_shared::protocol::{Outcome, OutcomeStatus, Report, Verdict, VerdictKind};
+use jetwork_shared::{WorkId, WorkerId};
+
+use super::super::{Event, Millis, Reply, RequestId};
+use super::{wrong_session, Engine, MAX_REASON};
+
+impl Engine {
+    pub(super) fn report(&mut self, request: RequestId, msg: Report, now: Millis) {
+        // A worker forgotten meanwhile may still report: its results are worth taking (their
+        // tokens prove them). A known worker id must come with its session.
+        let known = match self.state.workers.get(&msg.worker_id) {
+            None => false,
+            Some(w) if w.session != msg.session => {
+                return self.error(request, 403, wrong_session(&msg.worker_id));
+            }
+            Some(_) => true,
+        };
+        if known {
+            self.touch(&msg.worker_id, now);
+        }
+        let verdicts = msg
+            .outcomes
+            .into_iter()
+            .map(|outcome| self.outcome(&msg.worker_id, outcome, now))
+            .collect();
+        let assignments = if known && msg.slots > 0 {
+            self.notified.remove(&msg.worker_id);
+            self.assign(&msg.worker_id, msg.slots, now)
+        } else {
+            Vec::new()
+        };
+        self.reply(request, Reply::Report { verdicts, assignments });
+    }
+
+    pub(super) fn outcome(&mut self, worker: &WorkerId, outcome: Outcome, now: Millis) -> Verdict {
+        let Outcome { work_id, attempt, token, status, result, reason } = outcome;
+        let mut verdict = Verdict {
+            work_id: work_id.clone(),
+            attempt,
+            verdict: VerdictKind::Finished,
+            deadline_ms: None,
+            timeout_ms: None,
+            reason: None,
+        };
+        let Some(work) = self.state.work.get(&work_id) else {
+            return verdict; // Finished earlier (or never existed): nothing to do.
+        };
+        if attempt == 0 || attempt > work.attempt {
+            verdict.verdict = VerdictKind::Rejected;
+            verdict.reason = Some(format!(
+                "attempt {attempt} was never handed out (latest is {})",
+                work.attempt
+            ));
+            return verdict;
+        }
+        if work.tokens.get(attempt as usize - 1) != Some(&token) {
+            verdict.verdict = VerdictKind::Rejected;
+            verdict.reason = Some(format!("wrong token for attempt {attempt}"));
+            return verdict;
+        }
+        let current = self.is_current(worker, &work_id, attempt);
+        match status {
+            OutcomeStatus::Completed => {
+                let limit = self.policy.max_result;
+                if result.len() as u64 > limit {
+                    let why = format!(
+                        "result of {} bytes exceeds the limit of {limit} bytes",
+                        result.len()
+                    );
+                    if current {
+                        self.end_attempt(&work_id, why.clone(), now);
+                    }
+                    verdict.verdict = VerdictKind::Rejected;
+                    verdict.reason = Some(why);
+                } else {
+                    self.emit(Event::WorkCompleted { work_id, attempt, result, at: now });
+                    verdict.verdict = VerdictKind::Accepted;
+                }
+            }
+            OutcomeStatus::Failed if current => {
+                let why = reason.unwrap_or_else(|| "failed (no reason given)".to_owned());
+                self.end_attempt(&work_id, headers::sanitize(&why, MAX_REASON), now);
+                verdict.verdict = VerdictKind::Accepted;
+            }
+            OutcomeStatus::Progress if current => {
+                let deadline = now.saturating_add(self.policy.work_timeout);
+                self.emit(Event::WorkProgressed { work_id, attempt, deadline });
+                verdict.verdict = VerdictKind::Accepted;
+                verdict.deadline_ms = Some(deadline);
+                verdict.timeout_ms = Some(self.policy.work_timeout);
+            }
+            OutcomeStatus::Failed | OutcomeStatus::Progress => {
+                verdict.verdict = VerdictKind::Superseded;
+            }
+        }
+        verdict
+    }
+
+    /// True if `attempt` of `work_id` is running right now on `worker`.
+    pub(super) fn is_current(&self, worker: &WorkerId, work_id: &WorkId, attempt: u32) -> bool {
+        self.state.work.get(work_id).is_some_and(|w| {
+            w.attempt == attempt && w.running.as_ref().is_some_and(|r| &r.worker == worker)
+        })
+    }
+
+    /// Ends the running attempt of `work_id` without a result: re-queue, or fail for good
+    /// once the attempts are used up.
+    pub(super) fn end_attempt(&mut self, work_id: &WorkId, reason: String, now: Millis) {
+        let Some(work) = self.state.work.get(work_id) else { return };
+        let attempt = work.attempt;
+        if attempt >= self.policy.max_attempts {
+            let reason = format!("gave up after {attempt} attempts; last: {reason}");
+            self.emit(Event::WorkFailed { work_id: work_id.clone(), attempt, reason, at: now });
+        } else {
+            self.emit(Event::WorkRequeued { work_id: work_id.clone(), attempt, reason });
+        }
+    }
+
+    pub(super) fn tick(&mut self, now: Millis) {
+        let expired: Vec<WorkId> = self
+            .state
+            .deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for work_id in self.newest_first(expired) {
+            let worker = self
+                .state
+                .work
+                .get(&work_id)
+                .and_then(|w| w.running.as_ref())
+                .map_or_else(String::new, |r| r.worker.to_string());
+            let reason = format!(
+                "timed out on worker {worker}: no result or progress within {} ms",
+                self.policy.work_timeout
+            );
+            self.end_attempt(&work_id, reason, now);
+        }
+        let silent: Vec<WorkerId> = self
+            .state
+            .workers
+            .iter()
+            .filter(|(_, w)| now >= w.last_seen.saturating_add(self.policy.worker_timeout))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for worker in silent {
+            self.lose_worker(&worker, now);
+        }
+    }
+
+    /// Orders items for re-queueing: each goes to the front of its queue, so handling the
+    /// newest submission first leaves the oldest at the very front, as it was submitted.
+    pub(super) fn newest_first(&self, mut ids: Vec<WorkId>) -> Vec<WorkId> {
+        ids.sort_by_key(|id| std::cmp::Reverse(self.state.work.get(id).map_or(0, |w| w.seq)));
+        ids
+    }
+}

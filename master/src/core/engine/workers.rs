@@ -1,0 +1,117 @@
+//! Workers coming and going: registration (with its session and limits), heartbeats, and
+//! forgetting a worker that went silent.
+//!
+//! A worker id belongs to one process (its session) while that process lives: a
+//! registration under a live worker's id from another session is refused and records nothing;
+//! once the holder has been silent past `worker_timeout`, the id is free again and the old
+//! holder is lost first (its attempts re-queued). Limits (capacity, queues per worker, workers,
+//! distinct queues served) are checked before anything is recorded.
+
+use jetwork_shared::protocol::{RegisterWorker, Registered};
+use jetwork_shared::{WorkId, WorkerId};
+
+use super::super::{Event, Millis, Reply, RequestId};
+use super::Engine;
+
+impl Engine {
+    pub(super) fn register(&mut self, request: RequestId, msg: RegisterWorker, now: Millis) {
+        if msg.capacity == 0 || msg.capacity > self.policy.max_capacity {
+            let max = self.policy.max_capacity;
+            return self.error(
+                request,
+                400,
+                format!("capacity must be 1..={max}, not {}", msg.capacity),
+            );
+        }
+        let mut queues = msg.queues;
+        queues.sort();
+        queues.dedup();
+        let max_queues = self.policy.max_queues_per_worker as usize;
+        if queues.is_empty() || queues.len() > max_queues {
+            let message = format!("a worker must serve 1 to {max_queues} queues");
+            return self.error(request, 400, message);
+        }
+        let worker = msg.worker_id;
+        let session = msg.session;
+        if let Some(existing) = self.state.workers.get(&worker) {
+            if existing.session != session {
+                if now < existing.last_seen.saturating_add(self.policy.worker_timeout) {
+                    let message = format!(
+                        "worker id {worker} is in use by another live worker process (a new \
+                         process may take it once that one has been silent for {} ms)",
+                        self.policy.worker_timeout
+                    );
+                    return self.error(request, 409, message);
+                }
+                // The old process is gone (silent past the timeout): the id is free again.
+                self.lose_worker(&worker, now);
+            }
+        } else if self.state.workers.len() >= self.policy.max_workers as usize {
+            let message = format!("the master serves at most {} workers", self.policy.max_workers);
+            return self.error(request, 503, message);
+        }
+        let changed = match self.state.workers.get(&worker) {
+            None => true,
+            Some(w) => w.queues != queues || w.capacity != msg.capacity,
+        };
+        // Only a change of queues can change what is served (heartbeats skip the count).
+        let max_served = self.policy.max_served_queues as usize;
+        if changed && self.serving.served_after(&worker, &queues) > max_served {
+            let max = self.policy.max_served_queues;
+            let message = format!("the master serves at most {max} distinct queues");
+            return self.error(request, 503, message);
+        }
+        if changed {
+            self.emit(Event::WorkerRegistered {
+                worker: worker.clone(),
+                session,
+                queues: queues.clone(),
+                capacity: msg.capacity,
+                at: now,
+            });
+        } else {
+            self.touch(&worker, now);
+        }
+        let revoked = msg
+            .running
+            .into_iter()
+            .filter(|held| !self.is_current(&worker, &held.work_id, held.attempt))
+            .collect();
+        let free = self.state.workers.get(&worker).map_or(0, |w| w.free());
+        let work_ready = free > 0 && queues.iter().any(|q| self.state.ready_len(q) > 0);
+        let epoch = self.state.epoch;
+        self.reply(request, Reply::Registered(Registered { epoch, revoked, work_ready }));
+    }
+
+    /// Journals that a worker was heard from, at most once per `seen_resolution`.
+    pub(super) fn touch(&mut self, worker: &WorkerId, now: Millis) {
+        let stale = self
+            .state
+            .workers
+            .get(worker)
+            .is_some_and(|w| now >= w.last_seen.saturating_add(self.policy.seen_resolution));
+        if stale {
+            self.emit(Event::WorkerSeen { worker: worker.clone(), at: now });
+        }
+    }
+
+    /// Forgets a worker that has been silent too long, re-queueing what it was running.
+    pub(super) fn lose_worker(&mut self, worker: &WorkerId, now: Millis) {
+        let Some(w) = self.state.workers.get(worker) else { return };
+        let reason = format!(
+            "worker {worker} lost: not heard from for {} ms",
+            now.saturating_sub(w.last_seen)
+        );
+        let running: Vec<WorkId> = w.running.iter().cloned().collect();
+        for work_id in self.newest_first(running) {
+            self.end_attempt(&work_id, reason.clone(), now);
+        }
+        self.notified.remove(worker);
+        // A request it left open is answered now (empty): whoever takes the id next must not
+        // see work handed out on it.
+        if let Some(parked) = self.parked.remove(worker) {
+            self.reply(parked.request, Reply::Grant { assignments: Vec::new() });
+        }
+        self.emit(Event::WorkerLost { worker: worker.clone(), reason, at: now });
+    }
+}

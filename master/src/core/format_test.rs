@@ -1,0 +1,207 @@
+//! The journal's encoding, pinned. One sample of every [`Event`] kind, a batch, a snapshot of a
+//! state and a snapshot marker are encoded and compared with `testdata/format-<FORMAT>.txt`:
+//! a change to how anything journaled is encoded fails here.
+//!
+//! If the change is meant: an older master may be unable to read what this one writes, so
+//! bump `journal::FORMAT`, write the new file with `UPDATE_GOLDENFILES=1 cargo test -p
+//! jetwork-master format`, and keep every older `format-*.txt` (never regenerate those): the
+//! second test decodes each of them with today's types, so journals written by older masters
+//! stay readable. See "Upgrades" in `docs/architecture.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use jetwork_shared::{codec, QueueName, Token, WorkId, WorkerId};
+
+use super::*;
+use crate::journal::{SnapshotMarker, FORMAT};
+
+fn q() -> QueueName {
+    QueueName::parse("emails").expect("valid")
+}
+fn id() -> WorkId {
+    WorkId::parse("order-42").expect("valid")
+}
+fn w() -> WorkerId {
+    WorkerId::parse("w-1").expect("valid")
+}
+
+/// One of every event kind, with every field set.
+fn events() -> Vec<(&'static str, Event)> {
+    let token = Token::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+    vec![
+        (
+            "EpochStarted",
+            Event::EpochStarted { epoch: 7, leader: "m1-ab".into(), at: 1_000, grace_until: 4_000 },
+        ),
+        (
+            "WorkAccepted",
+            Event::WorkAccepted { work_id: id(), queue: q(), seq: 17, size: 5, at: 1_001 },
+        ),
+        (
+            "SubmissionRejected",
+            Event::SubmissionRejected {
+                queue: q(),
+                seq: 18,
+                msg_id: Some("bad.id".into()),
+                reason: "invalid".into(),
+                at: 1_002,
+            },
+        ),
+        (
+            "WorkerRegistered",
+            Event::WorkerRegistered {
+                worker: w(),
+                session: token,
+                queues: vec![q()],
+                capacity: 4,
+                at: 1_003,
+            },
+        ),
+        ("WorkerSeen", Event::WorkerSeen { worker: w(), at: 1_004 }),
+        ("WorkerLost", Event::WorkerLost { worker: w(), reason: "silent".into(), at: 1_005 }),
+        (
+            "WorkStarted",
+            Event::WorkStarted { work_id: id(), worker: w(), attempt: 1, deadline: 11_000, token },
+        ),
+        ("WorkProgressed", Event::WorkProgressed { work_id: id(), attempt: 1, deadline: 12_000 }),
+        (
+            "WorkRequeued",
+            Event::WorkRequeued { work_id: id(), attempt: 1, reason: "timed out".into() },
+        ),
+        (
+            "WorkCompleted",
+            Event::WorkCompleted {
+                work_id: id(),
+                attempt: 2,
+                result: Bytes::from_static(b"25"),
+                at: 1_006,
+            },
+        ),
+        (
+            "WorkFailed",
+            Event::WorkFailed { work_id: id(), attempt: 5, reason: "gave up".into(), at: 1_007 },
+        ),
+        (
+            "Published",
+            Event::Published {
+                keys: vec![PublicationKey::Result(id()), PublicationKey::Rejection(18)],
+            },
+        ),
+    ]
+}
+
+/// A state with something in every field.
+fn state() -> State {
+    let mut state = State::default();
+    for (_, event) in events().into_iter().take(7) {
+        state.apply(&event);
+    }
+    state.apply(&Event::SubmissionRejected {
+        queue: q(),
+        seq: 19,
+        msg_id: None,
+        reason: "clash".into(),
+        at: 1_008,
+    });
+    state
+}
+
+/// Every sample, encoded, as `name: hex` lines.
+fn encodings() -> String {
+    let mut out = String::new();
+    let mut line = |name: &str, bytes: Bytes| {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let _ = writeln!(out, "{name}: {hex}");
+    };
+    for (name, event) in events() {
+        line(name, codec::encode(&event).expect("encodes"));
+    }
+    let batch = JournalBatch { events: events().into_iter().map(|(_, e)| e).take(2).collect() };
+    line("JournalBatch", codec::encode(&batch).expect("encodes"));
+    line("State", codec::encode(&state()).expect("encodes"));
+    let marker = SnapshotMarker { first_seq: 100, parts: 2, bytes: 700_000, epoch: 7 };
+    line("SnapshotMarker", codec::encode(&marker).expect("encodes"));
+    out
+}
+
+fn testdata(format: u32) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("src/core/testdata/format-{format}.txt"))
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[test]
+fn encodings_of_the_current_format_are_unchanged() {
+    let path = testdata(FORMAT);
+    let current = encodings();
+    if std::env::var_os("UPDATE_GOLDENFILES").is_some() && !path.exists() {
+        std::fs::write(&path, &current).expect("write golden encodings");
+    }
+    let pinned = std::fs::read_to_string(&path).expect("golden encodings of the current format");
+    assert!(
+        pinned == current,
+        "the journal encoding changed: bump journal::FORMAT and keep older formats readable \
+         (see the module docs)\n--- pinned\n{pinned}\n--- now\n{current}"
+    );
+}
+
+#[test]
+fn every_pinned_format_still_decodes() {
+    let samples: BTreeMap<&str, Event> = events().into_iter().collect();
+    for format in 1..=FORMAT {
+        let pinned = std::fs::read_to_string(testdata(format)).expect("pinned encodings");
+        for line in pinned.lines() {
+            let (name, hex) = line.split_once(": ").expect("name: hex");
+            let bytes = unhex(hex);
+            match name {
+                "JournalBatch" => {
+                    let batch: JournalBatch = codec::decode(&bytes).expect("a batch decodes");
+                    assert_eq!(batch.events.len(), 2, "format {format}");
+                }
+                "State" => {
+                    let state: State = codec::decode(&bytes).expect("a snapshot decodes");
+                    assert_eq!(state, self::state(), "format {format}");
+                }
+                "SnapshotMarker" => {
+                    let marker: SnapshotMarker = codec::decode(&bytes).expect("a marker decodes");
+                    assert_eq!(marker.first_seq, 100, "format {format}");
+                }
+                event => {
+                    let decoded: Event = codec::decode(&bytes).expect("an event decodes");
+                    assert_eq!(Some(&decoded), samples.get(event), "format {format}: {event}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_state_always_encodes_to_the_same_bytes() {
+    // Ordered maps throughout: the same state is the same snapshot, whatever order it was
+    // built in.
+    let other = Event::WorkAccepted {
+        work_id: WorkId::parse("another").expect("valid"),
+        queue: q(),
+        seq: 3,
+        size: 1,
+        at: 0,
+    };
+    let events: Vec<Event> = events().into_iter().take(7).map(|(_, e)| e).collect();
+    let mut forward = State::default();
+    for event in events.iter().chain([&other]) {
+        forward.apply(event);
+    }
+    let mut backward = State::default();
+    for event in [&other].into_iter().chain(&events) {
+        backward.apply(event);
+    }
+    assert_eq!(codec::encode(&forward).ok(), codec::encode(&backward).ok());
+}

@@ -1,0 +1,65 @@
+//! The state's structural invariants, checked by the tests after every step (see the list in
+//! `state.rs`): a broken one means an `apply` or an engine rule is wrong, never bad input.
+
+use std::collections::BTreeSet;
+
+use super::{PublicationKey, State};
+
+impl State {
+    /// Verifies the invariants in the module docs; used by tests after every step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen_ready = BTreeSet::new();
+        for (name, q) in &self.queues {
+            for id in &q.ready {
+                let work =
+                    self.work.get(id).ok_or(format!("ready {id} in {name} is not in work"))?;
+                if work.running.is_some() {
+                    return Err(format!("{id} is both ready and running"));
+                }
+                if &work.queue != name {
+                    return Err(format!("{id} is ready in {name} but belongs to {}", work.queue));
+                }
+                if !seen_ready.insert(id.clone()) {
+                    return Err(format!("{id} is ready twice"));
+                }
+            }
+        }
+        let mut running = 0;
+        for (id, work) in &self.work {
+            match &work.running {
+                None if !seen_ready.contains(id) => {
+                    return Err(format!("{id} is neither ready nor running"))
+                }
+                None => {}
+                Some(r) => {
+                    running += 1;
+                    if !self.deadlines.contains(&(r.deadline, id.clone())) {
+                        return Err(format!("{id} runs without its deadline indexed"));
+                    }
+                    let worker = self
+                        .workers
+                        .get(&r.worker)
+                        .ok_or(format!("{id} runs on unknown worker {}", r.worker))?;
+                    if !worker.running.contains(id) {
+                        return Err(format!("{id} is not listed on its worker {}", r.worker));
+                    }
+                }
+            }
+            if self.unpublished.contains_key(&PublicationKey::Result(id.clone())) {
+                return Err(format!("{id} is both in flight and finished"));
+            }
+        }
+        if self.deadlines.len() != running {
+            return Err(format!("{} deadlines for {running} running items", self.deadlines.len()));
+        }
+        for (wid, w) in &self.workers {
+            for id in &w.running {
+                let on = self.work.get(id).and_then(|w| w.running.as_ref()).map(|r| &r.worker);
+                if on != Some(wid) {
+                    return Err(format!("worker {wid} lists {id}, which runs on {on:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,424 @@
+//! The leader: the one I/O loop that drives the [`Engine`] while this master holds the lease.
+//!
+//! ```text
+//!  service requests ─┐                                   ┌─► journal (fenced, pipelined)
+//!  submissions ──────┼─► Command ─► Engine::step ─► events┤
+//!  ticks, internal ──┘                            effects└─► queued until their events are
+//!                                                            acknowledged, then: replies,
+//!                                                            notifications, publications
+//! ```
+//!
+//! Rules this loop keeps:
+//! - **Persist first, act second.** Every effect waits in a queue tagged with the journal write
+//!   that holds its events (or, if it has none, the latest write issued before it), and runs
+//!   only once that write is acknowledged. A worker is never told "accepted" about anything
+//!   that is not durable, and a grant is never sent for an attempt that is not journaled.
+//! - **Decide in order, write in groups.** Inputs that are ready together are stepped one by
+//!   one (each sees the state left by the previous). While a journal write is in flight, new
+//!   decisions wait, with their effects, and go out together as the next write (group
+//!   commit); a full batch is pipelined behind it, chained by expected sequence.
+//! - **Stop at the first doubt.** A failed or fenced journal write, a lost lease, a lease past
+//!   its validity, or a foreign write seen in the journal ends the term at once, before
+//!   anything else is written; the next term (here or elsewhere) starts from what the journal
+//!   actually holds.
+//! - **Nothing slow on the loop.** Anything that waits on the network besides the journal
+//!   (payloads read back, publications, status, purges, integrity checks) runs in a task and
+//!   comes back as an [`Internal`] message.
+//!
+//! The parts, one per file: [`service`] (the endpoints and requests awaiting replies),
+//! [`replies`] (encoding replies, filling grants with payloads), [`cache`] (payloads of work
+//! in flight), [`readers`] (one reader per served queue, paced by credits), [`publications`]
+//! (results and rejections), [`writes`] (journal writes, snapshots, effects behind them),
+//! [`upkeep`] (purges and integrity checks).
+
+mod cache;
+mod publications;
+mod readers;
+mod replies;
+mod service;
+mod upkeep;
+mod writes;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use jetwork_shared::clock::now_ms;
+use jetwork_shared::connect::{self, Interruptions};
+use jetwork_shared::{Unavailable, WorkId};
+use tokio::sync::mpsc;
+
+use crate::config::MasterSettings;
+use crate::core::{Command, Engine, JournalBatch, Output};
+use crate::intake::Submission;
+use crate::integrity::Observation;
+use crate::journal::{Journal, JournalError, Replayed};
+use crate::lease::LeaseGuard;
+use cache::PayloadCache;
+use publications::Publications;
+use readers::Readers;
+use service::{Endpoints, Requests};
+use upkeep::Upkeep;
+use writes::{Effects, Snapshots};
+
+/// Why a term ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop: handed over cleanly.
+    Shutdown,
+    /// Lost the right to lead (the reason is logged).
+    Deposed(String),
+}
+
+/// What the leader needs from its surroundings.
+#[derive(Clone)]
+pub struct Env {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub settings: MasterSettings,
+    /// This candidate's unique name (in the lease, logs and status).
+    pub holder: String,
+    /// Moments the connection may have lost messages in flight (the queue readers re-read).
+    pub interruptions: Interruptions,
+}
+
+/// Messages from tasks the leader spawned.
+enum Internal {
+    /// A decision to step (a payload found missing).
+    Command(Command),
+    /// Payloads read back for grants, to keep for later grants.
+    Payloads(Vec<(WorkId, Bytes)>),
+    /// What the streams looked like.
+    Integrity(Result<Observation, Unavailable>),
+}
+
+/// Leads one term: claims the journal, serves until deposed or shut down, then stops.
+pub async fn lead<F: Future<Output = ()>>(
+    env: &Env,
+    mut lease: LeaseGuard,
+    replayed: Replayed,
+    mut shutdown: Pin<&mut F>,
+) -> Exit {
+    let epoch = lease.epoch();
+    let mut leader = Leader::new(env, epoch, replayed);
+    let exit = match leader.claim(&mut lease).await {
+        Err(exit) => exit,
+        Ok(()) => match service::start(env, epoch).await {
+            Err(e) => Exit::Deposed(format!("cannot start the service endpoints: {e}")),
+            Ok((service, mut endpoints)) => {
+                tracing::info!(epoch, leader = %env.holder, "leading");
+                let exit = leader.run(&mut lease, &mut endpoints, shutdown.as_mut()).await;
+                drop(endpoints);
+                let _ = service.stop().await;
+                exit
+            }
+        },
+    };
+    leader.readers.clear();
+    leader.upkeep.stop();
+    match &exit {
+        Exit::Shutdown => {
+            leader.hand_over(&lease).await;
+            lease.stop(true).await;
+        }
+        Exit::Deposed(why) => {
+            tracing::warn!(epoch, %why, "stepping down");
+            // Give the lease back if it is still ours (a compare-and-set on our revision), so
+            // the next term need not wait for it to expire.
+            lease.stop(true).await;
+        }
+    }
+    exit
+}
+
+/// The state of one term.
+struct Leader {
+    env: Env,
+    epoch: u64,
+    engine: Engine,
+    journal: Journal,
+    /// Output of the commands stepped since the last flush (group commit gathers here).
+    pending: Output,
+    effects: Effects,
+    requests: Requests,
+    cache: PayloadCache,
+    readers: Readers,
+    publications: Publications,
+    snapshots: Snapshots,
+    upkeep: Upkeep,
+    intake_rx: mpsc::UnboundedReceiver<Submission>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    /// Set when something seen off the loop ends the term.
+    deposed: Option<String>,
+}
+
+impl Leader {
+    fn new(env: &Env, epoch: u64, replayed: Replayed) -> Self {
+        let max_message = env.client.server_info().max_payload.max(64 * 1024);
+        let (intake_tx, intake_rx) = mpsc::unbounded_channel();
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        tracing::info!(
+            epoch,
+            events = replayed.events,
+            foreign = replayed.foreign,
+            from_seq = replayed.from_seq,
+            last_seq = replayed.last_seq,
+            in_flight = replayed.state.work.len(),
+            workers = replayed.state.workers.len(),
+            "journal replayed"
+        );
+        // Results and grants travel in NATS messages: keep them under the server's limit.
+        let (policy, lowered) = env.settings.policy().fitted_to(max_message as u64);
+        if lowered {
+            tracing::warn!(
+                max_payload = max_message,
+                "streams.max_result exceeds what the server's max_payload allows; lowering it"
+            );
+        }
+        Leader {
+            engine: Engine::new(replayed.state, policy),
+            // The journal and the publisher each get their own JetStream context, so their
+            // publish-acknowledgement credits are separate: result publications in flight can
+            // never hold up a journal write (which would stall the loop that frees them).
+            journal: Journal::new(
+                connect::jetstream(&env.client, &env.settings.nats),
+                epoch,
+                replayed.last_seq,
+                max_message,
+            ),
+            publications: Publications::new(connect::jetstream(&env.client, &env.settings.nats)),
+            readers: Readers::new(env.js.clone(), env.interruptions.clone(), intake_tx),
+            snapshots: Snapshots::new(replayed.events, replayed.from_seq),
+            env: env.clone(),
+            epoch,
+            pending: Output::default(),
+            effects: Effects::default(),
+            requests: Requests::default(),
+            cache: PayloadCache::default(),
+            upkeep: Upkeep::default(),
+            intake_rx,
+            internal_tx,
+            internal_rx,
+            deposed: None,
+        }
+    }
+
+    /// Writes the term's first message, `EpochStarted` on `jetwork.journal.epoch`, chained on
+    /// the replayed tail, and waits for it. From its acknowledgement on, any write by an
+    /// earlier leader fails. Its effects (the announcement, re-publications) run once serving.
+    async fn claim(&mut self, lease: &mut LeaseGuard) -> Result<(), Exit> {
+        self.publications.inherit(self.engine.state());
+        let output = self.engine.step(Command::Takeover {
+            epoch: self.epoch,
+            leader: self.env.holder.clone(),
+            seed: random_seed(),
+            now: now_ms(),
+        });
+        if !lease.is_valid() {
+            return Err(Exit::Deposed("lease expired during replay".into()));
+        }
+        let batch = JournalBatch { events: output.events };
+        self.snapshots.written(batch.events.len());
+        let ticket = self.journal.append_batch(&batch, true).await.map_err(deposed)?;
+        self.journal.next_ack().await.map_err(deposed)?;
+        // The announcement and re-publications wait until the endpoints are up (`run`), so
+        // workers that re-register on the announcement find someone to answer.
+        self.effects.queue(ticket, output.effects);
+        Ok(())
+    }
+
+    async fn run<F: Future<Output = ()>>(
+        &mut self,
+        lease: &mut LeaseGuard,
+        endpoints: &mut Endpoints,
+        mut shutdown: Pin<&mut F>,
+    ) -> Exit {
+        let settings = self.env.settings.master.clone();
+        let mut tick = tokio::time::interval(settings.tick_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.release_effects().await;
+        self.readers.refresh(&self.engine);
+        loop {
+            // Back-pressure: with too many writes unacknowledged, take no new requests or
+            // submissions (acknowledgements, ticks and tasks' results still come in).
+            let accepting = self.journal.inflight() < settings.max_inflight_writes;
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return Exit::Shutdown,
+                _ = lease.lost() => return Exit::Deposed("lease lost".into()),
+                ack = self.journal.next_ack() => {
+                    if let Err(e) = ack {
+                        return deposed(e);
+                    }
+                    if let Some(first_seq) = self.journal.take_confirmed_snapshot() {
+                        self.snapshots.confirmed(first_seq);
+                    }
+                    self.release_effects().await;
+                }
+                Some(internal) = self.internal_rx.recv() => self.internal(internal),
+                (key, outcome) = self.publications.next() => self.publications.done(key, outcome, &mut self.cache),
+                _ = tick.tick() => self.tick(),
+                Some((kind, request)) = endpoints.next(), if accepting => {
+                    self.inbound(kind, request).await;
+                }
+                Some(submission) = self.intake_rx.recv(), if accepting => self.submitted(submission),
+            }
+            if accepting {
+                self.drain_ready(endpoints, settings.max_batch).await;
+            }
+            if let Some(why) = self.deposed.take() {
+                return Exit::Deposed(why);
+            }
+            // Publications are recorded when a write goes out anyway, or when many gather (and
+            // on every tick): a write of their own would delay the decisions queued behind it.
+            if !self.pending.events.is_empty()
+                || self.publications.confirmed() >= settings.max_batch
+            {
+                self.record_published();
+            }
+            if let Err(exit) = self.flush(lease).await {
+                return exit;
+            }
+            self.readers.grant(&self.engine, u64::from(settings.prefetch));
+        }
+    }
+
+    /// Takes every input that is already waiting (up to `limit`), so that one journal write
+    /// carries the decisions of all of them.
+    async fn drain_ready(&mut self, endpoints: &mut Endpoints, limit: usize) {
+        let mut taken = 0;
+        while taken < limit {
+            let before = taken;
+            if let Ok(submission) = self.intake_rx.try_recv() {
+                self.submitted(submission);
+                taken += 1;
+            }
+            if let Some(Some((kind, request))) = endpoints.next().now_or_never() {
+                self.inbound(kind, request).await;
+                taken += 1;
+            }
+            if let Ok(internal) = self.internal_rx.try_recv() {
+                self.internal(internal);
+                taken += 1;
+            }
+            if let Some((key, outcome)) = self.publications.next().now_or_never() {
+                self.publications.done(key, outcome, &mut self.cache);
+                taken += 1;
+            }
+            if taken == before {
+                break;
+            }
+        }
+    }
+
+    /// Steps the engine; its events and effects wait for the next flush.
+    fn step(&mut self, command: Command) {
+        let output = self.engine.step(command);
+        self.pending.events.extend(output.events);
+        self.pending.effects.extend(output.effects);
+    }
+
+    /// A submission from a reader: stepped if its reader is still the queue's current one,
+    /// and its payload kept for the grant (or the rejection notice) it leads to.
+    fn submitted(&mut self, submission: Submission) {
+        if !self.readers.delivered(&submission) {
+            return; // Read by a reader that has been replaced: the new one reads it again.
+        }
+        let Submission { queue, seq, after, msg_id, unreadable, payload, .. } = submission;
+        let size = payload.len() as u64;
+        let now = now_ms();
+        let submitted = Command::Submitted { queue, seq, after, msg_id, size, unreadable, now };
+        let output = self.engine.step(submitted);
+        self.cache.keep(&output.events, &payload);
+        self.pending.events.extend(output.events);
+        self.pending.effects.extend(output.effects);
+    }
+
+    /// A request on one of the endpoints: decoded into a command (garbage is answered 400
+    /// at once) or, for status, answered off the loop.
+    async fn inbound(&mut self, kind: service::Endpoint, request: async_nats::service::Request) {
+        if kind == service::Endpoint::Status {
+            let engine = &self.engine;
+            return self.requests.status(request, engine.state(), &self.env.js);
+        }
+        if let Some(command) = self.requests.decode(kind, request, now_ms()).await {
+            self.step(command);
+        }
+    }
+
+    fn internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::Command(command) => self.step(command),
+            Internal::Integrity(observed) => self.integrity(observed),
+            Internal::Payloads(payloads) => self.cache.fill(payloads, self.engine.state()),
+        }
+    }
+
+    /// Journals that the confirmed publications are stored. Nothing waits on this record: a
+    /// leader that dies before writing it leaves them unpublished, and the next one checks
+    /// the results stream before publishing them again.
+    fn record_published(&mut self) {
+        if let Some(keys) = self.publications.take_confirmed() {
+            self.step(Command::Published { keys });
+        }
+    }
+
+    fn tick(&mut self) {
+        self.step(Command::Tick { now: now_ms() });
+        self.record_published();
+        // Retried publications run like fresh ones, behind the journal like every effect.
+        self.pending.effects.extend(self.publications.due());
+        self.readers.refresh(&self.engine);
+        self.maybe_purge();
+        self.maybe_check_integrity();
+    }
+
+    /// On a clean shutdown: let in-flight writes land and their effects run (replies,
+    /// publications), so the next leader starts from a quiet journal.
+    async fn hand_over(&mut self, lease: &LeaseGuard) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // Decisions held back for group commit are written first (their effects then run).
+        self.record_published();
+        while !self.pending.events.is_empty() && lease.is_valid() {
+            if self.journal.inflight() > 0 {
+                match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
+                    Ok(Ok(_)) => self.release_effects().await,
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+            if self.flush(lease).await.is_err() {
+                break;
+            }
+        }
+        while self.journal.inflight() > 0 {
+            match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
+                Ok(Ok(_)) => self.release_effects().await,
+                _ => break,
+            }
+        }
+        while !self.publications.is_idle() {
+            match tokio::time::timeout_at(deadline, self.publications.next()).await {
+                Ok((key, outcome)) => self.publications.done(key, outcome, &mut self.cache),
+                Err(_) => break,
+            }
+        }
+        tracing::info!(epoch = self.epoch, "handed over");
+    }
+}
+
+fn deposed(e: JournalError) -> Exit {
+    Exit::Deposed(e.to_string())
+}
+
+/// 32 bytes from the operating system's generator (two v4 UUIDs' worth), for the engine's
+/// token generator: attempt tokens must be unguessable.
+fn random_seed() -> [u8; 32] {
+    let mut seed = [0; 32];
+    seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed
+}

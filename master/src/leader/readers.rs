@@ -1,0 +1,101 @@
+//! [`Readers`]: one queue reader (`intake.rs`) per queue a registered worker serves, each with
+//! a generation number, paced by the credits the leader grants.
+//!
+//! - A reader is started at the queue's cursor + 1 when some worker serves the queue, and
+//!   retired (its consumer deleted) when nobody does: readers never outnumber the served
+//!   queues (`max_served_queues`).
+//! - A reader is replaced when the engine asks for a queue to be read again (`Reread`); the
+//!   replaced one's leftovers still in the channel carry the old generation and are ignored.
+//! - Credits: a queue's reader may pull the free slots of the workers serving it plus the
+//!   prefetch, minus what is ready or already asked for (`core::upkeep::read_ahead`), so the
+//!   backlog stays in the stream.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_nats::jetstream;
+use jetwork_shared::connect::Interruptions;
+use jetwork_shared::QueueName;
+use tokio::sync::mpsc;
+
+use crate::core::{upkeep, Engine};
+use crate::intake::{QueueReader, ReaderEnv, Submission};
+
+/// The readers of the served queues.
+pub struct Readers {
+    by_queue: BTreeMap<QueueName, QueueReader>,
+    env: ReaderEnv,
+    /// Readers started so far: each gets the next number.
+    generations: u64,
+}
+
+impl Readers {
+    /// No readers yet; those started will send their submissions to `tx`.
+    pub fn new(
+        js: jetstream::Context,
+        interruptions: Interruptions,
+        tx: mpsc::UnboundedSender<Submission>,
+    ) -> Self {
+        Readers {
+            by_queue: BTreeMap::new(),
+            env: ReaderEnv { js, interruptions, tx },
+            generations: 0,
+        }
+    }
+
+    /// Starts readers for the queues workers serve; retires those of queues nobody serves.
+    pub fn refresh(&mut self, engine: &Engine) {
+        let served: BTreeSet<&QueueName> = engine.served_queues().collect();
+        self.by_queue.retain(|queue, _| served.contains(queue));
+        let state = engine.state();
+        let missing: Vec<(QueueName, u64)> = served
+            .into_iter()
+            .filter(|queue| !self.by_queue.contains_key(*queue))
+            .map(|queue| (queue.clone(), state.queues.get(queue).map_or(0, |q| q.cursor) + 1))
+            .collect();
+        for (queue, start) in missing {
+            self.start(queue, start);
+        }
+    }
+
+    /// Reads `queue` again from `from` with a new reader (if the queue is read at all).
+    pub fn restart(&mut self, queue: QueueName, from: u64) {
+        if self.by_queue.contains_key(&queue) {
+            tracing::warn!(%queue, from, "a submission did not follow on from the cursor; reading the queue again");
+            self.start(queue, from);
+        }
+    }
+
+    fn start(&mut self, queue: QueueName, start: u64) {
+        tracing::debug!(%queue, start, "reading submissions");
+        self.generations += 1;
+        let reader = QueueReader::spawn(&self.env, queue.clone(), start, self.generations);
+        self.by_queue.insert(queue, reader);
+    }
+
+    /// Whether `submission` comes from its queue's current reader (and counts it if so).
+    pub fn delivered(&mut self, submission: &Submission) -> bool {
+        match self.by_queue.get_mut(&submission.queue) {
+            Some(reader) if reader.generation() == submission.generation => {
+                reader.delivered();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Grants each reader what its queue can take.
+    pub fn grant(&mut self, engine: &Engine, prefetch: u64) {
+        let state = engine.state();
+        for (queue, reader) in self.by_queue.iter_mut() {
+            let ready = state.ready_len(queue) as u64;
+            let credits =
+                upkeep::read_ahead(engine.free_slots(queue), prefetch, ready, reader.outstanding());
+            reader.grant(credits);
+        }
+    }
+
+    /// Stops every reader (the term is over).
+    pub fn clear(&mut self) {
+        self.by_queue.clear();
+    }
+}

@@ -1,0 +1,112 @@
+//! Sending a reply once the journal write it depends on is acknowledged: encoding it with the
+//! leader's epoch, and filling grants with their payloads. A payload not in the cache (after a
+//! takeover) is read back from `JETWORK_SUBMIT` in a task, so the loop never waits on it; an
+//! item whose payload is gone is failed with a reason (`PayloadMissing`), and one that cannot
+//! be read right now is left out of the grant (its attempt times out and is handed out again).
+//!
+//! A reply that cannot be encoded is answered as an error (500) and logged, never as an empty
+//! body a worker would misread.
+
+use std::collections::HashMap;
+
+use async_nats::jetstream;
+use async_nats::service::{self, Request};
+use bytes::Bytes;
+use jetwork_shared::clock::now_ms;
+use jetwork_shared::protocol::{Assignment, ReportReply, WorkGrant};
+use jetwork_shared::{codec, WorkId};
+use tokio::sync::mpsc;
+
+use super::cache::PayloadCache;
+use super::Internal;
+use crate::core::{AssignmentRef, Command, Reply};
+use crate::payloads;
+
+/// What sending a reply needs from the leader.
+pub struct ReplyContext<'a> {
+    pub epoch: u64,
+    pub cache: &'a PayloadCache,
+    pub js: &'a jetstream::Context,
+    pub internal: &'a mpsc::UnboundedSender<Internal>,
+}
+
+/// Sends `reply` to `request`.
+pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
+    let epoch = ctx.epoch;
+    let (assignments, body): (Vec<AssignmentRef>, Body) = match reply {
+        Reply::Registered(registered) => return respond(request, codec::encode(&registered)).await,
+        Reply::Error(e) => {
+            let error = service::error::Error { status: e.message, code: usize::from(e.code) };
+            let _ = request.respond(Err(error)).await;
+            return;
+        }
+        Reply::Grant { assignments } => (
+            assignments,
+            Box::new(move |assignments| codec::encode(&WorkGrant { epoch, assignments })),
+        ),
+        Reply::Report { verdicts, assignments } => (
+            assignments,
+            Box::new(move |assignments| {
+                codec::encode(&ReportReply { epoch, verdicts, assignments })
+            }),
+        ),
+    };
+    let mut known: HashMap<WorkId, Bytes> = assignments
+        .iter()
+        .filter_map(|a| Some((a.work_id.clone(), ctx.cache.get(&a.work_id)?.clone())))
+        .collect();
+    if known.len() == assignments.len() {
+        let full = assignments.iter().filter_map(|a| filled(a, &known)).collect();
+        return respond(request, body(full)).await;
+    }
+    let missing: Vec<AssignmentRef> =
+        assignments.iter().filter(|a| !known.contains_key(&a.work_id)).cloned().collect();
+    let (js, internal) = (ctx.js.clone(), ctx.internal.clone());
+    tokio::spawn(async move {
+        let mut fetched = Vec::new();
+        for a in &missing {
+            match payloads::read(&js, a.seq).await {
+                Ok(Some(payload)) => {
+                    fetched.push((a.work_id.clone(), payload.clone()));
+                    known.insert(a.work_id.clone(), payload);
+                }
+                Ok(None) => {
+                    tracing::error!(work_id = %a.work_id, seq = a.seq, "payload missing from the submit stream");
+                    let missing =
+                        Command::PayloadMissing { work_id: a.work_id.clone(), now: now_ms() };
+                    let _ = internal.send(Internal::Command(missing));
+                }
+                Err(e) => {
+                    tracing::warn!(work_id = %a.work_id, seq = a.seq, error = %e, "cannot read a payload; the attempt will be retried")
+                }
+            }
+        }
+        let _ = internal.send(Internal::Payloads(fetched));
+        let full = assignments.iter().filter_map(|a| filled(a, &known)).collect();
+        respond(request, body(full)).await;
+    });
+}
+
+/// Builds a reply body from the assignments that have their payloads.
+type Body = Box<dyn FnOnce(Vec<Assignment>) -> Result<Bytes, codec::CodecError> + Send>;
+
+async fn respond(request: Request, body: Result<Bytes, codec::CodecError>) {
+    let reply = body.map_err(|e| {
+        tracing::error!(error = %e, "cannot encode a reply");
+        service::error::Error { status: format!("cannot encode the reply: {e}"), code: 500 }
+    });
+    let _ = request.respond(reply).await;
+}
+
+/// The assignment with its payload, if the payload is known.
+fn filled(a: &AssignmentRef, known: &HashMap<WorkId, Bytes>) -> Option<Assignment> {
+    Some(Assignment {
+        token: a.token,
+        work_id: a.work_id.clone(),
+        queue: a.queue.clone(),
+        attempt: a.attempt,
+        deadline_ms: a.deadline,
+        timeout_ms: a.timeout,
+        payload: known.get(&a.work_id)?.clone(),
+    })
+}

@@ -1,0 +1,109 @@
+//! [`Upkeep`]: the leader's background chores, started from its ticks and never waited for:
+//! purging finished submissions and old journal history (`housekeeping.rs`, below the floors
+//! `core::upkeep::purge_floors` computes), and checking the streams for anyone else's writes,
+//! purges and setting changes (`integrity.rs`), whose findings come back as an
+//! [`Internal::Integrity`] message and are acted on here.
+
+use std::time::Instant;
+
+use jetwork_shared::Unavailable;
+use tokio::task::JoinHandle;
+
+use super::{Internal, Leader};
+use crate::core::upkeep;
+use crate::housekeeping;
+use crate::integrity::{self, Observation};
+
+/// When each chore last ran, and what is under way.
+pub struct Upkeep {
+    last_purge: Instant,
+    purging: Option<JoinHandle<()>>,
+    last_check: Instant,
+    checking: bool,
+}
+
+impl Default for Upkeep {
+    fn default() -> Self {
+        Upkeep {
+            last_purge: Instant::now(),
+            purging: None,
+            last_check: Instant::now(),
+            checking: false,
+        }
+    }
+}
+
+impl Upkeep {
+    /// The term is over: a purge under way stops (it is safe to cut short).
+    pub fn stop(&mut self) {
+        if let Some(purging) = self.purging.take() {
+            purging.abort();
+        }
+    }
+}
+
+impl Leader {
+    /// Every `purge_interval`, unless one is still running: purges what the floors allow.
+    pub(super) fn maybe_purge(&mut self) {
+        let due = self.upkeep.last_purge.elapsed() >= self.env.settings.master.purge_interval;
+        let running = self.upkeep.purging.as_ref().is_some_and(|task| !task.is_finished());
+        if !due || running {
+            return;
+        }
+        self.upkeep.last_purge = Instant::now();
+        let floors: Vec<_> = upkeep::purge_floors(self.engine.state()).into_iter().collect();
+        let js = self.env.js.clone();
+        let streams = self.env.settings.streams.clone();
+        let snapshot = self.snapshots.take_for_purge();
+        self.upkeep.purging = Some(tokio::spawn(async move {
+            housekeeping::purge_submissions(&js, floors, streams.dedup_horizon).await;
+            if let Some(first_seq) = snapshot {
+                housekeeping::purge_journal(&js, first_seq, streams.journal_retention).await;
+            }
+        }));
+    }
+
+    /// Every `integrity_interval`, unless one is under way: looks at the streams.
+    pub(super) fn maybe_check_integrity(&mut self) {
+        let interval = self.env.settings.master.integrity_interval;
+        if self.upkeep.checking || self.upkeep.last_check.elapsed() < interval {
+            return;
+        }
+        self.upkeep.checking = true;
+        self.upkeep.last_check = Instant::now();
+        let (js, streams) = (self.env.js.clone(), self.env.settings.streams.clone());
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let observed = integrity::observe(&js, &streams).await;
+            let _ = internal.send(Internal::Integrity(observed));
+        });
+    }
+
+    /// Acts on what the streams look like (see `integrity.rs`).
+    pub(super) fn integrity(&mut self, observed: Result<Observation, Unavailable>) {
+        self.upkeep.checking = false;
+        let observed = match observed {
+            Ok(observed) => observed,
+            Err(e) => return tracing::debug!(error = %e, "cannot check the streams this time"),
+        };
+        for drift in &observed.drift {
+            tracing::error!(%drift, "stream settings were changed by someone other than the master; putting them back");
+        }
+        if observed.journal_last > self.journal.tail() {
+            let why = format!(
+                "the journal holds sequence {} though this leader wrote up to {}: a foreign write",
+                observed.journal_last,
+                self.journal.tail()
+            );
+            tracing::error!(%why, "stepping down; the next term leaves the foreign write out");
+            self.deposed = Some(why);
+        }
+        if let Some(snapshot) = self.snapshots.purged_to(observed.journal_first) {
+            tracing::error!(
+                first = observed.journal_first,
+                snapshot,
+                "journal history was purged past the latest snapshot by someone else; writing a snapshot now"
+            );
+        }
+    }
+}

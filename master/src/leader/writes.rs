@@ -1,0 +1,203 @@
+//! Journal writes and what rides on them: group commit of the stepped decisions, snapshots
+//! when due, and the effects held back until the write that justifies them is acknowledged.
+//!
+//! Invariants:
+//! - an effect runs only once the journal write holding its events (or, if it has none, the
+//!   latest write issued before it) is acknowledged, and effects run in order;
+//! - while a write is in flight, new decisions wait with their effects and go out together as
+//!   the next write (group commit), unless `max_batch` events have gathered;
+//! - a snapshot is the state after every event issued before its first part, written into
+//!   the same fenced chain; history before it may be purged only once its marker is
+//!   acknowledged ([`Snapshots::confirmed`]).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use jetwork_shared::clock::now_ms;
+use jetwork_shared::protocol::{MasterElected, WorkReady};
+use jetwork_shared::{codec, subjects};
+
+use super::replies::{self, ReplyContext};
+use super::{deposed, Exit, Leader};
+use crate::config::MasterConfig;
+use crate::core::{Effect, Event, JournalBatch, Output};
+use crate::journal::JournalError;
+use crate::lease::LeaseGuard;
+
+/// Effects waiting for the journal write they depend on.
+#[derive(Default)]
+pub struct Effects {
+    /// (ticket of the write, effect), in the order they are to run.
+    queue: VecDeque<(u64, Effect)>,
+}
+
+impl Effects {
+    /// Holds `effects` until write `ticket` is acknowledged.
+    pub fn queue(&mut self, ticket: u64, effects: Vec<Effect>) {
+        self.queue.extend(effects.into_iter().map(|effect| (ticket, effect)));
+    }
+
+    /// The next effect whose write is acknowledged (`acked` = writes acknowledged so far).
+    fn next_ready(&mut self, acked: u64) -> Option<Effect> {
+        match self.queue.front() {
+            Some((ticket, _)) if *ticket <= acked => self.queue.pop_front().map(|(_, e)| e),
+            _ => None,
+        }
+    }
+}
+
+/// When to write a snapshot, and how far the journal may be purged.
+pub struct Snapshots {
+    /// Events written since the last snapshot.
+    events_since: u64,
+    last: Instant,
+    /// Write one at the next flush, events or not (history was purged by someone else).
+    due: bool,
+    /// First sequence of the newest snapshot known to be stored (replay's start when this
+    /// term has written none): history before it may go, history after it must not.
+    floor: u64,
+    /// A newly confirmed snapshot's first sequence, for the next journal purge.
+    for_purge: Option<u64>,
+}
+
+impl Snapshots {
+    /// After a replay of `events` events from `from_seq`.
+    pub fn new(events: u64, from_seq: u64) -> Self {
+        Snapshots {
+            events_since: events,
+            last: Instant::now(),
+            due: false,
+            floor: from_seq,
+            for_purge: None,
+        }
+    }
+
+    /// `n` more events were written.
+    pub fn written(&mut self, n: usize) {
+        self.events_since += n as u64;
+    }
+
+    fn should_write(&self, settings: &MasterConfig) -> bool {
+        self.due
+            || self.events_since >= settings.snapshot_every
+            || (self.events_since > 0 && self.last.elapsed() >= settings.snapshot_interval)
+    }
+
+    fn wrote(&mut self) {
+        self.events_since = 0;
+        self.last = Instant::now();
+        self.due = false;
+    }
+
+    /// The snapshot starting at `first_seq` is stored (its marker acknowledged).
+    pub fn confirmed(&mut self, first_seq: u64) {
+        self.for_purge = Some(first_seq);
+        self.floor = first_seq;
+    }
+
+    /// The journal now starts at `first`: if that is past the latest snapshot, someone else
+    /// purged it, and a snapshot is written at once. Returns whether it was.
+    pub fn purged_to(&mut self, first: u64) -> Option<u64> {
+        if first <= self.floor {
+            return None;
+        }
+        let floor = self.floor;
+        self.due = true;
+        // Until the new snapshot is confirmed, do not report this again.
+        self.floor = first;
+        Some(floor)
+    }
+
+    /// The first sequence of the latest confirmed snapshot not yet used for a purge.
+    pub fn take_for_purge(&mut self) -> Option<u64> {
+        self.for_purge.take()
+    }
+}
+
+impl Leader {
+    /// Journals what the stepped commands decided, snapshots when due, and queues their
+    /// effects behind the write.
+    pub(super) async fn flush(&mut self, lease: &LeaseGuard) -> Result<(), Exit> {
+        let notifications = self.engine.notifications(now_ms());
+        self.pending.effects.extend(notifications);
+        let settings = &self.env.settings.master;
+        let batch_full = self.pending.events.len() >= settings.max_batch;
+        if !self.pending.events.is_empty() && self.journal.inflight() > 0 && !batch_full {
+            return Ok(()); // Group commit: wait for the write in flight.
+        }
+        let Output { events, effects } = std::mem::take(&mut self.pending);
+        if !events.is_empty() || self.snapshots.due {
+            if !lease.is_valid() {
+                return Err(Exit::Deposed("lease validity passed before a journal write".into()));
+            }
+            self.snapshots.written(events.len());
+            if !events.is_empty() {
+                self.write_events(events).await.map_err(deposed)?;
+            }
+            if self.snapshots.should_write(&self.env.settings.master) {
+                self.journal.write_snapshot(self.engine.state()).await.map_err(deposed)?;
+                tracing::debug!(events = self.snapshots.events_since, "snapshot written");
+                self.snapshots.wrote();
+            }
+        }
+        self.effects.queue(self.journal.issued(), effects);
+        self.release_effects().await;
+        Ok(())
+    }
+
+    /// Writes events as one or more batches, each under the server's payload limit.
+    async fn write_events(&mut self, events: Vec<Event>) -> Result<(), JournalError> {
+        let limit = self.journal.max_payload();
+        let mut chunks = vec![events];
+        while let Some(chunk) = chunks.pop() {
+            let batch = JournalBatch { events: chunk };
+            let encoded = codec::encode(&batch).map_err(JournalError::Encode)?;
+            if encoded.len() > limit && batch.events.len() > 1 {
+                let mut first = batch.events;
+                let second = first.split_off(first.len() / 2);
+                chunks.push(second);
+                chunks.push(first);
+                continue;
+            }
+            self.journal.append(subjects::JOURNAL_EVENTS, encoded).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs every queued effect whose journal write is acknowledged, in order.
+    pub(super) async fn release_effects(&mut self) {
+        while let Some(effect) = self.effects.next_ready(self.journal.acked()) {
+            self.execute(effect).await;
+        }
+    }
+
+    async fn execute(&mut self, effect: Effect) {
+        match effect {
+            Effect::Reply { request, reply } => {
+                if let Some(pending) = self.requests.take(request) {
+                    let ctx = ReplyContext {
+                        epoch: self.epoch,
+                        cache: &self.cache,
+                        js: &self.env.js,
+                        internal: &self.internal_tx,
+                    };
+                    replies::send(pending, reply, ctx).await;
+                }
+            }
+            Effect::NotifyReady { worker } => {
+                if let Ok(body) = codec::encode(&WorkReady { epoch: self.epoch }) {
+                    let _ = self.env.client.publish(subjects::worker_ready(&worker), body).await;
+                }
+            }
+            Effect::Announce { epoch, leader } => {
+                if let Ok(body) = codec::encode(&MasterElected { epoch, leader }) {
+                    let _ = self.env.client.publish(subjects::MASTER_ELECTED, body).await;
+                }
+            }
+            Effect::Publish { key } => {
+                self.publications.start(key, self.engine.state(), &mut self.cache);
+            }
+            Effect::Reread { queue, from } => self.readers.restart(queue, from),
+        }
+    }
+}
