@@ -212,7 +212,7 @@ pub struct MasterElected {
 }
 
 /// The optional JSON body of a `jetwork.master.status` request: which page of the lists to
-/// return. Anything else (an empty or unreadable body) asks for the first page.
+/// return. An empty body asks for the first page; an unreadable one is refused (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StatusQuery {

@@ -12,7 +12,7 @@ use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Registered, Report, ReportReply, RequestWork,
     VerdictKind, WorkGrant,
 };
-use jetwork_shared::{codec, connect, subjects, QueueName, Token, WorkId, WorkerId};
+use jetwork_shared::{codec, connect, headers, subjects, QueueName, Token, WorkId, WorkerId};
 use jetwork_tests::inproc::spawn_master;
 use jetwork_tests::{fast_settings, init_logging, poll_for, wait_until, Audit, NatsServer};
 use serde::de::DeserializeOwned;
@@ -239,10 +239,14 @@ async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> 
         .unwrap_err()
         .to_string();
     assert!(err.contains("capacity"), "{err}");
-    tracing::info!("--- status ignores its body; worker and election subjects shrug garbage off");
-    let status = nats.request(subjects::MASTER_STATUS, Bytes::from_static(b"\xff\xfe")).await?;
+    tracing::info!("--- an unreadable status query is refused with the reason; an empty one gets the first page");
+    let refused = nats.request(subjects::MASTER_STATUS, Bytes::from_static(b"\xff\xfe")).await?;
+    let error = refused.headers.as_ref().and_then(|h| h.get(headers::NATS_SERVICE_ERROR_CODE));
+    assert_eq!(error.map(|code| code.as_str()), Some("400"), "{refused:?}");
+    let status = nats.request(subjects::MASTER_STATUS, Bytes::new()).await?;
     let report: serde_json::Value = serde_json::from_slice(&status.payload)?;
     assert!(report["epoch"].as_u64().unwrap_or(0) > 0, "{report}");
+    tracing::info!("--- worker and election subjects shrug garbage off");
     nats.publish(subjects::MASTER_ELECTED, Bytes::from_static(b"\x00garbage")).await?;
     nats.publish(subjects::worker_ready(&a.id), Bytes::from_static(b"\x00garbage")).await?;
     tracing::info!("--- and the master still works");

@@ -9,10 +9,13 @@
 //!                                                        only after the events are journaled
 //! ```
 //!
-//! Contract, which the tests in this module enforce:
+//! Contract:
 //! - Nothing under `core/` is async, reads a clock, draws randomness or touches NATS. Time
-//!   arrives as `now` (milliseconds) inside a [`Command`]; ids arrive inside commands too.
-//! - [`State::apply`] is total: it never fails and never panics, whatever the event. Every
+//!   arrives as `now` (milliseconds) inside a [`Command`]; ids and the token seed arrive
+//!   inside commands too. `scripts/check` refuses a change that brings in tokio, async-nats,
+//!   `async fn` or a clock here; the crate's dependencies reach the core only through types.
+//! - [`State::apply`] is total: it never fails and never panics, whatever the event (the
+//!   property tests feed it arbitrary command sequences). Every
 //!   check happens in [`Engine::step`] *before* an event exists, so a journaled event can
 //!   always be replayed (the Akka sample's "poison event" cannot happen here).
 //! - Replaying the journal is `events.fold(State::default(), apply)` and yields exactly the

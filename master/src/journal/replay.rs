@@ -105,6 +105,8 @@ pub async fn replay(js: &jetstream::Context, epoch: u64) -> Result<Replayed, Rep
     };
     let mut replayed =
         Replayed { state: State::default(), last_seq, from_seq, events: 0, foreign: 0 };
+    // An ordered consumer recreates itself when its deliveries skip; the stream-sequence
+    // check below refuses any hole that is left.
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from_seq },
@@ -114,7 +116,10 @@ pub async fn replay(js: &jetstream::Context, epoch: u64) -> Result<Replayed, Rep
         .map_err(|e| unavailable(&e))?;
     let mut messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
     let mut expected = from_seq;
+    // Only up to `last_seq`: a foreign write landing meanwhile is not this replay's business
+    // (the new leader's fenced first write fails on it, and the takeover starts over).
     while expected <= last_seq {
+        // Bounded: a candidate stuck reading would hold the lease while no one leads.
         let message = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
             Ok(Some(Ok(message))) => message,
             Ok(Some(Err(e))) => return Err(unavailable(&e)),
@@ -209,6 +214,7 @@ async fn older_markers(
             Err(_) => return Err(ReplayError::Unavailable("marker scan stalled for 10s".into())),
         };
         let seq = message.info().map_err(|e| unavailable(&e))?.stream_sequence;
+        // The newest marker was already judged; it is always stored, so the scan ends.
         if seq >= newest_seq {
             return Ok(markers);
         }
@@ -243,6 +249,7 @@ async fn usable(
     if marker.first_seq < first_seq {
         return Ok(Err(format!("its parts were purged (the journal starts at {first_seq})")));
     }
+    // The marker's size is a hint, not a promise: a forged one must not reserve gigabytes.
     let mut bytes = Vec::with_capacity(usize::try_from(marker.bytes.min(64 << 20)).unwrap_or(0));
     for index in 0..u64::from(marker.parts) {
         let part_seq = marker.first_seq + index;
@@ -295,6 +302,7 @@ fn check_part(
 /// Refuses a leader's message written in a newer format than this master reads: applying it
 /// half-understood, or skipping it, would both diverge from the leader that wrote it.
 fn readable(seq: u64, headers: Option<&HeaderMap>) -> Result<(), ReplayError> {
+    // No header: written before formats were numbered, which is format 1.
     let format = headers
         .and_then(|h| h.get(headers::JOURNAL_FORMAT))
         .map_or(Ok(1), |v| v.as_str().parse::<u32>())

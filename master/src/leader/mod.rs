@@ -28,8 +28,8 @@
 //! The parts, one per file: [`service`] (the endpoints and requests awaiting replies),
 //! [`replies`] (encoding replies, filling grants with payloads), [`cache`] (payloads of work
 //! in flight), [`readers`] (one reader per served queue, paced by credits), [`publications`]
-//! (results and rejections), [`writes`] (journal writes, snapshots, effects behind them),
-//! [`upkeep`] (purges and integrity checks).
+//! (results and rejections), [`writes`] (journal writes, snapshots, effects behind them, the
+//! hand-over on shutdown), [`upkeep`] (purges and integrity checks).
 
 mod cache;
 mod publications;
@@ -41,7 +41,6 @@ mod writes;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 use async_nats::jetstream;
 use bytes::Bytes;
@@ -375,38 +374,6 @@ impl Leader {
         self.readers.refresh(&self.engine);
         self.maybe_purge();
         self.maybe_check_integrity();
-    }
-
-    /// On a clean shutdown: let in-flight writes land and their effects run (replies,
-    /// publications), so the next leader starts from a quiet journal.
-    async fn hand_over(&mut self, lease: &LeaseGuard) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        // Decisions held back for group commit are written first (their effects then run).
-        self.record_published();
-        while !self.pending.events.is_empty() && lease.is_valid() {
-            if self.journal.inflight() > 0 {
-                match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
-                    Ok(Ok(_)) => self.release_effects().await,
-                    Ok(Err(_)) | Err(_) => break,
-                }
-            }
-            if self.flush(lease).await.is_err() {
-                break;
-            }
-        }
-        while self.journal.inflight() > 0 {
-            match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
-                Ok(Ok(_)) => self.release_effects().await,
-                _ => break,
-            }
-        }
-        while !self.publications.is_idle() {
-            match tokio::time::timeout_at(deadline, self.publications.next()).await {
-                Ok((key, outcome)) => self.publications.done(key, outcome, &mut self.cache),
-                Err(_) => break,
-            }
-        }
-        tracing::info!(epoch = self.epoch, "handed over");
     }
 }
 

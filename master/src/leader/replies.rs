@@ -56,11 +56,14 @@ pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
         .filter_map(|a| Some((a.work_id.clone(), ctx.cache.get(&a.work_id)?.clone())))
         .collect();
     if known.len() == assignments.len() {
+        // The common case: every payload was cached when it was read from the submit stream.
         let full = assignments.iter().filter_map(|a| filled(a, &known)).collect();
         return respond(request, body(full)).await;
     }
     let missing: Vec<AssignmentRef> =
         assignments.iter().filter(|a| !known.contains_key(&a.work_id)).cloned().collect();
+    // Reading costs a round trip per item; the loop must keep stepping meanwhile, and the
+    // worker's attempt deadline already covers a reply that comes late.
     let (js, internal) = (ctx.js.clone(), ctx.internal.clone());
     tokio::spawn(async move {
         let mut fetched = Vec::new();
@@ -81,6 +84,7 @@ pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
                 }
             }
         }
+        // Into the cache, so a retry of these items does not read them again.
         let _ = internal.send(Internal::Payloads(fetched));
         let full = assignments.iter().filter_map(|a| filled(a, &known)).collect();
         respond(request, body(full)).await;
@@ -95,6 +99,7 @@ async fn respond(request: Request, body: Result<Bytes, codec::CodecError>) {
         tracing::error!(error = %e, "cannot encode a reply");
         service::error::Error { status: format!("cannot encode the reply: {e}"), code: 500 }
     });
+    // A requester that has gone away cannot be answered; its attempt times out.
     let _ = request.respond(reply).await;
 }
 

@@ -103,6 +103,7 @@ impl Requests {
                 msg,
                 now,
             }),
+            // Status reads the state without changing it: answered off the loop by `status`.
             Endpoint::Status => return None,
         };
         match command {
@@ -139,8 +140,25 @@ impl Requests {
             });
             return;
         }
-        let query: StatusQuery =
-            serde_json::from_slice(&request.message.payload).unwrap_or_default();
+        // An empty body asks for the first page with default limits (`nats req ... ''`);
+        // anything else must be a readable query, or the asker would get a page it did not
+        // ask for without knowing why.
+        let payload = &request.message.payload;
+        let query: StatusQuery = if payload.iter().all(u8::is_ascii_whitespace) {
+            StatusQuery::default()
+        } else {
+            match serde_json::from_slice(payload) {
+                Ok(query) => query,
+                Err(e) => {
+                    let status = format!("bad request: the status query is not readable: {e}");
+                    let error = service::error::Error { status, code: 400 };
+                    tokio::spawn(async move {
+                        let _ = request.respond(Err(error)).await;
+                    });
+                    return;
+                }
+            }
+        };
         let mut report = state.status(now_ms(), query);
         let cursors: Vec<(QueueName, u64)> =
             state.queues.iter().map(|(q, s)| (q.clone(), s.cursor)).collect();

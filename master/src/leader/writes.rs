@@ -11,7 +11,7 @@
 //!   acknowledged ([`Snapshots::confirmed`]).
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::protocol::{MasterElected, WorkReady};
@@ -127,6 +127,8 @@ impl Leader {
         }
         let Output { events, effects } = std::mem::take(&mut self.pending);
         if !events.is_empty() || self.snapshots.due {
+            // The fence would refuse a deposed leader's write anyway; this check spares the
+            // round trip and makes the reason in the log the true one.
             if !lease.is_valid() {
                 return Err(Exit::Deposed("lease validity passed before a journal write".into()));
             }
@@ -152,6 +154,9 @@ impl Leader {
         while let Some(chunk) = chunks.pop() {
             let batch = JournalBatch { events: chunk };
             let encoded = codec::encode(&batch).map_err(JournalError::Encode)?;
+            // The server refuses a message over its max_payload; halving finds batches that
+            // fit without estimating encoded sizes. A single oversize event cannot be split
+            // and fails the write (the engine's limits keep events far below it).
             if encoded.len() > limit && batch.events.len() > 1 {
                 let mut first = batch.events;
                 let second = first.split_off(first.len() / 2);
@@ -184,6 +189,8 @@ impl Leader {
                     replies::send(pending, reply, ctx).await;
                 }
             }
+            // Notifications are hints: a worker that misses one still asks on its own timer,
+            // so a failed publish is not retried.
             Effect::NotifyReady { worker } => {
                 if let Ok(body) = codec::encode(&WorkReady { epoch: self.epoch }) {
                     let _ = self.env.client.publish(subjects::worker_ready(&worker), body).await;
@@ -199,5 +206,37 @@ impl Leader {
             }
             Effect::Reread { queue, from } => self.readers.restart(queue, from),
         }
+    }
+
+    /// On a clean shutdown: let in-flight writes land and their effects run (replies,
+    /// publications), so the next leader starts from a quiet journal.
+    pub(super) async fn hand_over(&mut self, lease: &LeaseGuard) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // Decisions held back for group commit are written first (their effects then run).
+        self.record_published();
+        while !self.pending.events.is_empty() && lease.is_valid() {
+            if self.journal.inflight() > 0 {
+                match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
+                    Ok(Ok(_)) => self.release_effects().await,
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+            if self.flush(lease).await.is_err() {
+                break;
+            }
+        }
+        while self.journal.inflight() > 0 {
+            match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
+                Ok(Ok(_)) => self.release_effects().await,
+                _ => break,
+            }
+        }
+        while !self.publications.is_idle() {
+            match tokio::time::timeout_at(deadline, self.publications.next()).await {
+                Ok((key, outcome)) => self.publications.done(key, outcome, &mut self.cache),
+                Err(_) => break,
+            }
+        }
+        tracing::info!(epoch = self.epoch, "handed over");
     }
 }

@@ -13,6 +13,9 @@ use super::super::{AssignmentRef, Effect, Event, Millis, Reply, RequestId};
 use super::{wrong_session, Engine, Parked};
 
 impl Engine {
+    /// A worker asks for up to `slots` items. Refused (and nothing recorded) for an unknown
+    /// worker (it must register first, so the master knows its queues and capacity) or a
+    /// session that is not the registered one (someone else using its id).
     pub(super) fn request_work(&mut self, request: RequestId, msg: RequestWork, now: Millis) {
         match self.state.workers.get(&msg.worker_id) {
             None => {
@@ -25,12 +28,17 @@ impl Engine {
             Some(_) => {}
         }
         self.touch(&msg.worker_id, now);
+        // It asked: any notice it was sent has done its job, and the next one may go at once.
         self.notified.remove(&msg.worker_id);
         // A newer request replaces an open one (the worker gave up on it, or re-sent it).
         if let Some(old) = self.parked.remove(&msg.worker_id) {
             self.reply(old.request, Reply::Grant { assignments: Vec::new() });
         }
         let assignments = self.assign(&msg.worker_id, msg.slots, now);
+        // Nothing to hand out now: hold the request open (a long poll) rather than answer
+        // empty and make the worker wait for a notice, so the next submission for it is
+        // accepted and handed out in the same journal write. The wait is capped: a worker's
+        // request timeout is its own, and a held request costs a reply subject at most.
         let wait = msg.wait_ms.min(self.policy.max_request_wait);
         if assignments.is_empty() && wait > 0 && msg.slots > 0 {
             let parked = Parked { request, slots: msg.slots, until: now.saturating_add(wait) };
@@ -47,6 +55,8 @@ impl Engine {
         if self.parked.is_empty() {
             return;
         }
+        // Collected first: serving one request changes the state the next one is judged by
+        // (the items it takes are no longer ready for the others).
         let workers: Vec<WorkerId> = self.parked.keys().cloned().collect();
         for worker in workers {
             let Some(parked) = self.parked.get(&worker) else { continue };
@@ -54,6 +64,8 @@ impl Engine {
             let ready = self.state.workers.get(&worker).is_some_and(|w| {
                 w.free() > 0 && w.queues.iter().any(|q| self.state.ready_len(q) > 0)
             });
+            // A lost worker's request is answered empty: nobody will act on a grant sent to
+            // it, and the attempts would only time out.
             let gone = !self.state.workers.contains_key(&worker);
             if !ready && !gone && now < until {
                 continue;
@@ -73,6 +85,8 @@ impl Engine {
         now: Millis,
     ) -> Vec<AssignmentRef> {
         let Some(w) = self.state.workers.get(worker) else { return Vec::new() };
+        // Never beyond what the worker said it can run: the master counts a slot as busy from
+        // the hand-out until the outcome is recorded, exactly as the worker does.
         let limit = slots.min(w.free()).min(self.policy.max_grant) as usize;
         let queues = w.queues.clone();
         let mut assignments: Vec<AssignmentRef> = Vec::new();
@@ -89,10 +103,14 @@ impl Engine {
                     continue;
                 };
                 let Some(work) = self.state.work.get(&work_id) else { continue };
+                // The grant is one NATS reply: stop before its payloads outgrow the limit (a
+                // single item larger than it still goes, alone).
                 if !assignments.is_empty() && bytes + work.size > self.policy.max_grant_bytes {
                     break 'rounds;
                 }
                 bytes += work.size;
+                // Attempts count hand-outs; the deadline and the token are decided here and
+                // written into the event, so a replay gives the same attempt back exactly.
                 let (seq, attempt) = (work.seq, work.attempt + 1);
                 let deadline = now.saturating_add(self.policy.work_timeout);
                 let token = self.next_token();
@@ -114,6 +132,7 @@ impl Engine {
                 });
                 progressed = true;
             }
+            // Every queue came up empty in this round: nothing left to hand out.
             if !progressed {
                 break;
             }
@@ -127,7 +146,11 @@ impl Engine {
     /// each batch of commands and on every tick, which also re-sends lost notifications.
     pub fn notifications(&mut self, now: Millis) -> Vec<Effect> {
         let mut effects = Vec::new();
+        // Only queues with ready work, and only their workers (the index): with thousands of
+        // workers this runs after every batch and must not scan them all.
         for (queue, q) in self.state.queues.iter().filter(|(_, q)| !q.ready.is_empty()) {
+            // Notify only as many workers as it takes to cover the ready items: waking every
+            // idle worker for one item would have them all ask, and all but one get nothing.
             let mut needed = q.ready.len() as u64;
             let serving = self.serving.workers(queue);
             for (id, worker) in serving.filter_map(|id| Some((id, self.state.workers.get(id)?))) {

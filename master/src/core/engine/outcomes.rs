@@ -19,6 +19,8 @@ use super::super::{Event, Millis, Reply, RequestId};
 use super::{wrong_session, Engine, MAX_REASON};
 
 impl Engine {
+    /// A report: one verdict per outcome, in order, and (for a known worker) the items its
+    /// freed slots can take, in the same reply and the same journal write.
     pub(super) fn report(&mut self, request: RequestId, msg: Report, now: Millis) {
         // A worker forgotten meanwhile may still report: its results are worth taking (their
         // tokens prove them). A known worker id must come with its session.
@@ -32,6 +34,7 @@ impl Engine {
         if known {
             self.touch(&msg.worker_id, now);
         }
+        // Outcomes first: a completion frees the slot the same report then asks to fill.
         let verdicts = msg
             .outcomes
             .into_iter()
@@ -46,6 +49,8 @@ impl Engine {
         self.reply(request, Reply::Report { verdicts, assignments });
     }
 
+    /// The verdict on one outcome. Every check comes before any event, so a refused outcome
+    /// records nothing; every verdict tells the worker to stop re-sending.
     pub(super) fn outcome(&mut self, worker: &WorkerId, outcome: Outcome, now: Millis) -> Verdict {
         let Outcome { work_id, attempt, token, status, result, reason } = outcome;
         let mut verdict = Verdict {
@@ -67,11 +72,16 @@ impl Engine {
             ));
             return verdict;
         }
+        // Only whoever received this hand-out knows its token: a report without it says nothing
+        // about the work, whoever sends it (the worker id counts for nothing here).
         if work.tokens.get(attempt as usize - 1) != Some(&token) {
             verdict.verdict = VerdictKind::Rejected;
             verdict.reason = Some(format!("wrong token for attempt {attempt}"));
             return verdict;
         }
+        // A result counts from any attempt (the first one in wins; re-running would only repeat
+        // it), but failures and progress only from the current attempt on its current worker:
+        // a stale attempt must not fail, or keep alive, work that is now someone else's.
         let current = self.is_current(worker, &work_id, attempt);
         match status {
             OutcomeStatus::Completed => {
@@ -81,6 +91,8 @@ impl Engine {
                         "result of {} bytes exceeds the limit of {limit} bytes",
                         result.len()
                     );
+                    // Too large to store or publish: the current attempt fails (and is retried,
+                    // in case the size depends on the run); a stale one is only refused.
                     if current {
                         self.end_attempt(&work_id, why.clone(), now);
                     }
@@ -92,6 +104,7 @@ impl Engine {
                 }
             }
             OutcomeStatus::Failed if current => {
+                // The reason goes into the journal and a header: one bounded line.
                 let why = reason.unwrap_or_else(|| "failed (no reason given)".to_owned());
                 self.end_attempt(&work_id, headers::sanitize(&why, MAX_REASON), now);
                 verdict.verdict = VerdictKind::Accepted;
@@ -130,7 +143,10 @@ impl Engine {
         }
     }
 
+    /// Time passes: attempts past their deadline end, and workers silent past the worker
+    /// timeout are lost (their attempts re-queued first).
     pub(super) fn tick(&mut self, now: Millis) {
+        // The deadline index is ordered: the expired ones are a prefix.
         let expired: Vec<WorkId> = self
             .state
             .deadlines
@@ -151,6 +167,8 @@ impl Engine {
             );
             self.end_attempt(&work_id, reason, now);
         }
+        // A registration or any request counts as "seen" (journaled at most once per
+        // `seen_resolution`), so only a worker that stopped talking altogether is lost.
         let silent: Vec<WorkerId> = self
             .state
             .workers

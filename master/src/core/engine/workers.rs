@@ -14,6 +14,8 @@ use super::super::{Event, Millis, Reply, RequestId};
 use super::Engine;
 
 impl Engine {
+    /// A registration or heartbeat. Every limit is checked before anything is recorded, so a
+    /// refused registration leaves no trace; an unchanged one only counts as "seen".
     pub(super) fn register(&mut self, request: RequestId, msg: RegisterWorker, now: Millis) {
         if msg.capacity == 0 || msg.capacity > self.policy.max_capacity {
             let max = self.policy.max_capacity;
@@ -23,6 +25,8 @@ impl Engine {
                 format!("capacity must be 1..={max}, not {}", msg.capacity),
             );
         }
+        // Order and repeats do not matter to the worker; comparing with the recorded list (to
+        // journal only changes) needs them normalised.
         let mut queues = msg.queues;
         queues.sort();
         queues.dedup();
@@ -33,6 +37,9 @@ impl Engine {
         }
         let worker = msg.worker_id;
         let session = msg.session;
+        // A worker id is its process's while that process lives: another session under it is
+        // an impostor or a restart, and the two cannot be told apart until the first one has
+        // been silent long enough to be lost anyway.
         if let Some(existing) = self.state.workers.get(&worker) {
             if existing.session != session {
                 if now < existing.last_seen.saturating_add(self.policy.worker_timeout) {
@@ -72,6 +79,8 @@ impl Engine {
         } else {
             self.touch(&worker, now);
         }
+        // What the worker holds that is no longer its own (timed out and handed out again, or
+        // finished): it stops running those. Results it already has may still be reported.
         let revoked = msg
             .running
             .into_iter()
@@ -83,7 +92,9 @@ impl Engine {
         self.reply(request, Reply::Registered(Registered { epoch, revoked, work_ready }));
     }
 
-    /// Journals that a worker was heard from, at most once per `seen_resolution`.
+    /// Journals that a worker was heard from, at most once per `seen_resolution`: liveness
+    /// only matters at the scale of `worker_timeout`, and a write per heartbeat would cost a
+    /// journal write per worker per interval for nothing.
     pub(super) fn touch(&mut self, worker: &WorkerId, now: Millis) {
         let stale = self
             .state
@@ -102,6 +113,7 @@ impl Engine {
             "worker {worker} lost: not heard from for {} ms",
             now.saturating_sub(w.last_seen)
         );
+        // Its attempts end before it goes: a running attempt always names a known worker.
         let running: Vec<WorkId> = w.running.iter().cloned().collect();
         for work_id in self.newest_first(running) {
             self.end_attempt(&work_id, reason.clone(), now);
