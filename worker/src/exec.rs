@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
+use crate::core::last_chars;
 use crate::{Handler, Job};
 
 /// The stderr line that reports progress.
@@ -161,27 +162,4 @@ fn take_line(line: &mut Vec<u8>, tail: &mut String, progress: &crate::ProgressHa
         }
     }
     line.clear();
-}
-
-/// The last (at most) `max` bytes of `text`, cut at a character boundary.
-pub(crate) fn last_chars(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tails_cut_at_character_boundaries() {
-        assert_eq!(last_chars("héllo", 4), "llo");
-        assert_eq!(last_chars("abc", 10), "abc");
-    }
 }
