@@ -32,7 +32,10 @@ pub const RESULTS_ALL: &str = "jetwork.results.>";
 /// Rejected-submission subjects captured by [`RESULTS_STREAM`].
 pub const REJECTED_ALL: &str = "jetwork.rejected.>";
 
-/// The leader's request/reply endpoints (a NATS micro service named [`SERVICE_NAME`]).
+/// The group of the leader's request/reply endpoints (a NATS micro service named
+/// [`SERVICE_NAME`]): each endpoint's subject is `<group>.<endpoint name>`.
+pub const MASTER_GROUP: &str = "jetwork.master";
+/// Workers register here (an endpoint of [`MASTER_GROUP`]).
 pub const MASTER_REGISTER: &str = "jetwork.master.register";
 /// Workers ask for work here.
 pub const MASTER_REQUEST: &str = "jetwork.master.request";
@@ -72,6 +75,28 @@ pub const RESULTS_PREFIX: &str = "jetwork.results.";
 /// The prefix of every rejection subject.
 pub const REJECTED_PREFIX: &str = "jetwork.rejected.";
 
+/// Wildcard matching every result in `queue`.
+pub fn results_in(queue: &QueueName) -> String {
+    format!("{RESULTS_PREFIX}{queue}.>")
+}
+
+/// The prefix of every rejection subject of `queue` (`<prefix><seq>`).
+pub fn rejected_prefix(queue: &QueueName) -> String {
+    format!("{REJECTED_PREFIX}{queue}.")
+}
+
+/// The name under [`MASTER_GROUP`] of one of the leader's endpoint subjects
+/// ([`MASTER_REGISTER`] → `register`), if it is one.
+pub fn master_endpoint(subject: &str) -> Option<&str> {
+    subject.strip_prefix(MASTER_GROUP)?.strip_prefix('.').filter(|name| !name.is_empty())
+}
+
+/// JetStream's direct-get API subject of `stream` (a request with a JSON body such as
+/// `{"start_time": …}` is answered by any replica, without a consumer).
+pub fn direct_get(stream: &str) -> String {
+    format!("$JS.API.DIRECT.GET.{stream}")
+}
+
 /// Where the leader tells one worker that work is ready for it.
 pub fn worker_ready(worker: &WorkerId) -> String {
     format!("jetwork.worker.{worker}.ready")
@@ -96,5 +121,24 @@ mod tests {
         assert_eq!(queue_of_submit("jetwork.submit.emails"), Some("emails"));
         assert_eq!(queue_of_submit("jetwork.submit."), None);
         assert_eq!(queue_of_submit("jetwork.results.x"), None);
+        assert_eq!(results_in(&q), "jetwork.results.emails.>");
+        assert_eq!(rejected_prefix(&q), "jetwork.rejected.emails.");
+        assert!(result(&q, &id).starts_with(RESULTS_PREFIX));
+        assert!(rejected(&q, 42).starts_with(&rejected_prefix(&q)));
+        assert_eq!(direct_get(SUBMIT_STREAM), "$JS.API.DIRECT.GET.JETWORK_SUBMIT");
+    }
+
+    #[test]
+    fn every_master_endpoint_is_in_the_master_group() {
+        for (subject, name) in [
+            (MASTER_REGISTER, "register"),
+            (MASTER_REQUEST, "request"),
+            (MASTER_REPORT, "report"),
+            (MASTER_STATUS, "status"),
+        ] {
+            assert_eq!(master_endpoint(subject), Some(name));
+        }
+        assert_eq!(master_endpoint("jetwork.masterx.y"), None);
+        assert_eq!(master_endpoint(MASTER_GROUP), None);
     }
 }

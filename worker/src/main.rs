@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     if args.exec.is_some() {
         w.exec = args.exec;
     }
-    let shutdown = jetwork_shared::telemetry::shutdown_signal();
+    let shutdown = jetwork_shared::shutdown::shutdown_signal();
     match settings.worker.exec.clone() {
         Some(command) => {
             let handler = ShellCommand::new(command, settings.streams.max_result as usize);

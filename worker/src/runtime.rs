@@ -217,7 +217,7 @@ impl<H: Handler> Shell<H> {
                 Action::CheckLease { announced } => {
                     let (js, answers) = (self.js.clone(), self.answers.clone());
                     tokio::spawn(async move {
-                        let read = leader::current(&js).await;
+                        let read = leader::current(&js).await.map_err(|e| e.to_string());
                         let _ = answers.send(Answer::Lease(announced, read));
                     });
                 }

@@ -55,14 +55,17 @@ pub async fn start(env: &Env, epoch: u64) -> Result<(service::Service, Endpoints
         .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| Unavailable::new("starting the service", e))?;
-    let group = service.group("jetwork.master");
+    let group = service.group(subjects::MASTER_GROUP);
     let mut streams: Vec<BoxStream<'static, (Endpoint, Request)>> = Vec::new();
-    for (name, kind) in [
-        ("register", Endpoint::Register),
-        ("request", Endpoint::Request),
-        ("report", Endpoint::Report),
-        ("status", Endpoint::Status),
+    for (subject, kind) in [
+        (subjects::MASTER_REGISTER, Endpoint::Register),
+        (subjects::MASTER_REQUEST, Endpoint::Request),
+        (subjects::MASTER_REPORT, Endpoint::Report),
+        (subjects::MASTER_STATUS, Endpoint::Status),
     ] {
+        // The group prefixes the name, so the endpoint listens on `subject` itself.
+        let name = subjects::master_endpoint(subject)
+            .expect("every master endpoint subject is in MASTER_GROUP (a subjects unit test)");
         let endpoint = group
             .endpoint(name)
             .await
