@@ -357,6 +357,11 @@ impl Client {
         }
     }
 
+    /// Reads the lease: who leads (or last led) and until when, without asking a master.
+    pub async fn lease(&self) -> Result<jetwork_shared::leader::LeaseView, ClientError> {
+        jetwork_shared::leader::view(&self.js).await.map_err(|e| ClientError::Nats(e.to_string()))
+    }
+
     /// Asks the leading master for its view of queues and workers.
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
         self.status_page(StatusQuery::default()).await

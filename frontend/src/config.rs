@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use jetwork_shared::config::{self, ConfigError, NatsConfig, StreamsConfig};
+use jetwork_shared::config::{self, ConfigError, LogConfig, NatsConfig, StreamsConfig};
 use serde::{Deserialize, Serialize};
 
 /// Everything the frontend reads.
@@ -13,6 +13,7 @@ pub struct FrontendSettings {
     pub nats: NatsConfig,
     pub streams: StreamsConfig,
     pub frontend: FrontendConfig,
+    pub log: LogConfig,
 }
 
 /// The `[frontend]` section.

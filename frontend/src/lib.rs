@@ -1,10 +1,12 @@
 //! jetwork's frontend: a [`Client`] that submits work and reads results, the seed's demo
-//! producer ([`demo`]), and (in `main.rs`) the `jetwork-frontend` command line.
+//! producer ([`demo`]), the refreshing status view ([`watch`]), and (in `main.rs`) the
+//! `jetwork-frontend` command line.
 
 mod client;
 pub mod config;
 pub mod demo;
 pub mod status_view;
+pub mod watch;
 
 pub use client::{Client, ClientError, ResultStatus, Submitted, WorkResult};
 pub use config::{FrontendConfig, FrontendSettings};

@@ -8,8 +8,8 @@ use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use jetwork_frontend::demo::{self, DemoOptions};
-use jetwork_frontend::{status_view, Client, FrontendSettings, ResultStatus};
-use jetwork_shared::cli::NatsArgs;
+use jetwork_frontend::{status_view, watch, Client, ClientError, FrontendSettings, ResultStatus};
+use jetwork_shared::cli::{LogArgs, NatsArgs};
 use jetwork_shared::protocol::StatusQuery;
 use jetwork_shared::{QueueName, WorkId};
 
@@ -19,6 +19,8 @@ use jetwork_shared::{QueueName, WorkId};
 struct Args {
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    log: LogArgs,
     /// Configuration file (TOML); `JETWORK_*` variables override it.
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
@@ -69,6 +71,15 @@ enum Cmd {
         /// Queues to skip before listing (in name order).
         #[arg(long, default_value_t = 0)]
         queues_offset: u32,
+        /// Refresh the view until interrupted, with rates per queue and recent failures.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch refreshes.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// With --watch: stop after this many frames.
+        #[arg(long, hide = true)]
+        count: Option<u64>,
     },
     /// The sample's work producer: submit 1..=count steadily, log results, print a summary.
     Demo {
@@ -95,10 +106,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let verbose = matches!(args.command, Cmd::Demo { .. });
-    jetwork_shared::telemetry::init(if verbose { "info" } else { "warn" });
     let mut settings =
         FrontendSettings::load(args.config.as_deref()).context("loading configuration")?;
     args.nats.apply(&mut settings.nats);
+    args.log.apply(&mut settings.log);
+    jetwork_shared::telemetry::init(if verbose { "info" } else { "warn" }, settings.log.format);
     settings.nats.validate().context("checking configuration")?;
     let default_queue = settings.frontend.queue.clone();
     let queue_or_default = |q: Option<String>| -> anyhow::Result<QueueName> {
@@ -151,14 +163,32 @@ async fn main() -> anyhow::Result<()> {
                 None => bail!("no stored result for {id} (not finished yet, or older than the results retention)"),
             }
         }
-        Cmd::Status { json, workers, workers_offset, queues, queues_offset } => {
+        Cmd::Status {
+            json,
+            workers,
+            workers_offset,
+            queues,
+            queues_offset,
+            watch,
+            interval,
+            count,
+        } => {
             let query = StatusQuery {
                 workers_limit: workers,
                 workers_offset,
                 queues_limit: queues,
                 queues_offset,
             };
-            let report = client.status_page(query).await?;
+            if watch {
+                return Ok(watch::run(&client, query, interval, count).await?);
+            }
+            let report = match client.status_page(query).await {
+                Ok(report) => report,
+                Err(ClientError::NoMaster(why)) => {
+                    bail!("{}", watch::no_leader(&why, client.lease().await, now_utc()).trim_end())
+                }
+                Err(e) => return Err(e.into()),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -179,6 +209,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Init => println!("streams ready"),
     }
     Ok(())
+}
+
+fn now_utc() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
 }
 
 fn print_result(payload: &[u8]) -> anyhow::Result<()> {

@@ -2,11 +2,12 @@
 //! shared `[nats]` and `[streams]` sections. See `docs/architecture.md` for what each timing
 //! means and README's configuration table for the defaults.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use jetwork_shared::clock::millis;
-use jetwork_shared::config::{self, ConfigError, NatsConfig, StreamsConfig};
+use jetwork_shared::config::{self, ConfigError, LogConfig, NatsConfig, StreamsConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::core::Policy;
@@ -18,6 +19,7 @@ pub struct MasterSettings {
     pub nats: NatsConfig,
     pub streams: StreamsConfig,
     pub master: MasterConfig,
+    pub log: LogConfig,
 }
 
 /// The `[master]` section.
@@ -79,6 +81,9 @@ pub struct MasterConfig {
     pub max_batch: usize,
     /// Most journal writes awaiting acknowledgement at once.
     pub max_inflight_writes: usize,
+    /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz` (e.g.
+    /// `0.0.0.0:9100`); none when absent (the default).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for MasterConfig {
@@ -104,6 +109,7 @@ impl Default for MasterConfig {
             integrity_interval: Duration::from_secs(1),
             max_batch: 1024,
             max_inflight_writes: 64,
+            metrics_listen: None,
         }
     }
 }

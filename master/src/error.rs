@@ -10,6 +10,9 @@ pub enum Error {
     /// It could not connect (the cause says why: authorization, TLS, …).
     #[error(transparent)]
     Connect(#[from] jetwork_shared::Error),
+    /// The metrics listener could not be opened (`master.metrics_listen`).
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// A result with the master's [`enum@Error`].

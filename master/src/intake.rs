@@ -49,6 +49,8 @@ pub struct Submission {
     /// Why the stored message cannot be read as a submission (malformed headers), if so.
     pub unreadable: Option<String>,
     pub payload: Bytes,
+    /// When the server stored it (milliseconds since the Unix epoch, the server's clock).
+    pub stored_ms: u64,
 }
 
 /// Most submissions requested in one pull.
@@ -267,6 +269,8 @@ impl Reader {
                 msg_id: msg_id(&message),
                 unreadable: unreadable(&message),
                 payload: message.payload.clone(),
+                stored_ms: u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000)
+                    .unwrap_or(0),
             };
             if self.env.tx.send(submission).is_err() {
                 return Pulled::Closed;

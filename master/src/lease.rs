@@ -29,6 +29,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::metrics::MasterMetrics;
+
 /// Pauses before retrying a renewal that failed: soon, since the lease's validity runs out.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_millis(500);
@@ -187,10 +189,15 @@ fn lease_value(holder: &str, epoch: u64) -> bytes::Bytes {
 pub async fn campaign(kv: &kv::Store, holder: &str, ttl: Duration) -> Lease {
     let poll = (ttl / 4).max(Duration::from_millis(250));
     let mut watch = None;
+    let mut waiting_for = None;
     loop {
         match Lease::try_acquire(kv, holder, ttl).await {
             Ok(Some(lease)) => return lease,
-            Ok(None) => {}
+            Ok(None) => {
+                if let Ok(Some(entry)) = kv.entry(LEASE_KEY).await {
+                    log_holder(&entry, ttl, &mut waiting_for);
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "campaign: cannot reach the lease bucket"),
         }
         if watch.is_none() {
@@ -213,6 +220,32 @@ pub async fn campaign(kv: &kv::Store, holder: &str, ttl: Duration) -> Lease {
     }
 }
 
+/// Logs whom a standby waits for: at info when the holder or its epoch changes, at debug on
+/// every look (each renewal moves the expiry on).
+fn log_holder(entry: &kv::Entry, ttl: Duration, last: &mut Option<(String, u64)>) {
+    if entry.operation != Operation::Put {
+        return;
+    }
+    let Ok(value) = serde_json::from_slice::<LeaseHolder>(&entry.value) else {
+        return tracing::warn!(
+            revision = entry.revision,
+            "the lease holds something that is not a holder"
+        );
+    };
+    // Each write restarts the key's age: unrenewed, it expires a TTL after the last one.
+    let expires = time::Duration::try_from(ttl).ok().map(|ttl| entry.created + ttl);
+    let expires = expires
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    let seen = Some((value.holder.clone(), value.epoch));
+    if *last != seen {
+        tracing::info!(holder = %value.holder, epoch = value.epoch, lease_expires = %expires, "standing by: waiting for the lease holder");
+        *last = seen;
+    } else {
+        tracing::debug!(holder = %value.holder, epoch = value.epoch, lease_expires = %expires, "standing by");
+    }
+}
+
 /// The leader's handle on a lease being renewed in the background.
 #[derive(Debug)]
 pub struct LeaseGuard {
@@ -223,8 +256,9 @@ pub struct LeaseGuard {
 }
 
 impl LeaseGuard {
-    /// Starts renewing `lease` every TTL/3 until stopped or lost.
-    pub fn spawn(mut lease: Lease) -> Self {
+    /// Starts renewing `lease` every TTL/3 until stopped or lost, counting renewals and
+    /// failures in `metrics` if given.
+    pub fn spawn(mut lease: Lease, metrics: Option<MasterMetrics>) -> Self {
         let epoch = lease.epoch();
         let (tx, valid_until) = watch::channel(Some(lease.timer.valid_until()));
         let (stop, mut stopped) = oneshot::channel::<bool>();
@@ -255,6 +289,12 @@ impl LeaseGuard {
                     }
                     Err(_) => retry.next_delay(),
                 };
+                if let Some(m) = &metrics {
+                    match renewed {
+                        Ok(()) => m.lease_renewals.inc(),
+                        Err(_) => m.lease_renewal_failures.inc(),
+                    };
+                }
                 match renewed {
                     Ok(()) => {
                         let _ = tx.send(Some(lease.timer.valid_until()));

@@ -4,7 +4,9 @@
 //! while this process leads; [`journal`], [`lease`], [`intake`], [`publisher`] and
 //! [`housekeeping`] are the resources that loop uses; [`run`] is the candidate loop that
 //! campaigns for the lease, replays the journal and leads, over and over until shut down.
+//! [`metrics`] and the shared `observe` listener show what it does (`master.metrics_listen`).
 
+pub mod backlog;
 pub mod config;
 pub mod core;
 pub mod error;
@@ -14,18 +16,23 @@ pub mod integrity;
 pub mod journal;
 pub mod leader;
 pub mod lease;
+pub mod metrics;
 pub mod payloads;
 pub mod publisher;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use jetwork_shared::observe::{self, Health, ObserveServer};
 use jetwork_shared::{connect, topology};
+use tokio::net::TcpListener;
 
 pub use config::MasterSettings;
 pub use error::{Error, Result};
 use jetwork_shared::backoff::Backoff;
 use journal::ReplayError;
+use metrics::MasterMetrics;
 
 /// How often a candidate tries again a journal it refused to lead from.
 const BROKEN_RETRY: Duration = Duration::from_secs(10);
@@ -33,9 +40,36 @@ use leader::{Env, Exit};
 
 /// Runs a master candidate until `shutdown` resolves: stand by, win the lease, replay the
 /// journal, lead; on losing the lease, stand by again. A leader that is shut down hands over
-/// at once by releasing the lease.
+/// at once by releasing the lease. With `master.metrics_listen` set, serves `/metrics`,
+/// `/healthz` and `/readyz` there.
 pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let listener = match settings.master.metrics_listen {
+        Some(addr) => {
+            Some(observe::bind(addr).await.map_err(|source| Error::Listen { addr, source })?)
+        }
+        None => None,
+    };
+    run_with_listener(settings, listener, shutdown).await
+}
+
+/// [`run`], serving metrics and probes on `listener` (already bound: a caller that asks for
+/// port 0 learns the port from it) instead of `master.metrics_listen`; none when `None`.
+pub async fn run_with_listener(
+    settings: MasterSettings,
+    listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let health = Health::new();
+    let (metrics, _server) = match listener {
+        Some(listener) => {
+            let (metrics, registry) = MasterMetrics::new();
+            let server = ObserveServer::spawn(listener, Arc::new(registry), health.clone());
+            (Some(metrics), Some(server))
+        }
+        None => (None, None),
+    };
     tokio::pin!(shutdown);
+    health.set_ready(false, "connecting to NATS");
     // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it.
     let (client, interruptions) = tokio::select! {
         _ = &mut shutdown => return Ok(()),
@@ -43,6 +77,8 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
             connected.map_err(jetwork_shared::Error::from)?
         }
     };
+    health.connected(&client);
+    health.set_ready(false, "setting up the streams and the lease bucket");
     let js = connect::jetstream(&client, &settings.nats);
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let kv = loop {
@@ -68,16 +104,20 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
     };
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let holder = format!("{}-{}", settings.master.id, &suffix[..8]);
-    let env = Env { client, js, settings, holder, interruptions };
+    let env = Env { client, js, settings, holder, interruptions, metrics };
     let ttl = env.settings.master.lease_ttl;
     loop {
         tracing::info!(candidate = %env.holder, "standing by for the lease");
+        // A standby holds no state to be behind on (it replays when it wins): it is ready
+        // when it can take over, which it can from here.
+        health.set_ready(true, "standing by, able to take over");
         let lease = tokio::select! {
             _ = &mut shutdown => return Ok(()),
             lease = lease::campaign(&kv, &env.holder, ttl) => lease,
         };
-        let guard = lease::LeaseGuard::spawn(lease);
+        let guard = lease::LeaseGuard::spawn(lease, env.metrics.clone());
         tracing::info!(epoch = guard.epoch(), "won the lease; replaying the journal");
+        health.set_ready(false, format!("replaying the journal for epoch {}", guard.epoch()));
         let replayed = tokio::select! {
             _ = &mut shutdown => {
                 guard.stop(true).await;
@@ -93,6 +133,7 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
             Err(e) => {
                 // Either way nothing was written: the journal stays as it is for whoever (or
                 // whatever operator) looks next.
+                health.set_ready(false, format!("cannot lead from the journal: {e}"));
                 let pause = match &e {
                     ReplayError::Unavailable(_) => {
                         tracing::warn!(error = %e, "cannot replay the journal now; giving the lease back");
@@ -112,6 +153,8 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
                 continue;
             }
         };
+        let epoch = guard.epoch();
+        health.set_ready(true, format!("leading epoch {epoch}"));
         match leader::lead(&env, guard, replayed, shutdown.as_mut()).await {
             Exit::Shutdown => return Ok(()),
             Exit::Deposed(_) => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -1,11 +1,12 @@
 //! `jetwork-master`: runs one master candidate. Any number may run; one leads.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
 use jetwork_master::MasterSettings;
-use jetwork_shared::cli::NatsArgs;
+use jetwork_shared::cli::{LogArgs, NatsArgs};
 
 /// A jetwork master candidate: stands by until it wins the lease, then leads.
 #[derive(Debug, Parser)]
@@ -13,6 +14,12 @@ use jetwork_shared::cli::NatsArgs;
 struct Args {
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    /// Serve /metrics, /healthz and /readyz on this address (overrides
+    /// `master.metrics_listen`), e.g. 0.0.0.0:9100.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Configuration file (TOML); `JETWORK_*` variables override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -31,13 +38,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // 23–27k jobs/s multi-threaded, 31–33k on one thread, on 2 cores).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    jetwork_shared::telemetry::init("info");
     let args = Args::parse();
     let mut settings =
         MasterSettings::load(args.config.as_deref()).context("loading configuration")?;
     args.nats.apply(&mut settings.nats);
+    args.log.apply(&mut settings.log);
+    jetwork_shared::telemetry::init("info", settings.log.format);
     if let Some(id) = args.id {
         settings.master.id = id;
+    }
+    if args.metrics_listen.is_some() {
+        settings.master.metrics_listen = args.metrics_listen;
     }
     settings.validate().context("checking configuration")?;
     jetwork_master::run(settings, jetwork_shared::shutdown::shutdown_signal())

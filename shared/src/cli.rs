@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{redact_url, NatsConfig};
+use crate::config::{redact_url, LogConfig, LogFormat, NatsConfig};
 
 /// Connection flags, shared by `jetwork-master`, `jetwork-worker` and `jetwork-frontend`.
 #[derive(Clone, Default, Args)]
@@ -101,6 +101,23 @@ impl NatsArgs {
         set(&mut cfg.inbox_prefix, &self.inbox_prefix);
         set(&mut cfg.name, &self.connection_name);
         cfg.tls_required |= self.tls_required;
+    }
+}
+
+/// The logging flag, the same on every binary, applied over `[log]` (and `JETWORK_LOG__*`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct LogArgs {
+    /// Log lines as `text` or `json` (overrides `log.format`).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl LogArgs {
+    /// Applies the flag, if given, over `cfg`.
+    pub fn apply(&self, cfg: &mut LogConfig) {
+        if let Some(format) = self.log_format {
+            cfg.format = format;
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! rejects unknown keys, so a typo is an error at start-up instead of a silently ignored
 //! setting; unknown *sections* are ignored so one file can configure all components.
 
+mod log;
 mod nats;
 mod nats_url;
 
@@ -23,6 +24,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use thiserror::Error;
 
+pub use log::{LogConfig, LogFormat};
 pub use nats::{Auth, NatsConfig, Resolved};
 pub use nats_url::redact as redact_url;
 

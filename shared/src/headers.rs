@@ -8,6 +8,10 @@ pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
 pub const NATS_EXPECTED_LAST_SEQUENCE: &str = "Nats-Expected-Last-Sequence";
 /// The stream sequence of a message in a direct-get reply.
 pub const NATS_SEQUENCE: &str = "Nats-Sequence";
+/// On a direct get: when the message was stored (RFC 3339, server time).
+pub const NATS_TIME_STAMP: &str = "Nats-Time-Stamp";
+/// On a batched direct get: how many messages matching the filter follow this one.
+pub const NATS_NUM_PENDING: &str = "Nats-Num-Pending";
 /// NATS micro-service error replies: the reason.
 pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
 /// NATS micro-service error replies: the code (400, 404, 503, …).

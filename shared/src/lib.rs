@@ -18,6 +18,7 @@ pub mod headers;
 pub mod leader;
 pub mod log_limit;
 pub mod name;
+pub mod observe;
 pub mod protocol;
 pub mod queue_name;
 pub mod shutdown;

@@ -48,12 +48,21 @@ impl Drop for Task {
 }
 
 /// Runs a master candidate.
-pub fn spawn_master(name: &str, mut settings: MasterSettings) -> Task {
+pub fn spawn_master(name: &str, settings: MasterSettings) -> Task {
+    spawn_master_with(name, settings, None)
+}
+
+/// Runs a master candidate serving metrics and probes on `listener`.
+pub fn spawn_master_with(
+    name: &str,
+    mut settings: MasterSettings,
+    listener: Option<tokio::net::TcpListener>,
+) -> Task {
     settings.master.id = name.to_owned();
     let (stop, stopped) = oneshot::channel::<()>();
     let task_name = name.to_owned();
     let handle = tokio::spawn(async move {
-        if let Err(e) = jetwork_master::run(settings, async move {
+        if let Err(e) = jetwork_master::run_with_listener(settings, listener, async move {
             let _ = stopped.await;
         })
         .await
@@ -65,12 +74,22 @@ pub fn spawn_master(name: &str, mut settings: MasterSettings) -> Task {
 }
 
 /// Runs a worker with `handler`.
-pub fn spawn_worker<H: Handler>(name: &str, mut settings: WorkerSettings, handler: H) -> Task {
+pub fn spawn_worker<H: Handler>(name: &str, settings: WorkerSettings, handler: H) -> Task {
+    spawn_worker_with(name, settings, handler, None)
+}
+
+/// Runs a worker with `handler`, serving metrics and probes on `listener`.
+pub fn spawn_worker_with<H: Handler>(
+    name: &str,
+    mut settings: WorkerSettings,
+    handler: H,
+    listener: Option<tokio::net::TcpListener>,
+) -> Task {
     settings.worker.id = Some(name.to_owned());
     let (stop, stopped) = oneshot::channel::<()>();
     let task_name = name.to_owned();
     let handle = tokio::spawn(async move {
-        if let Err(e) = jetwork_worker::run(settings, handler, async move {
+        if let Err(e) = jetwork_worker::run_with_listener(settings, handler, listener, async move {
             let _ = stopped.await;
         })
         .await

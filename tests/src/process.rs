@@ -29,11 +29,12 @@ impl Process {
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).context("process log")?;
         let err = out.try_clone()?;
+        // `RUST_LOG` in `env` (a test that needs debug lines) wins over the default.
         let child = Command::new(binary)
             .args(args)
+            .env("RUST_LOG", std::env::var("JETWORK_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", std::env::var("JETWORK_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -18,8 +18,11 @@ use jetwork_master::MasterSettings;
 use jetwork_shared::{connect, subjects, QueueName, WorkId};
 use jetwork_worker::{Handler, WorkerSettings};
 
-use crate::inproc::{spawn_master, spawn_worker, Task};
-use crate::{fast_settings, init_logging, wait_until, Audit, Fast, FaultProxy, NatsServer, Procs};
+use crate::inproc::{spawn_master, spawn_master_with, spawn_worker, spawn_worker_with, Task};
+use crate::{
+    fast_settings, init_logging, local_listener, wait_until, Audit, Fast, FaultProxy, NatsServer,
+    Procs, Scraper,
+};
 
 /// How long [`Setup::client_after_streams`] waits for the master to create the streams.
 const STREAMS_WITHIN: Duration = Duration::from_secs(30);
@@ -189,6 +192,23 @@ impl InProcess {
     /// Starts another master candidate, connected directly.
     pub fn master(&self, name: &str) -> Task {
         spawn_master(name, self.fast.master.clone())
+    }
+
+    /// Starts another master candidate serving metrics and probes on a free loopback port.
+    pub async fn master_observed(&self, name: &str) -> anyhow::Result<(Task, Scraper)> {
+        let (listener, addr) = local_listener().await?;
+        Ok((spawn_master_with(name, self.fast.master.clone(), Some(listener)), Scraper { addr }))
+    }
+
+    /// Starts a worker serving metrics and probes on a free loopback port.
+    pub async fn worker_observed<H: Handler>(
+        &self,
+        name: &str,
+        handler: H,
+    ) -> anyhow::Result<(Task, Scraper)> {
+        let (listener, addr) = local_listener().await?;
+        let task = spawn_worker_with(name, self.fast.worker.clone(), handler, Some(listener));
+        Ok((task, Scraper { addr }))
     }
 
     /// Starts another master candidate, connected through `proxy`.

@@ -1,9 +1,10 @@
 //! The worker's configuration: the `[worker]` section, plus `[nats]` and `[streams]`.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use jetwork_shared::config::{self, ConfigError, NatsConfig, StreamsConfig};
+use jetwork_shared::config::{self, ConfigError, LogConfig, NatsConfig, StreamsConfig};
 use jetwork_shared::{QueueName, WorkerId};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,7 @@ pub struct WorkerSettings {
     pub nats: NatsConfig,
     pub streams: StreamsConfig,
     pub worker: WorkerConfig,
+    pub log: LogConfig,
 }
 
 /// The `[worker]` section.
@@ -44,6 +46,9 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Shell command run per item (`sh -c`); the built-in squarer when absent.
     pub exec: Option<String>,
+    /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz`; none when
+    /// absent (the default).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for WorkerConfig {
@@ -58,6 +63,7 @@ impl Default for WorkerConfig {
             progress_every: None,
             shutdown_grace: Duration::from_secs(10),
             exec: None,
+            metrics_listen: None,
         }
     }
 }

@@ -22,13 +22,17 @@ pub mod core;
 mod exec;
 mod handler;
 mod job;
+pub mod metrics;
 mod runtime;
 mod squarer;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use jetwork_shared::clock::millis;
+use jetwork_shared::observe::{self, Health, ObserveServer};
 use jetwork_shared::{connect, Token};
+use tokio::net::TcpListener;
 
 pub use config::{WorkerConfig, WorkerSettings};
 pub use exec::{ShellCommand, PROGRESS_LINE};
@@ -45,16 +49,48 @@ pub enum Error {
     Config(#[from] jetwork_shared::config::ConfigError),
     #[error("cannot subscribe: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
+    /// The metrics listener could not be opened (`worker.metrics_listen`).
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// Runs a worker with `handler` until `shutdown` resolves (then finishes or abandons its
-/// running jobs within `shutdown_grace`).
+/// running jobs within `shutdown_grace`). With `worker.metrics_listen` set, serves
+/// `/metrics`, `/healthz` and `/readyz` there.
 pub async fn run<H: Handler>(
     settings: WorkerSettings,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    let listener = match settings.worker.metrics_listen {
+        Some(addr) => {
+            Some(observe::bind(addr).await.map_err(|source| Error::Listen { addr, source })?)
+        }
+        None => None,
+    };
+    run_with_listener(settings, handler, listener, shutdown).await
+}
+
+/// [`run`], serving metrics and probes on `listener` (already bound) instead of
+/// `worker.metrics_listen`; none when `None`.
+pub async fn run_with_listener<H: Handler>(
+    settings: WorkerSettings,
+    handler: H,
+    listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let (id, queues) = settings.validate()?;
+    let health = Health::new();
+    let (metrics, _server) = match listener {
+        Some(listener) => {
+            let (metrics, registry) =
+                metrics::WorkerMetrics::new(&queues, settings.worker.concurrency);
+            let server = ObserveServer::spawn(listener, Arc::new(registry), health.clone());
+            (Some(metrics), Some(server))
+        }
+        None => (None, None),
+    };
+    health.set_ready(false, "connecting to NATS");
     tokio::pin!(shutdown);
     // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it.
     // A worker touches no stream: it talks to the master and reads the lease, which is all
@@ -66,6 +102,8 @@ pub async fn run<H: Handler>(
             connected.map_err(jetwork_shared::Error::from)?
         }
     };
+    health.connected(&client);
+    health.set_ready(false, "not registered with a leader yet");
     let w = &settings.worker;
     // The session is drawn here, outside the pure core: it proves this process's identity.
     let mut cfg = crate::core::Config::new(id, Token::random(), queues, w.concurrency);
@@ -75,6 +113,6 @@ pub async fn run<H: Handler>(
     cfg.progress_every = w.progress_every.map(millis);
     cfg.shutdown_grace = millis(w.shutdown_grace);
     cfg.max_result = usize::try_from(settings.streams.max_result).unwrap_or(usize::MAX);
-    runtime::run(client, cfg, handler, shutdown).await?;
+    runtime::run(client, cfg, handler, runtime::Observed { health, metrics }, shutdown).await?;
     Ok(())
 }

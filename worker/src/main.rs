@@ -1,12 +1,13 @@
 //! `jetwork-worker`: runs jobs from one or more queues, with a shell command or the
 //! built-in squarer.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use jetwork_shared::cli::NatsArgs;
+use jetwork_shared::cli::{LogArgs, NatsArgs};
 use jetwork_worker::{ShellCommand, WorkerSettings};
 
 /// A jetwork worker: pulls work from the leading master and runs it.
@@ -29,8 +30,14 @@ struct Args {
     /// Worker id (default: random).
     #[arg(long)]
     id: Option<String>,
+    /// Serve /metrics, /healthz and /readyz on this address (overrides
+    /// `worker.metrics_listen`), e.g. 0.0.0.0:9101.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    log: LogArgs,
     /// Configuration file (TOML); `JETWORK_*` variables override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -42,11 +49,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    jetwork_shared::telemetry::init("info");
     let args = Args::parse();
     let mut settings =
         WorkerSettings::load(args.config.as_deref()).context("loading configuration")?;
     args.nats.apply(&mut settings.nats);
+    args.log.apply(&mut settings.log);
+    jetwork_shared::telemetry::init("info", settings.log.format);
     let w = &mut settings.worker;
     if !args.queue.is_empty() {
         w.queues = args.queue;
@@ -62,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.exec.is_some() {
         w.exec = args.exec;
+    }
+    if args.metrics_listen.is_some() {
+        w.metrics_listen = args.metrics_listen;
     }
     let shutdown = jetwork_shared::shutdown::shutdown_signal();
     match settings.worker.exec.clone() {

@@ -19,6 +19,10 @@
 //!   as [`Failure::Unconfirmed`];
 //! - a job the engine aborted never produces an input (its late end is dropped by the engine
 //!   if it races with the abort).
+//!
+//! It also reports what it sees ([`Observed`]): readiness follows the engine's registration
+//! (checked after every step, stored only on a change), and, with metrics on, jobs started,
+//! completed and failed and their run times per queue, busy slots and reconnects.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,7 +43,22 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::core::{Action, Config, Engine, Failure, Input, Level, Limit, Log, Millis, RequestId};
+use crate::metrics::{QueueSeries, WorkerMetrics};
 use crate::{Handler, Job};
+use jetwork_shared::observe::Health;
+
+/// Where the runtime reports what it sees: readiness, and metrics when they are on.
+pub struct Observed {
+    pub health: Health,
+    pub metrics: Option<WorkerMetrics>,
+}
+
+/// A running job as the runtime tracks it: its attempt, and (metrics on) when it started and
+/// its queue's series.
+struct Running {
+    key: (WorkId, u32),
+    clock: Option<(Instant, QueueSeries)>,
+}
 
 /// The shortest and longest tick: the engine's timers are as precise as the tick.
 const MIN_TICK: Duration = Duration::from_millis(20);
@@ -89,7 +108,10 @@ struct Shell<H> {
     /// Running jobs, to abort them.
     running: HashMap<(WorkId, u32), AbortHandle>,
     /// Which attempt each job task runs.
-    tasks: HashMap<tokio::task::Id, (WorkId, u32)>,
+    tasks: HashMap<tokio::task::Id, Running>,
+    observed: Observed,
+    /// Readiness as last reported (registered with a confirmed leader, and its epoch).
+    reported: (bool, u64),
     /// Lines about things anyone can cause are rate-limited, per kind.
     forged_log: LogLimit,
     id_log: LogLimit,
@@ -101,6 +123,7 @@ pub async fn run<H: Handler>(
     client: async_nats::Client,
     cfg: Config,
     handler: H,
+    observed: Observed,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), async_nats::SubscribeError> {
     tokio::pin!(shutdown);
@@ -125,12 +148,16 @@ pub async fn run<H: Handler>(
         tasks: HashMap::new(),
         forged_log: LogLimit::new(Duration::from_secs(10)),
         id_log: LogLimit::new(Duration::from_secs(10)),
+        observed,
+        reported: (false, 0),
     };
     let mut engine = Engine::new(cfg);
     let mut input = Input::Start { now: shell.now() };
     let mut shutting_down = false;
     loop {
-        if shell.execute(engine.step(input)) {
+        let stopped = shell.execute(engine.step(input));
+        shell.report(&engine);
+        if stopped {
             break;
         }
         input = loop {
@@ -157,7 +184,13 @@ pub async fn run<H: Handler>(
                         None
                     }
                 },
-                _ = tick.tick() => Some(Input::Tick { now: shell.now() }),
+                _ = tick.tick() => {
+                    if let Some(metrics) = &shell.observed.metrics {
+                        let connects = shell.client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed);
+                        metrics.connections(connects);
+                    }
+                    Some(Input::Tick { now: shell.now() })
+                }
             };
             if let Some(next) = next {
                 break next;
@@ -247,8 +280,34 @@ impl<H: Handler> Shell<H> {
         });
     }
 
+    /// Readiness and the registration gauges, when they changed.
+    fn report(&mut self, engine: &Engine) {
+        let now = (engine.is_registered() && !engine.stopped(), engine.epoch());
+        if now == self.reported {
+            return;
+        }
+        self.reported = now;
+        let (registered, epoch) = now;
+        let why = if registered {
+            format!("registered with the leader of epoch {epoch}")
+        } else if engine.stopped() {
+            "stopped".to_owned()
+        } else {
+            "not registered with a leader".to_owned()
+        };
+        self.observed.health.set_ready(registered, why);
+        if let Some(metrics) = &self.observed.metrics {
+            metrics.registered.set(i64::from(registered));
+            metrics.epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
+        }
+    }
+
     fn start(&mut self, a: Assignment) {
-        tracing::debug!(work_id = %a.work_id, queue = %a.queue, attempt = a.attempt, bytes = a.payload.len(), "executing work");
+        tracing::debug!(work_id = %a.work_id, queue = %a.queue, attempt = a.attempt, worker = %self.cfg.id, bytes = a.payload.len(), "executing work");
+        let clock = self.observed.metrics.as_ref().and_then(|m| m.queue(&a.queue)).map(|series| {
+            series.started.inc();
+            (Instant::now(), series.clone())
+        });
         let key = (a.work_id.clone(), a.attempt);
         let job = Job {
             work_id: a.work_id,
@@ -260,8 +319,16 @@ impl<H: Handler> Shell<H> {
         };
         let handler = self.handler.clone();
         let abort = self.jobs.spawn(async move { handler.handle(job).await });
-        self.tasks.insert(abort.id(), key.clone());
+        self.tasks.insert(abort.id(), Running { key: key.clone(), clock });
         self.running.insert(key, abort);
+        self.busy();
+    }
+
+    /// Sets the busy-slots gauge (metrics on).
+    fn busy(&self) {
+        if let Some(metrics) = &self.observed.metrics {
+            metrics.slots_busy.set(i64::try_from(self.tasks.len()).unwrap_or(i64::MAX));
+        }
     }
 
     /// A job task ended: its result (a panic is a failure), unless it was aborted.
@@ -273,11 +340,20 @@ impl<H: Handler> Shell<H> {
             Ok((task, result)) => (task, result),
             Err(e) if e.is_cancelled() => {
                 self.tasks.remove(&e.id());
+                self.busy();
                 return None;
             }
             Err(e) => (e.id(), Err(format!("handler panicked: {e}"))),
         };
-        let (work_id, attempt) = self.tasks.remove(&task)?;
+        let Running { key: (work_id, attempt), clock } = self.tasks.remove(&task)?;
+        self.busy();
+        if let Some((started, series)) = clock {
+            series.run_seconds.observe(started.elapsed().as_secs_f64());
+            match &result {
+                Ok(_) => series.completed.inc(),
+                Err(_) => series.failed.inc(),
+            };
+        }
         self.running.remove(&(work_id.clone(), attempt));
         Some(Input::JobEnded { work_id, attempt, result, now: self.now() })
     }

@@ -22,12 +22,14 @@ mod replay;
 
 use std::collections::VecDeque;
 use std::future::IntoFuture;
+use std::time::Instant;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
+use jetwork_shared::observe::AtomicHistogram;
 use jetwork_shared::{codec, headers, subjects};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -78,14 +80,16 @@ pub struct Journal {
     epoch: u64,
     /// Sequence the next write expects to follow (the last sequence issued in the chain).
     tail: u64,
-    /// Writes in flight: (ticket, sequence expected for it, ack).
-    inflight: FuturesOrdered<BoxFuture<'static, (u64, u64, AckResult)>>,
+    /// Writes in flight: (ticket, sequence expected for it, ack, when it was sent).
+    inflight: FuturesOrdered<BoxFuture<'static, (u64, u64, AckResult, Instant)>>,
     issued: u64,
     acked: u64,
     /// Largest message the server accepts.
     max_message: usize,
     /// Stream sequences at which snapshot markers were written and not yet acknowledged.
     pending_markers: VecDeque<(u64, u64)>,
+    /// Where write round trips are recorded, when metrics are on.
+    write_seconds: Option<AtomicHistogram>,
 }
 
 impl Journal {
@@ -100,7 +104,13 @@ impl Journal {
             acked: 0,
             max_message,
             pending_markers: VecDeque::new(),
+            write_seconds: None,
         }
+    }
+
+    /// Records every write's round trip (send to acknowledgement) in `histogram`.
+    pub fn observe_writes(&mut self, histogram: AtomicHistogram) {
+        self.write_seconds = Some(histogram);
     }
 
     /// Largest payload one write may carry (headers get the rest of `max_payload`).
@@ -172,16 +182,20 @@ impl Journal {
         self.issued += 1;
         let ticket = self.issued;
         let ack: AckFuture = Box::pin(ack.into_future());
-        self.inflight.push_back(Box::pin(async move { (ticket, expected, ack.await) }));
+        let sent = Instant::now();
+        self.inflight.push_back(Box::pin(async move { (ticket, expected, ack.await, sent) }));
         Ok(ticket)
     }
 
     /// Waits for the next acknowledgement, in issue order, and checks it landed where the
     /// chain expects. Pending forever when nothing is in flight.
     pub async fn next_ack(&mut self) -> Result<u64, JournalError> {
-        let Some((ticket, expected, result)) = self.inflight.next().await else {
+        let Some((ticket, expected, result, sent)) = self.inflight.next().await else {
             return std::future::pending().await;
         };
+        if let Some(histogram) = &self.write_seconds {
+            histogram.observe(sent.elapsed().as_secs_f64());
+        }
         match result {
             Ok(ack) if ack.sequence == expected + 1 => {
                 self.acked = ticket;

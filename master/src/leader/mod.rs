@@ -29,9 +29,11 @@
 //! [`replies`] (encoding replies, filling grants with payloads), [`cache`] (payloads of work
 //! in flight), [`readers`] (one reader per served queue, paced by credits), [`publications`]
 //! (results and rejections), [`writes`] (journal writes, snapshots, effects behind them, the
-//! hand-over on shutdown), [`upkeep`] (purges and integrity checks).
+//! hand-over on shutdown), [`upkeep`] (purges and integrity checks), [`observe`] (metrics,
+//! job decisions at debug level, `$SRV.STATS` data).
 
 mod cache;
+mod observe;
 mod publications;
 mod readers;
 mod replies;
@@ -50,13 +52,16 @@ use jetwork_shared::connect::{self, Interruptions};
 use jetwork_shared::{Unavailable, WorkId};
 use tokio::sync::mpsc;
 
+use crate::backlog::Unread;
 use crate::config::MasterSettings;
 use crate::core::{Command, Engine, JournalBatch, Output};
 use crate::intake::Submission;
 use crate::integrity::Observation;
 use crate::journal::{Journal, JournalError, Replayed};
 use crate::lease::LeaseGuard;
+use crate::metrics::{BadMessage, MasterMetrics};
 use cache::PayloadCache;
+use observe::Observer;
 use publications::Publications;
 use readers::Readers;
 use service::{Endpoints, Requests};
@@ -82,6 +87,8 @@ pub struct Env {
     pub holder: String,
     /// Moments the connection may have lost messages in flight (the queue readers re-read).
     pub interruptions: Interruptions,
+    /// The candidate's metrics, when they are on.
+    pub metrics: Option<MasterMetrics>,
 }
 
 /// Messages from tasks the leader spawned.
@@ -92,6 +99,8 @@ enum Internal {
     Payloads(Vec<(WorkId, Bytes)>),
     /// What the streams looked like.
     Integrity(Result<Observation, Unavailable>),
+    /// What is still unread in the submit stream, per queue (metrics).
+    Survey(std::collections::BTreeMap<jetwork_shared::QueueName, Unread>),
 }
 
 /// Leads one term: claims the journal, serves until deposed or shut down, then stops.
@@ -105,10 +114,13 @@ pub async fn lead<F: Future<Output = ()>>(
     let mut leader = Leader::new(env, epoch, replayed);
     let exit = match leader.claim(&mut lease).await {
         Err(exit) => exit,
-        Ok(()) => match service::start(env, epoch).await {
+        Ok(()) => match service::start(env, epoch, leader.observer.stats.clone()).await {
             Err(e) => Exit::Deposed(format!("cannot start the service endpoints: {e}")),
             Ok((service, mut endpoints)) => {
                 tracing::info!(epoch, leader = %env.holder, "leading");
+                if let Some(metrics) = &env.metrics {
+                    metrics.leading(epoch);
+                }
                 let exit = leader.run(&mut lease, &mut endpoints, shutdown.as_mut()).await;
                 drop(endpoints);
                 let _ = service.stop().await;
@@ -118,6 +130,9 @@ pub async fn lead<F: Future<Output = ()>>(
     };
     leader.readers.clear();
     leader.upkeep.stop();
+    if let Some(metrics) = &env.metrics {
+        metrics.standing_by();
+    }
     match &exit {
         Exit::Shutdown => {
             leader.hand_over(&lease).await;
@@ -148,6 +163,7 @@ struct Leader {
     publications: Publications,
     snapshots: Snapshots,
     upkeep: Upkeep,
+    observer: Observer,
     intake_rx: mpsc::UnboundedReceiver<Submission>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
@@ -178,17 +194,26 @@ impl Leader {
                 "streams.max_result exceeds what the server's max_payload allows; lowering it"
             );
         }
+        let observer = Observer::new(
+            env.metrics.clone(),
+            env.settings.master.max_served_queues as usize,
+            policy.work_timeout,
+        );
+        let mut journal = Journal::new(
+            connect::jetstream(&env.client, &env.settings.nats),
+            epoch,
+            replayed.last_seq,
+            max_message,
+        );
+        if let Some(metrics) = &env.metrics {
+            journal.observe_writes(metrics.journal_write_seconds.clone());
+        }
         Leader {
             engine: Engine::new(replayed.state, policy),
             // The journal and the publisher each get their own JetStream context, so their
             // publish-acknowledgement credits are separate: result publications in flight can
             // never hold up a journal write (which would stall the loop that frees them).
-            journal: Journal::new(
-                connect::jetstream(&env.client, &env.settings.nats),
-                epoch,
-                replayed.last_seq,
-                max_message,
-            ),
+            journal,
             publications: Publications::new(connect::jetstream(&env.client, &env.settings.nats)),
             readers: Readers::new(env.js.clone(), env.interruptions.clone(), intake_tx),
             snapshots: Snapshots::new(replayed.events, replayed.from_seq),
@@ -196,9 +221,10 @@ impl Leader {
             epoch,
             pending: Output::default(),
             effects: Effects::default(),
-            requests: Requests::default(),
+            requests: Requests::new(env.metrics.clone()),
             cache: PayloadCache::default(),
             upkeep: Upkeep::default(),
+            observer,
             intake_rx,
             internal_tx,
             internal_rx,
@@ -317,6 +343,7 @@ impl Leader {
     /// Steps the engine; its events and effects wait for the next flush.
     fn step(&mut self, command: Command) {
         let output = self.engine.step(command);
+        self.observe(&output.events);
         self.pending.events.extend(output.events);
         self.pending.effects.extend(output.effects);
     }
@@ -327,12 +354,17 @@ impl Leader {
         if !self.readers.delivered(&submission) {
             return; // Read by a reader that has been replaced: the new one reads it again.
         }
-        let Submission { queue, seq, after, msg_id, unreadable, payload, .. } = submission;
+        let Submission { queue, seq, after, msg_id, unreadable, payload, stored_ms, .. } =
+            submission;
+        if let (Some(metrics), Some(_)) = (&self.env.metrics, &unreadable) {
+            metrics.bad_message(BadMessage::UnreadableSubmission);
+        }
         let size = payload.len() as u64;
         let now = now_ms();
         let submitted = Command::Submitted { queue, seq, after, msg_id, size, unreadable, now };
         let output = self.engine.step(submitted);
-        self.cache.keep(&output.events, &payload);
+        self.cache.keep(&output.events, &payload, stored_ms);
+        self.observe(&output.events);
         self.pending.events.extend(output.events);
         self.pending.effects.extend(output.effects);
     }
@@ -354,6 +386,7 @@ impl Leader {
             Internal::Command(command) => self.step(command),
             Internal::Integrity(observed) => self.integrity(observed),
             Internal::Payloads(payloads) => self.cache.fill(payloads, self.engine.state()),
+            Internal::Survey(unread) => self.observer.surveyed(unread),
         }
     }
 
@@ -374,6 +407,7 @@ impl Leader {
         self.readers.refresh(&self.engine);
         self.maybe_purge();
         self.maybe_check_integrity();
+        self.maybe_sync_observations();
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use async_nats::jetstream;
 use async_nats::service::{self, Request, ServiceExt};
@@ -22,9 +22,11 @@ use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork, StatusQuery};
 use jetwork_shared::{codec, subjects, QueueName, Unavailable};
 
+use super::observe::ServiceStats;
 use super::Env;
 use crate::core::{Command, Millis, RequestId, State};
 use crate::housekeeping;
+use crate::metrics::{BadMessage, MasterMetrics};
 
 /// Status requests worked on at once.
 const STATUS_IN_FLIGHT: usize = 2;
@@ -41,8 +43,13 @@ pub enum Endpoint {
 /// Every endpoint's requests, as one stream.
 pub type Endpoints = SelectAll<BoxStream<'static, (Endpoint, Request)>>;
 
-/// Starts the service and its endpoints for the term of `epoch`.
-pub async fn start(env: &Env, epoch: u64) -> Result<(service::Service, Endpoints), Unavailable> {
+/// Starts the service and its endpoints for the term of `epoch`. Each endpoint's
+/// `$SRV.STATS` data is `stats`: the job totals (see `observe.rs`).
+pub async fn start(
+    env: &Env,
+    epoch: u64,
+    stats: ServiceStats,
+) -> Result<(service::Service, Endpoints), Unavailable> {
     let mut metadata = HashMap::new();
     metadata.insert("epoch".to_owned(), epoch.to_string());
     metadata.insert("leader".to_owned(), env.holder.clone());
@@ -52,6 +59,9 @@ pub async fn start(env: &Env, epoch: u64) -> Result<(service::Service, Endpoints
         .description("jetwork master (the elected leader)")
         .metadata(metadata)
         .queue_group(&env.holder)
+        .stats_handler(move |_endpoint, _stats| {
+            stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        })
         .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| Unavailable::new("starting the service", e))?;
@@ -82,9 +92,16 @@ pub struct Requests {
     last: RequestId,
     status_in_flight: Arc<AtomicUsize>,
     bad: LogLimit,
+    /// Where refused messages are counted, when metrics are on.
+    metrics: Option<MasterMetrics>,
 }
 
 impl Requests {
+    /// None waiting yet; refused messages are counted in `metrics`, if given.
+    pub fn new(metrics: Option<MasterMetrics>) -> Self {
+        Requests { metrics, ..Requests::default() }
+    }
+
     /// The command a request asks for; `None` if it could not be decoded (it has been
     /// answered 400 with the reason). The request waits here for its reply.
     pub async fn decode(
@@ -115,6 +132,7 @@ impl Requests {
                 Some(command)
             }
             Err(e) => {
+                self.count(BadMessage::UndecodableRequest);
                 if let Some(suppressed) = self.bad.allow() {
                     tracing::warn!(endpoint = ?kind, subject = %request.message.subject, error = %e, suppressed, "bad request");
                 }
@@ -123,6 +141,12 @@ impl Requests {
                 let _ = request.respond(Err(error)).await;
                 None
             }
+        }
+    }
+
+    fn count(&self, reason: BadMessage) {
+        if let Some(metrics) = &self.metrics {
+            metrics.bad_message(reason);
         }
     }
 
@@ -136,6 +160,7 @@ impl Requests {
     /// loop down.
     pub fn status(&mut self, request: Request, state: &State, js: &jetstream::Context) {
         if self.status_in_flight.load(Ordering::Relaxed) >= STATUS_IN_FLIGHT {
+            self.count(BadMessage::StatusBusy);
             let status = "busy: too many status requests at once; retry shortly".to_owned();
             let error = service::error::Error { status, code: 503 };
             tokio::spawn(async move {
@@ -153,6 +178,7 @@ impl Requests {
             match serde_json::from_slice(payload) {
                 Ok(query) => query,
                 Err(e) => {
+                    self.count(BadMessage::UnreadableStatusQuery);
                     let status = format!("bad request: the status query is not readable: {e}");
                     let error = service::error::Error { status, code: 400 };
                     tokio::spawn(async move {

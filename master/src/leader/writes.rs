@@ -164,6 +164,9 @@ impl Leader {
                 chunks.push(first);
                 continue;
             }
+            if let Some(metrics) = &self.env.metrics {
+                metrics.journal_batch_events.observe(batch.events.len() as f64);
+            }
             self.journal.append(subjects::JOURNAL_EVENTS, encoded).await?;
         }
         Ok(())

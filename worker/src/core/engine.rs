@@ -113,6 +113,12 @@ impl Engine {
         self.epoch
     }
 
+    /// Whether a confirmed master has accepted this worker's registration (and no request
+    /// since has said otherwise): the worker's readiness.
+    pub fn is_registered(&self) -> bool {
+        self.registered
+    }
+
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.cfg

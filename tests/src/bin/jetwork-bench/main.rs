@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn jetwork_worker_process(id: String, concurrency: u32) -> anyhow::Result<()> {
-    jetwork_shared::telemetry::init("warn");
+    jetwork_shared::telemetry::init("warn", jetwork_shared::config::LogFormat::Text);
     let mut settings = jetwork_worker::WorkerSettings::load(None)?;
     if let Ok(url) = std::env::var("NATS_URL") {
         settings.nats.url = url;

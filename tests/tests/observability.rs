@@ -1,0 +1,254 @@
+//! What the processes show about themselves: `/metrics` numbers against the work actually
+//! done (and after a takeover, against the journal's counts), `/healthz` and `/readyz` as
+//! components start, register and lead, JSON log lines, and `status` while no master leads.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use jetwork_frontend::ResultStatus;
+use jetwork_shared::protocol::LeaseHolder;
+use jetwork_shared::WorkId;
+use jetwork_tests::{poll_for, wait_until, InProcess, Scrape, Scraper};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits until a scrape of `scraper` satisfies `ok`, and returns it.
+async fn scrape_until(
+    what: &str,
+    scraper: Scraper,
+    ok: impl Fn(&Scrape) -> bool,
+) -> anyhow::Result<Scrape> {
+    let last = std::sync::Mutex::new(String::new());
+    let found = poll_for(what, WITHIN, || async {
+        let scrape = scraper.metrics().await.ok()?;
+        if ok(&scrape) {
+            return Some(scrape);
+        }
+        *last.lock().ok()? = scrape.text;
+        None
+    })
+    .await;
+    found.map_err(|e| {
+        anyhow::anyhow!("{e}; last scrape:\n{}", last.lock().map(|t| t.clone()).unwrap_or_default())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_match_the_work_done_and_survive_a_takeover() -> anyhow::Result<()> {
+    let run = InProcess::build().masters(&[]).start().await?;
+    let (m1, s1) = run.master_observed("m1").await?;
+    run.await_leader("m1", WITHIN).await?;
+    let (_m2, s2) = run.master_observed("m2").await?;
+    let (_w1, sw) = run.worker_observed("w1", jetwork_worker::square).await?;
+
+    tracing::info!("--- 20 jobs that complete, one that fails on every attempt");
+    let mut ids = Vec::new();
+    for i in 1..=20u32 {
+        let id = WorkId::parse(&format!("job-{i}"))?;
+        run.client.submit(&run.queue, Some(id.clone()), Bytes::from(i.to_string())).await?;
+        ids.push(id);
+    }
+    let bad = run.submit("not-a-number", b"x").await?;
+    let failed = run.result(&bad, WITHIN).await?;
+    assert_eq!(failed.status, ResultStatus::Failed);
+    let attempts = run.fast.master.master.max_attempts;
+    run.completed(&ids, WITHIN).await?;
+
+    let q = |s: &Scrape, name: &str| s.queue(name, "default").unwrap_or(-1.0);
+    let leader = scrape_until("the leader's counts to reach 20 completed, 1 failed", s1, |s| {
+        q(s, "jetwork_queue_completed_total") == 20.0 && q(s, "jetwork_queue_failed_total") == 1.0
+    })
+    .await?;
+    assert_eq!(leader.get("jetwork_master_leader", &[]), Some(1.0));
+    assert!(leader.get("jetwork_master_epoch", &[]).unwrap_or(0.0) > 0.0);
+    assert_eq!(q(&leader, "jetwork_queue_accepted_total"), 21.0);
+    assert_eq!(q(&leader, "jetwork_queue_rejected_total"), 0.0);
+    assert_eq!(q(&leader, "jetwork_queue_in_flight"), 0.0);
+    assert_eq!(leader.get("jetwork_master_workers", &[]), Some(1.0));
+    // Every item's first start, and every finished item's last attempt, are timed.
+    assert_eq!(q(&leader, "jetwork_queue_wait_seconds_count"), 21.0, "{}", leader.text);
+    assert_eq!(q(&leader, "jetwork_queue_run_seconds_count"), 21.0, "{}", leader.text);
+    assert!(leader.get("jetwork_master_journal_write_seconds_count", &[]).unwrap_or(0.0) > 0.0);
+    assert!(leader.get("jetwork_master_lease_renewals_total", &[]).is_some());
+    let leader = scrape_until("the survey to find nothing unread", s1, |s| {
+        q(s, "jetwork_queue_submitted_total") == 21.0 && q(s, "jetwork_queue_pending") == 0.0
+    })
+    .await?;
+    assert_eq!(q(&leader, "jetwork_queue_oldest_pending_seconds"), 0.0);
+
+    tracing::info!("--- the standby exports no leader series");
+    let standby = s2.metrics().await?;
+    assert_eq!(standby.get("jetwork_master_leader", &[]), Some(0.0));
+    assert!(!standby.has("jetwork_queue_completed_total"), "{}", standby.text);
+
+    tracing::info!("--- the worker counts its own runs");
+    let worker = scrape_until("the worker's counts", sw, |s| {
+        q(s, "jetwork_worker_jobs_completed_total") == 20.0
+            && q(s, "jetwork_worker_jobs_failed_total") == f64::from(attempts)
+    })
+    .await?;
+    assert_eq!(q(&worker, "jetwork_worker_jobs_started_total"), 20.0 + f64::from(attempts));
+    assert_eq!(q(&worker, "jetwork_worker_job_run_seconds_count"), 20.0 + f64::from(attempts));
+    assert_eq!(worker.get("jetwork_worker_registered", &[]), Some(1.0));
+    assert_eq!(worker.get("jetwork_worker_slots_busy", &[]), Some(0.0));
+
+    tracing::info!("--- crash the leader: the standby takes over with the journal's counts");
+    m1.crash();
+    let taken = scrape_until("m2 to lead with the same counts", s2, |s| {
+        s.get("jetwork_master_leader", &[]) == Some(1.0)
+            && q(s, "jetwork_queue_completed_total") == 20.0
+    })
+    .await?;
+    assert_eq!(q(&taken, "jetwork_queue_failed_total"), 1.0);
+    assert_eq!(q(&taken, "jetwork_queue_accepted_total"), 21.0);
+    assert!(
+        taken.get("jetwork_master_epoch", &[]) > leader.get("jetwork_master_epoch", &[]),
+        "a new term, a higher epoch"
+    );
+
+    tracing::info!("--- and counts on from there");
+    let more = run.submit("after-takeover", b"7").await?;
+    run.result(&more, WITHIN).await?;
+    scrape_until("the new leader to count the next completion", s2, |s| {
+        q(s, "jetwork_queue_completed_total") == 21.0
+    })
+    .await?;
+    run.audit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_with_no_workers_shows_as_pending() -> anyhow::Result<()> {
+    let run = InProcess::build().masters(&[]).start().await?;
+    let (_m1, s1) = run.master_observed("m1").await?;
+    run.await_leader("m1", WITHIN).await?;
+    for i in 0..7 {
+        run.submit(&format!("waiting-{i}"), b"1").await?;
+    }
+    let scrape = scrape_until("7 pending in the never-served queue", s1, |s| {
+        s.queue("jetwork_queue_pending", "default") == Some(7.0)
+    })
+    .await?;
+    assert_eq!(scrape.queue("jetwork_queue_submitted_total", "default"), Some(7.0));
+    assert!(scrape.queue("jetwork_queue_oldest_pending_seconds", "default").unwrap_or(0.0) > 0.0);
+    run.audit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_follow_connection_registration_and_leadership() -> anyhow::Result<()> {
+    let run = InProcess::build().masters(&[]).start().await?;
+
+    tracing::info!("--- a master that cannot reach NATS is neither alive nor ready");
+    let (listener, addr) = jetwork_tests::local_listener().await?;
+    let mut unreachable = run.fast.master.clone();
+    unreachable.nats.url = format!("nats://127.0.0.1:{}", jetwork_tests::nats_server::free_port()?);
+    let _lost = jetwork_tests::inproc::spawn_master_with("lost", unreachable, Some(listener));
+    let lost = Scraper { addr };
+    wait_until("the unconnected master's listener", WITHIN, || async {
+        lost.status("/healthz").await == 503
+    })
+    .await?;
+    assert_eq!(lost.status("/readyz").await, 503);
+
+    tracing::info!("--- a worker with no master: alive, not ready");
+    let (_w1, sw) = run.worker_observed("w1", jetwork_worker::square).await?;
+    wait_until("the worker to be alive", WITHIN, || async { sw.status("/healthz").await == 200 })
+        .await?;
+    assert_eq!(sw.status("/readyz").await, 503, "not registered with any leader yet");
+
+    tracing::info!("--- a leader is ready, then the worker registers and is ready");
+    let (_m1, s1) = run.master_observed("m1").await?;
+    wait_until("the leader to be ready", WITHIN, || async { s1.status("/readyz").await == 200 })
+        .await?;
+    wait_until("the worker to be ready", WITHIN, || async { sw.status("/readyz").await == 200 })
+        .await?;
+    let page = sw.get("/readyz").await?;
+    assert!(page.body.contains("registered"), "{}", page.body);
+
+    tracing::info!("--- a standby is ready (able to take over) but does not lead");
+    let (_m2, s2) = run.master_observed("m2").await?;
+    wait_until("the standby to be ready", WITHIN, || async { s2.status("/readyz").await == 200 })
+        .await?;
+    let page = s2.get("/readyz").await?;
+    assert!(page.body.contains("standing by"), "{}", page.body);
+    assert_eq!(s2.metrics().await?.get("jetwork_master_leader", &[]), Some(0.0));
+    assert_eq!(s2.get("/nothing").await?.status, 404);
+    run.audit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_plain_fields() -> anyhow::Result<()> {
+    let run = InProcess::build().masters(&[]).start().await?;
+    let mut procs = run.procs()?;
+    procs.set("JETWORK_LOG__FORMAT", "json").set("RUST_LOG", "info,jetwork_master=debug");
+    let _m1 = procs.master("m1")?;
+    let w1 = procs.worker("w1", &["--log-format", "json", "--queue", "default"])?;
+    let id = run.submit("logged", b"6").await?;
+    run.result(&id, WITHIN).await?;
+    let parsed = |text: String| -> anyhow::Result<Vec<serde_json::Value>> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{e}: {l}")))
+            .collect()
+    };
+    let master_dir = procs.dir().join("m1.log");
+    let master = poll_for("the master's debug line for the completion", WITHIN, || {
+        let path = master_dir.clone();
+        async move {
+            let lines = parsed(std::fs::read_to_string(path).ok()?).ok()?;
+            lines.into_iter().find(|l| {
+                l["fields"]["message"] == "work completed" && l["fields"]["work_id"] == "logged"
+            })
+        }
+    })
+    .await?;
+    let fields = &master["fields"];
+    assert_eq!(fields["queue"], "default", "{master}");
+    assert_eq!(fields["attempt"], 1, "{master}");
+    assert_eq!(fields["worker"], "w1", "{master}");
+    let worker = parsed(w1.logs())?;
+    let started = worker
+        .iter()
+        .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("worker starting")))
+        .ok_or_else(|| anyhow::anyhow!("no start line in {worker:?}"))?;
+    assert_eq!(started["fields"]["worker"], "w1", "{started}");
+    run.audit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_without_a_leader_names_the_lease_holder() -> anyhow::Result<()> {
+    let run = InProcess::build().start().await?;
+    run.await_leader("m1", WITHIN).await?;
+    let procs = run.procs()?;
+
+    tracing::info!(
+        "--- freeze the leader's term: write a lease naming a holder that serves nothing"
+    );
+    let mut run = run;
+    run.crash_masters();
+    let kv = run.js.get_key_value(jetwork_shared::subjects::LEASE_BUCKET).await?;
+    let holder = LeaseHolder { holder: "ghost-1234".into(), epoch: 999 };
+    // The crashed leader's key expires within the lease TTL; take it over by hand then.
+    wait_until("a free lease to write a ghost holder into", WITHIN, || {
+        let kv = kv.clone();
+        let value: Bytes = serde_json::to_vec(&holder).unwrap_or_default().into();
+        async move { kv.create(jetwork_shared::subjects::LEASE_KEY, value).await.is_ok() }
+    })
+    .await?;
+
+    let (ok, text) = procs.frontend(&["status"]).await?;
+    assert!(!ok, "status cannot succeed without a leader: {text}");
+    assert!(text.contains("no master is answering"), "{text}");
+    assert!(text.contains("ghost-1234") && text.contains("999"), "{text}");
+
+    let (ok, text) =
+        procs.frontend(&["status", "--watch", "--interval", "200ms", "--count", "2"]).await?;
+    assert!(ok, "{text}");
+    assert!(text.contains("no master is answering"), "{text}");
+    assert!(text.contains("ghost-1234"), "{text}");
+    assert!(text.contains("expires"), "{text}");
+    Ok(())
+}
