@@ -76,6 +76,22 @@ async fn metrics_match_the_work_done_and_survive_a_takeover() -> anyhow::Result<
     .await?;
     assert_eq!(q(&leader, "jetwork_queue_oldest_pending_seconds"), 0.0);
 
+    tracing::info!("--- $SRV.STATS.jetwork carries the job totals");
+    let nats = run.client.nats().clone();
+    let stats = poll_for("the service stats to count the jobs", WITHIN, || {
+        let nats = nats.clone();
+        async move {
+            let reply = nats.request("$SRV.STATS.jetwork", "".into()).await.ok()?;
+            let stats: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+            let data = stats["endpoints"].as_array()?.first()?["data"].clone();
+            (data["jobs"]["completed"] == 20 && data["jobs"]["failed"] == 1).then_some(data)
+        }
+    })
+    .await?;
+    assert_eq!(stats["jobs"]["accepted"], 21, "{stats}");
+    assert_eq!(stats["queues"]["default"]["completed"], 20, "{stats}");
+    assert!(stats["epoch"].as_u64().unwrap_or(0) > 0, "{stats}");
+
     tracing::info!("--- the standby exports no leader series");
     let standby = s2.metrics().await?;
     assert_eq!(standby.get("jetwork_master_leader", &[]), Some(0.0));
@@ -187,6 +203,8 @@ async fn json_logs_are_one_object_per_line_with_plain_fields() -> anyhow::Result
     let w1 = procs.worker("w1", &["--log-format", "json", "--queue", "default"])?;
     let id = run.submit("logged", b"6").await?;
     run.result(&id, WITHIN).await?;
+    let bad = run.submit("logged-bad", b"x").await?;
+    assert_eq!(run.result(&bad, WITHIN).await?.status, ResultStatus::Failed);
     let parsed = |text: String| -> anyhow::Result<Vec<serde_json::Value>> {
         text.lines()
             .filter(|l| !l.trim().is_empty())
@@ -214,6 +232,15 @@ async fn json_logs_are_one_object_per_line_with_plain_fields() -> anyhow::Result
         .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("worker starting")))
         .ok_or_else(|| anyhow::anyhow!("no start line in {worker:?}"))?;
     assert_eq!(started["fields"]["worker"], "w1", "{started}");
+    // The worker's line about a failed attempt names it in plain fields.
+    let failed = worker
+        .iter()
+        .find(|l| l["fields"]["work_id"] == "logged-bad" && l["level"] == "WARN")
+        .ok_or_else(|| anyhow::anyhow!("no failure line in {worker:?}"))?;
+    let fields = &failed["fields"];
+    assert_eq!(fields["queue"], "default", "{failed}");
+    assert_eq!(fields["attempt"], 1, "{failed}");
+    assert_eq!(fields["worker"], "w1", "{failed}");
     run.audit().await?;
     Ok(())
 }
@@ -250,5 +277,6 @@ async fn status_without_a_leader_names_the_lease_holder() -> anyhow::Result<()> 
     assert!(text.contains("no master is answering"), "{text}");
     assert!(text.contains("ghost-1234"), "{text}");
     assert!(text.contains("expires"), "{text}");
+    run.audit().await?;
     Ok(())
 }

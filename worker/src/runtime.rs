@@ -36,7 +36,7 @@ use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{
     Assignment, LeaseHolder, MasterElected, Registered, ReportReply, WorkGrant, WorkReady,
 };
-use jetwork_shared::{clock, codec, headers, leader, subjects, WorkId};
+use jetwork_shared::{clock, codec, headers, leader, subjects, QueueName, WorkId};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -57,6 +57,7 @@ pub struct Observed {
 /// its queue's series.
 struct Running {
     key: (WorkId, u32),
+    queue: QueueName,
     clock: Option<(Instant, QueueSeries)>,
 }
 
@@ -112,6 +113,9 @@ struct Shell<H> {
     observed: Observed,
     /// Readiness as last reported (registered with a confirmed leader, and its epoch).
     reported: (bool, u64),
+    /// The queue of the job that ended last: the engine's lines about its end name the
+    /// attempt only, and its task is gone by then.
+    last_ended: Option<((WorkId, u32), QueueName)>,
     /// Lines about things anyone can cause are rate-limited, per kind.
     forged_log: LogLimit,
     id_log: LogLimit,
@@ -150,6 +154,7 @@ pub async fn run<H: Handler>(
         id_log: LogLimit::new(Duration::from_secs(10)),
         observed,
         reported: (false, 0),
+        last_ended: None,
     };
     let mut engine = Engine::new(cfg);
     let mut input = Input::Start { now: shell.now() };
@@ -309,6 +314,7 @@ impl<H: Handler> Shell<H> {
             (Instant::now(), series.clone())
         });
         let key = (a.work_id.clone(), a.attempt);
+        let queue = a.queue.clone();
         let job = Job {
             work_id: a.work_id,
             queue: a.queue,
@@ -319,7 +325,7 @@ impl<H: Handler> Shell<H> {
         };
         let handler = self.handler.clone();
         let abort = self.jobs.spawn(async move { handler.handle(job).await });
-        self.tasks.insert(abort.id(), Running { key: key.clone(), clock });
+        self.tasks.insert(abort.id(), Running { key: key.clone(), queue, clock });
         self.running.insert(key, abort);
         self.busy();
     }
@@ -345,7 +351,8 @@ impl<H: Handler> Shell<H> {
             }
             Err(e) => (e.id(), Err(format!("handler panicked: {e}"))),
         };
-        let Running { key: (work_id, attempt), clock } = self.tasks.remove(&task)?;
+        let Running { key: (work_id, attempt), queue, clock } = self.tasks.remove(&task)?;
+        self.last_ended = Some(((work_id.clone(), attempt), queue));
         self.busy();
         if let Some((started, series)) = clock {
             series.run_seconds.observe(started.elapsed().as_secs_f64());
@@ -373,12 +380,33 @@ impl<H: Handler> Shell<H> {
             }
         };
         let (worker, text) = (&self.cfg.id, log.text);
+        if let Some(job) = log.job {
+            let queue = job.queue.or_else(|| self.queue_of(&job.key));
+            let queue = queue.as_ref().map_or("", |q| q.as_str());
+            let (work_id, attempt) = (&job.key.0, job.key.1);
+            match log.level {
+                Level::Debug => tracing::debug!(%work_id, queue, attempt, %worker, "{text}"),
+                Level::Info => tracing::info!(%work_id, queue, attempt, %worker, "{text}"),
+                Level::Warn => tracing::warn!(%work_id, queue, attempt, %worker, "{text}"),
+            }
+            return;
+        }
         match log.level {
             Level::Debug => tracing::debug!(%worker, "{text}"),
             Level::Info => tracing::info!(%worker, "{text}"),
             Level::Warn if suppressed > 0 => tracing::warn!(%worker, suppressed, "{text}"),
             Level::Warn => tracing::warn!(%worker, "{text}"),
         }
+    }
+
+    /// The queue of the attempt `key`, if it runs or has just ended.
+    fn queue_of(&self, key: &(WorkId, u32)) -> Option<QueueName> {
+        if let Some((ended, queue)) = &self.last_ended {
+            if ended == key {
+                return Some(queue.clone());
+            }
+        }
+        self.tasks.values().find(|r| &r.key == key).map(|r| r.queue.clone())
     }
 }
 

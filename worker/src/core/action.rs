@@ -3,9 +3,9 @@
 //! `Report` with exactly one reply input carrying the same id (a `Withdraw` gets none).
 
 use jetwork_shared::protocol::{Assignment, RegisterWorker, Report, RequestWork};
-use jetwork_shared::WorkId;
+use jetwork_shared::{QueueName, WorkId};
 
-use super::RequestId;
+use super::{Key, RequestId};
 
 /// Something for the runtime to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +41,18 @@ pub struct Log {
     /// rate-limited by the runtime, per kind.
     pub limit: Option<Limit>,
     pub text: String,
+    /// The attempt the line is about, if any: the runtime logs it as plain `work_id`,
+    /// `attempt` and `queue` fields (the text names it too, for people reading text logs).
+    pub job: Option<JobRef>,
+}
+
+/// The attempt a [`Log`] line is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRef {
+    pub key: Key,
+    /// Its queue, when the engine knows it (it keeps none for running attempts; the runtime
+    /// fills it in from the jobs it runs).
+    pub queue: Option<QueueName>,
 }
 
 /// How loud a [`Log`] line is.

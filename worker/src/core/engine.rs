@@ -14,10 +14,11 @@
 
 use bytes::Bytes;
 use jetwork_shared::protocol::{OutcomeStatus, RegisterWorker, Report, RequestWork};
+use jetwork_shared::QueueName;
 
 use super::attempts::{Attempts, Dequeued};
 use super::flights::{Flights, Kind};
-use super::{last_chars, Action, Config, Input, Key, Level, Limit, Log, Millis, Slots};
+use super::{last_chars, Action, Config, Input, JobRef, Key, Level, Limit, Log, Millis, Slots};
 
 /// Why abandoned attempts failed.
 const ABANDONED: &str = "worker shut down before the job finished";
@@ -198,11 +199,23 @@ impl Engine {
     }
 
     pub(super) fn log(&mut self, level: Level, text: String) {
-        self.out.push(Action::Log(Log { level, limit: None, text }));
+        self.out.push(Action::Log(Log { level, limit: None, text, job: None }));
+    }
+
+    /// A line about the attempt `key` (of `queue`, if known here).
+    pub(super) fn log_job(
+        &mut self,
+        level: Level,
+        key: &Key,
+        queue: Option<&QueueName>,
+        text: String,
+    ) {
+        let job = Some(JobRef { key: key.clone(), queue: queue.cloned() });
+        self.out.push(Action::Log(Log { level, limit: None, text, job }));
     }
 
     pub(super) fn log_limited(&mut self, level: Level, limit: Limit, text: String) {
-        self.out.push(Action::Log(Log { level, limit: Some(limit), text }));
+        self.out.push(Action::Log(Log { level, limit: Some(limit), text, job: None }));
     }
 
     pub(super) fn push(&mut self, action: Action) {
@@ -233,7 +246,7 @@ impl Engine {
         // longer ours to report, and its slot was already given back.
         if !self.attempts.is_running(&key) {
             let text = format!("{}@{} ended after it was stopped; ignored", key.0, key.1);
-            return self.log(Level::Debug, text);
+            return self.log_job(Level::Debug, &key, None, text);
         }
         // A result the master would refuse fails the attempt here, with a reason, so the
         // master re-queues it now instead of at its deadline.
@@ -250,7 +263,7 @@ impl Engine {
         // The tail of a long reason is kept: that is where errors usually are.
         let reason = reason.map(|r| last_chars(&r, self.cfg.max_reason).to_owned());
         if let Some(why) = &reason {
-            self.log(Level::Warn, format!("{}@{} failed: {why}", key.0, key.1));
+            self.log_job(Level::Warn, &key, None, format!("{}@{} failed: {why}", key.0, key.1));
         }
         self.attempts.end(key, status, result, reason);
     }
@@ -338,7 +351,7 @@ impl Engine {
                          (the master has handed it out again)",
                         key.0, key.1
                     );
-                    self.log(Level::Warn, text);
+                    self.log_job(Level::Warn, &key, None, text);
                 }
             }
         }

@@ -47,7 +47,7 @@ mod property_test;
 #[cfg(test)]
 mod world_test;
 
-pub use action::{Action, Level, Limit, Log};
+pub use action::{Action, JobRef, Level, Limit, Log};
 pub use config::Config;
 pub use engine::Engine;
 pub use input::{Failure, Input};

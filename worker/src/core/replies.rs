@@ -122,7 +122,7 @@ impl Engine {
                                 "{}@{}: the master rejected the outcome: {why}",
                                 key.0, key.1
                             );
-                            self.log(Level::Warn, text);
+                            self.log_job(Level::Warn, &key, None, text);
                         }
                         // Progress from an attempt the master has handed out again.
                         VerdictKind::Superseded if self.attempts.is_running(&key) => {
@@ -264,7 +264,8 @@ impl Engine {
         let key = (a.work_id.clone(), a.attempt);
         if self.attempts.known(&key) {
             // Held, or held a moment ago: a duplicate grant, never run twice.
-            return self.log(Level::Debug, format!("{}@{} granted twice; ignored", key.0, key.1));
+            let text = format!("{}@{} granted twice; ignored", key.0, key.1);
+            return self.log_job(Level::Debug, &key, Some(&a.queue), text);
         }
         // Already past its deadline? The master sent it at some moment between `sent_at` and
         // `now`, so its time may be up only if the round trip took `timeout_ms`; the master's
@@ -277,8 +278,9 @@ impl Engine {
                  handed it out again)",
                 key.0, key.1
             );
+            self.log_job(Level::Warn, &key, Some(&a.queue), text);
             self.attempts.forget(key);
-            return self.log(Level::Warn, text);
+            return;
         }
         // `timeout_ms` counts from when the master sent it: from here, at the latest.
         let expires = now.saturating_add(a.timeout_ms);
@@ -290,7 +292,7 @@ impl Engine {
     fn revoke(&mut self, key: Key) {
         if self.attempts.revoke(&key) {
             let text = format!("{}@{} revoked by the master; stopping it", key.0, key.1);
-            self.log(Level::Info, text);
+            self.log_job(Level::Info, &key, None, text);
             self.push(Action::Abort { work_id: key.0, attempt: key.1 });
         }
     }
