@@ -23,3 +23,20 @@ ensure_nats_server() {
   command -v pyenv >/dev/null 2>&1 && pyenv rehash >/dev/null 2>&1 || true
   nats-server --version >/dev/null 2>&1 || { echo "nats-server is still not runnable" >&2; return 1; }
 }
+
+# Makes sure headless Chromium and its WebDriver (`chromedriver`) are on PATH, installing
+# Debian's `chromium` and `chromium-driver` with apt-get when they are missing (the browser
+# test of the dashboard, tests/tests/dashboard.rs, drives them). Needs root, as CI has.
+ensure_chromium() {
+  if command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v apt-get >/dev/null 2>&1 || { echo "apt-get is needed to install chromium and chromium-driver" >&2; return 1; }
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing chromium and chromium-driver (Debian packages)" >&2
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver >&2
+  command -v chromedriver >/dev/null 2>&1 || { echo "chromedriver is still not runnable" >&2; return 1; }
+}

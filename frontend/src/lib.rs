@@ -1,9 +1,10 @@
 //! jetwork's frontend: a [`Client`] that submits work and reads results, the seed's demo
-//! producer ([`demo`]), the refreshing status view ([`watch`]), and (in `main.rs`) the
-//! `jetwork-frontend` command line.
+//! producer ([`demo`]), the refreshing status view ([`watch`]), the web [`dashboard`], and (in
+//! `main.rs`) the `jetwork-frontend` command line.
 
 mod client;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod status_view;
 pub mod watch;

@@ -1,12 +1,14 @@
 //! `jetwork-frontend`: submit work, wait for results, show the master's status, run the demo.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
+use jetwork_frontend::dashboard::{self, DashboardOptions};
 use jetwork_frontend::demo::{self, DemoOptions};
 use jetwork_frontend::{status_view, watch, Client, ClientError, FrontendSettings, ResultStatus};
 use jetwork_shared::cli::{LogArgs, NatsArgs};
@@ -96,6 +98,21 @@ enum Cmd {
     },
     /// Create the streams (so `nats pub jetwork.submit.<queue>` works before anything else ran).
     Init,
+    /// Serve the web dashboard: queues, throughput, workers, failures, one job's page.
+    Dashboard {
+        /// Address to listen on (a port of 0 picks a free one; the address is logged).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// How often the leader's status is sampled (and pages refresh).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        refresh: Duration,
+        /// How far back the throughput chart goes.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        history: Duration,
+        /// Offer the operator's actions (retry, cancel, pause); read-only without it.
+        #[arg(long)]
+        allow_actions: bool,
+    },
 }
 
 // mimalloc: glibc malloc took a fifth of a jetwork process's time under load (perf).
@@ -105,7 +122,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let verbose = matches!(args.command, Cmd::Demo { .. });
+    let verbose = matches!(args.command, Cmd::Demo { .. } | Cmd::Dashboard { .. });
     let mut settings =
         FrontendSettings::load(args.config.as_deref()).context("loading configuration")?;
     args.nats.apply(&mut settings.nats);
@@ -207,6 +224,19 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Init => println!("streams ready"),
+        Cmd::Dashboard { listen, refresh, history, allow_actions } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let addr = listener.local_addr()?;
+            // The address on stdout, so a script (or a test) that asked for port 0 finds it.
+            println!("dashboard on http://{addr}/");
+            let options = DashboardOptions { refresh, history, allow_actions };
+            tokio::select! {
+                served = dashboard::serve(client, listener, options) => served?,
+                () = jetwork_shared::shutdown::shutdown_signal() => {}
+            }
+        }
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use crate::{status_view, Client, ClientError};
 pub const RECENT_FAILURES: usize = 5;
 
 /// One failure seen on the results subjects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Failure {
     pub work_id: String,
     pub queue: String,
@@ -141,7 +141,7 @@ pub fn no_leader(why: &str, lease: Result<LeaseView, ClientError>, now: OffsetDa
 }
 
 /// Reads a failure from a message on `jetwork.results.<queue>.<id>`, if it is one.
-fn failure_of(message: &async_nats::Message) -> Option<Failure> {
+pub(crate) fn failure_of(message: &async_nats::Message) -> Option<Failure> {
     let h = message.headers.as_ref()?;
     if h.get(headers::STATUS)?.as_str() != headers::STATUS_FAILED {
         return None;

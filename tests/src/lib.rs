@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod binaries;
+pub mod browser;
 pub mod inproc;
 pub mod load;
 pub mod nats_server;
@@ -28,6 +29,7 @@ pub mod setup;
 pub mod wait;
 
 pub use audit::Audit;
+pub use browser::Browser;
 pub use nats_server::NatsServer;
 pub use process::Process;
 pub use procs::Procs;

@@ -41,6 +41,13 @@ impl Procs {
         Process::start(name, &binaries::worker(), &all, &self.env, self.dir.path())
     }
 
+    /// Starts `jetwork-frontend dashboard <args…>` (a long-running frontend command).
+    pub fn dashboard(&self, args: &[&str]) -> anyhow::Result<Process> {
+        let mut all = vec!["dashboard"];
+        all.extend_from_slice(args);
+        Process::start("dashboard", &binaries::frontend(), &all, &self.env, self.dir.path())
+    }
+
     /// Runs `jetwork-frontend <args…>` to completion and returns (success, stdout+stderr).
     pub async fn frontend(&self, args: &[&str]) -> anyhow::Result<(bool, String)> {
         let output = tokio::process::Command::new(binaries::frontend())

@@ -1,0 +1,317 @@
+//! `jetwork-frontend dashboard`: a small web app showing what jetwork is doing — queues with
+//! backlog, jobs in flight and throughput over the last minutes (a chart), the workers and
+//! what each runs, recent failures with their reasons, and one job's page (its stored
+//! result, or the master's view of it).
+//!
+//! It owns one HTTP listener ([`serve`]) and three kinds of work, run together on one task:
+//! - a **sampler** that asks the leader for its status every `refresh` and records it in
+//!   [`History`]; while no master answers it keeps what the lease says instead (the same text
+//!   as `status`), so the page says "no leader" during a failover rather than failing;
+//! - a **subscription** to `jetwork.results.>` (headers only are read) for the failures
+//!   published while it runs, the newest [`RECENT_FAILURES`] kept;
+//! - the **pages**: three static files embedded in the binary (`assets/`, no build step) and
+//!   a JSON API they poll (`/api/overview`, `/api/job?id=…`).
+//!
+//! Invariants: a page view never causes a request to the master (the overview is the last
+//! sample), so any number of open browsers costs the system one status request per `refresh`;
+//! a job page costs one direct get. Everything kept is bounded (samples, failures, charted
+//! queues). It is **read-only** unless started with `--allow-actions`; even then an action
+//! must come as a POST with the `X-Jetwork-Action` header, which a page from another origin
+//! cannot send without a CORS preflight this server never approves.
+
+mod history;
+mod http;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jetwork_shared::clock::now_ms;
+use jetwork_shared::protocol::{StatusQuery, StatusReport};
+use jetwork_shared::{subjects, WorkId};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use history::History;
+use http::{Request, Response};
+
+use crate::watch::{self, Failure};
+use crate::{Client, ClientError, ResultStatus};
+
+/// Failures listed at most.
+pub const RECENT_FAILURES: usize = 50;
+/// Most bytes of a result shown on a job's page.
+const RESULT_PREVIEW: usize = 4096;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// How the dashboard runs.
+#[derive(Debug, Clone)]
+pub struct DashboardOptions {
+    /// How often the leader's status is sampled (and the page refreshes).
+    pub refresh: Duration,
+    /// How far back the chart goes.
+    pub history: Duration,
+    /// Whether the operator's actions (retry, cancel, pause) are offered.
+    pub allow_actions: bool,
+}
+
+impl Default for DashboardOptions {
+    fn default() -> Self {
+        DashboardOptions {
+            refresh: Duration::from_secs(2),
+            history: Duration::from_secs(600),
+            allow_actions: false,
+        }
+    }
+}
+
+/// What the sampler and the subscription last saw.
+struct Live {
+    status: Option<StatusReport>,
+    /// While no master answers: what the lease says.
+    no_leader: Option<String>,
+    /// When the last sample was taken (ms since the Unix epoch), 0 before the first.
+    updated_ms: u64,
+    /// Why the last sample could not be taken, other than "no leader".
+    error: Option<String>,
+    history: History,
+    failures: VecDeque<Failure>,
+}
+
+/// The dashboard's shared state.
+struct Dashboard {
+    client: Client,
+    options: DashboardOptions,
+    live: Mutex<Live>,
+}
+
+/// Serves the dashboard on `listener` until the future is dropped; fails only if NATS
+/// refuses the results subscription.
+pub async fn serve(
+    client: Client,
+    listener: TcpListener,
+    options: DashboardOptions,
+) -> Result<(), ClientError> {
+    let samples =
+        (options.history.as_millis() / options.refresh.as_millis().max(1)).max(2) as usize;
+    let live = Live {
+        status: None,
+        no_leader: None,
+        updated_ms: 0,
+        error: None,
+        history: History::new(samples),
+        failures: VecDeque::new(),
+    };
+    let results = client
+        .nats()
+        .subscribe(subjects::RESULTS_ALL)
+        .await
+        .map_err(|e| ClientError::Nats(e.to_string()))?;
+    let dashboard = Arc::new(Dashboard { client, options, live: Mutex::new(live) });
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, actions = dashboard.options.allow_actions, "dashboard listening");
+    }
+    tokio::select! {
+        () = sample(dashboard.clone()) => {}
+        () = collect_failures(dashboard.clone(), results) => {}
+        () = accept(dashboard, listener) => {}
+    }
+    Ok(())
+}
+
+impl Dashboard {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Samples the leader's status every `refresh`.
+async fn sample(dashboard: Arc<Dashboard>) {
+    let query =
+        StatusQuery { workers_limit: 100, workers_offset: 0, queues_limit: 100, queues_offset: 0 };
+    let mut tick = tokio::time::interval(dashboard.options.refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let answer = dashboard.client.status_page(query).await;
+        let lease = match &answer {
+            Err(ClientError::NoMaster(_)) => Some(dashboard.client.lease().await),
+            _ => None,
+        };
+        let now = now_ms();
+        let mut live = dashboard.live();
+        live.updated_ms = now;
+        match answer {
+            Ok(report) => {
+                live.history.record(&report, now);
+                live.status = Some(report);
+                live.no_leader = None;
+                live.error = None;
+            }
+            Err(ClientError::NoMaster(why)) => {
+                let lease = lease.unwrap_or_else(|| Err(ClientError::NoMaster(why.clone())));
+                live.no_leader =
+                    Some(watch::no_leader(&why, lease, time::OffsetDateTime::now_utc()));
+                live.status = None;
+                live.error = None;
+            }
+            Err(e) => live.error = Some(e.to_string()),
+        }
+    }
+}
+
+/// Keeps the failures published on the results subjects.
+async fn collect_failures(dashboard: Arc<Dashboard>, mut results: async_nats::Subscriber) {
+    while let Some(message) = results.next().await {
+        if let Some(failure) = watch::failure_of(&message) {
+            let mut live = dashboard.live();
+            if live.failures.len() == RECENT_FAILURES {
+                live.failures.pop_front();
+            }
+            live.failures.push_back(failure);
+        }
+    }
+}
+
+/// Accepts connections, each answered on a task of its own.
+async fn accept(dashboard: Arc<Dashboard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let dashboard = dashboard.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(http::READ_TIMEOUT * 4, answer(&dashboard, stream))
+                            .await;
+                });
+            }
+            // Out of file descriptors and the like: pause rather than spin.
+            Err(e) => {
+                tracing::warn!(error = %e, "dashboard cannot accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Answers one request on `stream`.
+async fn answer(dashboard: &Dashboard, mut stream: TcpStream) {
+    let Some(request) = http::read_request(&mut stream).await else { return };
+    let response = route(dashboard, &request).await;
+    response.write(&mut stream, request.method == "HEAD").await;
+}
+
+/// The response to `request`.
+async fn route(dashboard: &Dashboard, request: &Request) -> Response {
+    let get = matches!(request.method.as_str(), "GET" | "HEAD");
+    match (get, request.path.as_str()) {
+        (true, "/" | "/index.html") => asset("text/html; charset=utf-8", INDEX_HTML),
+        (true, "/app.js") => asset("text/javascript; charset=utf-8", APP_JS),
+        (true, "/style.css") => asset("text/css; charset=utf-8", STYLE_CSS),
+        (true, "/api/overview") => Response::json(200, &overview(dashboard)),
+        (true, "/api/job") => job(dashboard, request.param("id")).await,
+        (false, "/api/action") if request.method == "POST" => action(dashboard, request).await,
+        (true, _) => Response::text(404, "no such page"),
+        (false, _) => Response::text(405, "GET only (POST for /api/action)"),
+    }
+}
+
+fn asset(content_type: &'static str, text: &str) -> Response {
+    Response { status: 200, content_type, body: text.as_bytes().to_vec() }
+}
+
+/// `/api/overview`: the last sample, the chart's data and the recent failures.
+fn overview(dashboard: &Dashboard) -> Value {
+    let live = dashboard.live();
+    json!({
+        "now_ms": now_ms(),
+        "updated_ms": live.updated_ms,
+        "refresh_ms": dashboard.options.refresh.as_millis() as u64,
+        "actions": dashboard.options.allow_actions,
+        "status": live.status,
+        "no_leader": live.no_leader,
+        "error": live.error,
+        "history": live.history.to_json(),
+        "failures": live.failures.iter().rev().collect::<Vec<_>>(),
+    })
+}
+
+/// `/api/job?id=…`: what is known of one job (its stored result).
+async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
+    let Some(work_id) = id.and_then(|id| WorkId::parse(id).ok()) else {
+        return Response::json(400, &json!({ "error": "a valid work id is needed (?id=…)" }));
+    };
+    let running = dashboard.live().status.as_ref().and_then(|s| {
+        s.workers.iter().find_map(|w| {
+            w.running.iter().find(|r| r.work_id == work_id).map(|r| {
+                json!({ "worker": w.worker_id, "queue": r.queue, "attempt": r.attempt,
+                        "deadline_ms": r.deadline_ms })
+            })
+        })
+    });
+    match dashboard.client.result(None, &work_id).await {
+        Ok(Some(result)) => {
+            let shown = &result.payload[..result.payload.len().min(RESULT_PREVIEW)];
+            Response::json(
+                200,
+                &json!({
+                    "work_id": result.work_id,
+                    "queue": result.queue,
+                    "status": match result.status {
+                        ResultStatus::Completed => "completed",
+                        ResultStatus::Failed => "failed",
+                    },
+                    "attempt": result.attempt,
+                    "submit_seq": result.submit_seq,
+                    "reason": result.reason,
+                    "result": String::from_utf8_lossy(shown),
+                    "result_bytes": result.payload.len(),
+                    "running": running,
+                }),
+            )
+        }
+        Ok(None) => Response::json(
+            if running.is_some() { 200 } else { 404 },
+            &json!({
+                "work_id": work_id,
+                "status": if running.is_some() { "running" } else { "unknown" },
+                "running": running,
+                "error": "no stored result (not finished, unknown, or older than the results \
+                          retention)",
+            }),
+        ),
+        Err(e) => Response::json(502, &json!({ "error": e.to_string() })),
+    }
+}
+
+/// `POST /api/action?kind=…`: the operator's actions, when allowed.
+async fn action(dashboard: &Dashboard, request: &Request) -> Response {
+    if !dashboard.options.allow_actions {
+        return Response::json(
+            403,
+            &json!({ "error": "read-only dashboard: start it with --allow-actions" }),
+        );
+    }
+    if request.header("x-jetwork-action").is_none() {
+        return Response::json(403, &json!({ "error": "missing the X-Jetwork-Action header" }));
+    }
+    Response::json(
+        409,
+        &json!({ "error": "this master offers no job actions (cancel, retry, pause)" }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_assets_reference_each_other() {
+        assert!(INDEX_HTML.contains("app.js") && INDEX_HTML.contains("style.css"));
+        assert!(APP_JS.contains("/api/overview") && APP_JS.contains("/api/job"));
+    }
+}
