@@ -45,6 +45,7 @@ pub struct Submission {
     pub after: u64,
     /// Which reader of the queue read it (a replaced reader's leftovers are ignored).
     pub generation: u64,
+    /// The work id it names, if any (see `msg_id`).
     pub msg_id: Option<String>,
     /// Why the stored message cannot be read as a submission (malformed headers), if so.
     pub unreadable: Option<String>,
@@ -342,10 +343,12 @@ fn unreadable(message: &jetstream::Message) -> Option<String> {
         .then(|| description.to_owned())
 }
 
+/// The work id a submission names: a retry's `Jetwork-Retry-Of` (its `Nats-Msg-Id` is then
+/// only a deduplication key), otherwise its `Nats-Msg-Id`.
 fn msg_id(message: &jetstream::Message) -> Option<String> {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::NATS_MSG_ID))
+    let stored = message.headers.as_ref()?;
+    stored
+        .get(headers::RETRY_OF)
+        .or_else(|| stored.get(headers::NATS_MSG_ID))
         .map(|v| v.as_str().to_owned())
 }

@@ -12,7 +12,8 @@ pub const NATS_SEQUENCE: &str = "Nats-Sequence";
 pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
 /// NATS micro-service error replies: the code (400, 404, 503, …).
 pub const NATS_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
-/// `completed`, `failed` (attempts used up) or `rejected` (invalid submission).
+/// `completed`, `failed` (attempts used up), `cancelled` (by an operator) or `rejected`
+/// (invalid submission).
 pub const STATUS: &str = "Jetwork-Status";
 /// The attempt (1-based) that produced a result.
 pub const ATTEMPT: &str = "Jetwork-Attempt";
@@ -40,6 +41,14 @@ pub const STATUS_COMPLETED: &str = "completed";
 pub const STATUS_FAILED: &str = "failed";
 /// Value of [`STATUS`] for a submission that could not be accepted.
 pub const STATUS_REJECTED: &str = "rejected";
+/// Value of [`STATUS`] for work an operator cancelled.
+pub const STATUS_CANCELLED: &str = "cancelled";
+/// On results: the job's attempts as compact JSON (`[{"attempt":1,"worker":"w-1",…}]`, the
+/// latest 32), so a stored outcome says how it came about.
+pub const HISTORY: &str = "Jetwork-History";
+/// On a retried job's submission: the work id it runs again (its `Nats-Msg-Id` is then only
+/// the deduplication key, `<id>~retry-<seq of the run retried>`).
+pub const RETRY_OF: &str = "Jetwork-Retry-Of";
 
 /// Makes `text` safe for a header value: one line, printable ASCII, at most `max` bytes.
 pub fn sanitize(text: &str, max: usize) -> String {

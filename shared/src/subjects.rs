@@ -77,6 +77,22 @@ pub fn worker_ready(worker: &WorkerId) -> String {
     format!("jetwork.worker.{worker}.ready")
 }
 
+/// Anyone asks for one job's state and attempt history here (JSON).
+pub const MASTER_JOB: &str = "jetwork.master.job";
+/// Operators cancel a job here (JSON; grant `jetwork.admin.>` to operators only).
+pub const ADMIN_CANCEL: &str = "jetwork.admin.cancel";
+/// Operators re-run a failed or cancelled job here.
+pub const ADMIN_RETRY: &str = "jetwork.admin.retry";
+/// Operators stop handing out a queue's work here.
+pub const ADMIN_PAUSE: &str = "jetwork.admin.pause";
+/// Operators resume a paused queue here.
+pub const ADMIN_RESUME: &str = "jetwork.admin.resume";
+
+/// Where the leader tells one worker to stop a cancelled attempt.
+pub fn worker_cancel(worker: &WorkerId) -> String {
+    format!("jetwork.worker.{worker}.cancel")
+}
+
 /// The queue token of a submit subject (`jetwork.submit.<queue>`), if it is one.
 pub fn queue_of_submit(subject: &str) -> Option<&str> {
     subject.strip_prefix("jetwork.submit.").filter(|rest| !rest.is_empty() && !rest.contains('.'))

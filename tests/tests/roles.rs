@@ -147,6 +147,7 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         "jetwork.journal.epoch",
         "jetwork.master.elected",
         "jetwork.worker.worker-1.ready",
+        "jetwork.worker.worker-1.cancel",
         "$KV.jetwork-lease.master",
         "$JS.API.STREAM.PURGE.JETWORK_JOURNAL",
         "$JS.API.STREAM.PURGE.JETWORK_SUBMIT",
@@ -168,11 +169,13 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         "_INBOX_client.>",
         "_INBOX_master.>",
         "jetwork.worker.worker-2.ready",
+        "jetwork.worker.worker-2.cancel",
         "jetwork.results.>",
         "jetwork.master.register",
     ] {
         cannot_subscribe(&mut worker, "worker-1", subject).await;
     }
+    worker.subscribe("jetwork.worker.worker-1.cancel", 3).await?;
     worker.publish(subjects::MASTER_REGISTER, b"").await?;
     worker.subscribe("_INBOX_worker-1.x", 1).await?;
     worker.subscribe("jetwork.worker.worker-1.ready", 2).await?;
@@ -183,6 +186,9 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         "jetwork.master.register",
         "jetwork.master.request",
         "jetwork.master.report",
+        "jetwork.admin.cancel",
+        "jetwork.admin.retry",
+        "jetwork.admin.pause",
     ]) {
         cannot_publish(&mut client, "client", subject).await;
     }
@@ -195,9 +201,17 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     client.subscribe("jetwork.results.>", 1).await?;
     client.subscribe("jetwork.rejected.>", 2).await?;
 
-    tracing::info!("--- the master does not submit work or read other inboxes either");
+    tracing::info!("--- an operator: what a client may, and the operator's requests");
+    let mut operator = RawClient::connect_as(&url, Some(("operator", "operator-local"))).await?;
+    for subject in forbidden_to_all_but_the_master.iter().chain(&["jetwork.master.report"]) {
+        cannot_publish(&mut operator, "operator", subject).await;
+    }
+    cannot_subscribe(&mut operator, "operator", "_INBOX_client.>").await;
+    operator.publish("jetwork.admin.pause", b"{}").await?;
+    operator.publish("jetwork.master.job", b"{}").await?;
+
+    tracing::info!("--- the master does not read other inboxes either");
     let mut master = RawClient::connect_as(&url, Some(("master", "master-local"))).await?;
-    cannot_publish(&mut master, "master", "jetwork.submit.default").await;
     cannot_subscribe(&mut master, "master", "_INBOX_client.>").await;
     cannot_subscribe(&mut master, "master", "_INBOX_worker-1.>").await;
 

@@ -381,6 +381,7 @@ impl<H: Handler> Runtime<H> {
                 status: unacked.status,
                 result: unacked.result.clone(),
                 reason: unacked.reason.clone(),
+                non_retryable: false,
             });
         }
         let reported = outcomes.len() as u32;
@@ -405,6 +406,7 @@ impl<H: Handler> Runtime<H> {
                     status,
                     result: Bytes::new(),
                     reason: None,
+                    non_retryable: false,
                 });
             }
         }

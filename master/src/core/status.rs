@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use jetwork_shared::jobs::{JobInfo, JobState};
 use jetwork_shared::protocol::{
     QueueStatus, RunningStatus, StatusQuery, StatusReport, WorkerStatus,
 };
-use jetwork_shared::QueueName;
+use jetwork_shared::{QueueName, WorkId};
 
 use super::{Millis, State};
 
@@ -19,8 +20,13 @@ impl State {
     pub fn status(&self, now: Millis, query: StatusQuery) -> StatusReport {
         let query = query.capped();
         let mut in_progress: BTreeMap<&QueueName, u64> = BTreeMap::new();
-        for work in self.work.values().filter(|w| w.running.is_some()) {
-            *in_progress.entry(&work.queue).or_default() += 1;
+        let mut waiting: BTreeMap<&QueueName, u64> = BTreeMap::new();
+        for work in self.work.values() {
+            if work.running.is_some() {
+                *in_progress.entry(&work.queue).or_default() += 1;
+            } else if work.waiting_until.is_some() {
+                *waiting.entry(&work.queue).or_default() += 1;
+            }
         }
         let queues = self
             .queues
@@ -32,6 +38,9 @@ impl State {
                 completed: q.completed,
                 failed: q.failed,
                 rejected: q.rejected,
+                waiting: waiting.get(name).copied().unwrap_or(0),
+                cancelled: q.cancelled,
+                paused: q.paused,
             })
             .collect();
         let workers = self
@@ -70,5 +79,29 @@ impl State {
             workers_total: self.workers.len() as u64,
             workers,
         }
+    }
+
+    /// One job the master holds, for `jetwork.master.job`: where it is and its attempts so
+    /// far. `None` if it is not in flight (finished: its stored outcome tells the rest).
+    pub fn job(&self, work_id: &WorkId) -> Option<JobInfo> {
+        let work = self.work.get(work_id)?;
+        let state = match (&work.running, work.waiting_until) {
+            (Some(_), _) => JobState::Running,
+            (None, Some(_)) => JobState::Waiting,
+            (None, None) => JobState::Ready,
+        };
+        // Why the previous attempt ended: why it is waiting, or why this attempt exists.
+        let reason = work.last_error.clone();
+        Some(JobInfo {
+            work_id: work_id.clone(),
+            queue: work.queue.clone(),
+            state,
+            submit_seq: work.seq,
+            attempts: work.attempt,
+            ready_at_ms: work.waiting_until,
+            reason,
+            finished_ms: None,
+            history: work.history.clone(),
+        })
     }
 }

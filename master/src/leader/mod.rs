@@ -340,9 +340,14 @@ impl Leader {
     /// A request on one of the endpoints: decoded into a command (garbage is answered 400
     /// at once) or, for status, answered off the loop.
     async fn inbound(&mut self, kind: service::Endpoint, request: async_nats::service::Request) {
-        if kind == service::Endpoint::Status {
-            let engine = &self.engine;
-            return self.requests.status(request, engine.state(), &self.env.js);
+        match kind {
+            service::Endpoint::Status => {
+                return self.requests.status(request, self.engine.state(), &self.env.js)
+            }
+            service::Endpoint::Job | service::Endpoint::Retry => {
+                return self.requests.lookup(kind, request, self.engine.state(), &self.env.js)
+            }
+            _ => {}
         }
         if let Some(command) = self.requests.decode(kind, request, now_ms()).await {
             self.step(command);

@@ -1,5 +1,6 @@
-//! The leader's endpoints (a NATS micro service named `jetwork`, group `jetwork.master`), and
-//! the requests waiting for the journal write their reply depends on.
+//! The leader's endpoints (a NATS micro service named `jetwork`: group `jetwork.master` for
+//! workers and read-only queries, group `jetwork.admin` for operators), and the requests
+//! waiting for the journal write their reply depends on.
 //!
 //! Each master candidate serves in a queue group of its own: a deposed leader that is frozen
 //! but still subscribed must not take requests away from its successor. Each request reaches
@@ -7,7 +8,7 @@
 //!
 //! Anything anyone sends is decoded before a command exists: garbage is answered 400 with the
 //! reason at once (logged at most once a second). Status is answered off the loop, at most
-//! [`STATUS_IN_FLIGHT`] at a time.
+//! [`STATUS_IN_FLIGHT`] at a time; job lookups and retries too, at most [`LOOKUPS_IN_FLIGHT`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,16 +19,19 @@ use async_nats::service::{self, Request, ServiceExt};
 use futures::stream::{select_all, BoxStream, SelectAll};
 use futures::StreamExt;
 use jetwork_shared::clock::now_ms;
+use jetwork_shared::jobs::{JobRequest, QueueRequest};
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork, StatusQuery};
 use jetwork_shared::{codec, subjects, QueueName, Unavailable};
 
 use super::Env;
 use crate::core::{Command, Millis, RequestId, State};
-use crate::housekeeping;
+use crate::{housekeeping, jobs};
 
 /// Status requests worked on at once.
 const STATUS_IN_FLIGHT: usize = 2;
+/// Job lookups and retries worked on at once (each reads the results stream once or twice).
+const LOOKUPS_IN_FLIGHT: usize = 16;
 
 /// Which endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,11 @@ pub enum Endpoint {
     Request,
     Report,
     Status,
+    Job,
+    Cancel,
+    Retry,
+    Pause,
+    Resume,
 }
 
 /// Every endpoint's requests, as one stream.
@@ -55,13 +64,19 @@ pub async fn start(env: &Env, epoch: u64) -> Result<(service::Service, Endpoints
         .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| Unavailable::new("starting the service", e))?;
-    let group = service.group("jetwork.master");
+    let master = service.group("jetwork.master");
+    let admin = service.group("jetwork.admin");
     let mut streams: Vec<BoxStream<'static, (Endpoint, Request)>> = Vec::new();
-    for (name, kind) in [
-        ("register", Endpoint::Register),
-        ("request", Endpoint::Request),
-        ("report", Endpoint::Report),
-        ("status", Endpoint::Status),
+    for (group, name, kind) in [
+        (&master, "register", Endpoint::Register),
+        (&master, "request", Endpoint::Request),
+        (&master, "report", Endpoint::Report),
+        (&master, "status", Endpoint::Status),
+        (&master, "job", Endpoint::Job),
+        (&admin, "cancel", Endpoint::Cancel),
+        (&admin, "retry", Endpoint::Retry),
+        (&admin, "pause", Endpoint::Pause),
+        (&admin, "resume", Endpoint::Resume),
     ] {
         let endpoint = group
             .endpoint(name)
@@ -78,6 +93,7 @@ pub struct Requests {
     waiting: HashMap<RequestId, Request>,
     last: RequestId,
     status_in_flight: Arc<AtomicUsize>,
+    lookups_in_flight: Arc<AtomicUsize>,
     bad: LogLimit,
 }
 
@@ -95,16 +111,27 @@ impl Requests {
         let payload = &request.message.payload;
         let command = match kind {
             Endpoint::Register => codec::decode::<RegisterWorker>(payload)
-                .map(|msg| Command::Register { request: id, msg, now }),
+                .map(|msg| Command::Register { request: id, msg, now })
+                .map_err(|e| e.to_string()),
             Endpoint::Request => codec::decode::<RequestWork>(payload)
-                .map(|msg| Command::RequestWork { request: id, msg, now }),
-            Endpoint::Report => codec::decode::<Report>(payload).map(|msg| Command::Report {
-                request: id,
-                msg,
-                now,
-            }),
-            // Status reads the state without changing it: answered off the loop by `status`.
-            Endpoint::Status => return None,
+                .map(|msg| Command::RequestWork { request: id, msg, now })
+                .map_err(|e| e.to_string()),
+            Endpoint::Report => codec::decode::<Report>(payload)
+                .map(|msg| Command::Report { request: id, msg, now })
+                .map_err(|e| e.to_string()),
+            // Operators speak JSON (the `nats` CLI); the error text says what was expected.
+            Endpoint::Cancel => json::<JobRequest>(payload)
+                .map(|r| Command::Cancel { request: id, work_id: r.work_id, reason: r.reason, now })
+                .map_err(|e| format!("expected {{\"work_id\": \"…\"}}: {e}")),
+            Endpoint::Pause => json::<QueueRequest>(payload)
+                .map(|r| Command::Pause { request: id, queue: r.queue, now })
+                .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
+            Endpoint::Resume => json::<QueueRequest>(payload)
+                .map(|r| Command::Resume { request: id, queue: r.queue, now })
+                .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
+            // These read the state (and the results stream) without changing it: answered
+            // off the loop by `status` and `lookup`.
+            Endpoint::Status | Endpoint::Job | Endpoint::Retry => return None,
         };
         match command {
             Ok(command) => {
@@ -121,6 +148,66 @@ impl Requests {
                 None
             }
         }
+    }
+
+    /// A job lookup (`job`) or a retry (`retry`), answered off the loop, or 503 at once when
+    /// enough are under way. What the state holds (a job in flight) is decided here: a job
+    /// in flight is reported from the state, and cannot be retried.
+    pub fn lookup(
+        &mut self,
+        kind: Endpoint,
+        request: Request,
+        state: &State,
+        js: &jetstream::Context,
+    ) {
+        let asked = match json::<JobRequest>(&request.message.payload) {
+            Ok(asked) => asked,
+            Err(e) => return answer(request, Err((400, format!("bad request: {e}")))),
+        };
+        if let Some(info) = state.job(&asked.work_id) {
+            let reply = match kind {
+                Endpoint::Retry => Err((
+                    409,
+                    format!(
+                        "{} is in flight ({:?}): only failed or cancelled jobs can be retried",
+                        asked.work_id, info.state
+                    ),
+                )),
+                _ => Ok(serde_json::to_vec(&info)),
+            };
+            return answer(request, reply);
+        }
+        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
+            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
+            return answer(request, Err((503, busy)));
+        }
+        let (js, in_flight) = (js.clone(), self.lookups_in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let queue = asked.queue.as_ref();
+            let reply = if kind == Endpoint::Retry {
+                match jobs::retry(&js, queue, &asked.work_id).await {
+                    Ok(done) => Ok(serde_json::to_vec(&done)),
+                    Err(e) => Err((e.code(), e.to_string())),
+                }
+            } else {
+                match jobs::stored(&js, queue, &asked.work_id).await {
+                    Ok(Some((info, _))) => Ok(serde_json::to_vec(&info)),
+                    Ok(None) => Err((
+                        404,
+                        format!(
+                            "{} is unknown: not in flight and no stored outcome (it may still \
+                             wait unread in its queue's backlog, or be older than the results \
+                             retention)",
+                            asked.work_id
+                        ),
+                    )),
+                    Err(e) => Err((503, e.to_string())),
+                }
+            };
+            answer_now(request, reply).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 
     /// The request waiting for the reply `id`, if it still is.
@@ -176,4 +263,29 @@ impl Requests {
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
+}
+
+/// Reads an operator's JSON request.
+fn json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(payload)
+}
+
+/// What an off-loop request is answered with: a JSON body, or an error code and reason.
+type Answer = Result<Result<Vec<u8>, serde_json::Error>, (usize, String)>;
+
+/// Answers in a task, so the loop never waits on a requester.
+fn answer(request: Request, reply: Answer) {
+    tokio::spawn(answer_now(request, reply));
+}
+
+async fn answer_now(request: Request, reply: Answer) {
+    let reply = match reply {
+        Ok(Ok(body)) => Ok(body.into()),
+        Ok(Err(e)) => {
+            Err(service::error::Error { status: format!("cannot encode: {e}"), code: 500 })
+        }
+        Err((code, status)) => Err(service::error::Error { status, code }),
+    };
+    // A requester that has gone away cannot be answered.
+    let _ = request.respond(reply).await;
 }

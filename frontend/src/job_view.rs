@@ -1,0 +1,60 @@
+//! Rendering a [`JobInfo`] for people: its state, then one line per attempt.
+
+use std::fmt::Write as _;
+
+use jetwork_shared::jobs::{AttemptOutcome, JobInfo};
+
+/// The job as text; `now_ms` turns times into ages.
+pub fn render(job: &JobInfo, now_ms: u64) -> String {
+    let mut out = format!(
+        "{}  queue {}  {}  attempts {}  submission {}\n",
+        job.work_id,
+        job.queue,
+        job.state.as_str(),
+        job.attempts,
+        job.submit_seq
+    );
+    if let Some(at) = job.ready_at_ms {
+        let _ = writeln!(out, "ready again in {}", duration(at.saturating_sub(now_ms)));
+    }
+    if let Some(at) = job.finished_ms {
+        let _ = writeln!(out, "finished {} ago", duration(now_ms.saturating_sub(at)));
+    }
+    if let Some(reason) = &job.reason {
+        let _ = writeln!(out, "reason: {reason}");
+    }
+    if !job.history.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:>7}  {:<24} {:>12} {:>10}  {:<10} REASON",
+            "ATTEMPT", "WORKER", "STARTED", "RAN", "OUTCOME"
+        );
+    }
+    for record in &job.history {
+        let ran = match record.outcome {
+            AttemptOutcome::Running => duration(now_ms.saturating_sub(record.started_ms)),
+            _ => duration(record.ended_ms.saturating_sub(record.started_ms)),
+        };
+        let outcome = record.outcome.as_str();
+        let _ = writeln!(
+            out,
+            "{:>7}  {:<24} {:>12} {:>10}  {:<10} {}",
+            record.attempt,
+            record.worker,
+            format!("{} ago", duration(now_ms.saturating_sub(record.started_ms))),
+            ran,
+            outcome,
+            record.reason.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
+/// `1.2s`, `3m04s`, `2h05m`: short enough for a table.
+fn duration(ms: u64) -> String {
+    match ms {
+        0..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
