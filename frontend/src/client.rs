@@ -86,7 +86,7 @@ impl WorkResult {
         headers: Option<&async_nats::HeaderMap>,
         payload: Bytes,
     ) -> Option<Self> {
-        let rest = subject.strip_prefix("jetwork.results.")?;
+        let rest = subject.strip_prefix(subjects::RESULTS_PREFIX)?;
         let (queue, id) = rest.split_once('.')?;
         let get = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
         let status = match get(headers::STATUS).as_deref() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use jetwork_shared::{QueueName, WorkId};
+use jetwork_shared::{subjects, QueueName, WorkId};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -50,7 +50,7 @@ pub async fn run(client: &Client, options: DemoOptions) -> Result<DemoSummary, C
     let seen: Arc<Mutex<HashMap<WorkId, (u32, WorkResult)>>> = Arc::default();
     let mut live = client
         .nats()
-        .subscribe(format!("jetwork.results.{}.>", options.queue))
+        .subscribe(subjects::results_in(&options.queue))
         .await
         .map_err(|e| ClientError::Nats(e.to_string()))?;
     let consumer = {

@@ -84,7 +84,7 @@ async fn first_seq_since(
     let body = serde_json::json!({ "start_time": at }).to_string();
     let reply = js
         .client()
-        .request(format!("$JS.API.DIRECT.GET.{stream}"), body.into())
+        .request(subjects::direct_get(stream), body.into())
         .await
         .map_err(|e| Unavailable::new(format!("direct get by time on {stream}"), e))?;
     if let Some(status) = reply.status {

@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
         settings.master.id = id;
     }
     settings.validate().context("checking configuration")?;
-    jetwork_master::run(settings, jetwork_shared::telemetry::shutdown_signal())
+    jetwork_master::run(settings, jetwork_shared::shutdown::shutdown_signal())
         .await
         .context("master failed")?;
     Ok(())

@@ -12,6 +12,12 @@ pub const NATS_SEQUENCE: &str = "Nats-Sequence";
 pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
 /// NATS micro-service error replies: the code (400, 404, 503, …).
 pub const NATS_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+/// On a message the server itself wrote as a marker (a KV key whose time to live ran out, a
+/// purge): why. Absent on what clients write.
+pub const NATS_MARKER_REASON: &str = "Nats-Marker-Reason";
+/// On a KV entry read back as a stream message: `DEL` or `PURGE` for a delete or purge
+/// marker. Absent on a value that was put.
+pub const KV_OPERATION: &str = "KV-Operation";
 /// `completed`, `failed` (attempts used up), `cancelled` (by an operator) or `rejected`
 /// (invalid submission).
 pub const STATUS: &str = "Jetwork-Status";

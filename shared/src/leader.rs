@@ -5,7 +5,7 @@
 use async_nats::jetstream::{self, stream::DirectGetErrorKind};
 
 use crate::protocol::LeaseHolder;
-use crate::{subjects, Unavailable};
+use crate::{headers, subjects, Unavailable};
 
 /// The lease could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +36,8 @@ pub async fn current(js: &jetstream::Context) -> Result<Option<LeaseHolder>, Lea
         Err(e) => return Err(Unavailable::new("reading the lease", e).into()),
     };
     // A release leaves a delete marker, an expiry a purge marker; neither names a holder.
-    if entry.headers.get("KV-Operation").is_some()
-        || entry.headers.get("Nats-Marker-Reason").is_some()
+    if entry.headers.get(headers::KV_OPERATION).is_some()
+        || entry.headers.get(headers::NATS_MARKER_REASON).is_some()
     {
         return Ok(None);
     }

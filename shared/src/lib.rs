@@ -21,6 +21,7 @@ pub mod log_limit;
 pub mod name;
 pub mod protocol;
 pub mod queue_name;
+pub mod shutdown;
 pub mod subjects;
 pub mod telemetry;
 pub mod token;

@@ -32,7 +32,10 @@ pub const RESULTS_ALL: &str = "jetwork.results.>";
 /// Rejected-submission subjects captured by [`RESULTS_STREAM`].
 pub const REJECTED_ALL: &str = "jetwork.rejected.>";
 
-/// The leader's request/reply endpoints (a NATS micro service named [`SERVICE_NAME`]).
+/// The group of the leader's request/reply endpoints (a NATS micro service named
+/// [`SERVICE_NAME`]): each endpoint's subject is `<group>.<endpoint name>`.
+pub const MASTER_GROUP: &str = "jetwork.master";
+/// Workers register here (an endpoint of [`MASTER_GROUP`]).
 pub const MASTER_REGISTER: &str = "jetwork.master.register";
 /// Workers ask for work here.
 pub const MASTER_REQUEST: &str = "jetwork.master.request";
@@ -72,6 +75,34 @@ pub const RESULTS_PREFIX: &str = "jetwork.results.";
 /// The prefix of every rejection subject.
 pub const REJECTED_PREFIX: &str = "jetwork.rejected.";
 
+/// Wildcard matching every result in `queue`.
+pub fn results_in(queue: &QueueName) -> String {
+    format!("{RESULTS_PREFIX}{queue}.>")
+}
+
+/// The prefix of every rejection subject of `queue` (`<prefix><seq>`).
+pub fn rejected_prefix(queue: &QueueName) -> String {
+    format!("{REJECTED_PREFIX}{queue}.")
+}
+
+/// The name under [`MASTER_GROUP`] of one of the leader's endpoint subjects
+/// ([`MASTER_REGISTER`] → `register`), if it is one.
+pub fn master_endpoint(subject: &str) -> Option<&str> {
+    endpoint_in(MASTER_GROUP, subject)
+}
+
+/// The name under `group` of an endpoint subject ([`ADMIN_CANCEL`] in [`ADMIN_GROUP`] →
+/// `cancel`), if it is in the group.
+pub fn endpoint_in<'a>(group: &str, subject: &'a str) -> Option<&'a str> {
+    subject.strip_prefix(group)?.strip_prefix('.').filter(|name| !name.is_empty())
+}
+
+/// JetStream's direct-get API subject of `stream` (a request with a JSON body such as
+/// `{"start_time": …}` is answered by any replica, without a consumer).
+pub fn direct_get(stream: &str) -> String {
+    format!("$JS.API.DIRECT.GET.{stream}")
+}
+
 /// Where the leader tells one worker that work is ready for it.
 pub fn worker_ready(worker: &WorkerId) -> String {
     format!("jetwork.worker.{worker}.ready")
@@ -79,7 +110,10 @@ pub fn worker_ready(worker: &WorkerId) -> String {
 
 /// Anyone asks for one job's state and attempt history here (JSON).
 pub const MASTER_JOB: &str = "jetwork.master.job";
-/// Operators cancel a job here (JSON; grant `jetwork.admin.>` to operators only).
+/// The operators' endpoints (a group of the leader's micro service; grant `jetwork.admin.>`
+/// to operators only).
+pub const ADMIN_GROUP: &str = "jetwork.admin";
+/// Operators cancel a job here (JSON).
 pub const ADMIN_CANCEL: &str = "jetwork.admin.cancel";
 /// Operators re-run a failed or cancelled job here.
 pub const ADMIN_RETRY: &str = "jetwork.admin.retry";
@@ -112,5 +146,30 @@ mod tests {
         assert_eq!(queue_of_submit("jetwork.submit.emails"), Some("emails"));
         assert_eq!(queue_of_submit("jetwork.submit."), None);
         assert_eq!(queue_of_submit("jetwork.results.x"), None);
+        assert_eq!(results_in(&q), "jetwork.results.emails.>");
+        assert_eq!(rejected_prefix(&q), "jetwork.rejected.emails.");
+        assert!(result(&q, &id).starts_with(RESULTS_PREFIX));
+        assert!(rejected(&q, 42).starts_with(&rejected_prefix(&q)));
+        assert_eq!(direct_get(SUBMIT_STREAM), "$JS.API.DIRECT.GET.JETWORK_SUBMIT");
+    }
+
+    #[test]
+    fn every_master_endpoint_is_in_the_master_group() {
+        for (subject, name) in [
+            (MASTER_REGISTER, "register"),
+            (MASTER_REQUEST, "request"),
+            (MASTER_REPORT, "report"),
+            (MASTER_STATUS, "status"),
+        ] {
+            assert_eq!(master_endpoint(subject), Some(name));
+        }
+        assert_eq!(master_endpoint("jetwork.masterx.y"), None);
+        assert_eq!(master_endpoint(MASTER_GROUP), None);
+        for subject in [MASTER_JOB] {
+            assert!(master_endpoint(subject).is_some(), "{subject}");
+        }
+        for subject in [ADMIN_CANCEL, ADMIN_RETRY, ADMIN_PAUSE, ADMIN_RESUME] {
+            assert!(endpoint_in(ADMIN_GROUP, subject).is_some(), "{subject}");
+        }
     }
 }

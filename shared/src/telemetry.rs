@@ -1,6 +1,5 @@
-//! Logging and signals for the binaries: `tracing` to stderr, filtered by `RUST_LOG`, and the
-//! shutdown signal every binary waits on. Libraries only emit events; binaries call [`init`]
-//! once.
+//! Logging for the binaries: `tracing` to stderr, filtered by `RUST_LOG`. Libraries only emit
+//! events; binaries call [`init`] once.
 
 use std::io::IsTerminal;
 
@@ -18,27 +17,4 @@ pub fn init(default: &str) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// Resolves on SIGINT or SIGTERM (or, where signals cannot be installed, on Ctrl-C).
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            let _ = ctrl_c.await;
-            return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutdown requested");
 }

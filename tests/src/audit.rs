@@ -14,8 +14,9 @@ use async_nats::jetstream::{
     consumer::{pull::OrderedConfig, DeliverPolicy},
 };
 use futures::StreamExt;
+use jetwork_frontend::{Client, FrontendSettings};
 use jetwork_master::core::{Event, JournalBatch};
-use jetwork_shared::{codec, headers, subjects, WorkId};
+use jetwork_shared::{codec, connect, headers, subjects, WorkId};
 
 /// One stored result.
 #[derive(Debug, Clone)]
@@ -102,6 +103,15 @@ impl Audit {
             audit.results.entry(WorkId::parse(id)?).or_default().push(result);
         }
         Ok(audit)
+    }
+
+    /// Connects as a frontend with `settings` (which creates the streams if they are missing,
+    /// as any frontend does) and reads the streams back: the audit of a test that set up no
+    /// more than a server, through a connection of its own kind (credentials, TLS).
+    pub async fn read_as(settings: FrontendSettings) -> anyhow::Result<Audit> {
+        let client = Client::connect(settings).await?;
+        let js = connect::jetstream(client.nats(), &client.settings().nats);
+        Audit::read(&js).await
     }
 
     /// Waits until every id in `ids` has a stored result, then checks the invariants and that

@@ -4,6 +4,10 @@
 //! back, a fault-injecting proxy for one process's link to nats-server, and condition waits
 //! with deadlines.
 //!
+//! A test sets up its scenario with [`InProcess::build`] (server, settings, masters, client,
+//! proxies, processes), runs its phases, and ends with the audit ([`InProcess::audit`],
+//! [`InProcess::completed`], or [`Audit::read_as`] where only a server was set up).
+//!
 //! Timings: tests cannot pause nats-server's clocks (lease expiry, dedup windows), so they
 //! run with short real durations ([`fast_settings`]): lease 2s, work timeout 3s, heartbeats
 //! 250-500ms. Every wait is a condition polled until a generous deadline, so a loaded 2-core
@@ -29,7 +33,7 @@ pub use process::Process;
 pub use procs::Procs;
 pub use proxy::{Action, Direction, FaultProxy, Frame, Mode, Op, RuleId};
 pub use settings::{fast_env, fast_settings, Fast};
-pub use setup::InProcess;
+pub use setup::{InProcess, Setup};
 pub use wait::{poll_for, wait_until};
 
 /// Logs test output once per process (`RUST_LOG` to see more).

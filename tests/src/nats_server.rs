@@ -2,17 +2,27 @@
 //! directory, stopped (and its directory removed) on drop. It can be killed and restarted on
 //! the same port with the same store, for durability tests, and started from a configuration
 //! file's text (authorization, TLS) for the connection tests.
+//!
+//! The port is the server's own pick (`-p -1`), read back from the line it logs once it
+//! listens: picking a free port here and handing it over would race with every other test
+//! doing the same between the pick and the bind.
 
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+/// What nats-server logs, followed by `<host>:<port>`, once clients can connect.
+const LISTENING: &str = "Listening for client connections on ";
+
+/// How long a server may take to listen.
+const START_WITHIN: Duration = Duration::from_secs(20);
+
 /// A running nats-server.
 pub struct NatsServer {
     child: Option<Child>,
+    /// Known once the first launch has logged it; every restart asks for it again.
     port: u16,
     dir: tempfile::TempDir,
     /// The configuration file it runs with, if any.
@@ -20,21 +30,26 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts a server on a free loopback port with a fresh store.
+    /// Starts a server on a loopback port of its own choosing, with a fresh store.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_on(free_port()?, None)
+        Self::launch_new(None, None)
     }
 
     /// Starts a server with the configuration file text `conf` (written into its directory;
     /// the command line still sets JetStream, the address, the port and the store, which win
     /// over the file).
     pub fn start_with_config(conf: &str) -> anyhow::Result<Self> {
-        Self::start_on(free_port()?, Some(conf))
+        Self::launch_new(None, Some(conf))
     }
 
-    /// Starts a server on `port`, with the configuration file text `conf` if given (for a
-    /// client that was told the port before the server existed).
+    /// Starts a server on `port`, with the configuration file text `conf` if given: only for
+    /// a client that was told the port before the server existed (anything else should let
+    /// the server pick, see the module docs).
     pub fn start_on(port: u16, conf: Option<&str>) -> anyhow::Result<Self> {
+        Self::launch_new(Some(port), conf)
+    }
+
+    fn launch_new(port: Option<u16>, conf: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("temp dir for the nats store")?;
         let config = match conf {
             Some(text) => {
@@ -44,23 +59,29 @@ impl NatsServer {
             }
             None => None,
         };
-        let mut server = NatsServer { child: None, port, dir, config };
-        server.launch()?;
+        let mut server = NatsServer { child: None, port: 0, dir, config };
+        server.launch(port)?;
         Ok(server)
     }
 
-    fn launch(&mut self) -> anyhow::Result<()> {
+    /// Runs nats-server on `port` (its own pick when `None`) and waits until it logs that it
+    /// listens; records the port it listens on.
+    fn launch(&mut self, port: Option<u16>) -> anyhow::Result<()> {
+        let log_path = self.log_path();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path())
+            .open(&log_path)
             .context("nats-server log file")?;
+        // A restart appends to the same log: only what this launch writes counts.
+        let logged_before = log.metadata().map_or(0, |m| m.len() as usize);
         let mut command = Command::new("nats-server");
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
+        let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
         let child = command
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port_arg])
             .arg("-sd")
             .arg(self.dir.path().join("store"))
             .stdout(Stdio::null())
@@ -72,19 +93,24 @@ impl NatsServer {
                 )
             })?;
         let child = self.child.insert(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let deadline = Instant::now() + START_WITHIN;
+        loop {
+            let text = std::fs::read(&log_path).unwrap_or_default();
+            let text = String::from_utf8_lossy(text.get(logged_before..).unwrap_or_default());
+            if let Some(listening) = listening_port(&text) {
+                self.port = listening;
+                return Ok(());
+            }
             // A server that refuses its configuration exits: say why instead of waiting.
             if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-                anyhow::bail!("nats-server exited ({status}) before listening:\n{log}");
+                anyhow::bail!("nats-server exited ({status}) before listening:\n{text}");
             }
             if Instant::now() > deadline {
-                anyhow::bail!("nats-server did not listen on {} within 20s", self.port);
+                anyhow::bail!("nats-server did not listen within {START_WITHIN:?}:\n{text}");
             }
+            // Not a wait for time to pass: the log is polled until the line appears.
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 
     /// The client URL.
@@ -118,7 +144,8 @@ impl NatsServer {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             let _ = child.wait();
         }
-        self.launch()
+        // Clients reconnect to the URL they were given: the port must not change.
+        self.launch(Some(self.port))
     }
 
     /// Connects a client.
@@ -133,8 +160,32 @@ impl Drop for NatsServer {
     }
 }
 
-/// A loopback port nobody listens on right now.
+/// The port in nats-server's "Listening for client connections on <host>:<port>" line; only
+/// whole lines count (the log may be read while a line is being written).
+fn listening_port(log: &str) -> Option<u16> {
+    let complete = &log[..log.rfind('\n')? + 1];
+    let line =
+        complete.lines().find_map(|line| line.split_once(LISTENING).map(|(_, addr)| addr))?;
+    line.trim().rsplit_once(':')?.1.parse().ok()
+}
+
+/// A loopback port nobody listens on right now (for [`NatsServer::start_on`] alone: the port
+/// may be taken by someone else before the server binds it).
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_port;
+
+    #[test]
+    fn the_port_is_read_from_the_listening_line() {
+        let log = "[1] 2025/01/01 00:00:00.000000 [INF] Starting nats-server\n\
+                   [1] 2025/01/01 00:00:00.000001 [INF] Listening for client connections on 127.0.0.1:40123\n";
+        assert_eq!(listening_port(log), Some(40123));
+        assert_eq!(listening_port("[INF] Starting nats-server\n"), None);
+        assert_eq!(listening_port("[INF] Listening for client connections on 127.0.0.1:401"), None);
+    }
 }

@@ -70,7 +70,7 @@ async fn a_forged_election_with_a_huge_epoch_does_not_stall_the_workers() -> any
         run.client.submit(&run.queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
         ids.push(id);
     }
-    Audit::await_completed(&run.js, &ids, Duration::from_secs(60)).await?;
+    run.completed(&ids, Duration::from_secs(60)).await?;
     run.stop().await;
     Ok(())
 }
@@ -260,7 +260,7 @@ async fn a_foreign_journal_write_is_noticed_while_the_leader_is_idle() -> anyhow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_stream_settings_and_purges_are_noticed() -> anyhow::Result<()> {
-    let run = InProcess::start(|fast| {
+    let mut run = InProcess::start(|fast| {
         fast.master.master.work_timeout = Duration::from_secs(300);
         fast.worker.worker.concurrency = 2;
         // No routine snapshots: only the one the purge calls for.
@@ -291,19 +291,16 @@ async fn changed_stream_settings_and_purges_are_noticed() -> anyhow::Result<()> 
     run.js.update_stream(config).await?;
 
     tracing::info!("--- the leader puts it back");
-    let js = &run.js;
     wait_until("max_age to be 0 again", Duration::from_secs(20), || async {
-        match js.get_stream(subjects::SUBMIT_STREAM).await {
-            Ok(mut s) => s.info().await.is_ok_and(|i| i.config.max_age.is_zero()),
-            Err(_) => false,
-        }
+        run.stream_info(subjects::SUBMIT_STREAM).await.is_some_and(|i| i.config.max_age.is_zero())
     })
     .await?;
 
     tracing::info!("--- nobody can delete a result or purge the results stream");
     let results = run.js.get_stream(subjects::RESULTS_STREAM).await?;
-    assert!(results.purge().await.is_err(), "JETWORK_RESULTS refuses purges");
-    assert!(results.delete_message(1).await.is_err(), "JETWORK_RESULTS refuses deletes");
+    assert!(results.purge().await.is_err(), "{} refuses purges", subjects::RESULTS_STREAM);
+    let deleted = results.delete_message(1).await;
+    assert!(deleted.is_err(), "{} refuses deletes", subjects::RESULTS_STREAM);
 
     tracing::info!(
         "--- an operator purges the whole journal: the leader writes a snapshot at once"
@@ -326,17 +323,14 @@ async fn changed_stream_settings_and_purges_are_noticed() -> anyhow::Result<()> 
     .await?;
 
     tracing::info!("--- so a new leader still has the whole state: nothing lost or run again");
-    let InProcess { master, client, queue, fast, js, server: _server, .. } = run;
-    master.crash();
-    let m2 = jetwork_tests::inproc::spawn_master("m2", fast.master.clone());
+    run.crash_masters();
+    let m2 = run.master("m2");
     gate.add_permits(1);
-    let result = client.wait_result(&queue, &held, Duration::from_secs(60)).await?;
+    let result = run.result(&held, Duration::from_secs(60)).await?;
     assert_eq!(result.payload, Bytes::from_static(b"hold"));
-    let after = WorkId::parse("after")?;
-    client.submit(&queue, Some(after.clone()), Bytes::from_static(b"5")).await?;
-    client.wait_result(&queue, &after, Duration::from_secs(30)).await?;
-    let audit = Audit::read(&js).await?;
-    audit.check()?;
+    let after = run.submit("after", b"5").await?;
+    run.result(&after, Duration::from_secs(30)).await?;
+    let audit = run.audit().await?;
     assert_eq!(audit.results[&id].len(), 1, "the first item was not run again");
     m2.stop().await;
     Ok(())

@@ -8,64 +8,45 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use jetwork_frontend::Client;
 use jetwork_master::core::Event;
-use jetwork_shared::{connect, subjects, QueueName, WorkId};
-use jetwork_tests::inproc::{spawn_master, spawn_worker, Task};
+use jetwork_shared::subjects;
+use jetwork_tests::inproc::Task;
 use jetwork_tests::load::steady;
 use jetwork_tests::proxy::{Action, Direction, FaultProxy, Mode};
-use jetwork_tests::{fast_settings, init_logging, wait_until, Audit, Fast, NatsServer};
+use jetwork_tests::{wait_until, Audit, InProcess};
 use jetwork_worker::{square, Job};
 use tokio::sync::Semaphore;
 
 const SETTLE: Duration = Duration::from_secs(120);
 
-/// A server, the fast settings, and a frontend client talking to the server directly.
-struct Rig {
-    server: NatsServer,
-    fast: Fast,
-    client: Client,
-    js: async_nats::jetstream::Context,
+/// A squaring worker with `concurrency` slots, connected through `via` (or directly).
+fn squarer(run: &InProcess, name: &str, concurrency: u32, via: Option<&FaultProxy>) -> Task {
+    run.worker_with(
+        name,
+        |settings| {
+            settings.worker.concurrency = concurrency;
+            if let Some(proxy) = via {
+                settings.nats.url = proxy.url();
+            }
+        },
+        square,
+    )
 }
 
-impl Rig {
-    async fn start() -> anyhow::Result<Self> {
-        init_logging();
-        let server = NatsServer::start()?;
-        let fast = fast_settings(&server.url());
-        let client = Client::connect(fast.frontend.clone()).await?;
-        let js = connect::jetstream(client.nats(), &fast.frontend.nats);
-        Ok(Rig { server, fast, client, js })
-    }
+/// A fault on a link: which direction, what happens to its bytes, for how many milliseconds,
+/// and whether every connection is cut afterwards.
+type Fault = (Direction, Mode, u64, bool);
 
-    /// A proxy in front of the server, for one process.
-    async fn proxy(&self) -> anyhow::Result<FaultProxy> {
-        FaultProxy::start(&self.server.url()).await
-    }
-
-    /// A master candidate connected through `via` (or directly).
-    fn master(&self, name: &str, via: Option<&FaultProxy>) -> Task {
-        let mut settings = self.fast.master.clone();
-        if let Some(proxy) = via {
-            settings.nats.url = proxy.url();
+/// Inflicts `faults` on the link through `proxy`, one after another, 300ms apart.
+async fn inflict(proxy: &FaultProxy, link: &str, faults: &[Fault]) {
+    for &(dir, mode, millis, cut) in faults {
+        // Spaces the faults out under the load; not a wait for anything.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tracing::info!(?dir, ?mode, millis, cut, link, "--- link fault");
+        proxy.blip(dir, mode, Duration::from_millis(millis)).await;
+        if cut {
+            proxy.cut();
         }
-        spawn_master(name, settings)
-    }
-
-    /// A squaring worker with `concurrency` slots, connected through `via` (or directly).
-    fn worker(&self, name: &str, concurrency: u32, via: Option<&FaultProxy>) -> Task {
-        let mut settings = self.fast.worker.clone();
-        settings.worker.concurrency = concurrency;
-        if let Some(proxy) = via {
-            settings.nats.url = proxy.url();
-        }
-        spawn_worker(name, settings, square)
-    }
-
-    /// Waits until every id in `ids` completed once, and audits.
-    async fn all_completed(&self, ids: &[WorkId]) -> anyhow::Result<Audit> {
-        Audit::await_completed(&self.js, ids, SETTLE).await
     }
 }
 
@@ -74,18 +55,18 @@ impl Rig {
 /// consumer kept going after the lost deliveries and they were never run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submissions_lost_in_a_blip_on_the_master_link_are_read_again() -> anyhow::Result<()> {
-    let mut rig = Rig::start().await?;
-    // A lease long enough to outlive the blips (the default is 10s): the term goes on, so
-    // nothing but the reader itself can notice the lost deliveries.
-    rig.fast.master.master.lease_ttl = Duration::from_secs(10);
-    let proxy = rig.proxy().await?;
-    let master = rig.master("m1", Some(&proxy));
+    let run = InProcess::build()
+        // A lease long enough to outlive the blips (the default is 10s): the term goes on, so
+        // nothing but the reader itself can notice the lost deliveries.
+        .tune(|fast| fast.master.master.lease_ttl = Duration::from_secs(10))
+        .through_proxy()
+        .start()
+        .await?;
+    let proxy = run.master_link()?;
     // One slot, taken by a job held until the end: the master only reads ahead and accepts.
     let gate = Arc::new(Semaphore::new(0));
     let held = gate.clone();
-    let mut settings = rig.fast.worker.clone();
-    settings.worker.concurrency = 1;
-    let _worker = spawn_worker("w1", settings, move |job: Job| {
+    let handler = move |job: Job| {
         let held = held.clone();
         async move {
             if job.payload.as_ref() == b"hold" {
@@ -93,11 +74,10 @@ async fn submissions_lost_in_a_blip_on_the_master_link_are_read_again() -> anyho
             }
             Ok(job.payload)
         }
-    });
-    let queue = QueueName::default_queue();
-    let first = WorkId::parse("held")?;
-    rig.client.submit(&queue, Some(first.clone()), Bytes::from_static(b"hold")).await?;
-    let js = &rig.js;
+    };
+    let _worker = run.worker_with("w1", |s| s.worker.concurrency = 1, handler);
+    let first = run.submit("held", b"hold").await?;
+    let js = &run.js;
     wait_until("the held job to start", Duration::from_secs(30), || async {
         Audit::read(js).await.is_ok_and(|a| !a.attempts(&first).is_empty())
     })
@@ -107,7 +87,7 @@ async fn submissions_lost_in_a_blip_on_the_master_link_are_read_again() -> anyho
     for round in 0..3 {
         tracing::info!(round, "--- drop what the server sends the master for 0.6s, then cut");
         let load =
-            steady(rig.client.clone(), ["a", "b", "c"][round], 11, Duration::from_millis(40));
+            steady(run.client.clone(), ["a", "b", "c"][round], 11, Duration::from_millis(40));
         tokio::time::sleep(Duration::from_millis(100)).await;
         proxy.blip(Direction::ToClient, Mode::Drop, Duration::from_millis(600)).await;
         proxy.cut();
@@ -116,20 +96,19 @@ async fn submissions_lost_in_a_blip_on_the_master_link_are_read_again() -> anyho
 
     tracing::info!("--- release the held job: every acknowledged submission runs");
     gate.add_permits(1);
-    let audit = rig.all_completed(&ids).await?;
+    let audit = run.completed(&ids, SETTLE).await?;
     assert!(proxy.connections() >= 4, "the master reconnected after each cut");
     assert_eq!(audit.results.len(), ids.len());
-    master.stop().await;
+    run.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blips_in_each_direction_of_the_master_link_lose_nothing() -> anyhow::Result<()> {
-    let rig = Rig::start().await?;
-    let proxy = rig.proxy().await?;
-    let master = rig.master("m1", Some(&proxy));
-    let _workers = [rig.worker("w1", 4, None), rig.worker("w2", 4, None)];
-    let load = steady(rig.client.clone(), "blip-", 400, Duration::from_millis(15));
+    let run = InProcess::build().through_proxy().start().await?;
+    let proxy = run.master_link()?;
+    let _workers = [squarer(&run, "w1", 4, None), squarer(&run, "w2", 4, None)];
+    let load = steady(run.client.clone(), "blip-", 400, Duration::from_millis(15));
     let faults = [
         (Direction::ToClient, Mode::Drop, 100, true),
         (Direction::ToServer, Mode::Drop, 300, true),
@@ -139,32 +118,27 @@ async fn blips_in_each_direction_of_the_master_link_lose_nothing() -> anyhow::Re
         (Direction::ToServer, Mode::Drop, 1500, true),
         (Direction::ToClient, Mode::Drop, 2000, true),
     ];
-    for (dir, mode, millis, cut) in faults {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        tracing::info!(?dir, ?mode, millis, cut, "--- master link fault");
-        proxy.blip(dir, mode, Duration::from_millis(millis)).await;
-        if cut {
-            proxy.cut();
-        }
-    }
+    inflict(proxy, "master", &faults).await;
     let ids = load.await??;
-    rig.all_completed(&ids).await?;
-    master.stop().await;
+    run.completed(&ids, SETTLE).await?;
+    run.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cuts_during_and_between_journal_writes_lose_nothing() -> anyhow::Result<()> {
-    let rig = Rig::start().await?;
-    let proxy = rig.proxy().await?;
-    let master = rig.master("m1", Some(&proxy));
-    let _workers = [rig.worker("w1", 8, None)];
-    let load = steady(rig.client.clone(), "cut-", 300, Duration::from_millis(15));
+    let run = InProcess::build().through_proxy().start().await?;
+    let proxy = run.master_link()?;
+    let _workers = [squarer(&run, "w1", 8, None)];
+    let load = steady(run.client.clone(), "cut-", 300, Duration::from_millis(15));
+    // A publish acknowledgement names the stream it stored into.
+    let journal_ack = format!("\"stream\":\"{}\"", subjects::JOURNAL_STREAM);
     for round in 0..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         tracing::info!(round, "--- hold the acknowledgements of journal writes, then cut");
-        let acks = proxy.add_rule(Direction::ToClient, Action::Hold, |frame| {
-            frame.payload.windows(26).any(|w| w == b"\"stream\":\"JETWORK_JOURNAL\"")
+        let ack = journal_ack.clone();
+        let acks = proxy.add_rule(Direction::ToClient, Action::Hold, move |frame| {
+            frame.payload.windows(ack.len()).any(|w| w == ack.as_bytes())
         });
         wait_until("a journal write in flight", Duration::from_secs(10), || async {
             proxy.matched(acks) > 0
@@ -177,43 +151,36 @@ async fn cuts_during_and_between_journal_writes_lose_nothing() -> anyhow::Result
         proxy.cut();
     }
     let ids = load.await??;
-    let audit = rig.all_completed(&ids).await?;
+    let audit = run.completed(&ids, SETTLE).await?;
     let epochs: std::collections::BTreeSet<u64> = audit.epochs.iter().map(|(_, e)| *e).collect();
     assert!(epochs.len() >= 2, "a write with a lost acknowledgement ended the term: {epochs:?}");
-    master.stop().await;
+    run.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_blackholed_past_its_lease_is_fenced_when_the_link_heals() -> anyhow::Result<()> {
-    let rig = Rig::start().await?;
-    let proxy = rig.proxy().await?;
-    let m1 = rig.master("m1", Some(&proxy));
-    let client = &rig.client;
-    wait_until("m1 to lead", Duration::from_secs(30), || async {
-        client.status().await.is_ok_and(|s| s.leader.starts_with("m1"))
-    })
-    .await?;
-    let m2 = rig.master("m2", None);
-    let _workers = [rig.worker("w1", 4, None), rig.worker("w2", 4, None)];
-    let load = steady(rig.client.clone(), "hole-", 300, Duration::from_millis(15));
+    let run = InProcess::build().through_proxy().start().await?;
+    let proxy = run.master_link()?;
+    run.await_leader("m1", Duration::from_secs(30)).await?;
+    let m2 = run.master("m2");
+    let _workers = [squarer(&run, "w1", 4, None), squarer(&run, "w2", 4, None)];
+    let load = steady(run.client.clone(), "hole-", 300, Duration::from_millis(15));
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     tracing::info!("--- m1's link swallows everything, both ways, for three lease TTLs");
     proxy.set(Direction::ToServer, Mode::Hold);
     proxy.set(Direction::ToClient, Mode::Hold);
-    wait_until("m2 to take over", Duration::from_secs(30), || async {
-        client.status().await.is_ok_and(|s| s.leader.starts_with("m2"))
-    })
-    .await?;
-    tokio::time::sleep(rig.fast.master.master.lease_ttl * 2).await;
+    run.await_leader("m2", Duration::from_secs(30)).await?;
+    // The deliberate length of the fault, not a wait for anything.
+    tokio::time::sleep(run.fast.master.master.lease_ttl * 2).await;
 
     tracing::info!("--- the link heals: whatever m1 had sent arrives late and is refused");
     proxy.set(Direction::ToServer, Mode::Pass);
     proxy.set(Direction::ToClient, Mode::Pass);
     let ids = load.await??;
-    rig.all_completed(&ids).await?;
-    m1.stop().await;
+    run.completed(&ids, SETTLE).await?;
+    run.stop().await;
     m2.stop().await;
     Ok(())
 }
@@ -223,25 +190,18 @@ async fn a_master_blackholed_past_its_lease_is_fenced_when_the_link_heals() -> a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twice(
 ) -> anyhow::Result<()> {
-    let rig = Rig::start().await?;
-    let proxy = rig.proxy().await?;
-    let m1 = rig.master("m1", Some(&proxy));
-    let client = &rig.client;
-    wait_until("m1 to lead", Duration::from_secs(30), || async {
-        client.status().await.is_ok_and(|s| s.leader.starts_with("m1"))
-    })
-    .await?;
-    let m2 = rig.master("m2", None);
+    let run = InProcess::build().through_proxy().start().await?;
+    let proxy = run.master_link()?;
+    run.await_leader("m1", Duration::from_secs(30)).await?;
+    let m2 = run.master("m2");
 
     tracing::info!("--- m1 journals a completion, but its result publication is held");
     let publications = proxy.add_rule(Direction::ToServer, Action::Hold, |frame| {
         frame.subject.starts_with(subjects::RESULTS_PREFIX)
     });
-    let _worker = rig.worker("w1", 1, None);
-    let queue = QueueName::default_queue();
-    let id = WorkId::parse("once")?;
-    rig.client.submit(&queue, Some(id.clone()), Bytes::from_static(b"6")).await?;
-    let js = &rig.js;
+    let _worker = squarer(&run, "w1", 1, None);
+    let id = run.submit("once", b"6").await?;
+    let js = &run.js;
     wait_until("the completion to be journaled", Duration::from_secs(30), || async {
         Audit::read(js).await.is_ok_and(|a| {
             a.events.iter().any(
@@ -258,15 +218,16 @@ async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twi
     tracing::info!("--- m1 freezes (its link holds everything); m2 takes over and publishes");
     proxy.set(Direction::ToServer, Mode::Hold);
     proxy.set(Direction::ToClient, Mode::Hold);
-    let result = rig.client.wait_result(&queue, &id, Duration::from_secs(30)).await?;
-    assert_eq!(result.payload, Bytes::from_static(b"6 * 6 = 36"));
+    let result = run.result(&id, Duration::from_secs(30)).await?;
+    assert_eq!(result.payload, bytes::Bytes::from_static(b"6 * 6 = 36"));
     // Deduplication by message id alone lasts only as long as the duplicate window: shorten
     // it and let it pass. m2 stops first: a leader puts changed stream settings back.
     m2.stop().await;
     let mut config =
-        rig.js.get_stream(subjects::RESULTS_STREAM).await?.info().await?.config.clone();
+        run.js.get_stream(subjects::RESULTS_STREAM).await?.info().await?.config.clone();
     config.duplicate_window = Duration::from_millis(500);
-    rig.js.update_stream(config).await?;
+    run.js.update_stream(config).await?;
+    // Lets the shortened window pass: time passing is the point, not a condition.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     tracing::info!("--- m1 resumes: its publication reaches the stream late");
@@ -283,21 +244,19 @@ async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twi
     })
     .await;
     assert!(second.is_err(), "the late publication was stored a second time");
-    let audit = Audit::read(js).await?;
-    audit.check()?;
+    let audit = run.audit().await?;
     assert_eq!(audit.results[&id].len(), 1);
-    m1.stop().await;
+    run.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blips_on_a_worker_link_lose_nothing() -> anyhow::Result<()> {
-    let rig = Rig::start().await?;
-    let proxy = rig.proxy().await?;
-    let master = rig.master("m1", None);
-    let _flaky = rig.worker("flaky", 4, Some(&proxy));
-    let _steady = rig.worker("steady", 2, None);
-    let load = steady(rig.client.clone(), "wl-", 300, Duration::from_millis(15));
+    let run = InProcess::start(|_| {}).await?;
+    let proxy = run.proxy().await?;
+    let _flaky = squarer(&run, "flaky", 4, Some(&proxy));
+    let _steady = squarer(&run, "steady", 2, None);
+    let load = steady(run.client.clone(), "wl-", 300, Duration::from_millis(15));
     let faults = [
         (Direction::ToServer, Mode::Drop, 200, true),
         (Direction::ToClient, Mode::Drop, 500, true),
@@ -306,16 +265,9 @@ async fn blips_on_a_worker_link_lose_nothing() -> anyhow::Result<()> {
         (Direction::ToClient, Mode::Delay(Duration::from_millis(300)), 1000, false),
         (Direction::ToServer, Mode::Drop, 2000, true),
     ];
-    for (dir, mode, millis, cut) in faults {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        tracing::info!(?dir, ?mode, millis, cut, "--- worker link fault");
-        proxy.blip(dir, mode, Duration::from_millis(millis)).await;
-        if cut {
-            proxy.cut();
-        }
-    }
+    inflict(&proxy, "worker", &faults).await;
     let ids = load.await??;
-    rig.all_completed(&ids).await?;
-    master.stop().await;
+    run.completed(&ids, SETTLE).await?;
+    run.stop().await;
     Ok(())
 }

@@ -17,9 +17,8 @@ use jetwork_frontend::{Client, FrontendSettings};
 use jetwork_shared::config::NatsConfig;
 use jetwork_shared::connect::{self, Cause, ConnectError};
 use jetwork_shared::{QueueName, WorkId};
-use jetwork_tests::inproc::{spawn_master, spawn_worker};
 use jetwork_tests::nats_server::free_port;
-use jetwork_tests::{binaries, fast_settings, init_logging, Audit, NatsServer};
+use jetwork_tests::{binaries, fast_settings, init_logging, Audit, InProcess, NatsServer};
 use jetwork_worker::square;
 use pki::Pki;
 
@@ -32,6 +31,18 @@ fn frontend(server: &NatsServer, tune: impl FnOnce(&mut NatsConfig)) -> Frontend
     settings
 }
 
+/// Logs in as `app` (of [`USERS`]) over mutual TLS, with `pki`'s client certificate.
+fn app_over_mutual_tls(pki: &Pki) -> impl Fn(&mut NatsConfig) + Send + 'static {
+    let (ca, cert, key) = (pki.ca.clone(), pki.client_cert.clone(), pki.client_key.clone());
+    move |n| {
+        n.user = Some("app".into());
+        n.password = Some("s3cret".into());
+        n.tls_ca_file = Some(ca.clone());
+        n.tls_cert_file = Some(cert.clone());
+        n.tls_key_file = Some(key.clone());
+    }
+}
+
 /// Connects as a frontend (which creates the streams through the JetStream API) and submits
 /// one item: the whole path a submitter needs.
 async fn submits(settings: FrontendSettings) -> anyhow::Result<()> {
@@ -39,6 +50,21 @@ async fn submits(settings: FrontendSettings) -> anyhow::Result<()> {
     let submitted =
         client.submit(&QueueName::default_queue(), None, Bytes::from_static(b"7")).await?;
     anyhow::ensure!(submitted.seq >= 1 && !submitted.duplicate, "{submitted:?}");
+    Ok(())
+}
+
+/// The closing audit of a test that set up only a server: reads the streams back connected
+/// with `settings` (creating them if no one did), checks the invariants, and that exactly
+/// `stored` submissions were kept (one per acknowledged `submits`, none from a refused
+/// connection).
+async fn audit(settings: FrontendSettings, stored: usize) -> anyhow::Result<()> {
+    let audit = Audit::read_as(settings).await?;
+    audit.check()?;
+    anyhow::ensure!(
+        audit.submissions.len() == stored,
+        "{} submissions stored, {stored} acknowledged",
+        audit.submissions.len()
+    );
     Ok(())
 }
 
@@ -71,7 +97,8 @@ async fn user_and_password_from_the_settings_or_the_url() -> anyhow::Result<()> 
     submits(frontend(&server, |n| n.url = url)).await?;
     // Percent-encoded, as URLs carry reserved characters.
     let url = format!("nats://%61pp:s3%63ret@127.0.0.1:{}", server.port());
-    submits(frontend(&server, |n| n.url = url)).await
+    submits(frontend(&server, |n| n.url = url.clone())).await?;
+    audit(frontend(&server, |n| n.url = url), 3).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +125,11 @@ async fn a_wrong_password_is_an_authorization_violation_at_once() -> anyhow::Res
     let text = Client::connect(settings).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(text.contains("authorization violation") && text.contains(&server.url()), "{text}");
     assert!(!text.contains("timed out"), "{text}");
-    Ok(())
+    audit(
+        frontend(&server, |n| n.url = format!("nats://app:s3cret@127.0.0.1:{}", server.port())),
+        0,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +141,7 @@ async fn token_from_the_settings_or_the_url() -> anyhow::Result<()> {
     submits(frontend(&server, |n| n.url = url)).await?;
     let err = refused(&frontend(&server, |n| n.token = Some("other".into())).nats).await?;
     assert!(err.to_string().contains("authorization violation: the server refused a token"));
-    Ok(())
+    audit(frontend(&server, |n| n.token = Some("t0k3n".into())), 2).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +177,7 @@ async fn nkey_seed_file_and_bad_key_material() -> anyhow::Result<()> {
     std::fs::write(&creds, "not a creds file")?;
     let err = refused(&frontend(&server, |n| n.credentials = Some(creds)).nats).await?;
     assert!(err.to_string().contains("invalid credentials file"), "{err}");
-    Ok(())
+    audit(frontend(&server, |n| n.nkey_seed_file = Some(seed)), 1).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +200,7 @@ async fn server_tls_with_the_ca_and_without_it() -> anyhow::Result<()> {
     let err =
         refused(&frontend(&server, |n| n.tls_ca_file = Some(bogus.path().into())).nats).await?;
     assert!(err.to_string().contains("nats.tls_ca_file"), "{err}");
-    Ok(())
+    audit(frontend(&server, |n| n.tls_ca_file = Some(pki.ca.clone())), 1).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,12 +208,12 @@ async fn mutual_tls_needs_the_client_certificate() -> anyhow::Result<()> {
     init_logging();
     let pki = Pki::generate()?;
     let server = NatsServer::start_with_config(&pki.server_block(true))?;
-    submits(frontend(&server, |n| {
+    let with_certificate = |n: &mut NatsConfig| {
         n.tls_ca_file = Some(pki.ca.clone());
         n.tls_cert_file = Some(pki.client_cert.clone());
         n.tls_key_file = Some(pki.client_key.clone());
-    }))
-    .await?;
+    };
+    submits(frontend(&server, with_certificate)).await?;
 
     tracing::info!(
         "--- no client certificate: refused, and the error says a certificate is needed"
@@ -190,7 +221,7 @@ async fn mutual_tls_needs_the_client_certificate() -> anyhow::Result<()> {
     let err = refused(&frontend(&server, |n| n.tls_ca_file = Some(pki.ca.clone())).nats).await?;
     assert_eq!(err.cause, Cause::Tls, "{err}");
     assert!(err.to_string().contains("certificate required"), "{err}");
-    Ok(())
+    audit(frontend(&server, with_certificate), 1).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +251,9 @@ async fn a_custom_inbox_prefix_works_where_only_it_may_be_subscribed() -> anyhow
     // never arrive.)
     let err = submits(limited(None)).await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("timed out"), "the permissions should refuse _INBOX.>: {err:?}");
-    Ok(())
+    // The refused client's publication may be stored (only its acknowledgement is lost):
+    // the audit checks the invariants, not a count.
+    Audit::read_as(limited(Some("_INBOX_test"))).await?.check()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,44 +269,36 @@ async fn waits_for_a_server_that_is_not_up_yet() -> anyhow::Result<()> {
     assert!(err.to_string().contains("connection refused"), "{err}");
 
     let waiting = tokio::spawn(async move { connect::connect(&cfg, "test").await });
-    let _server = NatsServer::start_on(port, None)?;
+    let server = NatsServer::start_on(port, None)?;
     let client = tokio::time::timeout(Duration::from_secs(20), waiting).await???;
     client.flush().await?;
-    Ok(())
+    audit(frontend(&server, |_| {}), 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_worker_and_frontend_over_user_password_and_mutual_tls() -> anyhow::Result<()> {
-    init_logging();
     let pki = Pki::generate()?;
-    let server = NatsServer::start_with_config(&format!("{USERS}\n{}", pki.server_block(true)))?;
-    let mut fast = fast_settings(&server.url());
-    let secure = |n: &mut NatsConfig| {
-        n.user = Some("app".into());
-        n.password = Some("s3cret".into());
-        n.tls_ca_file = Some(pki.ca.clone());
-        n.tls_cert_file = Some(pki.client_cert.clone());
-        n.tls_key_file = Some(pki.client_key.clone());
-    };
-    secure(&mut fast.master.nats);
-    secure(&mut fast.worker.nats);
-    secure(&mut fast.frontend.nats);
-
-    let master = spawn_master("m1", fast.master.clone());
-    let _worker = spawn_worker("w1", fast.worker.clone(), square);
-    let client = Client::connect(fast.frontend.clone()).await?;
-    let queue = QueueName::default_queue();
+    let secure = app_over_mutual_tls(&pki);
+    let run = InProcess::build()
+        .config(&format!("{USERS}\n{}", pki.server_block(true)))
+        .tune(move |fast| {
+            secure(&mut fast.master.nats);
+            secure(&mut fast.worker.nats);
+            secure(&mut fast.frontend.nats);
+        })
+        .start()
+        .await?;
+    let _worker = run.worker("w1", square);
     let mut ids = Vec::new();
     for n in 1..=5u32 {
         let id = WorkId::parse(&format!("secure-{n}"))?;
-        client.submit(&queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
+        run.client.submit(&run.queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
         ids.push(id);
     }
-    let js = connect::jetstream(client.nats(), &fast.frontend.nats);
-    Audit::await_completed(&js, &ids, Duration::from_secs(60)).await?;
-    let result = client.wait_result(&queue, &ids[2], Duration::from_secs(5)).await?;
+    run.completed(&ids, Duration::from_secs(60)).await?;
+    let result = run.result(&ids[2], Duration::from_secs(5)).await?;
     assert_eq!(result.payload, Bytes::from_static(b"3 * 3 = 9"));
-    master.stop().await;
+    run.stop().await;
     Ok(())
 }
 
@@ -282,9 +307,9 @@ async fn the_frontend_binary_takes_the_flags_and_names_a_refusal() -> anyhow::Re
     init_logging();
     let pki = Pki::generate()?;
     let server = NatsServer::start_with_config(&format!("{USERS}\n{}", pki.server_block(true)))?;
-    let frontend = binaries::frontend();
+    let binary = binaries::frontend();
     let run = |password: &str, args: &[&str]| {
-        let mut command = tokio::process::Command::new(&frontend);
+        let mut command = tokio::process::Command::new(&binary);
         command
             .args(["--nats-url", &server.url(), "--nats-user", "app"])
             .args(["--tls-ca", &pki.ca.display().to_string()])
@@ -317,5 +342,5 @@ async fn the_frontend_binary_takes_the_flags_and_names_a_refusal() -> anyhow::Re
     let (_, help, _) = run("s3cret", &["--help"]).await?;
     assert!(help.contains("--nats-password") && help.contains("--tls-ca"), "{help}");
     assert!(!help.contains("s3cret"), "--help shows the password: {help}");
-    Ok(())
+    audit(frontend(&server, app_over_mutual_tls(&pki)), 0).await
 }

@@ -5,38 +5,29 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use jetwork_frontend::Client;
 use jetwork_shared::protocol::{
     OutcomeStatus, RegisterWorker, Registered, ReportReply, VerdictKind, WorkGrant,
 };
-use jetwork_shared::{codec, connect, headers, subjects, QueueName, WorkId};
-use jetwork_tests::inproc::spawn_master;
+use jetwork_shared::{codec, headers, subjects, QueueName};
 use jetwork_tests::manual::ManualWorker;
-use jetwork_tests::{fast_settings, init_logging, wait_until, Audit, NatsServer};
+use jetwork_tests::{wait_until, InProcess};
 
 type Manual = ManualWorker;
 
-async fn setup() -> anyhow::Result<(NatsServer, jetwork_tests::inproc::Task, Client, Manual, Manual)>
-{
-    init_logging();
-    let server = NatsServer::start()?;
-    let fast = fast_settings(&server.url());
-    let master = spawn_master("m1", fast.master.clone());
-    let client = Client::connect(fast.frontend.clone()).await?;
-    let a = Manual::new(server.connect().await?, "manual-a")?;
-    let b = Manual::new(server.connect().await?, "manual-b")?;
+async fn setup() -> anyhow::Result<(InProcess, Manual, Manual)> {
+    let run = InProcess::start(|_| {}).await?;
+    let a = Manual::new(run.server.connect().await?, "manual-a")?;
+    let b = Manual::new(run.server.connect().await?, "manual-b")?;
     wait_until("a master", Duration::from_secs(20), || async { a.register().await.is_ok() })
         .await?;
     b.register().await?;
-    Ok((server, master, client, a, b))
+    Ok((run, a, b))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_acknowledgement_is_resent_and_recorded_once() -> anyhow::Result<()> {
-    let (server, master, client, a, _b) = setup().await?;
-    let queue = QueueName::default_queue();
-    let id = WorkId::parse("ack-lost")?;
-    client.submit(&queue, Some(id.clone()), Bytes::from_static(b"5")).await?;
+    let (run, a, _b) = setup().await?;
+    let id = run.submit("ack-lost", b"5").await?;
     let assignment = a.take().await?;
     assert_eq!((assignment.work_id.as_str(), assignment.attempt), ("ack-lost", 1));
     assert_eq!(assignment.payload, Bytes::from_static(b"5"));
@@ -45,29 +36,24 @@ async fn a_lost_acknowledgement_is_resent_and_recorded_once() -> anyhow::Result<
     let report = a.report(&id, 1, OutcomeStatus::Completed, "25");
     let dead_inbox = a.nats.new_inbox();
     a.nats.publish_with_reply(subjects::MASTER_REPORT, dead_inbox, codec::encode(&report)?).await?;
-    client.wait_result(&queue, &id, Duration::from_secs(20)).await?;
+    run.result(&id, Duration::from_secs(20)).await?;
 
     tracing::info!("--- the worker re-sends: acknowledged as finished, nothing new recorded");
     for _ in 0..3 {
         let reply: ReportReply = a.call(subjects::MASTER_REPORT, &report).await?;
         assert_eq!(reply.verdicts[0].verdict, VerdictKind::Finished);
     }
-    let js = connect::jetstream(&a.nats, &Default::default());
-    let audit = Audit::read(&js).await?;
-    audit.check()?;
+    let audit = run.audit().await?;
     assert_eq!(audit.finished().iter().filter(|f| **f == id).count(), 1);
     assert_eq!(audit.results[&id][0].payload, b"25");
-    drop(server);
-    master.stop().await;
+    run.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_attempt_cannot_fail_or_prolong_the_current_one() -> anyhow::Result<()> {
-    let (_server, master, client, a, b) = setup().await?;
-    let queue = QueueName::default_queue();
-    let id = WorkId::parse("slow")?;
-    client.submit(&queue, Some(id.clone()), Bytes::from_static(b"9")).await?;
+    let (run, a, b) = setup().await?;
+    let id = run.submit("slow", b"9").await?;
     let first = a.take().await?;
     assert_eq!(first.attempt, 1);
 
@@ -93,23 +79,20 @@ async fn a_stale_attempt_cannot_fail_or_prolong_the_current_one() -> anyhow::Res
     let dup: ReportReply =
         b.call(subjects::MASTER_REPORT, &b.report(&id, 2, OutcomeStatus::Completed, "81")).await?;
     assert_eq!(dup.verdicts[0].verdict, VerdictKind::Finished);
-    let next = WorkId::parse("next")?;
-    client.submit(&queue, Some(next.clone()), Bytes::from_static(b"1")).await?;
+    let next = run.submit("next", b"1").await?;
     assert_eq!(b.take().await?.work_id, next);
 
-    let js = connect::jetstream(&a.nats, &Default::default());
-    let audit = Audit::read(&js).await?;
-    audit.check()?;
+    let audit = run.audit().await?;
     assert_eq!(audit.results[&id][0].payload, b"81 (late)");
     assert_eq!(audit.results[&id][0].attempt, 1);
-    master.stop().await;
+    run.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> {
-    let (server, master, client, a, _b) = setup().await?;
-    let nats = server.connect().await?;
+    let (run, a, _b) = setup().await?;
+    let nats = run.server.connect().await?;
     let garbage: Vec<Bytes> = vec![
         Bytes::new(),
         Bytes::from_static(b"hello"),
@@ -122,10 +105,10 @@ async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> 
     for subject in [subjects::MASTER_REGISTER, subjects::MASTER_REQUEST, subjects::MASTER_REPORT] {
         for body in &garbage {
             let reply = nats.request(subject, body.clone()).await?;
-            let headers = reply.headers.expect("an error reply has headers");
-            let code = headers.get("Nats-Service-Error-Code").map(|v| v.to_string());
+            let found = reply.headers.expect("an error reply has headers");
+            let code = found.get(headers::NATS_SERVICE_ERROR_CODE).map(|v| v.to_string());
             let reason =
-                headers.get("Nats-Service-Error").map(|v| v.to_string()).unwrap_or_default();
+                found.get(headers::NATS_SERVICE_ERROR).map(|v| v.to_string()).unwrap_or_default();
             assert_eq!(code.as_deref(), Some("400"), "{subject}: {reason}");
             assert!(reason.starts_with("bad request: cannot decode"), "{subject}: {reason}");
         }
@@ -159,22 +142,18 @@ async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> 
     nats.publish(subjects::MASTER_ELECTED, Bytes::from_static(b"\x00garbage")).await?;
     nats.publish(subjects::worker_ready(&a.id), Bytes::from_static(b"\x00garbage")).await?;
     tracing::info!("--- and the master still works");
-    let id = WorkId::parse("still-fine")?;
-    client.submit(&QueueName::default_queue(), Some(id.clone()), Bytes::from_static(b"2")).await?;
+    let id = run.submit("still-fine", b"2").await?;
     let assignment = a.take().await?;
     assert_eq!(assignment.work_id, id);
-    let js = connect::jetstream(&nats, &Default::default());
-    let audit = Audit::read(&js).await?;
-    audit.check()?;
+    let audit = run.audit().await?;
     assert!(!audit.events.iter().any(|(_, _, e)| matches!(e, jetwork_master::core::Event::WorkerRegistered { worker, .. } if worker.as_str() == "stranger")), "a refused registration records nothing");
-    master.stop().await;
+    run.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_open_request_gets_work_the_moment_it_is_submitted() -> anyhow::Result<()> {
-    let (_server, _master, client, a, b) = setup().await?;
-    let queue = QueueName::default_queue();
+    let (run, a, b) = setup().await?;
 
     tracing::info!("--- nothing is ready: held for its wait, then answered empty");
     let asked = tokio::time::Instant::now();
@@ -193,7 +172,7 @@ async fn a_held_open_request_gets_work_the_moment_it_is_submitted() -> anyhow::R
     // master. Were it not held, the request would have been answered empty at once.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let submitted = tokio::time::Instant::now();
-    client.submit(&queue, Some(WorkId::parse("held")?), Bytes::from_static(b"7")).await?;
+    let id = run.submit("held", b"7").await?;
     let (grant, answered) = held.await?;
     let grant = grant?;
     assert_eq!(grant.assignments.len(), 1, "{grant:?}");
@@ -204,5 +183,8 @@ async fn a_held_open_request_gets_work_the_moment_it_is_submitted() -> anyhow::R
         "the held request was answered {:?} after the submission",
         answered.duration_since(submitted)
     );
+    let audit = run.audit().await?;
+    assert_eq!(audit.attempts(&id), vec![1], "handed out once, to the held request");
+    run.stop().await;
     Ok(())
 }

@@ -2,8 +2,14 @@
 //!
 //! A worker registers with whichever master leads, pulls work when it has free slots, runs a
 //! [`Handler`] per job, and reports each outcome until the master acknowledges it. Handlers
-//! are async closures `Fn(Job) -> impl Future<Output = Result<Bytes, String>>`; two come with
-//! the crate: [`ShellCommand`] (`--exec`) and [`square`] (the Akka sample's executor).
+//! are async closures `Fn(Job) -> impl Future<Output = Result<Bytes, JobError>>` (a
+//! [`JobError`] says whether another attempt could help); two come with the crate:
+//! [`ShellCommand`] (`--exec`) and [`square`] (the Akka sample's executor). A job the master
+//! cancels is stopped: its future is dropped (and `--exec` kills the command's process group).
+//!
+//! Every decision (slots, outcomes and their re-sending, epochs, revocations, shutdown) is made
+//! by [`core::Engine`], a pure state machine; the runtime around it does the I/O (NATS, job
+//! tasks, timers, lease reads) and feeds it inputs.
 //!
 //! ```no_run
 //! # async fn demo(settings: jetwork_worker::WorkerSettings) -> Result<(), jetwork_worker::Error> {
@@ -14,20 +20,24 @@
 //! ```
 
 pub mod config;
+pub mod core;
 mod exec;
 mod handler;
 mod job;
+mod job_error;
 mod runtime;
 mod squarer;
 
 use std::future::Future;
 
-use jetwork_shared::connect;
+use jetwork_shared::clock::millis;
+use jetwork_shared::{connect, Token};
 
 pub use config::{WorkerConfig, WorkerSettings};
 pub use exec::{ShellCommand, PROGRESS_LINE};
 pub use handler::Handler;
 pub use job::{Job, ProgressHandle};
+pub use job_error::JobError;
 pub use squarer::{square, square_payload};
 
 /// A worker could not start.
@@ -61,17 +71,14 @@ pub async fn run<H: Handler>(
         }
     };
     let w = &settings.worker;
-    let cfg = runtime::RuntimeConfig {
-        id,
-        queues,
-        concurrency: w.concurrency,
-        register_interval: w.register_interval,
-        resend_interval: w.resend_interval,
-        request_timeout: w.request_timeout,
-        progress_every: w.progress_every,
-        shutdown_grace: w.shutdown_grace,
-        max_result: settings.streams.max_result as usize,
-    };
+    // The session is drawn here, outside the pure core: it proves this process's identity.
+    let mut cfg = crate::core::Config::new(id, Token::random(), queues, w.concurrency);
+    cfg.register_interval = millis(w.register_interval);
+    cfg.resend_interval = millis(w.resend_interval);
+    cfg.request_timeout = millis(w.request_timeout);
+    cfg.progress_every = w.progress_every.map(millis);
+    cfg.shutdown_grace = millis(w.shutdown_grace);
+    cfg.max_result = usize::try_from(settings.streams.max_result).unwrap_or(usize::MAX);
     runtime::run(client, cfg, handler, shutdown).await?;
     Ok(())
 }

@@ -12,8 +12,8 @@
 //! Contract:
 //! - Nothing under `core/` is async, reads a clock, draws randomness or touches NATS. Time
 //!   arrives as `now` (milliseconds) inside a [`Command`]; ids and the token seed arrive
-//!   inside commands too. `scripts/check` refuses a change that brings in tokio, async-nats,
-//!   `async fn` or a clock here; the crate's dependencies reach the core only through types.
+//!   inside commands too. `scripts/check` refuses a change that brings an async runtime, the
+//!   NATS client, async functions, a clock or an entropy source here.
 //! - [`State::apply`] is total: it never fails and never panics, whatever the event (the
 //!   property tests feed it arbitrary command sequences). Every
 //!   check happens in [`Engine::step`] *before* an event exists, so a journaled event can

@@ -23,13 +23,13 @@
 //!   actually holds.
 //! - **Nothing slow on the loop.** Anything that waits on the network besides the journal
 //!   (payloads read back, publications, status, purges, integrity checks) runs in a task and
-//!   comes back as an [`Internal`] message.
+//!   comes back as an `Internal` message.
 //!
-//! The parts, one per file: [`service`] (the endpoints and requests awaiting replies),
-//! [`replies`] (encoding replies, filling grants with payloads), [`cache`] (payloads of work
-//! in flight), [`readers`] (one reader per served queue, paced by credits), [`publications`]
-//! (results and rejections), [`writes`] (journal writes, snapshots, effects behind them, the
-//! hand-over on shutdown), [`upkeep`] (purges and integrity checks).
+//! The parts, one per file: `service` (the endpoints and requests awaiting replies),
+//! `replies` (encoding replies, filling grants with payloads), `cache` (payloads of work
+//! in flight), `readers` (one reader per served queue, paced by credits), `publications`
+//! (results and rejections), `writes` (journal writes, snapshots, effects behind them, the
+//! hand-over on shutdown), `upkeep` (purges and integrity checks).
 
 mod cache;
 mod publications;

@@ -64,20 +64,23 @@ pub async fn start(env: &Env, epoch: u64) -> Result<(service::Service, Endpoints
         .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| Unavailable::new("starting the service", e))?;
-    let master = service.group("jetwork.master");
-    let admin = service.group("jetwork.admin");
+    let master = service.group(subjects::MASTER_GROUP);
+    let admin = service.group(subjects::ADMIN_GROUP);
     let mut streams: Vec<BoxStream<'static, (Endpoint, Request)>> = Vec::new();
-    for (group, name, kind) in [
-        (&master, "register", Endpoint::Register),
-        (&master, "request", Endpoint::Request),
-        (&master, "report", Endpoint::Report),
-        (&master, "status", Endpoint::Status),
-        (&master, "job", Endpoint::Job),
-        (&admin, "cancel", Endpoint::Cancel),
-        (&admin, "retry", Endpoint::Retry),
-        (&admin, "pause", Endpoint::Pause),
-        (&admin, "resume", Endpoint::Resume),
+    for (group, prefix, subject, kind) in [
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_REGISTER, Endpoint::Register),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_REQUEST, Endpoint::Request),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_REPORT, Endpoint::Report),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_STATUS, Endpoint::Status),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_JOB, Endpoint::Job),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_CANCEL, Endpoint::Cancel),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY, Endpoint::Retry),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_PAUSE, Endpoint::Pause),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RESUME, Endpoint::Resume),
     ] {
+        // The group prefixes the name, so the endpoint listens on `subject` itself.
+        let name = subjects::endpoint_in(prefix, subject)
+            .expect("every endpoint subject is in its group (a subjects unit test)");
         let endpoint = group
             .endpoint(name)
             .await

@@ -9,11 +9,12 @@
 use std::time::Duration;
 
 use indicatif::MultiProgress;
+use jetwork_shared::subjects;
 use jetwork_tests::Process;
 use tokio::time::Instant;
 
 use crate::cluster::{await_standby, rss_mib, Cluster, System};
-use crate::deployment::JETWORK_SUBMIT;
+use crate::deployment::bench_queue;
 use crate::load::{self, Collector};
 use crate::report::Report;
 use crate::{bar, Options};
@@ -35,7 +36,8 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
     let submit = progress
         .add(bar(o.backlog, &format!("backlog: submitting {} jobs, no workers", o.backlog)));
     let started = Instant::now();
-    load::flood(&cluster.js(), JETWORK_SUBMIT, o.backlog, o.window, &submit).await?;
+    load::flood(&cluster.js(), &subjects::submit(&bench_queue()), o.backlog, o.window, &submit)
+        .await?;
     let submit_rate = o.backlog as f64 / started.elapsed().as_secs_f64();
     submit.finish_with_message(format!("{submit_rate:.0} submissions/s"));
     let pending =
@@ -49,7 +51,8 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
         .await?;
     let (_, backlog_peak) = rss_mib(leader.pid())?;
 
-    let collector = Collector::start(&cluster.client, "jetwork.results.bench.>").await?;
+    let collector =
+        Collector::start(&cluster.client, &subjects::results_in(&bench_queue())).await?;
     let drain = progress.add(bar(o.backlog, "backlog: 4 workers × 64 draining"));
     let started = Instant::now();
     let _workers = cluster.workers(System::Jetwork, 4, 64)?;

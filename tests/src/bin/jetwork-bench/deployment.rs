@@ -3,13 +3,19 @@
 
 use std::time::Duration;
 
+use jetwork_shared::{subjects, QueueName};
 use jetwork_tests::Process;
 
 use crate::baseline;
 use crate::cluster::{Cluster, System};
 
-pub const JETWORK_SUBMIT: &str = "jetwork.submit.bench";
-pub const JETWORK_RESULTS: &str = "jetwork.results.bench.>";
+/// The queue the benchmark's jetwork workers serve.
+pub const BENCH_QUEUE: &str = "bench";
+
+/// [`BENCH_QUEUE`] as a queue name.
+pub fn bench_queue() -> QueueName {
+    QueueName::parse(BENCH_QUEUE).expect("\"bench\" is a valid queue name")
+}
 
 /// A system under load.
 pub struct Deployment {
@@ -48,18 +54,18 @@ impl Deployment {
     }
 
     /// Where jobs are submitted.
-    pub fn submit_subject(&self) -> &'static str {
+    pub fn submit_subject(&self) -> String {
         match self.system {
-            System::Jetwork => JETWORK_SUBMIT,
-            System::Baseline => baseline::JOBS_SUBJECT,
+            System::Jetwork => subjects::submit(&bench_queue()),
+            System::Baseline => baseline::JOBS_SUBJECT.to_owned(),
         }
     }
 
     /// Where results appear.
-    pub fn results_subject(&self) -> &'static str {
+    pub fn results_subject(&self) -> String {
         match self.system {
-            System::Jetwork => JETWORK_RESULTS,
-            System::Baseline => baseline::RESULTS_SUBJECTS,
+            System::Jetwork => subjects::results_in(&bench_queue()),
+            System::Baseline => baseline::RESULTS_SUBJECTS.to_owned(),
         }
     }
 }

@@ -25,8 +25,8 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
     let standby = d.cluster.master("m2")?;
     await_standby(&standby).await?;
     d.masters.push(standby);
-    let collector = Collector::start(&d.cluster.client, d.results_subject()).await?;
-    let producer = Paced::start(d.cluster.js(), d.submit_subject().to_owned(), o.failover_rate);
+    let collector = Collector::start(&d.cluster.client, &d.results_subject()).await?;
+    let producer = Paced::start(d.cluster.js(), d.submit_subject(), o.failover_rate);
     tokio::time::sleep(STEADY).await;
     bar.inc(1);
 

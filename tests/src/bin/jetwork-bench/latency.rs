@@ -57,11 +57,10 @@ async fn once(
     let deployment =
         Deployment::start(system, o.latency_workers, o.latency_concurrency, o.lease_ttl).await?;
     let collector =
-        Collector::start(&deployment.cluster.client, deployment.results_subject()).await?;
+        Collector::start(&deployment.cluster.client, &deployment.results_subject()).await?;
     let total = WARM_UP + o.latency_duration;
     let bar = progress.add(bar(total.as_secs(), &format!("latency {system:?} at {rate}/s (s)")));
-    let producer =
-        Paced::start(deployment.cluster.js(), deployment.submit_subject().to_owned(), rate);
+    let producer = Paced::start(deployment.cluster.js(), deployment.submit_subject(), rate);
     tokio::time::sleep(WARM_UP).await;
     collector.measure_from_now();
     let ticker = bar.clone();

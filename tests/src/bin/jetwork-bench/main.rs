@@ -148,10 +148,10 @@ async fn jetwork_worker_process(id: String, concurrency: u32) -> anyhow::Result<
         settings.nats.url = url;
     }
     settings.worker.id = Some(id);
-    settings.worker.queues = vec!["bench".to_owned()];
+    settings.worker.queues = vec![deployment::BENCH_QUEUE.to_owned()];
     settings.worker.concurrency = concurrency;
-    let handler = |job: jetwork_worker::Job| async move { stamp::run(&job.payload) };
-    jetwork_worker::run(settings, handler, jetwork_shared::telemetry::shutdown_signal()).await?;
+    let handler = |job: jetwork_worker::Job| async move { Ok(stamp::run(&job.payload)?) };
+    jetwork_worker::run(settings, handler, jetwork_shared::shutdown::shutdown_signal()).await?;
     Ok(())
 }
 

@@ -81,14 +81,14 @@ async fn once(
         Deployment::start(system, layout.workers, layout.concurrency, o.lease_ttl).await?;
     let js = deployment.cluster.js();
     let collector =
-        Collector::start(&deployment.cluster.client, deployment.results_subject()).await?;
+        Collector::start(&deployment.cluster.client, &deployment.results_subject()).await?;
     let bar = progress.add(bar(layout.jobs, label));
     let started = Instant::now();
     let producer = {
         let (js, subject, jobs, window) =
             (js.clone(), deployment.submit_subject(), layout.jobs, o.window);
         let submitted = indicatif::ProgressBar::hidden();
-        tokio::spawn(async move { load::flood(&js, subject, jobs, window, &submitted).await })
+        tokio::spawn(async move { load::flood(&js, &subject, jobs, window, &submitted).await })
     };
     let within = Duration::from_secs(60).max(Duration::from_millis(layout.jobs * 5));
     collector.wait_for(layout.jobs, within, &bar).await?;
