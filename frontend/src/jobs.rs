@@ -1,4 +1,5 @@
-//! Managing jobs: one job's state and history (`jetwork.master.job`), and the operator's
+//! Managing jobs: one job's state and history (`jetwork.master.job`), lists of jobs by queue
+//! and state (`jetwork.master.jobs`), and the operator's
 //! requests (`jetwork.admin.*`: cancel, retry, pause, resume). Each is one NATS request to
 //! the leading master; a refusal comes back as [`JobsError::Refused`] with the master's code
 //! and reason (404 unknown, 409 wrong state, 400 malformed), so callers can tell "no such
@@ -7,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use jetwork_shared::jobs::{AdminReply, JobInfo, JobRequest, QueueRequest};
+use jetwork_shared::jobs::{AdminReply, JobInfo, JobRequest, JobsPage, JobsQuery, QueueRequest};
 use jetwork_shared::{headers, subjects, QueueName, WorkId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -48,6 +49,12 @@ impl Client {
     ) -> Result<JobInfo, JobsError> {
         let request = JobRequest { work_id: work_id.clone(), queue: queue.cloned(), reason: None };
         self.ask(subjects::MASTER_JOB, &request).await
+    }
+
+    /// Jobs of `query.queue` (or every queue) in `query.state` (or any): those in flight
+    /// first, newest submission first, then finished ones, newest outcome first.
+    pub async fn jobs(&self, query: &JobsQuery) -> Result<JobsPage, JobsError> {
+        self.ask(subjects::MASTER_JOBS, query).await
     }
 
     /// Cancels a job the master holds (ready, waiting or running).

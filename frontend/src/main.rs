@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use jetwork_frontend::demo::{self, DemoOptions};
 use jetwork_frontend::{job_view, status_view, Client, FrontendSettings, ResultStatus, WorkResult};
 use jetwork_shared::cli::NatsArgs;
+use jetwork_shared::jobs::{JobState, JobsQuery};
 use jetwork_shared::protocol::StatusQuery;
 use jetwork_shared::{QueueName, WorkId};
 
@@ -91,6 +92,21 @@ enum Cmd {
         /// Its queue, if finished (default: search all queues).
         #[arg(long, short)]
         queue: Option<String>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs, newest first: in flight (ready, waiting, running), then finished ones.
+    Jobs {
+        /// Only this queue (default: every queue).
+        #[arg(long, short)]
+        queue: Option<String>,
+        /// Only jobs in this state: ready, waiting, running, completed, failed, cancelled.
+        #[arg(long, short)]
+        state: Option<String>,
+        /// At most this many (at most 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
@@ -201,6 +217,19 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&job)?);
             } else {
                 print!("{}", job_view::render(&job, jetwork_shared::clock::now_ms()));
+            }
+        }
+        Cmd::Jobs { queue, state, limit, json } => {
+            let queue = queue.map(|q| QueueName::parse(&q)).transpose().context("invalid queue")?;
+            let state = state
+                .map(|s| serde_json::from_value::<JobState>(serde_json::Value::String(s)))
+                .transpose()
+                .context("invalid state (ready, waiting, running, completed, failed, cancelled)")?;
+            let page = client.jobs(&JobsQuery { queue, state, limit: Some(limit) }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                print!("{}", job_view::render_list(&page, jetwork_shared::clock::now_ms()));
             }
         }
         Cmd::Cancel { id, reason } => {

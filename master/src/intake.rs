@@ -49,6 +49,8 @@ pub struct Submission {
     pub msg_id: Option<String>,
     /// Why the stored message cannot be read as a submission (malformed headers), if so.
     pub unreadable: Option<String>,
+    /// For a retry: the attempts its earlier runs used (`Jetwork-Prior-Attempts`).
+    pub prior_attempts: u32,
     pub payload: Bytes,
 }
 
@@ -260,13 +262,18 @@ impl Reader {
             if seq < position.next_seq {
                 continue;
             }
+            let (prior_attempts, bad_prior) = match prior_attempts(&message) {
+                Ok(prior) => (prior, None),
+                Err(why) => (0, Some(why)),
+            };
             let submission = Submission {
                 queue: self.queue.clone(),
                 seq,
                 after: position.after,
                 generation: self.generation,
                 msg_id: msg_id(&message),
-                unreadable: unreadable(&message),
+                unreadable: unreadable(&message).or(bad_prior),
+                prior_attempts,
                 payload: message.payload.clone(),
             };
             if self.env.tx.send(submission).is_err() {
@@ -341,6 +348,23 @@ fn unreadable(message: &jetstream::Message) -> Option<String> {
     let description = message.description.as_deref()?;
     (message.status.is_none() && description.starts_with(async_nats::connection::MALFORMED_HEADERS))
         .then(|| description.to_owned())
+}
+
+/// `Jetwork-Prior-Attempts`, if present: a count up to [`headers::MAX_PRIOR_ATTEMPTS`].
+fn prior_attempts(message: &jetstream::Message) -> Result<u32, String> {
+    let Some(value) = message.headers.as_ref().and_then(|h| h.get(headers::PRIOR_ATTEMPTS)) else {
+        return Ok(0);
+    };
+    value.as_str().parse::<u32>().ok().filter(|n| *n <= headers::MAX_PRIOR_ATTEMPTS).ok_or_else(
+        || {
+            format!(
+                "invalid {}: {:?} (expected 0..={})",
+                headers::PRIOR_ATTEMPTS,
+                headers::sanitize(value.as_str(), 64),
+                headers::MAX_PRIOR_ATTEMPTS
+            )
+        },
+    )
 }
 
 /// The work id a submission names: a retry's `Jetwork-Retry-Of` (its `Nats-Msg-Id` is then

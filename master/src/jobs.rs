@@ -1,6 +1,7 @@
-//! Job lookups and retries (`jetwork.master.job`, `jetwork.admin.retry`) for what the state no
-//! longer holds: a finished job's stored outcome in `JETWORK_RESULTS`, and re-running a failed
-//! or cancelled one. Both run in tasks off the leader's loop.
+//! Job lookups, listings and retries (`jetwork.master.job`, `jetwork.master.jobs`,
+//! `jetwork.admin.retry`) for what the state no longer holds: a finished job's stored outcome
+//! in `JETWORK_RESULTS`, the newest finished jobs, and re-running a failed or cancelled one.
+//! All run in tasks off the leader's loop.
 //!
 //! A retry is a new submission, so it gets every guarantee a submission has: it is stored and
 //! acknowledged before the operator is told, it is read in order from its queue, and its run
@@ -9,10 +10,18 @@
 //! retries (`<id>~retry-<seq>`), so an operator's request sent twice queues it once within
 //! the dedup horizon; its `Jetwork-Retry-Of` header names the work id it runs again.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::{self, message::PublishMessage, stream::LastRawMessageErrorKind};
 use bytes::Bytes;
-use jetwork_shared::jobs::{AdminReply, JobInfo, JobState};
+use futures::StreamExt;
+use jetwork_shared::jobs::{AdminReply, JobInfo, JobState, JobsQuery};
 use jetwork_shared::{headers, subjects, QueueName, Unavailable, WorkId};
+
+/// Longest wait for the next message of a listing before it is given up as unavailable.
+const READ_STALL: Duration = Duration::from_secs(5);
 
 /// Why a retry was refused.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +98,8 @@ pub async fn retry(
     let message = PublishMessage::build()
         .payload(payload)
         .message_id(format!("{work_id}~retry-{}", info.submit_seq))
-        .header(headers::RETRY_OF, work_id.as_str());
+        .header(headers::RETRY_OF, work_id.as_str())
+        .header(headers::PRIOR_ATTEMPTS, info.attempts.to_string());
     let what = || format!("submitting the retry of {work_id}");
     let ack = js
         .send_publish(subject, message)
@@ -103,4 +113,107 @@ pub async fn retry(
         format!("retrying {work_id} in queue {} as submission {}", info.queue, ack.sequence)
     };
     Ok(AdminReply { message, submit_seq: Some(ack.sequence) })
+}
+
+/// The newest finished jobs (of `queue`, or of every queue) in `state` (any final state if
+/// `None`), newest outcome first, at most `limit`, for `jetwork.master.jobs`; and whether the
+/// listing stopped before the oldest stored outcome.
+///
+/// JetStream reads forward only, so the stream's tail is read in windows, newest first, each
+/// four times the last (headers only: payloads stay on the server), until `limit` are found,
+/// the stream's start is reached, or [`JobsQuery::MAX_SCAN`] messages were looked at. A work id
+/// retried has several outcomes on its subject: only the newest counts.
+pub async fn finished(
+    js: &jetstream::Context,
+    queue: Option<&QueueName>,
+    state: Option<JobState>,
+    limit: usize,
+) -> Result<(Vec<JobInfo>, bool), Unavailable> {
+    let what = || "listing finished jobs".to_owned();
+    let stream =
+        js.get_stream(subjects::RESULTS_STREAM).await.map_err(|e| Unavailable::new(what(), e))?;
+    let info = stream.cached_info();
+    let (first, last) = (info.state.first_sequence.max(1), info.state.last_sequence);
+    let filter = match queue {
+        Some(queue) => format!("{}{queue}.*", subjects::RESULTS_PREFIX),
+        None => format!("{}>", subjects::RESULTS_PREFIX),
+    };
+    let (mut found, mut seen) = (Vec::new(), HashSet::new());
+    // The newest window is read to the stream's live end: what was stored since the stream's
+    // info was taken is newer still.
+    let mut end = last;
+    let mut until = u64::MAX;
+    let mut window = (limit as u64).saturating_mul(8).max(256);
+    let mut scanned = 0u64;
+    while end >= first && end > 0 {
+        let start = end.saturating_sub(window - 1).max(first);
+        let outcomes = read_range(&stream, &filter, start, until).await?;
+        scanned += end - start + 1;
+        for info in outcomes.into_iter().rev() {
+            // Newest first: the first outcome seen for an id is its latest run's.
+            if !seen.insert((info.queue.clone(), info.work_id.clone())) {
+                continue;
+            }
+            if state.is_none_or(|s| info.state == s) && found.len() < limit {
+                found.push(info);
+            }
+        }
+        if found.len() >= limit || start <= first {
+            return Ok((found, false));
+        }
+        if scanned >= JobsQuery::MAX_SCAN {
+            return Ok((found, true));
+        }
+        end = start - 1;
+        until = end;
+        window = window.saturating_mul(4).min(JobsQuery::MAX_SCAN - scanned);
+    }
+    Ok((found, false))
+}
+
+/// The outcomes stored at `start..=end` on `filter`, oldest first (headers only).
+async fn read_range(
+    stream: &jetstream::stream::Stream,
+    filter: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<JobInfo>, Unavailable> {
+    let what = || format!("reading {filter} from {start}");
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            headers_only: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Unavailable::new(what(), e))?;
+    // How many match from `start` on (some may lie past `end`): with none, there is nothing
+    // to wait for.
+    let mut left = consumer.cached_info().num_pending;
+    let mut messages = consumer.messages().await.map_err(|e| Unavailable::new(what(), e))?;
+    let mut outcomes = Vec::new();
+    while left > 0 {
+        let next = tokio::time::timeout(READ_STALL, messages.next()).await;
+        let message = match next {
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(e))) => return Err(Unavailable::new(what(), e)),
+            Ok(None) | Err(_) => return Err(Unavailable::new(what(), "the read stalled")),
+        };
+        left -= 1;
+        let Ok(info) = message.info() else { continue };
+        if info.stream_sequence > end {
+            break;
+        }
+        let stored_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000);
+        let headers = message.headers.clone().unwrap_or_default();
+        if let Some(job) = JobInfo::from_stored(&message.subject, &headers, stored_ms.unwrap_or(0))
+        {
+            outcomes.push(job);
+        }
+        if info.pending == 0 {
+            break;
+        }
+    }
+    Ok(outcomes)
 }

@@ -55,6 +55,12 @@ pub const HISTORY: &str = "Jetwork-History";
 /// On a retried job's submission: the work id it runs again (its `Nats-Msg-Id` is then only
 /// the deduplication key, `<id>~retry-<seq of the run retried>`).
 pub const RETRY_OF: &str = "Jetwork-Retry-Of";
+/// On a retried job's submission: how many attempts its earlier runs used. The new run's
+/// attempts are numbered on from there, so an attempt number names one hand-out of the id
+/// ever (a worker still holding an earlier run's attempt cannot confuse the two).
+pub const PRIOR_ATTEMPTS: &str = "Jetwork-Prior-Attempts";
+/// The most prior attempts a submission may claim.
+pub const MAX_PRIOR_ATTEMPTS: u32 = 1_000_000;
 
 /// Makes `text` safe for a header value: one line, printable ASCII, at most `max` bytes.
 pub fn sanitize(text: &str, max: usize) -> String {

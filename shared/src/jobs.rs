@@ -150,6 +150,43 @@ impl JobInfo {
     }
 }
 
+/// Body of `jetwork.master.jobs` (JSON): which jobs to list. Every field is optional; `{}`
+/// lists the newest jobs of every queue in any state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobsQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+    /// At most this many (default [`JobsQuery::DEFAULT_LIMIT`], at most
+    /// [`JobsQuery::MAX_LIMIT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl JobsQuery {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 1000;
+    /// Most stored outcomes one listing reads (newest first) looking for matches.
+    pub const MAX_SCAN: u64 = 100_000;
+
+    /// The limit asked for, within bounds.
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT) as usize
+    }
+}
+
+/// Reply to `jetwork.master.jobs` (JSON): the jobs in flight first (newest submission first),
+/// then finished ones (newest outcome first).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobsPage {
+    pub jobs: Vec<JobInfo>,
+    /// The listing stopped before it looked at every stored outcome (it reads at most
+    /// [`JobsQuery::MAX_SCAN`]): older matches may exist.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
 /// Body of `jetwork.master.job`, `jetwork.admin.cancel` and `jetwork.admin.retry` (JSON).
 /// `queue` narrows the search for a finished job; without it every queue is searched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -110,6 +110,8 @@ pub fn worker_ready(worker: &WorkerId) -> String {
 
 /// Anyone asks for one job's state and attempt history here (JSON).
 pub const MASTER_JOB: &str = "jetwork.master.job";
+/// Anyone lists jobs here, by queue and state (JSON).
+pub const MASTER_JOBS: &str = "jetwork.master.jobs";
 /// The operators' endpoints (a group of the leader's micro service; grant `jetwork.admin.>`
 /// to operators only).
 pub const ADMIN_GROUP: &str = "jetwork.admin";
@@ -160,16 +162,20 @@ mod tests {
             (MASTER_REQUEST, "request"),
             (MASTER_REPORT, "report"),
             (MASTER_STATUS, "status"),
+            (MASTER_JOB, "job"),
+            (MASTER_JOBS, "jobs"),
         ] {
             assert_eq!(master_endpoint(subject), Some(name));
         }
         assert_eq!(master_endpoint("jetwork.masterx.y"), None);
         assert_eq!(master_endpoint(MASTER_GROUP), None);
-        for subject in [MASTER_JOB] {
-            assert!(master_endpoint(subject).is_some(), "{subject}");
-        }
-        for subject in [ADMIN_CANCEL, ADMIN_RETRY, ADMIN_PAUSE, ADMIN_RESUME] {
-            assert!(endpoint_in(ADMIN_GROUP, subject).is_some(), "{subject}");
+        for (subject, name) in [
+            (ADMIN_CANCEL, "cancel"),
+            (ADMIN_RETRY, "retry"),
+            (ADMIN_PAUSE, "pause"),
+            (ADMIN_RESUME, "resume"),
+        ] {
+            assert_eq!(endpoint_in(ADMIN_GROUP, subject), Some(name));
         }
     }
 }

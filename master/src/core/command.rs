@@ -26,6 +26,8 @@ pub enum Command {
         /// Why the stored message cannot be read as a submission (its header block is
         /// malformed), if it cannot: it is rejected with this reason.
         unreadable: Option<String>,
+        /// For a retry: the attempts its earlier runs used; its own are numbered on from there.
+        prior_attempts: u32,
         now: Millis,
     },
     /// A worker's registration or heartbeat.

@@ -29,7 +29,17 @@ pub enum Event {
         grace_until: Millis,
     },
     /// A submission was accepted as work: it is now ready to be handed out.
-    WorkAccepted { work_id: WorkId, queue: QueueName, seq: u64, size: u64, at: Millis },
+    /// `prior_attempts`: for a retry, the attempts its earlier runs used (its own attempts
+    /// are numbered on from there).
+    WorkAccepted {
+        work_id: WorkId,
+        queue: QueueName,
+        seq: u64,
+        size: u64,
+        at: Millis,
+        #[serde(default)]
+        prior_attempts: u32,
+    },
     /// A submission could not be accepted (invalid id, or its id is still in flight).
     SubmissionRejected {
         queue: QueueName,

@@ -38,7 +38,14 @@ fn events() -> Vec<(&'static str, Event)> {
         ),
         (
             "WorkAccepted",
-            Event::WorkAccepted { work_id: id(), queue: q(), seq: 17, size: 5, at: 1_001 },
+            Event::WorkAccepted {
+                work_id: id(),
+                queue: q(),
+                seq: 17,
+                size: 5,
+                at: 1_001,
+                prior_attempts: 2,
+            },
         ),
         (
             "SubmissionRejected",
@@ -129,6 +136,9 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
             let event = match event {
                 Event::WorkStarted { work_id, worker, attempt, deadline, token, .. } => {
                     Event::WorkStarted { work_id, worker, attempt, deadline, token, at: 0 }
+                }
+                Event::WorkAccepted { prior_attempts: _, work_id, queue, seq, size, at } => {
+                    Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts: 0 }
                 }
                 Event::WorkRequeued { work_id, attempt, .. } => Event::WorkRequeued {
                     work_id,
@@ -256,6 +266,7 @@ fn a_state_always_encodes_to_the_same_bytes() {
         seq: 3,
         size: 1,
         at: 0,
+        prior_attempts: 0,
     };
     let events: Vec<Event> = events().into_iter().take(7).map(|(_, e)| e).collect();
     let mut forward = State::default();

@@ -14,8 +14,9 @@
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>]`
 //! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]
-//!   [unreadable=<why>]` (no `id`: none was sent; no `after`: the delivery follows on from the
-//!   queue's cursor; `unreadable`: the stored message's headers could not be read)
+//!   [unreadable=<why>] [prior=<n>]` (no `id`: none was sent; no `after`: the delivery
+//!   follows on from the queue's cursor; `unreadable`: the stored message's headers could not
+//!   be read; `prior`: a retry whose earlier runs used `n` attempts)
 //! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]
 //!   [session=<n>]`
 //! - `request <worker> [slots=<n>] [wait=<ms>] [session=<n>]`
@@ -121,7 +122,7 @@ impl Runner {
             .state()
             .work
             .get(work_id)
-            .and_then(|w| w.tokens.get((attempt as usize).wrapping_sub(1)).copied())
+            .and_then(|w| w.token(attempt).copied())
             .unwrap_or_default()
     }
 }
@@ -244,8 +245,17 @@ impl goldenscript::Runner for Runner {
                 let cursor = self.engine.state().queues.get(&queue).map_or(0, |q| q.cursor);
                 let after = args.take_key("after").map_or(Ok(cursor), str::parse)?;
                 let unreadable = args.take_key("unreadable").map(str::to_owned);
-                let submitted =
-                    Command::Submitted { queue, seq, after, msg_id, size, unreadable, now };
+                let prior_attempts = args.take_key("prior").map_or(Ok(0), str::parse)?;
+                let submitted = Command::Submitted {
+                    queue,
+                    seq,
+                    after,
+                    msg_id,
+                    size,
+                    unreadable,
+                    prior_attempts,
+                    now,
+                };
                 self.run_command(submitted)?
             }
             "register" => {
@@ -405,8 +415,12 @@ fn render_event(event: &Event) -> String {
         Event::EpochStarted { epoch, leader, at, grace_until } => {
             format!("EpochStarted epoch={epoch} leader={leader} at={at} grace_until={grace_until}")
         }
-        Event::WorkAccepted { work_id, queue, seq, size, .. } => {
-            format!("WorkAccepted {work_id} queue={queue} seq={seq} size={size}")
+        Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, .. } => {
+            let prior = match prior_attempts {
+                0 => String::new(),
+                n => format!(" prior_attempts={n}"),
+            };
+            format!("WorkAccepted {work_id} queue={queue} seq={seq} size={size}{prior}")
         }
         Event::SubmissionRejected { queue, seq, msg_id, reason, .. } => {
             format!("SubmissionRejected queue={queue} seq={seq} msg_id={msg_id:?}: {reason}")

@@ -187,7 +187,7 @@ impl Harness {
     /// The token attempt `attempt` of item `i` was handed out with (zero if unknown).
     fn token(&self, i: u8, attempt: u32) -> Token {
         let work = self.engine.state().work.get(&work_id(i));
-        let token = work.and_then(|w| w.tokens.get((attempt as usize).wrapping_sub(1)));
+        let token = work.and_then(|w| w.token(attempt));
         token.copied().unwrap_or_default()
     }
 
@@ -224,7 +224,19 @@ impl Harness {
         // Every fifth submission's headers could not be read.
         let unreadable = (seq % 5 == 0).then(|| "malformed headers: not UTF-8".to_owned());
         let queue = queue(q);
-        self.step(Command::Submitted { queue, seq, after, msg_id, size: 10, unreadable, now });
+        // Every seventh is a retry of an earlier run that used two attempts.
+        let prior_attempts = if seq % 7 == 3 { 2 } else { 0 };
+        let size = 10;
+        self.step(Command::Submitted {
+            queue,
+            seq,
+            after,
+            msg_id,
+            size,
+            unreadable,
+            prior_attempts,
+            now,
+        });
     }
     fn run(&mut self, action: Action) {
         let now = self.now;
@@ -345,6 +357,8 @@ fn check_journal(journal: &[Event], max_attempts: u32) {
     let mut live: HashMap<&WorkId, u32> = HashMap::new();
     let mut queue_of: HashMap<&WorkId, &QueueName> = HashMap::new();
     let mut paused: BTreeSet<&QueueName> = BTreeSet::new();
+    // The attempts each accepted run's earlier runs used.
+    let mut prior_of: HashMap<&WorkId, u32> = HashMap::new();
     // Items waiting out a back-off, until when.
     let mut waiting: HashMap<&WorkId, Millis> = HashMap::new();
     for event in journal {
@@ -366,8 +380,10 @@ fn check_journal(journal: &[Event], max_attempts: u32) {
             _ => {}
         }
         match event {
-            Event::WorkAccepted { work_id, queue, .. } => {
-                assert!(live.insert(work_id, 0).is_none(), "{work_id} accepted while in flight");
+            Event::WorkAccepted { work_id, queue, prior_attempts, .. } => {
+                let fresh = live.insert(work_id, *prior_attempts).is_none();
+                assert!(fresh, "{work_id} accepted while in flight");
+                prior_of.insert(work_id, *prior_attempts);
                 queue_of.insert(work_id, queue);
             }
             Event::WorkStarted { work_id, attempt, .. } => {
@@ -378,7 +394,8 @@ fn check_journal(journal: &[Event], max_attempts: u32) {
                     .get_mut(work_id)
                     .unwrap_or_else(|| panic!("{work_id} started but not in flight"));
                 assert_eq!(*attempt, *last + 1, "{work_id} attempts out of order");
-                assert!(*attempt <= max_attempts, "{work_id} attempt {attempt} beyond the maximum");
+                let in_run = *attempt - prior_of[work_id];
+                assert!(in_run <= max_attempts, "{work_id} attempt {attempt} beyond the maximum");
                 *last = *attempt;
             }
             Event::WorkCompleted { work_id, .. }

@@ -72,14 +72,18 @@ pub struct Work {
     /// Its sequence in `JETWORK_SUBMIT`, where the payload stays until it is finished.
     pub seq: u64,
     pub size: u64,
-    /// Hand-outs so far (0 while it has never run).
+    /// The latest attempt handed out (`prior_attempts` while this run has never run).
     pub attempt: u32,
+    /// For a retry: the attempts its earlier runs used. This run's attempts are numbered
+    /// `prior_attempts + 1, …`; a report about an earlier one is about a finished run.
+    #[serde(default)]
+    pub prior_attempts: u32,
     /// Set while an attempt runs.
     pub running: Option<Running>,
     /// Why the previous attempt ended, if one did.
     pub last_error: Option<String>,
-    /// The token of each attempt handed out (attempt `n` at index `n − 1`): a result from any
-    /// of them is accepted, but only with its token.
+    /// The token of each attempt of this run handed out (attempt `prior_attempts + n` at
+    /// index `n − 1`): a result from any of them is accepted, but only with its token.
     pub tokens: Vec<Token>,
     /// While waiting out a back-off: when it is ready again.
     #[serde(default)]
@@ -87,6 +91,20 @@ pub struct Work {
     /// Its attempts so far (the latest [`AttemptRecord::MAX_KEPT`]).
     #[serde(default)]
     pub history: Vec<AttemptRecord>,
+}
+
+impl Work {
+    /// The token attempt `attempt` of this run was handed out with (`None` for an attempt of
+    /// an earlier run, or one never handed out).
+    pub fn token(&self, attempt: u32) -> Option<&Token> {
+        let index = attempt.checked_sub(self.prior_attempts)?.checked_sub(1)?;
+        self.tokens.get(index as usize)
+    }
+
+    /// Attempts this run has used.
+    pub fn attempts_in_run(&self) -> u32 {
+        self.attempt.saturating_sub(self.prior_attempts)
+    }
 }
 
 /// The attempt currently running.
@@ -189,7 +207,7 @@ impl State {
                 }
                 self.extend_deadlines(*grace_until);
             }
-            Event::WorkAccepted { work_id, queue, seq, size, .. } => {
+            Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, .. } => {
                 let q = self.queues.entry(queue.clone()).or_default();
                 q.cursor = q.cursor.max(*seq);
                 if self.work.contains_key(work_id) {
@@ -203,7 +221,8 @@ impl State {
                         queue: queue.clone(),
                         seq: *seq,
                         size: *size,
-                        attempt: 0,
+                        attempt: *prior_attempts,
+                        prior_attempts: *prior_attempts,
                         running: None,
                         last_error: None,
                         tokens: Vec::new(),
@@ -255,8 +274,10 @@ impl State {
                     return;
                 }
                 record_start(&mut work.history, *attempt, worker, *at);
-                // Attempt n's token sits at n − 1 (attempts are handed out 1, 2, 3, …).
-                work.tokens.resize((*attempt as usize).saturating_sub(1), Token::default());
+                // This run's attempt n's token sits at n − 1 (attempts are handed out 1, 2, 3, …
+                // after the prior ones).
+                let index = attempt.saturating_sub(work.prior_attempts).saturating_sub(1);
+                work.tokens.resize(index as usize, Token::default());
                 work.tokens.push(*token);
                 if let Some(q) = self.queues.get_mut(&work.queue) {
                     remove_from(&mut q.ready, work_id);

@@ -1,6 +1,7 @@
 //! The leader's view of queues and workers for `jetwork.master.status`, built from the state.
 //! Bounded whatever the number of workers: the workers are paged by the query, each lists at
-//! most [`StatusQuery::MAX_RUNNING`] running items, and the totals go beside the lists.
+//! most [`StatusQuery::MAX_RUNNING`] running items, and the totals go beside the lists. Also
+//! one job, and pages of the jobs in flight (`jetwork.master.job`, `jetwork.master.jobs`).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use jetwork_shared::protocol::{
 };
 use jetwork_shared::{QueueName, WorkId};
 
-use super::{Millis, State};
+use super::{Millis, State, Work};
 
 impl State {
     /// The leader's view for `jetwork.master.status`: every queue it reads (the runtime adds
@@ -85,11 +86,7 @@ impl State {
     /// far. `None` if it is not in flight (finished: its stored outcome tells the rest).
     pub fn job(&self, work_id: &WorkId) -> Option<JobInfo> {
         let work = self.work.get(work_id)?;
-        let state = match (&work.running, work.waiting_until) {
-            (Some(_), _) => JobState::Running,
-            (None, Some(_)) => JobState::Waiting,
-            (None, None) => JobState::Ready,
-        };
+        let state = job_state(work);
         // Why the previous attempt ended: why it is waiting, or why this attempt exists.
         let reason = work.last_error.clone();
         Some(JobInfo {
@@ -103,5 +100,40 @@ impl State {
             finished_ms: None,
             history: work.history.clone(),
         })
+    }
+
+    /// The jobs the master holds (ready, waiting or running), for `jetwork.master.jobs`:
+    /// those of `queue` (all queues if `None`) in `state` (any if `None`), newest submission
+    /// first, at most `limit`.
+    pub fn jobs(
+        &self,
+        queue: Option<&QueueName>,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Vec<JobInfo> {
+        let mut matching: Vec<(u64, &WorkId)> = self
+            .work
+            .iter()
+            .filter(|(_, w)| queue.is_none_or(|q| &w.queue == q))
+            .filter(|(_, w)| state.is_none_or(|s| job_state(w) == s))
+            .map(|(id, w)| (w.seq, id))
+            .collect();
+        // Only the page is sorted: a long backlog of waiting jobs costs a partition, not a sort.
+        let by_newest = |a: &(u64, &WorkId), b: &(u64, &WorkId)| b.0.cmp(&a.0);
+        if matching.len() > limit && limit > 0 {
+            matching.select_nth_unstable_by(limit - 1, by_newest);
+        }
+        matching.truncate(limit);
+        matching.sort_unstable_by(by_newest);
+        matching.into_iter().filter_map(|(_, id)| self.job(id)).collect()
+    }
+}
+
+/// Where an in-flight job is.
+fn job_state(work: &Work) -> JobState {
+    match (&work.running, work.waiting_until) {
+        (Some(_), _) => JobState::Running,
+        (None, Some(_)) => JobState::Waiting,
+        (None, None) => JobState::Ready,
     }
 }

@@ -112,8 +112,18 @@ impl Engine {
                 self.tokens = ChaCha20Rng::from_seed(seed);
                 self.takeover(epoch, leader, now)
             }
-            Command::Submitted { queue, seq, after, msg_id, size, unreadable, now } => {
-                let submission = Submission { queue, seq, after, msg_id, size, unreadable };
+            Command::Submitted {
+                queue,
+                seq,
+                after,
+                msg_id,
+                size,
+                unreadable,
+                prior_attempts,
+                now,
+            } => {
+                let submission =
+                    Submission { queue, seq, after, msg_id, size, unreadable, prior_attempts };
                 self.submitted(submission, now)
             }
             Command::Register { request, msg, now } => self.register(request, msg, now),

@@ -75,7 +75,12 @@ impl Engine {
         let Some(work) = self.state.work.get(&work_id) else {
             return verdict; // Finished earlier (or never existed): nothing to do.
         };
-        if attempt == 0 || attempt > work.attempt {
+        if attempt <= work.prior_attempts {
+            // An attempt of an earlier run of this id, which has finished (this run is a
+            // retry): nothing it says concerns this run.
+            return verdict;
+        }
+        if attempt > work.attempt {
             verdict.verdict = VerdictKind::Rejected;
             verdict.reason = Some(format!(
                 "attempt {attempt} was never handed out (latest is {})",
@@ -85,7 +90,7 @@ impl Engine {
         }
         // Only whoever received this hand-out knows its token: a report without it says nothing
         // about the work, whoever sends it (the worker id counts for nothing here).
-        if work.tokens.get(attempt as usize - 1) != Some(&token) {
+        if work.token(attempt) != Some(&token) {
             verdict.verdict = VerdictKind::Rejected;
             verdict.reason = Some(format!("wrong token for attempt {attempt}"));
             return verdict;
@@ -159,10 +164,10 @@ impl Engine {
         retry: Retry,
     ) {
         let Some(work) = self.state.work.get(work_id) else { return };
-        let attempt = work.attempt;
+        let (attempt, used) = (work.attempt, work.attempts_in_run());
         let rules = self.policy.rules(&work.queue);
-        if attempt >= rules.max_attempts {
-            let reason = format!("gave up after {attempt} attempts; last: {reason}");
+        if used >= rules.max_attempts {
+            let reason = format!("gave up after {used} attempts; last: {reason}");
             self.emit(Event::WorkFailed { work_id: work_id.clone(), attempt, reason, at: now });
             return;
         }
