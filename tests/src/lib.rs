@@ -17,6 +17,7 @@ pub mod audit;
 pub mod binaries;
 pub mod inproc;
 pub mod load;
+pub mod manual;
 pub mod nats_server;
 pub mod process;
 pub mod procs;

@@ -44,6 +44,9 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Shell command run per item (`sh -c`); the built-in squarer when absent.
     pub exec: Option<String>,
+    /// An `exec` command exiting with this status fails its job at once, without more
+    /// attempts (bad input, a permanent refusal). Every other failure is retried.
+    pub non_retryable_exit_code: Option<i32>,
 }
 
 impl Default for WorkerConfig {
@@ -58,6 +61,7 @@ impl Default for WorkerConfig {
             progress_every: None,
             shutdown_grace: Duration::from_secs(10),
             exec: None,
+            non_retryable_exit_code: None,
         }
     }
 }

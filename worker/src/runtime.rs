@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  jetwork.worker.<id>.ready ─┐                                   ┌─► request tasks (NATS request/reply,
+//!  jetwork.worker.<id>.cancel ┤
 //!  jetwork.master.elected ────┤                                   │     lease check of newer epochs)
 //!  replies, lease reads ──────┼─► Input ─► Engine::step ─► Action ┼─► job tasks (JoinSet, abort handles)
 //!  job ends, progress ────────┤     (stamped with now/wall)       ├─► lease reads
@@ -28,6 +29,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
+use jetwork_shared::jobs::Revoke;
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{
     Assignment, LeaseHolder, MasterElected, Registered, ReportReply, WorkGrant, WorkReady,
@@ -39,7 +41,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::core::{Action, Config, Engine, Failure, Input, Level, Limit, Log, Millis, RequestId};
-use crate::{Handler, Job};
+use crate::{Handler, Job, JobError};
 
 /// The shortest and longest tick: the engine's timers are as precise as the tick.
 const MIN_TICK: Duration = Duration::from_millis(20);
@@ -85,7 +87,7 @@ struct Shell<H> {
     origin: Instant,
     answers: mpsc::UnboundedSender<Answer>,
     progress: mpsc::UnboundedSender<(WorkId, u32)>,
-    jobs: JoinSet<Result<Bytes, String>>,
+    jobs: JoinSet<Result<Bytes, JobError>>,
     /// Running jobs, to abort them.
     running: HashMap<(WorkId, u32), AbortHandle>,
     /// Which attempt each job task runs.
@@ -105,6 +107,7 @@ pub async fn run<H: Handler>(
 ) -> Result<(), async_nats::SubscribeError> {
     tokio::pin!(shutdown);
     let mut ready = client.subscribe(subjects::worker_ready(&cfg.id)).await?;
+    let mut cancel = client.subscribe(subjects::worker_cancel(&cfg.id)).await?;
     let mut elected = client.subscribe(subjects::MASTER_ELECTED).await?;
     let (progress, mut progress_rx) = mpsc::unbounded_channel();
     let (answers, mut answers_rx) = mpsc::unbounded_channel();
@@ -149,6 +152,18 @@ pub async fn run<H: Handler>(
                 Some(message) = ready.next() => match codec::decode::<WorkReady>(&message.payload) {
                     Ok(note) => Some(Input::WorkReady { epoch: note.epoch, now: shell.now() }),
                     Err(_) => None,
+                },
+                Some(message) = cancel.next() => match codec::decode::<Revoke>(&message.payload) {
+                    Ok(r) => Some(Input::Cancelled {
+                        epoch: r.epoch,
+                        work_id: r.work_id,
+                        attempt: r.attempt,
+                        now: shell.now(),
+                    }),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "ignoring an unreadable cancellation");
+                        None
+                    }
                 },
                 Some(message) = elected.next() => match codec::decode::<MasterElected>(&message.payload) {
                     Ok(note) => Some(Input::Elected { epoch: note.epoch, now: shell.now() }),
@@ -267,7 +282,7 @@ impl<H: Handler> Shell<H> {
     /// A job task ended: its result (a panic is a failure), unless it was aborted.
     fn job_done(
         &mut self,
-        joined: Result<(tokio::task::Id, Result<Bytes, String>), tokio::task::JoinError>,
+        joined: Result<(tokio::task::Id, Result<Bytes, JobError>), tokio::task::JoinError>,
     ) -> Option<Input> {
         let (task, result) = match joined {
             Ok((task, result)) => (task, result),
@@ -275,7 +290,7 @@ impl<H: Handler> Shell<H> {
                 self.tasks.remove(&e.id());
                 return None;
             }
-            Err(e) => (e.id(), Err(format!("handler panicked: {e}"))),
+            Err(e) => (e.id(), Err(JobError::retryable(format!("handler panicked: {e}")))),
         };
         let (work_id, attempt) = self.tasks.remove(&task)?;
         self.running.remove(&(work_id.clone(), attempt));
