@@ -60,6 +60,8 @@ pub struct Submitted {
 pub enum ResultStatus {
     Completed,
     Failed,
+    /// Cancelled by an operator.
+    Cancelled,
 }
 
 /// A published result.
@@ -71,7 +73,8 @@ pub struct WorkResult {
     pub attempt: u32,
     /// The `JETWORK_SUBMIT` sequence of the submission it answers (0 if not given).
     pub submit_seq: u64,
-    /// The result bytes (for `failed`, the reason).
+    /// The result bytes; for `failed` and `cancelled`, the submitted payload (so the job can
+    /// be retried), with the reason in `reason`.
     pub payload: Bytes,
     pub reason: Option<String>,
 }
@@ -89,6 +92,7 @@ impl WorkResult {
         let status = match get(headers::STATUS).as_deref() {
             Some(headers::STATUS_COMPLETED) => ResultStatus::Completed,
             Some(headers::STATUS_FAILED) => ResultStatus::Failed,
+            Some(headers::STATUS_CANCELLED) => ResultStatus::Cancelled,
             _ => return None,
         };
         Some(WorkResult {

@@ -70,8 +70,8 @@ pub async fn run(client: &Client, options: DemoOptions) -> Result<DemoSummary, C
                     ResultStatus::Completed => {
                         tracing::info!(work_id = %result.work_id, attempt = result.attempt, "Consumed result: {}", String::from_utf8_lossy(&result.payload))
                     }
-                    ResultStatus::Failed => {
-                        tracing::warn!(work_id = %result.work_id, reason = result.reason.as_deref().unwrap_or(""), "Work failed")
+                    ResultStatus::Failed | ResultStatus::Cancelled => {
+                        tracing::warn!(work_id = %result.work_id, status = ?result.status, reason = result.reason.as_deref().unwrap_or(""), "Work did not complete")
                     }
                 }
                 let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -128,7 +128,8 @@ pub async fn run(client: &Client, options: DemoOptions) -> Result<DemoSummary, C
         };
         match result.map(|r| r.status) {
             Some(ResultStatus::Completed) => summary.completed += 1,
-            Some(ResultStatus::Failed) => summary.failed += 1,
+            // An operator's cancellation is not a failure of the system, but not a result either.
+            Some(ResultStatus::Failed | ResultStatus::Cancelled) => summary.failed += 1,
             None => {
                 tracing::error!(%work_id, "no result: lost");
                 summary.lost += 1;

@@ -1,13 +1,17 @@
-//! jetwork's frontend: a [`Client`] that submits work and reads results, the seed's demo
-//! producer ([`demo`]), the refreshing status view ([`watch`]), the web [`dashboard`], and (in
-//! `main.rs`) the `jetwork-frontend` command line.
+//! jetwork's frontend: a [`Client`] that submits work, reads results and manages jobs
+//! (`jobs.rs`: job, cancel, retry, pause, resume), the seed's demo producer ([`demo`]), the
+//! refreshing status view ([`watch`]), the web [`dashboard`], and (in `main.rs`) the
+//! `jetwork-frontend` command line.
 
 mod client;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod job_view;
+mod jobs;
 pub mod status_view;
 pub mod watch;
 
 pub use client::{Client, ClientError, ResultStatus, Submitted, WorkResult};
 pub use config::{FrontendConfig, FrontendSettings};
+pub use jobs::JobsError;

@@ -10,8 +10,11 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use jetwork_frontend::dashboard::{self, DashboardOptions};
 use jetwork_frontend::demo::{self, DemoOptions};
-use jetwork_frontend::{status_view, watch, Client, ClientError, FrontendSettings, ResultStatus};
+use jetwork_frontend::{
+    job_view, status_view, watch, Client, ClientError, FrontendSettings, ResultStatus, WorkResult,
+};
 use jetwork_shared::cli::{LogArgs, NatsArgs};
+use jetwork_shared::jobs::{JobState, JobsQuery};
 use jetwork_shared::protocol::StatusQuery;
 use jetwork_shared::{QueueName, WorkId};
 
@@ -98,6 +101,50 @@ enum Cmd {
     },
     /// Create the streams (so `nats pub jetwork.submit.<queue>` works before anything else ran).
     Init,
+    /// Show one job: its state, its attempts (worker, start, run time, outcome, reason).
+    Job {
+        id: String,
+        /// Its queue, if finished (default: search all queues).
+        #[arg(long, short)]
+        queue: Option<String>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs, newest first: in flight (ready, waiting, running), then finished ones.
+    Jobs {
+        /// Only this queue (default: every queue).
+        #[arg(long, short)]
+        queue: Option<String>,
+        /// Only jobs in this state: ready, waiting, running, completed, failed, cancelled.
+        #[arg(long, short)]
+        state: Option<String>,
+        /// At most this many (at most 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job the master holds (ready, waiting out a back-off, or running: its worker
+    /// is told to stop). Needs the operator's permissions.
+    Cancel {
+        id: String,
+        /// Why (stored as the job's reason).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Run a failed or cancelled job again under its id. Needs the operator's permissions.
+    Retry {
+        id: String,
+        /// Its queue (default: search all queues).
+        #[arg(long, short)]
+        queue: Option<String>,
+    },
+    /// Stop handing out a queue's work (submissions are still accepted). Operator only.
+    Pause { queue: String },
+    /// Hand out a paused queue's work again. Operator only.
+    Resume { queue: String },
     /// Serve the web dashboard: queues, throughput, workers, failures, one job's page.
     Dashboard {
         /// Address to listen on (a port of 0 picks a free one; the address is logged).
@@ -156,27 +203,14 @@ async fn main() -> anyhow::Result<()> {
             }
             if wait {
                 let result = client.wait_for(&submitted, timeout).await?;
-                print_result(&result.payload)?;
-                if result.status == ResultStatus::Failed {
-                    bail!(
-                        "work {} failed after {} attempt(s): {}",
-                        result.work_id,
-                        result.attempt,
-                        result.reason.unwrap_or_default()
-                    );
-                }
+                print_outcome(&result)?;
             }
         }
         Cmd::Result { id, queue } => {
             let id = WorkId::parse(&id).context("invalid work id")?;
             let queue = queue.map(|q| QueueName::parse(&q)).transpose().context("invalid queue")?;
             match client.result(queue.as_ref(), &id).await? {
-                Some(result) => {
-                    print_result(&result.payload)?;
-                    if result.status == ResultStatus::Failed {
-                        bail!("work {id} failed after {} attempt(s): {}", result.attempt, result.reason.unwrap_or_default());
-                    }
-                }
+                Some(result) => print_outcome(&result)?,
                 None => bail!("no stored result for {id} (not finished yet, or older than the results retention)"),
             }
         }
@@ -224,6 +258,46 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Init => println!("streams ready"),
+        Cmd::Job { id, queue, json } => {
+            let id = WorkId::parse(&id).context("invalid work id")?;
+            let queue = queue.map(|q| QueueName::parse(&q)).transpose().context("invalid queue")?;
+            let job = client.job(&id, queue.as_ref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                print!("{}", job_view::render(&job, jetwork_shared::clock::now_ms()));
+            }
+        }
+        Cmd::Jobs { queue, state, limit, json } => {
+            let queue = queue.map(|q| QueueName::parse(&q)).transpose().context("invalid queue")?;
+            let state = state
+                .map(|s| serde_json::from_value::<JobState>(serde_json::Value::String(s)))
+                .transpose()
+                .context("invalid state (ready, waiting, running, completed, failed, cancelled)")?;
+            let page = client.jobs(&JobsQuery { queue, state, limit: Some(limit) }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                print!("{}", job_view::render_list(&page, jetwork_shared::clock::now_ms()));
+            }
+        }
+        Cmd::Cancel { id, reason } => {
+            let id = WorkId::parse(&id).context("invalid work id")?;
+            println!("{}", client.cancel(&id, reason).await?.message);
+        }
+        Cmd::Retry { id, queue } => {
+            let id = WorkId::parse(&id).context("invalid work id")?;
+            let queue = queue.map(|q| QueueName::parse(&q)).transpose().context("invalid queue")?;
+            println!("{}", client.retry(&id, queue.as_ref()).await?.message);
+        }
+        Cmd::Pause { queue } => {
+            let queue = QueueName::parse(&queue).context("invalid queue")?;
+            println!("{}", client.pause(&queue, true).await?.message);
+        }
+        Cmd::Resume { queue } => {
+            let queue = QueueName::parse(&queue).context("invalid queue")?;
+            println!("{}", client.pause(&queue, false).await?.message);
+        }
         Cmd::Dashboard { listen, refresh, history, allow_actions } => {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -239,6 +313,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints a completed job's result; a failed or cancelled one is an error with its reason.
+fn print_outcome(result: &WorkResult) -> anyhow::Result<()> {
+    let (id, attempt, reason) = (&result.work_id, result.attempt, result.reason.as_deref());
+    match result.status {
+        ResultStatus::Completed => print_result(&result.payload),
+        ResultStatus::Failed => {
+            bail!("work {id} failed after {attempt} attempt(s): {}", reason.unwrap_or_default())
+        }
+        ResultStatus::Cancelled => bail!("work {id} was cancelled: {}", reason.unwrap_or_default()),
+    }
 }
 
 fn now_utc() -> time::OffsetDateTime {

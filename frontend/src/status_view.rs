@@ -9,14 +9,31 @@ pub fn render(report: &StatusReport) -> String {
     let mut out = format!("leader {}  epoch {}\n\n", report.leader, report.epoch);
     let _ = writeln!(
         out,
-        "{:<24} {:>10} {:>12} {:>10} {:>8} {:>9}",
-        "QUEUE", "PENDING", "IN PROGRESS", "COMPLETED", "FAILED", "REJECTED"
+        "{:<24} {:>10} {:>12} {:>8} {:>10} {:>8} {:>9} {:>9}",
+        "QUEUE",
+        "PENDING",
+        "IN PROGRESS",
+        "WAITING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "REJECTED"
     );
     for q in &report.queues {
+        // A paused queue says so where the eye lands first: its name.
+        let name =
+            if q.paused { format!("{} (paused)", q.queue) } else { q.queue.as_str().to_owned() };
         let _ = writeln!(
             out,
-            "{:<24} {:>10} {:>12} {:>10} {:>8} {:>9}",
-            q.queue, q.pending, q.in_progress, q.completed, q.failed, q.rejected
+            "{:<24} {:>10} {:>12} {:>8} {:>10} {:>8} {:>9} {:>9}",
+            name,
+            q.pending,
+            q.in_progress,
+            q.waiting,
+            q.completed,
+            q.failed,
+            q.cancelled,
+            q.rejected
         );
     }
     more(&mut out, report.queues.len(), report.queues_total, "queues", "--queues/--queues-offset");

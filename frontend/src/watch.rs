@@ -47,8 +47,11 @@ pub struct Watch {
 impl Watch {
     /// A frame for `report`, received at `at`.
     pub fn frame(&mut self, report: &StatusReport, at: Instant) -> String {
-        let finished: HashMap<QueueName, u64> =
-            report.queues.iter().map(|q| (q.queue.clone(), q.completed + q.failed)).collect();
+        let finished: HashMap<QueueName, u64> = report
+            .queues
+            .iter()
+            .map(|q| (q.queue.clone(), q.completed + q.failed + q.cancelled))
+            .collect();
         let rates: HashMap<&QueueName, f64> = match &self.previous {
             Some((then, epoch, before)) if *epoch == report.epoch => {
                 let secs = at.duration_since(*then).as_secs_f64().max(0.001);
@@ -218,6 +221,9 @@ mod tests {
                 completed,
                 failed: 0,
                 rejected: 0,
+                waiting: 0,
+                cancelled: 0,
+                paused: false,
             }],
             queues_total: 1,
             workers: vec![],

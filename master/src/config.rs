@@ -2,6 +2,7 @@
 //! shared `[nats]` and `[streams]` sections. See `docs/architecture.md` for what each timing
 //! means and README's configuration table for the defaults.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -10,6 +11,9 @@ use jetwork_shared::clock::millis;
 use jetwork_shared::config::{self, ConfigError, LogConfig, NatsConfig, StreamsConfig};
 use serde::{Deserialize, Serialize};
 
+use jetwork_shared::QueueName;
+
+use crate::core::policy::{Backoff, QueueRules};
 use crate::core::Policy;
 
 /// Everything `jetwork-master` reads.
@@ -20,6 +24,23 @@ pub struct MasterSettings {
     pub streams: StreamsConfig,
     pub master: MasterConfig,
     pub log: LogConfig,
+    /// Per-queue retry rules (`[queues.<name>]`), over the `[master]` defaults.
+    pub queues: BTreeMap<String, QueueConfig>,
+}
+
+/// A `[queues.<name>]` section: what this queue does differently from the `[master]` defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    pub max_attempts: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    pub work_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Option<Duration>,
+    pub backoff_factor: Option<f64>,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Option<Duration>,
+    pub backoff_jitter: Option<bool>,
 }
 
 /// The `[master]` section.
@@ -41,6 +62,15 @@ pub struct MasterConfig {
     pub worker_timeout: Duration,
     /// Hand-outs per work item before it ends as `failed`.
     pub max_attempts: u32,
+    /// After a failed attempt, the wait before the next one: `backoff_initial` after the
+    /// first failure, times `backoff_factor` after each further one, at most `backoff_max`;
+    /// with `backoff_jitter`, drawn between half of that and all of it. `0s` retries at once.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    pub backoff_factor: f64,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    pub backoff_jitter: bool,
     /// How often deadlines and worker liveness are checked.
     #[serde(with = "humantime_serde")]
     pub tick_interval: Duration,
@@ -94,6 +124,10 @@ impl Default for MasterConfig {
             work_timeout: Duration::from_secs(10),
             worker_timeout: Duration::from_secs(30),
             max_attempts: 5,
+            backoff_initial: Duration::from_secs(1),
+            backoff_factor: 2.0,
+            backoff_max: Duration::from_secs(60),
+            backoff_jitter: true,
             tick_interval: Duration::from_millis(100),
             prefetch: 256,
             max_grant: 256,
@@ -159,7 +193,66 @@ impl MasterSettings {
             "master.max_batch and max_inflight_writes must be at least 1",
         )?;
         rule(m.id.len() <= 64 && !m.id.is_empty(), "master.id must be 1 to 64 characters")?;
+        rule(
+            m.backoff_factor >= 1.0 && m.backoff_factor.is_finite(),
+            "master.backoff_factor must be a number of at least 1",
+        )?;
+        for (name, q) in &self.queues {
+            QueueName::parse(name)
+                .map_err(|e| ConfigError::Rule(format!("[queues.{name}]: {e}")))?;
+            let bad = |what: &str| ConfigError::Rule(format!("queues.{name}.{what}"));
+            if q.max_attempts == Some(0) {
+                return Err(bad("max_attempts must be at least 1"));
+            }
+            if q.work_timeout.is_some_and(|t| t < Duration::from_millis(100)) {
+                return Err(bad("work_timeout must be at least 100ms"));
+            }
+            if q.backoff_factor.is_some_and(|f| f < 1.0 || !f.is_finite()) {
+                return Err(bad("backoff_factor must be a number of at least 1"));
+            }
+        }
         Ok(())
+    }
+
+    /// The back-off of the `[master]` section.
+    fn backoff(&self) -> Backoff {
+        let m = &self.master;
+        Backoff {
+            initial: millis(m.backoff_initial),
+            factor: m.backoff_factor,
+            max: millis(m.backoff_max.max(m.backoff_initial)),
+            jitter: m.backoff_jitter,
+        }
+    }
+
+    /// The per-queue rules, each over the defaults for what it does not set.
+    fn queue_rules(&self) -> BTreeMap<QueueName, QueueRules> {
+        let defaults = self.backoff();
+        let mut rules = BTreeMap::new();
+        for (name, q) in &self.queues {
+            // `validate` refused the names that do not parse.
+            let Ok(queue) = QueueName::parse(name) else { continue };
+            let changes_backoff = q.backoff_initial.is_some()
+                || q.backoff_factor.is_some()
+                || q.backoff_max.is_some()
+                || q.backoff_jitter.is_some();
+            let backoff = changes_backoff.then(|| {
+                let initial = q.backoff_initial.map_or(defaults.initial, millis);
+                Backoff {
+                    initial,
+                    factor: q.backoff_factor.unwrap_or(defaults.factor),
+                    max: q.backoff_max.map_or(defaults.max, millis).max(initial),
+                    jitter: q.backoff_jitter.unwrap_or(defaults.jitter),
+                }
+            });
+            let own = QueueRules {
+                max_attempts: q.max_attempts,
+                work_timeout: q.work_timeout.map(millis),
+                backoff,
+            };
+            rules.insert(queue, own);
+        }
+        rules
     }
 
     /// The engine policy these settings give.
@@ -169,6 +262,8 @@ impl MasterSettings {
             work_timeout: millis(m.work_timeout),
             worker_timeout: millis(m.worker_timeout),
             max_attempts: m.max_attempts,
+            backoff: self.backoff(),
+            queues: self.queue_rules(),
             max_grant: m.max_grant,
             max_result: u64::from(self.streams.max_result),
             seen_resolution: millis(m.worker_timeout / 10).max(100),

@@ -187,6 +187,9 @@ pub async fn complete_status(
             completed: 0,
             failed: 0,
             rejected: 0,
+            waiting: 0,
+            cancelled: 0,
+            paused: false,
         });
     }
     report.queues_total = queues.len() as u64;

@@ -45,9 +45,12 @@ pub struct Submission {
     pub after: u64,
     /// Which reader of the queue read it (a replaced reader's leftovers are ignored).
     pub generation: u64,
+    /// The work id it names, if any (see `msg_id`).
     pub msg_id: Option<String>,
     /// Why the stored message cannot be read as a submission (malformed headers), if so.
     pub unreadable: Option<String>,
+    /// For a retry: the attempts its earlier runs used (`Jetwork-Prior-Attempts`).
+    pub prior_attempts: u32,
     pub payload: Bytes,
     /// When the server stored it (milliseconds since the Unix epoch, the server's clock).
     pub stored_ms: u64,
@@ -261,13 +264,18 @@ impl Reader {
             if seq < position.next_seq {
                 continue;
             }
+            let (prior_attempts, bad_prior) = match prior_attempts(&message) {
+                Ok(prior) => (prior, None),
+                Err(why) => (0, Some(why)),
+            };
             let submission = Submission {
                 queue: self.queue.clone(),
                 seq,
                 after: position.after,
                 generation: self.generation,
                 msg_id: msg_id(&message),
-                unreadable: unreadable(&message),
+                unreadable: unreadable(&message).or(bad_prior),
+                prior_attempts,
                 payload: message.payload.clone(),
                 stored_ms: u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000)
                     .unwrap_or(0),
@@ -346,10 +354,29 @@ fn unreadable(message: &jetstream::Message) -> Option<String> {
         .then(|| description.to_owned())
 }
 
+/// `Jetwork-Prior-Attempts`, if present: a count up to [`headers::MAX_PRIOR_ATTEMPTS`].
+fn prior_attempts(message: &jetstream::Message) -> Result<u32, String> {
+    let Some(value) = message.headers.as_ref().and_then(|h| h.get(headers::PRIOR_ATTEMPTS)) else {
+        return Ok(0);
+    };
+    value.as_str().parse::<u32>().ok().filter(|n| *n <= headers::MAX_PRIOR_ATTEMPTS).ok_or_else(
+        || {
+            format!(
+                "invalid {}: {:?} (expected 0..={})",
+                headers::PRIOR_ATTEMPTS,
+                headers::sanitize(value.as_str(), 64),
+                headers::MAX_PRIOR_ATTEMPTS
+            )
+        },
+    )
+}
+
+/// The work id a submission names: a retry's `Jetwork-Retry-Of` (its `Nats-Msg-Id` is then
+/// only a deduplication key), otherwise its `Nats-Msg-Id`.
 fn msg_id(message: &jetstream::Message) -> Option<String> {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::NATS_MSG_ID))
+    let stored = message.headers.as_ref()?;
+    stored
+        .get(headers::RETRY_OF)
+        .or_else(|| stored.get(headers::NATS_MSG_ID))
         .map(|v| v.as_str().to_owned())
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod housekeeping;
 pub mod intake;
 pub mod integrity;
+pub mod jobs;
 pub mod journal;
 pub mod leader;
 pub mod lease;

@@ -82,7 +82,10 @@ pub struct QueueFamilies {
     pub completed: Family<QueueLabel, Counter>,
     pub failed: Family<QueueLabel, Counter>,
     pub rejected: Family<QueueLabel, Counter>,
+    pub cancelled: Family<QueueLabel, Counter>,
     pub pending: Family<QueueLabel, Gauge>,
+    pub waiting: Family<QueueLabel, Gauge>,
+    pub paused: Family<QueueLabel, Gauge>,
     pub in_flight: Family<QueueLabel, Gauge>,
     pub free_slots: Family<QueueLabel, Gauge>,
     pub oldest_pending_seconds: Family<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -102,7 +105,10 @@ pub struct QueueSeries {
     pub completed: Counter,
     pub failed: Counter,
     pub rejected: Counter,
+    pub cancelled: Counter,
     pub pending: Gauge,
+    pub waiting: Gauge,
+    pub paused: Gauge,
     pub in_flight: Gauge,
     pub free_slots: Gauge,
     pub oldest_pending_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -119,7 +125,10 @@ impl QueueFamilies {
             completed: Family::default(),
             failed: Family::default(),
             rejected: Family::default(),
+            cancelled: Family::default(),
             pending: Family::default(),
+            waiting: Family::default(),
+            paused: Family::default(),
             in_flight: Family::default(),
             free_slots: Family::default(),
             oldest_pending_seconds: Family::default(),
@@ -136,7 +145,10 @@ impl QueueFamilies {
             completed: self.completed.get_or_create_owned(label),
             failed: self.failed.get_or_create_owned(label),
             rejected: self.rejected.get_or_create_owned(label),
+            cancelled: self.cancelled.get_or_create_owned(label),
             pending: self.pending.get_or_create_owned(label),
+            waiting: self.waiting.get_or_create_owned(label),
+            paused: self.paused.get_or_create_owned(label),
             in_flight: self.in_flight.get_or_create_owned(label),
             free_slots: self.free_slots.get_or_create_owned(label),
             oldest_pending_seconds: self.oldest_pending_seconds.get_or_create_owned(label),
@@ -152,7 +164,10 @@ impl QueueFamilies {
         self.completed.clear();
         self.failed.clear();
         self.rejected.clear();
+        self.cancelled.clear();
         self.pending.clear();
+        self.waiting.clear();
+        self.paused.clear();
         self.in_flight.clear();
         self.free_slots.clear();
         self.oldest_pending_seconds.clear();
@@ -251,6 +266,21 @@ impl MasterMetrics {
             "jetwork_queue_rejected",
             "Submissions rejected (invalid id, unreadable, id in flight)",
             q.rejected.clone(),
+        );
+        r.register(
+            "jetwork_queue_cancelled",
+            "Work items cancelled by an operator",
+            q.cancelled.clone(),
+        );
+        r.register(
+            "jetwork_queue_waiting",
+            "Work items that failed and wait out their back-off before the next attempt",
+            q.waiting.clone(),
+        );
+        r.register(
+            "jetwork_queue_paused",
+            "1 while an operator has paused the queue",
+            q.paused.clone(),
         );
         r.register(
             "jetwork_queue_pending",

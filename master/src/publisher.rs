@@ -43,8 +43,8 @@ use jetwork_shared::{headers, subjects, Unavailable};
 use crate::core::{Publication, PublicationKey};
 use crate::payloads;
 
-/// Longest reason put in a header.
-const MAX_REASON_HEADER: usize = 512;
+/// Longest reason put in a header (the engine's reasons, with their prefixes, fit whole).
+const MAX_REASON_HEADER: usize = 1536;
 /// Publications in flight at once; more wait their turn. Well under the JetStream context's
 /// 4096 acknowledgement credits, so starting one never blocks.
 const MAX_IN_FLIGHT: usize = 1024;
@@ -160,12 +160,13 @@ async fn publish(
     verify_first: bool,
 ) -> Outcome {
     let payload = match (publication, payload) {
-        (Publication::Rejected { seq, .. }, None) => {
-            // Kept in the stream until this rejection is published (the purge floor); gone
-            // only if removed by hand, and then the notice goes out without it.
-            payloads::read(js, *seq).await?.unwrap_or_default()
+        (Publication::Completed { .. }, _) => Bytes::new(),
+        (_, Some(payload)) => payload,
+        (_, None) => {
+            // Kept in the stream until this outcome is published (the purge floor); gone
+            // only if removed by hand, and then the outcome goes out without it.
+            payloads::read(js, publication.submit_seq()).await?.unwrap_or_default()
         }
-        (_, payload) => payload.unwrap_or_default(),
     };
     let run = publication.submit_seq();
     let subject = build(publication, Bytes::new()).0;
@@ -235,30 +236,40 @@ async fn stored(js: &jetstream::Context, subject: &str, run: u64) -> Result<Stor
     }
 }
 
-/// The subject and message for a publication (without its fence).
+/// The subject and message for a publication (without its fence). `payload` is the
+/// submission's: it goes out with a failure, a cancellation or a rejection, so the stored
+/// outcome can be read, and a failed or cancelled job retried, after the submission is purged.
 pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessage) {
+    let outcome = |work_id: &jetwork_shared::WorkId, seq: &u64, status: &str, attempt: &u32| {
+        PublishMessage::build()
+            .message_id(format!("result-{work_id}-{seq}"))
+            .header(headers::SUBMIT_SEQ, seq.to_string().as_str())
+            .header(headers::STATUS, status)
+            .header(headers::ATTEMPT, attempt.to_string().as_str())
+            .header(headers::WORK_ID, work_id.as_str())
+    };
     match publication {
-        Publication::Completed { work_id, queue, seq, attempt, result } => {
-            let message = PublishMessage::build()
+        Publication::Completed { work_id, queue, seq, attempt, result, history } => {
+            let message = outcome(work_id, seq, headers::STATUS_COMPLETED, attempt)
                 .payload(result.clone())
-                .message_id(format!("result-{work_id}-{seq}"))
-                .header(headers::SUBMIT_SEQ, seq.to_string().as_str())
-                .header(headers::STATUS, headers::STATUS_COMPLETED)
-                .header(headers::ATTEMPT, attempt.to_string().as_str())
-                .header(headers::WORK_ID, work_id.as_str())
-                .header(headers::QUEUE, queue.as_str());
+                .header(headers::QUEUE, queue.as_str())
+                .header(headers::HISTORY, history_header(history).as_str());
             (subjects::result(queue, work_id), message)
         }
-        Publication::Failed { work_id, queue, seq, attempt, reason } => {
-            let message = PublishMessage::build()
-                .payload(Bytes::from(reason.clone()))
-                .message_id(format!("result-{work_id}-{seq}"))
-                .header(headers::SUBMIT_SEQ, seq.to_string().as_str())
-                .header(headers::STATUS, headers::STATUS_FAILED)
-                .header(headers::ATTEMPT, attempt.to_string().as_str())
+        Publication::Failed { work_id, queue, seq, attempt, reason, history } => {
+            let message = outcome(work_id, seq, headers::STATUS_FAILED, attempt)
+                .payload(payload)
                 .header(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER).as_str())
-                .header(headers::WORK_ID, work_id.as_str())
-                .header(headers::QUEUE, queue.as_str());
+                .header(headers::QUEUE, queue.as_str())
+                .header(headers::HISTORY, history_header(history).as_str());
+            (subjects::result(queue, work_id), message)
+        }
+        Publication::Cancelled { work_id, queue, seq, attempt, reason, history } => {
+            let message = outcome(work_id, seq, headers::STATUS_CANCELLED, attempt)
+                .payload(payload)
+                .header(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER).as_str())
+                .header(headers::QUEUE, queue.as_str())
+                .header(headers::HISTORY, history_header(history).as_str());
             (subjects::result(queue, work_id), message)
         }
         Publication::Rejected { queue, seq, msg_id, reason } => {
@@ -276,4 +287,10 @@ pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessa
             (subjects::rejected(queue, *seq), message)
         }
     }
+}
+
+/// A history as the [`headers::HISTORY`] value: compact JSON, one line (reasons are
+/// sanitized to printable ASCII when recorded, and JSON escapes the rest).
+fn history_header(history: &[jetwork_shared::jobs::AttemptRecord]) -> String {
+    serde_json::to_string(history).unwrap_or_else(|_| "[]".to_owned())
 }

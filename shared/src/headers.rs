@@ -22,7 +22,8 @@ pub const NATS_MARKER_REASON: &str = "Nats-Marker-Reason";
 /// On a KV entry read back as a stream message: `DEL` or `PURGE` for a delete or purge
 /// marker. Absent on a value that was put.
 pub const KV_OPERATION: &str = "KV-Operation";
-/// `completed`, `failed` (attempts used up) or `rejected` (invalid submission).
+/// `completed`, `failed` (attempts used up), `cancelled` (by an operator) or `rejected`
+/// (invalid submission).
 pub const STATUS: &str = "Jetwork-Status";
 /// The attempt (1-based) that produced a result.
 pub const ATTEMPT: &str = "Jetwork-Attempt";
@@ -50,6 +51,20 @@ pub const STATUS_COMPLETED: &str = "completed";
 pub const STATUS_FAILED: &str = "failed";
 /// Value of [`STATUS`] for a submission that could not be accepted.
 pub const STATUS_REJECTED: &str = "rejected";
+/// Value of [`STATUS`] for work an operator cancelled.
+pub const STATUS_CANCELLED: &str = "cancelled";
+/// On results: the job's attempts as compact JSON (`[{"attempt":1,"worker":"w-1",…}]`, the
+/// latest 32), so a stored outcome says how it came about.
+pub const HISTORY: &str = "Jetwork-History";
+/// On a retried job's submission: the work id it runs again (its `Nats-Msg-Id` is then only
+/// the deduplication key, `<id>~retry-<seq of the run retried>`).
+pub const RETRY_OF: &str = "Jetwork-Retry-Of";
+/// On a retried job's submission: how many attempts its earlier runs used. The new run's
+/// attempts are numbered on from there, so an attempt number names one hand-out of the id
+/// ever (a worker still holding an earlier run's attempt cannot confuse the two).
+pub const PRIOR_ATTEMPTS: &str = "Jetwork-Prior-Attempts";
+/// The most prior attempts a submission may claim.
+pub const MAX_PRIOR_ATTEMPTS: u32 = 1_000_000;
 
 /// Makes `text` safe for a header value: one line, printable ASCII, at most `max` bytes.
 pub fn sanitize(text: &str, max: usize) -> String {

@@ -128,6 +128,10 @@ pub struct Outcome {
     /// Why it failed, for `failed`.
     #[serde(default)]
     pub reason: Option<String>,
+    /// For `failed`: retrying cannot help (bad input, a permanent refusal); the job ends
+    /// `failed` at once instead of being attempted again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_retryable: bool,
 }
 
 /// The kind of an [`Outcome`].
@@ -281,6 +285,15 @@ pub struct QueueStatus {
     pub failed: u64,
     /// Submissions rejected as invalid.
     pub rejected: u64,
+    /// Failed and waiting out their back-off before the next attempt.
+    #[serde(default)]
+    pub waiting: u64,
+    /// Cancelled by an operator since the journal began.
+    #[serde(default)]
+    pub cancelled: u64,
+    /// Paused by an operator: nothing of it is handed out.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// One worker in a [`StatusReport`].
@@ -324,6 +337,7 @@ mod tests {
                 status: OutcomeStatus::Completed,
                 result: Bytes::from_static(b"4"),
                 reason: None,
+                non_retryable: false,
             }],
             slots: 3,
         };

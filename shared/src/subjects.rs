@@ -88,7 +88,13 @@ pub fn rejected_prefix(queue: &QueueName) -> String {
 /// The name under [`MASTER_GROUP`] of one of the leader's endpoint subjects
 /// ([`MASTER_REGISTER`] → `register`), if it is one.
 pub fn master_endpoint(subject: &str) -> Option<&str> {
-    subject.strip_prefix(MASTER_GROUP)?.strip_prefix('.').filter(|name| !name.is_empty())
+    endpoint_in(MASTER_GROUP, subject)
+}
+
+/// The name under `group` of an endpoint subject ([`ADMIN_CANCEL`] in [`ADMIN_GROUP`] →
+/// `cancel`), if it is in the group.
+pub fn endpoint_in<'a>(group: &str, subject: &'a str) -> Option<&'a str> {
+    subject.strip_prefix(group)?.strip_prefix('.').filter(|name| !name.is_empty())
 }
 
 /// JetStream's direct-get API subject of `stream` (a request with a JSON body such as
@@ -100,6 +106,27 @@ pub fn direct_get(stream: &str) -> String {
 /// Where the leader tells one worker that work is ready for it.
 pub fn worker_ready(worker: &WorkerId) -> String {
     format!("jetwork.worker.{worker}.ready")
+}
+
+/// Anyone asks for one job's state and attempt history here (JSON).
+pub const MASTER_JOB: &str = "jetwork.master.job";
+/// Anyone lists jobs here, by queue and state (JSON).
+pub const MASTER_JOBS: &str = "jetwork.master.jobs";
+/// The operators' endpoints (a group of the leader's micro service; grant `jetwork.admin.>`
+/// to operators only).
+pub const ADMIN_GROUP: &str = "jetwork.admin";
+/// Operators cancel a job here (JSON).
+pub const ADMIN_CANCEL: &str = "jetwork.admin.cancel";
+/// Operators re-run a failed or cancelled job here.
+pub const ADMIN_RETRY: &str = "jetwork.admin.retry";
+/// Operators stop handing out a queue's work here.
+pub const ADMIN_PAUSE: &str = "jetwork.admin.pause";
+/// Operators resume a paused queue here.
+pub const ADMIN_RESUME: &str = "jetwork.admin.resume";
+
+/// Where the leader tells one worker to stop a cancelled attempt.
+pub fn worker_cancel(worker: &WorkerId) -> String {
+    format!("jetwork.worker.{worker}.cancel")
 }
 
 /// The queue token of a submit subject (`jetwork.submit.<queue>`), if it is one.
@@ -135,10 +162,20 @@ mod tests {
             (MASTER_REQUEST, "request"),
             (MASTER_REPORT, "report"),
             (MASTER_STATUS, "status"),
+            (MASTER_JOB, "job"),
+            (MASTER_JOBS, "jobs"),
         ] {
             assert_eq!(master_endpoint(subject), Some(name));
         }
         assert_eq!(master_endpoint("jetwork.masterx.y"), None);
         assert_eq!(master_endpoint(MASTER_GROUP), None);
+        for (subject, name) in [
+            (ADMIN_CANCEL, "cancel"),
+            (ADMIN_RETRY, "retry"),
+            (ADMIN_PAUSE, "pause"),
+            (ADMIN_RESUME, "resume"),
+        ] {
+            assert_eq!(endpoint_in(ADMIN_GROUP, subject), Some(name));
+        }
     }
 }

@@ -153,7 +153,9 @@ impl Audit {
                 {
                     bail!("{work_id} accepted twice while in flight (message {seq})");
                 }
-                Event::WorkCompleted { work_id, .. } | Event::WorkFailed { work_id, .. } => {
+                Event::WorkCompleted { work_id, .. }
+                | Event::WorkFailed { work_id, .. }
+                | Event::WorkCancelled { work_id, .. } => {
                     match in_flight.insert(work_id, false) {
                         Some(true) => {}
                         None if !self.journal_complete => {}
@@ -219,9 +221,9 @@ impl Audit {
         self.events
             .iter()
             .filter_map(|(_, _, e)| match e {
-                Event::WorkCompleted { work_id, .. } | Event::WorkFailed { work_id, .. } => {
-                    Some(work_id.clone())
-                }
+                Event::WorkCompleted { work_id, .. }
+                | Event::WorkFailed { work_id, .. }
+                | Event::WorkCancelled { work_id, .. } => Some(work_id.clone()),
                 _ => None,
             })
             .collect()

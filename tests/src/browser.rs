@@ -89,6 +89,16 @@ impl Browser {
         .await
     }
 
+    /// Clicks the first element matching `css`, trying again (within `within`) while there
+    /// is none or it is replaced under the click: the pages re-render on every refresh.
+    pub async fn click(&self, css: &str, within: Duration) -> anyhow::Result<()> {
+        crate::poll_for(&format!("{css} to be clicked"), within, || async {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            element.click().await.ok()
+        })
+        .await
+    }
+
     /// Ends the session (the driver process ends when this is dropped).
     pub async fn close(self) -> anyhow::Result<()> {
         self.client.close().await?;

@@ -18,6 +18,7 @@ pub mod binaries;
 pub mod browser;
 pub mod inproc;
 pub mod load;
+pub mod manual;
 pub mod nats_server;
 pub mod process;
 pub mod procs;

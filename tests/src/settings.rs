@@ -30,6 +30,9 @@ pub fn fast_settings(url: &str) -> Fast {
     m.purge_interval = Duration::from_millis(500);
     m.snapshot_every = 200;
     m.snapshot_interval = Duration::from_secs(2);
+    // Short back-offs: tests of retries must not wait a second per failure.
+    m.backoff_initial = Duration::from_millis(100);
+    m.backoff_max = Duration::from_millis(400);
 
     let mut worker = WorkerSettings {
         nats: master.nats.clone(),
@@ -66,6 +69,8 @@ pub fn fast_env(url: &str) -> Vec<(String, String)> {
         ("JETWORK_MASTER__PURGE_INTERVAL", "500ms"),
         ("JETWORK_MASTER__SNAPSHOT_EVERY", "200"),
         ("JETWORK_MASTER__SNAPSHOT_INTERVAL", "2s"),
+        ("JETWORK_MASTER__BACKOFF_INITIAL", "100ms"),
+        ("JETWORK_MASTER__BACKOFF_MAX", "400ms"),
         ("JETWORK_WORKER__REGISTER_INTERVAL", "500ms"),
         ("JETWORK_WORKER__RESEND_INTERVAL", "500ms"),
         ("JETWORK_WORKER__REQUEST_TIMEOUT", "2s"),

@@ -76,7 +76,9 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no default queue in {report}"))?
         .clone();
     assert_eq!(queue["completed"], JOBS, "{report}");
-    for field in ["pending", "in-progress", "completed", "failed", "rejected"] {
+    for field in
+        ["pending", "waiting", "in-progress", "completed", "failed", "cancelled", "rejected"]
+    {
         let expected = queue[field.replace('-', "_")].to_string();
         let css = format!("#queues tr[data-queue='default'] td.{field}");
         browser.wait_text(&css, WITHIN, |t| t == expected).await?;
@@ -105,12 +107,7 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
     tracing::info!(path = %path.display(), "screenshot saved");
 
     tracing::info!("--- the failed job's page shows the reason");
-    browser
-        .client
-        .find(Locator::Css("#failures tr[data-work-id='shown-bad'] a.job-link"))
-        .await?
-        .click()
-        .await?;
+    browser.click("#failures tr[data-work-id='shown-bad'] a.job-link", WITHIN).await?;
     browser.wait_text("#job-status", WITHIN, |t| t == "failed").await?;
     browser.wait_text("#job-reason", WITHIN, |t| t == reason).await?;
     assert_eq!(browser.text("#job-queue").await.as_deref(), Some("default"));
@@ -129,6 +126,62 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
     run.stop_masters().await;
     browser.wait_text("#leader", WITHIN, |t| t == "no leader").await?;
     browser.wait_text("#no-leader pre", WITHIN, |t| t.contains("no leader right now")).await?;
+
+    browser.close().await?;
+    run.audit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_from_the_dashboard_pause_a_queue_and_retry_a_job() -> anyhow::Result<()> {
+    let Some(browser) = Browser::start(1280, 1000).await? else {
+        eprintln!("JETWORK_SKIP_BROWSER=1: skipping the browser test");
+        return Ok(());
+    };
+    let run = InProcess::build().start().await?;
+    run.await_leader("m1", WITHIN).await?;
+    let _w1 = run.worker("w1", jetwork_worker::square);
+    let bad = run.submit("retried", b"not a number").await?;
+    let first = run.result(&bad, WITHIN).await?;
+    assert_eq!(first.status, ResultStatus::Failed);
+    let procs = run.procs()?;
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--listen", listen.as_str(), "--refresh", "300ms", "--allow-actions"];
+    let _dashboard = procs.dashboard(&args)?;
+    wait_until("the dashboard to listen", WITHIN, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await?;
+    let url = format!("http://{listen}/");
+
+    tracing::info!("--- pause the queue with its button, then resume it");
+    browser.client.goto(&url).await?;
+    browser.wait_text("#mode", WITHIN, |t| t == "actions enabled").await?;
+    let pause = "#queues tr[data-queue='default'] button.queue-pause";
+    browser.wait_text(pause, WITHIN, |t| t == "Pause").await?;
+    browser.click(pause, WITHIN).await?;
+    browser
+        .wait_text("#queues tr[data-queue='default'] .paused", WITHIN, |t| t.contains("paused"))
+        .await?;
+    let (ok, text) = procs.frontend(&["status", "--json"]).await?;
+    assert!(ok && text.contains("\"paused\": true"), "{text}");
+    let resume = "#queues tr[data-queue='default'] button.queue-resume";
+    browser.click(resume, WITHIN).await?;
+    browser.wait_text(pause, WITHIN, |t| t == "Pause").await?;
+
+    tracing::info!("--- retry the failed job from its page: it runs again, attempts numbered on");
+    browser.client.goto(&format!("{url}#/job/retried")).await?;
+    browser.wait_text("#job-status", WITHIN, |t| t == "failed").await?;
+    let attempts: u32 =
+        browser.wait_text("#job-attempt", WITHIN, |t| t.parse::<u32>().is_ok()).await?.parse()?;
+    browser.click("#retry", WITHIN).await?;
+    browser
+        .wait_text("#job-attempt", WITHIN, |t| t.parse::<u32>().is_ok_and(|n| n > attempts))
+        .await?;
+    // Its attempt history is on the page, the new attempts numbered after the old ones.
+    let numbered = format!("#attempts tr[data-attempt='{}']", attempts + 1);
+    browser.wait_text(&numbered, WITHIN, |t| t.contains("w1")).await?;
 
     browser.close().await?;
     run.audit().await?;

@@ -116,6 +116,7 @@ async fn nobody_can_act_as_another_worker() -> anyhow::Result<()> {
             status: OutcomeStatus::Completed,
             result: Bytes::from_static(b"forged"),
             reason: None,
+            non_retryable: false,
         }],
         slots: 0,
     };

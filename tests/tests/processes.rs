@@ -46,16 +46,19 @@ async fn a_worker_killed_mid_job_loses_nothing() -> anyhow::Result<()> {
 async fn the_exec_worker_runs_shell_commands() -> anyhow::Result<()> {
     let run = without_masters().await?;
     let mut procs = run.procs()?;
-    procs.set("JETWORK_MASTER__MAX_ATTEMPTS", "2");
+    procs.set("JETWORK_MASTER__MAX_ATTEMPTS", "5");
+    // The queue's own rule wins over the master's.
+    procs.set("JETWORK_QUEUES__SHELL__MAX_ATTEMPTS", "2");
     let _master = procs.master("m1")?;
     let script = r#"input=$(cat)
 case "$input" in
   fail) echo "no space left on device" >&2; exit 3 ;;
+  fatal) echo "malformed input" >&2; exit 4 ;;
   slow) for i in 1 2 3 4 5 6; do sleep 1; echo jetwork:progress >&2; done ;;
 esac
 printf '%s|%s|%s|%s' "$JETWORK_WORK_ID" "$JETWORK_QUEUE" "$JETWORK_ATTEMPT" "$input""#;
-    let _worker =
-        procs.worker("shell", &["--queue", "shell", "--concurrency", "3", "--exec", script])?;
+    let args = ["--queue", "shell", "--concurrency", "3", "--non-retryable-exit-code", "4"];
+    let _worker = procs.worker("shell", &[&args[..], &["--exec", script]].concat())?;
     let client = &run.client;
     let queue = QueueName::parse("shell")?;
     let (ok, fail, slow) = (WorkId::parse("ok")?, WorkId::parse("fail")?, WorkId::parse("slow")?);
@@ -79,9 +82,19 @@ printf '%s|%s|%s|%s' "$JETWORK_WORK_ID" "$JETWORK_QUEUE" "$JETWORK_ATTEMPT" "$in
         (ResultStatus::Completed, 1),
         "stderr progress kept it alive past 3s"
     );
+    let fatal = WorkId::parse("fatal")?;
+    client.submit(&queue, Some(fatal.clone()), Bytes::from_static(b"fatal")).await?;
+    let result = client.wait_result(&queue, &fatal, Duration::from_secs(30)).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 1), "exit 4: for good");
+
+    tracing::info!("--- the CLI shows the job's attempts");
+    let (ok_exit, shown) = procs.frontend(&["job", "fail"]).await?;
+    assert!(ok_exit, "{shown}");
+    assert!(shown.contains("failed") && shown.contains("no space left on device"), "{shown}");
     let audit = run.audit().await?;
     assert_eq!(audit.attempts(&fail), vec![1, 2]);
     assert_eq!(audit.attempts(&slow), vec![1]);
+    assert_eq!(audit.attempts(&fatal), vec![1]);
     Ok(())
 }
 

@@ -138,6 +138,7 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         subjects::JOURNAL_EPOCH.to_owned(),
         subjects::MASTER_ELECTED.to_owned(),
         subjects::worker_ready(&worker_1),
+        subjects::worker_cancel(&worker_1),
         // JetStream's own API, spelled as the permissions in nats.conf spell it.
         "$KV.jetwork-lease.master".to_owned(),
         "$JS.API.STREAM.PURGE.JETWORK_JOURNAL".to_owned(),
@@ -160,11 +161,13 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         "_INBOX_client.>",
         "_INBOX_master.>",
         &subjects::worker_ready(&worker_2),
+        &subjects::worker_cancel(&worker_2),
         subjects::RESULTS_ALL,
         subjects::MASTER_REGISTER,
     ] {
         cannot_subscribe(&mut worker, "worker-1", subject).await;
     }
+    worker.subscribe(&subjects::worker_cancel(&worker_1), 3).await?;
     worker.publish(subjects::MASTER_REGISTER, b"").await?;
     worker.subscribe("_INBOX_worker-1.x", 1).await?;
     worker.subscribe(&subjects::worker_ready(&worker_1), 2).await?;
@@ -175,6 +178,10 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         subjects::MASTER_REGISTER.to_owned(),
         subjects::MASTER_REQUEST.to_owned(),
         subjects::MASTER_REPORT.to_owned(),
+        subjects::ADMIN_CANCEL.to_owned(),
+        subjects::ADMIN_RETRY.to_owned(),
+        subjects::ADMIN_PAUSE.to_owned(),
+        subjects::ADMIN_RESUME.to_owned(),
     ]) {
         cannot_publish(&mut client, "client", subject).await;
     }
@@ -188,9 +195,19 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     client.subscribe(subjects::RESULTS_ALL, 1).await?;
     client.subscribe(subjects::REJECTED_ALL, 2).await?;
 
-    tracing::info!("--- the master does not submit work or read other inboxes either");
+    tracing::info!("--- an operator: what a client may, and cancel, retry, pause, resume");
+    let mut operator = RawClient::connect_as(&url, Some(("operator", "operator-local"))).await?;
+    for subject in
+        forbidden_to_all_but_the_master.iter().chain(&[subjects::MASTER_REPORT.to_owned()])
+    {
+        cannot_publish(&mut operator, "operator", subject).await;
+    }
+    cannot_subscribe(&mut operator, "operator", "_INBOX_client.>").await;
+    operator.publish(subjects::ADMIN_PAUSE, b"{}").await?;
+    operator.publish(subjects::MASTER_JOB, b"{}").await?;
+
+    tracing::info!("--- the master does not read other inboxes either");
     let mut master = RawClient::connect_as(&url, Some(("master", "master-local"))).await?;
-    cannot_publish(&mut master, "master", &subjects::submit(&queue)).await;
     cannot_subscribe(&mut master, "master", "_INBOX_client.>").await;
     cannot_subscribe(&mut master, "master", "_INBOX_worker-1.>").await;
 

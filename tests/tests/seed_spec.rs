@@ -31,7 +31,7 @@ async fn perform_work_and_publish_results_exactly_once() -> anyhow::Result<()> {
             let died_tx = died_tx.clone();
             async move {
                 match n {
-                    3 => Err("flaky executor crashed".to_owned()),
+                    3 => Err("flaky executor crashed".into()),
                     FLAKY_DIES_ON => {
                         let _ = died_tx.send(());
                         std::future::pending().await

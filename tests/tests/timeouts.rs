@@ -64,7 +64,7 @@ async fn progress_keeps_a_long_attempt_alive() -> anyhow::Result<()> {
 async fn used_up_attempts_fail_with_the_last_reason() -> anyhow::Result<()> {
     let run = InProcess::start(|fast| fast.master.master.max_attempts = 3).await?;
     let _worker = run.worker("w1", |job: Job| async move {
-        Err::<Bytes, _>(format!("disk full (attempt {})", job.attempt))
+        Err(format!("disk full (attempt {})", job.attempt).into())
     });
     let id = run.submit("doomed", b"").await?;
     let result = run.result(&id, WAIT).await?;

@@ -2,111 +2,18 @@
 //! language would: lost acknowledgements, re-sent outcomes, stale attempts, unknown workers,
 //! and garbage on every master endpoint.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use jetwork_shared::protocol::{
-    Outcome, OutcomeStatus, RegisterWorker, Registered, Report, ReportReply, RequestWork,
-    VerdictKind, WorkGrant,
+    OutcomeStatus, RegisterWorker, Registered, ReportReply, VerdictKind, WorkGrant,
 };
-use jetwork_shared::{codec, headers, subjects, QueueName, Token, WorkId, WorkerId};
-use jetwork_tests::{poll_for, wait_until, InProcess};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use jetwork_shared::{codec, headers, subjects, QueueName};
+use jetwork_tests::manual::ManualWorker;
+use jetwork_tests::{wait_until, InProcess};
 
-/// A worker driven by hand.
-struct Manual {
-    nats: async_nats::Client,
-    id: WorkerId,
-    session: Token,
-    /// The token of every attempt handed to it.
-    tokens: Mutex<HashMap<(WorkId, u32), Token>>,
-}
+type Manual = ManualWorker;
 
-impl Manual {
-    fn new(nats: async_nats::Client, id: &str) -> anyhow::Result<Self> {
-        let id = WorkerId::parse(id)?;
-        Ok(Manual { nats, id, session: Token::random(), tokens: Mutex::default() })
-    }
-
-    async fn call<T: Serialize, R: DeserializeOwned>(
-        &self,
-        subject: &str,
-        body: &T,
-    ) -> anyhow::Result<R> {
-        let reply = self.nats.request(subject.to_owned(), codec::encode(body)?).await?;
-        if let Some(error) = reply.headers.as_ref().and_then(|h| h.get(headers::NATS_SERVICE_ERROR))
-        {
-            anyhow::bail!("service error: {error}");
-        }
-        Ok(codec::decode(&reply.payload)?)
-    }
-
-    async fn register(&self) -> anyhow::Result<Registered> {
-        let msg = RegisterWorker {
-            worker_id: self.id.clone(),
-            session: self.session,
-            queues: vec![QueueName::default_queue()],
-            capacity: 4,
-            running: vec![],
-        };
-        self.call(subjects::MASTER_REGISTER, &msg).await
-    }
-
-    async fn request(&self, slots: u32) -> anyhow::Result<WorkGrant> {
-        let grant: WorkGrant =
-            self.call(subjects::MASTER_REQUEST, &self.long_poll(slots, 0)).await?;
-        self.remember(&grant.assignments);
-        Ok(grant)
-    }
-
-    fn long_poll(&self, slots: u32, wait_ms: u64) -> RequestWork {
-        RequestWork { worker_id: self.id.clone(), session: self.session, slots, wait_ms }
-    }
-
-    fn remember(&self, assignments: &[jetwork_shared::protocol::Assignment]) {
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        for a in assignments {
-            tokens.insert((a.work_id.clone(), a.attempt), a.token);
-        }
-    }
-
-    fn report(
-        &self,
-        work_id: &WorkId,
-        attempt: u32,
-        status: OutcomeStatus,
-        result: &str,
-    ) -> Report {
-        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        let token = tokens.get(&(work_id.clone(), attempt)).copied().unwrap_or_default();
-        Report {
-            worker_id: self.id.clone(),
-            session: self.session,
-            outcomes: vec![Outcome {
-                work_id: work_id.clone(),
-                attempt,
-                token,
-                status,
-                result: Bytes::from(result.to_owned()),
-                reason: Some("manual".into()),
-            }],
-            slots: 0,
-        }
-    }
-
-    /// Asks until the grant holds something (work is read from the stream asynchronously).
-    async fn take(&self) -> anyhow::Result<jetwork_shared::protocol::Assignment> {
-        poll_for("a grant with work", Duration::from_secs(20), || async {
-            self.request(1).await.ok().and_then(|g| g.assignments.into_iter().next())
-        })
-        .await
-    }
-}
-
-/// The common scenario, and two workers driven by hand, registered with its master.
 async fn setup() -> anyhow::Result<(InProcess, Manual, Manual)> {
     let run = InProcess::start(|_| {}).await?;
     let a = Manual::new(run.server.connect().await?, "manual-a")?;

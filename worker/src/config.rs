@@ -49,6 +49,9 @@ pub struct WorkerConfig {
     /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz`; none when
     /// absent (the default).
     pub metrics_listen: Option<SocketAddr>,
+    /// An `exec` command exiting with this status fails its job at once, without more
+    /// attempts (bad input, a permanent refusal). Every other failure is retried.
+    pub non_retryable_exit_code: Option<i32>,
 }
 
 impl Default for WorkerConfig {
@@ -64,6 +67,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
             exec: None,
             metrics_listen: None,
+            non_retryable_exit_code: None,
         }
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! A worker registers with whichever master leads, pulls work when it has free slots, runs a
 //! [`Handler`] per job, and reports each outcome until the master acknowledges it. Handlers
-//! are async closures `Fn(Job) -> impl Future<Output = Result<Bytes, String>>`; two come with
-//! the crate: [`ShellCommand`] (`--exec`) and [`square`] (the Akka sample's executor).
+//! are async closures `Fn(Job) -> impl Future<Output = Result<Bytes, JobError>>` (a
+//! [`JobError`] says whether another attempt could help); two come with the crate:
+//! [`ShellCommand`] (`--exec`) and [`square`] (the Akka sample's executor). A job the master
+//! cancels is stopped: its future is dropped (and `--exec` kills the command's process group).
 //!
 //! Every decision (slots, outcomes and their re-sending, epochs, revocations, shutdown) is made
 //! by [`core::Engine`], a pure state machine; the runtime around it does the I/O (NATS, job
@@ -22,6 +24,7 @@ pub mod core;
 mod exec;
 mod handler;
 mod job;
+mod job_error;
 pub mod metrics;
 mod runtime;
 mod squarer;
@@ -38,6 +41,7 @@ pub use config::{WorkerConfig, WorkerSettings};
 pub use exec::{ShellCommand, PROGRESS_LINE};
 pub use handler::Handler;
 pub use job::{Job, ProgressHandle};
+pub use job_error::JobError;
 pub use squarer::{square, square_payload};
 
 /// A worker could not start.

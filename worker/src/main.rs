@@ -21,6 +21,10 @@ struct Args {
     /// fails the attempt. Without it the built-in squarer runs (`n` → `n * n = n²`).
     #[arg(long)]
     exec: Option<String>,
+    /// With `--exec`: this exit status fails the job at once, without more attempts (other
+    /// non-zero statuses are retried).
+    #[arg(long)]
+    non_retryable_exit_code: Option<i32>,
     /// Jobs run at once.
     #[arg(long)]
     concurrency: Option<u32>,
@@ -74,10 +78,14 @@ async fn main() -> anyhow::Result<()> {
     if args.metrics_listen.is_some() {
         w.metrics_listen = args.metrics_listen;
     }
+    if args.non_retryable_exit_code.is_some() {
+        w.non_retryable_exit_code = args.non_retryable_exit_code;
+    }
     let shutdown = jetwork_shared::shutdown::shutdown_signal();
     match settings.worker.exec.clone() {
         Some(command) => {
-            let handler = ShellCommand::new(command, settings.streams.max_result as usize);
+            let handler = ShellCommand::new(command, settings.streams.max_result as usize)
+                .non_retryable_exit_code(settings.worker.non_retryable_exit_code);
             jetwork_worker::run(settings, handler, shutdown).await
         }
         None => jetwork_worker::run(settings, jetwork_worker::square, shutdown).await,

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  jetwork.worker.<id>.ready ─┐                                   ┌─► request tasks (NATS request/reply,
+//!  jetwork.worker.<id>.cancel ┤
 //!  jetwork.master.elected ────┤                                   │     lease check of newer epochs)
 //!  replies, lease reads ──────┼─► Input ─► Engine::step ─► Action ┼─► job tasks (JoinSet, abort handles)
 //!  job ends, progress ────────┤     (stamped with now/wall)       ├─► lease reads
@@ -32,6 +33,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
+use jetwork_shared::jobs::Revoke;
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{
     Assignment, LeaseHolder, MasterElected, Registered, ReportReply, WorkGrant, WorkReady,
@@ -44,7 +46,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::core::{Action, Config, Engine, Failure, Input, Level, Limit, Log, Millis, RequestId};
 use crate::metrics::{QueueSeries, WorkerMetrics};
-use crate::{Handler, Job};
+use crate::{Handler, Job, JobError};
 use jetwork_shared::observe::Health;
 
 /// Where the runtime reports what it sees: readiness, and metrics when they are on.
@@ -105,7 +107,7 @@ struct Shell<H> {
     origin: Instant,
     answers: mpsc::UnboundedSender<Answer>,
     progress: mpsc::UnboundedSender<(WorkId, u32)>,
-    jobs: JoinSet<Result<Bytes, String>>,
+    jobs: JoinSet<Result<Bytes, JobError>>,
     /// Running jobs, to abort them.
     running: HashMap<(WorkId, u32), AbortHandle>,
     /// Which attempt each job task runs.
@@ -132,6 +134,7 @@ pub async fn run<H: Handler>(
 ) -> Result<(), async_nats::SubscribeError> {
     tokio::pin!(shutdown);
     let mut ready = client.subscribe(subjects::worker_ready(&cfg.id)).await?;
+    let mut cancel = client.subscribe(subjects::worker_cancel(&cfg.id)).await?;
     let mut elected = client.subscribe(subjects::MASTER_ELECTED).await?;
     let (progress, mut progress_rx) = mpsc::unbounded_channel();
     let (answers, mut answers_rx) = mpsc::unbounded_channel();
@@ -181,6 +184,18 @@ pub async fn run<H: Handler>(
                 Some(message) = ready.next() => match codec::decode::<WorkReady>(&message.payload) {
                     Ok(note) => Some(Input::WorkReady { epoch: note.epoch, now: shell.now() }),
                     Err(_) => None,
+                },
+                Some(message) = cancel.next() => match codec::decode::<Revoke>(&message.payload) {
+                    Ok(r) => Some(Input::Cancelled {
+                        epoch: r.epoch,
+                        work_id: r.work_id,
+                        attempt: r.attempt,
+                        now: shell.now(),
+                    }),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "ignoring an unreadable cancellation");
+                        None
+                    }
                 },
                 Some(message) = elected.next() => match codec::decode::<MasterElected>(&message.payload) {
                     Ok(note) => Some(Input::Elected { epoch: note.epoch, now: shell.now() }),
@@ -340,7 +355,7 @@ impl<H: Handler> Shell<H> {
     /// A job task ended: its result (a panic is a failure), unless it was aborted.
     fn job_done(
         &mut self,
-        joined: Result<(tokio::task::Id, Result<Bytes, String>), tokio::task::JoinError>,
+        joined: Result<(tokio::task::Id, Result<Bytes, JobError>), tokio::task::JoinError>,
     ) -> Option<Input> {
         let (task, result) = match joined {
             Ok((task, result)) => (task, result),
@@ -349,7 +364,7 @@ impl<H: Handler> Shell<H> {
                 self.busy();
                 return None;
             }
-            Err(e) => (e.id(), Err(format!("handler panicked: {e}"))),
+            Err(e) => (e.id(), Err(JobError::retryable(format!("handler panicked: {e}")))),
         };
         let Running { key: (work_id, attempt), queue, clock } = self.tasks.remove(&task)?;
         self.last_ended = Some(((work_id.clone(), attempt), queue));

@@ -1,13 +1,14 @@
 //! The built-in executor, the Akka sample's: the payload is an integer `n` (ASCII decimal),
-//! the result is `n * n = <n²>`.
+//! the result is `n * n = <n²>`. A payload that is not an integer fails at once: no other
+//! attempt could square it.
 
 use bytes::Bytes;
 
-use crate::Job;
+use crate::{Job, JobError};
 
 /// Squares the payload.
-pub async fn square(job: Job) -> Result<Bytes, String> {
-    square_payload(&job.payload).map(Bytes::from)
+pub async fn square(job: Job) -> Result<Bytes, JobError> {
+    square_payload(&job.payload).map(Bytes::from).map_err(JobError::permanent)
 }
 
 /// The pure part of [`square`].

@@ -58,7 +58,7 @@ impl History {
             .take(CHART_QUEUES)
             .map(|q| {
                 let figures = Figures {
-                    finished: q.completed + q.failed,
+                    finished: q.completed + q.failed + q.cancelled,
                     pending: q.pending,
                     in_flight: q.in_progress,
                 };
@@ -127,6 +127,9 @@ mod tests {
                 completed,
                 failed: 1,
                 rejected: 0,
+                waiting: 0,
+                cancelled: 0,
+                paused: false,
             }],
             queues_total: 1,
             workers: vec![],

@@ -10,11 +10,13 @@
 //! - a **subscription** to `jetwork.results.>` (headers only are read) for the failures
 //!   published while it runs, the newest [`RECENT_FAILURES`] kept;
 //! - the **pages**: three static files embedded in the binary (`assets/`, no build step) and
-//!   a JSON API they poll (`/api/overview`, `/api/job?id=…`).
+//!   a JSON API they poll (`/api/overview`, `/api/job?id=…`: the master's view of the job
+//!   with its attempt history, and its stored result), and, with `--allow-actions`,
+//!   `POST /api/action` (retry, cancel, pause, resume through `jetwork.admin.*`).
 //!
 //! Invariants: a page view never causes a request to the master (the overview is the last
 //! sample), so any number of open browsers costs the system one status request per `refresh`;
-//! a job page costs one direct get. Everything kept is bounded (samples, failures, charted
+//! a job page costs one job request and one direct get. Everything kept is bounded (samples, failures, charted
 //! queues). It is **read-only** unless started with `--allow-actions`; even then an action
 //! must come as a POST with the `X-Jetwork-Action` header, which a page from another origin
 //! cannot send without a CORS preflight this server never approves.
@@ -29,7 +31,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
-use jetwork_shared::{subjects, WorkId};
+use jetwork_shared::{subjects, QueueName, WorkId};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -37,7 +39,7 @@ pub use history::History;
 use http::{Request, Response};
 
 use crate::watch::{self, Failure};
-use crate::{Client, ClientError, ResultStatus};
+use crate::{Client, ClientError, JobsError, ResultStatus};
 
 /// Failures listed at most.
 pub const RECENT_FAILURES: usize = 50;
@@ -240,7 +242,8 @@ fn overview(dashboard: &Dashboard) -> Value {
     })
 }
 
-/// `/api/job?id=…`: what is known of one job (its stored result).
+/// `/api/job?id=…`: what is known of one job: the master's view (state, attempt history)
+/// when a master answers, and its stored result (the result bytes, or the reason).
 async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
     let Some(work_id) = id.and_then(|id| WorkId::parse(id).ok()) else {
         return Response::json(400, &json!({ "error": "a valid work id is needed (?id=…)" }));
@@ -253,42 +256,68 @@ async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
             })
         })
     });
-    match dashboard.client.result(None, &work_id).await {
-        Ok(Some(result)) => {
-            let shown = &result.payload[..result.payload.len().min(RESULT_PREVIEW)];
-            Response::json(
-                200,
-                &json!({
-                    "work_id": result.work_id,
-                    "queue": result.queue,
-                    "status": match result.status {
-                        ResultStatus::Completed => "completed",
-                        ResultStatus::Failed => "failed",
-                    },
-                    "attempt": result.attempt,
-                    "submit_seq": result.submit_seq,
-                    "reason": result.reason,
-                    "result": String::from_utf8_lossy(shown),
-                    "result_bytes": result.payload.len(),
-                    "running": running,
-                }),
-            )
+    let (info, stored) =
+        tokio::join!(dashboard.client.job(&work_id, None), dashboard.client.result(None, &work_id));
+    let mut page = json!({ "work_id": work_id, "running": running });
+    let mut known = running.is_some();
+    if let Ok(Some(result)) = &stored {
+        known = true;
+        let shown = &result.payload[..result.payload.len().min(RESULT_PREVIEW)];
+        page["queue"] = json!(result.queue);
+        page["status"] = json!(match result.status {
+            ResultStatus::Completed => "completed",
+            ResultStatus::Failed => "failed",
+            ResultStatus::Cancelled => "cancelled",
+        });
+        page["attempt"] = json!(result.attempt);
+        page["submit_seq"] = json!(result.submit_seq);
+        page["reason"] = json!(result.reason);
+        if result.status == ResultStatus::Completed {
+            page["result"] = json!(String::from_utf8_lossy(shown));
+            page["result_bytes"] = json!(result.payload.len());
         }
-        Ok(None) => Response::json(
-            if running.is_some() { 200 } else { 404 },
-            &json!({
-                "work_id": work_id,
-                "status": if running.is_some() { "running" } else { "unknown" },
-                "running": running,
-                "error": "no stored result (not finished, unknown, or older than the results \
-                          retention)",
-            }),
-        ),
-        Err(e) => Response::json(502, &json!({ "error": e.to_string() })),
     }
+    match info {
+        // The master's view is the newer one (a retried job has a stored outcome from
+        // before), and it has the attempts.
+        Ok(info) => {
+            known = true;
+            page["queue"] = json!(info.queue);
+            page["status"] = json!(info.state.as_str());
+            page["attempt"] = json!(info.attempts);
+            page["submit_seq"] = json!(info.submit_seq);
+            if info.reason.is_some() {
+                page["reason"] = json!(info.reason);
+            }
+            page["ready_at_ms"] = json!(info.ready_at_ms);
+            page["history"] = json!(info
+                .history
+                .iter()
+                .map(|a| json!({
+                    "attempt": a.attempt, "worker": a.worker, "outcome": a.outcome.as_str(),
+                    "reason": a.reason, "started_ms": a.started_ms, "ended_ms": a.ended_ms,
+                }))
+                .collect::<Vec<_>>());
+        }
+        Err(e) if e.code() == Some(404) => {}
+        Err(e) => page["note"] = json!(format!("the master's view is unavailable: {e}")),
+    }
+    if let Err(e) = &stored {
+        page["note"] = json!(format!("the stored result is unavailable: {e}"));
+    }
+    if !known {
+        page["status"] = json!("unknown");
+        page["error"] = json!(
+            "not in flight and no stored outcome (it may wait unread in its queue, or be older \
+             than the results retention)"
+        );
+        return Response::json(404, &page);
+    }
+    Response::json(200, &page)
 }
 
-/// `POST /api/action?kind=…`: the operator's actions, when allowed.
+/// `POST /api/action?kind=retry|cancel&id=…` or `?kind=pause|resume&queue=…`: the operator's
+/// actions, when allowed; the master's refusal comes back with its code and reason.
 async fn action(dashboard: &Dashboard, request: &Request) -> Response {
     if !dashboard.options.allow_actions {
         return Response::json(
@@ -299,10 +328,31 @@ async fn action(dashboard: &Dashboard, request: &Request) -> Response {
     if request.header("x-jetwork-action").is_none() {
         return Response::json(403, &json!({ "error": "missing the X-Jetwork-Action header" }));
     }
-    Response::json(
-        409,
-        &json!({ "error": "this master offers no job actions (cancel, retry, pause)" }),
-    )
+    let client = &dashboard.client;
+    let work_id = request.param("id").and_then(|id| WorkId::parse(id).ok());
+    let queue = request.param("queue").and_then(|q| QueueName::parse(q).ok());
+    let done = match (request.param("kind"), work_id, queue) {
+        (Some("retry"), Some(id), _) => client.retry(&id, None).await,
+        (Some("cancel"), Some(id), _) => {
+            client.cancel(&id, Some("cancelled from the dashboard".to_owned())).await
+        }
+        (Some("pause"), _, Some(queue)) => client.pause(&queue, true).await,
+        (Some("resume"), _, Some(queue)) => client.pause(&queue, false).await,
+        _ => {
+            let why = "kind=retry|cancel with id=…, or kind=pause|resume with queue=…";
+            return Response::json(400, &json!({ "error": why }));
+        }
+    };
+    match done {
+        Ok(reply) => Response::json(200, &json!({ "message": reply.message })),
+        Err(e) => {
+            let code = match &e {
+                JobsError::Refused { code, .. } => *code,
+                _ => 503,
+            };
+            Response::json(code, &json!({ "error": e.to_string() }))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub enum Command {
         /// Why the stored message cannot be read as a submission (its header block is
         /// malformed), if it cannot: it is rejected with this reason.
         unreadable: Option<String>,
+        /// For a retry: the attempts its earlier runs used; its own are numbered on from there.
+        prior_attempts: u32,
         now: Millis,
     },
     /// A worker's registration or heartbeat.
@@ -40,6 +42,12 @@ pub enum Command {
     Published { keys: Vec<super::PublicationKey> },
     /// The payload of this item is gone from `JETWORK_SUBMIT` (purged by hand): it cannot run.
     PayloadMissing { work_id: WorkId, now: Millis },
+    /// An operator cancels a work item in flight (`jetwork.admin.cancel`).
+    Cancel { request: RequestId, work_id: WorkId, reason: Option<String>, now: Millis },
+    /// An operator pauses a queue (`jetwork.admin.pause`).
+    Pause { request: RequestId, queue: QueueName, now: Millis },
+    /// An operator resumes a queue (`jetwork.admin.resume`).
+    Resume { request: RequestId, queue: QueueName, now: Millis },
 }
 
 impl Command {
@@ -52,7 +60,10 @@ impl Command {
             | Command::RequestWork { now, .. }
             | Command::Report { now, .. }
             | Command::Tick { now }
-            | Command::PayloadMissing { now, .. } => Some(*now),
+            | Command::PayloadMissing { now, .. }
+            | Command::Cancel { now, .. }
+            | Command::Pause { now, .. }
+            | Command::Resume { now, .. } => Some(*now),
             Command::Published { .. } => None,
         }
     }

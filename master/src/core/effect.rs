@@ -22,22 +22,34 @@ pub enum Effect {
     /// A submission arrived that does not follow on from the queue's cursor (its reader
     /// lost deliveries): read the queue again from `from` (the cursor + 1).
     Reread { queue: QueueName, from: u64 },
+    /// Tell a worker to stop a cancelled attempt (`jetwork.worker.<id>.cancel`). A hint: the
+    /// job is already finished, so whatever the worker does next cannot change it.
+    Revoke { worker: WorkerId, work_id: WorkId, attempt: u32 },
 }
 
 /// A reply to a worker request (the runtime adds the epoch and the payloads).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     Registered(Registered),
-    Grant { assignments: Vec<AssignmentRef> },
-    Report { verdicts: Vec<Verdict>, assignments: Vec<AssignmentRef> },
+    Grant {
+        assignments: Vec<AssignmentRef>,
+    },
+    Report {
+        verdicts: Vec<Verdict>,
+        assignments: Vec<AssignmentRef>,
+    },
+    /// An operator's request was carried out (the runtime answers JSON `AdminReply`).
+    Done {
+        message: String,
+    },
     Error(ReplyError),
 }
 
 /// A request the engine will not serve, with the NATS micro-service error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyError {
-    /// 400 bad request, 403 wrong session, 404 unknown worker, 409 worker id in use,
-    /// 503 too many workers.
+    /// 400 bad request, 403 wrong session, 404 unknown worker or job, 409 worker id in use
+    /// or a job in the wrong state, 503 too many workers.
     pub code: u16,
     pub message: String,
 }

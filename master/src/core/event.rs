@@ -29,7 +29,17 @@ pub enum Event {
         grace_until: Millis,
     },
     /// A submission was accepted as work: it is now ready to be handed out.
-    WorkAccepted { work_id: WorkId, queue: QueueName, seq: u64, size: u64, at: Millis },
+    /// `prior_attempts`: for a retry, the attempts its earlier runs used (its own attempts
+    /// are numbered on from there).
+    WorkAccepted {
+        work_id: WorkId,
+        queue: QueueName,
+        seq: u64,
+        size: u64,
+        at: Millis,
+        #[serde(default)]
+        prior_attempts: u32,
+    },
     /// A submission could not be accepted (invalid id, or its id is still in flight).
     SubmissionRejected {
         queue: QueueName,
@@ -51,13 +61,38 @@ pub enum Event {
     WorkerSeen { worker: WorkerId, at: Millis },
     /// A worker was forgotten (silent too long). Its work was re-queued by earlier events.
     WorkerLost { worker: WorkerId, reason: String, at: Millis },
-    /// Attempt `attempt` of a ready item was handed to `worker`, due by `deadline`. `token`
-    /// went with the hand-out: reports about this attempt must carry it.
-    WorkStarted { work_id: WorkId, worker: WorkerId, attempt: u32, deadline: Millis, token: Token },
+    /// Attempt `attempt` of a ready item was handed to `worker` at `at`, due by `deadline`.
+    /// `token` went with the hand-out: reports about this attempt must carry it.
+    WorkStarted {
+        work_id: WorkId,
+        worker: WorkerId,
+        attempt: u32,
+        deadline: Millis,
+        token: Token,
+        #[serde(default)]
+        at: Millis,
+    },
     /// The running attempt reported progress; its deadline moved.
     WorkProgressed { work_id: WorkId, attempt: u32, deadline: Millis },
-    /// Attempt `attempt` ended without a result and the item is ready again.
-    WorkRequeued { work_id: WorkId, attempt: u32, reason: String },
+    /// Attempt `attempt` ended without a result at `at`. The item is ready again, or, if
+    /// `not_before` is later than `at`, waits until then (its back-off).
+    WorkRequeued {
+        work_id: WorkId,
+        attempt: u32,
+        reason: String,
+        #[serde(default)]
+        not_before: Millis,
+        #[serde(default)]
+        at: Millis,
+    },
+    /// These waiting items are ready again, each to the front of its queue in this order.
+    WorkDue { work_ids: Vec<WorkId> },
+    /// An operator cancelled the item (ready, waiting or running) at `at`.
+    WorkCancelled { work_id: WorkId, reason: String, at: Millis },
+    /// An operator paused the queue: nothing of it is handed out until it is resumed.
+    QueuePaused { queue: QueueName, at: Millis },
+    /// An operator resumed the queue.
+    QueueResumed { queue: QueueName, at: Millis },
     /// The item finished with `result`, produced by `attempt`.
     WorkCompleted { work_id: WorkId, attempt: u32, result: Bytes, at: Millis },
     /// The item used up its attempts; `attempt` was the last one.

@@ -5,20 +5,28 @@
 //! Commands (the clock starts at 0 and only moves when told):
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
 //!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`,
-//!   `max_workers`, `max_queues_per_worker`, `max_served_queues`, `takeover_grace` (before
-//!   use).
+//!   `max_workers`, `max_queues_per_worker`, `max_served_queues`, `takeover_grace`,
+//!   `backoff_initial`, `backoff_factor`, `backoff_max`, `backoff_jitter` (0 or 1) (before
+//!   use). Scripts start with no back-off (failed items are ready again at once) unless they
+//!   set one.
+//! - `rules <queue> key=value…`: the queue's own `max_attempts`, `work_timeout`,
+//!   `backoff_initial` (with `backoff_factor`, `backoff_max`, `backoff_jitter`) (before use).
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>]`
 //! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]
-//!   [unreadable=<why>]` (no `id`: none was sent; no `after`: the delivery follows on from the
-//!   queue's cursor; `unreadable`: the stored message's headers could not be read)
+//!   [unreadable=<why>] [prior=<n>]` (no `id`: none was sent; no `after`: the delivery
+//!   follows on from the queue's cursor; `unreadable`: the stored message's headers could not
+//!   be read; `prior`: a retry whose earlier runs used `n` attempts)
 //! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]
 //!   [session=<n>]`
 //! - `request <worker> [slots=<n>] [wait=<ms>] [session=<n>]`
 //! - `report <worker> [done=<id>@<attempt>[/<result>]] [fail=<id>@<attempt>[/<reason>]]
-//!   [progress=<id>@<attempt>] [forge=<id>@<attempt>] [slots=<n>] [session=<n>]` (keys may
-//!   repeat; outcomes keep their order; each carries the token its attempt was handed out
-//!   with, except `forge`: a completion with a wrong token)
+//!   [fatal=<id>@<attempt>[/<reason>]] [progress=<id>@<attempt>] [forge=<id>@<attempt>]
+//!   [slots=<n>] [session=<n>]` (keys may repeat; outcomes keep their order; each carries the
+//!   token its attempt was handed out with, except `forge`: a completion with a wrong token;
+//!   `fatal` is a failure reported as non-retryable)
+//! - `cancel <id> [reason=<why>]`, `pause <queue>`, `resume <queue>`: an operator's request
+//! - `job <id>`: the job as `jetwork.master.job` reports it from the state
 //!
 //! A worker's session is derived from its name unless `session=<n>` gives another (an
 //! impostor, or a restarted process). Tokens are not printed (they come from a seeded
@@ -40,6 +48,7 @@ use jetwork_shared::protocol::{
 };
 use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
+use super::policy::{Backoff, QueueRules};
 use super::*;
 
 struct Runner {
@@ -53,7 +62,10 @@ struct Runner {
 impl Runner {
     fn new() -> Self {
         Runner {
-            engine: Engine::new(State::default(), Policy::default()),
+            engine: Engine::new(
+                State::default(),
+                Policy { backoff: Backoff::NONE, ..Policy::default() },
+            ),
             now: 0,
             request: 0,
             journal: Vec::new(),
@@ -110,7 +122,7 @@ impl Runner {
             .state()
             .work
             .get(work_id)
-            .and_then(|w| w.tokens.get((attempt as usize).wrapping_sub(1)).copied())
+            .and_then(|w| w.token(attempt).copied())
             .unwrap_or_default()
     }
 }
@@ -132,8 +144,15 @@ impl goldenscript::Runner for Runner {
                 }
                 let mut policy = self.engine.policy().clone();
                 while let Some((key, value)) = args.next_key() {
+                    if key == "backoff_factor" {
+                        policy.backoff.factor = value.parse()?;
+                        continue;
+                    }
                     let v: u64 = value.parse()?;
                     match key {
+                        "backoff_initial" => policy.backoff.initial = v,
+                        "backoff_max" => policy.backoff.max = v,
+                        "backoff_jitter" => policy.backoff.jitter = v != 0,
                         "work_timeout" => policy.work_timeout = v,
                         "worker_timeout" => policy.worker_timeout = v,
                         "max_attempts" => policy.max_attempts = v as u32,
@@ -152,6 +171,54 @@ impl goldenscript::Runner for Runner {
                 }
                 self.engine = Engine::new(State::default(), policy);
                 String::new()
+            }
+            "rules" => {
+                if self.started {
+                    return Err("rules must come before other commands".into());
+                }
+                let queue = QueueName::parse(args.next_pos().ok_or("rules needs <queue>")?)?;
+                let mut policy = self.engine.policy().clone();
+                let mut rules = QueueRules::default();
+                let mut backoff = policy.backoff;
+                let mut own_backoff = false;
+                while let Some((key, value)) = args.next_key() {
+                    match key {
+                        "max_attempts" => rules.max_attempts = Some(value.parse()?),
+                        "work_timeout" => rules.work_timeout = Some(value.parse()?),
+                        "backoff_initial" => backoff.initial = value.parse()?,
+                        "backoff_factor" => backoff.factor = value.parse()?,
+                        "backoff_max" => backoff.max = value.parse()?,
+                        "backoff_jitter" => backoff.jitter = value != "0",
+                        other => return Err(format!("unknown rule {other}").into()),
+                    }
+                    own_backoff |= key.starts_with("backoff");
+                }
+                rules.backoff = own_backoff.then_some(backoff);
+                policy.queues.insert(queue, rules);
+                self.engine = Engine::new(State::default(), policy);
+                String::new()
+            }
+            "cancel" => {
+                let work_id = WorkId::parse(args.next_pos().ok_or("cancel needs <id>")?)?;
+                let reason = args.take_key("reason").map(str::to_owned);
+                let request = self.next_request();
+                self.run_command(Command::Cancel { request, work_id, reason, now })?
+            }
+            "pause" | "resume" => {
+                let queue = QueueName::parse(args.next_pos().ok_or("needs <queue>")?)?;
+                let request = self.next_request();
+                self.run_command(if command.name == "pause" {
+                    Command::Pause { request, queue, now }
+                } else {
+                    Command::Resume { request, queue, now }
+                })?
+            }
+            "job" => {
+                let work_id = WorkId::parse(args.next_pos().ok_or("job needs <id>")?)?;
+                match self.engine.state().job(&work_id) {
+                    Some(info) => format!("{}\n", serde_json::to_string(&info)?),
+                    None => "not in flight\n".to_owned(),
+                }
             }
             "advance" => {
                 self.now += args.next_pos().ok_or("advance needs <ms>")?.parse::<u64>()?;
@@ -178,8 +245,17 @@ impl goldenscript::Runner for Runner {
                 let cursor = self.engine.state().queues.get(&queue).map_or(0, |q| q.cursor);
                 let after = args.take_key("after").map_or(Ok(cursor), str::parse)?;
                 let unreadable = args.take_key("unreadable").map(str::to_owned);
-                let submitted =
-                    Command::Submitted { queue, seq, after, msg_id, size, unreadable, now };
+                let prior_attempts = args.take_key("prior").map_or(Ok(0), str::parse)?;
+                let submitted = Command::Submitted {
+                    queue,
+                    seq,
+                    after,
+                    msg_id,
+                    size,
+                    unreadable,
+                    prior_attempts,
+                    now,
+                };
                 self.run_command(submitted)?
             }
             "register" => {
@@ -217,7 +293,7 @@ impl goldenscript::Runner for Runner {
             }
             "report" => {
                 let worker_id = worker(args.next_pos().ok_or("report needs <worker>")?)?;
-                let mut outcomes = Vec::new();
+                let mut outcomes: Vec<Outcome> = Vec::new();
                 let mut slots = 0;
                 let mut session_key = None;
                 while let Some((key, value)) = args.next_key() {
@@ -234,7 +310,7 @@ impl goldenscript::Runner for Runner {
                         "done" | "forge" => {
                             (OutcomeStatus::Completed, Bytes::from(extra.unwrap_or_default()), None)
                         }
-                        "fail" => (OutcomeStatus::Failed, Bytes::new(), extra),
+                        "fail" | "fatal" => (OutcomeStatus::Failed, Bytes::new(), extra),
                         "progress" => (OutcomeStatus::Progress, Bytes::new(), None),
                         other => return Err(format!("unknown outcome {other}").into()),
                     };
@@ -243,7 +319,16 @@ impl goldenscript::Runner for Runner {
                     } else {
                         self.token(&work_id, attempt)
                     };
-                    outcomes.push(Outcome { work_id, attempt, token, status, result, reason });
+                    let non_retryable = key == "fatal";
+                    outcomes.push(Outcome {
+                        work_id,
+                        attempt,
+                        token,
+                        status,
+                        result,
+                        reason,
+                        non_retryable,
+                    });
                 }
                 let session = session(&worker_id, session_key)?;
                 let request = self.next_request();
@@ -330,8 +415,12 @@ fn render_event(event: &Event) -> String {
         Event::EpochStarted { epoch, leader, at, grace_until } => {
             format!("EpochStarted epoch={epoch} leader={leader} at={at} grace_until={grace_until}")
         }
-        Event::WorkAccepted { work_id, queue, seq, size, .. } => {
-            format!("WorkAccepted {work_id} queue={queue} seq={seq} size={size}")
+        Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, .. } => {
+            let prior = match prior_attempts {
+                0 => String::new(),
+                n => format!(" prior_attempts={n}"),
+            };
+            format!("WorkAccepted {work_id} queue={queue} seq={seq} size={size}{prior}")
         }
         Event::SubmissionRejected { queue, seq, msg_id, reason, .. } => {
             format!("SubmissionRejected queue={queue} seq={seq} msg_id={msg_id:?}: {reason}")
@@ -351,9 +440,20 @@ fn render_event(event: &Event) -> String {
         Event::WorkProgressed { work_id, attempt, deadline } => {
             format!("WorkProgressed {work_id}@{attempt} deadline={deadline}")
         }
-        Event::WorkRequeued { work_id, attempt, reason } => {
-            format!("WorkRequeued {work_id}@{attempt}: {reason}")
+        Event::WorkRequeued { work_id, attempt, reason, not_before, .. } => {
+            let wait =
+                if *not_before > 0 { format!(" not_before={not_before}") } else { String::new() };
+            format!("WorkRequeued {work_id}@{attempt}{wait}: {reason}")
         }
+        Event::WorkDue { work_ids } => {
+            let ids: Vec<_> = work_ids.iter().map(|id| id.as_str()).collect();
+            format!("WorkDue [{}]", ids.join(" "))
+        }
+        Event::WorkCancelled { work_id, reason, .. } => {
+            format!("WorkCancelled {work_id}: {reason}")
+        }
+        Event::QueuePaused { queue, .. } => format!("QueuePaused {queue}"),
+        Event::QueueResumed { queue, .. } => format!("QueueResumed {queue}"),
         Event::WorkCompleted { work_id, attempt, result, .. } => {
             format!(
                 "WorkCompleted {work_id}@{attempt} result={:?}",
@@ -384,6 +484,9 @@ fn render_effect(effect: &Effect) -> String {
         Effect::Publish { key } => format!("publish {}", render_keys(std::slice::from_ref(key))),
         Effect::Announce { epoch, leader } => format!("announce epoch={epoch} leader={leader}"),
         Effect::Reread { queue, from } => format!("reread {queue} from={from}"),
+        Effect::Revoke { worker, work_id, attempt } => {
+            format!("revoke {work_id}@{attempt} on {worker}")
+        }
     }
 }
 
@@ -428,6 +531,7 @@ fn render_reply(reply: &Reply) -> String {
                 render_assignments(assignments)
             )
         }
+        Reply::Done { message } => format!("done: {message}"),
         Reply::Error(e) => format!("error {}: {}", e.code, e.message),
     }
 }
@@ -438,22 +542,26 @@ fn render_state(state: &State, now: Millis) -> String {
         let ready: Vec<_> = q.ready.iter().map(|id| id.as_str()).collect();
         let _ = writeln!(
             s,
-            "queue {name}: cursor={} ready=[{}] accepted={} completed={} failed={} rejected={}",
+            "queue {name}: cursor={} ready=[{}] accepted={} completed={} failed={} rejected={}{}{}",
             q.cursor,
             ready.join(" "),
             q.accepted,
             q.completed,
             q.failed,
-            q.rejected
+            q.rejected,
+            if q.cancelled > 0 { format!(" cancelled={}", q.cancelled) } else { String::new() },
+            if q.paused { " paused" } else { "" },
         );
     }
     let mut ids: Vec<_> = state.work.keys().collect();
     ids.sort();
     for id in ids {
         let w = &state.work[id];
-        let running = w.running.as_ref().map_or("ready".to_owned(), |r| {
-            format!("running on {} until {}", r.worker, r.deadline)
-        });
+        let running = match (&w.running, w.waiting_until) {
+            (Some(r), _) => format!("running on {} until {}", r.worker, r.deadline),
+            (None, Some(until)) => format!("waiting until {until}"),
+            (None, None) => "ready".to_owned(),
+        };
         let _ = writeln!(
             s,
             "work {id}: queue={} seq={} attempt={} {running} last_error={:?}",

@@ -25,10 +25,21 @@ impl State {
             }
         }
         let mut running = 0;
+        let mut waiting = 0;
         for (id, work) in &self.work {
+            if let Some(until) = work.waiting_until {
+                waiting += 1;
+                if work.running.is_some() || seen_ready.contains(id) {
+                    return Err(format!("{id} is waiting and also ready or running"));
+                }
+                if !self.waiting.contains(&(until, id.clone())) {
+                    return Err(format!("{id} waits without its time indexed"));
+                }
+                continue;
+            }
             match &work.running {
                 None if !seen_ready.contains(id) => {
-                    return Err(format!("{id} is neither ready nor running"))
+                    return Err(format!("{id} is neither ready, waiting nor running"))
                 }
                 None => {}
                 Some(r) => {
@@ -48,6 +59,12 @@ impl State {
             if self.unpublished.contains_key(&PublicationKey::Result(id.clone())) {
                 return Err(format!("{id} is both in flight and finished"));
             }
+        }
+        if self.waiting.len() != waiting {
+            return Err(format!(
+                "{} waiting entries for {waiting} waiting items",
+                self.waiting.len()
+            ));
         }
         if self.deadlines.len() != running {
             return Err(format!("{} deadlines for {running} running items", self.deadlines.len()));

@@ -29,7 +29,7 @@ mod effect;
 mod engine;
 mod event;
 mod invariants;
-mod policy;
+pub mod policy;
 mod serving;
 mod state;
 mod status;

@@ -2,17 +2,26 @@
 //! decision's outcome (deadlines, attempt numbers) is written into the events, so replay does
 //! not depend on the policy in force when the journal was written.
 
+use std::collections::BTreeMap;
+
+use jetwork_shared::QueueName;
+
 use super::Millis;
 
 /// Timings and limits for the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    /// How long an attempt may go without a result or progress before it is re-queued.
+    /// How long an attempt may go without a result or progress before it is re-queued
+    /// (a queue's `queues` entry may say otherwise).
     pub work_timeout: Millis,
     /// How long a worker may go unheard before it is forgotten and its work re-queued.
     pub worker_timeout: Millis,
-    /// Hand-outs per work item before it ends as `failed`.
+    /// Hand-outs per work item before it ends as `failed` (a queue's entry may say otherwise).
     pub max_attempts: u32,
+    /// The wait before a failed item's next attempt (a queue's entry may say otherwise).
+    pub backoff: Backoff,
+    /// Per-queue retry rules, over the defaults above.
+    pub queues: BTreeMap<QueueName, QueueRules>,
     /// Most items in one grant.
     pub max_grant: u32,
     /// Most payload bytes in one grant (keeps replies under NATS `max_payload`).
@@ -44,7 +53,70 @@ pub struct Policy {
 /// Room kept in a NATS message for headers and framing around a result or a grant.
 const HEADROOM: u64 = 64 * 1024;
 
+/// How long a failed item waits before it is handed out again: `initial` after the first
+/// failure, multiplied by `factor` after each further one, never more than `max` (or
+/// `initial`, if larger). With `jitter`, the wait is drawn between half of that and all of
+/// it, so items that failed together (a dependency was down) do not all come back at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Millis,
+    pub factor: f64,
+    pub max: Millis,
+    pub jitter: bool,
+}
+
+impl Backoff {
+    /// No wait at all: a failed item is handed out again at once.
+    pub const NONE: Backoff = Backoff { initial: 0, factor: 1.0, max: 0, jitter: false };
+
+    /// The longest wait after `failures` failed attempts (1 for the first), before jitter.
+    pub fn ceiling(&self, failures: u32) -> Millis {
+        let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
+        let grown = self.initial as f64 * self.factor.max(1.0).powi(exponent);
+        // `as` saturates on overflow and infinity, which `min` then caps (a cap below the
+        // first wait means the first wait).
+        (grown as Millis).min(self.max.max(self.initial))
+    }
+
+    /// The wait after `failures` failed attempts; `draw` is a uniformly random number, used
+    /// only with jitter (the engine passes one from its generator and journals the result).
+    pub fn delay(&self, failures: u32, draw: u64) -> Millis {
+        let ceiling = self.ceiling(failures);
+        if !self.jitter || ceiling < 2 {
+            return ceiling;
+        }
+        let half = ceiling / 2;
+        half + draw % (ceiling - half + 1)
+    }
+}
+
+/// A queue's own retry rules; what is not set comes from the policy's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueRules {
+    pub max_attempts: Option<u32>,
+    pub work_timeout: Option<Millis>,
+    pub backoff: Option<Backoff>,
+}
+
+/// The retry rules in force for one queue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    pub max_attempts: u32,
+    pub work_timeout: Millis,
+    pub backoff: Backoff,
+}
+
 impl Policy {
+    /// The retry rules of `queue`: its own where it has them, the defaults elsewhere.
+    pub fn rules(&self, queue: &QueueName) -> Rules {
+        let own = self.queues.get(queue).copied().unwrap_or_default();
+        Rules {
+            max_attempts: own.max_attempts.unwrap_or(self.max_attempts),
+            work_timeout: own.work_timeout.unwrap_or(self.work_timeout),
+            backoff: own.backoff.unwrap_or(self.backoff),
+        }
+    }
+
     /// The policy with its size limits brought within what a server whose messages carry at
     /// most `max_message` bytes can deliver (a result is one message, a grant's payloads one
     /// reply); whether anything had to change.
@@ -63,6 +135,8 @@ impl Default for Policy {
             work_timeout: 10_000,
             worker_timeout: 30_000,
             max_attempts: 5,
+            backoff: Backoff { initial: 1_000, factor: 2.0, max: 60_000, jitter: true },
+            queues: BTreeMap::new(),
             max_grant: 256,
             max_grant_bytes: 768 * 1024,
             max_result: 512 * 1024,
@@ -81,6 +155,38 @@ impl Default for Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_grows_by_its_factor_up_to_its_cap() {
+        let backoff = Backoff { initial: 1_000, factor: 2.0, max: 10_000, jitter: false };
+        let waits: Vec<Millis> = (1..=6).map(|n| backoff.delay(n, 0)).collect();
+        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
+        assert_eq!(backoff.delay(u32::MAX, 0), 10_000, "no overflow however many failures");
+        assert_eq!(Backoff::NONE.delay(3, 99), 0);
+    }
+
+    #[test]
+    fn jitter_stays_between_half_and_all_of_the_wait() {
+        let backoff = Backoff { initial: 1_000, factor: 3.0, max: 60_000, jitter: true };
+        for draw in [0, 1, 500, 501, 1_000, u64::MAX] {
+            let wait = backoff.delay(1, draw);
+            assert!((500..=1_000).contains(&wait), "{wait}");
+        }
+        assert_eq!(backoff.delay(1, 0), 500);
+        assert_eq!(backoff.delay(1, 500), 1_000);
+    }
+
+    #[test]
+    fn a_queue_overrides_only_what_it_sets() {
+        let emails = QueueName::parse("emails").expect("valid");
+        let mut policy = Policy::default();
+        policy
+            .queues
+            .insert(emails.clone(), QueueRules { max_attempts: Some(9), ..Default::default() });
+        let rules = policy.rules(&emails);
+        assert_eq!((rules.max_attempts, rules.work_timeout), (9, policy.work_timeout));
+        assert_eq!(policy.rules(&QueueName::default_queue()).max_attempts, policy.max_attempts);
+    }
 
     #[test]
     fn size_limits_fit_the_server_message_size() {

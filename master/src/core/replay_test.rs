@@ -58,8 +58,8 @@ enum Action {
         slots: u32,
         session: u8,
     },
-    /// Outcomes are (item, attempt, kind): completed, failed, progress, or a completion with a
-    /// forged token.
+    /// Outcomes are (item, attempt, kind): completed, failed, progress, a completion with a
+    /// forged token, or a failure reported as non-retryable.
     Report {
         worker: u8,
         outcomes: Vec<(u8, u32, u8)>,
@@ -69,6 +69,13 @@ enum Action {
     PublishAll,
     Missing(u8),
     Takeover,
+    /// An operator cancels an item.
+    Cancel(u8),
+    /// An operator pauses (or resumes) a queue.
+    Pause {
+        queue: u8,
+        paused: bool,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -92,7 +99,7 @@ fn action() -> impl Strategy<Value = Action> {
             slots,
             session
         }),
-        (0u8..3, proptest::collection::vec((0u8..8, 0u32..5, 0u8..4), 0..4), 0u32..3, session())
+        (0u8..3, proptest::collection::vec((0u8..8, 0u32..5, 0u8..5), 0..4), 0u32..3, session())
             .prop_map(|(worker, outcomes, slots, session)| Action::Report {
                 worker,
                 outcomes,
@@ -102,6 +109,8 @@ fn action() -> impl Strategy<Value = Action> {
         Just(Action::PublishAll),
         (0u8..8).prop_map(Action::Missing),
         Just(Action::Takeover),
+        (0u8..8).prop_map(Action::Cancel),
+        (0u8..2, proptest::bool::ANY).prop_map(|(queue, paused)| Action::Pause { queue, paused }),
     ]
 }
 
@@ -178,7 +187,7 @@ impl Harness {
     /// The token attempt `attempt` of item `i` was handed out with (zero if unknown).
     fn token(&self, i: u8, attempt: u32) -> Token {
         let work = self.engine.state().work.get(&work_id(i));
-        let token = work.and_then(|w| w.tokens.get((attempt as usize).wrapping_sub(1)));
+        let token = work.and_then(|w| w.token(attempt));
         token.copied().unwrap_or_default()
     }
 
@@ -215,7 +224,19 @@ impl Harness {
         // Every fifth submission's headers could not be read.
         let unreadable = (seq % 5 == 0).then(|| "malformed headers: not UTF-8".to_owned());
         let queue = queue(q);
-        self.step(Command::Submitted { queue, seq, after, msg_id, size: 10, unreadable, now });
+        // Every seventh is a retry of an earlier run that used two attempts.
+        let prior_attempts = if seq % 7 == 3 { 2 } else { 0 };
+        let size = 10;
+        self.step(Command::Submitted {
+            queue,
+            seq,
+            after,
+            msg_id,
+            size,
+            unreadable,
+            prior_attempts,
+            now,
+        });
     }
     fn run(&mut self, action: Action) {
         let now = self.now;
@@ -281,9 +302,11 @@ impl Harness {
                                 OutcomeStatus::Failed,
                                 OutcomeStatus::Progress,
                                 OutcomeStatus::Completed,
+                                OutcomeStatus::Failed,
                             ][kind as usize],
                             result: Bytes::from_static(b"r"),
                             reason: Some("boom".to_owned()),
+                            non_retryable: kind == 4,
                         }
                     })
                     .collect();
@@ -296,6 +319,18 @@ impl Harness {
                 self.step(Command::Published { keys });
             }
             Action::Missing(i) => self.step(Command::PayloadMissing { work_id: work_id(i), now }),
+            Action::Cancel(i) => {
+                let reason = Some("test".to_owned());
+                self.step(Command::Cancel { request, work_id: work_id(i), reason, now });
+            }
+            Action::Pause { queue: q, paused } => {
+                let queue = queue(q);
+                self.step(if paused {
+                    Command::Pause { request, queue, now }
+                } else {
+                    Command::Resume { request, queue, now }
+                });
+            }
             Action::Takeover => {
                 // A new leader replays the journal and carries on from there.
                 let mut replayed = State::default();
@@ -320,20 +355,53 @@ impl Harness {
 fn check_journal(journal: &[Event], max_attempts: u32) {
     // Per id: is it in flight, and which attempt was handed out last.
     let mut live: HashMap<&WorkId, u32> = HashMap::new();
+    let mut queue_of: HashMap<&WorkId, &QueueName> = HashMap::new();
+    let mut paused: BTreeSet<&QueueName> = BTreeSet::new();
+    // The attempts each accepted run's earlier runs used.
+    let mut prior_of: HashMap<&WorkId, u32> = HashMap::new();
+    // Items waiting out a back-off, until when.
+    let mut waiting: HashMap<&WorkId, Millis> = HashMap::new();
     for event in journal {
         match event {
-            Event::WorkAccepted { work_id, .. } => {
-                assert!(live.insert(work_id, 0).is_none(), "{work_id} accepted while in flight");
+            Event::QueuePaused { queue, .. } => {
+                paused.insert(queue);
+            }
+            Event::QueueResumed { queue, .. } => {
+                paused.remove(queue);
+            }
+            Event::WorkRequeued { work_id, not_before, at, .. } if not_before > at => {
+                waiting.insert(work_id, *not_before);
+            }
+            Event::WorkDue { work_ids } => {
+                for id in work_ids {
+                    assert!(waiting.remove(id).is_some(), "{id} due but not waiting");
+                }
+            }
+            _ => {}
+        }
+        match event {
+            Event::WorkAccepted { work_id, queue, prior_attempts, .. } => {
+                let fresh = live.insert(work_id, *prior_attempts).is_none();
+                assert!(fresh, "{work_id} accepted while in flight");
+                prior_of.insert(work_id, *prior_attempts);
+                queue_of.insert(work_id, queue);
             }
             Event::WorkStarted { work_id, attempt, .. } => {
+                let queue = queue_of[work_id];
+                assert!(!paused.contains(queue), "{work_id} handed out from paused {queue}");
+                assert!(!waiting.contains_key(work_id), "{work_id} handed out during its back-off");
                 let last = live
                     .get_mut(work_id)
                     .unwrap_or_else(|| panic!("{work_id} started but not in flight"));
                 assert_eq!(*attempt, *last + 1, "{work_id} attempts out of order");
-                assert!(*attempt <= max_attempts, "{work_id} attempt {attempt} beyond the maximum");
+                let in_run = *attempt - prior_of[work_id];
+                assert!(in_run <= max_attempts, "{work_id} attempt {attempt} beyond the maximum");
                 *last = *attempt;
             }
-            Event::WorkCompleted { work_id, .. } | Event::WorkFailed { work_id, .. } => {
+            Event::WorkCompleted { work_id, .. }
+            | Event::WorkFailed { work_id, .. }
+            | Event::WorkCancelled { work_id, .. } => {
+                waiting.remove(work_id);
                 assert!(
                     live.remove(work_id).is_some(),
                     "{work_id} finished twice or never accepted"
@@ -349,7 +417,9 @@ proptest! {
 
     #[test]
     fn replay_equals_live(actions in proptest::collection::vec(action(), 1..120)) {
-        let policy = Policy { work_timeout: 2000, worker_timeout: 5000, max_attempts: 3, ..Policy::default() };
+        // A back-off shorter than the clock's steps, so waiting items become due mid-run.
+        let backoff = policy::Backoff { initial: 400, factor: 2.0, max: 1500, jitter: true };
+        let policy = Policy { work_timeout: 2000, worker_timeout: 5000, max_attempts: 3, backoff, ..Policy::default() };
         let mut h = Harness {
             engine: Engine::new(State::default(), policy.clone()),
             journal: Vec::new(),
@@ -397,9 +467,18 @@ fn apply_is_total_on_events_that_do_not_fit() {
             attempt: 1,
             deadline: 5,
             token: Token::default(),
+            at: 1,
         },
         Event::WorkProgressed { work_id: id.clone(), attempt: 1, deadline: 9 },
-        Event::WorkRequeued { work_id: id.clone(), attempt: 1, reason: "x".into() },
+        Event::WorkRequeued {
+            work_id: id.clone(),
+            attempt: 1,
+            reason: "x".into(),
+            not_before: 9,
+            at: 1,
+        },
+        Event::WorkDue { work_ids: vec![id.clone()] },
+        Event::WorkCancelled { work_id: id.clone(), reason: "x".into(), at: 1 },
         Event::WorkCompleted { work_id: id.clone(), attempt: 1, result: Bytes::new(), at: 1 },
         Event::WorkFailed { work_id: id.clone(), attempt: 1, reason: "x".into(), at: 1 },
         Event::WorkerSeen { worker: w.clone(), at: 1 },

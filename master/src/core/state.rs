@@ -2,8 +2,9 @@
 //! journal and saved whole in snapshots.
 //!
 //! Invariants (checked by [`State::check_invariants`] in tests):
-//! - every work item is either ready (listed exactly once in its queue's `ready`) or running
-//!   (listed in its worker's `running` and once in `deadlines`), never both;
+//! - every work item is exactly one of: ready (listed once in its queue's `ready`), waiting
+//!   (out a back-off: listed once in `waiting`, keyed by when it is ready again), or running
+//!   (listed in its worker's `running` and once in `deadlines`);
 //! - `deadlines` holds exactly the running items, keyed by their current deadline;
 //! - a finished item is gone from `work`; until its result is stored it waits in
 //!   `unpublished`;
@@ -19,7 +20,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
+use jetwork_shared::jobs::{AttemptOutcome, AttemptRecord};
+use jetwork_shared::{headers, QueueName, Token, WorkId, WorkerId};
 
 use super::{Event, Millis};
 
@@ -36,6 +38,9 @@ pub struct State {
     pub work: BTreeMap<WorkId, Work>,
     /// Running items by deadline.
     pub deadlines: BTreeSet<(Millis, WorkId)>,
+    /// Items waiting out a back-off, by the time they are ready again.
+    #[serde(default)]
+    pub waiting: BTreeSet<(Millis, WorkId)>,
     pub workers: BTreeMap<WorkerId, Worker>,
     /// Finished items and rejections whose publication is not yet confirmed.
     pub unpublished: BTreeMap<PublicationKey, Publication>,
@@ -52,6 +57,12 @@ pub struct QueueState {
     pub completed: u64,
     pub failed: u64,
     pub rejected: u64,
+    #[serde(default)]
+    pub cancelled: u64,
+    /// Paused by an operator: nothing of it is handed out (submissions are still stored and
+    /// read ahead as usual).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A work item in flight.
@@ -61,15 +72,39 @@ pub struct Work {
     /// Its sequence in `JETWORK_SUBMIT`, where the payload stays until it is finished.
     pub seq: u64,
     pub size: u64,
-    /// Hand-outs so far (0 while it has never run).
+    /// The latest attempt handed out (`prior_attempts` while this run has never run).
     pub attempt: u32,
+    /// For a retry: the attempts its earlier runs used. This run's attempts are numbered
+    /// `prior_attempts + 1, …`; a report about an earlier one is about a finished run.
+    #[serde(default)]
+    pub prior_attempts: u32,
     /// Set while an attempt runs.
     pub running: Option<Running>,
     /// Why the previous attempt ended, if one did.
     pub last_error: Option<String>,
-    /// The token of each attempt handed out (attempt `n` at index `n − 1`): a result from any
-    /// of them is accepted, but only with its token.
+    /// The token of each attempt of this run handed out (attempt `prior_attempts + n` at
+    /// index `n − 1`): a result from any of them is accepted, but only with its token.
     pub tokens: Vec<Token>,
+    /// While waiting out a back-off: when it is ready again.
+    #[serde(default)]
+    pub waiting_until: Option<Millis>,
+    /// Its attempts so far (the latest [`AttemptRecord::MAX_KEPT`]).
+    #[serde(default)]
+    pub history: Vec<AttemptRecord>,
+}
+
+impl Work {
+    /// The token attempt `attempt` of this run was handed out with (`None` for an attempt of
+    /// an earlier run, or one never handed out).
+    pub fn token(&self, attempt: u32) -> Option<&Token> {
+        let index = attempt.checked_sub(self.prior_attempts)?.checked_sub(1)?;
+        self.tokens.get(index as usize)
+    }
+
+    /// Attempts this run has used.
+    pub fn attempts_in_run(&self) -> u32 {
+        self.attempt.saturating_sub(self.prior_attempts)
+    }
 }
 
 /// The attempt currently running.
@@ -117,6 +152,8 @@ pub enum Publication {
         seq: u64,
         attempt: u32,
         result: Bytes,
+        #[serde(default)]
+        history: Vec<AttemptRecord>,
     },
     Failed {
         work_id: WorkId,
@@ -124,6 +161,17 @@ pub enum Publication {
         seq: u64,
         attempt: u32,
         reason: String,
+        #[serde(default)]
+        history: Vec<AttemptRecord>,
+    },
+    /// Cancelled by an operator (`reason` is theirs, or says so).
+    Cancelled {
+        work_id: WorkId,
+        queue: QueueName,
+        seq: u64,
+        attempt: u32,
+        reason: String,
+        history: Vec<AttemptRecord>,
     },
     Rejected {
         queue: QueueName,
@@ -139,6 +187,7 @@ impl Publication {
         match self {
             Publication::Completed { seq, .. }
             | Publication::Failed { seq, .. }
+            | Publication::Cancelled { seq, .. }
             | Publication::Rejected { seq, .. } => *seq,
         }
     }
@@ -158,7 +207,7 @@ impl State {
                 }
                 self.extend_deadlines(*grace_until);
             }
-            Event::WorkAccepted { work_id, queue, seq, size, .. } => {
+            Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, .. } => {
                 let q = self.queues.entry(queue.clone()).or_default();
                 q.cursor = q.cursor.max(*seq);
                 if self.work.contains_key(work_id) {
@@ -172,10 +221,13 @@ impl State {
                         queue: queue.clone(),
                         seq: *seq,
                         size: *size,
-                        attempt: 0,
+                        attempt: *prior_attempts,
+                        prior_attempts: *prior_attempts,
                         running: None,
                         last_error: None,
                         tokens: Vec::new(),
+                        waiting_until: None,
+                        history: Vec::new(),
                     },
                 );
             }
@@ -216,13 +268,16 @@ impl State {
                 // when that passes; the engine re-queues it before losing the worker anyway.
                 self.workers.remove(worker);
             }
-            Event::WorkStarted { work_id, worker, attempt, deadline, token } => {
+            Event::WorkStarted { work_id, worker, attempt, deadline, token, at } => {
                 let Some(work) = self.work.get_mut(work_id) else { return };
-                if work.running.is_some() {
+                if work.running.is_some() || work.waiting_until.is_some() {
                     return;
                 }
-                // Attempt n's token sits at n − 1 (attempts are handed out 1, 2, 3, …).
-                work.tokens.resize((*attempt as usize).saturating_sub(1), Token::default());
+                record_start(&mut work.history, *attempt, worker, *at);
+                // This run's attempt n's token sits at n − 1 (attempts are handed out 1, 2, 3, …
+                // after the prior ones).
+                let index = attempt.saturating_sub(work.prior_attempts).saturating_sub(1);
+                work.tokens.resize(index as usize, Token::default());
                 work.tokens.push(*token);
                 if let Some(q) = self.queues.get_mut(&work.queue) {
                     remove_from(&mut q.ready, work_id);
@@ -243,22 +298,58 @@ impl State {
                 running.deadline = *deadline;
                 self.deadlines.insert((*deadline, work_id.clone()));
             }
-            Event::WorkRequeued { work_id, reason, .. } => {
+            Event::WorkRequeued { work_id, reason, not_before, at, .. } => {
                 let Some(work) = self.work.get_mut(work_id) else { return };
                 let Some(running) = work.running.take() else { return };
                 work.last_error = Some(reason.clone());
+                record_end(&mut work.history, *at, AttemptOutcome::Failed, Some(reason));
                 self.deadlines.remove(&(running.deadline, work_id.clone()));
                 if let Some(w) = self.workers.get_mut(&running.worker) {
                     w.running.remove(work_id);
                 }
-                self.queues
-                    .entry(work.queue.clone())
-                    .or_default()
-                    .ready
-                    .push_front(work_id.clone());
+                if *not_before > *at {
+                    work.waiting_until = Some(*not_before);
+                    self.waiting.insert((*not_before, work_id.clone()));
+                } else {
+                    let q = self.queues.entry(work.queue.clone()).or_default();
+                    q.ready.push_front(work_id.clone());
+                }
             }
-            Event::WorkCompleted { work_id, attempt, result, .. } => {
-                let Some(work) = self.finish(work_id) else { return };
+            Event::WorkDue { work_ids } => {
+                for work_id in work_ids {
+                    let Some(work) = self.work.get_mut(work_id) else { continue };
+                    let Some(until) = work.waiting_until.take() else { continue };
+                    self.waiting.remove(&(until, work_id.clone()));
+                    let q = self.queues.entry(work.queue.clone()).or_default();
+                    q.ready.push_front(work_id.clone());
+                }
+            }
+            Event::WorkCancelled { work_id, reason, at } => {
+                let Some(mut work) = self.finish(work_id) else { return };
+                record_end(&mut work.history, *at, AttemptOutcome::Cancelled, Some(reason));
+                let q = self.queues.entry(work.queue.clone()).or_default();
+                q.cancelled += 1;
+                self.unpublished.insert(
+                    PublicationKey::Result(work_id.clone()),
+                    Publication::Cancelled {
+                        work_id: work_id.clone(),
+                        queue: work.queue,
+                        seq: work.seq,
+                        attempt: work.attempt,
+                        reason: reason.clone(),
+                        history: work.history,
+                    },
+                );
+            }
+            Event::QueuePaused { queue, .. } => {
+                self.queues.entry(queue.clone()).or_default().paused = true;
+            }
+            Event::QueueResumed { queue, .. } => {
+                self.queues.entry(queue.clone()).or_default().paused = false;
+            }
+            Event::WorkCompleted { work_id, attempt, result, at } => {
+                let Some(mut work) = self.finish(work_id) else { return };
+                record_completion(&mut work.history, *attempt, *at);
                 let q = self.queues.entry(work.queue.clone()).or_default();
                 q.completed += 1;
                 self.unpublished.insert(
@@ -269,11 +360,13 @@ impl State {
                         seq: work.seq,
                         attempt: *attempt,
                         result: result.clone(),
+                        history: work.history,
                     },
                 );
             }
-            Event::WorkFailed { work_id, attempt, reason, .. } => {
-                let Some(work) = self.finish(work_id) else { return };
+            Event::WorkFailed { work_id, attempt, reason, at } => {
+                let Some(mut work) = self.finish(work_id) else { return };
+                record_end(&mut work.history, *at, AttemptOutcome::Failed, Some(reason));
                 let q = self.queues.entry(work.queue.clone()).or_default();
                 q.failed += 1;
                 self.unpublished.insert(
@@ -284,6 +377,7 @@ impl State {
                         seq: work.seq,
                         attempt: *attempt,
                         reason: reason.clone(),
+                        history: work.history,
                     },
                 );
             }
@@ -308,17 +402,20 @@ impl State {
         }
     }
 
-    /// Removes a finished item from wherever it is (ready or running).
+    /// Removes a finished item from wherever it is (ready, waiting or running).
     fn finish(&mut self, work_id: &WorkId) -> Option<Work> {
         let work = self.work.remove(work_id)?;
-        match &work.running {
-            Some(running) => {
+        match (&work.running, work.waiting_until) {
+            (Some(running), _) => {
                 self.deadlines.remove(&(running.deadline, work_id.clone()));
                 if let Some(w) = self.workers.get_mut(&running.worker) {
                     w.running.remove(work_id);
                 }
             }
-            None => {
+            (None, Some(until)) => {
+                self.waiting.remove(&(until, work_id.clone()));
+            }
+            (None, None) => {
                 if let Some(q) = self.queues.get_mut(&work.queue) {
                     remove_from(&mut q.ready, work_id);
                 }
@@ -330,6 +427,57 @@ impl State {
     /// Ready items in `queue`.
     pub fn ready_len(&self, queue: &QueueName) -> usize {
         self.queues.get(queue).map_or(0, |q| q.ready.len())
+    }
+
+    /// Ready items in `queue` that may be handed out (none while it is paused).
+    pub fn dispatchable(&self, queue: &QueueName) -> usize {
+        self.queues.get(queue).filter(|q| !q.paused).map_or(0, |q| q.ready.len())
+    }
+}
+
+/// A new attempt in a history, which keeps only the latest [`AttemptRecord::MAX_KEPT`].
+fn record_start(history: &mut Vec<AttemptRecord>, attempt: u32, worker: &WorkerId, at: Millis) {
+    if history.len() >= AttemptRecord::MAX_KEPT {
+        history.remove(0);
+    }
+    history.push(AttemptRecord {
+        attempt,
+        worker: worker.clone(),
+        started_ms: at,
+        ended_ms: 0,
+        outcome: AttemptOutcome::Running,
+        reason: None,
+    });
+}
+
+/// The running attempt in a history ended (nothing changes if none runs).
+fn record_end(
+    history: &mut [AttemptRecord],
+    at: Millis,
+    outcome: AttemptOutcome,
+    reason: Option<&String>,
+) {
+    if let Some(last) = history.last_mut().filter(|r| r.outcome == AttemptOutcome::Running) {
+        last.ended_ms = at;
+        last.outcome = outcome;
+        last.reason = reason.map(|r| headers::sanitize(r, AttemptRecord::MAX_REASON));
+    }
+}
+
+/// Attempt `attempt` delivered the result. A result may come from an earlier attempt than the
+/// one running (the first result wins): that one is marked completed, and the running one,
+/// if it is another, ends as cancelled (its result is no longer wanted).
+fn record_completion(history: &mut [AttemptRecord], attempt: u32, at: Millis) {
+    for record in history.iter_mut() {
+        if record.attempt == attempt {
+            record.outcome = AttemptOutcome::Completed;
+            record.ended_ms = at;
+            record.reason = None;
+        } else if record.outcome == AttemptOutcome::Running {
+            record.outcome = AttemptOutcome::Cancelled;
+            record.ended_ms = at;
+            record.reason = Some(format!("attempt {attempt} delivered the result first"));
+        }
     }
 }
 

@@ -30,6 +30,7 @@ pub fn purge_floors(state: &State) -> BTreeMap<QueueName, u64> {
     for publication in state.unpublished.values() {
         let (Publication::Completed { queue, seq, .. }
         | Publication::Failed { queue, seq, .. }
+        | Publication::Cancelled { queue, seq, .. }
         | Publication::Rejected { queue, seq, .. }) = publication;
         lower(queue, *seq);
     }

@@ -43,7 +43,11 @@ pub use chain::Chain;
 /// event kind, a field it would need — and keep decoding the older formats; the golden
 /// encodings in `core/format_test.rs` fail until you do. `docs/architecture.md` ("Upgrades")
 /// says how masters of two formats coexist.
-pub const FORMAT: u32 = 1;
+///
+/// 1. The first numbered format.
+/// 2. Job lifecycle: back-off waits (`WorkRequeued.not_before`, `WorkDue`), cancellations,
+///    queue pauses, attempt start times and histories.
+pub const FORMAT: u32 = 2;
 pub use replay::{replay, ReplayError, Replayed};
 
 /// A journal operation failed.

@@ -103,14 +103,18 @@ impl PayloadCache {
         }
     }
 
-    /// What a publication needs from the cache: a rejection's payload (if kept); a finished
-    /// item's payload is no longer needed and goes.
+    /// What a publication needs from the cache: the submission's payload (if kept) for a
+    /// rejection, a failure or a cancellation, which go out with it. A finished item's payload
+    /// leaves the cache either way.
     pub fn for_publication(&mut self, publication: &Publication) -> Option<Bytes> {
         match publication {
             Publication::Rejected { seq, .. } => self.rejected.get(seq).cloned(),
-            Publication::Completed { work_id, .. } | Publication::Failed { work_id, .. } => {
+            Publication::Completed { work_id, .. } => {
                 self.work.remove(work_id);
                 None
+            }
+            Publication::Failed { work_id, .. } | Publication::Cancelled { work_id, .. } => {
+                self.work.remove(work_id).map(|c| c.payload)
             }
         }
     }

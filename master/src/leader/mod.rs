@@ -354,14 +354,24 @@ impl Leader {
         if !self.readers.delivered(&submission) {
             return; // Read by a reader that has been replaced: the new one reads it again.
         }
-        let Submission { queue, seq, after, msg_id, unreadable, payload, stored_ms, .. } =
-            submission;
+        let Submission {
+            queue,
+            seq,
+            after,
+            msg_id,
+            unreadable,
+            prior_attempts,
+            payload,
+            stored_ms,
+            ..
+        } = submission;
         if let (Some(metrics), Some(_)) = (&self.env.metrics, &unreadable) {
             metrics.bad_message(BadMessage::UnreadableSubmission);
         }
         let size = payload.len() as u64;
         let now = now_ms();
-        let submitted = Command::Submitted { queue, seq, after, msg_id, size, unreadable, now };
+        let submitted =
+            Command::Submitted { queue, seq, after, msg_id, size, unreadable, prior_attempts, now };
         let output = self.engine.step(submitted);
         self.cache.keep(&output.events, &payload, stored_ms);
         self.observe(&output.events);
@@ -372,10 +382,28 @@ impl Leader {
     /// A request on one of the endpoints: decoded into a command (garbage is answered 400
     /// at once) or, for status, answered off the loop.
     async fn inbound(&mut self, kind: service::Endpoint, request: async_nats::service::Request) {
-        if kind == service::Endpoint::Status {
-            let engine = &self.engine;
-            return self.requests.status(request, engine.state(), &self.env.js);
+        match kind {
+            service::Endpoint::Status => {
+                return self.requests.status(request, self.engine.state(), &self.env.js)
+            }
+            service::Endpoint::Job | service::Endpoint::Retry => {
+                return self.requests.lookup(kind, request, self.engine.state(), &self.env.js)
+            }
+            service::Endpoint::Jobs => {
+                return self.requests.list(request, self.engine.state(), &self.env.js)
+            }
+            _ => {}
         }
+        let request = match kind {
+            service::Endpoint::Cancel => {
+                let state = self.engine.state();
+                match self.requests.cancel_finished(request, state, &self.env.js) {
+                    Some(request) => request,
+                    None => return,
+                }
+            }
+            _ => request,
+        };
         if let Some(command) = self.requests.decode(kind, request, now_ms()).await {
             self.step(command);
         }
@@ -402,6 +430,7 @@ impl Leader {
     fn tick(&mut self) {
         self.step(Command::Tick { now: now_ms() });
         self.record_published();
+        self.requests.unpark(self.engine.state(), &self.env.js);
         // Retried publications run like fresh ones, behind the journal like every effect.
         self.pending.effects.extend(self.publications.due());
         self.readers.refresh(&self.engine);

@@ -49,9 +49,14 @@ struct QueueStats {
     accepted: u64,
     completed: u64,
     failed: u64,
+    cancelled: u64,
     rejected: u64,
     ready: u64,
+    /// Waiting out a retry back-off.
+    waiting: u64,
     in_flight: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    paused: bool,
 }
 
 /// The leader's observations for one term.
@@ -122,7 +127,7 @@ impl Observer {
                     }
                     tracing::debug!(%work_id, %queue, attempt, %worker, "work started");
                 }
-                Event::WorkRequeued { work_id, attempt, reason } if debug => {
+                Event::WorkRequeued { work_id, attempt, reason, .. } if debug => {
                     let queue = state.work.get(work_id).map(|w| w.queue.as_str());
                     let worker = worker_of(cache, work_id);
                     let queue = queue.unwrap_or_default();
@@ -144,6 +149,11 @@ impl Observer {
                         tracing::debug!(%work_id, queue, attempt, worker, %reason, "work failed");
                     }
                 }
+                Event::WorkCancelled { work_id, reason, .. } if debug => {
+                    let (queue, worker) =
+                        (queue_of_finished(state, work_id), worker_of(cache, work_id));
+                    tracing::debug!(%work_id, queue, worker, %reason, "work cancelled");
+                }
                 Event::SubmissionRejected { queue, seq, reason, .. } => {
                     tracing::debug!(%queue, seq, %reason, "submission rejected");
                 }
@@ -161,9 +171,15 @@ impl Observer {
     pub fn sync(&mut self, engine: &Engine, cache: &PayloadCache) {
         self.last_sync = Instant::now();
         let state = engine.state();
-        let mut in_flight: HashMap<&QueueName, u64> = HashMap::new();
-        for work in state.work.values().filter(|w| w.running.is_some()) {
-            *in_flight.entry(&work.queue).or_default() += 1;
+        // Attempts running, and items waiting out a back-off, per queue.
+        let mut in_flight: HashMap<&QueueName, (u64, u64)> = HashMap::new();
+        for work in state.work.values() {
+            let counts = in_flight.entry(&work.queue).or_default();
+            if work.running.is_some() {
+                counts.0 += 1;
+            } else if work.waiting_until.is_some() {
+                counts.1 += 1;
+            }
         }
         self.sync_stats(state, &in_flight);
         let Some(metrics) = self.metrics.clone() else { return };
@@ -186,9 +202,13 @@ impl Observer {
             store(&s.completed, q.completed);
             store(&s.failed, q.failed);
             store(&s.rejected, q.rejected);
+            store(&s.cancelled, q.cancelled);
             store(&s.submitted, q.accepted + q.rejected + unread.count);
+            let (running, waiting) = in_flight.get(name).copied().unwrap_or_default();
             s.pending.set(to_i64(q.ready.len() as u64 + unread.count));
-            s.in_flight.set(to_i64(in_flight.get(name).copied().unwrap_or(0)));
+            s.waiting.set(to_i64(waiting));
+            s.paused.set(i64::from(q.paused));
+            s.in_flight.set(to_i64(running));
             s.free_slots.set(to_i64(free));
             s.oldest_pending_seconds
                 .set(oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0));
@@ -213,23 +233,29 @@ impl Observer {
     }
 
     /// The job totals for `$SRV.STATS`.
-    fn sync_stats(&self, state: &State, in_flight: &HashMap<&QueueName, u64>) {
+    fn sync_stats(&self, state: &State, in_flight: &HashMap<&QueueName, (u64, u64)>) {
         let mut total = QueueStats::default();
         let mut queues = serde_json::Map::new();
         for (name, q) in &state.queues {
+            let (running, waiting) = in_flight.get(name).copied().unwrap_or_default();
             let stats = QueueStats {
                 accepted: q.accepted,
                 completed: q.completed,
                 failed: q.failed,
+                cancelled: q.cancelled,
                 rejected: q.rejected,
                 ready: q.ready.len() as u64,
-                in_flight: in_flight.get(name).copied().unwrap_or(0),
+                waiting,
+                in_flight: running,
+                paused: q.paused,
             };
             total.accepted += stats.accepted;
             total.completed += stats.completed;
             total.failed += stats.failed;
+            total.cancelled += stats.cancelled;
             total.rejected += stats.rejected;
             total.ready += stats.ready;
+            total.waiting += stats.waiting;
             total.in_flight += stats.in_flight;
             if queues.len() < STATS_QUEUES {
                 queues.insert(name.to_string(), serde_json::json!(stats));
@@ -269,9 +295,11 @@ fn worker_of<'a>(cache: &'a PayloadCache, work_id: &WorkId) -> &'a str {
 /// publication names the queue. Only called with debug logging on (it clones the id).
 fn queue_of_finished<'a>(state: &'a State, work_id: &WorkId) -> &'a str {
     match state.unpublished.get(&PublicationKey::Result(work_id.clone())) {
-        Some(Publication::Completed { queue, .. } | Publication::Failed { queue, .. }) => {
-            queue.as_str()
-        }
+        Some(
+            Publication::Completed { queue, .. }
+            | Publication::Failed { queue, .. }
+            | Publication::Cancelled { queue, .. },
+        ) => queue.as_str(),
         _ => "",
     }
 }

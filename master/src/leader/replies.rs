@@ -13,6 +13,7 @@ use async_nats::jetstream;
 use async_nats::service::{self, Request};
 use bytes::Bytes;
 use jetwork_shared::clock::now_ms;
+use jetwork_shared::jobs::AdminReply;
 use jetwork_shared::protocol::{Assignment, ReportReply, WorkGrant};
 use jetwork_shared::{codec, WorkId};
 use tokio::sync::mpsc;
@@ -35,6 +36,15 @@ pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
     let epoch = ctx.epoch;
     let (assignments, body): (Vec<AssignmentRef>, Body) = match reply {
         Reply::Registered(registered) => return respond(request, codec::encode(&registered)).await,
+        Reply::Done { message } => {
+            // Operators' replies are JSON, like their requests (`nats req` friendly).
+            let reply = AdminReply { message, submit_seq: None };
+            let body = serde_json::to_vec(&reply).map(Bytes::from).map_err(|e| {
+                service::error::Error { status: format!("cannot encode the reply: {e}"), code: 500 }
+            });
+            let _ = request.respond(body).await;
+            return;
+        }
         Reply::Error(e) => {
             let error = service::error::Error { status: e.message, code: usize::from(e.code) };
             let _ = request.respond(Err(error)).await;

@@ -1,5 +1,6 @@
-//! The leader's endpoints (a NATS micro service named `jetwork`, group `jetwork.master`), and
-//! the requests waiting for the journal write their reply depends on.
+//! The leader's endpoints (a NATS micro service named `jetwork`: group `jetwork.master` for
+//! workers and read-only queries, group `jetwork.admin` for operators), and the requests
+//! waiting for the journal write their reply depends on.
 //!
 //! Each master candidate serves in a queue group of its own: a deposed leader that is frozen
 //! but still subscribed must not take requests away from its successor. Each request reaches
@@ -7,29 +8,39 @@
 //!
 //! Anything anyone sends is decoded before a command exists: garbage is answered 400 with the
 //! reason at once (logged at most once a second). Status is answered off the loop, at most
-//! [`STATUS_IN_FLIGHT`] at a time.
+//! [`STATUS_IN_FLIGHT`] at a time; job lookups, listings and retries too, at most
+//! [`LOOKUPS_IN_FLIGHT`].
+//! A retry of a job whose outcome is stored but not yet recorded as published (a window of
+//! one journal write) waits here for that record, at most [`PARKED_FOR`]: the new run must
+//! not be refused as a clash with the result being published.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::service::{self, Request, ServiceExt};
 use futures::stream::{select_all, BoxStream, SelectAll};
 use futures::StreamExt;
 use jetwork_shared::clock::now_ms;
+use jetwork_shared::jobs::{JobRequest, JobState, JobsPage, JobsQuery, QueueRequest};
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork, StatusQuery};
 use jetwork_shared::{codec, subjects, QueueName, Unavailable};
 
 use super::observe::ServiceStats;
 use super::Env;
-use crate::core::{Command, Millis, RequestId, State};
-use crate::housekeeping;
+use crate::core::{Command, Millis, PublicationKey, RequestId, State};
 use crate::metrics::{BadMessage, MasterMetrics};
+use crate::{housekeeping, jobs};
 
 /// Status requests worked on at once.
 const STATUS_IN_FLIGHT: usize = 2;
+/// Job lookups and retries worked on at once (each reads the results stream once or twice).
+const LOOKUPS_IN_FLIGHT: usize = 16;
+/// Longest a retry waits for its job's outcome to be recorded as published.
+const PARKED_FOR: Duration = Duration::from_secs(5);
 
 /// Which endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +49,12 @@ pub enum Endpoint {
     Request,
     Report,
     Status,
+    Job,
+    Jobs,
+    Cancel,
+    Retry,
+    Pause,
+    Resume,
 }
 
 /// Every endpoint's requests, as one stream.
@@ -65,17 +82,24 @@ pub async fn start(
         .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| Unavailable::new("starting the service", e))?;
-    let group = service.group(subjects::MASTER_GROUP);
+    let master = service.group(subjects::MASTER_GROUP);
+    let admin = service.group(subjects::ADMIN_GROUP);
     let mut streams: Vec<BoxStream<'static, (Endpoint, Request)>> = Vec::new();
-    for (subject, kind) in [
-        (subjects::MASTER_REGISTER, Endpoint::Register),
-        (subjects::MASTER_REQUEST, Endpoint::Request),
-        (subjects::MASTER_REPORT, Endpoint::Report),
-        (subjects::MASTER_STATUS, Endpoint::Status),
+    for (group, prefix, subject, kind) in [
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_REGISTER, Endpoint::Register),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_REQUEST, Endpoint::Request),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_REPORT, Endpoint::Report),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_STATUS, Endpoint::Status),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_JOB, Endpoint::Job),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_JOBS, Endpoint::Jobs),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_CANCEL, Endpoint::Cancel),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY, Endpoint::Retry),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_PAUSE, Endpoint::Pause),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RESUME, Endpoint::Resume),
     ] {
         // The group prefixes the name, so the endpoint listens on `subject` itself.
-        let name = subjects::master_endpoint(subject)
-            .expect("every master endpoint subject is in MASTER_GROUP (a subjects unit test)");
+        let name = subjects::endpoint_in(prefix, subject)
+            .expect("every endpoint subject is in its group (a subjects unit test)");
         let endpoint = group
             .endpoint(name)
             .await
@@ -91,6 +115,10 @@ pub struct Requests {
     waiting: HashMap<RequestId, Request>,
     last: RequestId,
     status_in_flight: Arc<AtomicUsize>,
+    lookups_in_flight: Arc<AtomicUsize>,
+    /// Retries waiting for their job's outcome to be recorded as published, with when they
+    /// give up.
+    parked: Vec<(Instant, JobRequest, Request)>,
     bad: LogLimit,
     /// Where refused messages are counted, when metrics are on.
     metrics: Option<MasterMetrics>,
@@ -115,16 +143,27 @@ impl Requests {
         let payload = &request.message.payload;
         let command = match kind {
             Endpoint::Register => codec::decode::<RegisterWorker>(payload)
-                .map(|msg| Command::Register { request: id, msg, now }),
+                .map(|msg| Command::Register { request: id, msg, now })
+                .map_err(|e| e.to_string()),
             Endpoint::Request => codec::decode::<RequestWork>(payload)
-                .map(|msg| Command::RequestWork { request: id, msg, now }),
-            Endpoint::Report => codec::decode::<Report>(payload).map(|msg| Command::Report {
-                request: id,
-                msg,
-                now,
-            }),
-            // Status reads the state without changing it: answered off the loop by `status`.
-            Endpoint::Status => return None,
+                .map(|msg| Command::RequestWork { request: id, msg, now })
+                .map_err(|e| e.to_string()),
+            Endpoint::Report => codec::decode::<Report>(payload)
+                .map(|msg| Command::Report { request: id, msg, now })
+                .map_err(|e| e.to_string()),
+            // Operators speak JSON (the `nats` CLI); the error text says what was expected.
+            Endpoint::Cancel => json::<JobRequest>(payload)
+                .map(|r| Command::Cancel { request: id, work_id: r.work_id, reason: r.reason, now })
+                .map_err(|e| format!("expected {{\"work_id\": \"…\"}}: {e}")),
+            Endpoint::Pause => json::<QueueRequest>(payload)
+                .map(|r| Command::Pause { request: id, queue: r.queue, now })
+                .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
+            Endpoint::Resume => json::<QueueRequest>(payload)
+                .map(|r| Command::Resume { request: id, queue: r.queue, now })
+                .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
+            // These read the state (and the results stream) without changing it: answered
+            // off the loop by `status` and `lookup`.
+            Endpoint::Status | Endpoint::Job | Endpoint::Jobs | Endpoint::Retry => return None,
         };
         match command {
             Ok(command) => {
@@ -148,6 +187,168 @@ impl Requests {
         if let Some(metrics) = &self.metrics {
             metrics.bad_message(reason);
         }
+    }
+
+    /// A job lookup (`job`) or a retry (`retry`), answered off the loop, or 503 at once when
+    /// enough are under way. What the state holds (a job in flight) is decided here: a job
+    /// in flight is reported from the state, and cannot be retried.
+    pub fn lookup(
+        &mut self,
+        kind: Endpoint,
+        request: Request,
+        state: &State,
+        js: &jetstream::Context,
+    ) {
+        let asked = match json::<JobRequest>(&request.message.payload) {
+            Ok(asked) => asked,
+            Err(e) => return answer(request, Err((400, format!("bad request: {e}")))),
+        };
+        self.look_up(kind, asked, request, state, js, Instant::now() + PARKED_FOR);
+    }
+
+    /// A listing of jobs (`jobs`): those in flight from the state at once; finished ones from
+    /// the results stream, off the loop (at most [`LOOKUPS_IN_FLIGHT`] at a time, like
+    /// lookups).
+    pub fn list(&mut self, request: Request, state: &State, js: &jetstream::Context) {
+        let query = match json::<JobsQuery>(&request.message.payload) {
+            Ok(query) => query,
+            Err(e) => return answer(request, Err((400, format!("bad request: {e}")))),
+        };
+        if query.state == Some(JobState::Rejected) {
+            let why = "rejected submissions are not listed here: they are stored on \
+                       jetwork.rejected.<queue>.<seq> in JETWORK_RESULTS";
+            return answer(request, Err((400, why.to_owned())));
+        }
+        let limit = query.limit();
+        let in_flight = query.state.is_none_or(|s| !s.is_final());
+        let mut jobs = match in_flight {
+            true => state.jobs(query.queue.as_ref(), query.state, limit),
+            false => Vec::new(),
+        };
+        let finished = query.state.is_none_or(JobState::is_final);
+        if !finished || jobs.len() >= limit {
+            return answer(request, Ok(serde_json::to_vec(&JobsPage { jobs, truncated: false })));
+        }
+        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
+            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
+            return answer(request, Err((503, busy)));
+        }
+        let (js, in_flight) = (js.clone(), self.lookups_in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let left = limit - jobs.len();
+            let queue = query.queue.as_ref();
+            let reply = match jobs::finished(&js, queue, query.state, left).await {
+                Ok((more, truncated)) => {
+                    jobs.extend(more);
+                    Ok(serde_json::to_vec(&JobsPage { jobs, truncated }))
+                }
+                Err(e) => Err((503, e.to_string())),
+            };
+            answer_now(request, reply).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    /// A cancellation of a job the state does not hold is answered from the results stream
+    /// (409 if it finished, 404 if unknown), off the loop; any other request is handed back,
+    /// for [`Requests::decode`].
+    pub fn cancel_finished(
+        &mut self,
+        request: Request,
+        state: &State,
+        js: &jetstream::Context,
+    ) -> Option<Request> {
+        let asked = match json::<JobRequest>(&request.message.payload) {
+            Ok(asked) if state.job(&asked.work_id).is_none() => asked,
+            _ => return Some(request),
+        };
+        self.look_up(Endpoint::Cancel, asked, request, state, js, Instant::now());
+        None
+    }
+
+    /// Retries parked until their job's outcome was recorded: those recorded now go on,
+    /// those parked too long are answered 503.
+    pub fn unpark(&mut self, state: &State, js: &jetstream::Context) {
+        let now = Instant::now();
+        for (until, asked, request) in std::mem::take(&mut self.parked) {
+            if now >= until {
+                let why = format!(
+                    "the outcome of {} is not yet recorded as published; retry shortly",
+                    asked.work_id
+                );
+                answer(request, Err((503, why)));
+            } else {
+                self.look_up(Endpoint::Retry, asked, request, state, js, until);
+            }
+        }
+    }
+
+    fn look_up(
+        &mut self,
+        kind: Endpoint,
+        asked: JobRequest,
+        request: Request,
+        state: &State,
+        js: &jetstream::Context,
+        until: Instant,
+    ) {
+        let recording = PublicationKey::Result(asked.work_id.clone());
+        if kind == Endpoint::Retry && state.unpublished.contains_key(&recording) {
+            if self.parked.len() >= LOOKUPS_IN_FLIGHT {
+                let busy = "busy: too many retries at once; retry shortly".to_owned();
+                return answer(request, Err((503, busy)));
+            }
+            return self.parked.push((until, asked, request));
+        }
+        if let Some(info) = state.job(&asked.work_id) {
+            let reply = match kind {
+                Endpoint::Retry => Err((
+                    409,
+                    format!(
+                        "{} is in flight ({:?}): only failed or cancelled jobs can be retried",
+                        asked.work_id, info.state
+                    ),
+                )),
+                _ => Ok(serde_json::to_vec(&info)),
+            };
+            return answer(request, reply);
+        }
+        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
+            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
+            return answer(request, Err((503, busy)));
+        }
+        let (js, in_flight) = (js.clone(), self.lookups_in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let queue = asked.queue.as_ref();
+            let reply = if kind == Endpoint::Retry {
+                match jobs::retry(&js, queue, &asked.work_id).await {
+                    Ok(done) => Ok(serde_json::to_vec(&done)),
+                    Err(e) => Err((e.code(), e.to_string())),
+                }
+            } else {
+                match jobs::stored(&js, queue, &asked.work_id).await {
+                    Ok(Some((info, _))) if kind == Endpoint::Cancel => Err((
+                        409,
+                        format!("{} has already finished: {}", asked.work_id, info.state.as_str()),
+                    )),
+                    Ok(Some((info, _))) => Ok(serde_json::to_vec(&info)),
+                    Ok(None) => Err((
+                        404,
+                        format!(
+                            "{} is unknown: not in flight and no stored outcome (it may still \
+                             wait unread in its queue's backlog, or be older than the results \
+                             retention)",
+                            asked.work_id
+                        ),
+                    )),
+                    Err(e) => Err((503, e.to_string())),
+                }
+            };
+            answer_now(request, reply).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 
     /// The request waiting for the reply `id`, if it still is.
@@ -205,4 +406,29 @@ impl Requests {
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
+}
+
+/// Reads an operator's JSON request.
+fn json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(payload)
+}
+
+/// What an off-loop request is answered with: a JSON body, or an error code and reason.
+type Answer = Result<Result<Vec<u8>, serde_json::Error>, (usize, String)>;
+
+/// Answers in a task, so the loop never waits on a requester.
+fn answer(request: Request, reply: Answer) {
+    tokio::spawn(answer_now(request, reply));
+}
+
+async fn answer_now(request: Request, reply: Answer) {
+    let reply = match reply {
+        Ok(Ok(body)) => Ok(body.into()),
+        Ok(Err(e)) => {
+            Err(service::error::Error { status: format!("cannot encode: {e}"), code: 500 })
+        }
+        Err((code, status)) => Err(service::error::Error { status, code }),
+    };
+    // A requester that has gone away cannot be answered.
+    let _ = request.respond(reply).await;
 }

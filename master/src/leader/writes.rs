@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use jetwork_shared::clock::now_ms;
+use jetwork_shared::jobs::Revoke;
 use jetwork_shared::protocol::{MasterElected, WorkReady};
 use jetwork_shared::{codec, subjects};
 
@@ -208,6 +209,14 @@ impl Leader {
                 self.publications.start(key, self.engine.state(), &mut self.cache);
             }
             Effect::Reread { queue, from } => self.readers.restart(queue, from),
+            // A hint like a notification: a worker that misses it learns at its next report
+            // (the verdict is `finished`) and its attempt's result is refused anyway.
+            Effect::Revoke { worker, work_id, attempt } => {
+                let revoke = Revoke { epoch: self.epoch, work_id, attempt };
+                if let Ok(body) = codec::encode(&revoke) {
+                    let _ = self.env.client.publish(subjects::worker_cancel(&worker), body).await;
+                }
+            }
         }
     }
 

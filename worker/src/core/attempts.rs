@@ -42,6 +42,8 @@ struct Pending {
     status: OutcomeStatus,
     result: Bytes,
     reason: Option<String>,
+    /// For a failure: another attempt cannot help.
+    non_retryable: bool,
     /// When it was last sent; `None`: not yet, or due at once (a new master).
     sent_at: Option<Millis>,
     /// The current report whose slots include this outcome's.
@@ -191,10 +193,12 @@ impl Attempts {
         status: OutcomeStatus,
         result: Bytes,
         reason: Option<String>,
+        non_retryable: bool,
     ) -> bool {
         let Some(token) = self.running.remove(&key) else { return false };
         self.forget_progress(&key);
-        let pending = Pending { token, status, result, reason, sent_at: None, carrier: None };
+        let (sent_at, carrier) = (None, None);
+        let pending = Pending { token, status, result, reason, non_retryable, sent_at, carrier };
         self.pending.insert(key, pending);
         true
     }
@@ -227,6 +231,7 @@ impl Attempts {
                 status: OutcomeStatus::Failed,
                 result: Bytes::new(),
                 reason: Some(reason.to_owned()),
+                non_retryable: false,
                 sent_at: None,
                 carrier: None,
             };
@@ -312,6 +317,7 @@ impl Attempts {
                 status: p.status,
                 result: p.result.clone(),
                 reason: p.reason.clone(),
+                non_retryable: p.non_retryable,
             });
         }
         batch
@@ -338,6 +344,7 @@ impl Attempts {
                 status: OutcomeStatus::Progress,
                 result: Bytes::new(),
                 reason: None,
+                non_retryable: false,
             });
         }
         outcomes

@@ -19,6 +19,7 @@ use jetwork_shared::QueueName;
 use super::attempts::{Attempts, Dequeued};
 use super::flights::{Flights, Kind};
 use super::{last_chars, Action, Config, Input, JobRef, Key, Level, Limit, Log, Millis, Slots};
+use crate::JobError;
 
 /// Why abandoned attempts failed.
 const ABANDONED: &str = "worker shut down before the job finished";
@@ -98,6 +99,9 @@ impl Engine {
             }
             Input::JobEnded { work_id, attempt, result, .. } => {
                 self.on_job_ended((work_id, attempt), result)
+            }
+            Input::Cancelled { epoch, work_id, attempt, .. } => {
+                self.on_cancelled(epoch, (work_id, attempt))
             }
             Input::Progress { work_id, attempt, .. } => {
                 self.attempts.note_progress((work_id, attempt))
@@ -241,7 +245,7 @@ impl Engine {
     }
 
     /// A job ended: its outcome is kept until the master answers it.
-    fn on_job_ended(&mut self, key: Key, result: Result<Bytes, String>) {
+    fn on_job_ended(&mut self, key: Key, result: Result<Bytes, JobError>) {
         // Aborted jobs can still end (the abort raced with the end): the attempt is no
         // longer ours to report, and its slot was already given back.
         if !self.attempts.is_running(&key) {
@@ -251,21 +255,42 @@ impl Engine {
         // A result the master would refuse fails the attempt here, with a reason, so the
         // master re-queues it now instead of at its deadline.
         let limit = self.cfg.max_result;
-        let (status, result, reason) = match result {
+        let (status, result, failure) = match result {
             Ok(result) if result.len() <= limit => (OutcomeStatus::Completed, result, None),
             Ok(result) => {
                 let why =
                     format!("result of {} bytes exceeds the limit of {limit} bytes", result.len());
-                (OutcomeStatus::Failed, Bytes::new(), Some(why))
+                (OutcomeStatus::Failed, Bytes::new(), Some(JobError::retryable(why)))
             }
-            Err(reason) => (OutcomeStatus::Failed, Bytes::new(), Some(reason)),
+            Err(error) => (OutcomeStatus::Failed, Bytes::new(), Some(error)),
         };
+        let non_retryable = failure.as_ref().is_some_and(|f| !f.retryable);
         // The tail of a long reason is kept: that is where errors usually are.
-        let reason = reason.map(|r| last_chars(&r, self.cfg.max_reason).to_owned());
+        let reason = failure.map(|f| last_chars(&f.reason, self.cfg.max_reason).to_owned());
         if let Some(why) = &reason {
-            self.log_job(Level::Warn, &key, None, format!("{}@{} failed: {why}", key.0, key.1));
+            let kind = if non_retryable { "failed for good" } else { "failed" };
+            let text = format!("{}@{} {kind}: {why}", key.0, key.1);
+            self.log_job(Level::Warn, &key, None, text);
         }
-        self.attempts.end(key, status, result, reason);
+        self.attempts.end(key, status, result, reason, non_retryable);
+    }
+
+    /// The master cancelled this attempt's job: stop it (or drop it, if it waits for a
+    /// slot). Its outcome, if it already ended, is still reported; the master answers it
+    /// `finished`.
+    fn on_cancelled(&mut self, epoch: u64, key: Key) {
+        if epoch != self.epoch || epoch == 0 {
+            let text = format!(
+                "{}@{}: a cancellation from epoch {epoch}, but the master is epoch {}; ignored",
+                key.0, key.1, self.epoch
+            );
+            return self.log_job(Level::Debug, &key, None, text);
+        }
+        if self.attempts.revoke(&key) {
+            let text = format!("{}@{} cancelled; stopping it", key.0, key.1);
+            self.log_job(Level::Info, &key, None, text);
+            self.push(Action::Abort { work_id: key.0, attempt: key.1 });
+        }
     }
 
     /// Stop taking work; running jobs get `shutdown_grace` to finish.

@@ -19,7 +19,7 @@
 //! - `elected epoch=<e>`; `lease epoch=<e> [holder=<name>]`, `lease none`, `lease error`
 //!   (answers the oldest lease check).
 //! - `ready epoch=<e>`; `done <id>@<a> [result=<text>] [size=<bytes>]`;
-//!   `crash <id>@<a> [reason=<text>]`; `progress <id>@<a>`; `shutdown`; `state`.
+//!   `crash <id>@<a> [reason=<text>] [permanent=true]`; `cancel <id>@<a> epoch=<n>`; `progress <id>@<a>`; `shutdown`; `state`.
 //!
 //! Without `id=`, a reply answers the oldest unanswered request of its kind. Every token and
 //! session the engine sends is checked: a wrong one is printed as `WRONG TOKEN`/`SESSION`.
@@ -213,7 +213,8 @@ fn render(action: &Action) -> String {
                                 write!(s, " completed {:?}", String::from_utf8_lossy(&o.result));
                         }
                         OutcomeStatus::Failed => {
-                            let _ = write!(s, " failed {:?}", o.reason.as_deref().unwrap_or(""));
+                            let kind = if o.non_retryable { "failed for good" } else { "failed" };
+                            let _ = write!(s, " {kind} {:?}", o.reason.as_deref().unwrap_or(""));
                         }
                         OutcomeStatus::Progress => s.push_str(" progress"),
                     }
@@ -405,6 +406,11 @@ impl goldenscript::Runner for Runner {
                 };
                 self.step(Input::Lease { announced, read, now })?
             }
+            "cancel" => {
+                let (work_id, attempt) = parse_key(args.next_pos().ok_or("needs <id>@<attempt>")?)?;
+                let epoch = args.take_key("epoch").ok_or("cancel needs epoch=")?.parse()?;
+                self.step(Input::Cancelled { epoch, work_id, attempt, now })?
+            }
             "ready" => {
                 let epoch = args.take_key("epoch").ok_or("ready needs epoch=")?.parse()?;
                 self.step(Input::WorkReady { epoch, now })?
@@ -421,7 +427,9 @@ impl goldenscript::Runner for Runner {
                     }
                     "crash" => {
                         let reason = args.take_key("reason").unwrap_or("boom").to_owned();
-                        Input::JobEnded { work_id, attempt, result: Err(reason), now }
+                        let retryable = args.take_key("permanent").is_none_or(|p| p != "true");
+                        let error = crate::JobError { reason, retryable };
+                        Input::JobEnded { work_id, attempt, result: Err(error), now }
                     }
                     _ => Input::Progress { work_id, attempt, now },
                 };

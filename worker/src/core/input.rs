@@ -8,6 +8,7 @@ use jetwork_shared::protocol::{LeaseHolder, Registered, ReportReply, WorkGrant};
 use jetwork_shared::WorkId;
 
 use super::{Millis, RequestId};
+use crate::JobError;
 
 /// An input to [`super::Engine::step`].
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +32,11 @@ pub enum Input {
     /// `epoch`.
     WorkReady { epoch: u64, now: Millis },
     /// A job ended: its result, or why it failed (a panic included).
-    JobEnded { work_id: WorkId, attempt: u32, result: Result<Bytes, String>, now: Millis },
+    JobEnded { work_id: WorkId, attempt: u32, result: Result<Bytes, JobError>, now: Millis },
+    /// `jetwork.worker.<id>.cancel`: the master of `epoch` cancelled this attempt's job. Only
+    /// the master this worker follows is obeyed (the subject is the master's alone to publish
+    /// on, but a stale copy from a deposed one must not stop work its successor handed out).
+    Cancelled { epoch: u64, work_id: WorkId, attempt: u32, now: Millis },
     /// A running job reported progress.
     Progress { work_id: WorkId, attempt: u32, now: Millis },
     /// Stop: finish (or, after the grace period, abandon) what runs, then stop.
@@ -52,6 +57,7 @@ impl Input {
             | Input::Lease { now, .. }
             | Input::WorkReady { now, .. }
             | Input::JobEnded { now, .. }
+            | Input::Cancelled { now, .. }
             | Input::Progress { now, .. }
             | Input::Shutdown { now }
             | Input::Tick { now } => *now,

@@ -10,6 +10,8 @@
 //!   now and then, to fill the backlog), `used ≤ concurrency` always;
 //! - every completed or failed outcome stays pending until a verdict for it arrives, and is
 //!   sent again before `resend_interval` has passed since it was last sent;
+//! - a cancellation from the followed master stops the attempt at once (aborted if it runs,
+//!   never started if it waits); one from any other epoch changes nothing;
 //! - no attempt is started twice, nor after it was revoked, nor once its time is up
 //!   (`received + timeout_ms`, or received more than a timeout past its deadline);
 //! - no request carries (and the engine never follows) an epoch the lease has not held;
@@ -52,6 +54,11 @@ enum Op {
         how: u8,
     },
     Progress(u8),
+    /// The master cancels attempt `pick` of those handed out; `stale` names another epoch.
+    Cancel {
+        pick: u8,
+        stale: bool,
+    },
     /// A shutdown request, when the value is small (most runs never shut down).
     Shutdown(u8),
 }
@@ -68,6 +75,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Ready),
         5 => (any::<u8>(), any::<u8>()).prop_map(|(pick, how)| Op::End { pick, how }),
         2 => any::<u8>().prop_map(Op::Progress),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(pick, stale)| Op::Cancel { pick, stale }),
         1 => any::<u8>().prop_map(Op::Shutdown),
     ]
 }
@@ -194,8 +202,9 @@ impl World {
                 }
                 let (work_id, attempt) = candidates[usize::from(pick) % candidates.len()].clone();
                 let was_running = self.running.remove(&(work_id.clone(), attempt));
-                let result = match how % 4 {
-                    0 => Err("boom".to_owned()),
+                let result = match how % 5 {
+                    0 => Err(crate::JobError::retryable("boom")),
+                    4 => Err(crate::JobError::permanent("bad input")),
                     1 => Ok(Bytes::from_static(b"far too large")),
                     _ => Ok(Bytes::from_static(b"ok")),
                 };
@@ -213,6 +222,27 @@ impl World {
                     return;
                 };
                 self.step(Input::Progress { work_id: key.0, attempt: key.1, now });
+            }
+            Op::Cancel { pick, stale } => {
+                let Some(key) = self.given.keys().nth(usize::from(pick) % 4).cloned() else {
+                    return;
+                };
+                let current = self.engine.epoch();
+                let epoch = if stale { current.saturating_sub(1) } else { current };
+                let obeyed = epoch == current && current > 0;
+                // A tick first does what time alone would do at `now` (a shutdown grace
+                // running out aborts jobs too), so what changes next is the cancellation's.
+                self.step(Input::Tick { now });
+                let was_running = self.running.contains(&key);
+                let (work_id, attempt) = key.clone();
+                self.step(Input::Cancelled { epoch, work_id, attempt, now });
+                if obeyed {
+                    self.revoked.insert(key.clone());
+                    assert!(!self.running.contains(&key), "{key:?} runs after its cancellation");
+                } else {
+                    let running = self.running.contains(&key);
+                    assert!(!was_running || running, "{key:?} stopped by a stale cancellation");
+                }
             }
             Op::Shutdown(n) if n < 8 => self.step(Input::Shutdown { now }),
             Op::Shutdown(_) => {}

@@ -60,24 +60,46 @@ function header(o) {
   document.getElementById("mode").textContent = o.actions ? "actions enabled" : "read-only";
 }
 
-function queuesSection(status) {
+// A POST to /api/action; the reply's message or error goes in `out`.
+async function act(query, out) {
+  const response = await fetch("/api/action?" + query,
+    { method: "POST", headers: { "X-Jetwork-Action": "1" } });
+  const reply = await response.json().catch(() => ({}));
+  out.textContent = response.ok ? (reply.message || "done") : (reply.error || String(response.status));
+  setTimeout(refresh, 300);
+}
+
+function queuesSection(status, actions) {
   const rows = status.queues.map(q => el("tr", { "data-queue": q.queue },
-    el("td", { class: "queue" }, q.queue),
+    el("td", { class: "queue" }, q.queue, q.paused ? el("span", { class: "paused" }, " paused") : null),
     el("td", { class: "num pending" }, q.pending),
+    el("td", { class: "num waiting" }, q.waiting || 0),
     el("td", { class: "num in-progress" }, q.in_progress),
     el("td", { class: "num completed" }, q.completed),
     el("td", { class: "num failed" }, q.failed),
-    el("td", { class: "num rejected" }, q.rejected)));
+    el("td", { class: "num cancelled" }, q.cancelled || 0),
+    el("td", { class: "num rejected" }, q.rejected),
+    actions ? el("td", {}, pauseButton(q)) : null));
   const more = status.queues_total > status.queues.length
     ? el("p", { class: "muted" }, (status.queues_total - status.queues.length) + " more queues not listed")
     : null;
   return el("section", { id: "queues" }, el("h2", {}, "Queues"),
     el("table", {}, el("thead", {}, el("tr", {},
       el("th", {}, "queue"), el("th", { class: "num" }, "pending"),
+      el("th", { class: "num", title: "failed, waiting out a back-off" }, "waiting"),
       el("th", { class: "num" }, "in flight"), el("th", { class: "num" }, "completed"),
-      el("th", { class: "num" }, "failed"), el("th", { class: "num" }, "rejected"))),
-      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 6, class: "muted" }, "no queues yet")))),
+      el("th", { class: "num" }, "failed"), el("th", { class: "num" }, "cancelled"),
+      el("th", { class: "num" }, "rejected"), actions ? el("th", {}, "") : null)),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted" }, "no queues yet")))),
     more);
+}
+
+function pauseButton(q) {
+  const out = el("span", { class: "muted action-result" });
+  const kind = q.paused ? "resume" : "pause";
+  const button = el("button", { type: "button", class: "queue-" + kind }, q.paused ? "Resume" : "Pause");
+  button.onclick = () => act("kind=" + kind + "&queue=" + encodeURIComponent(q.queue), out);
+  return [button, out];
 }
 
 // One line chart of `field` per queue over the samples' times.
@@ -157,7 +179,7 @@ function renderOverview(o) {
     parts.push(el("section", { class: "alert" }, el("h2", {}, "Status unavailable"), el("pre", {}, o.error)));
   }
   if (o.status) {
-    parts.push(queuesSection(o.status), chartsSection(o.history), workersSection(o.status));
+    parts.push(queuesSection(o.status, o.actions), chartsSection(o.history), workersSection(o.status));
   } else {
     parts.push(chartsSection(o.history));
   }
@@ -182,19 +204,27 @@ async function renderJob(id) {
   add("work id", body.work_id || id, { id: "job-id" });
   add("status", body.status || "unknown", { id: "job-status", class: "status-" + (body.status || "unknown") });
   add("queue", body.queue, { id: "job-queue" });
-  add("attempt", body.attempt, { id: "job-attempt" });
-  add("failure reason", body.reason, { id: "job-reason", class: "reason" });
+  add("attempts", body.attempt, { id: "job-attempt" });
+  add(body.status === "failed" || body.status === "cancelled" ? "reason" : "last error", body.reason,
+      { id: "job-reason", class: "reason" });
+  if (body.ready_at_ms) add("next attempt", new Date(body.ready_at_ms).toISOString(), { id: "job-ready-at" });
   if (body.running) add("running on", body.running.worker + " (attempt " + body.running.attempt + ")", { id: "job-running" });
   add("submit sequence", body.submit_seq);
   if (body.error && status !== 200) add("note", body.error, { class: "muted" });
+  if (body.note) add("note", body.note, { class: "muted" });
   const parts = [el("p", {}, el("a", { href: "#/" }, "← overview")),
                  el("section", { id: "job" }, el("h2", {}, "Job " + id), el("dl", {}, rows))];
-  if (body.attempts && body.attempts.length) {
+  if (body.history && body.history.length) {
+    const took = a => a.ended_ms ? ((a.ended_ms - a.started_ms) / 1000).toFixed(3) + " s" : "";
     parts.push(el("section", { id: "attempts" }, el("h2", {}, "Attempts"), el("table", {},
-      el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, "worker"), el("th", {}, "outcome"),
-        el("th", {}, "reason"))),
-      el("tbody", {}, body.attempts.map(a => el("tr", {}, el("td", {}, a.attempt), el("td", {}, a.worker),
-        el("td", {}, a.outcome), el("td", { class: "reason" }, a.reason || "")))))));
+      el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, "worker"), el("th", {}, "started"),
+        el("th", { class: "num" }, "run time"), el("th", {}, "outcome"), el("th", {}, "reason"))),
+      el("tbody", {}, body.history.map(a => el("tr", { "data-attempt": a.attempt },
+        el("td", {}, a.attempt), el("td", {}, a.worker),
+        el("td", {}, a.started_ms ? new Date(a.started_ms).toISOString() : ""),
+        el("td", { class: "num" }, took(a)),
+        el("td", { class: "outcome status-" + a.outcome }, a.outcome),
+        el("td", { class: "reason" }, a.reason || "")))))));
   }
   if (body.result !== undefined && body.status === "completed") {
     parts.push(el("section", {}, el("h2", {}, "Result (" + body.result_bytes + " bytes)"),
@@ -202,19 +232,11 @@ async function renderJob(id) {
   }
   if (lastOverview && lastOverview.actions) {
     const out = el("span", { id: "action-result", class: "muted" });
-    const act = kind => async () => {
-      const response = await fetch("/api/action?kind=" + kind + "&id=" + encodeURIComponent(id),
-        { method: "POST", headers: { "X-Jetwork-Action": "1" } });
-      const reply = await response.json().catch(() => ({}));
-      out.textContent = response.ok ? kind + ": done" : kind + ": " + (reply.error || response.status);
-    };
-    parts.push(el("section", { id: "actions" }, el("h2", {}, "Actions"),
-      el("button", { id: "retry", type: "button" }, "Retry"),
-      el("button", { id: "cancel", type: "button", class: "danger" }, "Cancel"), out));
-    app.replaceChildren(...parts);
-    document.getElementById("retry").onclick = act("retry");
-    document.getElementById("cancel").onclick = act("cancel");
-    return;
+    const retry = el("button", { id: "retry", type: "button" }, "Retry");
+    const cancel = el("button", { id: "cancel", type: "button", class: "danger" }, "Cancel");
+    retry.onclick = () => act("kind=retry&id=" + encodeURIComponent(id), out);
+    cancel.onclick = () => act("kind=cancel&id=" + encodeURIComponent(id), out);
+    parts.push(el("section", { id: "actions" }, el("h2", {}, "Actions"), retry, cancel, out));
   }
   app.replaceChildren(...parts);
 }
@@ -235,7 +257,7 @@ async function refresh() {
     leader.textContent = "dashboard unreachable: " + e.message;
   }
   // A job page does not change once finished: refresh it only while it runs.
-  if (!location.hash.startsWith("#/job/") || !document.querySelector(".status-completed, .status-failed"))
+  if (!location.hash.startsWith("#/job/") || !document.querySelector("#job-status.status-completed, #job-status.status-failed, #job-status.status-cancelled"))
     timer = setTimeout(refresh, every);
 }
 

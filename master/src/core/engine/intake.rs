@@ -22,11 +22,12 @@ pub(super) struct Submission {
     pub(super) msg_id: Option<String>,
     pub(super) size: u64,
     pub(super) unreadable: Option<String>,
+    pub(super) prior_attempts: u32,
 }
 
 impl Engine {
     pub(super) fn submitted(&mut self, submission: Submission, now: Millis) {
-        let Submission { queue, seq, after, msg_id, size, unreadable } = submission;
+        let Submission { queue, seq, after, msg_id, size, unreadable, prior_attempts } = submission;
         let cursor = self.state.queues.get(&queue).map_or(0, |q| q.cursor);
         if seq <= cursor {
             return; // Read again after a reconnect or takeover: already consumed.
@@ -75,7 +76,15 @@ impl Engine {
                 at: now,
             }),
             (None, Ok(work_id)) => {
-                self.emit(Event::WorkAccepted { work_id, queue, seq, size, at: now })
+                let prior_attempts = prior_attempts.min(headers::MAX_PRIOR_ATTEMPTS);
+                self.emit(Event::WorkAccepted {
+                    work_id,
+                    queue,
+                    seq,
+                    size,
+                    at: now,
+                    prior_attempts,
+                })
             }
             (None, Err(_)) => {}
         }

@@ -7,7 +7,7 @@
 //!
 //! The rules, by concern: [`intake`] (which submissions become work, and the cursor),
 //! [`workers`] (registration, sessions, limits, liveness), [`dispatch`] (grants, long polls,
-//! notifications), [`outcomes`] (reports and deadlines). Together they make at-least-once
+//! notifications), [`outcomes`] (reports, deadlines, back-offs), [`admin`] (cancel, pause). Together they make at-least-once
 //! execution effectively-once acceptance:
 //! - a report about an attempt counts only with the token that attempt was handed out with,
 //!   and a request under a registered worker id only with that worker's session: nobody can
@@ -20,8 +20,10 @@
 //! - an item is finished exactly once: finishing removes it from `work`, and every later
 //!   report about it is answered from that absence;
 //! - an attempt that ends without a result re-queues the item at the front of its queue
-//!   until `max_attempts` hand-outs have been used, then fails it with the last reason.
+//!   (after its back-off, for a reported failure) until its queue's `max_attempts` hand-outs
+//!   have been used, then fails it with the last reason.
 
+mod admin;
 mod dispatch;
 mod intake;
 mod outcomes;
@@ -110,8 +112,18 @@ impl Engine {
                 self.tokens = ChaCha20Rng::from_seed(seed);
                 self.takeover(epoch, leader, now)
             }
-            Command::Submitted { queue, seq, after, msg_id, size, unreadable, now } => {
-                let submission = Submission { queue, seq, after, msg_id, size, unreadable };
+            Command::Submitted {
+                queue,
+                seq,
+                after,
+                msg_id,
+                size,
+                unreadable,
+                prior_attempts,
+                now,
+            } => {
+                let submission =
+                    Submission { queue, seq, after, msg_id, size, unreadable, prior_attempts };
                 self.submitted(submission, now)
             }
             Command::Register { request, msg, now } => self.register(request, msg, now),
@@ -120,6 +132,11 @@ impl Engine {
             Command::Tick { now } => self.tick(now),
             Command::Published { keys } => self.published(keys),
             Command::PayloadMissing { work_id, now } => self.payload_missing(work_id, now),
+            Command::Cancel { request, work_id, reason, now } => {
+                self.cancel(request, work_id, reason, now)
+            }
+            Command::Pause { request, queue, now } => self.pause(request, queue, true, now),
+            Command::Resume { request, queue, now } => self.pause(request, queue, false, now),
         }
         if let Some(now) = now {
             self.serve_parked(now);
@@ -141,9 +158,9 @@ impl Engine {
             self.serving.add(worker, queues);
         }
         let key = match &event {
-            Event::WorkCompleted { work_id, .. } | Event::WorkFailed { work_id, .. } => {
-                Some(PublicationKey::Result(work_id.clone()))
-            }
+            Event::WorkCompleted { work_id, .. }
+            | Event::WorkFailed { work_id, .. }
+            | Event::WorkCancelled { work_id, .. } => Some(PublicationKey::Result(work_id.clone())),
             Event::SubmissionRejected { seq, .. } => Some(PublicationKey::Rejection(*seq)),
             _ => None,
         };
@@ -190,6 +207,11 @@ impl Engine {
         // results stream refuses a second copy, so publishing twice is harmless.
         let keys: Vec<_> = self.state.unpublished.keys().cloned().collect();
         self.out.effects.extend(keys.into_iter().map(|key| Effect::Publish { key }));
+    }
+
+    /// A uniformly random number (for back-off jitter; its use is journaled as a time).
+    pub(super) fn draw(&mut self) -> u64 {
+        self.tokens.next_u64()
     }
 
     /// A fresh attempt token.

@@ -8,8 +8,10 @@
 //!   (anything else is "superseded"): a stale worker cannot fail or prolong work that is now
 //!   someone else's.
 //! - An attempt that ends without a result (failure, deadline, lost worker, result too large)
-//!   re-queues the item at the front of its queue, or fails it for good after
-//!   `max_attempts` hand-outs.
+//!   re-queues the item at the front of its queue, or fails it for good after its queue's
+//!   `max_attempts` hand-outs. A reported failure (or a result too large) first waits out
+//!   its queue's back-off; a deadline or a lost worker has waited long enough already. A
+//!   failure reported as non-retryable fails the item at once.
 
 use jetwork_shared::headers;
 use jetwork_shared::protocol::{Outcome, OutcomeStatus, Report, Verdict, VerdictKind};
@@ -17,6 +19,15 @@ use jetwork_shared::{WorkId, WorkerId};
 
 use super::super::{Event, Millis, Reply, RequestId};
 use super::{wrong_session, Engine, MAX_REASON};
+
+/// Whether an ended attempt's item waits out its back-off before it is ready again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in super::super) enum Retry {
+    /// After a failure: the cause may still be there a moment later.
+    AfterBackoff,
+    /// After a deadline or a lost worker: the time is already spent.
+    Now,
+}
 
 impl Engine {
     /// A report: one verdict per outcome, in order, and (for a known worker) the items its
@@ -52,7 +63,7 @@ impl Engine {
     /// The verdict on one outcome. Every check comes before any event, so a refused outcome
     /// records nothing; every verdict tells the worker to stop re-sending.
     pub(super) fn outcome(&mut self, worker: &WorkerId, outcome: Outcome, now: Millis) -> Verdict {
-        let Outcome { work_id, attempt, token, status, result, reason } = outcome;
+        let Outcome { work_id, attempt, token, status, result, reason, non_retryable } = outcome;
         let mut verdict = Verdict {
             work_id: work_id.clone(),
             attempt,
@@ -64,7 +75,12 @@ impl Engine {
         let Some(work) = self.state.work.get(&work_id) else {
             return verdict; // Finished earlier (or never existed): nothing to do.
         };
-        if attempt == 0 || attempt > work.attempt {
+        if attempt <= work.prior_attempts {
+            // An attempt of an earlier run of this id, which has finished (this run is a
+            // retry): nothing it says concerns this run.
+            return verdict;
+        }
+        if attempt > work.attempt {
             verdict.verdict = VerdictKind::Rejected;
             verdict.reason = Some(format!(
                 "attempt {attempt} was never handed out (latest is {})",
@@ -74,7 +90,7 @@ impl Engine {
         }
         // Only whoever received this hand-out knows its token: a report without it says nothing
         // about the work, whoever sends it (the worker id counts for nothing here).
-        if work.tokens.get(attempt as usize - 1) != Some(&token) {
+        if work.token(attempt) != Some(&token) {
             verdict.verdict = VerdictKind::Rejected;
             verdict.reason = Some(format!("wrong token for attempt {attempt}"));
             return verdict;
@@ -94,7 +110,7 @@ impl Engine {
                     // Too large to store or publish: the current attempt fails (and is retried,
                     // in case the size depends on the run); a stale one is only refused.
                     if current {
-                        self.end_attempt(&work_id, why.clone(), now);
+                        self.end_attempt(&work_id, why.clone(), now, Retry::AfterBackoff);
                     }
                     verdict.verdict = VerdictKind::Rejected;
                     verdict.reason = Some(why);
@@ -106,15 +122,23 @@ impl Engine {
             OutcomeStatus::Failed if current => {
                 // The reason goes into the journal and a header: one bounded line.
                 let why = reason.unwrap_or_else(|| "failed (no reason given)".to_owned());
-                self.end_attempt(&work_id, headers::sanitize(&why, MAX_REASON), now);
+                let why = headers::sanitize(&why, MAX_REASON);
+                if non_retryable {
+                    // The worker knows retrying cannot help: spare the remaining attempts.
+                    let reason = format!("failed (non-retryable) in attempt {attempt}: {why}");
+                    self.emit(Event::WorkFailed { work_id, attempt, reason, at: now });
+                } else {
+                    self.end_attempt(&work_id, why, now, Retry::AfterBackoff);
+                }
                 verdict.verdict = VerdictKind::Accepted;
             }
             OutcomeStatus::Progress if current => {
-                let deadline = now.saturating_add(self.policy.work_timeout);
+                let timeout = self.policy.rules(&work.queue).work_timeout;
+                let deadline = now.saturating_add(timeout);
                 self.emit(Event::WorkProgressed { work_id, attempt, deadline });
                 verdict.verdict = VerdictKind::Accepted;
                 verdict.deadline_ms = Some(deadline);
-                verdict.timeout_ms = Some(self.policy.work_timeout);
+                verdict.timeout_ms = Some(timeout);
             }
             OutcomeStatus::Failed | OutcomeStatus::Progress => {
                 verdict.verdict = VerdictKind::Superseded;
@@ -130,17 +154,37 @@ impl Engine {
         })
     }
 
-    /// Ends the running attempt of `work_id` without a result: re-queue, or fail for good
-    /// once the attempts are used up.
-    pub(super) fn end_attempt(&mut self, work_id: &WorkId, reason: String, now: Millis) {
+    /// Ends the running attempt of `work_id` without a result: re-queue (now, or after its
+    /// back-off), or fail for good once its queue's attempts are used up.
+    pub(in super::super) fn end_attempt(
+        &mut self,
+        work_id: &WorkId,
+        reason: String,
+        now: Millis,
+        retry: Retry,
+    ) {
         let Some(work) = self.state.work.get(work_id) else { return };
-        let attempt = work.attempt;
-        if attempt >= self.policy.max_attempts {
-            let reason = format!("gave up after {attempt} attempts; last: {reason}");
+        let (attempt, used) = (work.attempt, work.attempts_in_run());
+        let rules = self.policy.rules(&work.queue);
+        if used >= rules.max_attempts {
+            let reason = format!("gave up after {used} attempts; last: {reason}");
             self.emit(Event::WorkFailed { work_id: work_id.clone(), attempt, reason, at: now });
-        } else {
-            self.emit(Event::WorkRequeued { work_id: work_id.clone(), attempt, reason });
+            return;
         }
+        // The wait is drawn here and journaled as a time, so replay needs neither the policy
+        // nor the generator.
+        let not_before = match retry {
+            Retry::AfterBackoff => {
+                let draw = self.draw();
+                match rules.backoff.delay(attempt, draw) {
+                    0 => 0,
+                    delay => now.saturating_add(delay),
+                }
+            }
+            Retry::Now => 0,
+        };
+        let work_id = work_id.clone();
+        self.emit(Event::WorkRequeued { work_id, attempt, reason, not_before, at: now });
     }
 
     /// Time passes: attempts past their deadline end, and workers silent past the worker
@@ -155,17 +199,25 @@ impl Engine {
             .map(|(_, id)| id.clone())
             .collect();
         for work_id in self.newest_first(expired) {
-            let worker = self
-                .state
-                .work
-                .get(&work_id)
-                .and_then(|w| w.running.as_ref())
-                .map_or_else(String::new, |r| r.worker.to_string());
-            let reason = format!(
-                "timed out on worker {worker}: no result or progress within {} ms",
-                self.policy.work_timeout
-            );
-            self.end_attempt(&work_id, reason, now);
+            let Some(work) = self.state.work.get(&work_id) else { continue };
+            let worker = work.running.as_ref().map_or_else(String::new, |r| r.worker.to_string());
+            let timeout = self.policy.rules(&work.queue).work_timeout;
+            let reason =
+                format!("timed out on worker {worker}: no result or progress within {timeout} ms");
+            self.end_attempt(&work_id, reason, now, Retry::Now);
+        }
+        // Back-offs that are over: one event for all of them, each item to the front of its
+        // queue (it was submitted before anything read after it).
+        let due: Vec<WorkId> = self
+            .state
+            .waiting
+            .iter()
+            .take_while(|(until, _)| *until <= now)
+            .map(|(_, id)| id.clone())
+            .collect();
+        if !due.is_empty() {
+            let work_ids = self.newest_first(due);
+            self.emit(Event::WorkDue { work_ids });
         }
         // A registration or any request counts as "seen" (journaled at most once per
         // `seen_resolution`), so only a worker that stopped talking altogether is lost.

@@ -11,6 +11,7 @@ use jetwork_shared::protocol::{RegisterWorker, Registered};
 use jetwork_shared::{WorkId, WorkerId};
 
 use super::super::{Event, Millis, Reply, RequestId};
+use super::outcomes::Retry;
 use super::Engine;
 
 impl Engine {
@@ -116,7 +117,7 @@ impl Engine {
         // Its attempts end before it goes: a running attempt always names a known worker.
         let running: Vec<WorkId> = w.running.iter().cloned().collect();
         for work_id in self.newest_first(running) {
-            self.end_attempt(&work_id, reason.clone(), now);
+            self.end_attempt(&work_id, reason.clone(), now, Retry::Now);
         }
         self.notified.remove(worker);
         // A request it left open is answered now (empty): whoever takes the id next must not

@@ -150,7 +150,7 @@ async fn jetwork_worker_process(id: String, concurrency: u32) -> anyhow::Result<
     settings.worker.id = Some(id);
     settings.worker.queues = vec![deployment::BENCH_QUEUE.to_owned()];
     settings.worker.concurrency = concurrency;
-    let handler = |job: jetwork_worker::Job| async move { stamp::run(&job.payload) };
+    let handler = |job: jetwork_worker::Job| async move { Ok(stamp::run(&job.payload)?) };
     jetwork_worker::run(settings, handler, jetwork_shared::shutdown::shutdown_signal()).await?;
     Ok(())
 }

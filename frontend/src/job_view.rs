@@ -1,0 +1,101 @@
+//! Rendering jobs for people: a [`JobInfo`] (its state, then one line per attempt), and a
+//! [`JobsPage`] (one line per job).
+
+use std::fmt::Write as _;
+
+use jetwork_shared::jobs::{AttemptOutcome, JobInfo, JobsPage};
+
+/// The job as text; `now_ms` turns times into ages.
+pub fn render(job: &JobInfo, now_ms: u64) -> String {
+    let mut out = format!(
+        "{}  queue {}  {}  attempts {}  submission {}\n",
+        job.work_id,
+        job.queue,
+        job.state.as_str(),
+        job.attempts,
+        job.submit_seq
+    );
+    if let Some(at) = job.ready_at_ms {
+        let _ = writeln!(out, "ready again in {}", duration(at.saturating_sub(now_ms)));
+    }
+    if let Some(at) = job.finished_ms {
+        let _ = writeln!(out, "finished {} ago", duration(now_ms.saturating_sub(at)));
+    }
+    if let Some(reason) = &job.reason {
+        let _ = writeln!(out, "reason: {reason}");
+    }
+    if !job.history.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:>7}  {:<24} {:>12} {:>10}  {:<10} REASON",
+            "ATTEMPT", "WORKER", "STARTED", "RAN", "OUTCOME"
+        );
+    }
+    for record in &job.history {
+        let ran = match record.outcome {
+            AttemptOutcome::Running => duration(now_ms.saturating_sub(record.started_ms)),
+            _ => duration(record.ended_ms.saturating_sub(record.started_ms)),
+        };
+        let outcome = record.outcome.as_str();
+        let _ = writeln!(
+            out,
+            "{:>7}  {:<24} {:>12} {:>10}  {:<10} {}",
+            record.attempt,
+            record.worker,
+            format!("{} ago", duration(now_ms.saturating_sub(record.started_ms))),
+            ran,
+            outcome,
+            record.reason.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
+/// A list of jobs, one line each: id, queue, state, attempts, age, reason.
+pub fn render_list(page: &JobsPage, now_ms: u64) -> String {
+    let mut out = format!(
+        "{:<32} {:<16} {:<10} {:>8} {:>10}  REASON\n",
+        "WORK ID", "QUEUE", "STATE", "ATTEMPTS", "AGE"
+    );
+    for job in &page.jobs {
+        // Finished: since it finished; in flight: since its latest attempt started.
+        let since = job.finished_ms.or_else(|| job.history.last().map(|a| a.started_ms));
+        let age = since.map_or("-".to_owned(), |at| duration(now_ms.saturating_sub(at)));
+        let reason = job.reason.as_deref().unwrap_or("");
+        let _ = writeln!(
+            out,
+            "{:<32} {:<16} {:<10} {:>8} {:>10}  {}",
+            job.work_id,
+            job.queue,
+            job.state.as_str(),
+            job.attempts,
+            age,
+            first_line(reason, 100)
+        );
+    }
+    if page.jobs.is_empty() {
+        out.push_str("(none)\n");
+    }
+    if page.truncated {
+        out.push_str("… older outcomes were not searched (the listing reads the newest 100000)\n");
+    }
+    out
+}
+
+/// The first line of `text`, at most `max` characters.
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
+/// `1.2s`, `3m04s`, `2h05m`: short enough for a table.
+fn duration(ms: u64) -> String {
+    match ms {
+        0..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}

@@ -1,0 +1,111 @@
+//! Managing jobs: one job's state and history (`jetwork.master.job`), lists of jobs by queue
+//! and state (`jetwork.master.jobs`), and the operator's
+//! requests (`jetwork.admin.*`: cancel, retry, pause, resume). Each is one NATS request to
+//! the leading master; a refusal comes back as [`JobsError::Refused`] with the master's code
+//! and reason (404 unknown, 409 wrong state, 400 malformed), so callers can tell "no such
+//! job" from "no master".
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use jetwork_shared::jobs::{AdminReply, JobInfo, JobRequest, JobsPage, JobsQuery, QueueRequest};
+use jetwork_shared::{headers, subjects, QueueName, WorkId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::Client;
+
+/// Why a job request did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// The master answered and refused (`code` as in `docs/protocol.md`).
+    #[error("{reason} ({code})")]
+    Refused { code: u16, reason: String },
+    /// No master answered (none leads, or a failover is under way), or NATS refused the
+    /// request (a user without the operator's permissions gets "permissions violation").
+    #[error("no answer from a master: {0}")]
+    NoMaster(String),
+    #[error("unreadable reply: {0}")]
+    Reply(String),
+}
+
+impl JobsError {
+    /// The master's code for a refusal.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            JobsError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl Client {
+    /// One job's state and attempt history, from the master (in flight) or the results
+    /// stream (finished). `queue` narrows the search for a finished job.
+    pub async fn job(
+        &self,
+        work_id: &WorkId,
+        queue: Option<&QueueName>,
+    ) -> Result<JobInfo, JobsError> {
+        let request = JobRequest { work_id: work_id.clone(), queue: queue.cloned(), reason: None };
+        self.ask(subjects::MASTER_JOB, &request).await
+    }
+
+    /// Jobs of `query.queue` (or every queue) in `query.state` (or any): those in flight
+    /// first, newest submission first, then finished ones, newest outcome first.
+    pub async fn jobs(&self, query: &JobsQuery) -> Result<JobsPage, JobsError> {
+        self.ask(subjects::MASTER_JOBS, query).await
+    }
+
+    /// Cancels a job the master holds (ready, waiting or running).
+    pub async fn cancel(
+        &self,
+        work_id: &WorkId,
+        reason: Option<String>,
+    ) -> Result<AdminReply, JobsError> {
+        let request = JobRequest { work_id: work_id.clone(), queue: None, reason };
+        self.ask(subjects::ADMIN_CANCEL, &request).await
+    }
+
+    /// Submits a failed or cancelled job again under its id.
+    pub async fn retry(
+        &self,
+        work_id: &WorkId,
+        queue: Option<&QueueName>,
+    ) -> Result<AdminReply, JobsError> {
+        let request = JobRequest { work_id: work_id.clone(), queue: queue.cloned(), reason: None };
+        self.ask(subjects::ADMIN_RETRY, &request).await
+    }
+
+    /// Stops handing out `queue`'s work (`paused`), or starts again.
+    pub async fn pause(&self, queue: &QueueName, paused: bool) -> Result<AdminReply, JobsError> {
+        let subject = if paused { subjects::ADMIN_PAUSE } else { subjects::ADMIN_RESUME };
+        self.ask(subject, &QueueRequest { queue: queue.clone() }).await
+    }
+
+    /// One JSON request to the master, its JSON reply or its refusal.
+    async fn ask<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        subject: &str,
+        request: &Q,
+    ) -> Result<A, JobsError> {
+        let body = serde_json::to_vec(request).map_err(|e| JobsError::Reply(e.to_string()))?;
+        let wait = self.settings().nats.request_timeout.max(Duration::from_secs(1));
+        let request = async_nats::Request::new().payload(Bytes::from(body)).timeout(Some(wait));
+        let reply = self
+            .nats()
+            .send_request(subject.to_owned(), request)
+            .await
+            .map_err(|e| JobsError::NoMaster(e.to_string()))?;
+        if let Some(reply_headers) = reply.headers.as_ref() {
+            if let Some(reason) = reply_headers.get(headers::NATS_SERVICE_ERROR) {
+                let code = reply_headers
+                    .get(headers::NATS_SERVICE_ERROR_CODE)
+                    .and_then(|c| c.as_str().parse().ok())
+                    .unwrap_or(500);
+                return Err(JobsError::Refused { code, reason: reason.as_str().to_owned() });
+            }
+        }
+        serde_json::from_slice(&reply.payload).map_err(|e| JobsError::Reply(e.to_string()))
+    }
+}

@@ -1,0 +1,407 @@
+//! The job lifecycle end to end: failures back off before the next attempt, a permanent
+//! failure ends the job at once, every outcome carries its attempt history and (when it did
+//! not complete) the submitted payload, an operator can cancel a job wherever it is (its
+//! worker is told to stop, and a late result changes nothing), retry a failed or cancelled one
+//! under its id, and pause a queue (which stays paused across a takeover).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use jetwork_frontend::{Client, ResultStatus, Submitted, WorkResult};
+use jetwork_shared::jobs::{AttemptOutcome, JobInfo, JobState, JobsPage, JobsQuery, Revoke};
+use jetwork_shared::protocol::{OutcomeStatus, ReportReply, VerdictKind};
+use jetwork_shared::{codec, subjects, QueueName, WorkId};
+use jetwork_tests::manual::ManualWorker;
+use jetwork_tests::{poll_for, InProcess};
+use jetwork_worker::{Job, JobError, ShellCommand};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(40);
+
+/// Waits until the master reports `id` in `state`.
+async fn job_in(client: &Client, id: &WorkId, state: JobState) -> anyhow::Result<JobInfo> {
+    let what = format!("{id} to be {}", state.as_str());
+    poll_for(&what, WAIT, || async {
+        client.job(id, None).await.ok().filter(|info| info.state == state)
+    })
+    .await
+}
+
+/// Waits for the result of the submission stored at `seq` (a retry's, not the first run's).
+async fn result_of(run: &InProcess, id: &WorkId, seq: u64) -> anyhow::Result<WorkResult> {
+    let submitted =
+        Submitted { work_id: id.clone(), queue: run.queue.clone(), seq, duplicate: false };
+    Ok(run.client.wait_for(&submitted, WAIT).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_back_off_and_the_outcome_carries_the_history() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        let m = &mut fast.master.master;
+        m.max_attempts = 3;
+        (m.backoff_initial, m.backoff_max) = (Duration::from_millis(400), Duration::from_secs(2));
+        m.backoff_jitter = false;
+    })
+    .await?;
+    let worker = run.worker("w1", |job: Job| async move {
+        Err(format!("disk full (attempt {})", job.attempt).into())
+    });
+    let id = run.submit("backs-off", b"the payload").await?;
+    let result = run.result(&id, WAIT).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 3));
+    assert_eq!(result.payload, Bytes::from_static(b"the payload"), "a failure keeps the payload");
+
+    tracing::info!("--- the history: three failed attempts, each after its back-off");
+    let info = run.client.job(&id, None).await?;
+    assert_eq!((info.state, info.attempts), (JobState::Failed, 3));
+    let history = &info.history;
+    assert_eq!(history.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(history
+        .iter()
+        .all(|a| a.outcome == AttemptOutcome::Failed && a.worker.as_str() == "w1"));
+    assert!(history[2].reason.as_deref().unwrap_or("").contains("disk full (attempt 3)"));
+    // No jitter: 400 ms after the first failure, then 800 ms after the second.
+    for (later, wait) in [(1, 400), (2, 800)] {
+        let gap = history[later].started_ms.saturating_sub(history[later - 1].ended_ms);
+        assert!(gap >= wait, "attempt {} started {gap} ms after a failure, not {wait}", later + 1);
+    }
+
+    tracing::info!("--- a permanent failure ends the job at once");
+    worker.stop().await;
+    let _picky = run.worker("picky", |job: Job| async move {
+        match &job.payload[..] {
+            b"bad" => Err(JobError::permanent("no such customer")),
+            _ => Ok(job.payload),
+        }
+    });
+    let bad = run.submit("bad-input", b"bad").await?;
+    let result = run.result(&bad, WAIT).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 1));
+    assert!(result.reason.unwrap_or_default().contains("no such customer"));
+    let info = run.client.job(&bad, None).await?;
+    assert_eq!((info.state, info.history.len()), (JobState::Failed, 1), "{info:?}");
+    assert_eq!(run.audit().await?.attempts(&bad), vec![1]);
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_retried_runs_again_under_its_id() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| fast.master.master.max_attempts = 1).await?;
+    let calls = Arc::new(AtomicU32::new(0));
+    let _worker = run.worker("w1", {
+        let calls = calls.clone();
+        move |job: Job| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match call {
+                    0 => Err("the database is down".into()),
+                    _ => {
+                        Ok(Bytes::from(format!("done: {}", String::from_utf8_lossy(&job.payload))))
+                    }
+                }
+            }
+        }
+    });
+    let id = run.submit("retried", b"order 7").await?;
+    let first = run.result(&id, WAIT).await?;
+    assert_eq!(first.status, ResultStatus::Failed);
+
+    tracing::info!("--- retry: a new run of the id, from the stored payload");
+    let reply = run.client.retry(&id, None).await?;
+    let seq = reply.submit_seq.expect("a retry names its submission");
+    assert!(seq > first.submit_seq);
+    let second = result_of(&run, &id, seq).await?;
+    assert_eq!(second.status, ResultStatus::Completed, "{second:?}");
+    assert_eq!(second.payload, Bytes::from_static(b"done: order 7"));
+    assert_eq!(second.attempt, 2, "the new run's attempts are numbered on from the first run's");
+    let info = job_in(&run.client, &id, JobState::Completed).await?;
+    assert_eq!(info.submit_seq, seq);
+
+    tracing::info!("--- what cannot be retried is refused with a code");
+    let again = run.client.retry(&id, None).await.expect_err("a completed job is not retried");
+    assert_eq!(again.code(), Some(409), "{again}");
+    let unknown = WorkId::parse("never-submitted")?;
+    let missing = run.client.retry(&unknown, None).await.expect_err("unknown job");
+    assert_eq!(missing.code(), Some(404), "{missing}");
+    let nothing = run.client.job(&unknown, None).await.expect_err("unknown job");
+    assert_eq!(nothing.code(), Some(404), "{nothing}");
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+/// Signals when dropped: how a test sees that a worker stopped a job's future.
+struct DropSignal(mpsc::UnboundedSender<()>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_stops_it_on_its_worker() -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
+    let calls = Arc::new(AtomicU32::new(0));
+    let _worker = run.worker("w1", {
+        let calls = calls.clone();
+        move |job: Job| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            let signal = DropSignal(stopped_tx.clone());
+            async move {
+                if call == 0 {
+                    // Runs until the worker drops it; progress keeps it from timing out.
+                    let _signal = signal;
+                    loop {
+                        job.progress();
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                Ok(Bytes::from_static(b"second run"))
+            }
+        }
+    });
+    let id = run.submit("cancel-me", b"payload").await?;
+    job_in(&run.client, &id, JobState::Running).await?;
+    run.client.cancel(&id, Some("the customer changed their mind".into())).await?;
+    tokio::time::timeout(WAIT, stopped.recv()).await?;
+
+    let result = run.result(&id, WAIT).await?;
+    assert_eq!(result.status, ResultStatus::Cancelled);
+    assert_eq!(result.payload, Bytes::from_static(b"payload"));
+    assert!(result.reason.unwrap_or_default().contains("changed their mind"));
+    let info = run.client.job(&id, None).await?;
+    assert_eq!(info.state, JobState::Cancelled);
+    assert_eq!(info.history.last().map(|a| a.outcome), Some(AttemptOutcome::Cancelled));
+    let twice = run.client.cancel(&id, None).await.expect_err("already cancelled");
+    assert_eq!(twice.code(), Some(409), "{twice}");
+
+    tracing::info!("--- a cancelled job can be retried");
+    let seq = run.client.retry(&id, None).await?.submit_seq.expect("a new submission");
+    let again = result_of(&run, &id, seq).await?;
+    assert_eq!(again.payload, Bytes::from_static(b"second run"));
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_attempt_is_revoked_and_its_late_result_changes_nothing() -> anyhow::Result<()>
+{
+    let run = InProcess::start(|_| {}).await?;
+    run.await_leader("m1", WAIT).await?;
+    let manual = ManualWorker::new(run.server.connect().await?, "manual")?;
+    let mut revocations = manual.nats.subscribe(subjects::worker_cancel(&manual.id)).await?;
+    manual.register().await?;
+    let id = run.submit("revoked", b"x").await?;
+    let assignment = manual.take().await?;
+    assert_eq!(assignment.work_id, id);
+
+    run.client.cancel(&id, None).await?;
+    let message = tokio::time::timeout(WAIT, revocations.next()).await?.expect("subscribed");
+    let revoke: Revoke = codec::decode(&message.payload)?;
+    assert_eq!((revoke.work_id, revoke.attempt), (id.clone(), assignment.attempt));
+
+    tracing::info!("--- the worker reports anyway: answered finished, the job stays cancelled");
+    let report = manual.report(&id, assignment.attempt, OutcomeStatus::Completed, "late");
+    let reply: ReportReply = manual.call(subjects::MASTER_REPORT, &report).await?;
+    assert_eq!(reply.verdicts[0].verdict, VerdictKind::Finished);
+    assert_eq!(run.result(&id, WAIT).await?.status, ResultStatus::Cancelled);
+    assert_eq!(run.client.job(&id, None).await?.state, JobState::Cancelled);
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_and_waiting_jobs_can_be_cancelled() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        let m = &mut fast.master.master;
+        (m.backoff_initial, m.backoff_max) = (Duration::from_secs(60), Duration::from_secs(60));
+    })
+    .await?;
+    run.await_leader("m1", WAIT).await?;
+    tracing::info!("--- ready: read by the master, its queue paused");
+    let queue = QueueName::default_queue();
+    run.client.pause(&queue, true).await?;
+    let _worker = run.worker("w1", |_job: Job| async move { Err("flaky".into()) });
+    let ready = run.submit("never-runs", b"").await?;
+    job_in(&run.client, &ready, JobState::Ready).await?;
+    run.client.cancel(&ready, None).await?;
+    assert_eq!(run.result(&ready, WAIT).await?.status, ResultStatus::Cancelled);
+
+    tracing::info!("--- waiting: failed once, backing off for a minute");
+    run.client.pause(&queue, false).await?;
+    let waiting = run.submit("backing-off", b"").await?;
+    let info = job_in(&run.client, &waiting, JobState::Waiting).await?;
+    assert!(info.ready_at_ms.is_some(), "a waiting job says when it is ready");
+    run.client.cancel(&waiting, None).await?;
+    assert_eq!(run.result(&waiting, WAIT).await?.status, ResultStatus::Cancelled);
+
+    let audit = run.audit().await?;
+    assert!(audit.attempts(&ready).is_empty(), "the cancelled ready job never ran");
+    assert_eq!(audit.attempts(&waiting), vec![1], "nor did the waiting one again");
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_stays_paused_across_a_takeover() -> anyhow::Result<()> {
+    let mut run = InProcess::start(|_| {}).await?;
+    run.await_leader("m1", WAIT).await?;
+    let queue = QueueName::default_queue();
+    run.client.pause(&queue, true).await?;
+    let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
+    let id = run.submit("held", b"held back").await?;
+    job_in(&run.client, &id, JobState::Ready).await?;
+
+    tracing::info!("--- the leader dies; its successor keeps the queue paused");
+    let _m2 = run.master("m2");
+    run.crash_masters();
+    run.await_leader("m2", WAIT).await?;
+    let status = run.client.status().await?;
+    let default = status.queues.iter().find(|q| q.queue == queue).expect("the queue is known");
+    assert!(default.paused, "paused after the takeover");
+    // Time for a hand-out to happen if it were going to: the idle worker's long poll is
+    // answered well within this, and the job must still be ready.
+    let within = Duration::from_secs(2);
+    let ran = poll_for("a hand-out from the paused queue", within, || async {
+        run.client.job(&id, None).await.ok().filter(|info| info.state != JobState::Ready)
+    })
+    .await;
+    assert!(ran.is_err(), "a paused queue handed out work: {ran:?}");
+
+    tracing::info!("--- resumed: the job runs");
+    run.client.pause(&queue, false).await?;
+    assert_eq!(run.result(&id, WAIT).await?.payload, Bytes::from_static(b"held back"));
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_job_fails_for_good_on_its_exit_code_and_is_killed_when_cancelled(
+) -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| fast.master.master.max_attempts = 3).await?;
+    let dir = tempfile::tempdir()?;
+    let pid_file = dir.path().join("pid");
+    // Payload `permanent` exits 3, `flaky` exits 4, anything else sleeps (in a grandchild,
+    // whose pid it writes down) until it is killed.
+    let script = format!(
+        r#"read what; case "$what" in permanent) exit 3;; flaky) exit 4;; esac
+sleep 300 & echo $! > {}; wait"#,
+        pid_file.display()
+    );
+    let handler = ShellCommand::new(script, 1024).non_retryable_exit_code(Some(3));
+    let _worker = run.worker("w1", handler);
+
+    let permanent = run.submit("exit-3", b"permanent\n").await?;
+    let result = run.result(&permanent, WAIT).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 1));
+    assert!(result.reason.unwrap_or_default().contains("exit status 3"));
+    let flaky = run.submit("exit-4", b"flaky\n").await?;
+    assert_eq!(run.result(&flaky, WAIT).await?.attempt, 3, "other statuses are retried");
+
+    tracing::info!("--- cancelled: the command's whole process group is killed");
+    let sleeper = run.submit("sleeps", b"sleep\n").await?;
+    let pid: u32 = poll_for("the command's pid", WAIT, || async {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .await?;
+    job_in(&run.client, &sleeper, JobState::Running).await?;
+    run.client.cancel(&sleeper, None).await?;
+    poll_for("the grandchild to die", WAIT, || async { (!alive(pid)).then_some(()) }).await?;
+    assert_eq!(run.result(&sleeper, WAIT).await?.status, ResultStatus::Cancelled);
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+/// Whether process `pid` runs (a zombie awaiting its reaper does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_listed_by_state_newest_first_with_their_reasons() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| fast.master.master.max_attempts = 1).await?;
+    let _worker = run.worker("w1", |job: Job| async move {
+        match job.payload.strip_prefix(b"bad ") {
+            Some(why) => Err(JobError::permanent(String::from_utf8_lossy(why))),
+            None => Ok(job.payload),
+        }
+    });
+    let mut ids = Vec::new();
+    for (id, payload) in [
+        ("ok-1", &b"1"[..]),
+        ("bad-1", b"bad no such customer"),
+        ("ok-2", b"2"),
+        ("bad-2", b"bad card declined"),
+        ("ok-3", b"3"),
+    ] {
+        let id = WorkId::parse(id)?;
+        run.client.submit(&run.queue, Some(id.clone()), Bytes::from_static(payload)).await?;
+        // One at a time, so the order of outcomes is the order of submissions.
+        run.result(&id, WAIT).await?;
+        ids.push(id);
+    }
+    // A result reaches subscribers as it is stored: wait until the last one reads back.
+    job_in(&run.client, &ids[4], JobState::Completed).await?;
+    let ids_of = |page: &JobsPage| page.jobs.iter().map(|j| j.work_id.to_string()).collect();
+    let list = |state: Option<JobState>, limit: u32| {
+        let query = JobsQuery { queue: None, state, limit: Some(limit) };
+        let client = &run.client;
+        async move { client.jobs(&query).await }
+    };
+
+    let failed = list(Some(JobState::Failed), 50).await?;
+    assert_eq!(ids_of(&failed), vec!["bad-2".to_owned(), "bad-1".to_owned()]);
+    assert!(failed.jobs[0].reason.as_deref().unwrap_or("").contains("card declined"));
+    assert_eq!(failed.jobs[1].history.len(), 1, "the history comes with the listing");
+    let newest: Vec<String> = ids_of(&list(None, 2).await?);
+    assert_eq!(newest, vec!["ok-3".to_owned(), "bad-2".to_owned()], "newest first, limited");
+    assert_eq!(list(Some(JobState::Completed), 50).await?.jobs.len(), 3);
+    let elsewhere =
+        JobsQuery { queue: Some(QueueName::parse("elsewhere")?), state: None, limit: None };
+    assert!(run.client.jobs(&elsewhere).await?.jobs.is_empty());
+
+    tracing::info!("--- a retried job is listed by its newest run only");
+    let seq = run.client.retry(&ids[1], None).await?.submit_seq.expect("a new submission");
+    let rerun = result_of(&run, &ids[1], seq).await?;
+    assert_eq!(rerun.status, ResultStatus::Failed);
+    // The result reaches subscribers as it is stored: the listing may lag by a moment.
+    let failed = poll_for("the rerun to be listed", WAIT, || async {
+        list(Some(JobState::Failed), 50)
+            .await
+            .ok()
+            .filter(|p| p.jobs.first().is_some_and(|j| j.submit_seq == seq))
+    })
+    .await?;
+    assert_eq!(ids_of(&failed), vec!["bad-1".to_owned(), "bad-2".to_owned()], "{failed:?}");
+
+    tracing::info!("--- jobs in flight come first");
+    run.client.pause(&run.queue, true).await?;
+    let held = run.submit("held", b"4").await?;
+    job_in(&run.client, &held, JobState::Ready).await?;
+    let all = list(None, 50).await?;
+    assert_eq!(all.jobs[0].work_id, held);
+    assert_eq!(all.jobs.len(), 6, "one in flight and five finished: {:?}", ids_of(&all));
+    let ready = list(Some(JobState::Ready), 50).await?;
+    assert_eq!(ids_of(&ready), vec!["held".to_owned()]);
+    let rejected = JobsQuery { state: Some(JobState::Rejected), ..Default::default() };
+    let refused = run.client.jobs(&rejected).await.expect_err("rejections are not listed");
+    assert_eq!(refused.code(), Some(400), "{refused}");
+    run.client.pause(&run.queue, false).await?;
+    run.result(&held, WAIT).await?;
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
