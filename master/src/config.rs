@@ -41,6 +41,10 @@ pub struct QueueConfig {
     #[serde(with = "humantime_serde")]
     pub backoff_max: Option<Duration>,
     pub backoff_jitter: Option<bool>,
+    /// Most attempts of this queue running at once across all workers (no limit when absent).
+    pub concurrency: Option<u32>,
+    /// Most attempts of this queue started per second (no limit when absent).
+    pub rate: Option<u32>,
 }
 
 /// The `[master]` section.
@@ -210,6 +214,12 @@ impl MasterSettings {
             if q.backoff_factor.is_some_and(|f| f < 1.0 || !f.is_finite()) {
                 return Err(bad("backoff_factor must be a number of at least 1"));
             }
+            if q.concurrency == Some(0) {
+                return Err(bad("concurrency must be at least 1 (pause a queue to stop it)"));
+            }
+            if q.rate == Some(0) || q.rate.is_some_and(|r| r > 1_000_000) {
+                return Err(bad("rate must be 1..=1000000 starts per second"));
+            }
         }
         Ok(())
     }
@@ -249,6 +259,8 @@ impl MasterSettings {
                 max_attempts: q.max_attempts,
                 work_timeout: q.work_timeout.map(millis),
                 backoff,
+                concurrency: q.concurrency,
+                rate: q.rate,
             };
             rules.insert(queue, own);
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_frontend::{Client, ResultStatus, Submitted, WorkResult};
+use jetwork_master::config::QueueConfig;
 use jetwork_shared::jobs::{AttemptOutcome, JobInfo, JobState, JobsPage, JobsQuery, Revoke};
 use jetwork_shared::protocol::{OutcomeStatus, ReportReply, VerdictKind};
 use jetwork_shared::{codec, subjects, QueueName, WorkId};
@@ -401,6 +402,90 @@ async fn jobs_are_listed_by_state_newest_first_with_their_reasons() -> anyhow::R
     assert_eq!(refused.code(), Some(400), "{refused}");
     run.client.pause(&run.queue, false).await?;
     run.result(&held, WAIT).await?;
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_limited_to_two_runs_two_at_a_time_across_workers() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        let limited = QueueConfig { concurrency: Some(2), ..Default::default() };
+        fast.master.queues.insert("limited".to_owned(), limited);
+    })
+    .await?;
+    let queue = QueueName::parse("limited")?;
+    let (running, most) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let handler = {
+        let (running, most) = (running.clone(), most.clone());
+        move |job: Job| {
+            let (running, most) = (running.clone(), most.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(job.payload)
+            }
+        }
+    };
+    let four_slots = |s: &mut jetwork_worker::WorkerSettings| {
+        s.worker.queues = vec!["limited".to_owned()];
+        s.worker.concurrency = 4;
+    };
+    let _a = run.worker_with("a", four_slots, handler.clone());
+    let _b = run.worker_with("b", four_slots, handler);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let id = WorkId::parse(&format!("limited-{i}"))?;
+        run.client.submit(&queue, Some(id.clone()), Bytes::from_static(b"x")).await?;
+        ids.push(id);
+    }
+    for id in &ids {
+        run.client.wait_result(&queue, id, WAIT).await?;
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2, "8 slots, but at most 2 of the queue at once");
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_queue_starts_no_faster_than_its_rate() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        let paced = QueueConfig { rate: Some(10), ..Default::default() };
+        fast.master.queues.insert("paced".to_owned(), paced);
+    })
+    .await?;
+    let queue = QueueName::parse("paced")?;
+    let _worker = run.worker_with(
+        "w1",
+        |s| {
+            s.worker.queues = vec!["paced".to_owned()];
+            s.worker.concurrency = 16;
+        },
+        |job: Job| async move { Ok(job.payload) },
+    );
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let id = WorkId::parse(&format!("paced-{i}"))?;
+        run.client.submit(&queue, Some(id.clone()), Bytes::from_static(b"x")).await?;
+        ids.push(id);
+    }
+    let mut starts = Vec::new();
+    for id in &ids {
+        run.client.wait_result(&queue, id, WAIT).await?;
+        let info = job_in(&run.client, id, JobState::Completed).await?;
+        starts.push(info.history[0].started_ms);
+    }
+    starts.sort_unstable();
+    // A full bucket (10) goes at once; the other 15 follow at 10 a second.
+    let spread = starts[24] - starts[0];
+    assert!(spread >= 1400, "25 starts at 10/s took {spread} ms, not ≥ 1.5 s");
+    for (i, at) in starts.iter().enumerate() {
+        let in_second = starts[i..].iter().take_while(|t| **t < at + 1000).count();
+        assert!(in_second <= 20, "{in_second} starts within a second of {at}");
+    }
     run.audit().await?;
     run.stop().await;
     Ok(())

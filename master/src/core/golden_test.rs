@@ -10,7 +10,8 @@
 //!   use). Scripts start with no back-off (failed items are ready again at once) unless they
 //!   set one.
 //! - `rules <queue> key=value…`: the queue's own `max_attempts`, `work_timeout`,
-//!   `backoff_initial` (with `backoff_factor`, `backoff_max`, `backoff_jitter`) (before use).
+//!   `backoff_initial` (with `backoff_factor`, `backoff_max`, `backoff_jitter`), `concurrency`,
+//!   `rate` (starts per second) (before use).
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>]`
 //! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]
@@ -189,6 +190,8 @@ impl goldenscript::Runner for Runner {
                         "backoff_factor" => backoff.factor = value.parse()?,
                         "backoff_max" => backoff.max = value.parse()?,
                         "backoff_jitter" => backoff.jitter = value != "0",
+                        "concurrency" => rules.concurrency = Some(value.parse()?),
+                        "rate" => rules.rate = Some(value.parse()?),
                         other => return Err(format!("unknown rule {other}").into()),
                     }
                     own_backoff |= key.starts_with("backoff");

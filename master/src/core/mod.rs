@@ -30,6 +30,8 @@ mod engine;
 mod event;
 mod invariants;
 pub mod policy;
+mod rate;
+mod running;
 mod serving;
 mod state;
 mod status;
@@ -47,6 +49,8 @@ pub use effect::{AssignmentRef, Effect, Reply, ReplyError};
 pub use engine::{Engine, Output};
 pub use event::{Event, JournalBatch};
 pub use policy::Policy;
+pub use rate::RateLimits;
+pub use running::RunningCounts;
 pub use serving::Serving;
 pub use state::{Publication, PublicationKey, QueueState, Running, State, Work, Worker};
 

@@ -90,12 +90,16 @@ impl Backoff {
     }
 }
 
-/// A queue's own retry rules; what is not set comes from the policy's defaults.
+/// A queue's own rules; what is not set comes from the policy's defaults.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct QueueRules {
     pub max_attempts: Option<u32>,
     pub work_timeout: Option<Millis>,
     pub backoff: Option<Backoff>,
+    /// Most attempts of the queue running at once, across all workers (none: no limit).
+    pub concurrency: Option<u32>,
+    /// Most attempts of the queue started per second (none: no limit).
+    pub rate: Option<u32>,
 }
 
 /// The retry rules in force for one queue.
@@ -104,6 +108,8 @@ pub struct Rules {
     pub max_attempts: u32,
     pub work_timeout: Millis,
     pub backoff: Backoff,
+    pub concurrency: Option<u32>,
+    pub rate: Option<u32>,
 }
 
 impl Policy {
@@ -114,6 +120,8 @@ impl Policy {
             max_attempts: own.max_attempts.unwrap_or(self.max_attempts),
             work_timeout: own.work_timeout.unwrap_or(self.work_timeout),
             backoff: own.backoff.unwrap_or(self.backoff),
+            concurrency: own.concurrency,
+            rate: own.rate,
         }
     }
 

@@ -5,6 +5,9 @@
 //! - a snapshot (the MessagePack encoding of the state) decodes to the same state,
 //! - the journal never finishes a work id twice without accepting it again in between,
 //! - attempts of an item are handed out as 1, 2, 3, … and never beyond `max_attempts`;
+//! - no more attempts of a queue run at once than its concurrency limit (`q0` has one), and
+//!   within one leader's term no more start in any second than twice its rate (a full bucket
+//!   and a second's refill; `q1` has a rate);
 //!
 //! and after every step that no queue's cursor has moved past a stored submission that was
 //! neither accepted nor rejected. Submissions reach the engine through modelled readers, as
@@ -352,7 +355,16 @@ impl Harness {
     }
 }
 
-fn check_journal(journal: &[Event], max_attempts: u32) {
+fn check_journal(
+    journal: &[Event],
+    max_attempts: u32,
+    limits: &BTreeMap<QueueName, u32>,
+    rates: &BTreeMap<QueueName, u32>,
+) {
+    // Per rate-limited queue: the starts of this term in the last second.
+    let mut starts: HashMap<&QueueName, std::collections::VecDeque<Millis>> = HashMap::new();
+    // Per queue: the items with an attempt running.
+    let mut running: HashMap<&QueueName, BTreeSet<&WorkId>> = HashMap::new();
     // Per id: is it in flight, and which attempt was handed out last.
     let mut live: HashMap<&WorkId, u32> = HashMap::new();
     let mut queue_of: HashMap<&WorkId, &QueueName> = HashMap::new();
@@ -366,6 +378,7 @@ fn check_journal(journal: &[Event], max_attempts: u32) {
             Event::QueuePaused { queue, .. } => {
                 paused.insert(queue);
             }
+            Event::EpochStarted { .. } => starts.clear(),
             Event::QueueResumed { queue, .. } => {
                 paused.remove(queue);
             }
@@ -397,11 +410,34 @@ fn check_journal(journal: &[Event], max_attempts: u32) {
                 let in_run = *attempt - prior_of[work_id];
                 assert!(in_run <= max_attempts, "{work_id} attempt {attempt} beyond the maximum");
                 *last = *attempt;
+                if let (Some(rate), Event::WorkStarted { at, .. }) = (rates.get(queue), event) {
+                    let recent = starts.entry(queue).or_default();
+                    recent.push_back(*at);
+                    while recent.front().is_some_and(|t| *t + 1000 <= *at) {
+                        recent.pop_front();
+                    }
+                    let count = recent.len();
+                    assert!(count <= 2 * *rate as usize, "{count} of {queue} started in a second");
+                }
+                let now_running = running.entry(queue).or_default();
+                now_running.insert(work_id);
+                if let Some(limit) = limits.get(queue) {
+                    let count = now_running.len();
+                    assert!(count <= *limit as usize, "{count} of {queue} run, limit {limit}");
+                }
+            }
+            Event::WorkRequeued { work_id, .. } => {
+                if let Some(queue) = queue_of.get(work_id) {
+                    running.entry(queue).or_default().remove(work_id);
+                }
             }
             Event::WorkCompleted { work_id, .. }
             | Event::WorkFailed { work_id, .. }
             | Event::WorkCancelled { work_id, .. } => {
                 waiting.remove(work_id);
+                if let Some(queue) = queue_of.get(work_id) {
+                    running.entry(queue).or_default().remove(work_id);
+                }
                 assert!(
                     live.remove(work_id).is_some(),
                     "{work_id} finished twice or never accepted"
@@ -419,7 +455,13 @@ proptest! {
     fn replay_equals_live(actions in proptest::collection::vec(action(), 1..120)) {
         // A back-off shorter than the clock's steps, so waiting items become due mid-run.
         let backoff = policy::Backoff { initial: 400, factor: 2.0, max: 1500, jitter: true };
-        let policy = Policy { work_timeout: 2000, worker_timeout: 5000, max_attempts: 3, backoff, ..Policy::default() };
+        let mut policy = Policy { work_timeout: 2000, worker_timeout: 5000, max_attempts: 3, backoff, ..Policy::default() };
+        let limited = policy::QueueRules { concurrency: Some(1), ..Default::default() };
+        policy.queues.insert(queue(0), limited);
+        let limits = BTreeMap::from([(queue(0), 1)]);
+        let paced = policy::QueueRules { rate: Some(1), ..Default::default() };
+        policy.queues.insert(queue(1), paced);
+        let rates = BTreeMap::from([(queue(1), 1)]);
         let mut h = Harness {
             engine: Engine::new(State::default(), policy.clone()),
             journal: Vec::new(),
@@ -450,7 +492,7 @@ proptest! {
         let decoded: JournalBatch = codec::decode(&batch).expect("decode journal");
         prop_assert_eq!(&decoded.events, &h.journal);
 
-        check_journal(&h.journal, policy.max_attempts);
+        check_journal(&h.journal, policy.max_attempts, &limits, &rates);
     }
 }
 

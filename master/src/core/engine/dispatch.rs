@@ -62,7 +62,7 @@ impl Engine {
             let Some(parked) = self.parked.get(&worker) else { continue };
             let (request, slots, until) = (parked.request, parked.slots, parked.until);
             let ready = self.state.workers.get(&worker).is_some_and(|w| {
-                w.free() > 0 && w.queues.iter().any(|q| self.state.dispatchable(q) > 0)
+                w.free() > 0 && w.queues.iter().any(|q| self.dispatchable(q, now) > 0)
             });
             // A lost worker's request is answered empty: nobody will act on a grant sent to
             // it, and the attempts would only time out.
@@ -97,14 +97,13 @@ impl Engine {
                 if assignments.len() >= limit {
                     break 'rounds;
                 }
-                // A paused queue keeps its ready items until it is resumed.
-                let Some(work_id) = self
-                    .state
-                    .queues
-                    .get(queue)
-                    .filter(|q| !q.paused)
-                    .and_then(|q| q.ready.front())
-                    .cloned()
+                // A paused queue keeps its ready items until it is resumed, and one at its
+                // concurrency limit until an attempt of it ends.
+                if self.dispatchable(queue, now) == 0 {
+                    continue;
+                }
+                let Some(work_id) =
+                    self.state.queues.get(queue).and_then(|q| q.ready.front()).cloned()
                 else {
                     continue;
                 };
@@ -118,7 +117,11 @@ impl Engine {
                 // Attempts count hand-outs; the deadline and the token are decided here and
                 // written into the event, so a replay gives the same attempt back exactly.
                 let (seq, attempt) = (work.seq, work.attempt + 1);
-                let timeout = self.policy.rules(queue).work_timeout;
+                let rules = self.policy.rules(queue);
+                if let Some(rate) = rules.rate {
+                    self.rates.take(queue, rate, now);
+                }
+                let timeout = rules.work_timeout;
                 let deadline = now.saturating_add(timeout);
                 let token = self.next_token();
                 self.emit(Event::WorkStarted {
@@ -156,11 +159,14 @@ impl Engine {
         let mut effects = Vec::new();
         // Only queues with ready work, and only their workers (the index): with thousands of
         // workers this runs after every batch and must not scan them all.
-        for (queue, q) in self.state.queues.iter().filter(|(_, q)| !q.paused && !q.ready.is_empty())
-        {
-            // Notify only as many workers as it takes to cover the ready items: waking every
-            // idle worker for one item would have them all ask, and all but one get nothing.
-            let mut needed = q.ready.len() as u64;
+        for queue in self.state.queues.keys() {
+            // Notify only as many workers as it takes to cover what may be handed out: waking
+            // every idle worker for one item would have them all ask, and all but one get
+            // nothing.
+            let mut needed = self.dispatchable(queue, now);
+            if needed == 0 {
+                continue;
+            }
             let serving = self.serving.workers(queue);
             for (id, worker) in serving.filter_map(|id| Some((id, self.state.workers.get(id)?))) {
                 if needed == 0 {

@@ -36,8 +36,8 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::{
-    Command, Effect, Event, Millis, Policy, PublicationKey, Reply, ReplyError, RequestId, Serving,
-    State,
+    Command, Effect, Event, Millis, Policy, PublicationKey, RateLimits, Reply, ReplyError,
+    RequestId, RunningCounts, Serving, State,
 };
 use intake::Submission;
 
@@ -69,6 +69,10 @@ pub struct Engine {
     tokens: ChaCha20Rng,
     /// Who serves each queue (derived from the state, kept in step by `emit`).
     serving: Serving,
+    /// Attempts running per queue, for concurrency limits (derived, kept in step by `emit`).
+    running: RunningCounts,
+    /// Start rates used per queue (soft: a new leader starts with full buckets).
+    rates: RateLimits,
     out: Output,
 }
 
@@ -85,6 +89,8 @@ impl Engine {
     pub fn new(state: State, policy: Policy) -> Self {
         Engine {
             serving: Serving::of(&state),
+            running: RunningCounts::of(&state),
+            rates: RateLimits::default(),
             state,
             policy,
             notified: BTreeMap::new(),
@@ -153,7 +159,24 @@ impl Engine {
                 self.serving.remove(worker, &w.queues);
             }
         }
+        // Whether the item the event is about runs, before and after it.
+        let item = match &event {
+            Event::WorkStarted { work_id, .. }
+            | Event::WorkRequeued { work_id, .. }
+            | Event::WorkCompleted { work_id, .. }
+            | Event::WorkFailed { work_id, .. }
+            | Event::WorkCancelled { work_id, .. } => self
+                .state
+                .work
+                .get(work_id)
+                .map(|w| (work_id.clone(), w.queue.clone(), w.running.is_some())),
+            _ => None,
+        };
         self.state.apply(&event);
+        if let Some((work_id, queue, was)) = item {
+            let is = self.state.work.get(&work_id).is_some_and(|w| w.running.is_some());
+            self.running.change(&queue, was, is);
+        }
         if let Event::WorkerRegistered { worker, queues, .. } = &event {
             self.serving.add(worker, queues);
         }
@@ -186,7 +209,22 @@ impl Engine {
     /// every step).
     #[cfg(test)]
     pub(crate) fn check_index(&self) -> Result<(), String> {
-        self.serving.check(&self.state)
+        self.serving.check(&self.state)?;
+        self.running.check(&self.state)
+    }
+
+    /// Ready items of `queue` that may be handed out at `now`: none while it is paused, and
+    /// no more than its concurrency limit and its start rate leave room for.
+    pub(super) fn dispatchable(&self, queue: &QueueName, now: Millis) -> u64 {
+        let mut ready = self.state.dispatchable(queue) as u64;
+        let rules = self.policy.rules(queue);
+        if let Some(limit) = rules.concurrency {
+            ready = ready.min(u64::from(limit).saturating_sub(self.running.get(queue)));
+        }
+        if let Some(rate) = rules.rate {
+            ready = ready.min(self.rates.available(queue, rate, now));
+        }
+        ready
     }
 
     pub(super) fn reply(&mut self, request: RequestId, reply: Reply) {
