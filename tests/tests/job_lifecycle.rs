@@ -47,8 +47,11 @@ async fn failures_back_off_and_the_outcome_carries_the_history() -> anyhow::Resu
         m.backoff_jitter = false;
     })
     .await?;
-    let worker = run.worker("w1", |job: Job| async move {
-        Err(format!("disk full (attempt {})", job.attempt).into())
+    let _worker = run.worker("w1", |job: Job| async move {
+        match &job.payload[..] {
+            b"bad" => Err(JobError::permanent("no such customer")),
+            _ => Err(format!("disk full (attempt {})", job.attempt).into()),
+        }
     });
     let id = run.submit("backs-off", b"the payload").await?;
     let result = run.result(&id, WAIT).await?;
@@ -71,13 +74,6 @@ async fn failures_back_off_and_the_outcome_carries_the_history() -> anyhow::Resu
     }
 
     tracing::info!("--- a permanent failure ends the job at once");
-    worker.stop().await;
-    let _picky = run.worker("picky", |job: Job| async move {
-        match &job.payload[..] {
-            b"bad" => Err(JobError::permanent("no such customer")),
-            _ => Ok(job.payload),
-        }
-    });
     let bad = run.submit("bad-input", b"bad").await?;
     let result = run.result(&bad, WAIT).await?;
     assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 1));
