@@ -169,7 +169,7 @@ async fn publish(
         }
     };
     let run = publication.submit_seq();
-    let subject = build(publication, Bytes::new()).0;
+    let subject = subject(publication);
     let mut follows = 0;
     if verify_first {
         match stored(js, &subject, run).await? {
@@ -179,7 +179,7 @@ async fn publish(
         }
     }
     for _ in 0..MAX_CONFLICTS {
-        let (subject, message) = build(publication, payload.clone());
+        let (_, message) = build(publication, payload.clone());
         let message = message.expected_last_subject_sequence(follows);
         let sent = match js.send_publish(subject.clone(), message).await {
             Ok(ack) => ack.into_future().await,
@@ -233,6 +233,16 @@ async fn stored(js: &jetstream::Context, subject: &str, run: u64) -> Result<Stor
         }
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(Stored::Nothing),
         Err(e) => Err(Unavailable::new(what(), e)),
+    }
+}
+
+/// The subject a publication is stored on.
+fn subject(publication: &Publication) -> String {
+    match publication {
+        Publication::Completed { work_id, queue, .. }
+        | Publication::Failed { work_id, queue, .. }
+        | Publication::Cancelled { work_id, queue, .. } => subjects::result(queue, work_id),
+        Publication::Rejected { queue, seq, .. } => subjects::rejected(queue, *seq),
     }
 }
 
@@ -292,5 +302,11 @@ pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessa
 /// A history as the [`headers::HISTORY`] value: compact JSON, one line (reasons are
 /// sanitized to printable ASCII when recorded, and JSON escapes the rest).
 fn history_header(history: &[jetwork_shared::jobs::AttemptRecord]) -> String {
-    serde_json::to_string(history).unwrap_or_else(|_| "[]".to_owned())
+    // Sized for the usual record (~100 bytes) so the common one-attempt history is written
+    // without growing the buffer.
+    let mut out = Vec::with_capacity(128 * history.len().max(1));
+    match serde_json::to_writer(&mut out, history) {
+        Ok(()) => String::from_utf8(out).unwrap_or_else(|_| "[]".to_owned()),
+        Err(_) => "[]".to_owned(),
+    }
 }

@@ -89,7 +89,7 @@ impl Engine {
     pub fn new(state: State, policy: Policy) -> Self {
         Engine {
             serving: Serving::of(&state),
-            running: RunningCounts::of(&state),
+            running: RunningCounts::of(&state, &policy),
             rates: RateLimits::default(),
             state,
             policy,
@@ -159,17 +159,22 @@ impl Engine {
                 self.serving.remove(worker, &w.queues);
             }
         }
-        // Whether the item the event is about runs, before and after it.
+        // Whether the item the event is about runs, before and after it (only looked at when
+        // some queue's concurrency is limited: it costs clones on every hand-out).
         let item = match &event {
             Event::WorkStarted { work_id, .. }
             | Event::WorkRequeued { work_id, .. }
             | Event::WorkCompleted { work_id, .. }
             | Event::WorkFailed { work_id, .. }
-            | Event::WorkCancelled { work_id, .. } => self
-                .state
-                .work
-                .get(work_id)
-                .map(|w| (work_id.clone(), w.queue.clone(), w.running.is_some())),
+            | Event::WorkCancelled { work_id, .. }
+                if self.running.any_limited() =>
+            {
+                self.state
+                    .work
+                    .get(work_id)
+                    .filter(|w| self.running.counts(&w.queue))
+                    .map(|w| (work_id.clone(), w.queue.clone(), w.running.is_some()))
+            }
             _ => None,
         };
         self.state.apply(&event);
