@@ -155,6 +155,18 @@ impl Client {
         work_id: Option<WorkId>,
         payload: Bytes,
     ) -> Result<Submitted, ClientError> {
+        self.submit_with(queue, work_id, payload, &[]).await
+    }
+
+    /// Like [`submit`](Self::submit), with extra headers: per-job options
+    /// (`jetwork_shared::job_options`, e.g. `Jetwork-Priority`).
+    pub async fn submit_with(
+        &self,
+        queue: &QueueName,
+        work_id: Option<WorkId>,
+        payload: Bytes,
+        headers: &[(&'static str, String)],
+    ) -> Result<Submitted, ClientError> {
         let work_id = work_id.unwrap_or_else(|| {
             WorkId::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid work id")
         });
@@ -176,8 +188,11 @@ impl Client {
         let delay = self.settings.frontend.retry_delay;
         let mut backoff = Backoff::new(delay, delay);
         loop {
-            let message =
+            let mut message =
                 PublishMessage::build().payload(payload.clone()).message_id(work_id.as_str());
+            for (name, value) in headers {
+                message = message.header(*name, value.as_str());
+            }
             let attempt = async { self.js.send_publish(subject.clone(), message).await?.await };
             let error = match attempt.await {
                 Ok(ack) => {

@@ -16,7 +16,13 @@ pub fn render(job: &JobInfo, now_ms: u64) -> String {
         job.submit_seq
     );
     if let Some(at) = job.ready_at_ms {
-        let _ = writeln!(out, "ready again in {}", duration(at.saturating_sub(now_ms)));
+        let _ = writeln!(out, "ready in {}", duration(at.saturating_sub(now_ms)));
+    }
+    let options = job.options.headers();
+    if !options.is_empty() {
+        let shown: Vec<String> =
+            options.iter().map(|(name, value)| format!("{name}: {value}")).collect();
+        let _ = writeln!(out, "options: {}", shown.join(", "));
     }
     if let Some(at) = job.finished_ms {
         let _ = writeln!(out, "finished {} ago", duration(now_ms.saturating_sub(at)));

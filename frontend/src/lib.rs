@@ -10,6 +10,7 @@ pub mod demo;
 pub mod job_view;
 mod jobs;
 pub mod status_view;
+pub mod submit_options;
 pub mod watch;
 
 pub use client::{Client, ClientError, ResultStatus, Submitted, WorkResult};

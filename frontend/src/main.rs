@@ -10,6 +10,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use jetwork_frontend::dashboard::{self, DashboardOptions};
 use jetwork_frontend::demo::{self, DemoOptions};
+use jetwork_frontend::submit_options::SubmitOptions;
 use jetwork_frontend::{
     job_view, status_view, watch, Client, ClientError, FrontendSettings, ResultStatus, WorkResult,
 };
@@ -49,6 +50,8 @@ enum Cmd {
         /// How long --wait waits.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        #[command(flatten)]
+        options: SubmitOptions,
         /// The payload, or `-` (the default) to read it from stdin.
         payload: Option<String>,
     },
@@ -182,7 +185,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let client = Client::connect(settings.clone()).await.context("connecting")?;
     match args.command {
-        Cmd::Submit { queue, id, wait, timeout, payload } => {
+        Cmd::Submit { queue, id, wait, timeout, options, payload } => {
+            let headers = options.headers().map_err(|e| anyhow::anyhow!(e))?;
             let queue = queue_or_default(queue)?;
             let id =
                 id.map(|id| WorkId::parse_submitted(&id)).transpose().context("invalid work id")?;
@@ -196,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Some(text) => Bytes::from(text.to_owned()),
             };
-            let submitted = client.submit(&queue, id, payload).await?;
+            let submitted = client.submit_with(&queue, id, payload, &headers).await?;
             println!("{}", submitted.work_id);
             if submitted.duplicate {
                 eprintln!("note: {} was already submitted; not queued again", submitted.work_id);

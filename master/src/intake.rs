@@ -31,6 +31,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_shared::backoff::Backoff;
 use jetwork_shared::connect::Interruptions;
+use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::{headers, subjects, QueueName, Unavailable};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,9 @@ pub struct Submission {
     pub unreadable: Option<String>,
     /// For a retry: the attempts its earlier runs used (`Jetwork-Prior-Attempts`).
     pub prior_attempts: u32,
+    /// What it asks for itself (delay, priority, …; see `jetwork_shared::job_options`), or
+    /// why that cannot be read.
+    pub options: Result<JobOptions, String>,
     pub payload: Bytes,
     /// When the server stored it (milliseconds since the Unix epoch, the server's clock).
     pub stored_ms: u64,
@@ -264,6 +268,8 @@ impl Reader {
             if seq < position.next_seq {
                 continue;
             }
+            let stored_ms =
+                u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
             let (prior_attempts, bad_prior) = match prior_attempts(&message) {
                 Ok(prior) => (prior, None),
                 Err(why) => (0, Some(why)),
@@ -276,9 +282,9 @@ impl Reader {
                 msg_id: msg_id(&message),
                 unreadable: unreadable(&message).or(bad_prior),
                 prior_attempts,
+                options: options(&message, stored_ms),
                 payload: message.payload.clone(),
-                stored_ms: u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000)
-                    .unwrap_or(0),
+                stored_ms,
             };
             if self.env.tx.send(submission).is_err() {
                 return Pulled::Closed;
@@ -369,6 +375,12 @@ fn prior_attempts(message: &jetstream::Message) -> Result<u32, String> {
             )
         },
     )
+}
+
+/// The submission's own options, from its headers (times relative to `stored_ms`).
+fn options(message: &jetstream::Message, stored_ms: u64) -> Result<JobOptions, String> {
+    let Some(stored) = message.headers.as_ref() else { return Ok(JobOptions::default()) };
+    JobOptions::from_headers(|name| stored.get(name).map(|v| v.as_str()), stored_ms)
 }
 
 /// The work id a submission names: a retry's `Jetwork-Retry-Of` (its `Nats-Msg-Id` is then

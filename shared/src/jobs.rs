@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::job_options::JobOptions;
 use crate::{headers, QueueName, WorkId, WorkerId};
 
 /// How one attempt ended (or that it has not yet).
@@ -113,6 +114,9 @@ pub struct JobInfo {
     pub finished_ms: Option<u64>,
     #[serde(default)]
     pub history: Vec<AttemptRecord>,
+    /// What its submission asked for itself (delay, priority, …), while the master holds it.
+    #[serde(default, skip_serializing_if = "JobOptions::is_default")]
+    pub options: JobOptions,
 }
 
 impl JobInfo {
@@ -146,6 +150,7 @@ impl JobInfo {
             history: get(headers::HISTORY)
                 .and_then(|h| serde_json::from_str(h).ok())
                 .unwrap_or_default(),
+            options: JobOptions::default(),
         })
     }
 }

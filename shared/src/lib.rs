@@ -15,6 +15,7 @@ pub mod config;
 pub mod connect;
 pub mod error;
 pub mod headers;
+pub mod job_options;
 pub mod jobs;
 pub mod leader;
 pub mod log_limit;

@@ -1,6 +1,7 @@
 //! [`Command`]: every input the engine reacts to. The runtime builds commands from NATS
 //! messages and timers and stamps them with `now`, so the engine never reads a clock.
 
+use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork};
 use jetwork_shared::{QueueName, WorkId};
 
@@ -28,6 +29,9 @@ pub enum Command {
         unreadable: Option<String>,
         /// For a retry: the attempts its earlier runs used; its own are numbered on from there.
         prior_attempts: u32,
+        /// What the submission asks for itself, or why its options are invalid (it is then
+        /// rejected with that reason).
+        options: Result<JobOptions, String>,
         now: Millis,
     },
     /// A worker's registration or heartbeat.

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
 use super::{Millis, PublicationKey};
@@ -28,9 +29,10 @@ pub enum Event {
         #[serde(default)]
         grace_until: Millis,
     },
-    /// A submission was accepted as work: it is now ready to be handed out.
-    /// `prior_attempts`: for a retry, the attempts its earlier runs used (its own attempts
-    /// are numbered on from there).
+    /// A submission was accepted as work: it is now ready to be handed out (or, if its
+    /// options delay it past `at`, waits until then). `prior_attempts`: for a retry, the
+    /// attempts its earlier runs used (its own attempts are numbered on from there).
+    /// `options`: what the submission asked for itself, times already absolute.
     WorkAccepted {
         work_id: WorkId,
         queue: QueueName,
@@ -39,6 +41,8 @@ pub enum Event {
         at: Millis,
         #[serde(default)]
         prior_attempts: u32,
+        #[serde(default, skip_serializing_if = "JobOptions::is_default")]
+        options: JobOptions,
     },
     /// A submission could not be accepted (invalid id, or its id is still in flight).
     SubmissionRejected {

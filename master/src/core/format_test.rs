@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::{codec, QueueName, Token, WorkId, WorkerId};
 
 use super::*;
@@ -45,6 +46,13 @@ fn events() -> Vec<(&'static str, Event)> {
                 size: 5,
                 at: 1_001,
                 prior_attempts: 2,
+                options: JobOptions {
+                    not_before: 1_000,
+                    priority: 7,
+                    max_attempts: Some(3),
+                    timeout: Some(30_000),
+                    expires: 90_000,
+                },
             },
         ),
         (
@@ -124,11 +132,24 @@ fn events() -> Vec<(&'static str, Event)> {
 /// The samples as a journal of `format` holds them: only the kinds it had, and the fields
 /// it did not have at their defaults.
 fn events_of(format: u32) -> Vec<(&'static str, Event)> {
-    if format >= 2 {
+    if format >= 3 {
         return events();
     }
-    events()
-        .into_iter()
+    // Format 2 had no job options.
+    let events = events().into_iter().map(|(name, event)| {
+        let event = match event {
+            Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, .. } => {
+                let options = JobOptions::default();
+                Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, options }
+            }
+            other => other,
+        };
+        (name, event)
+    });
+    if format == 2 {
+        return events.collect();
+    }
+    events
         .filter(|(name, _)| {
             !matches!(*name, "WorkDue" | "WorkCancelled" | "QueuePaused" | "QueueResumed")
         })
@@ -137,8 +158,16 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
                 Event::WorkStarted { work_id, worker, attempt, deadline, token, .. } => {
                     Event::WorkStarted { work_id, worker, attempt, deadline, token, at: 0 }
                 }
-                Event::WorkAccepted { prior_attempts: _, work_id, queue, seq, size, at } => {
-                    Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts: 0 }
+                Event::WorkAccepted { work_id, queue, seq, size, at, options, .. } => {
+                    Event::WorkAccepted {
+                        work_id,
+                        queue,
+                        seq,
+                        size,
+                        at,
+                        prior_attempts: 0,
+                        options,
+                    }
                 }
                 Event::WorkRequeued { work_id, attempt, .. } => Event::WorkRequeued {
                     work_id,
@@ -267,6 +296,7 @@ fn a_state_always_encodes_to_the_same_bytes() {
         size: 1,
         at: 0,
         prior_attempts: 0,
+        options: JobOptions::default(),
     };
     let events: Vec<Event> = events().into_iter().take(7).map(|(_, e)| e).collect();
     let mut forward = State::default();

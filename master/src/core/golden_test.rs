@@ -15,9 +15,11 @@
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>]`
 //! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]
-//!   [unreadable=<why>] [prior=<n>]` (no `id`: none was sent; no `after`: the delivery
-//!   follows on from the queue's cursor; `unreadable`: the stored message's headers could not
-//!   be read; `prior`: a retry whose earlier runs used `n` attempts)
+//!   [unreadable=<why>] [prior=<n>] [delay=<ms>] [priority=<n>] [attempts=<n>]
+//!   [timeout=<ms>] [expires=<ms>] [invalid=<why>]` (no `id`: none was sent; no `after`: the
+//!   delivery follows on from the queue's cursor; `unreadable`: the stored message's headers
+//!   could not be read; `prior`: a retry whose earlier runs used `n` attempts; `delay` and
+//!   `expires` are after now; `invalid`: its option headers are invalid, for this reason)
 //! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]
 //!   [session=<n>]`
 //! - `request <worker> [slots=<n>] [wait=<ms>] [session=<n>]`
@@ -44,6 +46,7 @@ use std::error::Error;
 use std::fmt::Write as _;
 
 use bytes::Bytes;
+use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
 };
@@ -249,6 +252,18 @@ impl goldenscript::Runner for Runner {
                 let after = args.take_key("after").map_or(Ok(cursor), str::parse)?;
                 let unreadable = args.take_key("unreadable").map(str::to_owned);
                 let prior_attempts = args.take_key("prior").map_or(Ok(0), str::parse)?;
+                let relative =
+                    |t: Option<&str>| t.map_or(Ok(0), |t| t.parse().map(|t: u64| now + t));
+                let options = match args.take_key("invalid") {
+                    Some(why) => Err(why.to_owned()),
+                    None => Ok(JobOptions {
+                        not_before: relative(args.take_key("delay"))?,
+                        priority: args.take_key("priority").map_or(Ok(0), str::parse)?,
+                        max_attempts: args.take_key("attempts").map(str::parse).transpose()?,
+                        timeout: args.take_key("timeout").map(str::parse).transpose()?,
+                        expires: relative(args.take_key("expires"))?,
+                    }),
+                };
                 let submitted = Command::Submitted {
                     queue,
                     seq,
@@ -257,6 +272,7 @@ impl goldenscript::Runner for Runner {
                     size,
                     unreadable,
                     prior_attempts,
+                    options,
                     now,
                 };
                 self.run_command(submitted)?
@@ -418,12 +434,19 @@ fn render_event(event: &Event) -> String {
         Event::EpochStarted { epoch, leader, at, grace_until } => {
             format!("EpochStarted epoch={epoch} leader={leader} at={at} grace_until={grace_until}")
         }
-        Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, .. } => {
-            let prior = match prior_attempts {
+        Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, options, .. } => {
+            let mut extra = match prior_attempts {
                 0 => String::new(),
                 n => format!(" prior_attempts={n}"),
             };
-            format!("WorkAccepted {work_id} queue={queue} seq={seq} size={size}{prior}")
+            if !options.is_default() {
+                let _ = write!(
+                    extra,
+                    " options={}",
+                    serde_json::to_string(options).unwrap_or_default()
+                );
+            }
+            format!("WorkAccepted {work_id} queue={queue} seq={seq} size={size}{extra}")
         }
         Event::SubmissionRejected { queue, seq, msg_id, reason, .. } => {
             format!("SubmissionRejected queue={queue} seq={seq} msg_id={msg_id:?}: {reason}")
@@ -542,7 +565,14 @@ fn render_reply(reply: &Reply) -> String {
 fn render_state(state: &State, now: Millis) -> String {
     let mut s = format!("epoch={} leader={:?}\n", state.epoch, state.leader);
     for (name, q) in &state.queues {
-        let ready: Vec<_> = q.ready.iter().map(|id| id.as_str()).collect();
+        // In hand-out order; an item of a priority lane shows it (`id:p9`).
+        let ready: Vec<_> = q
+            .ready_in_order()
+            .map(|id| match state.work.get(id).map_or(0, |w| w.options.priority) {
+                0 => id.to_string(),
+                p => format!("{id}:p{p}"),
+            })
+            .collect();
         let _ = writeln!(
             s,
             "queue {name}: cursor={} ready=[{}] accepted={} completed={} failed={} rejected={}{}{}",

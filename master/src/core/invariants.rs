@@ -10,7 +10,14 @@ impl State {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut seen_ready = BTreeSet::new();
         for (name, q) in &self.queues {
-            for id in &q.ready {
+            if q.prioritized.iter().any(|(p, lane)| lane.is_empty() || *p == 0 || *p > 9) {
+                return Err(format!("{name} has an empty or out-of-range priority lane"));
+            }
+            for (priority, id) in
+                q.ready.iter().map(|id| (0, id)).chain(
+                    q.prioritized.iter().flat_map(|(p, lane)| lane.iter().map(|id| (*p, id))),
+                )
+            {
                 let work =
                     self.work.get(id).ok_or(format!("ready {id} in {name} is not in work"))?;
                 if work.running.is_some() {
@@ -18,6 +25,9 @@ impl State {
                 }
                 if &work.queue != name {
                     return Err(format!("{id} is ready in {name} but belongs to {}", work.queue));
+                }
+                if work.options.priority != priority {
+                    return Err(format!("{id} is ready at priority {priority}, not its own"));
                 }
                 if !seen_ready.insert(id.clone()) {
                     return Err(format!("{id} is ready twice"));
@@ -59,6 +69,18 @@ impl State {
             if self.unpublished.contains_key(&PublicationKey::Result(id.clone())) {
                 return Err(format!("{id} is both in flight and finished"));
             }
+        }
+        let expiring = self.work.values().filter(|w| w.options.expires > 0).count();
+        if self.expiring.len() != expiring
+            || self
+                .expiring
+                .iter()
+                .any(|(at, id)| self.work.get(id).map(|w| w.options.expires) != Some(*at))
+        {
+            return Err(format!(
+                "{} expiry entries for {expiring} items with an expiry",
+                self.expiring.len()
+            ));
         }
         if self.waiting.len() != waiting {
             return Err(format!(

@@ -4,7 +4,9 @@
 //! - replaying the emitted events from an empty state gives exactly the live state,
 //! - a snapshot (the MessagePack encoding of the state) decodes to the same state,
 //! - the journal never finishes a work id twice without accepting it again in between,
-//! - attempts of an item are handed out as 1, 2, 3, … and never beyond `max_attempts`;
+//! - attempts of an item are handed out as 1, 2, 3, … and never beyond `max_attempts` (its
+//!   own, if its submission set one); none starts before its delay is over or after it
+//!   expired, and each runs with its own timeout if it set one;
 //! - no more attempts of a queue run at once than its concurrency limit (`q0` has one), and
 //!   within one leader's term no more start in any second than twice its rate (a full bucket
 //!   and a second's refill; `q1` has a rate);
@@ -19,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use jetwork_shared::codec;
+use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
 };
@@ -230,6 +233,19 @@ impl Harness {
         // Every seventh is a retry of an earlier run that used two attempts.
         let prior_attempts = if seq % 7 == 3 { 2 } else { 0 };
         let size = 10;
+        let options = if seq % 11 == 4 {
+            Err("invalid Jetwork-Priority \"12\": must be an integer from 0 to 9".to_owned())
+        } else {
+            // Options of every kind, in varying combinations: a delay past the next steps
+            // (or one already over), priorities, an attempt limit, a timeout, an expiry.
+            Ok(JobOptions {
+                not_before: if seq % 4 == 1 { now + 300 * (seq % 3) } else { 0 },
+                priority: if seq % 3 == 0 { (seq % 10) as u8 } else { 0 },
+                max_attempts: (seq % 6 == 2).then_some(1 + (seq % 2) as u32),
+                timeout: (seq % 8 == 5).then_some(700),
+                expires: if seq % 9 == 2 { now + 900 } else { 0 },
+            })
+        };
         self.step(Command::Submitted {
             queue,
             seq,
@@ -238,6 +254,7 @@ impl Harness {
             size,
             unreadable,
             prior_attempts,
+            options,
             now,
         });
     }
@@ -371,8 +388,10 @@ fn check_journal(
     let mut paused: BTreeSet<&QueueName> = BTreeSet::new();
     // The attempts each accepted run's earlier runs used.
     let mut prior_of: HashMap<&WorkId, u32> = HashMap::new();
-    // Items waiting out a back-off, until when.
+    // Items waiting out a back-off or a delay, until when.
     let mut waiting: HashMap<&WorkId, Millis> = HashMap::new();
+    // Each item's options.
+    let mut options_of: HashMap<&WorkId, JobOptions> = HashMap::new();
     for event in journal {
         match event {
             Event::QueuePaused { queue, .. } => {
@@ -385,6 +404,9 @@ fn check_journal(
             Event::WorkRequeued { work_id, not_before, at, .. } if not_before > at => {
                 waiting.insert(work_id, *not_before);
             }
+            Event::WorkAccepted { work_id, options, at, .. } if options.not_before > *at => {
+                waiting.insert(work_id, options.not_before);
+            }
             Event::WorkDue { work_ids } => {
                 for id in work_ids {
                     assert!(waiting.remove(id).is_some(), "{id} due but not waiting");
@@ -393,11 +415,12 @@ fn check_journal(
             _ => {}
         }
         match event {
-            Event::WorkAccepted { work_id, queue, prior_attempts, .. } => {
+            Event::WorkAccepted { work_id, queue, prior_attempts, options, .. } => {
                 let fresh = live.insert(work_id, *prior_attempts).is_none();
                 assert!(fresh, "{work_id} accepted while in flight");
                 prior_of.insert(work_id, *prior_attempts);
                 queue_of.insert(work_id, queue);
+                options_of.insert(work_id, *options);
             }
             Event::WorkStarted { work_id, attempt, .. } => {
                 let queue = queue_of[work_id];
@@ -408,7 +431,17 @@ fn check_journal(
                     .unwrap_or_else(|| panic!("{work_id} started but not in flight"));
                 assert_eq!(*attempt, *last + 1, "{work_id} attempts out of order");
                 let in_run = *attempt - prior_of[work_id];
+                let options = options_of[work_id];
+                let max_attempts = options.max_attempts.unwrap_or(max_attempts);
                 assert!(in_run <= max_attempts, "{work_id} attempt {attempt} beyond the maximum");
+                if let Event::WorkStarted { at, deadline, .. } = event {
+                    assert!(*at >= options.not_before, "{work_id} started before its delay");
+                    let expires = options.expires;
+                    assert!(expires == 0 || *at < expires, "{work_id} started after it expired");
+                    if let Some(timeout) = options.timeout {
+                        assert_eq!(*deadline, at + timeout, "{work_id} ignores its own timeout");
+                    }
+                }
                 *last = *attempt;
                 if let (Some(rate), Event::WorkStarted { at, .. }) = (rates.get(queue), event) {
                     let recent = starts.entry(queue).or_default();

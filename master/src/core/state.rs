@@ -2,10 +2,12 @@
 //! journal and saved whole in snapshots.
 //!
 //! Invariants (checked by [`State::check_invariants`] in tests):
-//! - every work item is exactly one of: ready (listed once in its queue's `ready`), waiting
-//!   (out a back-off: listed once in `waiting`, keyed by when it is ready again), or running
+//! - every work item is exactly one of: ready (listed once in its queue's `ready`, or in the
+//!   `prioritized` lane of its own priority), waiting (out a back-off or a delay: listed once
+//!   in `waiting`, keyed by when it is ready again), or running
 //!   (listed in its worker's `running` and once in `deadlines`);
 //! - `deadlines` holds exactly the running items, keyed by their current deadline;
+//! - `expiring` holds exactly the items whose submission set an expiry, keyed by it;
 //! - a finished item is gone from `work`; until its result is stored it waits in
 //!   `unpublished`;
 //! - `cursor` of a queue is the highest submit sequence consumed from that queue, so
@@ -20,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::jobs::{AttemptOutcome, AttemptRecord};
 use jetwork_shared::{headers, QueueName, Token, WorkId, WorkerId};
 
@@ -38,9 +41,12 @@ pub struct State {
     pub work: BTreeMap<WorkId, Work>,
     /// Running items by deadline.
     pub deadlines: BTreeSet<(Millis, WorkId)>,
-    /// Items waiting out a back-off, by the time they are ready again.
+    /// Items waiting out a back-off or a delay, by the time they are ready again.
     #[serde(default)]
     pub waiting: BTreeSet<(Millis, WorkId)>,
+    /// Items that must start by a time (`Jetwork-Expires`), by that time.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub expiring: BTreeSet<(Millis, WorkId)>,
     pub workers: BTreeMap<WorkerId, Worker>,
     /// Finished items and rejections whose publication is not yet confirmed.
     pub unpublished: BTreeMap<PublicationKey, Publication>,
@@ -51,8 +57,12 @@ pub struct State {
 pub struct QueueState {
     /// Highest `JETWORK_SUBMIT` sequence consumed from this queue.
     pub cursor: u64,
-    /// Ready items, next to hand out first. Re-queued items go to the front.
+    /// Ready items of priority 0, next to hand out first. Re-queued items go to the front.
     pub ready: VecDeque<WorkId>,
+    /// Ready items of priorities 1 to 9, like `ready`, each lane handed out before any lower
+    /// one. No lane is empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prioritized: BTreeMap<u8, VecDeque<WorkId>>,
     pub accepted: u64,
     pub completed: u64,
     pub failed: u64,
@@ -91,6 +101,52 @@ pub struct Work {
     /// Its attempts so far (the latest [`AttemptRecord::MAX_KEPT`]).
     #[serde(default)]
     pub history: Vec<AttemptRecord>,
+    /// What its submission asked for (delay, priority, attempts, timeout, expiry).
+    #[serde(default, skip_serializing_if = "JobOptions::is_default")]
+    pub options: JobOptions,
+}
+
+impl QueueState {
+    /// The ready items of priority `priority`.
+    fn lane(&mut self, priority: u8) -> &mut VecDeque<WorkId> {
+        match priority {
+            0 => &mut self.ready,
+            p => self.prioritized.entry(p).or_default(),
+        }
+    }
+
+    /// Makes `id` ready, after the others of its priority.
+    pub fn push_back(&mut self, id: WorkId, priority: u8) {
+        self.lane(priority).push_back(id);
+    }
+
+    /// Makes `id` ready, before the others of its priority.
+    pub fn push_front(&mut self, id: WorkId, priority: u8) {
+        self.lane(priority).push_front(id);
+    }
+
+    /// Takes `id` out of the ready items of priority `priority`.
+    pub fn remove(&mut self, id: &WorkId, priority: u8) {
+        remove_from(self.lane(priority), id);
+        if priority > 0 && self.prioritized.get(&priority).is_some_and(VecDeque::is_empty) {
+            self.prioritized.remove(&priority);
+        }
+    }
+
+    /// The ready item to hand out next: the first of the highest priority.
+    pub fn next(&self) -> Option<&WorkId> {
+        self.prioritized.values().next_back().and_then(|lane| lane.front()).or(self.ready.front())
+    }
+
+    /// How many items are ready.
+    pub fn ready_count(&self) -> usize {
+        self.ready.len() + self.prioritized.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    /// The ready items in the order they would be handed out.
+    pub fn ready_in_order(&self) -> impl Iterator<Item = &WorkId> {
+        self.prioritized.values().rev().flatten().chain(self.ready.iter())
+    }
 }
 
 impl Work {
@@ -207,14 +263,24 @@ impl State {
                 }
                 self.extend_deadlines(*grace_until);
             }
-            Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, .. } => {
+            Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, options, at } => {
                 let q = self.queues.entry(queue.clone()).or_default();
                 q.cursor = q.cursor.max(*seq);
                 if self.work.contains_key(work_id) {
                     return;
                 }
                 q.accepted += 1;
-                q.ready.push_back(work_id.clone());
+                // A delayed item waits like one backing off; the tick makes it ready.
+                let waiting_until = (options.not_before > *at).then_some(options.not_before);
+                match waiting_until {
+                    Some(until) => {
+                        self.waiting.insert((until, work_id.clone()));
+                    }
+                    None => q.push_back(work_id.clone(), options.priority),
+                }
+                if options.expires > 0 {
+                    self.expiring.insert((options.expires, work_id.clone()));
+                }
                 self.work.insert(
                     work_id.clone(),
                     Work {
@@ -226,8 +292,9 @@ impl State {
                         running: None,
                         last_error: None,
                         tokens: Vec::new(),
-                        waiting_until: None,
+                        waiting_until,
                         history: Vec::new(),
+                        options: *options,
                     },
                 );
             }
@@ -280,7 +347,7 @@ impl State {
                 work.tokens.resize(index as usize, Token::default());
                 work.tokens.push(*token);
                 if let Some(q) = self.queues.get_mut(&work.queue) {
-                    remove_from(&mut q.ready, work_id);
+                    q.remove(work_id, work.options.priority);
                 }
                 work.attempt = *attempt;
                 work.running = Some(Running { worker: worker.clone(), deadline: *deadline });
@@ -312,7 +379,7 @@ impl State {
                     self.waiting.insert((*not_before, work_id.clone()));
                 } else {
                     let q = self.queues.entry(work.queue.clone()).or_default();
-                    q.ready.push_front(work_id.clone());
+                    q.push_front(work_id.clone(), work.options.priority);
                 }
             }
             Event::WorkDue { work_ids } => {
@@ -321,7 +388,7 @@ impl State {
                     let Some(until) = work.waiting_until.take() else { continue };
                     self.waiting.remove(&(until, work_id.clone()));
                     let q = self.queues.entry(work.queue.clone()).or_default();
-                    q.ready.push_front(work_id.clone());
+                    q.push_front(work_id.clone(), work.options.priority);
                 }
             }
             Event::WorkCancelled { work_id, reason, at } => {
@@ -405,6 +472,9 @@ impl State {
     /// Removes a finished item from wherever it is (ready, waiting or running).
     fn finish(&mut self, work_id: &WorkId) -> Option<Work> {
         let work = self.work.remove(work_id)?;
+        if work.options.expires > 0 {
+            self.expiring.remove(&(work.options.expires, work_id.clone()));
+        }
         match (&work.running, work.waiting_until) {
             (Some(running), _) => {
                 self.deadlines.remove(&(running.deadline, work_id.clone()));
@@ -417,7 +487,7 @@ impl State {
             }
             (None, None) => {
                 if let Some(q) = self.queues.get_mut(&work.queue) {
-                    remove_from(&mut q.ready, work_id);
+                    q.remove(work_id, work.options.priority);
                 }
             }
         }
@@ -426,12 +496,12 @@ impl State {
 
     /// Ready items in `queue`.
     pub fn ready_len(&self, queue: &QueueName) -> usize {
-        self.queues.get(queue).map_or(0, |q| q.ready.len())
+        self.queues.get(queue).map_or(0, QueueState::ready_count)
     }
 
     /// Ready items in `queue` that may be handed out (none while it is paused).
     pub fn dispatchable(&self, queue: &QueueName) -> usize {
-        self.queues.get(queue).filter(|q| !q.paused).map_or(0, |q| q.ready.len())
+        self.queues.get(queue).filter(|q| !q.paused).map_or(0, QueueState::ready_count)
     }
 }
 

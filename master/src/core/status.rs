@@ -34,7 +34,7 @@ impl State {
             .iter()
             .map(|(name, q)| QueueStatus {
                 queue: name.clone(),
-                pending: q.ready.len() as u64,
+                pending: q.ready_count() as u64,
                 in_progress: in_progress.get(name).copied().unwrap_or(0),
                 completed: q.completed,
                 failed: q.failed,
@@ -99,6 +99,7 @@ impl State {
             reason,
             finished_ms: None,
             history: work.history.clone(),
+            options: work.options,
         })
     }
 

@@ -47,7 +47,9 @@ pub use chain::Chain;
 /// 1. The first numbered format.
 /// 2. Job lifecycle: back-off waits (`WorkRequeued.not_before`, `WorkDue`), cancellations,
 ///    queue pauses, attempt start times and histories.
-pub const FORMAT: u32 = 2;
+/// 3. Per-job options (`WorkAccepted.options`: delay, priority, attempts, timeout, expiry),
+///    priority lanes and the expiry index in snapshots, schedules, purges.
+pub const FORMAT: u32 = 3;
 pub use replay::{replay, ReplayError, Replayed};
 
 /// A journal operation failed.

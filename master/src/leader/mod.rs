@@ -271,6 +271,12 @@ impl Leader {
             // Back-pressure: with too many writes unacknowledged, take no new requests or
             // submissions (acknowledgements, ticks and tasks' results still come in).
             let accepting = self.journal.inflight() < settings.max_inflight_writes;
+            // A delay, back-off or expiry ending before the next regular tick: wake for it,
+            // so delayed work starts on time however coarse `tick_interval` is.
+            let due = self.engine.next_due().map(|at| {
+                let wait = at.saturating_sub(now_ms());
+                tokio::time::Instant::now() + std::time::Duration::from_millis(wait)
+            });
             tokio::select! {
                 biased;
                 _ = &mut shutdown => return Exit::Shutdown,
@@ -287,6 +293,9 @@ impl Leader {
                 Some(internal) = self.internal_rx.recv() => self.internal(internal),
                 (key, outcome) = self.publications.next() => self.publications.done(key, outcome, &mut self.cache),
                 _ = tick.tick() => self.tick(),
+                () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    self.step(Command::Tick { now: now_ms() });
+                }
                 Some((kind, request)) = endpoints.next(), if accepting => {
                     self.inbound(kind, request).await;
                 }
@@ -361,6 +370,7 @@ impl Leader {
             msg_id,
             unreadable,
             prior_attempts,
+            options,
             payload,
             stored_ms,
             ..
@@ -370,8 +380,17 @@ impl Leader {
         }
         let size = payload.len() as u64;
         let now = now_ms();
-        let submitted =
-            Command::Submitted { queue, seq, after, msg_id, size, unreadable, prior_attempts, now };
+        let submitted = Command::Submitted {
+            queue,
+            seq,
+            after,
+            msg_id,
+            size,
+            unreadable,
+            prior_attempts,
+            options,
+            now,
+        };
         let output = self.engine.step(submitted);
         self.cache.keep(&output.events, &payload, stored_ms);
         self.observe(&output.events);

@@ -194,6 +194,7 @@ impl Observer {
             let oldest = q
                 .ready
                 .front()
+                .or(q.next())
                 .and_then(|id| cache.submitted(id))
                 .or((unread.oldest_ms > 0).then_some(unread.oldest_ms));
             let free = engine.free_slots(name);
@@ -205,7 +206,7 @@ impl Observer {
             store(&s.cancelled, q.cancelled);
             store(&s.submitted, q.accepted + q.rejected + unread.count);
             let (running, waiting) = in_flight.get(name).copied().unwrap_or_default();
-            s.pending.set(to_i64(q.ready.len() as u64 + unread.count));
+            s.pending.set(to_i64(q.ready_count() as u64 + unread.count));
             s.waiting.set(to_i64(waiting));
             s.paused.set(i64::from(q.paused));
             s.in_flight.set(to_i64(running));
@@ -244,7 +245,7 @@ impl Observer {
                 failed: q.failed,
                 cancelled: q.cancelled,
                 rejected: q.rejected,
-                ready: q.ready.len() as u64,
+                ready: q.ready_count() as u64,
                 waiting,
                 in_flight: running,
                 paused: q.paused,

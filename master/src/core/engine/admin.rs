@@ -41,7 +41,7 @@ impl Engine {
                 });
                 format!("was running attempt {attempt} on worker {worker}")
             }
-            (None, Some(until)) => format!("was waiting out its back-off until {until}"),
+            (None, Some(until)) => format!("was waiting (back-off or delay) until {until}"),
             (None, None) => "was ready".to_owned(),
         };
         let reason = match reason {

@@ -102,12 +102,19 @@ impl Engine {
                 if self.dispatchable(queue, now) == 0 {
                     continue;
                 }
-                let Some(work_id) =
-                    self.state.queues.get(queue).and_then(|q| q.ready.front()).cloned()
+                let Some(work_id) = self.state.queues.get(queue).and_then(|q| q.next()).cloned()
                 else {
                     continue;
                 };
                 let Some(work) = self.state.work.get(&work_id) else { continue };
+                // Past its start-by time (and the tick has not caught it yet): it ends here
+                // instead of starting, and the queue is looked at again.
+                if work.options.expires > 0 && work.options.expires <= now {
+                    let at = work.options.expires;
+                    self.expire(&work_id, at, now);
+                    progressed = true;
+                    continue;
+                }
                 // The grant is one NATS reply: stop before its payloads outgrow the limit (a
                 // single item larger than it still goes, alone).
                 if !assignments.is_empty() && bytes + work.size > self.policy.max_grant_bytes {
@@ -121,7 +128,7 @@ impl Engine {
                 if let Some(rate) = rules.rate {
                     self.rates.take(queue, rate, now);
                 }
-                let timeout = rules.work_timeout;
+                let timeout = work.options.timeout.unwrap_or(rules.work_timeout);
                 let deadline = now.saturating_add(timeout);
                 let token = self.next_token();
                 self.emit(Event::WorkStarted {

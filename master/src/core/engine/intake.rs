@@ -9,6 +9,7 @@
 //! being published, which only happens after the dedup horizon); either moves the cursor.
 
 use jetwork_shared::headers;
+use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::{QueueName, WorkId};
 
 use super::super::{Effect, Event, Millis, PublicationKey};
@@ -23,11 +24,13 @@ pub(super) struct Submission {
     pub(super) size: u64,
     pub(super) unreadable: Option<String>,
     pub(super) prior_attempts: u32,
+    pub(super) options: Result<JobOptions, String>,
 }
 
 impl Engine {
     pub(super) fn submitted(&mut self, submission: Submission, now: Millis) {
-        let Submission { queue, seq, after, msg_id, size, unreadable, prior_attempts } = submission;
+        let Submission { queue, seq, after, msg_id, size, unreadable, prior_attempts, options } =
+            submission;
         let cursor = self.state.queues.get(&queue).map_or(0, |q| q.cursor);
         if seq <= cursor {
             return; // Read again after a reconnect or takeover: already consumed.
@@ -49,12 +52,12 @@ impl Engine {
             }
         };
         let shown_id = msg_id.as_deref().map(|raw| headers::sanitize(raw, 256));
-        let rejection = match &parsed {
-            Err(reason) => Some(reason.clone()),
-            Ok(work_id) if self.state.work.contains_key(work_id) => Some(format!(
+        let rejection = match (&parsed, &options) {
+            (Err(reason), _) | (Ok(_), Err(reason)) => Some(reason.clone()),
+            (Ok(work_id), _) if self.state.work.contains_key(work_id) => Some(format!(
                 "work id {work_id} is still in flight (submitted again after the dedup horizon)"
             )),
-            Ok(work_id)
+            (Ok(work_id), _)
                 if self
                     .state
                     .unpublished
@@ -65,7 +68,7 @@ impl Engine {
                      (submitted again after the dedup horizon)"
                 ))
             }
-            Ok(_) => None,
+            (Ok(_), Ok(_)) => None,
         };
         match (rejection, parsed) {
             (Some(reason), _) => self.emit(Event::SubmissionRejected {
@@ -77,14 +80,20 @@ impl Engine {
             }),
             (None, Ok(work_id)) => {
                 let prior_attempts = prior_attempts.min(headers::MAX_PRIOR_ATTEMPTS);
+                let options = options.unwrap_or_default();
                 self.emit(Event::WorkAccepted {
-                    work_id,
+                    work_id: work_id.clone(),
                     queue,
                     seq,
                     size,
                     at: now,
                     prior_attempts,
-                })
+                    options,
+                });
+                // Read after its time to start had passed (a backlog, or no leader then).
+                if options.expires > 0 && options.expires <= now {
+                    self.expire(&work_id, options.expires, now);
+                }
             }
             (None, Err(_)) => {}
         }

@@ -7,7 +7,8 @@
 //!
 //! The rules, by concern: [`intake`] (which submissions become work, and the cursor),
 //! [`workers`] (registration, sessions, limits, liveness), [`dispatch`] (grants, long polls,
-//! notifications), [`outcomes`] (reports, deadlines, back-offs), [`admin`] (cancel, pause). Together they make at-least-once
+//! notifications, priorities), [`outcomes`] (reports, deadlines, back-offs), [`expiry`]
+//! (`Jetwork-Expires`), [`admin`] (cancel, pause). Together they make at-least-once
 //! execution effectively-once acceptance:
 //! - a report about an attempt counts only with the token that attempt was handed out with,
 //!   and a request under a registered worker id only with that worker's session: nobody can
@@ -20,11 +21,13 @@
 //! - an item is finished exactly once: finishing removes it from `work`, and every later
 //!   report about it is answered from that absence;
 //! - an attempt that ends without a result re-queues the item at the front of its queue
-//!   (after its back-off, for a reported failure) until its queue's `max_attempts` hand-outs
-//!   have been used, then fails it with the last reason.
+//!   (after its back-off, for a reported failure) until its `max_attempts` hand-outs (its
+//!   submission's `Jetwork-Max-Attempts`, else its queue's) have been used, then fails it
+//!   with the last reason.
 
 mod admin;
 mod dispatch;
+mod expiry;
 mod intake;
 mod outcomes;
 mod workers;
@@ -126,10 +129,19 @@ impl Engine {
                 size,
                 unreadable,
                 prior_attempts,
+                options,
                 now,
             } => {
-                let submission =
-                    Submission { queue, seq, after, msg_id, size, unreadable, prior_attempts };
+                let submission = Submission {
+                    queue,
+                    seq,
+                    after,
+                    msg_id,
+                    size,
+                    unreadable,
+                    prior_attempts,
+                    options,
+                };
                 self.submitted(submission, now)
             }
             Command::Register { request, msg, now } => self.register(request, msg, now),
@@ -201,6 +213,22 @@ impl Engine {
     /// The queues some registered worker serves.
     pub fn served_queues(&self) -> impl Iterator<Item = &QueueName> {
         self.serving.queues()
+    }
+
+    /// The next time something waiting becomes due without any input: a back-off or delay
+    /// ends, or an item expires. The runtime ticks then (besides its regular ticks), so a
+    /// delayed job starts on time however coarse the tick interval is.
+    pub fn next_due(&self) -> Option<Millis> {
+        let waiting = self.state.waiting.first().map(|(at, _)| *at);
+        // A running item past its expiry stays indexed until it ends (it started in time):
+        // the first one that is not running is the next to expire.
+        let expiring = self
+            .state
+            .expiring
+            .iter()
+            .find(|(_, id)| self.state.work.get(id).is_some_and(|w| w.running.is_none()))
+            .map(|(at, _)| *at);
+        waiting.into_iter().chain(expiring).min()
     }
 
     /// Free slots of all workers serving `queue` (a worker serving several queues counts for

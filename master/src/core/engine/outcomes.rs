@@ -17,7 +17,7 @@ use jetwork_shared::headers;
 use jetwork_shared::protocol::{Outcome, OutcomeStatus, Report, Verdict, VerdictKind};
 use jetwork_shared::{WorkId, WorkerId};
 
-use super::super::{Event, Millis, Reply, RequestId};
+use super::super::{Event, Millis, Reply, RequestId, Work};
 use super::{wrong_session, Engine, MAX_REASON};
 
 /// Whether an ended attempt's item waits out its back-off before it is ready again.
@@ -133,7 +133,7 @@ impl Engine {
                 verdict.verdict = VerdictKind::Accepted;
             }
             OutcomeStatus::Progress if current => {
-                let timeout = self.policy.rules(&work.queue).work_timeout;
+                let timeout = self.timeout_of(work);
                 let deadline = now.saturating_add(timeout);
                 self.emit(Event::WorkProgressed { work_id, attempt, deadline });
                 verdict.verdict = VerdictKind::Accepted;
@@ -166,7 +166,7 @@ impl Engine {
         let Some(work) = self.state.work.get(work_id) else { return };
         let (attempt, used) = (work.attempt, work.attempts_in_run());
         let rules = self.policy.rules(&work.queue);
-        if used >= rules.max_attempts {
+        if used >= work.options.max_attempts.unwrap_or(rules.max_attempts) {
             let reason = format!("gave up after {used} attempts; last: {reason}");
             self.emit(Event::WorkFailed { work_id: work_id.clone(), attempt, reason, at: now });
             return;
@@ -201,7 +201,7 @@ impl Engine {
         for work_id in self.newest_first(expired) {
             let Some(work) = self.state.work.get(&work_id) else { continue };
             let worker = work.running.as_ref().map_or_else(String::new, |r| r.worker.to_string());
-            let timeout = self.policy.rules(&work.queue).work_timeout;
+            let timeout = self.timeout_of(work);
             let reason =
                 format!("timed out on worker {worker}: no result or progress within {timeout} ms");
             self.end_attempt(&work_id, reason, now, Retry::Now);
@@ -219,6 +219,7 @@ impl Engine {
             let work_ids = self.newest_first(due);
             self.emit(Event::WorkDue { work_ids });
         }
+        self.expire_due(now);
         // A registration or any request counts as "seen" (journaled at most once per
         // `seen_resolution`), so only a worker that stopped talking altogether is lost.
         let silent: Vec<WorkerId> = self
@@ -231,6 +232,11 @@ impl Engine {
         for worker in silent {
             self.lose_worker(&worker, now);
         }
+    }
+
+    /// How long an attempt of `work` may run without a result or progress.
+    fn timeout_of(&self, work: &Work) -> Millis {
+        work.options.timeout.unwrap_or_else(|| self.policy.rules(&work.queue).work_timeout)
     }
 
     /// Orders items for re-queueing: each goes to the front of its queue, so handling the

@@ -1,0 +1,163 @@
+//! Per-job options end to end (submission headers, real nats-server): priorities are handed
+//! out highest first, a job's own attempt limit overrides its queue's, a job not started by
+//! its expiry ends `cancelled` as expired, invalid options are rejected with a reason, and a
+//! delayed job waits out its delay — across a `kill -9` of the leader, with the real binaries.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use jetwork_frontend::{ClientError, ResultStatus};
+use jetwork_shared::job_options::{self, JobOptions};
+use jetwork_shared::jobs::JobState;
+use jetwork_shared::WorkId;
+use jetwork_tests::{poll_for, wait_until, InProcess};
+use jetwork_worker::{Job, JobError};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+fn header(name: &'static str, value: &str) -> Vec<(&'static str, String)> {
+    vec![(name, value.to_owned())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priorities_attempt_limits_expiry_and_invalid_options() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| fast.master.master.max_attempts = 4).await?;
+    let client = &run.client;
+    let queue = &run.queue;
+
+    tracing::info!("--- 8 normal jobs, then 3 of priority 9 and 2 of priority 5, read ahead");
+    // Paused, so nothing starts before every submission has been read and sorted.
+    run.await_leader("m1", WAIT).await?;
+    client.pause(queue, true).await?;
+    let mut submitted = Vec::new();
+    let jobs = (0..8)
+        .map(|i| (format!("low-{i}"), 0))
+        .chain((0..3).map(|i| (format!("high-{i}"), 9)))
+        .chain((0..2).map(|i| (format!("mid-{i}"), 5)));
+    for (id, priority) in jobs {
+        let headers = match priority {
+            0 => Vec::new(),
+            p => header(job_options::PRIORITY, &p.to_string()),
+        };
+        let id = WorkId::parse(&id)?;
+        submitted.push(client.submit_with(queue, Some(id), Bytes::new(), &headers).await?);
+    }
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let _worker = run.worker_with("w1", |w| w.worker.concurrency = 1, {
+        let order = order.clone();
+        move |job: Job| {
+            if let Ok(mut order) = order.lock() {
+                order.push(job.work_id.to_string());
+            }
+            async move { Ok(Bytes::new()) }
+        }
+    });
+    // Priorities order what the master has read (it reads ahead of its workers, `prefetch`).
+    let all = jetwork_shared::jobs::JobsQuery::default();
+    wait_until("all 13 read ahead", WAIT, || async {
+        client.jobs(&all).await.is_ok_and(|page| page.jobs.len() == 13)
+    })
+    .await?;
+    client.pause(queue, false).await?;
+    for s in &submitted {
+        client.wait_for(s, WAIT).await?;
+    }
+    let order = order.lock().map(|o| o.clone()).unwrap_or_default();
+    let expected: Vec<String> = (0..3)
+        .map(|i| format!("high-{i}"))
+        .chain((0..2).map(|i| format!("mid-{i}")))
+        .chain((0..8).map(|i| format!("low-{i}")))
+        .collect();
+    assert_eq!(order, expected, "highest priority first, in submission order within one");
+
+    tracing::info!("--- Jetwork-Max-Attempts: 1 ends a failing job after one attempt");
+    let _failing = run.worker_with(
+        "w2",
+        |w| w.worker.queues = vec!["flaky".to_owned()],
+        |_job: Job| async move { Err::<Bytes, JobError>("the disk is full".into()) },
+    );
+    let flaky: jetwork_shared::QueueName = "flaky".parse()?;
+    let once = client
+        .submit_with(
+            &flaky,
+            Some(WorkId::parse("once")?),
+            Bytes::new(),
+            &header(job_options::MAX_ATTEMPTS_HEADER, "1"),
+        )
+        .await?;
+    let result = client.wait_for(&once, WAIT).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 1), "{result:?}");
+    assert!(result.reason.unwrap_or_default().contains("gave up after 1 attempts"));
+
+    tracing::info!("--- Jetwork-Expires: not started by then (queue paused), ends cancelled");
+    client.pause(queue, true).await?;
+    let expiring = client
+        .submit_with(
+            queue,
+            Some(WorkId::parse("expiring")?),
+            Bytes::new(),
+            &header(job_options::EXPIRES, "1s"),
+        )
+        .await?;
+    let result = client.wait_for(&expiring, WAIT).await?;
+    assert_eq!(result.status, ResultStatus::Cancelled, "{result:?}");
+    assert!(result.reason.unwrap_or_default().starts_with("expired: not started by"));
+    client.pause(queue, false).await?;
+
+    tracing::info!("--- invalid options are rejected with the header named");
+    for (name, value) in [
+        (job_options::PRIORITY, "12"),
+        (job_options::DELAY, "soon"),
+        (job_options::MAX_ATTEMPTS_HEADER, "0"),
+        (job_options::TIMEOUT, "1ns"),
+        (job_options::EXPIRES, "2001-01-01"),
+    ] {
+        let bad = client.submit_with(queue, None, Bytes::new(), &header(name, value)).await?;
+        match client.wait_for(&bad, WAIT).await {
+            Err(ClientError::Rejected { reason, .. }) => {
+                assert!(reason.contains(name), "{name}: {value} rejected for {reason}")
+            }
+            other => panic!("{name}: {value} was not rejected: {other:?}"),
+        }
+    }
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_job_waits_out_its_delay_across_a_leader_kill() -> anyhow::Result<()> {
+    let run = InProcess::build().masters(&[]).start().await?;
+    let procs = run.procs()?;
+    let mut m1 = procs.master("m1")?;
+    run.await_leader("m1", WAIT).await?;
+    let _m2 = procs.master("m2")?;
+    let _worker = procs.worker("cat", &["--exec", "cat"])?;
+    let client = &run.client;
+    let delayed = client
+        .submit_with(
+            &run.queue,
+            Some(WorkId::parse("delayed")?),
+            Bytes::from_static(b"later"),
+            &header(job_options::DELAY, "4s"),
+        )
+        .await?;
+    let info = poll_for("the delayed job to be read and waiting", WAIT, || async {
+        client.job(&delayed.work_id, None).await.ok().filter(|i| i.state == JobState::Waiting)
+    })
+    .await?;
+    let not_before = info.options.not_before;
+    assert!(not_before > 0 && info.ready_at_ms == Some(not_before), "{info:?}");
+    assert_eq!(info.options, JobOptions { not_before, ..JobOptions::default() });
+
+    tracing::info!("--- kill -9 the leader while the job waits; the standby keeps the delay");
+    m1.kill9()?;
+    run.await_leader("m2", WAIT).await?;
+    let result = client.wait_for(&delayed, WAIT).await?;
+    assert_eq!((result.status, &result.payload[..]), (ResultStatus::Completed, &b"later"[..]));
+    let info = client.job(&delayed.work_id, None).await?;
+    let started = info.history.first().map_or(0, |a| a.started_ms);
+    assert!(started >= not_before, "started at {started}, before its time {not_before}");
+    assert_eq!(run.audit().await?.attempts(&delayed.work_id), vec![1]);
+    Ok(())
+}
