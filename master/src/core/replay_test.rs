@@ -8,6 +8,9 @@
 //! - no more attempts of a queue run at once than its concurrency limit (`q0` has one), and
 //!   within one leader's term no more start in any second than twice its rate (a full bucket
 //!   and a second's refill; `q1` has a rate);
+//! - each recurring schedule's ticks are fired at strictly increasing scheduled times, so no
+//!   tick is fired twice, across takeovers too (schedules are added, removed and their ticks
+//!   confirmed at random);
 //!
 //! and after every step that no queue's cursor has moved past a stored submission that was
 //! neither accepted nor rejected. Submissions reach the engine through modelled readers, as
@@ -79,6 +82,15 @@ enum Action {
         queue: u8,
         paused: bool,
     },
+    /// An operator adds schedule `s<name>` ticking every `every` seconds.
+    ScheduleAdd {
+        name: u8,
+        every: u8,
+    },
+    /// An operator removes schedule `s<name>`.
+    ScheduleRemove(u8),
+    /// Every fired tick is confirmed stored.
+    SubmitTicks,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -114,6 +126,9 @@ fn action() -> impl Strategy<Value = Action> {
         Just(Action::Takeover),
         (0u8..8).prop_map(Action::Cancel),
         (0u8..2, proptest::bool::ANY).prop_map(|(queue, paused)| Action::Pause { queue, paused }),
+        (0u8..2, 1u8..4).prop_map(|(name, every)| Action::ScheduleAdd { name, every }),
+        (0u8..2).prop_map(Action::ScheduleRemove),
+        Just(Action::SubmitTicks),
     ]
 }
 
@@ -124,6 +139,10 @@ fn session() -> impl Strategy<Value = u8> {
 
 fn session_token(worker: u8, session: u8) -> Token {
     Token::from_u128(u128::from(worker) << 8 | u128::from(session) | 1 << 64)
+}
+
+fn schedule(i: u8) -> jetwork_shared::schedules::ScheduleName {
+    jetwork_shared::schedules::ScheduleName::parse(&format!("s{i}")).expect("valid name")
 }
 
 fn queue(i: u8) -> QueueName {
@@ -334,6 +353,19 @@ impl Harness {
                     Command::Resume { request, queue, now }
                 });
             }
+            Action::ScheduleAdd { name, every } => {
+                let name = schedule(name);
+                let cadence = Cadence::Every { ms: u64::from(every) * 1000 };
+                let (queue, payload) = (queue(name.as_str().len() as u8 % 2), Bytes::from("p"));
+                self.step(Command::ScheduleAdd { request, name, queue, cadence, payload, now });
+            }
+            Action::ScheduleRemove(name) => {
+                self.step(Command::ScheduleRemove { request, name: schedule(name), now });
+            }
+            Action::SubmitTicks => {
+                let work_ids = self.engine.state().unsubmitted.keys().cloned().collect();
+                self.step(Command::TicksSubmitted { work_ids });
+            }
             Action::Takeover => {
                 // A new leader replays the journal and carries on from there.
                 let mut replayed = State::default();
@@ -448,6 +480,21 @@ fn check_journal(
     }
 }
 
+/// Each schedule's ticks are fired at strictly increasing times (never one twice), and each
+/// fired tick's work id is new.
+fn check_ticks(journal: &[Event]) {
+    let mut last: BTreeMap<String, Millis> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for event in journal {
+        if let Event::ScheduleFired { name, work_id, scheduled, .. } = event {
+            if let Some(before) = last.insert(name.to_string(), *scheduled) {
+                assert!(*scheduled > before, "{name} fired {scheduled} after {before}");
+            }
+            assert!(ids.insert(work_id.clone()), "tick {work_id} fired twice");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -493,6 +540,7 @@ proptest! {
         prop_assert_eq!(&decoded.events, &h.journal);
 
         check_journal(&h.journal, policy.max_attempts, &limits, &rates);
+        check_ticks(&h.journal);
     }
 }
 
@@ -526,6 +574,16 @@ fn apply_is_total_on_events_that_do_not_fit() {
         Event::WorkerSeen { worker: w.clone(), at: 1 },
         Event::WorkerLost { worker: w, reason: "x".into(), at: 1 },
         Event::Published { keys: vec![PublicationKey::Rejection(4)] },
+        Event::ScheduleRemoved { name: schedule(1), at: 1 },
+        Event::ScheduleFired {
+            name: schedule(1),
+            work_id: id.clone(),
+            scheduled: 1000,
+            missed: 0,
+            next: 2000,
+            at: 1000,
+        },
+        Event::TicksSubmitted { work_ids: vec![id.clone()] },
     ] {
         state.apply(&event);
         assert_eq!(state, State::default(), "{event:?} changed an empty state");
