@@ -4,9 +4,10 @@
 //! Invariants:
 //! - a schedule's `next` is the first tick after the latest one fired (or after the time it
 //!   was added): every tick before `next` was either fired once or counted in `missed`;
-//! - a tick is in `State::unsubmitted` from its `ScheduleFired` until its `TicksSubmitted`;
-//!   while it is there, every leader (re-)submits it under its derived work id, which makes
-//!   the re-submission a duplicate JetStream drops (see "Recurring schedules" in
+//! - a tick is in `State::unsubmitted` from its `ScheduleFired` until its `TicksSubmitted`, or
+//!   until its submission is read back and accepted (`WorkAccepted` under its id), whichever
+//!   comes first; while it is there, every leader (re-)submits it under its derived work id,
+//!   which makes the re-submission a duplicate JetStream drops (see "Recurring schedules" in
 //!   `docs/architecture.md`).
 
 use bytes::Bytes;

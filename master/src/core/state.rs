@@ -218,6 +218,10 @@ impl State {
             Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, .. } => {
                 let q = self.queues.entry(queue.clone()).or_default();
                 q.cursor = q.cursor.max(*seq);
+                // A fired tick read back from the stream is stored: it must never be submitted
+                // again (a copy past the duplicate window could run a second time once this
+                // run has finished).
+                self.unsubmitted.remove(work_id);
                 if self.work.contains_key(work_id) {
                     return;
                 }
