@@ -210,6 +210,11 @@ impl MasterSettings {
             m.schedule_min_interval >= Duration::from_secs(1),
             "master.schedule_min_interval must be at least 1s (ticks fall on whole seconds)",
         )?;
+        // A tick is a submission: one larger than the submit stream takes could never be stored.
+        rule(
+            m.max_schedule_payload <= self.streams.max_payload,
+            "master.max_schedule_payload must not exceed streams.max_payload",
+        )?;
         rule(m.id.len() <= 64 && !m.id.is_empty(), "master.id must be 1 to 64 characters")?;
         rule(
             m.backoff_factor >= 1.0 && m.backoff_factor.is_finite(),
