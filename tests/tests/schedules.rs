@@ -1,5 +1,6 @@
 //! Recurring schedules end to end: a schedule's ticks keep coming across a leader takeover with
-//! none lost and none run twice (every slot is either fired once or counted as missed), the
+//! none lost and none run twice (every slot is either fired once or counted as missed), ticks
+//! a leader fired but could not get stored are submitted by its successor, once each, the
 //! CLI adds, lists and removes schedules, and malformed or over-limit requests are refused
 //! with a reason while the master carries on.
 
@@ -11,6 +12,7 @@ use jetwork_frontend::JobsError;
 use jetwork_master::core::Event;
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleName};
 use jetwork_shared::{headers, subjects, QueueName, WorkId};
+use jetwork_tests::inproc::spawn_master;
 use jetwork_tests::{poll_for, Audit, InProcess};
 use jetwork_worker::Job;
 
@@ -107,6 +109,72 @@ async fn ticks_go_on_across_a_takeover_none_lost_none_doubled() -> anyhow::Resul
     assert_eq!(audit.rejections, 0, "a tick was submitted twice and refused");
     let epochs: BTreeSet<_> = ticks.iter().map(|t| t.3).collect();
     assert!(epochs.len() >= 2, "ticks fired by both leaders: {epochs:?}");
+    run.stop().await;
+    Ok(())
+}
+
+/// Two users: `all` may do anything; `nosubmit` anything but publish submissions (a master
+/// logged in as it fires ticks, but cannot get any of them stored).
+const TWO_USERS: &str = r#"
+authorization {
+  users = [
+    { user: "all", password: "all" }
+    { user: "nosubmit", password: "nosubmit", permissions: {
+        publish: { deny: ["jetwork.submit.*"] }
+    } }
+  ]
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_fired_but_never_stored_are_submitted_by_the_next_leader() -> anyhow::Result<()> {
+    let run = InProcess::build()
+        .config(TWO_USERS)
+        .masters(&[])
+        .tune(|fast| {
+            for nats in [&mut fast.master.nats, &mut fast.worker.nats, &mut fast.frontend.nats] {
+                nats.user = Some("all".to_owned());
+                nats.password = Some("all".to_owned());
+            }
+        })
+        .start()
+        .await?;
+    let mut stuck = run.fast.master.clone();
+    stuck.nats.user = Some("nosubmit".to_owned());
+    stuck.nats.password = Some("nosubmit".to_owned());
+    let m1 = spawn_master("m1", stuck);
+    run.await_leader("m1", WAIT).await?;
+    let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
+    run.client.schedule_add(&every("stuck", "1s", "late")?).await?;
+
+    tracing::info!("--- m1 fires ticks but cannot store them: they wait, unconfirmed");
+    let (audit, fired_by_m1) = poll_for("m1 to fire 3 ticks", WAIT, || async {
+        let audit = Audit::read(&run.js).await.ok()?;
+        let ticks = fired(&audit, "stuck").0;
+        (ticks.len() >= 3).then_some((audit, ticks))
+    })
+    .await?;
+    for (id, ..) in &fired_by_m1 {
+        assert!(!audit.results.contains_key(id), "{id} ran although it could not be submitted");
+    }
+    let submitted = audit.events.iter().any(|(_, _, e)| matches!(e, Event::TicksSubmitted { .. }));
+    assert!(!submitted, "m1 confirmed a tick it could not store");
+
+    tracing::info!("--- m1 dies; m2 (allowed to submit) submits every tick m1 fired, once");
+    m1.crash();
+    let _m2 = run.master("m2");
+    run.await_leader("m2", WAIT).await?;
+    let audit = poll_for("m1's ticks to run", WAIT, || async {
+        let audit = Audit::read(&run.js).await.ok()?;
+        fired_by_m1.iter().all(|(id, ..)| audit.results.contains_key(id)).then_some(audit)
+    })
+    .await?;
+    audit.check()?;
+    for (id, ..) in &fired_by_m1 {
+        assert_eq!(audit.results[id].len(), 1, "{id}");
+        assert_eq!(audit.results[id][0].payload, b"late", "{id}");
+    }
+    run.client.schedule_rm(&ScheduleName::parse("stuck")?).await?;
     run.stop().await;
     Ok(())
 }
