@@ -532,7 +532,8 @@ fn render_event(event: &Event) -> String {
         ),
         Event::ScheduleRemoved { name, at } => format!("ScheduleRemoved {name} at={at}"),
         Event::ScheduleFired { name, work_id, scheduled, missed, next, at } => format!(
-            "ScheduleFired {name} {work_id} scheduled={scheduled} missed={missed} next={next} at={at}"
+            "ScheduleFired {name} {work_id} scheduled={scheduled} missed={missed} next={next} \
+             at={at}"
         ),
         Event::TicksSubmitted { work_ids } => {
             let ids: Vec<_> = work_ids.iter().map(|id| id.as_str()).collect();

@@ -28,9 +28,10 @@
 //! The parts, one per file: `service` (the endpoints and requests awaiting replies),
 //! `replies` (encoding replies, filling grants with payloads), `cache` (payloads of work
 //! in flight), `readers` (one reader per served queue, paced by credits), `publications`
-//! (results and rejections), `ticks` (submitting recurring schedules' ticks), `writes` (journal writes, snapshots, effects behind them, the
-//! hand-over on shutdown), `upkeep` (purges and integrity checks), `observe` (metrics,
-//! job decisions at debug level, `$SRV.STATS` data).
+//! (results and rejections), `ticks` (submitting recurring schedules' ticks), `writes`
+//! (journal writes, snapshots, effects behind them, the hand-over on shutdown), `upkeep`
+//! (purges and integrity checks), `observe` (metrics, job decisions at debug level,
+//! `$SRV.STATS` data).
 
 mod cache;
 mod observe;

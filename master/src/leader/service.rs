@@ -9,7 +9,8 @@
 //! Anything anyone sends is decoded before a command exists: garbage is answered 400 with the
 //! reason at once (logged at most once a second). Status is answered off the loop, at most
 //! [`STATUS_IN_FLIGHT`] at a time; job lookups, listings and retries too, at most
-//! [`LOOKUPS_IN_FLIGHT`].
+//! [`LOOKUPS_IN_FLIGHT`]. The schedules are listed from the state at once (at most
+//! `master.max_schedules` of them, a few microseconds each).
 //! A retry of a job whose outcome is stored but not yet recorded as published (a window of
 //! one journal write) waits here for that record, at most [`PARKED_FOR`]: the new run must
 //! not be refused as a clash with the result being published.

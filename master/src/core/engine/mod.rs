@@ -7,8 +7,8 @@
 //!
 //! The rules, by concern: [`intake`] (which submissions become work, and the cursor),
 //! [`workers`] (registration, sessions, limits, liveness), [`dispatch`] (grants, long polls,
-//! notifications), [`outcomes`] (reports, deadlines, back-offs), [`admin`] (cancel, pause), [`schedules`]
-//! (recurring schedules and their ticks). Together they make at-least-once
+//! notifications), [`outcomes`] (reports, deadlines, back-offs), [`admin`] (cancel, pause),
+//! [`schedules`] (recurring schedules and their ticks). Together they make at-least-once
 //! execution effectively-once acceptance:
 //! - a report about an attempt counts only with the token that attempt was handed out with,
 //!   and a request under a registered worker id only with that worker's session: nobody can
