@@ -9,8 +9,9 @@
 //!   within one leader's term no more start in any second than twice its rate (a full bucket
 //!   and a second's refill; `q1` has a rate);
 //! - each recurring schedule's ticks are fired at strictly increasing scheduled times, so no
-//!   tick is fired twice, across takeovers too (schedules are added, removed and their ticks
-//!   confirmed at random);
+//!   tick is fired twice, across takeovers too, and no tick is accepted as work twice
+//!   (schedules are added and removed at random; fired ticks go into the modelled stream as
+//!   the runtime submits them, and are confirmed at random);
 //!
 //! and after every step that no queue's cursor has moved past a stored submission that was
 //! neither accepted nor rejected. Submissions reach the engine through modelled readers, as
@@ -195,9 +196,27 @@ impl Harness {
         }
         self.journal.extend(out.events);
         for effect in out.effects {
-            if let Effect::Reread { queue, from } = effect {
-                let queue = (0..2).find(|i| self::queue(*i) == queue).expect("a modelled queue");
-                self.readers.push(Reader { queue, pos: from - 1, alive: true });
+            match effect {
+                Effect::Reread { queue, from } => {
+                    let queue =
+                        (0..2).find(|i| self::queue(*i) == queue).expect("a modelled queue");
+                    self.readers.push(Reader { queue, pos: from - 1, alive: true });
+                }
+                // The runtime submits the tick under its id; the stream drops a second copy
+                // of an id it holds (the duplicate window outlasts these runs).
+                Effect::SubmitTick { work_id } => {
+                    let Some(tick) = self.engine.state().unsubmitted.get(&work_id) else {
+                        continue;
+                    };
+                    let q = (0..2).find(|i| queue(*i) == tick.queue).expect("a modelled queue");
+                    let stream = self.streams.entry(q).or_default();
+                    let id = Some(work_id.to_string());
+                    if !stream.iter().any(|(_, msg_id)| *msg_id == id) {
+                        self.seq += 1;
+                        stream.push((self.seq, id));
+                    }
+                }
+                _ => {}
             }
         }
         if let Err(e) = self.engine.state().check_invariants().and(self.engine.check_index()) {
@@ -354,9 +373,9 @@ impl Harness {
                 });
             }
             Action::ScheduleAdd { name, every } => {
+                let (queue, payload) = (queue(name % 2), Bytes::from("p"));
                 let name = schedule(name);
                 let cadence = Cadence::Every { ms: u64::from(every) * 1000 };
-                let (queue, payload) = (queue(name.as_str().len() as u8 % 2), Bytes::from("p"));
                 self.step(Command::ScheduleAdd { request, name, queue, cadence, payload, now });
             }
             Action::ScheduleRemove(name) => {
@@ -491,6 +510,14 @@ fn check_ticks(journal: &[Event]) {
                 assert!(*scheduled > before, "{name} fired {scheduled} after {before}");
             }
             assert!(ids.insert(work_id.clone()), "tick {work_id} fired twice");
+        }
+    }
+    let mut accepted = BTreeSet::new();
+    for event in journal {
+        if let Event::WorkAccepted { work_id, .. } = event {
+            if ids.contains(work_id) {
+                assert!(accepted.insert(work_id.clone()), "tick {work_id} accepted twice");
+            }
         }
     }
 }
