@@ -35,11 +35,11 @@ impl Cadence {
     /// at least one.
     pub fn every(text: &str) -> Result<Cadence, String> {
         let duration = humantime::parse_duration(text.trim())
-            .map_err(|e| format!("--every {text:?} is not a duration (like 30s, 5m, 1h): {e}"))?;
+            .map_err(|e| format!("every {text:?} is not a duration (like 30s, 5m, 1h): {e}"))?;
         if duration.subsec_nanos() != 0 || duration.as_secs() == 0 {
-            return Err(format!("--every {text:?} must be a whole number of seconds, at least 1s"));
+            return Err(format!("every {text:?} must be a whole number of seconds, at least 1s"));
         }
-        let ms = duration.as_secs().checked_mul(1000).ok_or("--every is too long")?;
+        let ms = duration.as_secs().checked_mul(1000).ok_or("every is too long")?;
         Ok(Cadence::Every { ms })
     }
 
@@ -48,7 +48,7 @@ impl Cadence {
         let expr = expr.trim();
         parser()
             .parse(expr)
-            .map_err(|e| format!("--cron {expr:?} is not a five-field cron expression: {e}"))?;
+            .map_err(|e| format!("cron {expr:?} is not a five-field cron expression: {e}"))?;
         Ok(Cadence::Cron { expr: expr.to_owned() })
     }
 
