@@ -1,6 +1,7 @@
 //! Managing jobs: one job's state and history (`jetwork.master.job`), lists of jobs by queue
 //! and state (`jetwork.master.jobs`), and the operator's
-//! requests (`jetwork.admin.*`: cancel, retry, pause, resume). Each is one NATS request to
+//! requests (`jetwork.admin.*`: cancel, retry, pause, resume, schedule add/rm), and the list of
+//! recurring schedules (`jetwork.master.schedules`). Each is one NATS request to
 //! the leading master; a refusal comes back as [`JobsError::Refused`] with the master's code
 //! and reason (404 unknown, 409 wrong state, 400 malformed), so callers can tell "no such
 //! job" from "no master".
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jetwork_shared::jobs::{AdminReply, JobInfo, JobRequest, JobsPage, JobsQuery, QueueRequest};
+use jetwork_shared::schedules::{ScheduleAdd, ScheduleName, ScheduleRemove, SchedulesPage};
 use jetwork_shared::{headers, subjects, QueueName, WorkId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -81,6 +83,22 @@ impl Client {
     pub async fn pause(&self, queue: &QueueName, paused: bool) -> Result<AdminReply, JobsError> {
         let subject = if paused { subjects::ADMIN_PAUSE } else { subjects::ADMIN_RESUME };
         self.ask(subject, &QueueRequest { queue: queue.clone() }).await
+    }
+
+    /// Adds a recurring schedule (409 if the name is taken; 400 for a bad cadence or a payload
+    /// over the master's limit).
+    pub async fn schedule_add(&self, add: &ScheduleAdd) -> Result<AdminReply, JobsError> {
+        self.ask(subjects::ADMIN_SCHEDULE_ADD, add).await
+    }
+
+    /// Removes a recurring schedule (404 if there is none by that name).
+    pub async fn schedule_rm(&self, name: &ScheduleName) -> Result<AdminReply, JobsError> {
+        self.ask(subjects::ADMIN_SCHEDULE_RM, &ScheduleRemove { name: name.clone() }).await
+    }
+
+    /// The recurring schedules, by name.
+    pub async fn schedules(&self) -> Result<SchedulesPage, JobsError> {
+        self.ask(subjects::MASTER_SCHEDULES, &serde_json::json!({})).await
     }
 
     /// One JSON request to the master, its JSON reply or its refusal.

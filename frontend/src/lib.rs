@@ -1,5 +1,5 @@
 //! jetwork's frontend: a [`Client`] that submits work, reads results and manages jobs
-//! (`jobs.rs`: job, cancel, retry, pause, resume), the seed's demo producer ([`demo`]), the
+//! (`jobs.rs`: job, cancel, retry, pause, resume, schedules), the seed's demo producer ([`demo`]), the
 //! refreshing status view ([`watch`]), the web [`dashboard`], and (in `main.rs`) the
 //! `jetwork-frontend` command line.
 
@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod job_view;
 mod jobs;
+pub mod schedule_view;
 pub mod status_view;
 pub mod submit_options;
 pub mod watch;

@@ -118,6 +118,13 @@ pub struct MasterConfig {
     /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz` (e.g.
     /// `0.0.0.0:9100`); none when absent (the default).
     pub metrics_listen: Option<SocketAddr>,
+    /// Most recurring schedules at once (adding one more is refused with 503).
+    pub max_schedules: u32,
+    /// Largest payload a recurring schedule may submit with each tick, in bytes.
+    pub max_schedule_payload: u32,
+    /// Shortest gap allowed between two ticks of a recurring schedule.
+    #[serde(with = "humantime_serde")]
+    pub schedule_min_interval: Duration,
 }
 
 impl Default for MasterConfig {
@@ -148,6 +155,9 @@ impl Default for MasterConfig {
             max_batch: 1024,
             max_inflight_writes: 64,
             metrics_listen: None,
+            max_schedules: 1_000,
+            max_schedule_payload: 64 * 1024,
+            schedule_min_interval: Duration::from_secs(1),
         }
     }
 }
@@ -195,6 +205,15 @@ impl MasterSettings {
         rule(
             m.max_batch >= 1 && m.max_inflight_writes >= 1,
             "master.max_batch and max_inflight_writes must be at least 1",
+        )?;
+        rule(
+            m.schedule_min_interval >= Duration::from_secs(1),
+            "master.schedule_min_interval must be at least 1s (ticks fall on whole seconds)",
+        )?;
+        // A tick is a submission: one larger than the submit stream takes could never be stored.
+        rule(
+            m.max_schedule_payload <= self.streams.max_payload,
+            "master.max_schedule_payload must not exceed streams.max_payload",
         )?;
         rule(m.id.len() <= 64 && !m.id.is_empty(), "master.id must be 1 to 64 characters")?;
         rule(
@@ -285,6 +304,9 @@ impl MasterSettings {
             max_workers: m.max_workers,
             max_queues_per_worker: m.max_queues_per_worker,
             max_served_queues: m.max_served_queues,
+            max_schedules: m.max_schedules,
+            max_schedule_payload: u64::from(m.max_schedule_payload),
+            schedule_min_interval: millis(m.schedule_min_interval),
             ..Policy::default()
         }
     }

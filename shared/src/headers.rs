@@ -63,6 +63,11 @@ pub const RETRY_OF: &str = "Jetwork-Retry-Of";
 /// attempts are numbered on from there, so an attempt number names one hand-out of the id
 /// ever (a worker still holding an earlier run's attempt cannot confuse the two).
 pub const PRIOR_ATTEMPTS: &str = "Jetwork-Prior-Attempts";
+/// On a submission the master made for a recurring schedule: the schedule's name.
+pub const SCHEDULE: &str = "Jetwork-Schedule";
+/// On a submission the master made for a recurring schedule: the tick's scheduled time (Unix
+/// milliseconds, UTC), which its work id also encodes.
+pub const SCHEDULED_AT: &str = "Jetwork-Scheduled-At";
 /// The most prior attempts a submission may claim.
 pub const MAX_PRIOR_ATTEMPTS: u32 = 1_000_000;
 

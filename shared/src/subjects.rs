@@ -124,6 +124,13 @@ pub const ADMIN_PAUSE: &str = "jetwork.admin.pause";
 /// Operators resume a paused queue here.
 pub const ADMIN_RESUME: &str = "jetwork.admin.resume";
 
+/// Operators add a recurring schedule here (JSON).
+pub const ADMIN_SCHEDULE_ADD: &str = "jetwork.admin.schedule.add";
+/// Operators remove a recurring schedule here (JSON).
+pub const ADMIN_SCHEDULE_RM: &str = "jetwork.admin.schedule.rm";
+/// Anyone lists the recurring schedules here (JSON).
+pub const MASTER_SCHEDULES: &str = "jetwork.master.schedules";
+
 /// Where the leader tells one worker to stop a cancelled attempt.
 pub fn worker_cancel(worker: &WorkerId) -> String {
     format!("jetwork.worker.{worker}.cancel")
@@ -164,6 +171,7 @@ mod tests {
             (MASTER_STATUS, "status"),
             (MASTER_JOB, "job"),
             (MASTER_JOBS, "jobs"),
+            (MASTER_SCHEDULES, "schedules"),
         ] {
             assert_eq!(master_endpoint(subject), Some(name));
         }
@@ -174,6 +182,8 @@ mod tests {
             (ADMIN_RETRY, "retry"),
             (ADMIN_PAUSE, "pause"),
             (ADMIN_RESUME, "resume"),
+            (ADMIN_SCHEDULE_ADD, "schedule.add"),
+            (ADMIN_SCHEDULE_RM, "schedule.rm"),
         ] {
             assert_eq!(endpoint_in(ADMIN_GROUP, subject), Some(name));
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jetwork_frontend::Client;
 use jetwork_shared::config::NatsConfig;
+use jetwork_shared::schedules::{ScheduleAdd, ScheduleName};
 use jetwork_shared::{subjects, QueueName, WorkId, WorkerId};
 use jetwork_tests::raw::RawClient;
 use jetwork_tests::{fast_settings, wait_until, Audit, Fast, InProcess};
@@ -89,6 +90,29 @@ async fn the_shipped_roles_run_the_whole_system() -> anyhow::Result<()> {
         run.stream_info(subjects::JOURNAL_STREAM).await.is_some_and(|i| i.state.first_sequence > 1)
     })
     .await?;
+
+    tracing::info!("--- an operator's schedule ticks under the master's own user");
+    let mut as_operator = run.fast.frontend.clone();
+    login(&mut as_operator.nats, "operator", "operator-local", "_INBOX_operator");
+    let operator = Client::connect(as_operator).await?;
+    let beat = ScheduleName::parse("beat")?;
+    let add = ScheduleAdd {
+        name: beat.clone(),
+        queue: queue.clone(),
+        every: Some("1s".to_owned()),
+        cron: None,
+        payload: "7".to_owned(),
+    };
+    operator.schedule_add(&add).await?;
+    let listed = client.schedules().await?;
+    assert!(listed.schedules.iter().any(|s| s.name == beat), "a client may list: {listed:?}");
+    wait_until("a scheduled tick to complete", Duration::from_secs(30), || async {
+        Audit::read(&js)
+            .await
+            .is_ok_and(|a| a.results.keys().any(|id| id.as_str().starts_with("beat-")))
+    })
+    .await?;
+    operator.schedule_rm(&beat).await?;
 
     tracing::info!("--- the leader dies; a standby takes over under the same user");
     run.crash_masters();
@@ -182,6 +206,8 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         subjects::ADMIN_RETRY.to_owned(),
         subjects::ADMIN_PAUSE.to_owned(),
         subjects::ADMIN_RESUME.to_owned(),
+        subjects::ADMIN_SCHEDULE_ADD.to_owned(),
+        subjects::ADMIN_SCHEDULE_RM.to_owned(),
     ]) {
         cannot_publish(&mut client, "client", subject).await;
     }
@@ -192,10 +218,13 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         cannot_subscribe(&mut client, "client", subject).await;
     }
     client.publish(&subjects::submit(&queue), b"1").await?;
+    client.publish(subjects::MASTER_SCHEDULES, b"{}").await?;
     client.subscribe(subjects::RESULTS_ALL, 1).await?;
     client.subscribe(subjects::REJECTED_ALL, 2).await?;
 
-    tracing::info!("--- an operator: what a client may, and cancel, retry, pause, resume");
+    tracing::info!(
+        "--- an operator: what a client may, and cancel, retry, pause, resume, schedules"
+    );
     let mut operator = RawClient::connect_as(&url, Some(("operator", "operator-local"))).await?;
     for subject in
         forbidden_to_all_but_the_master.iter().chain(&[subjects::MASTER_REPORT.to_owned()])
@@ -205,6 +234,9 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     cannot_subscribe(&mut operator, "operator", "_INBOX_client.>").await;
     operator.publish(subjects::ADMIN_PAUSE, b"{}").await?;
     operator.publish(subjects::MASTER_JOB, b"{}").await?;
+    operator.publish(subjects::ADMIN_SCHEDULE_ADD, b"{}").await?;
+    operator.publish(subjects::ADMIN_SCHEDULE_RM, b"{}").await?;
+    operator.publish(subjects::MASTER_SCHEDULES, b"{}").await?;
 
     tracing::info!("--- the master does not read other inboxes either");
     let mut master = RawClient::connect_as(&url, Some(("master", "master-local"))).await?;

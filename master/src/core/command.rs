@@ -1,11 +1,13 @@
 //! [`Command`]: every input the engine reacts to. The runtime builds commands from NATS
 //! messages and timers and stamps them with `now`, so the engine never reads a clock.
 
+use bytes::Bytes;
 use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork};
+use jetwork_shared::schedules::ScheduleName;
 use jetwork_shared::{QueueName, WorkId};
 
-use super::{Millis, RequestId};
+use super::{Cadence, Millis, RequestId};
 
 /// An input to [`super::Engine::step`].
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +54,19 @@ pub enum Command {
     Pause { request: RequestId, queue: QueueName, now: Millis },
     /// An operator resumes a queue (`jetwork.admin.resume`).
     Resume { request: RequestId, queue: QueueName, now: Millis },
+    /// An operator adds a recurring schedule (`jetwork.admin.schedule.add`).
+    ScheduleAdd {
+        request: RequestId,
+        name: ScheduleName,
+        queue: QueueName,
+        cadence: Cadence,
+        payload: Bytes,
+        now: Millis,
+    },
+    /// An operator removes a schedule (`jetwork.admin.schedule.rm`).
+    ScheduleRemove { request: RequestId, name: ScheduleName, now: Millis },
+    /// These fired ticks are durably stored in `JETWORK_SUBMIT`.
+    TicksSubmitted { work_ids: Vec<WorkId> },
 }
 
 impl Command {
@@ -67,8 +82,10 @@ impl Command {
             | Command::PayloadMissing { now, .. }
             | Command::Cancel { now, .. }
             | Command::Pause { now, .. }
-            | Command::Resume { now, .. } => Some(*now),
-            Command::Published { .. } => None,
+            | Command::Resume { now, .. }
+            | Command::ScheduleAdd { now, .. }
+            | Command::ScheduleRemove { now, .. } => Some(*now),
+            Command::Published { .. } | Command::TicksSubmitted { .. } => None,
         }
     }
 }

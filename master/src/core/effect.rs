@@ -25,6 +25,9 @@ pub enum Effect {
     /// Tell a worker to stop a cancelled attempt (`jetwork.worker.<id>.cancel`). A hint: the
     /// job is already finished, so whatever the worker does next cannot change it.
     Revoke { worker: WorkerId, work_id: WorkId, attempt: u32 },
+    /// Submit this fired tick to `JETWORK_SUBMIT` under its work id as `Nats-Msg-Id`
+    /// (content in `State::unsubmitted`), and confirm it with `Command::TicksSubmitted`.
+    SubmitTick { work_id: WorkId },
 }
 
 /// A reply to a worker request (the runtime adds the epoch and the payloads).

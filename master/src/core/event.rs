@@ -10,9 +10,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use jetwork_shared::job_options::JobOptions;
+use jetwork_shared::schedules::ScheduleName;
 use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
-use super::{Millis, PublicationKey};
+use super::{Cadence, Millis, PublicationKey};
 
 /// One recorded decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +104,29 @@ pub enum Event {
     WorkFailed { work_id: WorkId, attempt: u32, reason: String, at: Millis },
     /// These results or rejections are durably stored in `JETWORK_RESULTS`.
     Published { keys: Vec<PublicationKey> },
+    /// An operator added a recurring schedule; its first tick is due at `next`.
+    ScheduleAdded {
+        name: ScheduleName,
+        queue: QueueName,
+        cadence: Cadence,
+        payload: Bytes,
+        next: Millis,
+        at: Millis,
+    },
+    /// An operator removed a schedule (ticks it already fired are still submitted).
+    ScheduleRemoved { name: ScheduleName, at: Millis },
+    /// The schedule's tick at `scheduled` fired as `work_id` (to be submitted until confirmed);
+    /// `missed` earlier ticks were passed over (due while no master led); the next is at `next`.
+    ScheduleFired {
+        name: ScheduleName,
+        work_id: WorkId,
+        scheduled: Millis,
+        missed: u64,
+        next: Millis,
+        at: Millis,
+    },
+    /// These fired ticks are durably stored in `JETWORK_SUBMIT` (or were already).
+    TicksSubmitted { work_ids: Vec<WorkId> },
 }
 
 /// The payload of one `jetwork.journal.events` message.

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use jetwork_shared::job_options::JobOptions;
+use jetwork_shared::schedules::ScheduleName;
 use jetwork_shared::{codec, QueueName, Token, WorkId, WorkerId};
 
 use super::*;
@@ -126,7 +127,42 @@ fn events() -> Vec<(&'static str, Event)> {
         ),
         ("QueuePaused", Event::QueuePaused { queue: q(), at: 1_010 }),
         ("QueueResumed", Event::QueueResumed { queue: q(), at: 1_011 }),
+        // Format 3 (with `WorkAccepted.options` above).
+        ("ScheduleAdded", schedule_added()),
+        ("ScheduleRemoved", Event::ScheduleRemoved { name: schedule(), at: 1_013 }),
+        ("ScheduleFired", schedule_fired()),
+        ("TicksSubmitted", Event::TicksSubmitted { work_ids: vec![tick()] }),
     ]
+}
+
+const FORMAT_3_KINDS: [&str; 4] =
+    ["ScheduleAdded", "ScheduleRemoved", "ScheduleFired", "TicksSubmitted"];
+
+fn schedule() -> ScheduleName {
+    ScheduleName::parse("nightly").expect("valid")
+}
+fn tick() -> WorkId {
+    WorkId::parse("nightly-19700101T000100Z").expect("valid")
+}
+fn schedule_added() -> Event {
+    Event::ScheduleAdded {
+        name: schedule(),
+        queue: q(),
+        cadence: Cadence::Every { ms: 60_000 },
+        payload: Bytes::from_static(b"report"),
+        next: 60_000,
+        at: 1_012,
+    }
+}
+fn schedule_fired() -> Event {
+    Event::ScheduleFired {
+        name: schedule(),
+        work_id: tick(),
+        scheduled: 60_000,
+        missed: 1,
+        next: 120_000,
+        at: 60_005,
+    }
 }
 
 /// The samples as a journal of `format` holds them: only the kinds it had, and the fields
@@ -135,17 +171,19 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
     if format >= 3 {
         return events();
     }
-    // Format 2 had no job options.
-    let events = events().into_iter().map(|(name, event)| {
-        let event = match event {
-            Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, .. } => {
-                let options = JobOptions::default();
-                Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, options }
-            }
-            other => other,
-        };
-        (name, event)
-    });
+    // Format 2 had no job options and no schedules.
+    let events = events().into_iter().filter(|(name, _)| !FORMAT_3_KINDS.contains(name)).map(
+        |(name, event)| {
+            let event = match event {
+                Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, .. } => {
+                    let options = JobOptions::default();
+                    Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, options }
+                }
+                other => other,
+            };
+            (name, event)
+        },
+    );
     if format == 2 {
         return events.collect();
     }
@@ -188,6 +226,10 @@ fn state_of(format: u32) -> State {
     let mut state = State::default();
     for (_, event) in events_of(format).into_iter().take(7) {
         state.apply(&event);
+    }
+    if format >= 3 {
+        state.apply(&schedule_added());
+        state.apply(&schedule_fired());
     }
     if format >= 2 {
         state.apply(&Event::QueuePaused { queue: q(), at: 1_010 });

@@ -30,6 +30,10 @@
 //!   `fatal` is a failure reported as non-retryable)
 //! - `cancel <id> [reason=<why>]`, `pause <queue>`, `resume <queue>`: an operator's request
 //! - `job <id>`: the job as `jetwork.master.job` reports it from the state
+//! - `schedule-add <name> [queue=<q>] (every=<humantime> | cron="<expr>") [payload=<text>]`,
+//!   `schedule-rm <name>`: an operator's request; `submitted <id>…`: these fired ticks are
+//!   confirmed stored (`TicksSubmitted`); `schedules`: the listing as
+//!   `jetwork.master.schedules` gives it
 //!
 //! A worker's session is derived from its name unless `session=<n>` gives another (an
 //! impostor, or a restarted process). Tokens are not printed (they come from a seeded
@@ -50,6 +54,7 @@ use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
 };
+use jetwork_shared::schedules::ScheduleName;
 use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
 use super::policy::{Backoff, QueueRules};
@@ -170,6 +175,9 @@ impl goldenscript::Runner for Runner {
                         "max_queues_per_worker" => policy.max_queues_per_worker = v as u32,
                         "max_served_queues" => policy.max_served_queues = v as u32,
                         "takeover_grace" => policy.takeover_grace = v,
+                        "max_schedules" => policy.max_schedules = v as u32,
+                        "max_schedule_payload" => policy.max_schedule_payload = v,
+                        "schedule_min_interval" => policy.schedule_min_interval = v,
                         other => return Err(format!("unknown policy key {other}").into()),
                     }
                 }
@@ -218,6 +226,57 @@ impl goldenscript::Runner for Runner {
                 } else {
                     Command::Resume { request, queue, now }
                 })?
+            }
+            "schedule-add" => {
+                let name = ScheduleName::parse(args.next_pos().ok_or("needs <name>")?)?;
+                let queue = QueueName::parse(args.take_key("queue").unwrap_or("q"))?;
+                let cadence = match (args.take_key("every"), args.take_key("cron")) {
+                    (Some(every), None) => Cadence::every(every),
+                    (None, Some(cron)) => Cadence::cron(cron),
+                    _ => return Err("schedule-add needs every= or cron=".into()),
+                };
+                let payload = Bytes::from(args.take_key("payload").unwrap_or("").to_owned());
+                let request = self.next_request();
+                match cadence {
+                    Ok(cadence) => self.run_command(Command::ScheduleAdd {
+                        request,
+                        name,
+                        queue,
+                        cadence,
+                        payload,
+                        now,
+                    })?,
+                    Err(why) => format!("refused at decode (400): {why}\n"),
+                }
+            }
+            "schedule-rm" => {
+                let name = ScheduleName::parse(args.next_pos().ok_or("needs <name>")?)?;
+                let request = self.next_request();
+                self.run_command(Command::ScheduleRemove { request, name, now })?
+            }
+            "submitted" => {
+                let mut work_ids = Vec::new();
+                while let Some(id) = args.next_pos() {
+                    work_ids.push(WorkId::parse(id)?);
+                }
+                self.run_command(Command::TicksSubmitted { work_ids })?
+            }
+            "schedules" => {
+                let mut s = String::new();
+                for (name, schedule) in &self.engine.state().schedules {
+                    let _ = writeln!(s, "{}", serde_json::to_string(&schedule.info(name))?);
+                }
+                for (id, tick) in &self.engine.state().unsubmitted {
+                    let _ = writeln!(
+                        s,
+                        "unsubmitted {id}: schedule={} queue={} scheduled={} payload={:?}",
+                        tick.schedule,
+                        tick.queue,
+                        tick.scheduled,
+                        String::from_utf8_lossy(&tick.payload)
+                    );
+                }
+                s
             }
             "job" => {
                 let work_id = WorkId::parse(args.next_pos().ok_or("job needs <id>")?)?;
@@ -490,6 +549,19 @@ fn render_event(event: &Event) -> String {
             format!("WorkFailed {work_id}@{attempt}: {reason}")
         }
         Event::Published { keys } => format!("Published {}", render_keys(keys)),
+        Event::ScheduleAdded { name, queue, cadence, payload, next, at } => format!(
+            "ScheduleAdded {name} queue={queue} {cadence:?} payload={:?} next={next} at={at}",
+            String::from_utf8_lossy(payload)
+        ),
+        Event::ScheduleRemoved { name, at } => format!("ScheduleRemoved {name} at={at}"),
+        Event::ScheduleFired { name, work_id, scheduled, missed, next, at } => format!(
+            "ScheduleFired {name} {work_id} scheduled={scheduled} missed={missed} next={next} \
+             at={at}"
+        ),
+        Event::TicksSubmitted { work_ids } => {
+            let ids: Vec<_> = work_ids.iter().map(|id| id.as_str()).collect();
+            format!("TicksSubmitted [{}]", ids.join(" "))
+        }
     }
 }
 
@@ -513,6 +585,7 @@ fn render_effect(effect: &Effect) -> String {
         Effect::Revoke { worker, work_id, attempt } => {
             format!("revoke {work_id}@{attempt} on {worker}")
         }
+        Effect::SubmitTick { work_id } => format!("submit-tick {work_id}"),
     }
 }
 

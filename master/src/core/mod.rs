@@ -24,6 +24,7 @@
 //!   snapshots, and a little soft bookkeeping (who was notified when) that only affects
 //!   how often notifications are re-sent, never what is decided about work.
 
+mod cadence;
 mod command;
 mod effect;
 mod engine;
@@ -32,6 +33,7 @@ mod invariants;
 pub mod policy;
 mod rate;
 mod running;
+mod schedule;
 mod serving;
 mod state;
 mod status;
@@ -44,6 +46,7 @@ mod golden_test;
 #[cfg(test)]
 mod replay_test;
 
+pub use cadence::Cadence;
 pub use command::Command;
 pub use effect::{AssignmentRef, Effect, Reply, ReplyError};
 pub use engine::{Engine, Output};
@@ -51,6 +54,7 @@ pub use event::{Event, JournalBatch};
 pub use policy::Policy;
 pub use rate::RateLimits;
 pub use running::RunningCounts;
+pub use schedule::{FiredTick, Schedule};
 pub use serving::Serving;
 pub use state::{Publication, PublicationKey, QueueState, Running, State, Work, Worker};
 

@@ -48,6 +48,12 @@ pub struct Policy {
     /// their workers re-send results they could not deliver while no master led, and
     /// re-queueing them at once would only run them again.
     pub takeover_grace: Millis,
+    /// Most recurring schedules at once; adding one more is refused (503).
+    pub max_schedules: u32,
+    /// Largest payload a schedule may submit with each tick.
+    pub max_schedule_payload: u64,
+    /// Shortest gap allowed between two ticks of a schedule.
+    pub schedule_min_interval: Millis,
 }
 
 /// Room kept in a NATS message for headers and framing around a result or a grant.
@@ -156,6 +162,9 @@ impl Default for Policy {
             notify_interval: 1_000,
             max_request_wait: 30_000,
             takeover_grace: 3_000,
+            max_schedules: 1_000,
+            max_schedule_payload: 64 * 1024,
+            schedule_min_interval: 1_000,
         }
     }
 }

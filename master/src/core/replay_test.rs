@@ -10,6 +10,10 @@
 //! - no more attempts of a queue run at once than its concurrency limit (`q0` has one), and
 //!   within one leader's term no more start in any second than twice its rate (a full bucket
 //!   and a second's refill; `q1` has a rate);
+//! - each recurring schedule's ticks are fired at strictly increasing scheduled times, so no
+//!   tick is fired twice, across takeovers too, and no tick is accepted as work twice
+//!   (schedules are added and removed at random; fired ticks go into the modelled stream as
+//!   the runtime submits them, and are confirmed at random);
 //!
 //! and after every step that no queue's cursor has moved past a stored submission that was
 //! neither accepted nor rejected. Submissions reach the engine through modelled readers, as
@@ -82,6 +86,15 @@ enum Action {
         queue: u8,
         paused: bool,
     },
+    /// An operator adds schedule `s<name>` ticking every `every` seconds.
+    ScheduleAdd {
+        name: u8,
+        every: u8,
+    },
+    /// An operator removes schedule `s<name>`.
+    ScheduleRemove(u8),
+    /// Every fired tick is confirmed stored.
+    SubmitTicks,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -117,6 +130,9 @@ fn action() -> impl Strategy<Value = Action> {
         Just(Action::Takeover),
         (0u8..8).prop_map(Action::Cancel),
         (0u8..2, proptest::bool::ANY).prop_map(|(queue, paused)| Action::Pause { queue, paused }),
+        (0u8..2, 1u8..4).prop_map(|(name, every)| Action::ScheduleAdd { name, every }),
+        (0u8..2).prop_map(Action::ScheduleRemove),
+        Just(Action::SubmitTicks),
     ]
 }
 
@@ -127,6 +143,10 @@ fn session() -> impl Strategy<Value = u8> {
 
 fn session_token(worker: u8, session: u8) -> Token {
     Token::from_u128(u128::from(worker) << 8 | u128::from(session) | 1 << 64)
+}
+
+fn schedule(i: u8) -> jetwork_shared::schedules::ScheduleName {
+    jetwork_shared::schedules::ScheduleName::parse(&format!("s{i}")).expect("valid name")
 }
 
 fn queue(i: u8) -> QueueName {
@@ -179,9 +199,27 @@ impl Harness {
         }
         self.journal.extend(out.events);
         for effect in out.effects {
-            if let Effect::Reread { queue, from } = effect {
-                let queue = (0..2).find(|i| self::queue(*i) == queue).expect("a modelled queue");
-                self.readers.push(Reader { queue, pos: from - 1, alive: true });
+            match effect {
+                Effect::Reread { queue, from } => {
+                    let queue =
+                        (0..2).find(|i| self::queue(*i) == queue).expect("a modelled queue");
+                    self.readers.push(Reader { queue, pos: from - 1, alive: true });
+                }
+                // The runtime submits the tick under its id; the stream drops a second copy
+                // of an id it holds (the duplicate window outlasts these runs).
+                Effect::SubmitTick { work_id } => {
+                    let Some(tick) = self.engine.state().unsubmitted.get(&work_id) else {
+                        continue;
+                    };
+                    let q = (0..2).find(|i| queue(*i) == tick.queue).expect("a modelled queue");
+                    let stream = self.streams.entry(q).or_default();
+                    let id = Some(work_id.to_string());
+                    if !stream.iter().any(|(_, msg_id)| *msg_id == id) {
+                        self.seq += 1;
+                        stream.push((self.seq, id));
+                    }
+                }
+                _ => {}
             }
         }
         if let Err(e) = self.engine.state().check_invariants().and(self.engine.check_index()) {
@@ -351,6 +389,19 @@ impl Harness {
                     Command::Resume { request, queue, now }
                 });
             }
+            Action::ScheduleAdd { name, every } => {
+                let (queue, payload) = (queue(name % 2), Bytes::from("p"));
+                let name = schedule(name);
+                let cadence = Cadence::Every { ms: u64::from(every) * 1000 };
+                self.step(Command::ScheduleAdd { request, name, queue, cadence, payload, now });
+            }
+            Action::ScheduleRemove(name) => {
+                self.step(Command::ScheduleRemove { request, name: schedule(name), now });
+            }
+            Action::SubmitTicks => {
+                let work_ids = self.engine.state().unsubmitted.keys().cloned().collect();
+                self.step(Command::TicksSubmitted { work_ids });
+            }
             Action::Takeover => {
                 // A new leader replays the journal and carries on from there.
                 let mut replayed = State::default();
@@ -481,6 +532,29 @@ fn check_journal(
     }
 }
 
+/// Each schedule's ticks are fired at strictly increasing times (never one twice), and each
+/// fired tick's work id is new.
+fn check_ticks(journal: &[Event]) {
+    let mut last: BTreeMap<String, Millis> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for event in journal {
+        if let Event::ScheduleFired { name, work_id, scheduled, .. } = event {
+            if let Some(before) = last.insert(name.to_string(), *scheduled) {
+                assert!(*scheduled > before, "{name} fired {scheduled} after {before}");
+            }
+            assert!(ids.insert(work_id.clone()), "tick {work_id} fired twice");
+        }
+    }
+    let mut accepted = BTreeSet::new();
+    for event in journal {
+        if let Event::WorkAccepted { work_id, .. } = event {
+            if ids.contains(work_id) {
+                assert!(accepted.insert(work_id.clone()), "tick {work_id} accepted twice");
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -526,6 +600,7 @@ proptest! {
         prop_assert_eq!(&decoded.events, &h.journal);
 
         check_journal(&h.journal, policy.max_attempts, &limits, &rates);
+        check_ticks(&h.journal);
     }
 }
 
@@ -559,6 +634,16 @@ fn apply_is_total_on_events_that_do_not_fit() {
         Event::WorkerSeen { worker: w.clone(), at: 1 },
         Event::WorkerLost { worker: w, reason: "x".into(), at: 1 },
         Event::Published { keys: vec![PublicationKey::Rejection(4)] },
+        Event::ScheduleRemoved { name: schedule(1), at: 1 },
+        Event::ScheduleFired {
+            name: schedule(1),
+            work_id: id.clone(),
+            scheduled: 1000,
+            missed: 0,
+            next: 2000,
+            at: 1000,
+        },
+        Event::TicksSubmitted { work_ids: vec![id.clone()] },
     ] {
         state.apply(&event);
         assert_eq!(state, State::default(), "{event:?} changed an empty state");

@@ -24,9 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::jobs::{AttemptOutcome, AttemptRecord};
+use jetwork_shared::schedules::ScheduleName;
 use jetwork_shared::{headers, QueueName, Token, WorkId, WorkerId};
 
-use super::{Event, Millis};
+use super::{Event, FiredTick, Millis, Schedule};
 
 /// The durable state of the master.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -50,6 +51,13 @@ pub struct State {
     pub workers: BTreeMap<WorkerId, Worker>,
     /// Finished items and rejections whose publication is not yet confirmed.
     pub unpublished: BTreeMap<PublicationKey, Publication>,
+    /// Recurring schedules, by name. (Left out of the encoding while empty, so a state
+    /// without schedules encodes exactly as before they existed.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedules: BTreeMap<ScheduleName, Schedule>,
+    /// Fired ticks whose submission is not yet confirmed stored, by work id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unsubmitted: BTreeMap<WorkId, FiredTick>,
 }
 
 /// One queue's position in the submit stream and its ready items.
@@ -266,6 +274,10 @@ impl State {
             Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, options, at } => {
                 let q = self.queues.entry(queue.clone()).or_default();
                 q.cursor = q.cursor.max(*seq);
+                // A fired tick read back from the stream is stored: it must never be submitted
+                // again (a copy past the duplicate window could run a second time once this
+                // run has finished).
+                self.unsubmitted.remove(work_id);
                 if self.work.contains_key(work_id) {
                     return;
                 }
@@ -451,6 +463,41 @@ impl State {
             Event::Published { keys } => {
                 for key in keys {
                     self.unpublished.remove(key);
+                }
+            }
+            Event::ScheduleAdded { name, queue, cadence, payload, next, at } => {
+                let schedule = Schedule {
+                    queue: queue.clone(),
+                    cadence: cadence.clone(),
+                    payload: payload.clone(),
+                    added: *at,
+                    next: *next,
+                    fired: 0,
+                    missed: 0,
+                    last: None,
+                };
+                self.schedules.insert(name.clone(), schedule);
+            }
+            Event::ScheduleRemoved { name, .. } => {
+                self.schedules.remove(name);
+            }
+            Event::ScheduleFired { name, work_id, scheduled, missed, next, .. } => {
+                let Some(schedule) = self.schedules.get_mut(name) else { return };
+                schedule.next = *next;
+                schedule.fired += 1;
+                schedule.missed += missed;
+                schedule.last = Some(*scheduled);
+                let tick = FiredTick {
+                    schedule: name.clone(),
+                    queue: schedule.queue.clone(),
+                    payload: schedule.payload.clone(),
+                    scheduled: *scheduled,
+                };
+                self.unsubmitted.insert(work_id.clone(), tick);
+            }
+            Event::TicksSubmitted { work_ids } => {
+                for work_id in work_ids {
+                    self.unsubmitted.remove(work_id);
                 }
             }
         }

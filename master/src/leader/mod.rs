@@ -28,9 +28,10 @@
 //! The parts, one per file: `service` (the endpoints and requests awaiting replies),
 //! `replies` (encoding replies, filling grants with payloads), `cache` (payloads of work
 //! in flight), `readers` (one reader per served queue, paced by credits), `publications`
-//! (results and rejections), `writes` (journal writes, snapshots, effects behind them, the
-//! hand-over on shutdown), `upkeep` (purges and integrity checks), `observe` (metrics,
-//! job decisions at debug level, `$SRV.STATS` data).
+//! (results and rejections), `ticks` (submitting recurring schedules' ticks), `writes`
+//! (journal writes, snapshots, effects behind them, the hand-over on shutdown), `upkeep`
+//! (purges and integrity checks), `observe` (metrics, job decisions at debug level,
+//! `$SRV.STATS` data).
 
 mod cache;
 mod observe;
@@ -38,6 +39,7 @@ mod publications;
 mod readers;
 mod replies;
 mod service;
+mod ticks;
 mod upkeep;
 mod writes;
 
@@ -65,6 +67,7 @@ use observe::Observer;
 use publications::Publications;
 use readers::Readers;
 use service::{Endpoints, Requests};
+use ticks::TickSubmitter;
 use upkeep::Upkeep;
 use writes::{Effects, Snapshots};
 
@@ -161,6 +164,8 @@ struct Leader {
     cache: PayloadCache,
     readers: Readers,
     publications: Publications,
+    /// Ticks of recurring schedules being submitted.
+    ticks: TickSubmitter,
     snapshots: Snapshots,
     upkeep: Upkeep,
     observer: Observer,
@@ -215,6 +220,7 @@ impl Leader {
             // never hold up a journal write (which would stall the loop that frees them).
             journal,
             publications: Publications::new(connect::jetstream(&env.client, &env.settings.nats)),
+            ticks: TickSubmitter::new(connect::jetstream(&env.client, &env.settings.nats)),
             readers: Readers::new(env.js.clone(), env.interruptions.clone(), intake_tx),
             snapshots: Snapshots::new(replayed.events, replayed.from_seq),
             env: env.clone(),
@@ -292,6 +298,7 @@ impl Leader {
                 }
                 Some(internal) = self.internal_rx.recv() => self.internal(internal),
                 (key, outcome) = self.publications.next() => self.publications.done(key, outcome, &mut self.cache),
+                (work_id, outcome) = self.ticks.next() => self.ticks.done(work_id, outcome),
                 _ = tick.tick() => self.tick(),
                 () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
                     self.step(Command::Tick { now: now_ms() });
@@ -341,6 +348,10 @@ impl Leader {
             }
             if let Some((key, outcome)) = self.publications.next().now_or_never() {
                 self.publications.done(key, outcome, &mut self.cache);
+                taken += 1;
+            }
+            if let Some((work_id, outcome)) = self.ticks.next().now_or_never() {
+                self.ticks.done(work_id, outcome);
                 taken += 1;
             }
             if taken == before {
@@ -411,6 +422,9 @@ impl Leader {
             service::Endpoint::Jobs => {
                 return self.requests.list(request, self.engine.state(), &self.env.js)
             }
+            service::Endpoint::Schedules => {
+                return Requests::schedules(request, self.engine.state())
+            }
             _ => {}
         }
         let request = match kind {
@@ -444,6 +458,9 @@ impl Leader {
         if let Some(keys) = self.publications.take_confirmed() {
             self.step(Command::Published { keys });
         }
+        if let Some(work_ids) = self.ticks.take_confirmed() {
+            self.step(Command::TicksSubmitted { work_ids });
+        }
     }
 
     fn tick(&mut self) {
@@ -452,6 +469,7 @@ impl Leader {
         self.requests.unpark(self.engine.state(), &self.env.js);
         // Retried publications run like fresh ones, behind the journal like every effect.
         self.pending.effects.extend(self.publications.due());
+        self.pending.effects.extend(self.ticks.due());
         self.readers.refresh(&self.engine);
         self.maybe_purge();
         self.maybe_check_integrity();

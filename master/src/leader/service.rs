@@ -9,7 +9,8 @@
 //! Anything anyone sends is decoded before a command exists: garbage is answered 400 with the
 //! reason at once (logged at most once a second). Status is answered off the loop, at most
 //! [`STATUS_IN_FLIGHT`] at a time; job lookups, listings and retries too, at most
-//! [`LOOKUPS_IN_FLIGHT`].
+//! [`LOOKUPS_IN_FLIGHT`]. The schedules are listed from the state at once (at most
+//! `master.max_schedules` of them, a few microseconds each).
 //! A retry of a job whose outcome is stored but not yet recorded as published (a window of
 //! one journal write) waits here for that record, at most [`PARKED_FOR`]: the new run must
 //! not be refused as a clash with the result being published.
@@ -27,11 +28,12 @@ use jetwork_shared::clock::now_ms;
 use jetwork_shared::jobs::{JobRequest, JobState, JobsPage, JobsQuery, QueueRequest};
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork, StatusQuery};
+use jetwork_shared::schedules::{ScheduleAdd, ScheduleRemove, SchedulesPage};
 use jetwork_shared::{codec, subjects, QueueName, Unavailable};
 
 use super::observe::ServiceStats;
 use super::Env;
-use crate::core::{Command, Millis, PublicationKey, RequestId, State};
+use crate::core::{Cadence, Command, Millis, PublicationKey, RequestId, State};
 use crate::metrics::{BadMessage, MasterMetrics};
 use crate::{housekeeping, jobs};
 
@@ -55,6 +57,9 @@ pub enum Endpoint {
     Retry,
     Pause,
     Resume,
+    Schedules,
+    ScheduleAdd,
+    ScheduleRemove,
 }
 
 /// Every endpoint's requests, as one stream.
@@ -96,6 +101,9 @@ pub async fn start(
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY, Endpoint::Retry),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_PAUSE, Endpoint::Pause),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RESUME, Endpoint::Resume),
+        (&master, subjects::MASTER_GROUP, subjects::MASTER_SCHEDULES, Endpoint::Schedules),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_SCHEDULE_ADD, Endpoint::ScheduleAdd),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_SCHEDULE_RM, Endpoint::ScheduleRemove),
     ] {
         // The group prefixes the name, so the endpoint listens on `subject` itself.
         let name = subjects::endpoint_in(prefix, subject)
@@ -161,9 +169,17 @@ impl Requests {
             Endpoint::Resume => json::<QueueRequest>(payload)
                 .map(|r| Command::Resume { request: id, queue: r.queue, now })
                 .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
+            Endpoint::ScheduleAdd => schedule_add(payload, id, now),
+            Endpoint::ScheduleRemove => json::<ScheduleRemove>(payload)
+                .map(|r| Command::ScheduleRemove { request: id, name: r.name, now })
+                .map_err(|e| format!("expected {{\"name\": \"…\"}}: {e}")),
             // These read the state (and the results stream) without changing it: answered
-            // off the loop by `status` and `lookup`.
-            Endpoint::Status | Endpoint::Job | Endpoint::Jobs | Endpoint::Retry => return None,
+            // off the loop by `status` and `lookup`, or at once (`schedules`).
+            Endpoint::Status
+            | Endpoint::Job
+            | Endpoint::Jobs
+            | Endpoint::Retry
+            | Endpoint::Schedules => return None,
         };
         match command {
             Ok(command) => {
@@ -406,6 +422,39 @@ impl Requests {
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
+}
+
+impl Requests {
+    /// The schedules, from the state (answered in a task: the loop never waits on a
+    /// requester). The body is ignored.
+    pub fn schedules(request: Request, state: &State) {
+        let schedules = state.schedules.iter().map(|(name, s)| s.info(name)).collect();
+        answer(request, Ok(serde_json::to_vec(&SchedulesPage { schedules })));
+    }
+}
+
+/// Decodes `jetwork.admin.schedule.add`: the body, and its cadence (exactly one of `every`
+/// and `cron`). The limits (count, payload size, shortest interval) are the engine's.
+fn schedule_add(payload: &[u8], request: RequestId, now: Millis) -> Result<Command, String> {
+    let add = json::<ScheduleAdd>(payload).map_err(|e| {
+        format!(
+            "expected {{\"name\": \"…\", \"queue\": \"…\", \"every\": \"5m\" or \"cron\": \
+             \"0 3 * * *\", \"payload\": \"…\"}}: {e}"
+        )
+    })?;
+    let cadence = match (&add.every, &add.cron) {
+        (Some(every), None) => Cadence::every(every)?,
+        (None, Some(cron)) => Cadence::cron(cron)?,
+        _ => return Err("give exactly one of \"every\" and \"cron\"".to_owned()),
+    };
+    Ok(Command::ScheduleAdd {
+        request,
+        name: add.name,
+        queue: add.queue,
+        cadence,
+        payload: add.payload.into_bytes().into(),
+        now,
+    })
 }
 
 /// Reads an operator's JSON request.

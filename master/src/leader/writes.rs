@@ -21,7 +21,7 @@ use jetwork_shared::{codec, subjects};
 use super::replies::{self, ReplyContext};
 use super::{deposed, Exit, Leader};
 use crate::config::MasterConfig;
-use crate::core::{Effect, Event, JournalBatch, Output};
+use crate::core::{Command, Effect, Event, JournalBatch, Output};
 use crate::journal::JournalError;
 use crate::lease::LeaseGuard;
 
@@ -208,6 +208,7 @@ impl Leader {
             Effect::Publish { key } => {
                 self.publications.start(key, self.engine.state(), &mut self.cache);
             }
+            Effect::SubmitTick { work_id } => self.ticks.start(work_id, self.engine.state()),
             Effect::Reread { queue, from } => self.readers.restart(queue, from),
             // A hint like a notification: a worker that misses it learns at its next report
             // (the verdict is `finished`) and its attempt's result is refused anyway.
@@ -241,6 +242,25 @@ impl Leader {
             match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
                 Ok(Ok(_)) => self.release_effects().await,
                 _ => break,
+            }
+        }
+        while !self.ticks.is_idle() {
+            match tokio::time::timeout_at(deadline, self.ticks.next()).await {
+                Ok((work_id, outcome)) => self.ticks.done(work_id, outcome),
+                Err(_) => break,
+            }
+        }
+        // Confirmed ticks are recorded if a write can still go out; if not, the next leader
+        // submits them again (a duplicate the stream drops).
+        if let Some(work_ids) = self.ticks.take_confirmed() {
+            self.step(Command::TicksSubmitted { work_ids });
+            if self.flush(lease).await.is_ok() {
+                while self.journal.inflight() > 0 {
+                    match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
+                        Ok(Ok(_)) => self.release_effects().await,
+                        _ => break,
+                    }
+                }
             }
         }
         while !self.publications.is_idle() {

@@ -8,7 +8,8 @@
 //! The rules, by concern: [`intake`] (which submissions become work, and the cursor),
 //! [`workers`] (registration, sessions, limits, liveness), [`dispatch`] (grants, long polls,
 //! notifications, priorities), [`outcomes`] (reports, deadlines, back-offs), [`expiry`]
-//! (`Jetwork-Expires`), [`admin`] (cancel, pause). Together they make at-least-once
+//! (`Jetwork-Expires`), [`admin`] (cancel, pause), [`schedules`] (recurring schedules and
+//! their ticks). Together they make at-least-once
 //! execution effectively-once acceptance:
 //! - a report about an attempt counts only with the token that attempt was handed out with,
 //!   and a request under a registered worker id only with that worker's session: nobody can
@@ -30,6 +31,7 @@ mod dispatch;
 mod expiry;
 mod intake;
 mod outcomes;
+mod schedules;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -147,7 +149,10 @@ impl Engine {
             Command::Register { request, msg, now } => self.register(request, msg, now),
             Command::RequestWork { request, msg, now } => self.request_work(request, msg, now),
             Command::Report { request, msg, now } => self.report(request, msg, now),
-            Command::Tick { now } => self.tick(now),
+            Command::Tick { now } => {
+                self.tick(now);
+                self.fire_schedules(now);
+            }
             Command::Published { keys } => self.published(keys),
             Command::PayloadMissing { work_id, now } => self.payload_missing(work_id, now),
             Command::Cancel { request, work_id, reason, now } => {
@@ -155,6 +160,13 @@ impl Engine {
             }
             Command::Pause { request, queue, now } => self.pause(request, queue, true, now),
             Command::Resume { request, queue, now } => self.pause(request, queue, false, now),
+            Command::ScheduleAdd { request, name, queue, cadence, payload, now } => {
+                self.schedule_add(request, name, queue, cadence, payload, now)
+            }
+            Command::ScheduleRemove { request, name, now } => {
+                self.schedule_remove(request, name, now)
+            }
+            Command::TicksSubmitted { work_ids } => self.ticks_submitted(work_ids),
         }
         if let Some(now) = now {
             self.serve_parked(now);
@@ -278,6 +290,10 @@ impl Engine {
         // results stream refuses a second copy, so publishing twice is harmless.
         let keys: Vec<_> = self.state.unpublished.keys().cloned().collect();
         self.out.effects.extend(keys.into_iter().map(|key| Effect::Publish { key }));
+        // Likewise fired ticks not confirmed submitted: the same `Nats-Msg-Id` makes a copy
+        // already stored a duplicate the stream drops.
+        let ticks: Vec<_> = self.state.unsubmitted.keys().cloned().collect();
+        self.out.effects.extend(ticks.into_iter().map(|work_id| Effect::SubmitTick { work_id }));
     }
 
     /// A uniformly random number (for back-off jitter; its use is journaled as a time).

@@ -1,0 +1,114 @@
+//! Recurring schedules: adding and removing them (operators) and firing their ticks (on
+//! `Tick`). The engine decides; time is the command's `now`.
+//!
+//! - A tick is fired by journaling `ScheduleFired` (with the tick's derived work id), which
+//!   puts it in `State::unsubmitted`; the runtime then submits it (`Effect::SubmitTick`) and
+//!   confirms it (`TicksSubmitted`). A takeover re-submits every unconfirmed tick: the same
+//!   `Nats-Msg-Id` makes a copy that was already stored a duplicate JetStream drops, and the
+//!   intake's in-flight check refuses one that slipped past the duplicate window while the
+//!   first still runs. So each tick is submitted once, whoever leads.
+//! - Missed ticks (due while no master led, or while a takeover ran): only the latest of them
+//!   is fired, once, as soon as a leader ticks; the others are counted in `missed`. Then the
+//!   schedule goes on from the next tick after `now`. A long outage never floods a queue.
+//! - Adding a name that exists is refused (409): remove it first. Removing keeps the ticks it
+//!   already fired (they are submitted anyway: a fired tick is a promise).
+
+use bytes::Bytes;
+use jetwork_shared::schedules::{tick_work_id, ScheduleName};
+use jetwork_shared::{QueueName, WorkId};
+
+use super::super::{Cadence, Effect, Event, Millis, Reply, RequestId};
+use super::Engine;
+
+impl Engine {
+    pub(super) fn schedule_add(
+        &mut self,
+        request: RequestId,
+        name: ScheduleName,
+        queue: QueueName,
+        cadence: Cadence,
+        payload: Bytes,
+        now: Millis,
+    ) {
+        if self.state.schedules.contains_key(&name) {
+            let why = format!("schedule {name} exists; remove it first (schedule rm {name})");
+            return self.error(request, 409, why);
+        }
+        let policy = &self.policy;
+        if self.state.schedules.len() >= policy.max_schedules as usize {
+            let why = format!(
+                "too many schedules: the limit is {} (master.max_schedules)",
+                policy.max_schedules
+            );
+            return self.error(request, 503, why);
+        }
+        if payload.len() as u64 > policy.max_schedule_payload {
+            let why = format!(
+                "payload is {} bytes; the limit is {} (master.max_schedule_payload)",
+                payload.len(),
+                policy.max_schedule_payload
+            );
+            return self.error(request, 400, why);
+        }
+        let Some(next) = cadence.next_after(now) else {
+            return self.error(request, 400, format!("schedule {name} would never tick"));
+        };
+        let min = policy.schedule_min_interval;
+        if let Some(gap) = cadence.shortest_gap(now).filter(|gap| *gap < min) {
+            let why = format!(
+                "schedule {name} would tick every {gap} ms; the shortest interval allowed is \
+                 {min} ms (master.schedule_min_interval)"
+            );
+            return self.error(request, 400, why);
+        }
+        let message = format!("schedule {name} added: first tick at {next} (Unix ms, UTC)");
+        self.emit(Event::ScheduleAdded { name, queue, cadence, payload, next, at: now });
+        self.reply(request, Reply::Done { message });
+    }
+
+    pub(super) fn schedule_remove(&mut self, request: RequestId, name: ScheduleName, now: Millis) {
+        if !self.state.schedules.contains_key(&name) {
+            return self.error(request, 404, format!("no schedule named {name}"));
+        }
+        let message = format!("schedule {name} removed");
+        self.emit(Event::ScheduleRemoved { name, at: now });
+        self.reply(request, Reply::Done { message });
+    }
+
+    /// Fires every schedule due at `now` (one tick each: the latest due, see the module docs).
+    pub(super) fn fire_schedules(&mut self, now: Millis) {
+        let due: Vec<ScheduleName> = self
+            .state
+            .schedules
+            .iter()
+            .filter(|(_, s)| s.next <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            let Some(schedule) = self.state.schedules.get(&name) else { continue };
+            let (scheduled, missed) = schedule.cadence.latest(schedule.next, now);
+            // No tick after this one (a cron date that never comes again): it stays listed,
+            // due never.
+            let next = schedule.cadence.next_after(now).unwrap_or(Millis::MAX);
+            let work_id = tick_work_id(&name, scheduled);
+            self.emit(Event::ScheduleFired {
+                name,
+                work_id: work_id.clone(),
+                scheduled,
+                missed,
+                next,
+                at: now,
+            });
+            self.out.effects.push(Effect::SubmitTick { work_id });
+        }
+    }
+
+    /// Records the fired ticks the runtime confirmed stored (those still unconfirmed).
+    pub(super) fn ticks_submitted(&mut self, work_ids: Vec<WorkId>) {
+        let work_ids: Vec<_> =
+            work_ids.into_iter().filter(|id| self.state.unsubmitted.contains_key(id)).collect();
+        if !work_ids.is_empty() {
+            self.emit(Event::TicksSubmitted { work_ids });
+        }
+    }
+}
