@@ -34,6 +34,7 @@
 //! `$SRV.STATS` data).
 
 mod cache;
+mod confirmations;
 mod observe;
 mod publications;
 mod readers;

@@ -7,24 +7,19 @@
 //! any whose last attempt failed without a clear answer. See `publisher.rs` for the fence.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
 use super::cache::PayloadCache;
+use super::confirmations::Confirmations;
 use crate::core::{Effect, PublicationKey, State};
 use crate::publisher::{self, Published, Publisher};
-
-/// How long a failed publication waits before it is tried again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Publications in flight, confirmed, and waiting to be retried.
 pub struct Publications {
     publisher: Publisher,
-    /// Failed ones, and when to try each again.
-    retry: Vec<(Instant, PublicationKey)>,
-    /// Stored, not yet recorded as `Published`.
-    confirmed: Vec<PublicationKey>,
+    /// Stored (not yet recorded as `Published`), and failed ones to try again.
+    confirmations: Confirmations<PublicationKey>,
     /// May already be stored: read the subject before publishing again.
     inherited: HashSet<PublicationKey>,
 }
@@ -33,8 +28,7 @@ impl Publications {
     pub fn new(js: jetstream::Context) -> Self {
         Publications {
             publisher: Publisher::new(js),
-            retry: Vec::new(),
-            confirmed: Vec::new(),
+            confirmations: Confirmations::default(),
             inherited: HashSet::new(),
         }
     }
@@ -74,35 +68,31 @@ impl Publications {
                     );
                 }
                 cache.published(&key);
-                self.confirmed.push(key);
+                self.confirmations.confirm(key);
             }
             Err(e) => {
                 // Retrying is safe: the subject fence refuses a second copy if this one
                 // landed; reading first spares live subscribers the copy.
                 tracing::warn!(?key, error = %e, "publication failed; retrying in 1s");
                 self.inherited.insert(key.clone());
-                self.retry.push((Instant::now() + RETRY_AFTER, key));
+                self.confirmations.retry_later(key);
             }
         }
     }
 
     /// How many stored publications wait to be recorded.
     pub fn confirmed(&self) -> usize {
-        self.confirmed.len()
+        self.confirmations.confirmed()
     }
 
     /// The stored publications to record, if any.
     pub fn take_confirmed(&mut self) -> Option<Vec<PublicationKey>> {
-        (!self.confirmed.is_empty()).then(|| std::mem::take(&mut self.confirmed))
+        self.confirmations.take_confirmed()
     }
 
     /// Publications due to be tried again, as effects (they run behind the journal like any).
     pub fn due(&mut self) -> Vec<Effect> {
-        let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.retry).into_iter().partition(|(at, _)| *at <= now);
-        self.retry = later;
-        due.into_iter().map(|(_, key)| Effect::Publish { key }).collect()
+        self.confirmations.due().into_iter().map(|key| Effect::Publish { key }).collect()
     }
 
     /// Whether nothing is being published.

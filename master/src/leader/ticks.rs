@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::future::IntoFuture;
-use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::future::BoxFuture;
@@ -16,10 +15,8 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use jetwork_shared::{headers, subjects, Unavailable, WorkId};
 
+use super::confirmations::Confirmations;
 use crate::core::{Effect, State};
-
-/// How long a failed submission waits before it is tried again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 type Task = BoxFuture<'static, (WorkId, Result<(), Unavailable>)>;
 
@@ -29,8 +26,8 @@ pub struct TickSubmitter {
     inflight: FuturesUnordered<Task>,
     /// Work ids in flight.
     keys: HashSet<WorkId>,
-    retry: Vec<(Instant, WorkId)>,
-    confirmed: Vec<WorkId>,
+    /// Stored (not yet journaled as `TicksSubmitted`), and failed ones to try again.
+    confirmations: Confirmations<WorkId>,
 }
 
 impl TickSubmitter {
@@ -39,8 +36,7 @@ impl TickSubmitter {
             js,
             inflight: FuturesUnordered::new(),
             keys: HashSet::new(),
-            retry: Vec::new(),
-            confirmed: Vec::new(),
+            confirmations: Confirmations::default(),
         }
     }
 
@@ -83,27 +79,23 @@ impl TickSubmitter {
     /// Takes note of how a submission ended.
     pub fn done(&mut self, work_id: WorkId, outcome: Result<(), Unavailable>) {
         match outcome {
-            Ok(()) => self.confirmed.push(work_id),
+            Ok(()) => self.confirmations.confirm(work_id),
             Err(e) => {
                 // Safe to repeat: the same `Nats-Msg-Id` makes a second copy a duplicate.
                 tracing::warn!(%work_id, error = %e, "tick submission failed; retrying in 1s");
-                self.retry.push((Instant::now() + RETRY_AFTER, work_id));
+                self.confirmations.retry_later(work_id);
             }
         }
     }
 
     /// The confirmed ticks to record, if any.
     pub fn take_confirmed(&mut self) -> Option<Vec<WorkId>> {
-        (!self.confirmed.is_empty()).then(|| std::mem::take(&mut self.confirmed))
+        self.confirmations.take_confirmed()
     }
 
     /// Submissions due to be tried again, as effects (they run behind the journal like any).
     pub fn due(&mut self) -> Vec<Effect> {
-        let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.retry).into_iter().partition(|(at, _)| *at <= now);
-        self.retry = later;
-        due.into_iter().map(|(_, work_id)| Effect::SubmitTick { work_id }).collect()
+        self.confirmations.due().into_iter().map(|work_id| Effect::SubmitTick { work_id }).collect()
     }
 
     /// Whether nothing is being submitted.

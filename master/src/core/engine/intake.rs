@@ -8,29 +8,28 @@
 //! headers could not be read, its id is invalid, or a run of the same id is still in flight or
 //! being published, which only happens after the dedup horizon); either moves the cursor.
 
-use jetwork_shared::headers;
-use jetwork_shared::job_options::JobOptions;
-use jetwork_shared::{QueueName, WorkId};
+use jetwork_shared::{headers, WorkId};
 
-use super::super::{Effect, Event, Millis, PublicationKey};
+use super::super::{Command, Effect, Event, PublicationKey};
 use super::Engine;
 
-/// A submission as the engine receives it (see [`Command::Submitted`](super::super::Command)).
-pub(super) struct Submission {
-    pub(super) queue: QueueName,
-    pub(super) seq: u64,
-    pub(super) after: u64,
-    pub(super) msg_id: Option<String>,
-    pub(super) size: u64,
-    pub(super) unreadable: Option<String>,
-    pub(super) prior_attempts: u32,
-    pub(super) options: Result<JobOptions, String>,
-}
-
 impl Engine {
-    pub(super) fn submitted(&mut self, submission: Submission, now: Millis) {
-        let Submission { queue, seq, after, msg_id, size, unreadable, prior_attempts, options } =
-            submission;
+    /// A [`Command::Submitted`]; any other command is ignored.
+    pub(super) fn submitted(&mut self, submitted: Command) {
+        let Command::Submitted {
+            queue,
+            seq,
+            after,
+            msg_id,
+            size,
+            unreadable,
+            prior_attempts,
+            options,
+            now,
+        } = submitted
+        else {
+            return;
+        };
         let cursor = self.state.queues.get(&queue).map_or(0, |q| q.cursor);
         if seq <= cursor {
             return; // Read again after a reconnect or takeover: already consumed.

@@ -44,7 +44,6 @@ use super::{
     Command, Effect, Event, Millis, Policy, PublicationKey, RateLimits, Reply, ReplyError,
     RequestId, RunningCounts, Serving, State,
 };
-use intake::Submission;
 
 /// Longest reason (from a worker or about one) kept in events and headers.
 const MAX_REASON: usize = 1024;
@@ -123,29 +122,7 @@ impl Engine {
                 self.tokens = ChaCha20Rng::from_seed(seed);
                 self.takeover(epoch, leader, now)
             }
-            Command::Submitted {
-                queue,
-                seq,
-                after,
-                msg_id,
-                size,
-                unreadable,
-                prior_attempts,
-                options,
-                now,
-            } => {
-                let submission = Submission {
-                    queue,
-                    seq,
-                    after,
-                    msg_id,
-                    size,
-                    unreadable,
-                    prior_attempts,
-                    options,
-                };
-                self.submitted(submission, now)
-            }
+            submitted @ Command::Submitted { .. } => self.submitted(submitted),
             Command::Register { request, msg, now } => self.register(request, msg, now),
             Command::RequestWork { request, msg, now } => self.request_work(request, msg, now),
             Command::Report { request, msg, now } => self.report(request, msg, now),
