@@ -14,7 +14,7 @@ use jetwork_frontend::{
     job_view, status_view, watch, Client, ClientError, FrontendSettings, ResultStatus, WorkResult,
 };
 use jetwork_shared::cli::{LogArgs, NatsArgs};
-use jetwork_shared::jobs::{JobState, JobsQuery};
+use jetwork_shared::jobs::{BulkRetry, JobState, JobsQuery};
 use jetwork_shared::protocol::StatusQuery;
 use jetwork_shared::{QueueName, WorkId};
 
@@ -134,12 +134,27 @@ enum Cmd {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Run a failed or cancelled job again under its id. Needs the operator's permissions.
+    /// Run a failed or cancelled job again under its id; or, with `--failed` or
+    /// `--cancelled` and no id, every such job of `--queue` (newest outcome first, at most
+    /// `--limit`; a job already running again is skipped). Needs the operator's permissions.
     Retry {
-        id: String,
-        /// Its queue (default: search all queues).
-        #[arg(long, short)]
+        #[arg(required_unless_present_any = ["failed", "cancelled"])]
+        id: Option<String>,
+        /// Its queue (default: search all queues); required with `--failed`/`--cancelled`.
+        #[arg(long, short, required_if_eq_any = [("failed", "true"), ("cancelled", "true")])]
         queue: Option<String>,
+        /// Every failed job of the queue (the dead-letter replay).
+        #[arg(long, conflicts_with_all = ["id", "cancelled"])]
+        failed: bool,
+        /// Every cancelled job of the queue.
+        #[arg(long, conflicts_with = "id")]
+        cancelled: bool,
+        /// Only jobs whose outcome was stored this recently (`30m`, `1h`, `2d`).
+        #[arg(long, value_parser = humantime::parse_duration, requires = "queue")]
+        since: Option<Duration>,
+        /// At most this many (at most 10000).
+        #[arg(long, default_value_t = BulkRetry::DEFAULT_LIMIT, requires = "queue")]
+        limit: u32,
     },
     /// Stop handing out a queue's work (submissions are still accepted). Operator only.
     Pause { queue: String },
@@ -285,10 +300,31 @@ async fn main() -> anyhow::Result<()> {
             let id = WorkId::parse(&id).context("invalid work id")?;
             println!("{}", client.cancel(&id, reason).await?.message);
         }
-        Cmd::Retry { id, queue } => {
-            let id = WorkId::parse(&id).context("invalid work id")?;
+        Cmd::Retry { id, queue, failed: _, cancelled, since, limit } => {
             let queue = queue.map(|q| QueueName::parse(&q)).transpose().context("invalid queue")?;
-            println!("{}", client.retry(&id, queue.as_ref()).await?.message);
+            match (id, queue) {
+                (Some(id), queue) => {
+                    let id = WorkId::parse(&id).context("invalid work id")?;
+                    println!("{}", client.retry(&id, queue.as_ref()).await?.message);
+                }
+                (None, Some(queue)) => {
+                    let state = if cancelled { JobState::Cancelled } else { JobState::Failed };
+                    // The outcome's stored time is the server's clock; this machine's is
+                    // taken to agree with it.
+                    let since_ms = since.map(|ago| {
+                        let ago = u64::try_from(ago.as_millis()).unwrap_or(u64::MAX);
+                        jetwork_shared::clock::now_ms().saturating_sub(ago)
+                    });
+                    let request =
+                        BulkRetry { queue, state: Some(state), since_ms, limit: Some(limit) };
+                    let reply = client.retry_all(&request).await?;
+                    println!("{}", reply.message);
+                    for error in &reply.errors {
+                        println!("  {error}");
+                    }
+                }
+                (None, None) => bail!("retry needs a work id, or --queue with --failed"),
+            }
         }
         Cmd::Pause { queue } => {
             let queue = QueueName::parse(&queue).context("invalid queue")?;

@@ -216,6 +216,67 @@ pub struct AdminReply {
     pub submit_seq: Option<u64>,
 }
 
+/// Body of `jetwork.admin.retry-all` (JSON): run every `failed` (or `cancelled`) job of a
+/// queue again, as `jetwork.admin.retry` does one. Only a job's newest outcome counts (a job
+/// whose latest run completed is not retried), newest outcome first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkRetry {
+    pub queue: QueueName,
+    /// Which finished jobs: `failed` (the default) or `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+    /// Only outcomes stored at or after this time (milliseconds since the Unix epoch, by the
+    /// NATS server's clock); absent: any age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// Retry at most this many (default [`BulkRetry::DEFAULT_LIMIT`], at most
+    /// [`BulkRetry::MAX_LIMIT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl BulkRetry {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 10_000;
+    /// Most errors a reply lists (the rest are only counted).
+    pub const MAX_ERRORS: usize = 20;
+
+    /// The limit asked for, within bounds.
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT) as usize
+    }
+
+    /// The state asked for, if it is one that can be retried.
+    pub fn state(&self) -> Result<JobState, String> {
+        match self.state.unwrap_or(JobState::Failed) {
+            state @ (JobState::Failed | JobState::Cancelled) => Ok(state),
+            other => {
+                Err(format!("only failed or cancelled jobs can be retried, not {}", other.as_str()))
+            }
+        }
+    }
+}
+
+/// Reply to `jetwork.admin.retry-all` (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkRetryReply {
+    /// What was done, in words.
+    pub message: String,
+    /// Jobs submitted again.
+    pub retried: u32,
+    /// Jobs left alone: already running again (in flight, or its outcome still being
+    /// recorded), or already retried (the retry was a duplicate within the dedup horizon).
+    pub skipped: u32,
+    /// Jobs that could not be retried (`errors` names the first [`BulkRetry::MAX_ERRORS`]).
+    pub failed: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// The scan of stored outcomes stopped at its bound ([`JobsQuery::MAX_SCAN`]) or at
+    /// `limit`: older matching jobs may be left; ask again.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
 /// `jetwork.worker.<id>.cancel` (MessagePack): stop running this attempt; its job was
 /// cancelled. The master has already finished the job, so any later report about the attempt
 /// is answered `finished`.

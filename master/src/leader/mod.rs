@@ -392,6 +392,9 @@ impl Leader {
             service::Endpoint::Jobs => {
                 return self.requests.list(request, self.engine.state(), &self.env.js)
             }
+            service::Endpoint::RetryAll => {
+                return self.requests.retry_all(request, self.engine.state(), &self.env.js)
+            }
             _ => {}
         }
         let request = match kind {
