@@ -156,6 +156,10 @@ enum Cmd {
         #[arg(long, default_value_t = BulkRetry::DEFAULT_LIMIT, requires = "queue")]
         limit: u32,
     },
+    /// Cancel all pending work of a queue: the jobs held ready or waiting, and every
+    /// submission still unread in its backlog (stored as cancelled as it is read). Running
+    /// jobs finish; later submissions run as usual. Operator only.
+    Purge { queue: String },
     /// Stop handing out a queue's work (submissions are still accepted). Operator only.
     Pause { queue: String },
     /// Hand out a paused queue's work again. Operator only.
@@ -325,6 +329,10 @@ async fn main() -> anyhow::Result<()> {
                 }
                 (None, None) => bail!("retry needs a work id, or --queue with --failed"),
             }
+        }
+        Cmd::Purge { queue } => {
+            let queue = QueueName::parse(&queue).context("invalid queue")?;
+            println!("{}", client.purge(&queue).await?.message);
         }
         Cmd::Pause { queue } => {
             let queue = QueueName::parse(&queue).context("invalid queue")?;

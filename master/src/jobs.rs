@@ -74,6 +74,25 @@ pub async fn stored(
     }
 }
 
+/// The sequence of the last submission stored in `queue` (0 if none): what a purge asked for
+/// now purges through.
+pub async fn last_submitted(
+    js: &jetstream::Context,
+    queue: &QueueName,
+) -> Result<u64, Unavailable> {
+    let subject = subjects::submit(queue);
+    let what = || format!("reading the last submission of {queue}");
+    let stream = js
+        .get_stream_no_info(subjects::SUBMIT_STREAM)
+        .await
+        .map_err(|e| Unavailable::new(what(), e))?;
+    match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(message) => Ok(message.sequence),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+        Err(e) => Err(Unavailable::new(what(), e)),
+    }
+}
+
 /// Submits a failed or cancelled job again under its id; the reply names the new submission.
 pub async fn retry(
     js: &jetstream::Context,

@@ -1,5 +1,6 @@
 //! The job lifecycle on the wire: a job's attempt history, its state as `jetwork.master.job`
-//! reports it, the operator's requests (`jetwork.admin.*`: cancel, retry, pause, resume) and
+//! reports it, the operator's requests (`jetwork.admin.*`: cancel, retry, retry-all, purge,
+//! pause, resume) and
 //! the revocation a worker receives when its running attempt is cancelled.
 //!
 //! Operator requests and job reports are JSON, so that the `nats` CLI can send and read them
@@ -275,6 +276,24 @@ pub struct BulkRetryReply {
     /// `limit`: older matching jobs may be left; ask again.
     #[serde(default)]
     pub truncated: bool,
+}
+
+/// Reply to `jetwork.admin.purge` (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeReply {
+    /// What was done, in words.
+    pub message: String,
+    /// Jobs the leader held (ready, or waiting out a back-off) cancelled now.
+    pub cancelled: u64,
+    /// Submissions still unread in the queue's backlog when the purge was asked for (each is
+    /// stored as `cancelled` as it is read). Counted just before the purge was recorded: a
+    /// few may have been read (and cancelled as held) in between.
+    pub backlog: u64,
+    /// Every submission of the queue stored at or before this `JETWORK_SUBMIT` sequence is
+    /// purged; later ones run as usual.
+    pub through_seq: u64,
+    /// Attempts left running (they finish as usual).
+    pub running: u64,
 }
 
 /// `jetwork.worker.<id>.cancel` (MessagePack): stop running this attempt; its job was

@@ -115,6 +115,7 @@ async fn unreadable_messages_on_worker_and_master_subjects_drop_no_connection() 
             subjects::ADMIN_CANCEL.to_owned(),
             subjects::ADMIN_RETRY.to_owned(),
             subjects::ADMIN_RETRY_ALL.to_owned(),
+            subjects::ADMIN_PURGE.to_owned(),
             subjects::ADMIN_PAUSE.to_owned(),
             subjects::ADMIN_RESUME.to_owned(),
         ] {
@@ -185,6 +186,7 @@ async fn garbage_on_the_job_and_admin_subjects_is_refused_with_a_reason() -> any
         subjects::ADMIN_CANCEL,
         subjects::ADMIN_RETRY,
         subjects::ADMIN_RETRY_ALL,
+        subjects::ADMIN_PURGE,
         subjects::ADMIN_PAUSE,
         subjects::ADMIN_RESUME,
     ] {

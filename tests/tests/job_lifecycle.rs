@@ -2,8 +2,9 @@
 //! failure ends the job at once, every outcome carries its attempt history and (when it did
 //! not complete) the submitted payload, an operator can cancel a job wherever it is (its
 //! worker is told to stop, and a late result changes nothing), retry a failed or cancelled one
-//! under its id, retry every failed job of a queue at once (the dead-letter replay), and pause a
-//! queue (which stays paused across a takeover).
+//! under its id, retry every failed job of a queue at once (the dead-letter replay), purge a
+//! queue's pending work (held and unread, across a takeover), and pause a queue (which stays
+//! paused across a takeover).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -564,6 +565,69 @@ async fn the_failed_jobs_of_a_queue_are_retried_in_bulk() -> anyhow::Result<()> 
     let ready = BulkRetry { state: Some(JobState::Completed), ..bulk };
     let refused = run.client.retry_all(&ready).await.expect_err("completed jobs are not retried");
     assert_eq!(refused.code(), Some(400), "{refused}");
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_a_queue_cancels_its_held_and_unread_work_also_across_a_takeover(
+) -> anyhow::Result<()> {
+    let mut run = InProcess::start(|fast| fast.master.master.prefetch = 2).await?;
+    run.await_leader("m1", WAIT).await?;
+    let queue = QueueName::default_queue();
+    run.client.pause(&queue, true).await?;
+    let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(run.submit(&format!("purged-{n}"), b"never runs").await?);
+    }
+
+    tracing::info!("--- held: the worker's free slot and the prefetch (3); the rest is unread");
+    let ready = JobsQuery { queue: Some(queue.clone()), state: Some(JobState::Ready), limit: None };
+    poll_for("three jobs held ready", WAIT, || async {
+        run.client.jobs(&ready).await.ok().filter(|page| page.jobs.len() == 3)
+    })
+    .await?;
+    let reply = run.client.purge(&queue).await?;
+    assert_eq!((reply.cancelled, reply.backlog, reply.running), (3, 27, 0), "{reply:?}");
+    assert!(reply.message.contains("purged"), "{}", reply.message);
+
+    tracing::info!("--- a queue no worker serves is read for its purge all the same");
+    let orphan = QueueName::parse("orphan")?;
+    let mut orphans = Vec::new();
+    for n in 0..5 {
+        let id = WorkId::parse(&format!("orphan-{n}"))?;
+        orphans.push(run.client.submit(&orphan, Some(id), Bytes::from_static(b"no one")).await?);
+    }
+    let reply = run.client.purge(&orphan).await?;
+    assert_eq!((reply.cancelled, reply.backlog), (0, 5), "{reply:?}");
+
+    tracing::info!("--- the leader dies right after; its successor finishes the purges");
+    let _m2 = run.master("m2");
+    run.crash_masters();
+    run.await_leader("m2", WAIT).await?;
+    for id in &ids {
+        let result = run.result(id, WAIT).await?;
+        assert_eq!(result.status, ResultStatus::Cancelled, "{id}: {result:?}");
+        assert!(result.reason.unwrap_or_default().contains("purged"), "{id}");
+        assert_eq!(result.payload, Bytes::from_static(b"never runs"));
+    }
+    for submitted in &orphans {
+        let result = run.client.wait_for(submitted, WAIT).await?;
+        assert_eq!(result.status, ResultStatus::Cancelled, "{submitted:?}: {result:?}");
+    }
+
+    tracing::info!("--- later submissions run as usual");
+    run.client.pause(&queue, false).await?;
+    let later = run.submit("after-the-purge", b"runs").await?;
+    let result = run.result(&later, WAIT).await?;
+    assert_eq!(
+        (result.status, result.payload),
+        (ResultStatus::Completed, Bytes::from_static(b"runs"))
+    );
+    let again = run.client.purge(&queue).await?;
+    assert_eq!((again.cancelled, again.backlog), (0, 0), "nothing pending: {again:?}");
     run.audit().await?;
     run.stop().await;
     Ok(())

@@ -99,6 +99,10 @@ pub enum Event {
     WorkFailed { work_id: WorkId, attempt: u32, reason: String, at: Millis },
     /// These results or rejections are durably stored in `JETWORK_RESULTS`.
     Published { keys: Vec<PublicationKey> },
+    /// An operator purged the queue at `at`: every submission of it stored at or before
+    /// `through_seq` and read from now on is not run but finished as `cancelled` (the held
+    /// items were cancelled by the `WorkCancelled` events before this one).
+    QueuePurged { queue: QueueName, through_seq: u64, at: Millis },
 }
 
 /// The payload of one `jetwork.journal.events` message.

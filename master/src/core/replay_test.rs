@@ -5,6 +5,8 @@
 //! - a snapshot (the MessagePack encoding of the state) decodes to the same state,
 //! - the journal never finishes a work id twice without accepting it again in between,
 //! - attempts of an item are handed out as 1, 2, 3, … and never beyond `max_attempts`;
+//! - a submission read after its queue was purged through it is never handed out (it is
+//!   finished as cancelled);
 //! - no more attempts of a queue run at once than its concurrency limit (`q0` has one), and
 //!   within one leader's term no more start in any second than twice its rate (a full bucket
 //!   and a second's refill; `q1` has a rate);
@@ -79,6 +81,8 @@ enum Action {
         queue: u8,
         paused: bool,
     },
+    /// An operator purges a queue through its last stored submission.
+    Purge(u8),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -114,6 +118,7 @@ fn action() -> impl Strategy<Value = Action> {
         Just(Action::Takeover),
         (0u8..8).prop_map(Action::Cancel),
         (0u8..2, proptest::bool::ANY).prop_map(|(queue, paused)| Action::Pause { queue, paused }),
+        (0u8..2).prop_map(Action::Purge),
     ]
 }
 
@@ -334,6 +339,12 @@ impl Harness {
                     Command::Resume { request, queue, now }
                 });
             }
+            Action::Purge(q) => {
+                let stream = self.streams.get(&q);
+                let through_seq = stream.and_then(|s| s.last()).map_or(0, |(seq, _)| *seq);
+                let queue = queue(q);
+                self.step(Command::Purge { request, queue, through_seq, unread: 0, now });
+            }
             Action::Takeover => {
                 // A new leader replays the journal and carries on from there.
                 let mut replayed = State::default();
@@ -369,6 +380,9 @@ fn check_journal(
     let mut live: HashMap<&WorkId, u32> = HashMap::new();
     let mut queue_of: HashMap<&WorkId, &QueueName> = HashMap::new();
     let mut paused: BTreeSet<&QueueName> = BTreeSet::new();
+    // Per queue: purged through which submission; the items accepted under a purge.
+    let mut purged: HashMap<&QueueName, u64> = HashMap::new();
+    let mut purged_items: BTreeSet<&WorkId> = BTreeSet::new();
     // The attempts each accepted run's earlier runs used.
     let mut prior_of: HashMap<&WorkId, u32> = HashMap::new();
     // Items waiting out a back-off, until when.
@@ -382,6 +396,11 @@ fn check_journal(
             Event::QueueResumed { queue, .. } => {
                 paused.remove(queue);
             }
+            Event::QueuePurged { queue, through_seq, .. } => {
+                let through = purged.entry(queue).or_default();
+                assert!(*through_seq > *through, "{queue} purged through {through_seq} again");
+                *through = *through_seq;
+            }
             Event::WorkRequeued { work_id, not_before, at, .. } if not_before > at => {
                 waiting.insert(work_id, *not_before);
             }
@@ -393,7 +412,10 @@ fn check_journal(
             _ => {}
         }
         match event {
-            Event::WorkAccepted { work_id, queue, prior_attempts, .. } => {
+            Event::WorkAccepted { work_id, queue, prior_attempts, seq, .. } => {
+                if purged.get(queue).is_some_and(|through| seq <= through) {
+                    purged_items.insert(work_id);
+                }
                 let fresh = live.insert(work_id, *prior_attempts).is_none();
                 assert!(fresh, "{work_id} accepted while in flight");
                 prior_of.insert(work_id, *prior_attempts);
@@ -401,6 +423,7 @@ fn check_journal(
             }
             Event::WorkStarted { work_id, attempt, .. } => {
                 let queue = queue_of[work_id];
+                assert!(!purged_items.contains(work_id), "{work_id} purged, yet handed out");
                 assert!(!paused.contains(queue), "{work_id} handed out from paused {queue}");
                 assert!(!waiting.contains_key(work_id), "{work_id} handed out during its back-off");
                 let last = live
@@ -435,6 +458,7 @@ fn check_journal(
             | Event::WorkFailed { work_id, .. }
             | Event::WorkCancelled { work_id, .. } => {
                 waiting.remove(work_id);
+                purged_items.remove(work_id);
                 if let Some(queue) = queue_of.get(work_id) {
                     running.entry(queue).or_default().remove(work_id);
                 }

@@ -54,6 +54,7 @@ pub enum Endpoint {
     Cancel,
     Retry,
     RetryAll,
+    Purge,
     Pause,
     Resume,
 }
@@ -96,6 +97,7 @@ pub async fn start(
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_CANCEL, Endpoint::Cancel),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY, Endpoint::Retry),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY_ALL, Endpoint::RetryAll),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_PURGE, Endpoint::Purge),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_PAUSE, Endpoint::Pause),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RESUME, Endpoint::Resume),
     ] {
@@ -157,6 +159,17 @@ impl Requests {
             Endpoint::Cancel => json::<JobRequest>(payload)
                 .map(|r| Command::Cancel { request: id, work_id: r.work_id, reason: r.reason, now })
                 .map_err(|e| format!("expected {{\"work_id\": \"…\"}}: {e}")),
+            // The sequence to purge through is looked up by the leader before the command
+            // steps (`Leader::purge`): 0 until then.
+            Endpoint::Purge => json::<QueueRequest>(payload)
+                .map(|r| Command::Purge {
+                    request: id,
+                    queue: r.queue,
+                    through_seq: 0,
+                    unread: 0,
+                    now,
+                })
+                .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
             Endpoint::Pause => json::<QueueRequest>(payload)
                 .map(|r| Command::Pause { request: id, queue: r.queue, now })
                 .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
@@ -390,6 +403,13 @@ impl Requests {
             answer_now(request, reply).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+
+    /// Answers the request waiting for `id` with an error, if it still waits.
+    pub fn refuse(&mut self, id: RequestId, code: usize, status: String) {
+        if let Some(request) = self.waiting.remove(&id) {
+            answer(request, Err((code, status)));
+        }
     }
 
     /// The request waiting for the reply `id`, if it still is.
