@@ -15,7 +15,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::{self, message::PublishMessage, stream::LastRawMessageErrorKind};
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
 use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_shared::jobs::{AdminReply, BulkRetry, BulkRetryReply, JobInfo, JobState, JobsQuery};
@@ -57,21 +58,12 @@ pub async fn stored(
         Some(queue) => subjects::result(queue, work_id),
         None => subjects::result_any_queue(work_id),
     };
-    let what = || format!("reading {subject}");
-    let stream = js
-        .get_stream_no_info(subjects::RESULTS_STREAM)
-        .await
-        .map_err(|e| Unavailable::new(what(), e))?;
-    match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(message) => {
-            let stored_ms =
-                u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-            let info = JobInfo::from_stored(&message.subject, &message.headers, stored_ms);
-            Ok(info.map(|info| (info, message.payload)))
-        }
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(Unavailable::new(what(), e)),
-    }
+    let Some(message) = last_message(js, subjects::RESULTS_STREAM, &subject).await? else {
+        return Ok(None);
+    };
+    let stored_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let info = JobInfo::from_stored(&message.subject, &message.headers, stored_ms);
+    Ok(info.map(|info| (info, message.payload)))
 }
 
 /// The sequence of the last submission stored in `queue` (0 if none): what a purge asked for
@@ -80,15 +72,22 @@ pub async fn last_submitted(
     js: &jetstream::Context,
     queue: &QueueName,
 ) -> Result<u64, Unavailable> {
-    let subject = subjects::submit(queue);
-    let what = || format!("reading the last submission of {queue}");
-    let stream = js
-        .get_stream_no_info(subjects::SUBMIT_STREAM)
-        .await
-        .map_err(|e| Unavailable::new(what(), e))?;
-    match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(message) => Ok(message.sequence),
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+    let last = last_message(js, subjects::SUBMIT_STREAM, &subjects::submit(queue)).await?;
+    Ok(last.map_or(0, |message| message.sequence))
+}
+
+/// The last message stored on `subject` in `stream`, read from the stream leader; `None` if
+/// there is none.
+async fn last_message(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Result<Option<StreamMessage>, Unavailable> {
+    let what = || format!("reading {subject}");
+    let stream = js.get_stream_no_info(stream).await.map_err(|e| Unavailable::new(what(), e))?;
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(message) => Ok(Some(message)),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(Unavailable::new(what(), e)),
     }
 }
