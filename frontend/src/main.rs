@@ -383,3 +383,45 @@ fn print_result(payload: &[u8]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cmd, clap::Error> {
+        let all = std::iter::once("jetwork-frontend").chain(args.iter().copied());
+        Args::try_parse_from(all).map(|a| a.command)
+    }
+
+    #[test]
+    fn retry_takes_an_id_or_a_queue_with_a_state() {
+        assert!(matches!(parse(&["retry", "order-42"]), Ok(Cmd::Retry { id: Some(_), .. })));
+        let bulk = parse(&["retry", "--queue", "emails", "--failed", "--since", "1h"]);
+        match bulk {
+            Ok(Cmd::Retry {
+                id: None,
+                queue: Some(q),
+                failed: true,
+                since: Some(s),
+                limit,
+                ..
+            }) => {
+                assert_eq!((q.as_str(), s, limit), ("emails", Duration::from_secs(3600), 100));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cancelled = parse(&["retry", "-q", "emails", "--cancelled", "--limit", "5"]);
+        assert!(matches!(cancelled, Ok(Cmd::Retry { cancelled: true, limit: 5, .. })));
+        // Neither an id nor a state; a state without a queue; both states; an id and a state.
+        for wrong in [
+            &["retry"][..],
+            &["retry", "--failed"],
+            &["retry", "-q", "emails", "--failed", "--cancelled"],
+            &["retry", "order-42", "--failed", "-q", "emails"],
+        ] {
+            assert!(parse(wrong).is_err(), "{wrong:?} was accepted");
+        }
+        assert!(matches!(parse(&["purge", "emails"]), Ok(Cmd::Purge { .. })));
+        assert!(parse(&["purge"]).is_err());
+    }
+}
