@@ -285,9 +285,10 @@ pub struct PurgeReply {
     pub message: String,
     /// Jobs the leader held (ready, or waiting out a back-off) cancelled now.
     pub cancelled: u64,
-    /// Submissions still unread in the queue's backlog when the purge was asked for (each is
-    /// stored as `cancelled` as it is read). Counted just before the purge was recorded: a
-    /// few may have been read (and cancelled as held) in between.
+    /// About how many submissions were still unread in the queue's backlog when the purge
+    /// was asked for (each is stored as `cancelled` as it is read). An estimate, counted
+    /// around when `through_seq` was read: a few may have been read meanwhile (and counted in
+    /// `cancelled`), or stored just after `through_seq` (and run as usual).
     pub backlog: u64,
     /// Every submission of the queue stored at or before this `JETWORK_SUBMIT` sequence is
     /// purged; later ones run as usual.
