@@ -1,7 +1,8 @@
 //! Managing jobs: one job's state and history (`jetwork.master.job`), lists of jobs by queue
 //! and state (`jetwork.master.jobs`), and the operator's
-//! requests (`jetwork.admin.*`: cancel, retry, pause, resume, schedule add/rm), and the list of
-//! recurring schedules (`jetwork.master.schedules`). Each is one NATS request to
+//! requests (`jetwork.admin.*`: cancel, retry, retry-all, purge, pause, resume, schedule
+//! add/rm), and the list of recurring schedules (`jetwork.master.schedules`). Each is one NATS
+//! request to
 //! the leading master; a refusal comes back as [`JobsError::Refused`] with the master's code
 //! and reason (404 unknown, 409 wrong state, 400 malformed), so callers can tell "no such
 //! job" from "no master".
@@ -9,7 +10,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use jetwork_shared::jobs::{AdminReply, JobInfo, JobRequest, JobsPage, JobsQuery, QueueRequest};
+use jetwork_shared::jobs::{
+    AdminReply, BulkRetry, BulkRetryReply, JobInfo, JobRequest, JobsPage, JobsQuery, PurgeReply,
+    QueueRequest,
+};
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleName, ScheduleRemove, SchedulesPage};
 use jetwork_shared::{headers, subjects, QueueName, WorkId};
 use serde::de::DeserializeOwned;
@@ -77,6 +81,19 @@ impl Client {
     ) -> Result<AdminReply, JobsError> {
         let request = JobRequest { work_id: work_id.clone(), queue: queue.cloned(), reason: None };
         self.ask(subjects::ADMIN_RETRY, &request).await
+    }
+
+    /// Submits every failed (or cancelled, per `request.state`) job of a queue again, newest
+    /// outcome first, at most `request.limit`; the reply counts what was retried and skipped.
+    pub async fn retry_all(&self, request: &BulkRetry) -> Result<BulkRetryReply, JobsError> {
+        self.ask(subjects::ADMIN_RETRY_ALL, request).await
+    }
+
+    /// Cancels all pending work of `queue`: the jobs the master holds ready or waiting now,
+    /// and every submission still unread in its backlog (each stored as `cancelled` as it is
+    /// read). Running jobs are left to finish.
+    pub async fn purge(&self, queue: &QueueName) -> Result<PurgeReply, JobsError> {
+        self.ask(subjects::ADMIN_PURGE, &QueueRequest { queue: queue.clone() }).await
     }
 
     /// Stops handing out `queue`'s work (`paused`), or starts again.

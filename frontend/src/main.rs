@@ -16,7 +16,7 @@ use jetwork_frontend::{
     ResultStatus, WorkResult,
 };
 use jetwork_shared::cli::{LogArgs, NatsArgs};
-use jetwork_shared::jobs::{JobState, JobsQuery};
+use jetwork_shared::jobs::{BulkRetry, JobState, JobsQuery};
 use jetwork_shared::protocol::StatusQuery;
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleName};
 use jetwork_shared::{QueueName, WorkId};
@@ -139,13 +139,32 @@ enum Cmd {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Run a failed or cancelled job again under its id. Needs the operator's permissions.
+    /// Run a failed or cancelled job again under its id; or, with `--failed` or
+    /// `--cancelled` and no id, every such job of `--queue` (newest outcome first, at most
+    /// `--limit`; a job already running again is skipped). Needs the operator's permissions.
     Retry {
-        id: String,
-        /// Its queue (default: search all queues).
-        #[arg(long, short)]
+        #[arg(required_unless_present_any = ["failed", "cancelled"])]
+        id: Option<String>,
+        /// Its queue (default: search all queues); required with `--failed`/`--cancelled`.
+        #[arg(long, short, required_if_eq_any = [("failed", "true"), ("cancelled", "true")])]
         queue: Option<String>,
+        /// Every failed job of the queue (the dead-letter replay).
+        #[arg(long, conflicts_with_all = ["id", "cancelled"])]
+        failed: bool,
+        /// Every cancelled job of the queue.
+        #[arg(long, conflicts_with = "id")]
+        cancelled: bool,
+        /// Only jobs whose outcome was stored this recently (`30m`, `1h`, `2d`).
+        #[arg(long, value_parser = humantime::parse_duration, requires = "queue")]
+        since: Option<Duration>,
+        /// At most this many (at most 10000).
+        #[arg(long, default_value_t = BulkRetry::DEFAULT_LIMIT, requires = "queue")]
+        limit: u32,
     },
+    /// Cancel all pending work of a queue: the jobs held ready or waiting, and every
+    /// submission still unread in its backlog (stored as cancelled as it is read). Running
+    /// jobs finish; later submissions run as usual. Operator only.
+    Purge { queue: String },
     /// Stop handing out a queue's work (submissions are still accepted). Operator only.
     Pause { queue: String },
     /// Hand out a paused queue's work again. Operator only.
@@ -323,10 +342,35 @@ async fn main() -> anyhow::Result<()> {
             let id = WorkId::parse(&id).context("invalid work id")?;
             println!("{}", client.cancel(&id, reason).await?.message);
         }
-        Cmd::Retry { id, queue } => {
-            let id = WorkId::parse(&id).context("invalid work id")?;
+        Cmd::Retry { id, queue, failed: _, cancelled, since, limit } => {
             let queue = queue.map(|q| QueueName::parse(&q)).transpose().context("invalid queue")?;
-            println!("{}", client.retry(&id, queue.as_ref()).await?.message);
+            match (id, queue) {
+                (Some(id), queue) => {
+                    let id = WorkId::parse(&id).context("invalid work id")?;
+                    println!("{}", client.retry(&id, queue.as_ref()).await?.message);
+                }
+                (None, Some(queue)) => {
+                    let state = if cancelled { JobState::Cancelled } else { JobState::Failed };
+                    // The outcome's stored time is the server's clock; this machine's is
+                    // taken to agree with it.
+                    let since_ms = since.map(|ago| {
+                        let ago = u64::try_from(ago.as_millis()).unwrap_or(u64::MAX);
+                        jetwork_shared::clock::now_ms().saturating_sub(ago)
+                    });
+                    let request =
+                        BulkRetry { queue, state: Some(state), since_ms, limit: Some(limit) };
+                    let reply = client.retry_all(&request).await?;
+                    println!("{}", reply.message);
+                    for error in &reply.errors {
+                        println!("  {error}");
+                    }
+                }
+                (None, None) => bail!("retry needs a work id, or --queue with --failed"),
+            }
+        }
+        Cmd::Purge { queue } => {
+            let queue = QueueName::parse(&queue).context("invalid queue")?;
+            println!("{}", client.purge(&queue).await?.message);
         }
         Cmd::Pause { queue } => {
             let queue = QueueName::parse(&queue).context("invalid queue")?;
@@ -404,4 +448,46 @@ fn print_result(payload: &[u8]) -> anyhow::Result<()> {
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cmd, clap::Error> {
+        let all = std::iter::once("jetwork-frontend").chain(args.iter().copied());
+        Args::try_parse_from(all).map(|a| a.command)
+    }
+
+    #[test]
+    fn retry_takes_an_id_or_a_queue_with_a_state() {
+        assert!(matches!(parse(&["retry", "order-42"]), Ok(Cmd::Retry { id: Some(_), .. })));
+        let bulk = parse(&["retry", "--queue", "emails", "--failed", "--since", "1h"]);
+        match bulk {
+            Ok(Cmd::Retry {
+                id: None,
+                queue: Some(q),
+                failed: true,
+                since: Some(s),
+                limit,
+                ..
+            }) => {
+                assert_eq!((q.as_str(), s, limit), ("emails", Duration::from_secs(3600), 100));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cancelled = parse(&["retry", "-q", "emails", "--cancelled", "--limit", "5"]);
+        assert!(matches!(cancelled, Ok(Cmd::Retry { cancelled: true, limit: 5, .. })));
+        // Neither an id nor a state; a state without a queue; both states; an id and a state.
+        for wrong in [
+            &["retry"][..],
+            &["retry", "--failed"],
+            &["retry", "-q", "emails", "--failed", "--cancelled"],
+            &["retry", "order-42", "--failed", "-q", "emails"],
+        ] {
+            assert!(parse(wrong).is_err(), "{wrong:?} was accepted");
+        }
+        assert!(matches!(parse(&["purge", "emails"]), Ok(Cmd::Purge { .. })));
+        assert!(parse(&["purge"]).is_err());
+    }
 }

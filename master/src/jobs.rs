@@ -1,7 +1,8 @@
 //! Job lookups, listings and retries (`jetwork.master.job`, `jetwork.master.jobs`,
-//! `jetwork.admin.retry`) for what the state no longer holds: a finished job's stored outcome
-//! in `JETWORK_RESULTS`, the newest finished jobs, and re-running a failed or cancelled one.
-//! All run in tasks off the leader's loop.
+//! `jetwork.admin.retry`, `jetwork.admin.retry-all`) for what the state no longer holds: a
+//! finished job's stored outcome in `JETWORK_RESULTS`, the newest finished jobs, and re-running
+//! a failed or cancelled one, or every one of a queue (a bounded scan of the newest outcomes,
+//! then one retry each). All run in tasks off the leader's loop.
 //!
 //! A retry is a new submission, so it gets every guarantee a submission has: it is stored and
 //! acknowledged before the operator is told, it is read in order from its queue, and its run
@@ -14,10 +15,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::{self, message::PublishMessage, stream::LastRawMessageErrorKind};
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
 use bytes::Bytes;
 use futures::StreamExt;
-use jetwork_shared::jobs::{AdminReply, JobInfo, JobState, JobsQuery};
+use jetwork_shared::jobs::{AdminReply, BulkRetry, BulkRetryReply, JobInfo, JobState, JobsQuery};
 use jetwork_shared::{headers, subjects, QueueName, Unavailable, WorkId};
 
 /// Longest wait for the next message of a listing before it is given up as unavailable.
@@ -56,18 +58,35 @@ pub async fn stored(
         Some(queue) => subjects::result(queue, work_id),
         None => subjects::result_any_queue(work_id),
     };
+    let Some(message) = last_message(js, subjects::RESULTS_STREAM, &subject).await? else {
+        return Ok(None);
+    };
+    let stored_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let info = JobInfo::from_stored(&message.subject, &message.headers, stored_ms);
+    Ok(info.map(|info| (info, message.payload)))
+}
+
+/// The sequence of the last submission stored in `queue` (0 if none): what a purge asked for
+/// now purges through.
+pub async fn last_submitted(
+    js: &jetstream::Context,
+    queue: &QueueName,
+) -> Result<u64, Unavailable> {
+    let last = last_message(js, subjects::SUBMIT_STREAM, &subjects::submit(queue)).await?;
+    Ok(last.map_or(0, |message| message.sequence))
+}
+
+/// The last message stored on `subject` in `stream`, read from the stream leader; `None` if
+/// there is none.
+async fn last_message(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Result<Option<StreamMessage>, Unavailable> {
     let what = || format!("reading {subject}");
-    let stream = js
-        .get_stream_no_info(subjects::RESULTS_STREAM)
-        .await
-        .map_err(|e| Unavailable::new(what(), e))?;
-    match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(message) => {
-            let stored_ms =
-                u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-            let info = JobInfo::from_stored(&message.subject, &message.headers, stored_ms);
-            Ok(info.map(|info| (info, message.payload)))
-        }
+    let stream = js.get_stream_no_info(stream).await.map_err(|e| Unavailable::new(what(), e))?;
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(message) => Ok(Some(message)),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(Unavailable::new(what(), e)),
     }
@@ -79,6 +98,15 @@ pub async fn retry(
     queue: Option<&QueueName>,
     work_id: &WorkId,
 ) -> Result<AdminReply, RetryError> {
+    Ok(retry_run(js, queue, work_id).await?.0)
+}
+
+/// [`retry`], and whether JetStream found the retry a duplicate (already submitted).
+async fn retry_run(
+    js: &jetstream::Context,
+    queue: Option<&QueueName>,
+    work_id: &WorkId,
+) -> Result<(AdminReply, bool), RetryError> {
     let Some((info, payload)) = stored(js, queue, work_id).await? else {
         return Err(RetryError::NotFound(format!(
             "no stored outcome for {work_id}: it has not finished, or it is older than the \
@@ -112,7 +140,54 @@ pub async fn retry(
     } else {
         format!("retrying {work_id} in queue {} as submission {}", info.queue, ack.sequence)
     };
-    Ok(AdminReply { message, submit_seq: Some(ack.sequence) })
+    Ok((AdminReply { message, submit_seq: Some(ack.sequence) }, ack.duplicate))
+}
+
+/// Retries every job of `asked.queue` whose newest outcome is `asked.state` (stored since
+/// `asked.since_ms`), newest first, at most `asked.limit`, one [`retry`] each. Those in
+/// `running` (the work ids the leader holds in flight, or whose outcome it is still recording)
+/// are skipped: they already run again. A retry that JetStream reports as a duplicate (the
+/// same run retried within the dedup horizon) counts as skipped too.
+pub async fn retry_all(
+    js: &jetstream::Context,
+    asked: &BulkRetry,
+    running: &HashSet<WorkId>,
+) -> Result<BulkRetryReply, RetryError> {
+    let state = asked.state().map_err(RetryError::WrongState)?;
+    let limit = asked.limit();
+    let queue = &asked.queue;
+    let since = asked.since_ms.unwrap_or(0);
+    let (found, scan_stopped) = finished(js, Some(queue), Some(state), limit, since).await?;
+    let mut reply =
+        BulkRetryReply { truncated: scan_stopped || found.len() >= limit, ..Default::default() };
+    for info in &found {
+        if running.contains(&info.work_id) {
+            reply.skipped += 1;
+            continue;
+        }
+        match retry_run(js, Some(queue), &info.work_id).await {
+            Ok((_, true)) => reply.skipped += 1,
+            Ok((_, false)) => reply.retried += 1,
+            // Its outcome changed since the scan (retried, and the retry already finished).
+            Err(RetryError::WrongState(_)) => reply.skipped += 1,
+            Err(e) => {
+                reply.failed += 1;
+                if reply.errors.len() < BulkRetry::MAX_ERRORS {
+                    reply.errors.push(format!("{}: {e}", info.work_id));
+                }
+            }
+        }
+    }
+    reply.message = format!(
+        "queue {queue}: retried {} {} jobs, skipped {} (running again or already retried), \
+         {} could not be retried{}",
+        reply.retried,
+        state.as_str(),
+        reply.skipped,
+        reply.failed,
+        if reply.truncated { "; more may be left (ask again)" } else { "" }
+    );
+    Ok(reply)
 }
 
 /// The newest finished jobs (of `queue`, or of every queue) in `state` (any final state if
@@ -121,13 +196,15 @@ pub async fn retry(
 ///
 /// JetStream reads forward only, so the stream's tail is read in windows, newest first, each
 /// four times the last (headers only: payloads stay on the server), until `limit` are found,
-/// the stream's start is reached, or [`JobsQuery::MAX_SCAN`] messages were looked at. A work id
-/// retried has several outcomes on its subject: only the newest counts.
+/// the stream's start is reached, an outcome stored before `since_ms` is reached (the stream
+/// is in storing order, so all older ones are), or [`JobsQuery::MAX_SCAN`] messages were looked
+/// at. A work id retried has several outcomes on its subject: only the newest counts.
 pub async fn finished(
     js: &jetstream::Context,
     queue: Option<&QueueName>,
     state: Option<JobState>,
     limit: usize,
+    since_ms: u64,
 ) -> Result<(Vec<JobInfo>, bool), Unavailable> {
     let what = || "listing finished jobs".to_owned();
     let stream =
@@ -149,7 +226,12 @@ pub async fn finished(
         let start = end.saturating_sub(window - 1).max(first);
         let outcomes = read_range(&stream, &filter, start, until).await?;
         scanned += end - start + 1;
+        let mut old_enough = false;
         for info in outcomes.into_iter().rev() {
+            if info.finished_ms.unwrap_or(0) < since_ms {
+                old_enough = true;
+                break;
+            }
             // Newest first: the first outcome seen for an id is its latest run's.
             if !seen.insert((info.queue.clone(), info.work_id.clone())) {
                 continue;
@@ -158,7 +240,7 @@ pub async fn finished(
                 found.push(info);
             }
         }
-        if found.len() >= limit || start <= first {
+        if found.len() >= limit || start <= first || old_enough {
             return Ok((found, false));
         }
         if scanned >= JobsQuery::MAX_SCAN {

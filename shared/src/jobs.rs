@@ -1,5 +1,6 @@
 //! The job lifecycle on the wire: a job's attempt history, its state as `jetwork.master.job`
-//! reports it, the operator's requests (`jetwork.admin.*`: cancel, retry, pause, resume) and
+//! reports it, the operator's requests (`jetwork.admin.*`: cancel, retry, retry-all, purge,
+//! pause, resume) and
 //! the revocation a worker receives when its running attempt is cancelled.
 //!
 //! Operator requests and job reports are JSON, so that the `nats` CLI can send and read them
@@ -219,6 +220,86 @@ pub struct AdminReply {
     /// For retry: the sequence of the new submission in `JETWORK_SUBMIT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submit_seq: Option<u64>,
+}
+
+/// Body of `jetwork.admin.retry-all` (JSON): run every `failed` (or `cancelled`) job of a
+/// queue again, as `jetwork.admin.retry` does one. Only a job's newest outcome counts (a job
+/// whose latest run completed is not retried), newest outcome first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkRetry {
+    pub queue: QueueName,
+    /// Which finished jobs: `failed` (the default) or `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+    /// Only outcomes stored at or after this time (milliseconds since the Unix epoch, by the
+    /// NATS server's clock); absent: any age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// Retry at most this many (default [`BulkRetry::DEFAULT_LIMIT`], at most
+    /// [`BulkRetry::MAX_LIMIT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl BulkRetry {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 10_000;
+    /// Most errors a reply lists (the rest are only counted).
+    pub const MAX_ERRORS: usize = 20;
+
+    /// The limit asked for, within bounds.
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT) as usize
+    }
+
+    /// The state asked for, if it is one that can be retried.
+    pub fn state(&self) -> Result<JobState, String> {
+        match self.state.unwrap_or(JobState::Failed) {
+            state @ (JobState::Failed | JobState::Cancelled) => Ok(state),
+            other => {
+                Err(format!("only failed or cancelled jobs can be retried, not {}", other.as_str()))
+            }
+        }
+    }
+}
+
+/// Reply to `jetwork.admin.retry-all` (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkRetryReply {
+    /// What was done, in words.
+    pub message: String,
+    /// Jobs submitted again.
+    pub retried: u32,
+    /// Jobs left alone: already running again (in flight, or its outcome still being
+    /// recorded), or already retried (the retry was a duplicate within the dedup horizon).
+    pub skipped: u32,
+    /// Jobs that could not be retried (`errors` names the first [`BulkRetry::MAX_ERRORS`]).
+    pub failed: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// The scan of stored outcomes stopped at its bound ([`JobsQuery::MAX_SCAN`]) or at
+    /// `limit`: older matching jobs may be left; ask again.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// Reply to `jetwork.admin.purge` (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeReply {
+    /// What was done, in words.
+    pub message: String,
+    /// Jobs the leader held (ready, or waiting out a back-off) cancelled now.
+    pub cancelled: u64,
+    /// About how many submissions were still unread in the queue's backlog when the purge
+    /// was asked for (each is stored as `cancelled` as it is read). An estimate, counted
+    /// around when `through_seq` was read: a few may have been read meanwhile (and counted in
+    /// `cancelled`), or stored just after `through_seq` (and run as usual).
+    pub backlog: u64,
+    /// Every submission of the queue stored at or before this `JETWORK_SUBMIT` sequence is
+    /// purged; later ones run as usual.
+    pub through_seq: u64,
+    /// Attempts left running (they finish as usual).
+    pub running: u64,
 }
 
 /// `jetwork.worker.<id>.cancel` (MessagePack): stop running this attempt; its job was

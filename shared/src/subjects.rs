@@ -119,6 +119,11 @@ pub const ADMIN_GROUP: &str = "jetwork.admin";
 pub const ADMIN_CANCEL: &str = "jetwork.admin.cancel";
 /// Operators re-run a failed or cancelled job here.
 pub const ADMIN_RETRY: &str = "jetwork.admin.retry";
+/// Operators re-run every failed (or cancelled) job of a queue here, newest first, bounded
+/// (JSON: `BulkRetry` → `BulkRetryReply`).
+pub const ADMIN_RETRY_ALL: &str = "jetwork.admin.retry-all";
+/// Operators cancel all pending work of a queue here (JSON: `QueueRequest` → `PurgeReply`).
+pub const ADMIN_PURGE: &str = "jetwork.admin.purge";
 /// Operators stop handing out a queue's work here.
 pub const ADMIN_PAUSE: &str = "jetwork.admin.pause";
 /// Operators resume a paused queue here.

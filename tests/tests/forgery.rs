@@ -1,17 +1,20 @@
 //! Clients that pretend: a forged election announcement, reports without an attempt's token,
 //! a registration under a live worker's id, a flood of fake workers, a write into the journal,
-//! changed stream settings. On a NATS without permissions (the worst case) each gets refused or
+//! changed stream settings, revocations of a running job from another epoch or for another
+//! attempt. On a NATS without permissions (the worst case) each gets refused or
 //! noticed, and nobody else's work is lost, stalled or forged.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use jetwork_frontend::ResultStatus;
+use jetwork_shared::jobs::{JobState, Revoke};
 use jetwork_shared::protocol::{
     MasterElected, OutcomeStatus, RegisterWorker, Registered, Report, ReportReply, RequestWork,
     StatusQuery, WorkGrant,
 };
 use jetwork_shared::{codec, subjects, QueueName, Token, WorkId, WorkerId};
-use jetwork_tests::{wait_until, Audit, InProcess};
+use jetwork_tests::{call_raw, wait_until, Audit, InProcess};
 use jetwork_worker::square;
 
 /// Calls a master endpoint with a MessagePack body; the micro-service error, if any, as text.
@@ -21,14 +24,8 @@ async fn call<T: serde::Serialize, R: serde::de::DeserializeOwned>(
     body: &T,
 ) -> Result<R, String> {
     let payload = codec::encode(body).map_err(|e| e.to_string())?;
-    let reply = nats.request(subject.to_owned(), payload).await.map_err(|e| e.to_string())?;
-    if let Some(headers) = &reply.headers {
-        if let Some(error) = headers.get(jetwork_shared::headers::NATS_SERVICE_ERROR) {
-            let code = headers.get(jetwork_shared::headers::NATS_SERVICE_ERROR_CODE);
-            return Err(format!("{} {error}", code.map(|c| c.as_str()).unwrap_or("")));
-        }
-    }
-    codec::decode(&reply.payload).map_err(|e| e.to_string())
+    let reply = call_raw(nats, subject, payload).await.map_err(|e| e.to_string())?;
+    codec::decode(&reply.map_err(|refused| refused.to_string())?).map_err(|e| e.to_string())
 }
 
 fn register(worker: &WorkerId, session: Token) -> RegisterWorker {
@@ -340,5 +337,102 @@ async fn changed_stream_settings_and_purges_are_noticed() -> anyhow::Result<()> 
     let audit = run.audit().await?;
     assert_eq!(audit.results[&id].len(), 1, "the first item was not run again");
     m2.stop().await;
+    Ok(())
+}
+
+/// Says which job's future was dropped before it finished (what a cancellation does to it).
+struct Unfinished {
+    work_id: WorkId,
+    tell: tokio::sync::mpsc::UnboundedSender<WorkId>,
+    finished: bool,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.tell.send(self.work_id.clone());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_stale_revocations_do_not_stop_a_running_job() -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let (dropped_tx, mut dropped) = tokio::sync::mpsc::unbounded_channel();
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let worker = WorkerId::parse("w1")?;
+    let _worker = run.worker_with("w1", |s| s.worker.concurrency = 2, {
+        let release = release.clone();
+        move |job: jetwork_worker::Job| {
+            let (release, dropped_tx) = (release.clone(), dropped_tx.clone());
+            async move {
+                // Held until released (progress keeps it from timing out); a cancellation
+                // drops the future, and with it the guard.
+                let mut guard =
+                    Unfinished { work_id: job.work_id.clone(), tell: dropped_tx, finished: false };
+                loop {
+                    job.progress();
+                    let wait = Duration::from_millis(200);
+                    if let Ok(Ok(permit)) = tokio::time::timeout(wait, release.acquire()).await {
+                        permit.forget();
+                        break;
+                    }
+                }
+                guard.finished = true;
+                Ok(Bytes::from(format!("{} finished", job.work_id)))
+            }
+        }
+    });
+    let victim = run.submit("victim", b"1").await?;
+    let decoy = run.submit("decoy", b"2").await?;
+    for id in [&victim, &decoy] {
+        let what = format!("{id} to run");
+        wait_until(&what, Duration::from_secs(30), || async {
+            run.client.job(id, None).await.is_ok_and(|j| j.state == JobState::Running)
+        })
+        .await?;
+    }
+    let epoch = run.client.status().await?.epoch;
+    let attempt = run.client.job(&victim, None).await?.attempts;
+
+    // One naming the current epoch and attempt would stop it: only NATS permissions keep
+    // strangers off `jetwork.worker.*.cancel` (see `nats.conf`).
+    tracing::info!(
+        "--- revocations of the victim from other epochs, for other attempts, unreadable"
+    );
+    let nats = run.server.connect().await?;
+    let subject = subjects::worker_cancel(&worker);
+    for (epoch, attempt) in [
+        (epoch.saturating_sub(1), attempt),
+        (0, attempt),
+        (epoch + 1, attempt),
+        (1 << 62, attempt),
+        (epoch, attempt + 1),
+        (epoch, 0),
+    ] {
+        let forged = Revoke { epoch, work_id: victim.clone(), attempt };
+        nats.publish(subject.clone(), codec::encode(&forged)?).await?;
+    }
+    for garbage in [&b""[..], b"\xff\xfe", b"\x93\x01\xa6victim"] {
+        nats.publish(subject.clone(), Bytes::copy_from_slice(garbage)).await?;
+    }
+    nats.flush().await?;
+
+    tracing::info!(
+        "--- a genuine cancellation of the decoy, sent after them, stops only the decoy"
+    );
+    run.client.cancel(&decoy, None).await?;
+    let first = tokio::time::timeout(Duration::from_secs(30), dropped.recv()).await?;
+    assert_eq!(first.as_ref(), Some(&decoy), "the worker stopped {first:?} first");
+    assert_eq!(run.result(&decoy, Duration::from_secs(30)).await?.status, ResultStatus::Cancelled);
+
+    tracing::info!("--- the victim, still running, completes as its first attempt");
+    release.add_permits(1);
+    let result = run.result(&victim, Duration::from_secs(30)).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Completed, attempt));
+    assert_eq!(result.payload, Bytes::from_static(b"victim finished"));
+    assert!(dropped.try_recv().is_err(), "the victim's future was never dropped");
+    run.audit().await?;
+    run.stop().await;
     Ok(())
 }

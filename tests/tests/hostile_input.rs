@@ -1,5 +1,7 @@
-//! Messages no well-behaved client would send, written as raw protocol bytes: they cost the
-//! sender a rejection with a reason and nobody else anything. No jetwork connection drops, no
+//! Messages no well-behaved client would send, written as raw protocol bytes or as bodies of
+//! the wrong shape and size (on the worker, job and admin subjects, and as submissions with
+//! unreadable headers): they cost the sender a rejection with a reason and nobody else
+//! anything. No jetwork connection drops, no
 //! reader stops, no other submission is lost or delayed.
 
 use std::time::Duration;
@@ -7,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jetwork_shared::{headers, subjects, WorkId, WorkerId};
 use jetwork_tests::raw::RawClient;
-use jetwork_tests::{wait_until, Audit, InProcess};
+use jetwork_tests::{call_raw, wait_until, Audit, InProcess};
 use jetwork_worker::square;
 
 /// Header blocks a client library would refuse to produce; `n` makes their ids unique (JetStream
@@ -108,6 +110,14 @@ async fn unreadable_messages_on_worker_and_master_subjects_drop_no_connection() 
             subjects::MASTER_REQUEST.to_owned(),
             subjects::MASTER_REPORT.to_owned(),
             subjects::MASTER_STATUS.to_owned(),
+            subjects::MASTER_JOB.to_owned(),
+            subjects::MASTER_JOBS.to_owned(),
+            subjects::ADMIN_CANCEL.to_owned(),
+            subjects::ADMIN_RETRY.to_owned(),
+            subjects::ADMIN_RETRY_ALL.to_owned(),
+            subjects::ADMIN_PURGE.to_owned(),
+            subjects::ADMIN_PAUSE.to_owned(),
+            subjects::ADMIN_RESUME.to_owned(),
         ] {
             raw.hpub(&subject, &header, b"\x00garbage").await?;
         }
@@ -119,6 +129,132 @@ async fn unreadable_messages_on_worker_and_master_subjects_drop_no_connection() 
     assert_eq!(result.payload, Bytes::from_static(b"3 * 3 = 9"));
     assert_eq!(master_link.connections(), 1, "the master's connection was never dropped");
     assert_eq!(worker_link.connections(), 1, "the worker's connection was never dropped");
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+/// Bodies no endpoint of the job lifecycle can read: not JSON, JSON of the wrong shape, every
+/// field of the wrong type, and fields far over their limits.
+fn unreadable_lifecycle_bodies() -> Vec<Vec<u8>> {
+    let long = |c: char, n: usize| c.to_string().repeat(n);
+    let mut bodies: Vec<Vec<u8>> = [
+        &b""[..],
+        b"\x00\xff\xfe garbage",
+        b"PUB jetwork.submit.default 1\r\nx\r\n",
+        b"HPUB jetwork.admin.cancel 12 14\r\nNATS/1.0\r\n\r\nxx\r\n",
+        b"INFO {\"server_id\":\"evil\"}\r\n",
+        b"PING\r\n",
+        b"[]",
+        b"null",
+        b"42",
+        b"\"order-42\"",
+        b"{\"work_id\":\"order-42\"",
+        b"{\"work_id\":\"\xff\xfe\",\"queue\":\"\xff\"}",
+    ]
+    .iter()
+    .map(|b| b.to_vec())
+    .collect();
+    // Every field each request reads, of the wrong type or value.
+    bodies.push(br#"{"work_id":7,"queue":{"nested":true},"state":"exploded","limit":-1}"#.to_vec());
+    bodies.push(br#"{"work_id":"a b","queue":"a.b.>","state":7,"limit":"all"}"#.to_vec());
+    // Far over the limits: a 100 000-character id and queue, a limit beyond any integer.
+    let over = format!(
+        r#"{{"work_id":"{}","queue":"{}","limit":{}}}"#,
+        long('a', 100_000),
+        long('q', 100_000),
+        long('9', 400)
+    );
+    bodies.push(over.into_bytes());
+    // Nested deeper than any reader goes.
+    bodies.push(format!("{}{}", long('[', 50_000), long(']', 50_000)).into_bytes());
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_job_and_admin_subjects_is_refused_with_a_reason() -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let _worker = run.worker("w1", square);
+    let before = run.submit("before", b"2").await?;
+    run.result(&before, Duration::from_secs(30)).await?;
+
+    tracing::info!("--- every unreadable body on every job and admin subject: 400 with the reason");
+    let nats = run.server.connect().await?;
+    for subject in [
+        subjects::MASTER_JOB,
+        subjects::MASTER_JOBS,
+        subjects::ADMIN_CANCEL,
+        subjects::ADMIN_RETRY,
+        subjects::ADMIN_RETRY_ALL,
+        subjects::ADMIN_PURGE,
+        subjects::ADMIN_PAUSE,
+        subjects::ADMIN_RESUME,
+    ] {
+        for body in unreadable_lifecycle_bodies() {
+            let shown = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
+            let reply = call_raw(&nats, subject, body).await?;
+            let refusal = reply.expect_err(&format!("{subject} accepted {shown:?}"));
+            assert_eq!(refusal.code, 400, "{subject} {shown:?}: {refusal}");
+            assert!(refusal.reason.starts_with("bad request: "), "{subject}: {refusal}");
+            assert!(refusal.reason.len() > "bad request: ".len() + 10, "{subject}: {refusal}");
+            assert!(
+                refusal.reason.len() < 4096,
+                "{subject}: a reason of {} bytes",
+                refusal.reason.len()
+            );
+        }
+    }
+
+    tracing::info!("--- the master still serves: a job runs, and the operator is answered");
+    let after = run.submit("after", b"3").await?;
+    let result = run.result(&after, Duration::from_secs(30)).await?;
+    assert_eq!(result.payload, Bytes::from_static(b"3 * 3 = 9"));
+    let info = run.client.job(&after, None).await?;
+    assert_eq!(info.work_id, after);
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_claiming_unreadable_prior_attempts_is_rejected_with_the_reason(
+) -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let _worker = run.worker("w1", square);
+    let subject = subjects::submit(&run.queue);
+    let submit = |id: &str, prior: &str| {
+        let mut stored = async_nats::HeaderMap::new();
+        stored.insert(headers::NATS_MSG_ID, id);
+        stored.insert(headers::PRIOR_ATTEMPTS, prior);
+        run.js.publish_with_headers(subject.clone(), stored, Bytes::from_static(b"4"))
+    };
+
+    tracing::info!("--- not a number, negative, over the limit, beyond any integer");
+    let limit = headers::MAX_PRIOR_ATTEMPTS;
+    let mut refused = Vec::new();
+    for (n, prior) in
+        ["many", "-1", "1e3", &(limit + 1).to_string(), &"9".repeat(200)].into_iter().enumerate()
+    {
+        let ack = submit(&format!("prior-{n}"), prior).await?.await?;
+        refused.push((ack.sequence, prior.to_owned()));
+    }
+    tracing::info!("--- a readable count is honoured: the run's attempts are numbered on from it");
+    submit("prior-ok", "2").await?.await?;
+    let ok = WorkId::parse("prior-ok")?;
+    let result = run.result(&ok, Duration::from_secs(30)).await?;
+    assert_eq!(result.attempt, 3, "{result:?}");
+
+    for (seq, prior) in refused {
+        let what = format!("the rejection of {prior:?}");
+        let reason = jetwork_tests::poll_for(&what, Duration::from_secs(30), || async {
+            run.client.rejection(&run.queue, seq).await.ok().flatten()
+        })
+        .await?;
+        assert!(reason.contains("invalid Jetwork-Prior-Attempts"), "{prior:?}: {reason}");
+        assert!(reason.contains(&format!("0..={limit}")), "{prior:?}: {reason}");
+    }
+    let after = run.submit("after", b"5").await?;
+    run.result(&after, Duration::from_secs(30)).await?;
     run.audit().await?;
     run.stop().await;
     Ok(())

@@ -2,9 +2,11 @@
 //! failure ends the job at once, every outcome carries its attempt history and (when it did
 //! not complete) the submitted payload, an operator can cancel a job wherever it is (its
 //! worker is told to stop, and a late result changes nothing), retry a failed or cancelled one
-//! under its id, and pause a queue (which stays paused across a takeover).
+//! under its id, retry every failed job of a queue at once (the dead-letter replay), purge a
+//! queue's pending work (held and unread, across a takeover), and pause a queue (which stays
+//! paused across a takeover).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_frontend::{Client, ResultStatus, Submitted, WorkResult};
 use jetwork_master::config::QueueConfig;
-use jetwork_shared::jobs::{AttemptOutcome, JobInfo, JobState, JobsPage, JobsQuery, Revoke};
+use jetwork_shared::jobs::{
+    AttemptOutcome, BulkRetry, JobInfo, JobState, JobsPage, JobsQuery, Revoke,
+};
 use jetwork_shared::protocol::{OutcomeStatus, ReportReply, VerdictKind};
 use jetwork_shared::{codec, subjects, QueueName, WorkId};
 use jetwork_tests::manual::ManualWorker;
@@ -482,6 +486,148 @@ async fn a_rate_limited_queue_starts_no_faster_than_its_rate() -> anyhow::Result
         let in_second = starts[i..].iter().take_while(|t| **t < at + 1000).count();
         assert!(in_second <= 20, "{in_second} starts within a second of {at}");
     }
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_jobs_of_a_queue_are_retried_in_bulk() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| fast.master.master.max_attempts = 1).await?;
+    let broken = Arc::new(AtomicBool::new(true));
+    let _worker = run.worker("w1", {
+        let broken = broken.clone();
+        move |job: Job| {
+            let fail = broken.load(Ordering::SeqCst) && job.payload.starts_with(b"fail");
+            async move {
+                match fail {
+                    true => Err("the database is down".into()),
+                    false => Ok(Bytes::from(format!("done: attempt {}", job.attempt))),
+                }
+            }
+        }
+    });
+    let shared = &run;
+    let failed_run = |id: &'static str| async move {
+        let id = shared.submit(id, b"fail").await?;
+        let result = shared.result(&id, WAIT).await?;
+        anyhow::ensure!(result.status == ResultStatus::Failed, "{result:?}");
+        anyhow::Ok(id)
+    };
+    let old = failed_run("old").await?;
+    // Outcomes stored from the next millisecond on are recent; `old`'s was stored by now.
+    let since_ms = jetwork_shared::clock::now_ms() + 1;
+    poll_for("the clock to pass the boundary", WAIT, || async {
+        (jetwork_shared::clock::now_ms() > since_ms).then_some(())
+    })
+    .await?;
+    let recent = [failed_run("f1").await?, failed_run("f2").await?, failed_run("f3").await?];
+    let fine = run.submit("fine", b"ok").await?;
+    assert_eq!(run.result(&fine, WAIT).await?.status, ResultStatus::Completed);
+
+    tracing::info!("--- f3 is retried on its own first (held back by a pause): it is skipped");
+    let queue = QueueName::default_queue();
+    run.client.pause(&queue, true).await?;
+    run.client.retry(&recent[2], None).await?;
+    let bulk = BulkRetry {
+        queue: queue.clone(),
+        state: None,
+        since_ms: Some(since_ms),
+        limit: Some(BulkRetry::MAX_LIMIT),
+    };
+    let reply = run.client.retry_all(&bulk).await?;
+    assert_eq!(
+        (reply.retried, reply.skipped, reply.failed, reply.truncated),
+        (2, 1, 0, false),
+        "{reply:?}"
+    );
+    assert!(reply.message.contains("retried 2 failed jobs"), "{}", reply.message);
+
+    tracing::info!("--- the service is back: each runs again, its new outcome supersedes");
+    broken.store(false, Ordering::SeqCst);
+    run.client.pause(&queue, false).await?;
+    for id in &recent {
+        let info = job_in(&run.client, id, JobState::Completed).await?;
+        assert_eq!(info.attempts, 2, "the retry is attempt 2 of {id}: {info:?}");
+    }
+    let info = run.client.job(&old, None).await?;
+    assert_eq!((info.state, info.attempts), (JobState::Failed, 1), "older than --since: {info:?}");
+
+    tracing::info!("--- asked again: nothing recent is left; a limit of 1 says it may stop early");
+    let again = run.client.retry_all(&bulk).await?;
+    assert_eq!((again.retried, again.skipped, again.truncated), (0, 0, false), "{again:?}");
+    let one = BulkRetry { since_ms: None, limit: Some(1), ..bulk.clone() };
+    let reply = run.client.retry_all(&one).await?;
+    assert_eq!((reply.retried, reply.truncated), (1, true), "{reply:?}");
+    assert_eq!(job_in(&run.client, &old, JobState::Completed).await?.attempts, 2);
+
+    tracing::info!("--- what cannot be asked is refused with a reason");
+    let ready = BulkRetry { state: Some(JobState::Completed), ..bulk };
+    let refused = run.client.retry_all(&ready).await.expect_err("completed jobs are not retried");
+    assert_eq!(refused.code(), Some(400), "{refused}");
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_a_queue_cancels_its_held_and_unread_work_also_across_a_takeover(
+) -> anyhow::Result<()> {
+    let mut run = InProcess::start(|fast| fast.master.master.prefetch = 2).await?;
+    run.await_leader("m1", WAIT).await?;
+    let queue = QueueName::default_queue();
+    run.client.pause(&queue, true).await?;
+    let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(run.submit(&format!("purged-{n}"), b"never runs").await?);
+    }
+
+    tracing::info!("--- held: the worker's free slot and the prefetch (3); the rest is unread");
+    let ready = JobsQuery { queue: Some(queue.clone()), state: Some(JobState::Ready), limit: None };
+    poll_for("three jobs held ready", WAIT, || async {
+        run.client.jobs(&ready).await.ok().filter(|page| page.jobs.len() == 3)
+    })
+    .await?;
+    let reply = run.client.purge(&queue).await?;
+    assert_eq!((reply.cancelled, reply.backlog, reply.running), (3, 27, 0), "{reply:?}");
+    assert!(reply.message.contains("purged"), "{}", reply.message);
+
+    tracing::info!("--- a queue no worker serves is read for its purge all the same");
+    let orphan = QueueName::parse("orphan")?;
+    let mut orphans = Vec::new();
+    for n in 0..5 {
+        let id = WorkId::parse(&format!("orphan-{n}"))?;
+        orphans.push(run.client.submit(&orphan, Some(id), Bytes::from_static(b"no one")).await?);
+    }
+    let reply = run.client.purge(&orphan).await?;
+    assert_eq!((reply.cancelled, reply.backlog), (0, 5), "{reply:?}");
+
+    tracing::info!("--- the leader dies right after; its successor finishes the purges");
+    let _m2 = run.master("m2");
+    run.crash_masters();
+    run.await_leader("m2", WAIT).await?;
+    for id in &ids {
+        let result = run.result(id, WAIT).await?;
+        assert_eq!(result.status, ResultStatus::Cancelled, "{id}: {result:?}");
+        assert!(result.reason.unwrap_or_default().contains("purged"), "{id}");
+        assert_eq!(result.payload, Bytes::from_static(b"never runs"));
+    }
+    for submitted in &orphans {
+        let result = run.client.wait_for(submitted, WAIT).await?;
+        assert_eq!(result.status, ResultStatus::Cancelled, "{submitted:?}: {result:?}");
+    }
+
+    tracing::info!("--- later submissions run as usual");
+    run.client.pause(&queue, false).await?;
+    let later = run.submit("after-the-purge", b"runs").await?;
+    let result = run.result(&later, WAIT).await?;
+    assert_eq!(
+        (result.status, result.payload),
+        (ResultStatus::Completed, Bytes::from_static(b"runs"))
+    );
+    let again = run.client.purge(&queue).await?;
+    assert_eq!((again.cancelled, again.backlog), (0, 0), "nothing pending: {again:?}");
     run.audit().await?;
     run.stop().await;
     Ok(())

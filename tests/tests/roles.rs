@@ -204,6 +204,8 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         subjects::MASTER_REPORT.to_owned(),
         subjects::ADMIN_CANCEL.to_owned(),
         subjects::ADMIN_RETRY.to_owned(),
+        subjects::ADMIN_RETRY_ALL.to_owned(),
+        subjects::ADMIN_PURGE.to_owned(),
         subjects::ADMIN_PAUSE.to_owned(),
         subjects::ADMIN_RESUME.to_owned(),
         subjects::ADMIN_SCHEDULE_ADD.to_owned(),
@@ -233,6 +235,8 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     }
     cannot_subscribe(&mut operator, "operator", "_INBOX_client.>").await;
     operator.publish(subjects::ADMIN_PAUSE, b"{}").await?;
+    operator.publish(subjects::ADMIN_RETRY_ALL, b"{}").await?;
+    operator.publish(subjects::ADMIN_PURGE, b"{}").await?;
     operator.publish(subjects::MASTER_JOB, b"{}").await?;
     operator.publish(subjects::ADMIN_SCHEDULE_ADD, b"{}").await?;
     operator.publish(subjects::ADMIN_SCHEDULE_RM, b"{}").await?;

@@ -50,6 +50,11 @@ pub enum Command {
     PayloadMissing { work_id: WorkId, now: Millis },
     /// An operator cancels a work item in flight (`jetwork.admin.cancel`).
     Cancel { request: RequestId, work_id: WorkId, reason: Option<String>, now: Millis },
+    /// An operator purges a queue (`jetwork.admin.purge`): its held pending items are
+    /// cancelled, and so is every submission of it stored at or before `through_seq` (the
+    /// queue's last stored submission when the runtime looked) that is read later. `unread`:
+    /// how many of those the runtime counted unread (only for the reply).
+    Purge { request: RequestId, queue: QueueName, through_seq: u64, unread: u64, now: Millis },
     /// An operator pauses a queue (`jetwork.admin.pause`).
     Pause { request: RequestId, queue: QueueName, now: Millis },
     /// An operator resumes a queue (`jetwork.admin.resume`).
@@ -81,6 +86,7 @@ impl Command {
             | Command::Tick { now }
             | Command::PayloadMissing { now, .. }
             | Command::Cancel { now, .. }
+            | Command::Purge { now, .. }
             | Command::Pause { now, .. }
             | Command::Resume { now, .. }
             | Command::ScheduleAdd { now, .. }

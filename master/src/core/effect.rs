@@ -3,6 +3,7 @@
 //! the two loses at most an effect that the replayed state will cause again (a re-sent
 //! notification, a re-published result) and never an acknowledgement of something unrecorded.
 
+use jetwork_shared::jobs::PurgeReply;
 use jetwork_shared::protocol::{Registered, Verdict};
 use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
@@ -45,6 +46,8 @@ pub enum Reply {
     Done {
         message: String,
     },
+    /// A purge was recorded (the runtime answers it as JSON).
+    Purged(PurgeReply),
     Error(ReplyError),
 }
 

@@ -127,6 +127,10 @@ pub enum Event {
     },
     /// These fired ticks are durably stored in `JETWORK_SUBMIT` (or were already).
     TicksSubmitted { work_ids: Vec<WorkId> },
+    /// An operator purged the queue at `at`: every submission of it stored at or before
+    /// `through_seq` and read from now on is not run but finished as `cancelled` (the held
+    /// items were cancelled by the `WorkCancelled` events before this one).
+    QueuePurged { queue: QueueName, through_seq: u64, at: Millis },
 }
 
 /// The payload of one `jetwork.journal.events` message.

@@ -132,11 +132,12 @@ fn events() -> Vec<(&'static str, Event)> {
         ("ScheduleRemoved", Event::ScheduleRemoved { name: schedule(), at: 1_013 }),
         ("ScheduleFired", schedule_fired()),
         ("TicksSubmitted", Event::TicksSubmitted { work_ids: vec![tick()] }),
+        ("QueuePurged", Event::QueuePurged { queue: q(), through_seq: 40, at: 1_014 }),
     ]
 }
 
-const FORMAT_3_KINDS: [&str; 4] =
-    ["ScheduleAdded", "ScheduleRemoved", "ScheduleFired", "TicksSubmitted"];
+const FORMAT_3_KINDS: [&str; 5] =
+    ["ScheduleAdded", "ScheduleRemoved", "ScheduleFired", "TicksSubmitted", "QueuePurged"];
 
 fn schedule() -> ScheduleName {
     ScheduleName::parse("nightly").expect("valid")
@@ -230,6 +231,7 @@ fn state_of(format: u32) -> State {
     if format >= 3 {
         state.apply(&schedule_added());
         state.apply(&schedule_fired());
+        state.apply(&Event::QueuePurged { queue: q(), through_seq: 40, at: 1_014 });
     }
     if format >= 2 {
         state.apply(&Event::QueuePaused { queue: q(), at: 1_010 });

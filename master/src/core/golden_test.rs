@@ -28,7 +28,8 @@
 //!   [slots=<n>] [session=<n>]` (keys may repeat; outcomes keep their order; each carries the
 //!   token its attempt was handed out with, except `forge`: a completion with a wrong token;
 //!   `fatal` is a failure reported as non-retryable)
-//! - `cancel <id> [reason=<why>]`, `pause <queue>`, `resume <queue>`: an operator's request
+//! - `cancel <id> [reason=<why>]`, `pause <queue>`, `resume <queue>`,
+//!   `purge <queue> through=<seq> [unread=<n>]`: an operator's request
 //! - `job <id>`: the job as `jetwork.master.job` reports it from the state
 //! - `schedule-add <name> [queue=<q>] (every=<humantime> | cron="<expr>") [payload=<text>]`,
 //!   `schedule-rm <name>`: an operator's request; `submitted <id>…`: these fired ticks are
@@ -217,6 +218,14 @@ impl goldenscript::Runner for Runner {
                 let reason = args.take_key("reason").map(str::to_owned);
                 let request = self.next_request();
                 self.run_command(Command::Cancel { request, work_id, reason, now })?
+            }
+            "purge" => {
+                let queue = QueueName::parse(args.next_pos().ok_or("purge needs <queue>")?)?;
+                let through_seq: u64 =
+                    args.take_key("through").ok_or("purge needs through=")?.parse()?;
+                let unread: u64 = args.take_key("unread").map_or(Ok(0), str::parse)?;
+                let request = self.next_request();
+                self.run_command(Command::Purge { request, queue, through_seq, unread, now })?
             }
             "pause" | "resume" => {
                 let queue = QueueName::parse(args.next_pos().ok_or("needs <queue>")?)?;
@@ -539,6 +548,9 @@ fn render_event(event: &Event) -> String {
         }
         Event::QueuePaused { queue, .. } => format!("QueuePaused {queue}"),
         Event::QueueResumed { queue, .. } => format!("QueueResumed {queue}"),
+        Event::QueuePurged { queue, through_seq, .. } => {
+            format!("QueuePurged {queue} through_seq={through_seq}")
+        }
         Event::WorkCompleted { work_id, attempt, result, .. } => {
             format!(
                 "WorkCompleted {work_id}@{attempt} result={:?}",
@@ -631,6 +643,10 @@ fn render_reply(reply: &Reply) -> String {
             )
         }
         Reply::Done { message } => format!("done: {message}"),
+        Reply::Purged(purged) => format!(
+            "purged cancelled={} backlog={} through_seq={} running={}",
+            purged.cancelled, purged.backlog, purged.through_seq, purged.running
+        ),
         Reply::Error(e) => format!("error {}: {}", e.code, e.message),
     }
 }
@@ -648,7 +664,7 @@ fn render_state(state: &State, now: Millis) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "queue {name}: cursor={} ready=[{}] accepted={} completed={} failed={} rejected={}{}{}",
+            "queue {name}: cursor={} ready=[{}] accepted={} completed={} failed={} rejected={}{}{}{}",
             q.cursor,
             ready.join(" "),
             q.accepted,
@@ -657,6 +673,10 @@ fn render_state(state: &State, now: Millis) -> String {
             q.rejected,
             if q.cancelled > 0 { format!(" cancelled={}", q.cancelled) } else { String::new() },
             if q.paused { " paused" } else { "" },
+            match q.purged_through {
+                0 => String::new(),
+                n => format!(" purged_through={n}"),
+            },
         );
     }
     let mut ids: Vec<_> = state.work.keys().collect();

@@ -7,6 +7,8 @@
 //! - attempts of an item are handed out as 1, 2, 3, … and never beyond `max_attempts` (its
 //!   own, if its submission set one); none starts before its delay is over or after it
 //!   expired, and each runs with its own timeout if it set one;
+//! - a submission read after its queue was purged through it is never handed out (it is
+//!   finished as cancelled);
 //! - no more attempts of a queue run at once than its concurrency limit (`q0` has one), and
 //!   within one leader's term no more start in any second than twice its rate (a full bucket
 //!   and a second's refill; `q1` has a rate);
@@ -95,6 +97,8 @@ enum Action {
     ScheduleRemove(u8),
     /// Every fired tick is confirmed stored.
     SubmitTicks,
+    /// An operator purges a queue through its last stored submission.
+    Purge(u8),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -133,6 +137,7 @@ fn action() -> impl Strategy<Value = Action> {
         (0u8..2, 1u8..4).prop_map(|(name, every)| Action::ScheduleAdd { name, every }),
         (0u8..2).prop_map(Action::ScheduleRemove),
         Just(Action::SubmitTicks),
+        (0u8..2).prop_map(Action::Purge),
     ]
 }
 
@@ -402,6 +407,12 @@ impl Harness {
                 let work_ids = self.engine.state().unsubmitted.keys().cloned().collect();
                 self.step(Command::TicksSubmitted { work_ids });
             }
+            Action::Purge(q) => {
+                let stream = self.streams.get(&q);
+                let through_seq = stream.and_then(|s| s.last()).map_or(0, |(seq, _)| *seq);
+                let queue = queue(q);
+                self.step(Command::Purge { request, queue, through_seq, unread: 0, now });
+            }
             Action::Takeover => {
                 // A new leader replays the journal and carries on from there.
                 let mut replayed = State::default();
@@ -437,6 +448,9 @@ fn check_journal(
     let mut live: HashMap<&WorkId, u32> = HashMap::new();
     let mut queue_of: HashMap<&WorkId, &QueueName> = HashMap::new();
     let mut paused: BTreeSet<&QueueName> = BTreeSet::new();
+    // Per queue: purged through which submission; the items accepted under a purge.
+    let mut purged: HashMap<&QueueName, u64> = HashMap::new();
+    let mut purged_items: BTreeSet<&WorkId> = BTreeSet::new();
     // The attempts each accepted run's earlier runs used.
     let mut prior_of: HashMap<&WorkId, u32> = HashMap::new();
     // Items waiting out a back-off or a delay, until when.
@@ -452,6 +466,11 @@ fn check_journal(
             Event::QueueResumed { queue, .. } => {
                 paused.remove(queue);
             }
+            Event::QueuePurged { queue, through_seq, .. } => {
+                let through = purged.entry(queue).or_default();
+                assert!(*through_seq > *through, "{queue} purged through {through_seq} again");
+                *through = *through_seq;
+            }
             Event::WorkRequeued { work_id, not_before, at, .. } if not_before > at => {
                 waiting.insert(work_id, *not_before);
             }
@@ -466,7 +485,10 @@ fn check_journal(
             _ => {}
         }
         match event {
-            Event::WorkAccepted { work_id, queue, prior_attempts, options, .. } => {
+            Event::WorkAccepted { work_id, queue, prior_attempts, options, seq, .. } => {
+                if purged.get(queue).is_some_and(|through| seq <= through) {
+                    purged_items.insert(work_id);
+                }
                 let fresh = live.insert(work_id, *prior_attempts).is_none();
                 assert!(fresh, "{work_id} accepted while in flight");
                 prior_of.insert(work_id, *prior_attempts);
@@ -475,6 +497,7 @@ fn check_journal(
             }
             Event::WorkStarted { work_id, attempt, .. } => {
                 let queue = queue_of[work_id];
+                assert!(!purged_items.contains(work_id), "{work_id} purged, yet handed out");
                 assert!(!paused.contains(queue), "{work_id} handed out from paused {queue}");
                 assert!(!waiting.contains_key(work_id), "{work_id} handed out during its back-off");
                 let last = live
@@ -519,6 +542,7 @@ fn check_journal(
             | Event::WorkFailed { work_id, .. }
             | Event::WorkCancelled { work_id, .. } => {
                 waiting.remove(work_id);
+                purged_items.remove(work_id);
                 if let Some(queue) = queue_of.get(work_id) {
                     running.entry(queue).or_default().remove(work_id);
                 }

@@ -81,6 +81,24 @@ pub struct QueueState {
     /// read ahead as usual).
     #[serde(default)]
     pub paused: bool,
+    /// Purged by an operator through this submit sequence: a submission of the queue at or
+    /// before it that is read from now on is finished as `cancelled`, not run. Left out of
+    /// the encoding while 0 (a state with no purge encodes as before purges existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub purged_through: u64,
+}
+
+/// Whether a count is 0 (for fields left out of the encoding when unset).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl QueueState {
+    /// Whether submissions up to `purged_through` are still to be read (and cancelled): the
+    /// queue must be read on even if no worker asks for its work.
+    pub fn purging(&self) -> bool {
+        self.purged_through > self.cursor
+    }
 }
 
 /// A work item in flight.
@@ -425,6 +443,10 @@ impl State {
             }
             Event::QueueResumed { queue, .. } => {
                 self.queues.entry(queue.clone()).or_default().paused = false;
+            }
+            Event::QueuePurged { queue, through_seq, .. } => {
+                let q = self.queues.entry(queue.clone()).or_default();
+                q.purged_through = q.purged_through.max(*through_seq);
             }
             Event::WorkCompleted { work_id, attempt, result, at } => {
                 let Some(mut work) = self.finish(work_id) else { return };

@@ -57,7 +57,7 @@ use tokio::sync::mpsc;
 
 use crate::backlog::Unread;
 use crate::config::MasterSettings;
-use crate::core::{Command, Engine, JournalBatch, Output};
+use crate::core::{Command, Engine, JournalBatch, Output, RequestId};
 use crate::intake::Submission;
 use crate::integrity::Observation;
 use crate::journal::{Journal, JournalError, Replayed};
@@ -105,6 +105,8 @@ enum Internal {
     Integrity(Result<Observation, Unavailable>),
     /// What is still unread in the submit stream, per queue (metrics).
     Survey(std::collections::BTreeMap<jetwork_shared::QueueName, Unread>),
+    /// A request that could not be carried out: its id, code and reason.
+    Refuse(RequestId, usize, String),
 }
 
 /// Leads one term: claims the journal, serves until deposed or shut down, then stops.
@@ -426,6 +428,9 @@ impl Leader {
             service::Endpoint::Schedules => {
                 return Requests::schedules(request, self.engine.state())
             }
+            service::Endpoint::RetryAll => {
+                return self.requests.retry_all(request, self.engine.state(), &self.env.js)
+            }
             _ => {}
         }
         let request = match kind {
@@ -439,8 +444,31 @@ impl Leader {
             _ => request,
         };
         if let Some(command) = self.requests.decode(kind, request, now_ms()).await {
+            if let Command::Purge { request, queue, .. } = command {
+                return self.purge(request, queue);
+            }
             self.step(command);
         }
+    }
+
+    /// A purge needs the queue's last stored submission (what it purges through) and the
+    /// count of those unread (for the reply): both are read in a task, which then sends the
+    /// command; the loop goes on meanwhile.
+    fn purge(&mut self, request: RequestId, queue: jetwork_shared::QueueName) {
+        let cursor = self.engine.state().queues.get(&queue).map_or(0, |q| q.cursor);
+        let (js, internal) = (self.env.js.clone(), self.internal_tx.clone());
+        tokio::spawn(async move {
+            let message = match crate::jobs::last_submitted(&js, &queue).await {
+                Ok(through_seq) => {
+                    let surveyed = crate::backlog::survey(&js, vec![(queue.clone(), cursor)], 1);
+                    let unread = surveyed.await.get(&queue).map_or(0, |u| u.count);
+                    let now = now_ms();
+                    Internal::Command(Command::Purge { request, queue, through_seq, unread, now })
+                }
+                Err(e) => Internal::Refuse(request, 503, e.to_string()),
+            };
+            let _ = internal.send(message);
+        });
     }
 
     fn internal(&mut self, internal: Internal) {
@@ -449,6 +477,7 @@ impl Leader {
             Internal::Integrity(observed) => self.integrity(observed),
             Internal::Payloads(payloads) => self.cache.fill(payloads, self.engine.state()),
             Internal::Survey(unread) => self.observer.surveyed(unread),
+            Internal::Refuse(request, code, why) => self.requests.refuse(request, code, why),
         }
     }
 

@@ -6,6 +6,9 @@
 //!   queues (`max_served_queues`).
 //! - A reader is replaced when the engine asks for a queue to be read again (`Reread`); the
 //!   replaced one's leftovers still in the channel carry the old generation and are ignored.
+//! - A queue with purged submissions still unread (`QueueState::purging`) is read whether or
+//!   not a worker serves it, at least [`PURGE_READ`] at a time, until they are all read (and
+//!   cancelled).
 //! - Credits: a queue's reader may pull the free slots of the workers serving it plus the
 //!   prefetch, minus what is ready or already asked for (`core::upkeep::read_ahead`), so the
 //!   backlog stays in the stream.
@@ -19,6 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::core::{upkeep, Engine};
 use crate::intake::{QueueReader, ReaderEnv, Submission};
+
+/// Submissions a purging queue's reader may have asked for at once.
+const PURGE_READ: u64 = 256;
 
 /// The readers of the served queues.
 pub struct Readers {
@@ -42,9 +48,11 @@ impl Readers {
         }
     }
 
-    /// Starts readers for the queues workers serve; retires those of queues nobody serves.
+    /// Starts readers for the queues workers serve, and those with purged submissions still
+    /// to read; retires the others.
     pub fn refresh(&mut self, engine: &Engine) {
-        let served: BTreeSet<&QueueName> = engine.served_queues().collect();
+        let served: BTreeSet<&QueueName> =
+            engine.served_queues().chain(engine.purging_queues()).collect();
         self.by_queue.retain(|queue, _| served.contains(queue));
         let state = engine.state();
         let missing: Vec<(QueueName, u64)> = served
@@ -86,10 +94,19 @@ impl Readers {
     /// Grants each reader what its queue can take.
     pub fn grant(&mut self, engine: &Engine, prefetch: u64) {
         let state = engine.state();
+        let served: BTreeSet<&QueueName> = engine.served_queues().collect();
         for (queue, reader) in self.by_queue.iter_mut() {
             let ready = state.ready_len(queue) as u64;
-            let credits =
-                upkeep::read_ahead(engine.free_slots(queue), prefetch, ready, reader.outstanding());
+            let outstanding = reader.outstanding();
+            // A queue nobody serves is read only for its purge: nothing of it is read ahead.
+            let mut credits = match served.contains(queue) {
+                true => upkeep::read_ahead(engine.free_slots(queue), prefetch, ready, outstanding),
+                false => 0,
+            };
+            if state.queues.get(queue).is_some_and(|q| q.purging()) {
+                // Purged submissions are cancelled as they are read, whoever asks for work.
+                credits = credits.max(PURGE_READ.saturating_sub(outstanding));
+            }
             reader.grant(credits);
         }
     }

@@ -45,6 +45,13 @@ pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
             let _ = request.respond(body).await;
             return;
         }
+        Reply::Purged(purged) => {
+            let body = serde_json::to_vec(&purged).map(Bytes::from).map_err(|e| {
+                service::error::Error { status: format!("cannot encode the reply: {e}"), code: 500 }
+            });
+            let _ = request.respond(body).await;
+            return;
+        }
         Reply::Error(e) => {
             let error = service::error::Error { status: e.message, code: usize::from(e.code) };
             let _ = request.respond(Err(error)).await;

@@ -8,14 +8,14 @@
 //!
 //! Anything anyone sends is decoded before a command exists: garbage is answered 400 with the
 //! reason at once (logged at most once a second). Status is answered off the loop, at most
-//! [`STATUS_IN_FLIGHT`] at a time; job lookups, listings and retries too, at most
-//! [`LOOKUPS_IN_FLIGHT`]. The schedules are listed from the state at once (at most
+//! [`STATUS_IN_FLIGHT`] at a time; job lookups, listings, retries and bulk retries too, at
+//! most [`LOOKUPS_IN_FLIGHT`]. The schedules are listed from the state at once (at most
 //! `master.max_schedules` of them, a few microseconds each).
 //! A retry of a job whose outcome is stored but not yet recorded as published (a window of
 //! one journal write) waits here for that record, at most [`PARKED_FOR`]: the new run must
 //! not be refused as a clash with the result being published.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -25,11 +25,11 @@ use async_nats::service::{self, Request, ServiceExt};
 use futures::stream::{select_all, BoxStream, SelectAll};
 use futures::StreamExt;
 use jetwork_shared::clock::now_ms;
-use jetwork_shared::jobs::{JobRequest, JobState, JobsPage, JobsQuery, QueueRequest};
+use jetwork_shared::jobs::{BulkRetry, JobRequest, JobState, JobsPage, JobsQuery, QueueRequest};
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork, StatusQuery};
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleRemove, SchedulesPage};
-use jetwork_shared::{codec, subjects, QueueName, Unavailable};
+use jetwork_shared::{codec, subjects, QueueName, Unavailable, WorkId};
 
 use super::observe::ServiceStats;
 use super::Env;
@@ -55,6 +55,8 @@ pub enum Endpoint {
     Jobs,
     Cancel,
     Retry,
+    RetryAll,
+    Purge,
     Pause,
     Resume,
     Schedules,
@@ -99,6 +101,8 @@ pub async fn start(
         (&master, subjects::MASTER_GROUP, subjects::MASTER_JOBS, Endpoint::Jobs),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_CANCEL, Endpoint::Cancel),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY, Endpoint::Retry),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY_ALL, Endpoint::RetryAll),
+        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_PURGE, Endpoint::Purge),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_PAUSE, Endpoint::Pause),
         (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RESUME, Endpoint::Resume),
         (&master, subjects::MASTER_GROUP, subjects::MASTER_SCHEDULES, Endpoint::Schedules),
@@ -163,6 +167,17 @@ impl Requests {
             Endpoint::Cancel => json::<JobRequest>(payload)
                 .map(|r| Command::Cancel { request: id, work_id: r.work_id, reason: r.reason, now })
                 .map_err(|e| format!("expected {{\"work_id\": \"…\"}}: {e}")),
+            // The sequence to purge through is looked up by the leader before the command
+            // steps (`Leader::purge`): 0 until then.
+            Endpoint::Purge => json::<QueueRequest>(payload)
+                .map(|r| Command::Purge {
+                    request: id,
+                    queue: r.queue,
+                    through_seq: 0,
+                    unread: 0,
+                    now,
+                })
+                .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
             Endpoint::Pause => json::<QueueRequest>(payload)
                 .map(|r| Command::Pause { request: id, queue: r.queue, now })
                 .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
@@ -179,7 +194,8 @@ impl Requests {
             | Endpoint::Job
             | Endpoint::Jobs
             | Endpoint::Retry
-            | Endpoint::Schedules => return None,
+            | Endpoint::Schedules
+            | Endpoint::RetryAll => return None,
         };
         match command {
             Ok(command) => {
@@ -254,12 +270,47 @@ impl Requests {
         tokio::spawn(async move {
             let left = limit - jobs.len();
             let queue = query.queue.as_ref();
-            let reply = match jobs::finished(&js, queue, query.state, left).await {
+            let reply = match jobs::finished(&js, queue, query.state, left, 0).await {
                 Ok((more, truncated)) => {
                     jobs.extend(more);
                     Ok(serde_json::to_vec(&JobsPage { jobs, truncated }))
                 }
                 Err(e) => Err((503, e.to_string())),
+            };
+            answer_now(request, reply).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    /// A bulk retry (`retry-all`), off the loop like a listing (it is one, then a retry per
+    /// job). The work ids in flight, and those whose outcome is still being recorded, are
+    /// taken from the state now: those jobs already run again, and are skipped.
+    pub fn retry_all(&mut self, request: Request, state: &State, js: &jetstream::Context) {
+        let asked = match json::<BulkRetry>(&request.message.payload) {
+            Ok(asked) => asked,
+            Err(e) => {
+                let why = format!("bad request: expected {{\"queue\": \"…\"}}: {e}");
+                return answer(request, Err((400, why)));
+            }
+        };
+        if let Err(why) = asked.state() {
+            return answer(request, Err((400, format!("bad request: {why}"))));
+        }
+        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
+            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
+            return answer(request, Err((503, busy)));
+        }
+        let recording = state.unpublished.keys().filter_map(|key| match key {
+            PublicationKey::Result(work_id) => Some(work_id.clone()),
+            _ => None,
+        });
+        let running: HashSet<WorkId> = state.work.keys().cloned().chain(recording).collect();
+        let (js, in_flight) = (js.clone(), self.lookups_in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let reply = match jobs::retry_all(&js, &asked, &running).await {
+                Ok(done) => Ok(serde_json::to_vec(&done)),
+                Err(e) => Err((e.code(), e.to_string())),
             };
             answer_now(request, reply).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -367,6 +418,13 @@ impl Requests {
         });
     }
 
+    /// Answers the request waiting for `id` with an error, if it still waits.
+    pub fn refuse(&mut self, id: RequestId, code: usize, status: String) {
+        if let Some(request) = self.waiting.remove(&id) {
+            answer(request, Err((code, status)));
+        }
+    }
+
     /// The request waiting for the reply `id`, if it still is.
     pub fn take(&mut self, id: RequestId) -> Option<Request> {
         self.waiting.remove(&id)
@@ -457,9 +515,15 @@ fn schedule_add(payload: &[u8], request: RequestId, now: Millis) -> Result<Comma
     })
 }
 
-/// Reads an operator's JSON request.
-fn json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Error> {
-    serde_json::from_slice(payload)
+/// Reads an operator's JSON request: an object, nothing else. (serde would also read a
+/// struct from an array of its fields in order, so `[]` would be a listing of everything and
+/// `["order-42"]` a request about `order-42`: a shape nobody documents is refused.)
+fn json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err("expected a JSON object".to_owned());
+    }
+    serde_json::from_slice(payload).map_err(|e| e.to_string())
 }
 
 /// What an off-loop request is answered with: a JSON body, or an error code and reason.
@@ -480,4 +544,21 @@ async fn answer_now(request: Request, reply: Answer) {
     };
     // A requester that has gone away cannot be answered.
     let _ = request.respond(reply).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_requests_are_json_objects_only() {
+        assert!(json::<JobsQuery>(b" {}").is_ok());
+        for shape in [&b"[]"[..], b"[\"order-42\"]", b"null", b"", b"42"] {
+            let e = json::<JobRequest>(shape).expect_err("not an object");
+            assert_eq!(e, "expected a JSON object");
+            assert!(json::<JobsQuery>(shape).is_err());
+        }
+        let e = json::<JobRequest>(br#"{"work_id":7}"#).expect_err("a number is no id");
+        assert!(e.contains("invalid type"), "{e}");
+    }
 }

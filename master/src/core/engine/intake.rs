@@ -6,7 +6,9 @@
 //! from the cursor is not taken and the queue is read again, so no stored submission can be
 //! passed over. A taken submission is accepted as work, or rejected with a reason (its
 //! headers could not be read, its id is invalid, or a run of the same id is still in flight or
-//! being published, which only happens after the dedup horizon); either moves the cursor.
+//! being published, which only happens after the dedup horizon); either moves the cursor. A
+//! submission its queue's purge covers (`seq ≤ purged_through`) is accepted and at once
+//! cancelled, so its outcome is stored like any other job's.
 
 use jetwork_shared::{headers, WorkId};
 
@@ -80,6 +82,7 @@ impl Engine {
             (None, Ok(work_id)) => {
                 let prior_attempts = prior_attempts.min(headers::MAX_PRIOR_ATTEMPTS);
                 let options = options.unwrap_or_default();
+                let purged = self.state.queues.get(&queue).is_some_and(|q| seq <= q.purged_through);
                 self.emit(Event::WorkAccepted {
                     work_id: work_id.clone(),
                     queue,
@@ -89,8 +92,12 @@ impl Engine {
                     prior_attempts,
                     options,
                 });
-                // Read after its time to start had passed (a backlog, or no leader then).
-                if options.expires > 0 && options.expires <= now {
+                if purged {
+                    // Taken like any other (its id, its outcome stored under it), never run.
+                    let reason = super::admin::PURGED.to_owned();
+                    self.emit(Event::WorkCancelled { work_id, reason, at: now });
+                } else if options.expires > 0 && options.expires <= now {
+                    // Read after its time to start had passed (a backlog, or no leader then).
                     self.expire(&work_id, options.expires, now);
                 }
             }

@@ -8,8 +8,8 @@
 //! The rules, by concern: [`intake`] (which submissions become work, and the cursor),
 //! [`workers`] (registration, sessions, limits, liveness), [`dispatch`] (grants, long polls,
 //! notifications, priorities), [`outcomes`] (reports, deadlines, back-offs), [`expiry`]
-//! (`Jetwork-Expires`), [`admin`] (cancel, pause), [`schedules`] (recurring schedules and
-//! their ticks). Together they make at-least-once
+//! (`Jetwork-Expires`), [`admin`] (cancel, purge, pause), [`schedules`] (recurring schedules
+//! and their ticks). Together they make at-least-once
 //! execution effectively-once acceptance:
 //! - a report about an attempt counts only with the token that attempt was handed out with,
 //!   and a request under a registered worker id only with that worker's session: nobody can
@@ -135,6 +135,9 @@ impl Engine {
             Command::Cancel { request, work_id, reason, now } => {
                 self.cancel(request, work_id, reason, now)
             }
+            Command::Purge { request, queue, through_seq, unread, now } => {
+                self.purge(request, queue, through_seq, unread, now)
+            }
             Command::Pause { request, queue, now } => self.pause(request, queue, true, now),
             Command::Resume { request, queue, now } => self.pause(request, queue, false, now),
             Command::ScheduleAdd { request, name, queue, cadence, payload, now } => {
@@ -197,6 +200,12 @@ impl Engine {
         if let Some(key) = key {
             self.out.effects.push(Effect::Publish { key });
         }
+    }
+
+    /// The queues whose purged submissions are still to be read (and cancelled): they are
+    /// read whether or not a worker serves them.
+    pub fn purging_queues(&self) -> impl Iterator<Item = &QueueName> {
+        self.state.queues.iter().filter(|(_, q)| q.purging()).map(|(queue, _)| queue)
     }
 
     /// The queues some registered worker serves.
