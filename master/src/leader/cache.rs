@@ -58,6 +58,10 @@ impl PayloadCache {
     pub fn keep(&mut self, events: &[Event], payload: &Bytes, submitted: Millis) {
         for event in events {
             match event {
+                // A delayed item's payload is read back when it is handed out: a backlog of
+                // delayed jobs would otherwise hold every payload (and the read buffers they
+                // share) in memory until its time.
+                Event::WorkAccepted { options, at, .. } if options.not_before > *at => {}
                 Event::WorkAccepted { work_id, .. } => {
                     self.work.insert(work_id.clone(), Cached::new(payload.clone(), submitted));
                 }

@@ -282,8 +282,10 @@ impl Leader {
             let accepting = self.journal.inflight() < settings.max_inflight_writes;
             // A delay, back-off or expiry ending before the next regular tick: wake for it,
             // so delayed work starts on time however coarse `tick_interval` is.
+            // At most one such wake per `DUE_GRANULARITY`: a stream of jobs falling due one by one
+            // is released in batches (one journal write each), not one loop turn per job.
             let due = self.engine.next_due().map(|at| {
-                let wait = at.saturating_sub(now_ms());
+                let wait = at.saturating_sub(now_ms()).max(DUE_GRANULARITY_MS);
                 tokio::time::Instant::now() + std::time::Duration::from_millis(wait)
             });
             tokio::select! {
@@ -506,6 +508,10 @@ impl Leader {
         self.maybe_sync_observations();
     }
 }
+
+/// The finest step at which the leader wakes for waiting work falling due (ms): the most a
+/// delayed job starts late by, when a worker is free.
+const DUE_GRANULARITY_MS: u64 = 10;
 
 fn deposed(e: JournalError) -> Exit {
     Exit::Deposed(e.to_string())
