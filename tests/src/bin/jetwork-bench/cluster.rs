@@ -42,6 +42,12 @@ impl Cluster {
         Ok(Cluster { _server: server, client, dir: tempfile::tempdir()?, env })
     }
 
+    /// Adds `key=value` to the environment of the processes started from now on (a master
+    /// setting such as `JETWORK_QUEUES__BENCH__RATE`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// The JetStream context of the benchmark's own connection.
     pub fn js(&self) -> async_nats::jetstream::Context {
         async_nats::jetstream::new(self.client.clone())
@@ -64,16 +70,34 @@ impl Cluster {
         n: u32,
         concurrency: u32,
     ) -> anyhow::Result<Vec<Process>> {
-        let me = std::env::current_exe().context("the benchmark's own path")?;
         let mode = match system {
             System::Jetwork => "worker",
             System::Baseline => "baseline-worker",
         };
-        let concurrency = concurrency.to_string();
+        self.worker_processes(n, &[mode, "--concurrency", &concurrency.to_string()])
+    }
+
+    /// Starts `n` jetwork worker processes whose jobs each take `job` (after stamping their
+    /// start), so the workers stay busy.
+    pub fn slow_workers(
+        &self,
+        n: u32,
+        concurrency: u32,
+        job: Duration,
+    ) -> anyhow::Result<Vec<Process>> {
+        let (concurrency, ms) = (concurrency.to_string(), job.as_millis().to_string());
+        self.worker_processes(n, &["worker", "--concurrency", &concurrency, "--job-ms", &ms])
+    }
+
+    /// Starts `n` processes of this benchmark binary with `args` and `--id bench-w<i>`.
+    fn worker_processes(&self, n: u32, args: &[&str]) -> anyhow::Result<Vec<Process>> {
+        let me = std::env::current_exe().context("the benchmark's own path")?;
         (0..n)
             .map(|i| {
                 let id = format!("bench-w{i}");
-                self.launch(&id, &me, &[mode, "--id", &id, "--concurrency", &concurrency])
+                let mut all = args.to_vec();
+                all.extend(["--id", &id]);
+                self.launch(&id, &me, &all)
             })
             .collect()
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::HeaderMap;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use tokio::task::JoinHandle;
@@ -25,9 +26,26 @@ pub async fn flood(
     window: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
+    flood_with(js, subject, None, jobs, window, bar).await
+}
+
+/// [`flood`], each submission carrying `headers` when given (job options).
+pub async fn flood_with(
+    js: &jetstream::Context,
+    subject: &str,
+    headers: Option<&HeaderMap>,
+    jobs: u64,
+    window: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
     let mut acks: VecDeque<PublishAckFuture> = VecDeque::new();
     for n in 1..=jobs {
-        acks.push_back(js.publish(subject.to_owned(), stamp::payload()).await?);
+        let (subject, payload) = (subject.to_owned(), stamp::payload());
+        let ack = match headers {
+            Some(headers) => js.publish_with_headers(subject, headers.clone(), payload).await?,
+            None => js.publish(subject, payload).await?,
+        };
+        acks.push_back(ack);
         if acks.len() >= window {
             if let Some(ack) = acks.pop_front() {
                 ack.into_future().await?;
@@ -174,6 +192,15 @@ impl Collector {
     /// Runs `read` on what has been collected.
     pub fn read<T>(&self, read: impl FnOnce(&Collected) -> T) -> T {
         read(&self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits for the result of the job submitted at `submit_ns` (its payload's time); returns
+    /// the time it started.
+    pub async fn await_job(&self, submit_ns: u64, within: Duration) -> anyhow::Result<u64> {
+        jetwork_tests::poll_for("the job's result", within, || async {
+            self.read(|c| c.stamps.iter().rev().find(|s| s.0 == submit_ns).map(|s| s.1))
+        })
+        .await
     }
 
     /// Waits until `n` results have arrived, showing them on `bar`.

@@ -5,11 +5,14 @@
 //! concurrency 1 and 64), `latency` (submit→start and submit→result percentiles at fixed
 //! rates), `failover` (`kill -9` and SIGTERM of the leader under load: time until dispatching
 //! resumes, jobs lost), `backlog` (master memory with a large backlog, draining it, takeover
-//! time with that history versus none). Prints a Markdown table and writes JSON lines.
+//! time with that history versus none), `lifecycle` (jetwork alone: a rate-limited queue's
+//! achieved start rate, a large backlog of delayed jobs — master memory, lateness once due — and
+//! a priority-9 job jumping a backlog, within the read-ahead and beyond it). Prints a Markdown table and writes JSON lines.
 //!
 //! ```sh
 //! scripts/bench                      # builds in release mode and runs every phase
 //! scripts/bench --phases throughput --runs 3
+//! scripts/bench --phases lifecycle --lifecycle-rate 200 --delayed 100000
 //! ```
 //!
 //! The same binary is also the worker process of both systems (`worker`, `baseline-worker`):
@@ -21,6 +24,7 @@ mod cluster;
 mod deployment;
 mod failover;
 mod latency;
+mod lifecycle;
 mod load;
 mod report;
 mod samples;
@@ -53,6 +57,9 @@ enum Mode {
         id: String,
         #[arg(long)]
         concurrency: u32,
+        /// How long each job takes after stamping its start (0: it answers at once).
+        #[arg(long, default_value_t = 0)]
+        job_ms: u64,
     },
     /// Internal: a baseline worker process.
     #[command(hide = true)]
@@ -67,8 +74,12 @@ enum Mode {
 /// What to run and how much.
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// Phases to run, comma separated: throughput, latency, failover, backlog.
-    #[arg(long, value_delimiter = ',', default_value = "throughput,latency,failover,backlog")]
+    /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "throughput,latency,failover,backlog,lifecycle"
+    )]
     phases: Vec<String>,
     /// Jobs per throughput run with concurrency 64.
     #[arg(long, default_value_t = 200_000)]
@@ -100,6 +111,19 @@ pub struct Options {
     /// Jobs in the backlog phase.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: u64,
+    /// Lifecycle phase: the rate-limited queue's limit (starts/s); 5 × this many jobs are
+    /// submitted at once.
+    #[arg(long, default_value_t = 200)]
+    lifecycle_rate: u32,
+    /// Lifecycle phase: jobs submitted with a delay (at most `--backlog`).
+    #[arg(long, default_value_t = 100_000)]
+    delayed: u64,
+    /// Lifecycle phase: their delay (shortened to 0.2 ms a job, at least 3 s, for fewer jobs).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+    delay: Duration,
+    /// Lifecycle phase: unread normal jobs ahead of the priority-9 job (at most `--backlog`).
+    #[arg(long, default_value_t = 100_000)]
+    priority_backlog: u64,
     /// The masters' lease TTL (the failover phase waits for it after `kill -9`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     lease_ttl: Duration,
@@ -131,7 +155,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.mode {
-        Some(Mode::Worker { id, concurrency }) => jetwork_worker_process(id, concurrency).await,
+        Some(Mode::Worker { id, concurrency, job_ms }) => {
+            jetwork_worker_process(id, concurrency, Duration::from_millis(job_ms)).await
+        }
         Some(Mode::BaselineWorker { id, concurrency }) => {
             let url = std::env::var("NATS_URL").context("NATS_URL")?;
             let client = async_nats::ConnectOptions::new().name(id).connect(url).await?;
@@ -141,7 +167,11 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn jetwork_worker_process(id: String, concurrency: u32) -> anyhow::Result<()> {
+async fn jetwork_worker_process(
+    id: String,
+    concurrency: u32,
+    job_time: Duration,
+) -> anyhow::Result<()> {
     jetwork_shared::telemetry::init("warn", jetwork_shared::config::LogFormat::Text);
     let mut settings = jetwork_worker::WorkerSettings::load(None)?;
     if let Ok(url) = std::env::var("NATS_URL") {
@@ -150,15 +180,22 @@ async fn jetwork_worker_process(id: String, concurrency: u32) -> anyhow::Result<
     settings.worker.id = Some(id);
     settings.worker.queues = vec![deployment::BENCH_QUEUE.to_owned()];
     settings.worker.concurrency = concurrency;
-    let handler = |job: jetwork_worker::Job| async move { Ok(stamp::run(&job.payload)?) };
+    let handler = move |job: jetwork_worker::Job| async move {
+        let result = stamp::run(&job.payload);
+        if !job_time.is_zero() {
+            tokio::time::sleep(job_time).await;
+        }
+        Ok(result?)
+    };
     jetwork_worker::run(settings, handler, jetwork_shared::shutdown::shutdown_signal()).await?;
     Ok(())
 }
 
 async fn benchmark(o: Options) -> anyhow::Result<()> {
+    const PHASES: [&str; 5] = ["throughput", "latency", "failover", "backlog", "lifecycle"];
     for phase in &o.phases {
-        if !["throughput", "latency", "failover", "backlog"].contains(&phase.as_str()) {
-            anyhow::bail!("unknown phase {phase:?} (throughput, latency, failover, backlog)");
+        if !PHASES.contains(&phase.as_str()) {
+            anyhow::bail!("unknown phase {phase:?} ({})", PHASES.join(", "));
         }
     }
     let header = machine(&o);
@@ -179,6 +216,9 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     }
     if wants("backlog") {
         backlog::run(&o, &mut report, &progress).await?;
+    }
+    if wants("lifecycle") {
+        lifecycle::run(&o, &mut report, &progress).await?;
     }
     progress.clear()?;
     println!("\n{}", report.table());

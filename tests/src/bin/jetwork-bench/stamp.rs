@@ -19,7 +19,12 @@ pub fn now_ns() -> u64 {
 
 /// A job submitted now.
 pub fn payload() -> Bytes {
-    Bytes::from(now_ns().to_string())
+    payload_at(now_ns())
+}
+
+/// A job submitted at `submit_ns` (a caller that must recognise its result keeps the time).
+pub fn payload_at(submit_ns: u64) -> Bytes {
+    Bytes::from(submit_ns.to_string())
 }
 
 /// Runs a job: answers with its submit time and the time it started.
