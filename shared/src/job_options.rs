@@ -218,8 +218,11 @@ mod tests {
         assert_eq!(o.max_attempts, Some(2));
         assert_eq!(o.timeout, Some(45_000));
         assert_eq!(o.expires, 3_601_000);
-        let at =
-            parse(&[(NOT_BEFORE, "2026-12-01T03:00:00Z"), (EXPIRES, "2026-12-01T04:00:00Z")], 0)?;
+        let stored = 1_796_000_000_000; // 2026-11-29T22:13:20Z
+        let at = parse(
+            &[(NOT_BEFORE, "2026-12-01T03:00:00Z"), (EXPIRES, "2026-12-01T04:00:00Z")],
+            stored,
+        )?;
         assert_eq!(at.not_before, 1_796_094_000_000);
         assert_eq!(at.expires, 1_796_097_600_000);
         // Written back absolute, and read again the same.
