@@ -79,13 +79,17 @@ pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
     }
     let missing: Vec<AssignmentRef> =
         assignments.iter().filter(|a| !known.contains_key(&a.work_id)).cloned().collect();
-    // Reading costs a round trip per item; the loop must keep stepping meanwhile, and the
-    // worker's attempt deadline already covers a reply that comes late.
+    // Reading costs a round trip per item, so the items are read at once, not one after
+    // another (a grant of delayed jobs, or the first grants after a takeover, may need a
+    // payload read for every item); the loop must keep stepping meanwhile, and the worker's
+    // attempt deadline already covers a reply that comes late.
     let (js, internal) = (ctx.js.clone(), ctx.internal.clone());
     tokio::spawn(async move {
+        let reads = missing.iter().map(|a| payloads::read(&js, a.seq));
+        let results = futures::future::join_all(reads).await;
         let mut fetched = Vec::new();
-        for a in &missing {
-            match payloads::read(&js, a.seq).await {
+        for (a, result) in missing.iter().zip(results) {
+            match result {
                 Ok(Some(payload)) => {
                     fetched.push((a.work_id.clone(), payload.clone()));
                     known.insert(a.work_id.clone(), payload);
