@@ -25,15 +25,17 @@ pub struct Unread {
     pub oldest_ms: u64,
 }
 
-/// The unread part of each queue in `cursors` (queue → cursor), and of up to `limit` queues in
-/// all, adding queues that have submissions but no cursor (never read).
+/// The unread part of each queue in `positions` (queue, cursor, submissions past the cursor
+/// already taken out of turn: not counted as unread), and of up to `limit` queues in all,
+/// adding queues that have submissions but no cursor (never read).
 pub async fn survey(
     js: &jetstream::Context,
-    cursors: Vec<(QueueName, u64)>,
+    positions: Vec<(QueueName, u64, u64)>,
     limit: usize,
 ) -> BTreeMap<QueueName, Unread> {
     let mut out = BTreeMap::new();
-    let mut known: BTreeMap<QueueName, u64> = cursors.into_iter().collect();
+    let mut known: BTreeMap<QueueName, (u64, u64)> =
+        positions.into_iter().map(|(queue, cursor, jumped)| (queue, (cursor, jumped))).collect();
     if let Ok(stream) = js.get_stream(subjects::SUBMIT_STREAM).await {
         if let Ok(mut per_subject) = stream.info_with_subjects(subjects::SUBMIT_ALL).await {
             while let Some(Ok((subject, _count))) = per_subject.next().await {
@@ -43,13 +45,14 @@ pub async fn survey(
                     if known.len() >= limit {
                         break;
                     }
-                    known.entry(queue).or_insert(0);
+                    known.entry(queue).or_insert((0, 0));
                 }
             }
         }
     }
-    for (queue, cursor) in known.into_iter().take(limit) {
-        if let Some(unread) = first_unread(js, &queue, cursor).await {
+    for (queue, (cursor, jumped)) in known.into_iter().take(limit) {
+        if let Some(mut unread) = first_unread(js, &queue, cursor).await {
+            unread.count = unread.count.saturating_sub(jumped);
             out.insert(queue, unread);
         }
     }

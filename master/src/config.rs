@@ -125,6 +125,10 @@ pub struct MasterConfig {
     /// Shortest gap allowed between two ticks of a recurring schedule.
     #[serde(with = "humantime_serde")]
     pub schedule_min_interval: Duration,
+    /// Most priority submissions of one queue taken out of turn, ahead of its unread backlog,
+    /// and not yet reached by its reader (each costs its payload in memory, like read-ahead);
+    /// beyond it, priority submissions wait for their turn. 0 turns priority jumps off.
+    pub max_priority_jumps: u32,
 }
 
 impl Default for MasterConfig {
@@ -158,6 +162,7 @@ impl Default for MasterConfig {
             max_schedules: 1_000,
             max_schedule_payload: 64 * 1024,
             schedule_min_interval: Duration::from_secs(1),
+            max_priority_jumps: 1_000,
         }
     }
 }
@@ -307,6 +312,7 @@ impl MasterSettings {
             max_schedules: m.max_schedules,
             max_schedule_payload: u64::from(m.max_schedule_payload),
             schedule_min_interval: millis(m.schedule_min_interval),
+            max_priority_jumps: m.max_priority_jumps,
             ..Policy::default()
         }
     }

@@ -156,13 +156,13 @@ pub async fn purge_journal(js: &jetstream::Context, snapshot_seq: u64, retention
 /// Completes a status report: adds the queues that have submissions but that the leader has
 /// never read (nobody serves them), keeps the page of queues `query` asks for, and adds to each
 /// listed queue what is still unread in the stream (after the cursor for queues the leader
-/// reads; everything for the others). The stream's per-subject counts come in one paged call;
+/// reads, less what was taken out of turn past it; everything for the others). The stream's per-subject counts come in one paged call;
 /// the unread count costs one short-lived consumer per listed queue the leader reads, so the
 /// work is bounded by the page size, not by the number of queues.
 pub async fn complete_status(
     js: &jetstream::Context,
     report: &mut StatusReport,
-    cursors: Vec<(QueueName, u64)>,
+    positions: Vec<(QueueName, u64, u64)>,
     query: StatusQuery,
 ) {
     let query = query.capped();
@@ -199,7 +199,8 @@ pub async fn complete_status(
         .take(query.queues_limit as usize)
         .collect();
     for status in &mut report.queues {
-        let Some((_, cursor)) = cursors.iter().find(|(q, _)| *q == status.queue) else {
+        let Some((_, cursor, jumped)) = positions.iter().find(|(q, ..)| *q == status.queue)
+        else {
             continue;
         };
         let consumer = stream
@@ -214,7 +215,8 @@ pub async fn complete_status(
             .await;
         if let Ok(mut consumer) = consumer {
             if let Ok(info) = consumer.info().await {
-                status.pending += info.num_pending;
+                // Jumped submissions are counted among the ready ones already.
+                status.pending += info.num_pending.saturating_sub(*jumped);
                 let name = info.name.clone();
                 let _ = stream.delete_consumer(&name).await;
             }

@@ -27,6 +27,7 @@ use async_nats::jetstream::{
     self,
     consumer::{pull, AckPolicy, DeliverPolicy},
 };
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_shared::backoff::Backoff;
@@ -46,6 +47,9 @@ pub struct Submission {
     pub after: u64,
     /// Which reader of the queue read it (a replaced reader's leftovers are ignored).
     pub generation: u64,
+    /// Read out of turn by its sequence ([`read_out_of_turn`], a priority jump), not by the
+    /// queue's reader: `after` and `generation` mean nothing then.
+    pub jump: bool,
     /// The work id it names, if any (see `msg_id`).
     pub msg_id: Option<String>,
     /// Why the stored message cannot be read as a submission (malformed headers), if so.
@@ -270,7 +274,8 @@ impl Reader {
             }
             let stored_ms =
                 u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-            let (prior_attempts, bad_prior) = match prior_attempts(&message) {
+            let stored = message.headers.as_ref();
+            let (prior_attempts, bad_prior) = match prior_attempts(stored) {
                 Ok(prior) => (prior, None),
                 Err(why) => (0, Some(why)),
             };
@@ -279,10 +284,11 @@ impl Reader {
                 seq,
                 after: position.after,
                 generation: self.generation,
-                msg_id: msg_id(&message),
+                jump: false,
+                msg_id: msg_id(stored),
                 unreadable: unreadable(&message).or(bad_prior),
                 prior_attempts,
-                options: options(&message, stored_ms),
+                options: options(stored, stored_ms),
                 payload: message.payload.clone(),
                 stored_ms,
             };
@@ -361,8 +367,8 @@ fn unreadable(message: &jetstream::Message) -> Option<String> {
 }
 
 /// `Jetwork-Prior-Attempts`, if present: a count up to [`headers::MAX_PRIOR_ATTEMPTS`].
-fn prior_attempts(message: &jetstream::Message) -> Result<u32, String> {
-    let Some(value) = message.headers.as_ref().and_then(|h| h.get(headers::PRIOR_ATTEMPTS)) else {
+fn prior_attempts(stored: Option<&HeaderMap>) -> Result<u32, String> {
+    let Some(value) = stored.and_then(|h| h.get(headers::PRIOR_ATTEMPTS)) else {
         return Ok(0);
     };
     value.as_str().parse::<u32>().ok().filter(|n| *n <= headers::MAX_PRIOR_ATTEMPTS).ok_or_else(
@@ -378,17 +384,56 @@ fn prior_attempts(message: &jetstream::Message) -> Result<u32, String> {
 }
 
 /// The submission's own options, from its headers (times relative to `stored_ms`).
-fn options(message: &jetstream::Message, stored_ms: u64) -> Result<JobOptions, String> {
-    let Some(stored) = message.headers.as_ref() else { return Ok(JobOptions::default()) };
+fn options(stored: Option<&HeaderMap>, stored_ms: u64) -> Result<JobOptions, String> {
+    let Some(stored) = stored else { return Ok(JobOptions::default()) };
     JobOptions::from_headers(|name| stored.get(name).map(|v| v.as_str()), stored_ms)
 }
 
 /// The work id a submission names: a retry's `Jetwork-Retry-Of` (its `Nats-Msg-Id` is then
 /// only a deduplication key), otherwise its `Nats-Msg-Id`.
-fn msg_id(message: &jetstream::Message) -> Option<String> {
-    let stored = message.headers.as_ref()?;
+fn msg_id(stored: Option<&HeaderMap>) -> Option<String> {
+    let stored = stored?;
     stored
         .get(headers::RETRY_OF)
         .or_else(|| stored.get(headers::NATS_MSG_ID))
         .map(|v| v.as_str().to_owned())
+}
+
+/// Reads submission `seq` of `queue` out of turn (a priority jump), by its sequence. `None`
+/// if it cannot be read now, or the message at `seq` is not a submission of `queue` (the
+/// sighting that led here is not trusted): it then waits for its turn.
+pub async fn read_out_of_turn(
+    js: &jetstream::Context,
+    queue: &QueueName,
+    seq: u64,
+) -> Option<Submission> {
+    let stream = js.get_stream_no_info(subjects::SUBMIT_STREAM).await.ok()?;
+    let message = match stream.direct_get(seq).await {
+        Ok(message) => message,
+        Err(e) => {
+            tracing::debug!(%queue, seq, error = %e, "cannot read a priority submission out of turn");
+            return None;
+        }
+    };
+    if message.subject.as_str() != subjects::submit(queue) {
+        tracing::debug!(%queue, seq, subject = %message.subject, "a sighting named another message");
+        return None;
+    }
+    let stored_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let stored = Some(&message.headers);
+    // A message whose headers are doubtful is not taken out of turn: its turn decides.
+    let prior_attempts = prior_attempts(stored).ok()?;
+    Some(Submission {
+        queue: queue.clone(),
+        seq,
+        after: 0,
+        generation: 0,
+        jump: true,
+        msg_id: msg_id(stored),
+        unreadable: None,
+        prior_attempts,
+        options: options(stored, stored_ms),
+        payload: message.payload,
+        stored_ms,
+    })
 }

@@ -1,7 +1,7 @@
 //! jetwork's master: any number of candidates run; the one holding the lease leads.
 //!
 //! Layout: [`core`] is the pure decision engine; [`leader`] is the I/O loop that drives it
-//! while this process leads; [`journal`], [`lease`], [`intake`], [`publisher`] and
+//! while this process leads; [`journal`], [`lease`], [`intake`], [`scout`], [`publisher`] and
 //! [`housekeeping`] are the resources that loop uses; [`run`] is the candidate loop that
 //! campaigns for the lease, replays the journal and leads, over and over until shut down.
 //! [`metrics`] and the shared `observe` listener show what it does (`master.metrics_listen`).
@@ -20,6 +20,7 @@ pub mod lease;
 pub mod metrics;
 pub mod payloads;
 pub mod publisher;
+pub mod scout;
 
 use std::future::Future;
 use std::sync::Arc;

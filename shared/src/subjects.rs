@@ -17,6 +17,12 @@ pub const LEASE_KEY: &str = "master";
 
 /// Subjects captured by [`SUBMIT_STREAM`].
 pub const SUBMIT_ALL: &str = "jetwork.submit.*";
+/// Where [`SUBMIT_STREAM`] republishes the headers of each submission it stores, as
+/// `jetwork.submitted.<queue>` (core NATS, not stored): the leader finds priority submissions
+/// stored behind an unread backlog there.
+pub const SUBMITTED_ALL: &str = "jetwork.submitted.*";
+/// The republication's destination, in the server's subject-mapping syntax.
+pub const SUBMITTED_MAPPING: &str = "jetwork.submitted.{{wildcard(1)}}";
 /// Subjects captured by [`JOURNAL_STREAM`].
 pub const JOURNAL_ALL: &str = "jetwork.journal.>";
 /// Journal subject of event batches.
@@ -146,6 +152,14 @@ pub fn queue_of_submit(subject: &str) -> Option<&str> {
     subject.strip_prefix("jetwork.submit.").filter(|rest| !rest.is_empty() && !rest.contains('.'))
 }
 
+/// The queue named by a `jetwork.submitted.<queue>` subject (a republished submission's
+/// headers), if it is one.
+pub fn queue_of_submitted(subject: &str) -> Option<&str> {
+    subject
+        .strip_prefix("jetwork.submitted.")
+        .filter(|rest| !rest.is_empty() && !rest.contains('.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +174,9 @@ mod tests {
         assert_eq!(queue_of_submit("jetwork.submit.emails"), Some("emails"));
         assert_eq!(queue_of_submit("jetwork.submit."), None);
         assert_eq!(queue_of_submit("jetwork.results.x"), None);
+        assert_eq!(queue_of_submitted("jetwork.submitted.emails"), Some("emails"));
+        assert_eq!(queue_of_submitted("jetwork.submitted.a.b"), None);
+        assert_eq!(queue_of_submitted("jetwork.submit.emails"), None);
         assert_eq!(results_in(&q), "jetwork.results.emails.>");
         assert_eq!(rejected_prefix(&q), "jetwork.rejected.emails.");
         assert!(result(&q, &id).starts_with(RESULTS_PREFIX));

@@ -2,7 +2,7 @@
 //!
 //! | name | subjects | role |
 //! |---|---|---|
-//! | `JETWORK_SUBMIT` | `jetwork.submit.*` | pending work; JetStream is the submit "receptionist" |
+//! | `JETWORK_SUBMIT` | `jetwork.submit.*` | pending work; JetStream is the submit "receptionist"; republishes each stored submission's headers on `jetwork.submitted.<queue>` |
 //! | `JETWORK_JOURNAL` | `jetwork.journal.>` | the master's fenced event journal and snapshots |
 //! | `JETWORK_RESULTS` | `jetwork.results.>`, `jetwork.rejected.>` | published results, kept for `results_retention` |
 //! | KV `jetwork-lease` | `$KV.jetwork-lease.master` | the leader lease; the revision it was taken at is the epoch |
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{
     self, kv,
-    stream::{Config, DiscardPolicy, RetentionPolicy, StorageType},
+    stream::{Config, DiscardPolicy, Republish, RetentionPolicy, StorageType},
 };
 use thiserror::Error;
 
@@ -70,6 +70,13 @@ pub fn submit_stream(cfg: &StreamsConfig) -> Config {
         discard: DiscardPolicy::New,
         allow_direct: true,
         deny_delete: true,
+        // The leader learns of priority submissions stored behind an unread backlog from
+        // their headers (priority jumps); headers only, so the payload is not sent twice.
+        republish: Some(Republish {
+            source: subjects::SUBMIT_ALL.to_owned(),
+            destination: subjects::SUBMITTED_MAPPING.to_owned(),
+            headers_only: true,
+        }),
         ..Default::default()
     }
 }

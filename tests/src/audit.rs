@@ -1,8 +1,9 @@
 //! [`Audit`]: reads the journal, the results stream and the submit stream back and checks what
 //! every test asserts at the end: the journal's epochs never go backwards (no deposed master
 //! wrote after its successor's claim), no work id is finished twice while in flight, every run
-//! of a work id has exactly one stored result, no queue's read position moved past a stored
-//! submission that was neither accepted nor rejected, and (per test) every acknowledged
+//! of a work id has exactly one stored result, no stored submission is taken twice (in turn
+//! and out of turn), no queue's read position moved past a stored submission that was
+//! neither accepted nor rejected, and (per test) every acknowledged
 //! submission has a result.
 
 use std::collections::BTreeMap;
@@ -194,13 +195,24 @@ impl Audit {
         }
         let mut cursors: BTreeMap<String, u64> = BTreeMap::new();
         let mut taken = std::collections::BTreeSet::new();
-        for (_, _, event) in &self.events {
-            if let Event::WorkAccepted { queue, seq, .. }
-            | Event::SubmissionRejected { queue, seq, .. } = event
-            {
+        for (message, _, event) in &self.events {
+            let (queue, seq, in_turn) = match event {
+                Event::WorkAccepted { queue, seq, jumped, .. } => (queue, seq, !jumped),
+                Event::SubmissionRejected { queue, seq, .. } => (queue, seq, true),
+                // The reader reached a submission taken out of turn: the cursor moves only.
+                Event::SubmissionPassed { queue, seq } => {
+                    let cursor = cursors.entry(queue.to_string()).or_default();
+                    *cursor = (*cursor).max(*seq);
+                    continue;
+                }
+                _ => continue,
+            };
+            if !taken.insert(*seq) {
+                bail!("submission {seq} taken twice (journal message {message})");
+            }
+            if in_turn {
                 let cursor = cursors.entry(queue.to_string()).or_default();
                 *cursor = (*cursor).max(*seq);
-                taken.insert(*seq);
             }
         }
         let skipped: Vec<&(u64, String)> = self

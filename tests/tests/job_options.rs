@@ -1,5 +1,6 @@
 //! Per-job options end to end (submission headers, real nats-server): priorities are handed
-//! out highest first, a job's own attempt limit overrides its queue's, a job not started by
+//! out highest first, a priority job stored behind a backlog the master has not read yet
+//! jumps it (and still runs once), a job's own attempt limit overrides its queue's, a job not started by
 //! its expiry ends `cancelled` as expired, invalid options are rejected with a reason, and a
 //! delayed job waits out its delay — across a `kill -9` of the leader, with the real binaries.
 
@@ -121,6 +122,69 @@ async fn priorities_attempt_limits_expiry_and_invalid_options() -> anyhow::Resul
             other => panic!("{name}: {value} was not rejected: {other:?}"),
         }
     }
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priority_job_jumps_the_unread_backlog_and_runs_once() -> anyhow::Result<()> {
+    // A small read-ahead: nearly all of the backlog stays unread in the stream.
+    let run = InProcess::start(|fast| fast.master.master.prefetch = 8).await?;
+    run.await_leader("m1", WAIT).await?;
+    let (client, queue) = (&run.client, &run.queue);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let _worker = run.worker_with("w1", |w| w.worker.concurrency = 1, {
+        let order = order.clone();
+        move |job: Job| {
+            if let Ok(mut order) = order.lock() {
+                order.push(job.work_id.to_string());
+            }
+            // Each job takes a while: the backlog is seconds of work for the one slot.
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(Bytes::new())
+            }
+        }
+    });
+    let started = || order.lock().map(|o| o.len()).unwrap_or_default();
+    wait_until("the worker registered", WAIT, || async {
+        client.status().await.is_ok_and(|s| !s.workers.is_empty())
+    })
+    .await?;
+
+    tracing::info!("--- 1000 normal jobs, then one of priority 9 behind them");
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let id = WorkId::parse(&format!("n-{i}"))?;
+        client.submit(queue, Some(id.clone()), Bytes::new()).await?;
+        ids.push(id);
+    }
+    let urgent = WorkId::parse("urgent")?;
+    let headers = header(job_options::PRIORITY, "9");
+    let submitted = client.submit_with(queue, Some(urgent.clone()), Bytes::new(), &headers).await?;
+    let before = started();
+    assert!(before < 900, "the backlog ran out before the priority job came ({before} started)");
+    let result = client.wait_for(&submitted, WAIT).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Completed, 1));
+    let position = order.lock().map(|o| o.iter().position(|id| *id == "urgent")).ok().flatten();
+    let position = position.ok_or_else(|| anyhow::anyhow!("urgent never started"))?;
+    // Read in turn, it would start after every normal job (~1000 − `before` more).
+    assert!(
+        position < before + 100,
+        "the priority job started as number {position}, {before} had started when it was stored"
+    );
+
+    tracing::info!("--- the backlog finishes, each job once; the jumped submission is passed");
+    ids.push(urgent);
+    let audit = run.completed(&ids, WAIT).await?;
+    let passed = audit
+        .events
+        .iter()
+        .filter(|(.., e)| matches!(e, jetwork_master::core::Event::SubmissionPassed { .. }))
+        .count();
+    assert_eq!(passed, 1, "the reader passed the jumped submission once");
+    let runs = order.lock().map(|o| o.len()).unwrap_or_default();
+    assert_eq!(runs, 1001, "every job ran exactly once");
     run.stop().await;
     Ok(())
 }

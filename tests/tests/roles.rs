@@ -188,6 +188,7 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         &subjects::worker_cancel(&worker_2),
         subjects::RESULTS_ALL,
         subjects::MASTER_REGISTER,
+        subjects::SUBMITTED_ALL,
     ] {
         cannot_subscribe(&mut worker, "worker-1", subject).await;
     }
@@ -214,9 +215,13 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         cannot_publish(&mut client, "client", subject).await;
     }
     let master_endpoints = format!("{}.>", subjects::MASTER_GROUP);
-    for subject in
-        ["_INBOX_worker-1.>", "_INBOX_master.>", &master_endpoints, "jetwork.worker.*.ready"]
-    {
+    for subject in [
+        "_INBOX_worker-1.>",
+        "_INBOX_master.>",
+        &master_endpoints,
+        "jetwork.worker.*.ready",
+        subjects::SUBMITTED_ALL,
+    ] {
         cannot_subscribe(&mut client, "client", subject).await;
     }
     client.publish(&subjects::submit(&queue), b"1").await?;

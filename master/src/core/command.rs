@@ -24,6 +24,10 @@ pub enum Command {
         queue: QueueName,
         seq: u64,
         after: u64,
+        /// Read out of turn, ahead of the queue's unread backlog (a priority submission the
+        /// leader found stored behind it): `after` means nothing then, and it is only taken
+        /// if it may jump (see `engine/intake.rs`).
+        jump: bool,
         msg_id: Option<String>,
         size: u64,
         /// Why the stored message cannot be read as a submission (its header block is

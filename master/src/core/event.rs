@@ -33,7 +33,9 @@ pub enum Event {
     /// A submission was accepted as work: it is now ready to be handed out (or, if its
     /// options delay it past `at`, waits until then). `prior_attempts`: for a retry, the
     /// attempts its earlier runs used (its own attempts are numbered on from there).
-    /// `options`: what the submission asked for itself, times already absolute.
+    /// `options`: what the submission asked for itself, times already absolute. `jumped`: taken
+    /// out of turn, ahead of the queue's unread backlog (a priority jump): the cursor stays
+    /// where it is, and passes this submission later (`SubmissionPassed`).
     WorkAccepted {
         work_id: WorkId,
         queue: QueueName,
@@ -44,7 +46,12 @@ pub enum Event {
         prior_attempts: u32,
         #[serde(default, skip_serializing_if = "JobOptions::is_default")]
         options: JobOptions,
+        #[serde(default, skip_serializing_if = "is_false")]
+        jumped: bool,
     },
+    /// The queue's reader reached a submission taken earlier out of turn (`WorkAccepted` with
+    /// `jumped`): the cursor moves past it, and nothing else happens.
+    SubmissionPassed { queue: QueueName, seq: u64 },
     /// A submission could not be accepted (invalid id, or its id is still in flight).
     SubmissionRejected {
         queue: QueueName,
@@ -137,4 +144,9 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalBatch {
     pub events: Vec<Event>,
+}
+
+/// Whether a flag is unset (for flags left out of the encoding when unset).
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }

@@ -54,6 +54,7 @@ fn events() -> Vec<(&'static str, Event)> {
                     timeout: Some(30_000),
                     expires: 90_000,
                 },
+                jumped: true,
             },
         ),
         (
@@ -133,8 +134,12 @@ fn events() -> Vec<(&'static str, Event)> {
         ("ScheduleFired", schedule_fired()),
         ("TicksSubmitted", Event::TicksSubmitted { work_ids: vec![tick()] }),
         ("QueuePurged", Event::QueuePurged { queue: q(), through_seq: 40, at: 1_014 }),
+        // Format 4 (with `WorkAccepted.jumped` above).
+        ("SubmissionPassed", Event::SubmissionPassed { queue: q(), seq: 17 }),
     ]
 }
+
+const FORMAT_4_KINDS: [&str; 1] = ["SubmissionPassed"];
 
 const FORMAT_3_KINDS: [&str; 5] =
     ["ScheduleAdded", "ScheduleRemoved", "ScheduleFired", "TicksSubmitted", "QueuePurged"];
@@ -169,16 +174,41 @@ fn schedule_fired() -> Event {
 /// The samples as a journal of `format` holds them: only the kinds it had, and the fields
 /// it did not have at their defaults.
 fn events_of(format: u32) -> Vec<(&'static str, Event)> {
-    if format >= 3 {
+    if format >= 4 {
         return events();
     }
+    // Format 3 had no priority jumps.
+    let events = events().into_iter().filter(|(name, _)| !FORMAT_4_KINDS.contains(name)).map(
+        |(name, event)| {
+            let event = match event {
+                Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, options, .. } => {
+                    let jumped = false;
+                    Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, options, jumped }
+                }
+                other => other,
+            };
+            (name, event)
+        },
+    );
+    if format == 3 {
+        return events.collect();
+    }
     // Format 2 had no job options and no schedules.
-    let events = events().into_iter().filter(|(name, _)| !FORMAT_3_KINDS.contains(name)).map(
+    let events = events.filter(|(name, _)| !FORMAT_3_KINDS.contains(name)).map(
         |(name, event)| {
             let event = match event {
                 Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, .. } => {
-                    let options = JobOptions::default();
-                    Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, options }
+                    let (options, jumped) = (JobOptions::default(), false);
+                    Event::WorkAccepted {
+                        work_id,
+                        queue,
+                        seq,
+                        size,
+                        at,
+                        prior_attempts,
+                        options,
+                        jumped,
+                    }
                 }
                 other => other,
             };
@@ -206,6 +236,7 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
                         at,
                         prior_attempts: 0,
                         options,
+                        jumped: false,
                     }
                 }
                 Event::WorkRequeued { work_id, attempt, .. } => Event::WorkRequeued {
@@ -248,6 +279,19 @@ fn state_of(format: u32) -> State {
         reason: "clash".into(),
         at: 1_008,
     });
+    if format >= 4 {
+        // A submission past the cursor taken out of turn.
+        state.apply(&Event::WorkAccepted {
+            work_id: WorkId::parse("urgent").expect("valid"),
+            queue: q(),
+            seq: 50,
+            size: 3,
+            at: 1_015,
+            prior_attempts: 0,
+            options: JobOptions { priority: 9, ..JobOptions::default() },
+            jumped: true,
+        });
+    }
     state
 }
 
@@ -341,6 +385,7 @@ fn a_state_always_encodes_to_the_same_bytes() {
         at: 0,
         prior_attempts: 0,
         options: JobOptions::default(),
+        jumped: false,
     };
     let events: Vec<Event> = events().into_iter().take(7).map(|(_, e)| e).collect();
     let mut forward = State::default();

@@ -6,6 +6,7 @@
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
 //!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`,
 //!   `max_workers`, `max_queues_per_worker`, `max_served_queues`, `takeover_grace`,
+//!   `max_priority_jumps`,
 //!   `backoff_initial`, `backoff_factor`, `backoff_max`, `backoff_jitter` (0 or 1) (before
 //!   use). Scripts start with no back-off (failed items are ready again at once) unless they
 //!   set one.
@@ -16,9 +17,9 @@
 //! - `takeover epoch=<n> [leader=<id>]`
 //! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]
 //!   [unreadable=<why>] [prior=<n>] [delay=<ms>] [priority=<n>] [attempts=<n>]
-//!   [timeout=<ms>] [expires=<ms>] [invalid=<why>]` (no `id`: none was sent; no `after`: the
-//!   delivery follows on from the queue's cursor; `unreadable`: the stored message's headers
-//!   could not be read; `prior`: a retry whose earlier runs used `n` attempts; `delay` and
+//!   [timeout=<ms>] [expires=<ms>] [invalid=<why>] [jump=true]` (no `id`: none was sent; no
+//!   `after`: the delivery follows on from the queue's cursor; `jump`: read out of turn, a
+//!   priority jump; `unreadable`: the stored message's headers could not be read; `prior`: a retry whose earlier runs used `n` attempts; `delay` and
 //!   `expires` are after now; `invalid`: its option headers are invalid, for this reason)
 //! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]
 //!   [session=<n>]`
@@ -179,6 +180,7 @@ impl goldenscript::Runner for Runner {
                         "max_schedules" => policy.max_schedules = v as u32,
                         "max_schedule_payload" => policy.max_schedule_payload = v,
                         "schedule_min_interval" => policy.schedule_min_interval = v,
+                        "max_priority_jumps" => policy.max_priority_jumps = v as u32,
                         other => return Err(format!("unknown policy key {other}").into()),
                     }
                 }
@@ -318,6 +320,7 @@ impl goldenscript::Runner for Runner {
                 // Without `after`, the delivery follows on from the cursor (no loss).
                 let cursor = self.engine.state().queues.get(&queue).map_or(0, |q| q.cursor);
                 let after = args.take_key("after").map_or(Ok(cursor), str::parse)?;
+                let jump = args.take_key("jump").map_or(Ok(false), str::parse)?;
                 let unreadable = args.take_key("unreadable").map(str::to_owned);
                 let prior_attempts = args.take_key("prior").map_or(Ok(0), str::parse)?;
                 let relative =
@@ -336,6 +339,7 @@ impl goldenscript::Runner for Runner {
                     queue,
                     seq,
                     after,
+                    jump,
                     msg_id,
                     size,
                     unreadable,
@@ -502,11 +506,16 @@ fn render_event(event: &Event) -> String {
         Event::EpochStarted { epoch, leader, at, grace_until } => {
             format!("EpochStarted epoch={epoch} leader={leader} at={at} grace_until={grace_until}")
         }
-        Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, options, .. } => {
+        Event::WorkAccepted {
+            work_id, queue, seq, size, prior_attempts, options, jumped, ..
+        } => {
             let mut extra = match prior_attempts {
                 0 => String::new(),
                 n => format!(" prior_attempts={n}"),
             };
+            if *jumped {
+                extra.push_str(" jumped");
+            }
             if !options.is_default() {
                 let _ = write!(
                     extra,
@@ -519,6 +528,7 @@ fn render_event(event: &Event) -> String {
         Event::SubmissionRejected { queue, seq, msg_id, reason, .. } => {
             format!("SubmissionRejected queue={queue} seq={seq} msg_id={msg_id:?}: {reason}")
         }
+        Event::SubmissionPassed { queue, seq } => format!("SubmissionPassed queue={queue} seq={seq}"),
         Event::WorkerRegistered { worker, queues, capacity, at, .. } => {
             let queues: Vec<_> = queues.iter().map(|q| q.as_str()).collect();
             format!(
@@ -664,7 +674,7 @@ fn render_state(state: &State, now: Millis) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "queue {name}: cursor={} ready=[{}] accepted={} completed={} failed={} rejected={}{}{}{}",
+            "queue {name}: cursor={} ready=[{}] accepted={} completed={} failed={} rejected={}{}{}{}{}",
             q.cursor,
             ready.join(" "),
             q.accepted,
@@ -676,6 +686,10 @@ fn render_state(state: &State, now: Millis) -> String {
             match q.purged_through {
                 0 => String::new(),
                 n => format!(" purged_through={n}"),
+            },
+            match q.jumped.is_empty() {
+                true => String::new(),
+                false => format!(" jumped={:?}", q.jumped),
             },
         );
     }

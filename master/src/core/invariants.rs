@@ -13,6 +13,9 @@ impl State {
             if q.prioritized.iter().any(|(p, lane)| lane.is_empty() || *p == 0 || *p > 9) {
                 return Err(format!("{name} has an empty or out-of-range priority lane"));
             }
+            if q.jumped.first().is_some_and(|seq| *seq <= q.cursor) {
+                return Err(format!("{name} lists a jumped submission at or below its cursor"));
+            }
             for (priority, id) in
                 q.ready.iter().map(|id| (0, id)).chain(
                     q.prioritized.iter().flat_map(|(p, lane)| lane.iter().map(|id| (*p, id))),

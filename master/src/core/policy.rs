@@ -54,6 +54,9 @@ pub struct Policy {
     pub max_schedule_payload: u64,
     /// Shortest gap allowed between two ticks of a schedule.
     pub schedule_min_interval: Millis,
+    /// Most priority submissions of one queue taken out of turn (ahead of its unread
+    /// backlog) that its reader has not reached yet; 0 turns priority jumps off.
+    pub max_priority_jumps: u32,
 }
 
 /// Room kept in a NATS message for headers and framing around a result or a grant.
@@ -165,6 +168,7 @@ impl Default for Policy {
             max_schedules: 1_000,
             max_schedule_payload: 64 * 1024,
             schedule_min_interval: 1_000,
+            max_priority_jumps: 1_000,
         }
     }
 }

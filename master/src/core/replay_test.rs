@@ -56,6 +56,13 @@ enum Action {
         queue: u8,
         skip: u8,
     },
+    /// The `nth` stored submission of `queue` past its cursor is read out of turn (a priority
+    /// jump), as the leader does for a priority submission behind an unread backlog; it may be
+    /// one already taken out of turn (a second sighting).
+    Jump {
+        queue: u8,
+        nth: u8,
+    },
     /// `session` picks the worker process (0 is the usual one; another is a restart or an
     /// impostor under the same id).
     Register {
@@ -109,6 +116,7 @@ fn action() -> impl Strategy<Value = Action> {
         (0u8..8, proptest::bool::weighted(0.3))
             .prop_map(|(reader, lose)| Action::Deliver { reader, lose }),
         (0u8..2, 1u8..4).prop_map(|(queue, skip)| Action::Misplaced { queue, skip }),
+        (0u8..2, 0u8..4).prop_map(|(queue, nth)| Action::Jump { queue, nth }),
         (0u8..3, 1u8..4, 1u32..4, proptest::collection::vec((0u8..8, 0u32..4), 0..3), session())
             .prop_map(|(worker, queues, capacity, running, session)| Action::Register {
                 worker,
@@ -199,7 +207,7 @@ impl Harness {
         let out = self.engine.step(command);
         for event in &out.events {
             if let Event::WorkAccepted { seq, .. } | Event::SubmissionRejected { seq, .. } = event {
-                self.taken.insert(*seq);
+                assert!(self.taken.insert(*seq), "submission {seq} taken twice");
             }
         }
         self.journal.extend(out.events);
@@ -270,6 +278,22 @@ impl Harness {
             return;
         }
         reader.pos = seq;
+        self.submitted(q, seq, msg_id, Some(after), now);
+    }
+
+    /// Reads the `nth` stored submission of queue `q` past its cursor out of turn.
+    fn jump(&mut self, q: u8, nth: u8, now: Millis) {
+        let cursor = self.engine.state().queues.get(&queue(q)).map_or(0, |s| s.cursor);
+        let stream = self.streams.get(&q).map(Vec::as_slice).unwrap_or_default();
+        let Some((seq, msg_id)) = stream.iter().filter(|(seq, _)| *seq > cursor).nth(nth.into())
+        else {
+            return;
+        };
+        self.submitted(q, *seq, msg_id.clone(), None, now);
+    }
+
+    /// Steps submission `seq` of queue `q`: delivered in turn after `after`, or out of turn.
+    fn submitted(&mut self, q: u8, seq: u64, msg_id: Option<String>, after: Option<u64>, now: Millis) {
         // Every fifth submission's headers could not be read.
         let unreadable = (seq % 5 == 0).then(|| "malformed headers: not UTF-8".to_owned());
         let queue = queue(q);
@@ -292,7 +316,8 @@ impl Harness {
         self.step(Command::Submitted {
             queue,
             seq,
-            after,
+            after: after.unwrap_or_default(),
+            jump: after.is_none(),
             msg_id,
             size,
             unreadable,
@@ -301,6 +326,7 @@ impl Harness {
             now,
         });
     }
+
     fn run(&mut self, action: Action) {
         let now = self.now;
         self.request += 1;
@@ -318,6 +344,7 @@ impl Harness {
                     self.deliver(newest, false, now);
                 }
             }
+            Action::Jump { queue: q, nth } => self.jump(q, nth, now),
             Action::Misplaced { queue: q, skip } => {
                 let cursor = self.engine.state().queues.get(&queue(q)).map_or(0, |s| s.cursor);
                 let pos = cursor + u64::from(skip);

@@ -11,7 +11,9 @@
 //! - a finished item is gone from `work`; until its result is stored it waits in
 //!   `unpublished`;
 //! - `cursor` of a queue is the highest submit sequence consumed from that queue, so
-//!   re-reading the stream after a takeover never accepts a submission twice.
+//!   re-reading the stream after a takeover never accepts a submission twice; `jumped` holds
+//!   the submissions past it taken out of turn (priority jumps), which the cursor passes
+//!   without taking them again: every entry is above the cursor.
 //!
 //! Memory is bounded by what is being dispatched: ready items are read ahead only as far as
 //! workers can take them (the backlog stays in `JETWORK_SUBMIT`), running items by the
@@ -86,6 +88,23 @@ pub struct QueueState {
     /// the encoding while 0 (a state with no purge encodes as before purges existed).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub purged_through: u64,
+    /// Submissions past the cursor already taken out of turn: priority submissions read
+    /// ahead of the unread backlog (see `engine/intake.rs`). When the reader reaches one, the
+    /// cursor passes it (`SubmissionPassed`) instead of taking it again. Left out of the
+    /// encoding while empty.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub jumped: BTreeSet<u64>,
+}
+
+impl State {
+    /// Where the first `limit` queues are read up to: (queue, cursor, submissions past the
+    /// cursor already taken out of turn), for counting what is still unread in the stream.
+    pub fn read_positions(&self, limit: usize) -> Vec<(QueueName, u64, u64)> {
+        let position = |(queue, q): (&QueueName, &QueueState)| {
+            (queue.clone(), q.cursor, q.jumped.len() as u64)
+        };
+        self.queues.iter().take(limit).map(position).collect()
+    }
 }
 
 /// Whether a count is 0 (for fields left out of the encoding when unset).
@@ -98,6 +117,14 @@ impl QueueState {
     /// queue must be read on even if no worker asks for its work.
     pub fn purging(&self) -> bool {
         self.purged_through > self.cursor
+    }
+
+    /// Moves the cursor up to `seq` (never back); jumped submissions it passes are done with.
+    fn advance(&mut self, seq: u64) {
+        self.cursor = self.cursor.max(seq);
+        if self.jumped.first().is_some_and(|first| *first <= self.cursor) {
+            self.jumped = self.jumped.split_off(&(self.cursor + 1));
+        }
     }
 }
 
@@ -289,9 +316,23 @@ impl State {
                 }
                 self.extend_deadlines(*grace_until);
             }
-            Event::WorkAccepted { work_id, queue, seq, size, prior_attempts, options, at } => {
+            Event::WorkAccepted {
+                work_id,
+                queue,
+                seq,
+                size,
+                prior_attempts,
+                options,
+                at,
+                jumped,
+            } => {
                 let q = self.queues.entry(queue.clone()).or_default();
-                q.cursor = q.cursor.max(*seq);
+                match jumped {
+                    true => {
+                        q.jumped.insert(*seq);
+                    }
+                    false => q.advance(*seq),
+                }
                 // A fired tick read back from the stream is stored: it must never be submitted
                 // again (a copy past the duplicate window could run a second time once this
                 // run has finished).
@@ -328,9 +369,12 @@ impl State {
                     },
                 );
             }
+            Event::SubmissionPassed { queue, seq } => {
+                self.queues.entry(queue.clone()).or_default().advance(*seq);
+            }
             Event::SubmissionRejected { queue, seq, msg_id, reason, .. } => {
                 let q = self.queues.entry(queue.clone()).or_default();
-                q.cursor = q.cursor.max(*seq);
+                q.advance(*seq);
                 q.rejected += 1;
                 self.unpublished.insert(
                     PublicationKey::Rejection(*seq),

@@ -49,7 +49,8 @@ pub use chain::Chain;
 ///    queue pauses, attempt start times and histories.
 /// 3. Per-job options (`WorkAccepted.options`: delay, priority, attempts, timeout, expiry),
 ///    priority lanes and the expiry index in snapshots, schedules, purges.
-pub const FORMAT: u32 = 3;
+/// 4. Priority jumps (`WorkAccepted.jumped`, `SubmissionPassed`, `QueueState.jumped`).
+pub const FORMAT: u32 = 4;
 pub use replay::{replay, ReplayError, Replayed};
 
 /// A journal operation failed.

@@ -25,6 +25,10 @@
 //!   (payloads read back, publications, status, purges, integrity checks) runs in a task and
 //!   comes back as an `Internal` message.
 //!
+//! Priority jumps: the term's [`Scout`] reports priority submissions as they are stored; one
+//! its queue's reader has not delivered by then is read out of turn (a task, like any read)
+//! and stepped like a delivery, marked `jump` (the engine decides whether it may jump).
+//!
 //! The parts, one per file: `service` (the endpoints and requests awaiting replies),
 //! `replies` (encoding replies, filling grants with payloads), `cache` (payloads of work
 //! in flight), `readers` (one reader per served queue, paced by credits), `publications`
@@ -46,6 +50,7 @@ mod writes;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_nats::jetstream;
 use bytes::Bytes;
@@ -53,7 +58,7 @@ use futures::{FutureExt, StreamExt};
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::connect::{self, Interruptions};
 use jetwork_shared::{Unavailable, WorkId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::backlog::Unread;
 use crate::config::MasterSettings;
@@ -63,6 +68,7 @@ use crate::integrity::Observation;
 use crate::journal::{Journal, JournalError, Replayed};
 use crate::lease::LeaseGuard;
 use crate::metrics::{BadMessage, MasterMetrics};
+use crate::scout::{Scout, Sighting};
 use cache::PayloadCache;
 use observe::Observer;
 use publications::Publications;
@@ -172,7 +178,13 @@ struct Leader {
     snapshots: Snapshots,
     upkeep: Upkeep,
     observer: Observer,
+    intake_tx: mpsc::UnboundedSender<Submission>,
     intake_rx: mpsc::UnboundedReceiver<Submission>,
+    /// Priority submissions as they are stored, from the term's scout.
+    _scout: Scout,
+    sightings_rx: mpsc::Receiver<Sighting>,
+    /// Bounds the submissions being read out of turn at once.
+    jumps: Arc<Semaphore>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     /// Set when something seen off the loop ends the term.
@@ -184,6 +196,7 @@ impl Leader {
         let max_message = env.client.server_info().max_payload.max(64 * 1024);
         let (intake_tx, intake_rx) = mpsc::unbounded_channel();
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let (sightings_tx, sightings_rx) = mpsc::channel(MAX_SIGHTINGS);
         tracing::info!(
             epoch,
             events = replayed.events,
@@ -224,7 +237,7 @@ impl Leader {
             journal,
             publications: Publications::new(connect::jetstream(&env.client, &env.settings.nats)),
             ticks: TickSubmitter::new(connect::jetstream(&env.client, &env.settings.nats)),
-            readers: Readers::new(env.js.clone(), env.interruptions.clone(), intake_tx),
+            readers: Readers::new(env.js.clone(), env.interruptions.clone(), intake_tx.clone()),
             snapshots: Snapshots::new(replayed.events, replayed.from_seq),
             env: env.clone(),
             epoch,
@@ -234,7 +247,11 @@ impl Leader {
             cache: PayloadCache::default(),
             upkeep: Upkeep::default(),
             observer,
+            intake_tx,
             intake_rx,
+            _scout: Scout::spawn(env.client.clone(), sightings_tx),
+            sightings_rx,
+            jumps: Arc::new(Semaphore::new(MAX_JUMP_READS)),
             internal_tx,
             internal_rx,
             deposed: None,
@@ -312,6 +329,7 @@ impl Leader {
                     self.inbound(kind, request).await;
                 }
                 Some(submission) = self.intake_rx.recv(), if accepting => self.submitted(submission),
+                Some(sighting) = self.sightings_rx.recv(), if accepting => self.sighted(sighting),
             }
             if accepting {
                 self.drain_ready(endpoints, settings.max_batch).await;
@@ -376,13 +394,14 @@ impl Leader {
     /// A submission from a reader: stepped if its reader is still the queue's current one,
     /// and its payload kept for the grant (or the rejection notice) it leads to.
     fn submitted(&mut self, submission: Submission) {
-        if !self.readers.delivered(&submission) {
+        if !submission.jump && !self.readers.delivered(&submission) {
             return; // Read by a reader that has been replaced: the new one reads it again.
         }
         let Submission {
             queue,
             seq,
             after,
+            jump,
             msg_id,
             unreadable,
             prior_attempts,
@@ -400,6 +419,7 @@ impl Leader {
             queue,
             seq,
             after,
+            jump,
             msg_id,
             size,
             unreadable,
@@ -412,6 +432,30 @@ impl Leader {
         self.observe(&output.events);
         self.pending.events.extend(output.events);
         self.pending.effects.extend(output.effects);
+    }
+
+    /// A priority submission the scout saw stored: if its queue is served and its reader has
+    /// not delivered it yet, it is read out of turn (in a task, at most [`MAX_JUMP_READS`]
+    /// at once; beyond that it waits for its turn) and comes back as a submission.
+    fn sighted(&mut self, sighting: Sighting) {
+        let Sighting { queue, seq } = sighting;
+        let unread = self
+            .engine
+            .state()
+            .queues
+            .get(&queue)
+            .is_none_or(|q| seq > q.cursor && !q.jumped.contains(&seq));
+        if !unread || !self.engine.served_queues().any(|served| *served == queue) {
+            return;
+        }
+        let Ok(permit) = self.jumps.clone().try_acquire_owned() else { return };
+        let (js, tx) = (self.env.js.clone(), self.intake_tx.clone());
+        tokio::spawn(async move {
+            if let Some(submission) = crate::intake::read_out_of_turn(&js, &queue, seq).await {
+                let _ = tx.send(submission);
+            }
+            drop(permit);
+        });
     }
 
     /// A request on one of the endpoints: decoded into a command (garbage is answered 400
@@ -457,12 +501,17 @@ impl Leader {
     /// count of those unread (for the reply): both are read in a task, which then sends the
     /// command; the loop goes on meanwhile.
     fn purge(&mut self, request: RequestId, queue: jetwork_shared::QueueName) {
-        let cursor = self.engine.state().queues.get(&queue).map_or(0, |q| q.cursor);
+        let position = self
+            .engine
+            .state()
+            .queues
+            .get(&queue)
+            .map_or((0, 0), |q| (q.cursor, q.jumped.len() as u64));
         let (js, internal) = (self.env.js.clone(), self.internal_tx.clone());
         tokio::spawn(async move {
             let message = match crate::jobs::last_submitted(&js, &queue).await {
                 Ok(through_seq) => {
-                    let surveyed = crate::backlog::survey(&js, vec![(queue.clone(), cursor)], 1);
+                    let surveyed = crate::backlog::survey(&js, vec![(queue.clone(), position.0, position.1)], 1);
                     let unread = surveyed.await.get(&queue).map_or(0, |u| u.count);
                     let now = now_ms();
                     Internal::Command(Command::Purge { request, queue, through_seq, unread, now })
@@ -508,6 +557,11 @@ impl Leader {
         self.maybe_sync_observations();
     }
 }
+
+/// Sightings waiting for the loop; beyond it the scout drops new ones (they wait their turn).
+const MAX_SIGHTINGS: usize = 1024;
+/// Most submissions read out of turn at once.
+const MAX_JUMP_READS: usize = 16;
 
 /// The finest step at which the leader wakes for waiting work falling due (ms): the most a
 /// delayed job starts late by, when a worker is free.

@@ -330,17 +330,10 @@ impl Leader {
         }
         o.surveying = true;
         o.last_survey = Instant::now();
-        let cursors: Vec<(QueueName, u64)> = self
-            .engine
-            .state()
-            .queues
-            .iter()
-            .take(o.max_queues)
-            .map(|(q, s)| (q.clone(), s.cursor))
-            .collect();
+        let positions = self.engine.state().read_positions(o.max_queues);
         let (js, internal, limit) = (self.env.js.clone(), self.internal_tx.clone(), o.max_queues);
         tokio::spawn(async move {
-            let unread = backlog::survey(&js, cursors, limit).await;
+            let unread = backlog::survey(&js, positions, limit).await;
             let _ = internal.send(Internal::Survey(unread));
         });
     }

@@ -29,7 +29,7 @@ use jetwork_shared::jobs::{BulkRetry, JobRequest, JobState, JobsPage, JobsQuery,
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork, StatusQuery};
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleRemove, SchedulesPage};
-use jetwork_shared::{codec, subjects, QueueName, Unavailable, WorkId};
+use jetwork_shared::{codec, subjects, Unavailable, WorkId};
 
 use super::observe::ServiceStats;
 use super::Env;
@@ -464,12 +464,11 @@ impl Requests {
             }
         };
         let mut report = state.status(now_ms(), query);
-        let cursors: Vec<(QueueName, u64)> =
-            state.queues.iter().map(|(q, s)| (q.clone(), s.cursor)).collect();
+        let positions = state.read_positions(usize::MAX);
         let (js, in_flight) = (js.clone(), self.status_in_flight.clone());
         in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            housekeeping::complete_status(&js, &mut report, cursors, query).await;
+            housekeeping::complete_status(&js, &mut report, positions, query).await;
             let reply = match serde_json::to_vec(&report) {
                 Ok(body) => Ok(body.into()),
                 Err(e) => {
