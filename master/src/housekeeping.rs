@@ -199,8 +199,7 @@ pub async fn complete_status(
         .take(query.queues_limit as usize)
         .collect();
     for status in &mut report.queues {
-        let Some((_, cursor, jumped)) = positions.iter().find(|(q, ..)| *q == status.queue)
-        else {
+        let Some((_, cursor, jumped)) = positions.iter().find(|(q, ..)| *q == status.queue) else {
             continue;
         };
         let consumer = stream

@@ -148,7 +148,10 @@ mod tests {
         for (subject, pairs) in [
             ("jetwork.submitted.emails", vec![("Jetwork-Priority", "0"), ("Nats-Sequence", "1")]),
             ("jetwork.submitted.emails", vec![("Nats-Sequence", "1")]),
-            ("jetwork.submitted.emails", vec![("Jetwork-Priority", "high"), ("Nats-Sequence", "1")]),
+            (
+                "jetwork.submitted.emails",
+                vec![("Jetwork-Priority", "high"), ("Nats-Sequence", "1")],
+            ),
             ("jetwork.submitted.emails", vec![("Jetwork-Priority", "300"), ("Nats-Sequence", "1")]),
             ("jetwork.submitted.emails", vec![("Jetwork-Priority", "5")]),
             ("jetwork.submitted.emails", vec![("Jetwork-Priority", "5"), ("Nats-Sequence", "-1")]),

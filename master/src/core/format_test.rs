@@ -181,24 +181,17 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
     let events = events().into_iter().filter(|(name, _)| !FORMAT_4_KINDS.contains(name)).map(
         |(name, event)| {
             let event = match event {
-                Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, options, .. } => {
+                Event::WorkAccepted {
+                    work_id,
+                    queue,
+                    seq,
+                    size,
+                    at,
+                    prior_attempts,
+                    options,
+                    ..
+                } => {
                     let jumped = false;
-                    Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, options, jumped }
-                }
-                other => other,
-            };
-            (name, event)
-        },
-    );
-    if format == 3 {
-        return events.collect();
-    }
-    // Format 2 had no job options and no schedules.
-    let events = events.filter(|(name, _)| !FORMAT_3_KINDS.contains(name)).map(
-        |(name, event)| {
-            let event = match event {
-                Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, .. } => {
-                    let (options, jumped) = (JobOptions::default(), false);
                     Event::WorkAccepted {
                         work_id,
                         queue,
@@ -215,6 +208,29 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
             (name, event)
         },
     );
+    if format == 3 {
+        return events.collect();
+    }
+    // Format 2 had no job options and no schedules.
+    let events = events.filter(|(name, _)| !FORMAT_3_KINDS.contains(name)).map(|(name, event)| {
+        let event = match event {
+            Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, .. } => {
+                let (options, jumped) = (JobOptions::default(), false);
+                Event::WorkAccepted {
+                    work_id,
+                    queue,
+                    seq,
+                    size,
+                    at,
+                    prior_attempts,
+                    options,
+                    jumped,
+                }
+            }
+            other => other,
+        };
+        (name, event)
+    });
     if format == 2 {
         return events.collect();
     }

@@ -528,7 +528,9 @@ fn render_event(event: &Event) -> String {
         Event::SubmissionRejected { queue, seq, msg_id, reason, .. } => {
             format!("SubmissionRejected queue={queue} seq={seq} msg_id={msg_id:?}: {reason}")
         }
-        Event::SubmissionPassed { queue, seq } => format!("SubmissionPassed queue={queue} seq={seq}"),
+        Event::SubmissionPassed { queue, seq } => {
+            format!("SubmissionPassed queue={queue} seq={seq}")
+        }
         Event::WorkerRegistered { worker, queues, capacity, at, .. } => {
             let queues: Vec<_> = queues.iter().map(|q| q.as_str()).collect();
             format!(

@@ -293,7 +293,14 @@ impl Harness {
     }
 
     /// Steps submission `seq` of queue `q`: delivered in turn after `after`, or out of turn.
-    fn submitted(&mut self, q: u8, seq: u64, msg_id: Option<String>, after: Option<u64>, now: Millis) {
+    fn submitted(
+        &mut self,
+        q: u8,
+        seq: u64,
+        msg_id: Option<String>,
+        after: Option<u64>,
+        now: Millis,
+    ) {
         // Every fifth submission's headers could not be read.
         let unreadable = (seq % 5 == 0).then(|| "malformed headers: not UTF-8".to_owned());
         let queue = queue(q);

@@ -511,7 +511,11 @@ impl Leader {
         tokio::spawn(async move {
             let message = match crate::jobs::last_submitted(&js, &queue).await {
                 Ok(through_seq) => {
-                    let surveyed = crate::backlog::survey(&js, vec![(queue.clone(), position.0, position.1)], 1);
+                    let surveyed = crate::backlog::survey(
+                        &js,
+                        vec![(queue.clone(), position.0, position.1)],
+                        1,
+                    );
                     let unread = surveyed.await.get(&queue).map_or(0, |u| u.count);
                     let now = now_ms();
                     Internal::Command(Command::Purge { request, queue, through_seq, unread, now })
