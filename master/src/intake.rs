@@ -399,10 +399,35 @@ fn msg_id(stored: Option<&HeaderMap>) -> Option<String> {
         .map(|v| v.as_str().to_owned())
 }
 
+/// Most submissions waiting to be read out of turn; beyond it, new ones wait their turn.
+const MAX_OUT_OF_TURN: usize = 1024;
+
+/// Starts the term's out-of-turn reader (priority jumps): it reads the submissions asked for
+/// one at a time, in the order asked, so the jumps of a queue are taken in the order they were
+/// stored (FIFO within a priority), and passes them to `tx` like a queue reader. It ends when
+/// the returned sender is dropped. Asking never blocks: when it is full, `try_send` fails and
+/// that submission waits for its turn.
+pub fn out_of_turn_reader(
+    js: jetstream::Context,
+    tx: mpsc::UnboundedSender<Submission>,
+) -> mpsc::Sender<(QueueName, u64)> {
+    let (ask, mut asked) = mpsc::channel::<(QueueName, u64)>(MAX_OUT_OF_TURN);
+    tokio::spawn(async move {
+        while let Some((queue, seq)) = asked.recv().await {
+            if let Some(submission) = read_out_of_turn(&js, &queue, seq).await {
+                if tx.send(submission).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    ask
+}
+
 /// Reads submission `seq` of `queue` out of turn (a priority jump), by its sequence. `None`
 /// if it cannot be read now, or the message at `seq` is not a submission of `queue` (the
 /// sighting that led here is not trusted): it then waits for its turn.
-pub async fn read_out_of_turn(
+async fn read_out_of_turn(
     js: &jetstream::Context,
     queue: &QueueName,
     seq: u64,

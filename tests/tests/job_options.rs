@@ -28,8 +28,24 @@ async fn priorities_attempt_limits_expiry_and_invalid_options() -> anyhow::Resul
     let queue = &run.queue;
 
     tracing::info!("--- 8 normal jobs, then 3 of priority 9 and 2 of priority 5, read ahead");
-    // Paused, so nothing starts before every submission has been read and sorted.
+    // The worker is there first, so the reader keeps up with the submissions (no priority job
+    // is left unread long enough to jump); paused, so nothing starts before every submission
+    // has been read and sorted.
     run.await_leader("m1", WAIT).await?;
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let _worker = run.worker_with("w1", |w| w.worker.concurrency = 1, {
+        let order = order.clone();
+        move |job: Job| {
+            if let Ok(mut order) = order.lock() {
+                order.push(job.work_id.to_string());
+            }
+            async move { Ok(Bytes::new()) }
+        }
+    });
+    wait_until("the worker registered", WAIT, || async {
+        client.status().await.is_ok_and(|s| !s.workers.is_empty())
+    })
+    .await?;
     client.pause(queue, true).await?;
     let mut submitted = Vec::new();
     let jobs = (0..8)
@@ -44,16 +60,6 @@ async fn priorities_attempt_limits_expiry_and_invalid_options() -> anyhow::Resul
         let id = WorkId::parse(&id)?;
         submitted.push(client.submit_with(queue, Some(id), Bytes::new(), &headers).await?);
     }
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let _worker = run.worker_with("w1", |w| w.worker.concurrency = 1, {
-        let order = order.clone();
-        move |job: Job| {
-            if let Ok(mut order) = order.lock() {
-                order.push(job.work_id.to_string());
-            }
-            async move { Ok(Bytes::new()) }
-        }
-    });
     // Priorities order what the master has read (it reads ahead of its workers, `prefetch`).
     let all = jetwork_shared::jobs::JobsQuery::default();
     wait_until("all 13 read ahead", WAIT, || async {

@@ -26,8 +26,9 @@
 //!   comes back as an `Internal` message.
 //!
 //! Priority jumps: the term's [`Scout`] reports priority submissions as they are stored; one
-//! its queue's reader has not delivered by then is read out of turn (a task, like any read)
-//! and stepped like a delivery, marked `jump` (the engine decides whether it may jump).
+//! its queue's reader has not delivered by then is read out of turn (by a task, one at a time
+//! in the order seen) and stepped like a delivery, marked `jump` (the engine decides whether
+//! it may jump).
 //!
 //! The parts, one per file: `service` (the endpoints and requests awaiting replies),
 //! `replies` (encoding replies, filling grants with payloads), `cache` (payloads of work
@@ -50,7 +51,6 @@ mod writes;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use async_nats::jetstream;
 use bytes::Bytes;
@@ -58,7 +58,7 @@ use futures::{FutureExt, StreamExt};
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::connect::{self, Interruptions};
 use jetwork_shared::{Unavailable, WorkId};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 use crate::backlog::Unread;
 use crate::config::MasterSettings;
@@ -178,13 +178,12 @@ struct Leader {
     snapshots: Snapshots,
     upkeep: Upkeep,
     observer: Observer,
-    intake_tx: mpsc::UnboundedSender<Submission>,
     intake_rx: mpsc::UnboundedReceiver<Submission>,
     /// Priority submissions as they are stored, from the term's scout.
     _scout: Scout,
     sightings_rx: mpsc::Receiver<Sighting>,
-    /// Bounds the submissions being read out of turn at once.
-    jumps: Arc<Semaphore>,
+    /// Asks for submissions to be read out of turn (`intake::out_of_turn_reader`).
+    jumps: mpsc::Sender<(jetwork_shared::QueueName, u64)>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     /// Set when something seen off the loop ends the term.
@@ -247,11 +246,10 @@ impl Leader {
             cache: PayloadCache::default(),
             upkeep: Upkeep::default(),
             observer,
-            intake_tx,
             intake_rx,
             _scout: Scout::spawn(env.client.clone(), sightings_tx),
             sightings_rx,
-            jumps: Arc::new(Semaphore::new(MAX_JUMP_READS)),
+            jumps: crate::intake::out_of_turn_reader(env.js.clone(), intake_tx.clone()),
             internal_tx,
             internal_rx,
             deposed: None,
@@ -435,8 +433,8 @@ impl Leader {
     }
 
     /// A priority submission the scout saw stored: if its queue is served and its reader has
-    /// not delivered it yet, it is read out of turn (in a task, at most [`MAX_JUMP_READS`]
-    /// at once; beyond that it waits for its turn) and comes back as a submission.
+    /// not delivered it yet, it is read out of turn (off the loop, one at a time in the order
+    /// seen) and comes back as a submission marked `jump`.
     fn sighted(&mut self, sighting: Sighting) {
         let Sighting { queue, seq } = sighting;
         let unread = self
@@ -445,17 +443,10 @@ impl Leader {
             .queues
             .get(&queue)
             .is_none_or(|q| seq > q.cursor && !q.jumped.contains(&seq));
-        if !unread || !self.engine.served_queues().any(|served| *served == queue) {
-            return;
+        if unread && self.engine.served_queues().any(|served| *served == queue) {
+            // Full: too many at once, this one waits for its turn.
+            let _ = self.jumps.try_send((queue, seq));
         }
-        let Ok(permit) = self.jumps.clone().try_acquire_owned() else { return };
-        let (js, tx) = (self.env.js.clone(), self.intake_tx.clone());
-        tokio::spawn(async move {
-            if let Some(submission) = crate::intake::read_out_of_turn(&js, &queue, seq).await {
-                let _ = tx.send(submission);
-            }
-            drop(permit);
-        });
     }
 
     /// A request on one of the endpoints: decoded into a command (garbage is answered 400
@@ -564,8 +555,6 @@ impl Leader {
 
 /// Sightings waiting for the loop; beyond it the scout drops new ones (they wait their turn).
 const MAX_SIGHTINGS: usize = 1024;
-/// Most submissions read out of turn at once.
-const MAX_JUMP_READS: usize = 16;
 
 /// The finest step at which the leader wakes for waiting work falling due (ms): the most a
 /// delayed job starts late by, when a worker is free.
