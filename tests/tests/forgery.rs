@@ -1,7 +1,7 @@
 //! Clients that pretend: a forged election announcement, reports without an attempt's token,
 //! a registration under a live worker's id, a flood of fake workers, a write into the journal,
 //! changed stream settings, revocations of a running job from another epoch or for another
-//! attempt. On a NATS without permissions (the worst case) each gets refused or
+//! attempt, "stored submission" notices naming what is not a priority submission of the queue. On a NATS without permissions (the worst case) each gets refused or
 //! noticed, and nobody else's work is lost, stalled or forged.
 
 use std::time::Duration;
@@ -432,6 +432,84 @@ async fn forged_and_stale_revocations_do_not_stop_a_running_job() -> anyhow::Res
     assert_eq!((result.status, result.attempt), (ResultStatus::Completed, attempt));
     assert_eq!(result.payload, Bytes::from_static(b"victim finished"));
     assert!(dropped.try_recv().is_err(), "the victim's future was never dropped");
+    run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_submission_notices_make_nothing_jump() -> anyhow::Result<()> {
+    // No read-ahead: once one job is ready, the paused queue's reader asks for nothing more,
+    // so a priority job submitted after it can only start early by jumping.
+    let run = InProcess::start(|fast| fast.master.master.prefetch = 0).await?;
+    run.await_leader("m1", Duration::from_secs(30)).await?;
+    let _worker = run.worker_with("w1", |w| w.worker.concurrency = 1, square);
+    wait_until("the worker registered", Duration::from_secs(30), || async {
+        run.client.status().await.is_ok_and(|s| !s.workers.is_empty())
+    })
+    .await?;
+    let (client, queue) = (&run.client, &run.queue);
+    client.pause(queue, true).await?;
+    let listed = |id: &'static str| async move {
+        let all = jetwork_shared::jobs::JobsQuery::default();
+        client.jobs(&all).await.is_ok_and(|page| page.jobs.iter().any(|j| j.work_id.as_str() == id))
+    };
+    let plain =
+        client.submit(queue, Some(WorkId::parse("plain")?), Bytes::from_static(b"2")).await?;
+    wait_until("plain read", Duration::from_secs(30), || listed("plain")).await?;
+    // A priority job of another queue (nobody serves it): a notice naming it under this queue
+    // must not bring it here.
+    let elsewhere = QueueName::parse("elsewhere")?;
+    let urgent = vec![(jetwork_shared::job_options::PRIORITY, "9".to_owned())];
+    let other = client
+        .submit_with(&elsewhere, Some(WorkId::parse("other")?), Bytes::from_static(b"3"), &urgent)
+        .await?;
+
+    tracing::info!("--- notices naming another queue's submission, or nothing readable");
+    let nats = run.server.connect().await?;
+    let notice = format!("jetwork.submitted.{queue}");
+    for (seq, priority) in [
+        (other.seq.to_string(), "9"),
+        (plain.seq.to_string(), "9"),
+        ("abc".to_owned(), "9"),
+        ((other.seq + 1000).to_string(), "9"),
+        (other.seq.to_string(), "high"),
+    ] {
+        let mut forged = async_nats::HeaderMap::new();
+        forged.insert("Nats-Sequence", seq.as_str());
+        forged.insert("Jetwork-Priority", priority);
+        nats.publish_with_headers(notice.clone(), forged, Bytes::new()).await?;
+    }
+    nats.publish(notice.clone(), Bytes::from_static(b"\xff garbage")).await?;
+    nats.flush().await?;
+
+    tracing::info!("--- a real priority job after them jumps (so the notices were dealt with)");
+    let probe = client
+        .submit_with(queue, Some(WorkId::parse("probe")?), Bytes::from_static(b"4"), &urgent)
+        .await?;
+    wait_until("the probe jumped", Duration::from_secs(30), || listed("probe")).await?;
+    let audit = run.audit().await?;
+    let jumped: Vec<String> = audit
+        .events
+        .iter()
+        .filter_map(|(.., e)| match e {
+            jetwork_master::core::Event::WorkAccepted { work_id, jumped: true, .. } => {
+                Some(work_id.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jumped, ["probe"], "only the real priority job jumped");
+    assert!(!listed("other").await, "another queue's submission was taken");
+    client.pause(queue, false).await?;
+    assert_eq!(
+        client.wait_for(&plain, Duration::from_secs(30)).await?.status,
+        ResultStatus::Completed
+    );
+    assert_eq!(
+        client.wait_for(&probe, Duration::from_secs(30)).await?.status,
+        ResultStatus::Completed
+    );
     run.audit().await?;
     run.stop().await;
     Ok(())
