@@ -34,11 +34,13 @@ use std::future::IntoFuture;
 use async_nats::jetstream::{
     self, context::PublishErrorKind, message::PublishMessage, stream::LastRawMessageErrorKind,
 };
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use jetwork_shared::{headers, subjects, Unavailable};
+use jetwork_shared::jobs::AttemptRecord;
+use jetwork_shared::{headers, subjects, QueueName, Unavailable, WorkId};
 
 use crate::core::{Publication, PublicationKey};
 use crate::payloads;
@@ -250,63 +252,242 @@ fn subject(publication: &Publication) -> String {
 /// submission's: it goes out with a failure, a cancellation or a rejection, so the stored
 /// outcome can be read, and a failed or cancelled job retried, after the submission is purged.
 pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessage) {
-    let outcome = |work_id: &jetwork_shared::WorkId, seq: &u64, status: &str, attempt: &u32| {
-        PublishMessage::build()
-            .message_id(format!("result-{work_id}-{seq}"))
-            .header(headers::SUBMIT_SEQ, seq.to_string().as_str())
-            .header(headers::STATUS, status)
-            .header(headers::ATTEMPT, attempt.to_string().as_str())
-            .header(headers::WORK_ID, work_id.as_str())
+    let payload = match publication {
+        Publication::Completed { result, .. } => result.clone(),
+        _ => payload,
+    };
+    let message = PublishMessage::build().payload(payload).headers(stored_headers(publication));
+    (subject(publication), message)
+}
+
+/// The headers a publication is stored with (without its fence).
+fn stored_headers(publication: &Publication) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut outcome = |work_id: &WorkId, queue: &QueueName, seq: u64, status, attempt: u32| {
+        h.insert(headers::NATS_MSG_ID, format!("result-{work_id}-{seq}"));
+        h.insert(headers::SUBMIT_SEQ, seq.to_string());
+        h.insert(headers::STATUS, status);
+        h.insert(headers::ATTEMPT, attempt.to_string());
+        h.insert(headers::WORK_ID, work_id.as_str());
+        h.insert(headers::QUEUE, queue.as_str());
     };
     match publication {
-        Publication::Completed { work_id, queue, seq, attempt, result, history } => {
-            let message = outcome(work_id, seq, headers::STATUS_COMPLETED, attempt)
-                .payload(result.clone())
-                .header(headers::QUEUE, queue.as_str())
-                .header(headers::HISTORY, history_header(history).as_str());
-            (subjects::result(queue, work_id), message)
+        Publication::Completed { work_id, queue, seq, attempt, history, .. } => {
+            outcome(work_id, queue, *seq, headers::STATUS_COMPLETED, *attempt);
+            // Most jobs complete at their first attempt: their history is written short,
+            // since the server stores and delivers these bytes for every job.
+            match AttemptRecord::ran_header(history, *attempt) {
+                Some(ran) => h.insert(headers::RAN, ran),
+                None => h.insert(headers::HISTORY, history_header(history)),
+            }
         }
         Publication::Failed { work_id, queue, seq, attempt, reason, history } => {
-            let message = outcome(work_id, seq, headers::STATUS_FAILED, attempt)
-                .payload(payload)
-                .header(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER).as_str())
-                .header(headers::QUEUE, queue.as_str())
-                .header(headers::HISTORY, history_header(history).as_str());
-            (subjects::result(queue, work_id), message)
+            outcome(work_id, queue, *seq, headers::STATUS_FAILED, *attempt);
+            h.insert(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER));
+            h.insert(headers::HISTORY, history_header(history));
         }
         Publication::Cancelled { work_id, queue, seq, attempt, reason, history } => {
-            let message = outcome(work_id, seq, headers::STATUS_CANCELLED, attempt)
-                .payload(payload)
-                .header(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER).as_str())
-                .header(headers::QUEUE, queue.as_str())
-                .header(headers::HISTORY, history_header(history).as_str());
-            (subjects::result(queue, work_id), message)
+            outcome(work_id, queue, *seq, headers::STATUS_CANCELLED, *attempt);
+            h.insert(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER));
+            h.insert(headers::HISTORY, history_header(history));
         }
         Publication::Rejected { queue, seq, msg_id, reason } => {
-            let mut message = PublishMessage::build()
-                .payload(payload)
-                .message_id(format!("rejected-{seq}"))
-                .header(headers::STATUS, headers::STATUS_REJECTED)
-                .header(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER).as_str())
-                .header(headers::SUBMIT_SEQ, seq.to_string().as_str())
-                .header(headers::QUEUE, queue.as_str());
+            h.insert(headers::NATS_MSG_ID, format!("rejected-{seq}"));
+            h.insert(headers::STATUS, headers::STATUS_REJECTED);
+            h.insert(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER));
+            h.insert(headers::SUBMIT_SEQ, seq.to_string());
+            h.insert(headers::QUEUE, queue.as_str());
             if let Some(id) = msg_id {
-                message =
-                    message.header(headers::SUBMITTED_ID, headers::sanitize(id, 256).as_str());
+                h.insert(headers::SUBMITTED_ID, headers::sanitize(id, 256));
             }
-            (subjects::rejected(queue, *seq), message)
         }
     }
+    h
 }
 
 /// A history as the [`headers::HISTORY`] value: compact JSON, one line (reasons are
 /// sanitized to printable ASCII when recorded, and JSON escapes the rest).
-fn history_header(history: &[jetwork_shared::jobs::AttemptRecord]) -> String {
-    // Sized for the usual record (~100 bytes) so the common one-attempt history is written
-    // without growing the buffer.
+fn history_header(history: &[AttemptRecord]) -> String {
+    // Sized for the usual record (~100 bytes) so a one-attempt history with a short reason is
+    // written without growing the buffer.
     let mut out = Vec::with_capacity(128 * history.len().max(1));
     match serde_json::to_writer(&mut out, history) {
         Ok(()) => String::from_utf8(out).unwrap_or_else(|_| "[]".to_owned()),
         Err(_) => "[]".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jetwork_shared::jobs::{AttemptOutcome, JobInfo, JobState};
+    use jetwork_shared::WorkerId;
+
+    use super::*;
+
+    fn attempt(attempt: u32, outcome: AttemptOutcome, reason: Option<&str>) -> AttemptRecord {
+        AttemptRecord {
+            attempt,
+            worker: WorkerId::parse(&format!("w-{attempt}")).unwrap(),
+            started_ms: 1_764_460_800_000 + u64::from(attempt) * 1000,
+            ended_ms: 1_764_460_800_042 + u64::from(attempt) * 1000,
+            outcome,
+            reason: reason.map(str::to_owned),
+        }
+    }
+
+    fn completed(attempt: u32, history: Vec<AttemptRecord>) -> Publication {
+        Publication::Completed {
+            work_id: WorkId::parse("order-42").unwrap(),
+            queue: QueueName::parse("emails").unwrap(),
+            seq: 17,
+            attempt,
+            result: Bytes::from_static(b"done"),
+            history,
+        }
+    }
+
+    /// The headers a publication is stored with, by name (the fence is added later).
+    fn sorted(publication: &Publication) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = stored_headers(publication)
+            .iter()
+            .flat_map(|(name, values)| {
+                values.iter().map(move |v| (name.to_string(), v.as_str().to_owned()))
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// What a reader of the stored outcome makes of it.
+    fn read_back(publication: &Publication) -> JobInfo {
+        let (subject, _) = build(publication, Bytes::new());
+        let info = JobInfo::from_stored(&subject, &stored_headers(publication), 5);
+        info.expect("an outcome")
+    }
+
+    #[test]
+    fn one_attempt_that_completed_is_stored_short() {
+        let history = vec![attempt(1, AttemptOutcome::Completed, None)];
+        let publication = completed(1, history.clone());
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sorted(&publication),
+            pairs(&[
+                (headers::ATTEMPT, "1"),
+                (headers::QUEUE, "emails"),
+                (headers::RAN, "w-1 1764460801000 1764460801042"),
+                (headers::STATUS, "completed"),
+                (headers::SUBMIT_SEQ, "17"),
+                (headers::WORK_ID, "order-42"),
+                (headers::NATS_MSG_ID, "result-order-42-17"),
+            ])
+        );
+        let info = read_back(&publication);
+        assert_eq!((info.state, info.attempts, info.history), (JobState::Completed, 1, history));
+    }
+
+    #[test]
+    fn a_retried_run_completing_at_a_later_attempt_is_stored_short_too() {
+        // A retry numbers its attempts on from the earlier runs: its one attempt may be the 4th.
+        let history = vec![attempt(4, AttemptOutcome::Completed, None)];
+        let publication = completed(4, history.clone());
+        let headers = stored_headers(&publication);
+        assert!(headers.get(headers::RAN).is_some() && headers.get(headers::HISTORY).is_none());
+        assert_eq!(read_back(&publication).history, history);
+    }
+
+    #[test]
+    fn every_other_history_is_stored_as_json() {
+        use AttemptOutcome::{Cancelled, Completed, Failed};
+        let id = || WorkId::parse("order-42").unwrap();
+        let queue = || QueueName::parse("emails").unwrap();
+        let failed_then_done =
+            vec![attempt(1, Failed, Some("disk full")), attempt(2, Completed, None)];
+        // A result from an earlier attempt than the one running: the later one is cancelled.
+        let earlier_won = vec![
+            attempt(1, Completed, None),
+            attempt(2, Cancelled, Some("attempt 1 delivered the result first")),
+        ];
+        let publications = [
+            completed(2, failed_then_done),
+            completed(1, earlier_won),
+            completed(1, vec![attempt(1, Completed, Some("odd"))]),
+            // The one record is not the attempt that delivered the result.
+            completed(2, vec![attempt(1, Completed, None)]),
+            completed(1, vec![]),
+            Publication::Failed {
+                work_id: id(),
+                queue: queue(),
+                seq: 17,
+                attempt: 1,
+                reason: "no such customer".to_owned(),
+                history: vec![attempt(1, Failed, Some("no such customer"))],
+            },
+            Publication::Cancelled {
+                work_id: id(),
+                queue: queue(),
+                seq: 17,
+                attempt: 1,
+                reason: "customer asked".to_owned(),
+                history: vec![attempt(1, Cancelled, Some("customer asked"))],
+            },
+            Publication::Cancelled {
+                work_id: id(),
+                queue: queue(),
+                seq: 17,
+                attempt: 0,
+                reason: "purged".to_owned(),
+                history: vec![],
+            },
+        ];
+        for publication in &publications {
+            let history = match publication {
+                Publication::Completed { history, .. }
+                | Publication::Failed { history, .. }
+                | Publication::Cancelled { history, .. } => history,
+                Publication::Rejected { .. } => unreachable!(),
+            };
+            let stored = stored_headers(publication);
+            assert!(stored.get(headers::RAN).is_none(), "{publication:?}");
+            let json = stored.get(headers::HISTORY).map(|v| v.as_str().to_owned());
+            assert_eq!(json, serde_json::to_string(history).ok(), "{publication:?}");
+            assert_eq!(&read_back(publication).history, history);
+        }
+    }
+
+    #[test]
+    fn the_short_form_halves_a_typical_header() {
+        let worker = WorkerId::random();
+        let history = vec![AttemptRecord { worker, ..attempt(1, AttemptOutcome::Completed, None) }];
+        let ran = AttemptRecord::ran_header(&history, 1).unwrap();
+        let json = history_header(&history);
+        let line = |name: &str, value: &str| name.len() + 2 + value.len() + 2;
+        let (short, long) = (line(headers::RAN, &ran), line(headers::HISTORY, &json));
+        // A worker's default id (`w-` and 32 hex digits), times of this century.
+        assert_eq!((short, long), (77, 154), "{ran} / {json}");
+    }
+
+    #[test]
+    fn rejections_carry_no_history() {
+        let rejected = Publication::Rejected {
+            queue: QueueName::parse("emails").unwrap(),
+            seq: 9,
+            msg_id: Some("bad\nid".to_owned()),
+            reason: "invalid Jetwork-Priority".to_owned(),
+        };
+        let names: Vec<String> = sorted(&rejected).into_iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            [
+                headers::QUEUE,
+                headers::REASON,
+                headers::STATUS,
+                headers::SUBMIT_SEQ,
+                headers::SUBMITTED_ID,
+                headers::NATS_MSG_ID
+            ]
+        );
     }
 }

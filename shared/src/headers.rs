@@ -54,8 +54,16 @@ pub const STATUS_REJECTED: &str = "rejected";
 /// Value of [`STATUS`] for work an operator cancelled.
 pub const STATUS_CANCELLED: &str = "cancelled";
 /// On results: the job's attempts as compact JSON (`[{"attempt":1,"worker":"w-1",…}]`, the
-/// latest 32), so a stored outcome says how it came about.
+/// latest 32), so a stored outcome says how it came about. Absent when [`RAN`] stands for it.
 pub const HISTORY: &str = "Jetwork-History";
+/// On a `completed` result instead of [`HISTORY`], when the history is the common one: a
+/// single attempt, the one in [`ATTEMPT`], that completed without a reason. The value is
+/// `<worker> <started_ms> <ended_ms>` (single spaces; a worker id has none, the times are
+/// decimal ms since the Unix epoch). The server stores and delivers this header with every
+/// completed job: its value takes about 60 bytes where the JSON takes about 135. Not named
+/// `Jetwork-Run`: a run is one submission of an id (`Jetwork-Submit-Seq`), and this says how
+/// its one attempt ran.
+pub const RAN: &str = "Jetwork-Ran";
 /// On a retried job's submission: the work id it runs again (its `Nats-Msg-Id` is then only
 /// the deduplication key, `<id>~retry-<seq of the run retried>`).
 pub const RETRY_OF: &str = "Jetwork-Retry-Of";

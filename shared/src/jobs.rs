@@ -7,6 +7,8 @@
 //! (`nats req jetwork.admin.cancel '{"work_id":"order-42"}'`); the revocation is MessagePack
 //! like everything else a worker receives. `docs/protocol.md` documents each.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 
 use crate::job_options::JobOptions;
@@ -56,6 +58,57 @@ impl AttemptRecord {
     pub const MAX_KEPT: usize = 32;
     /// Longest reason a history keeps per attempt (the final reason is kept whole elsewhere).
     pub const MAX_REASON: usize = 256;
+
+    /// The [`headers::RAN`] value that stands for `history` on the outcome of `attempt`, if
+    /// the history is the common one: that attempt alone, completed, without a reason. Any
+    /// other history goes out as [`headers::HISTORY`], since the short form could not say it.
+    pub fn ran_header(history: &[AttemptRecord], attempt: u32) -> Option<String> {
+        let [only] = history else { return None };
+        if only.attempt != attempt
+            || only.outcome != AttemptOutcome::Completed
+            || only.reason.is_some()
+        {
+            return None;
+        }
+        // Written for every completed job: one allocation, sized for the longest times.
+        let worker = only.worker.as_str();
+        let mut value = String::with_capacity(worker.len() + 2 * (1 + MAX_U64_DIGITS));
+        value.push_str(worker);
+        let _ = write!(value, " {} {}", only.started_ms, only.ended_ms);
+        Some(value)
+    }
+
+    /// The record a [`headers::RAN`] value stands for; `attempt` is the outcome's
+    /// [`headers::ATTEMPT`]. `None` unless the value is exactly `<worker> <started_ms>
+    /// <ended_ms>`: a value someone else wrote must not pass for a history it does not say.
+    pub fn from_ran_header(value: &str, attempt: u32) -> Option<AttemptRecord> {
+        let mut fields = value.split(' ');
+        let (worker, started, ended) = (fields.next()?, fields.next()?, fields.next()?);
+        if fields.next().is_some() {
+            return None;
+        }
+        Some(AttemptRecord {
+            attempt,
+            worker: WorkerId::parse(worker).ok()?,
+            started_ms: decimal(started)?,
+            ended_ms: decimal(ended)?,
+            outcome: AttemptOutcome::Completed,
+            reason: None,
+        })
+    }
+}
+
+/// Digits of the largest `u64`.
+const MAX_U64_DIGITS: usize = 20;
+
+/// Plain decimal digits as a number (`u64::from_str` also takes a leading `+`, which the
+/// writer never puts there).
+fn decimal(text: &str) -> Option<u64> {
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// Where a job is in its life.
@@ -148,9 +201,18 @@ impl JobInfo {
             finished_ms: Some(stored_ms),
             // A history that cannot be read (an outcome stored before histories existed)
             // leaves the rest of the outcome readable.
-            history: get(headers::HISTORY)
-                .and_then(|h| serde_json::from_str(h).ok())
-                .unwrap_or_default(),
+            history: match get(headers::HISTORY) {
+                Some(json) => serde_json::from_str(json).unwrap_or_default(),
+                // Only a completed outcome's one attempt is written short.
+                None if state == JobState::Completed => get(headers::RAN)
+                    .zip(get(headers::ATTEMPT).and_then(decimal))
+                    .and_then(|(ran, attempt)| {
+                        AttemptRecord::from_ran_header(ran, u32::try_from(attempt).ok()?)
+                    })
+                    .map(|record| vec![record])
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            },
             options: JobOptions::default(),
         })
     }
@@ -324,5 +386,159 @@ mod tests {
         let pause: QueueRequest = serde_json::from_str(r#"{"queue":"emails"}"#).unwrap();
         assert_eq!(pause.queue.as_str(), "emails");
         assert!(serde_json::from_str::<JobRequest>(r#"{"work_id":"no spaces"}"#).is_err());
+    }
+
+    const SUBJECT: &str = "jetwork.results.emails.order-42";
+
+    fn completed(worker: &str, started_ms: u64, ended_ms: u64) -> AttemptRecord {
+        AttemptRecord {
+            attempt: 1,
+            worker: WorkerId::parse(worker).unwrap(),
+            started_ms,
+            ended_ms,
+            outcome: AttemptOutcome::Completed,
+            reason: None,
+        }
+    }
+
+    /// The headers of a stored outcome, as the master writes them, plus `extra`.
+    fn stored(status: &str, attempt: &str, extra: &[(&str, &str)]) -> async_nats::HeaderMap {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(headers::STATUS, status);
+        h.insert(headers::ATTEMPT, attempt);
+        h.insert(headers::SUBMIT_SEQ, "7");
+        for (name, value) in extra {
+            h.insert(*name, *value);
+        }
+        h
+    }
+
+    fn read(h: &async_nats::HeaderMap) -> JobInfo {
+        JobInfo::from_stored(SUBJECT, h, 1_000).expect("an outcome")
+    }
+
+    #[test]
+    fn one_completed_attempt_is_written_short_and_read_back_as_from_json() {
+        let mut record = completed("w-1", 1_764_460_800_000, 1_764_460_800_042);
+        record.attempt = 3;
+        let history = vec![record];
+        let ran = AttemptRecord::ran_header(&history, 3).expect("the common history");
+        assert_eq!(ran, "w-1 1764460800000 1764460800042");
+
+        let short = read(&stored("completed", "3", &[(headers::RAN, &ran)]));
+        let json = serde_json::to_string(&history).unwrap();
+        let long = read(&stored("completed", "3", &[(headers::HISTORY, &json)]));
+        assert_eq!(short.history, history);
+        assert_eq!(short, long, "the short form reads as the JSON one does");
+    }
+
+    #[test]
+    fn only_the_common_history_has_a_short_form() {
+        let one = completed("w-1", 10, 20);
+        let failed = AttemptRecord {
+            outcome: AttemptOutcome::Failed,
+            reason: Some("boom".to_owned()),
+            ..one.clone()
+        };
+        let second = AttemptRecord { attempt: 2, ..one.clone() };
+        let with_reason = AttemptRecord { reason: Some("odd".to_owned()), ..one.clone() };
+        let running = AttemptRecord { outcome: AttemptOutcome::Running, ..one.clone() };
+        let cancelled = AttemptRecord { outcome: AttemptOutcome::Cancelled, ..one.clone() };
+        assert!(AttemptRecord::ran_header(std::slice::from_ref(&one), 1).is_some());
+        for (history, attempt) in [
+            (vec![], 1),
+            (vec![failed, second], 2),
+            (vec![one.clone()], 2),
+            (vec![with_reason], 1),
+            (vec![running], 1),
+            (vec![cancelled], 1),
+            (vec![one.clone(), one], 1),
+        ] {
+            assert_eq!(AttemptRecord::ran_header(&history, attempt), None, "{history:?}");
+        }
+    }
+
+    #[test]
+    fn the_longest_values_fit_without_growing() {
+        let worker = "w".repeat(WorkerId::MAX_LEN);
+        let history = vec![completed(&worker, u64::MAX, u64::MAX)];
+        let ran = AttemptRecord::ran_header(&history, 1).unwrap();
+        assert_eq!(ran.len(), ran.capacity(), "sized exactly for the longest value");
+        assert_eq!(AttemptRecord::from_ran_header(&ran, 1).as_ref(), history.first());
+    }
+
+    #[test]
+    fn a_malformed_short_history_leaves_the_outcome_readable() {
+        let good = read(&stored("completed", "1", &[(headers::RAN, "w-1 10 20")]));
+        assert_eq!(good.history, vec![completed("w-1", 10, 20)]);
+        for bad in [
+            "",
+            "w-1",
+            "w-1 10",
+            "w-1 10 20 30",
+            "w-1  10 20",
+            "w-1 10 20 ",
+            " w-1 10 20",
+            "w-1\t10 20",
+            "w.1 10 20",
+            "w-1 +10 20",
+            "w-1 -10 20",
+            "w-1 10 0x14",
+            "w-1 10 18446744073709551616",
+            "w-1 1e3 20",
+            "wé 10 20",
+            "w-1 ١٠ 20",
+        ] {
+            let info = read(&stored("completed", "1", &[(headers::RAN, bad)]));
+            assert_eq!((info.state, info.attempts, info.submit_seq), (JobState::Completed, 1, 7));
+            assert!(info.history.is_empty(), "{bad:?} read as {:?}", info.history);
+        }
+        // The attempt number comes from Jetwork-Attempt: without a readable one, no record.
+        for attempt in ["", "x", "-1", "+1", "4294967296"] {
+            let info = read(&stored("completed", attempt, &[(headers::RAN, "w-1 10 20")]));
+            assert!(info.history.is_empty(), "attempt {attempt:?}: {:?}", info.history);
+        }
+    }
+
+    #[test]
+    fn the_short_form_is_read_only_where_it_is_written() {
+        let ran = (headers::RAN, "w-1 10 20");
+        // Only on a completed outcome: a failed one with it did not complete.
+        for status in ["failed", "cancelled"] {
+            let info = read(&stored(status, "1", &[ran]));
+            assert!(info.history.is_empty(), "{status}: {:?}", info.history);
+        }
+        // Jetwork-History, when there, is the history.
+        let json =
+            r#"[{"attempt":1,"worker":"w-2","started_ms":1,"ended_ms":2,"outcome":"completed"}]"#;
+        let both = read(&stored("completed", "1", &[(headers::HISTORY, json), ran]));
+        assert_eq!(both.history, vec![completed("w-2", 1, 2)]);
+        let unreadable = read(&stored("completed", "1", &[(headers::HISTORY, "{"), ran]));
+        assert!(unreadable.history.is_empty(), "{:?}", unreadable.history);
+        let neither = read(&stored("completed", "1", &[]));
+        assert!(neither.history.is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_common_history_round_trips(
+            worker in "[A-Za-z0-9_-]{1,128}",
+            attempt: u32,
+            started_ms: u64,
+            ended_ms: u64,
+        ) {
+            let record = AttemptRecord { attempt, ..completed(&worker, started_ms, ended_ms) };
+            let ran = AttemptRecord::ran_header(std::slice::from_ref(&record), attempt);
+            let ran = ran.expect("the common history");
+            proptest::prop_assert_eq!(AttemptRecord::from_ran_header(&ran, attempt), Some(record));
+        }
+
+        #[test]
+        fn any_value_reads_without_panicking(value in ".{0,200}", attempt: u32) {
+            if let Some(record) = AttemptRecord::from_ran_header(&value, attempt) {
+                proptest::prop_assert_eq!(record.attempt, attempt);
+                proptest::prop_assert_eq!(record.outcome, AttemptOutcome::Completed);
+            }
+        }
     }
 }

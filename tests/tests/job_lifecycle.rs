@@ -18,7 +18,7 @@ use jetwork_shared::jobs::{
     AttemptOutcome, BulkRetry, JobInfo, JobState, JobsPage, JobsQuery, Revoke,
 };
 use jetwork_shared::protocol::{OutcomeStatus, ReportReply, VerdictKind};
-use jetwork_shared::{codec, subjects, QueueName, WorkId};
+use jetwork_shared::{codec, headers, subjects, QueueName, WorkId};
 use jetwork_tests::manual::ManualWorker;
 use jetwork_tests::{poll_for, InProcess};
 use jetwork_worker::{Job, JobError, ShellCommand};
@@ -33,6 +33,13 @@ async fn job_in(client: &Client, id: &WorkId, state: JobState) -> anyhow::Result
         client.job(id, None).await.ok().filter(|info| info.state == state)
     })
     .await
+}
+
+/// The headers `id`'s newest outcome is stored with, read back from the results stream.
+async fn stored_headers(run: &InProcess, id: &WorkId) -> anyhow::Result<async_nats::HeaderMap> {
+    let results = run.js.get_stream_no_info(subjects::RESULTS_STREAM).await?;
+    let subject = subjects::result(&run.queue, id);
+    Ok(results.get_last_raw_message_by_subject(&subject).await?.headers)
 }
 
 /// Waits for the result of the submission stored at `seq` (a retry's, not the first run's).
@@ -84,6 +91,9 @@ async fn failures_back_off_and_the_outcome_carries_the_history() -> anyhow::Resu
     assert!(result.reason.unwrap_or_default().contains("no such customer"));
     let info = run.client.job(&bad, None).await?;
     assert_eq!((info.state, info.history.len()), (JobState::Failed, 1), "{info:?}");
+    let stored = stored_headers(&run, &bad).await?;
+    assert!(stored.get(headers::HISTORY).is_some(), "a failure's history stays JSON");
+    assert!(stored.get(headers::RAN).is_none(), "{stored:?}");
     assert_eq!(run.audit().await?.attempts(&bad), vec![1]);
     run.stop().await;
     Ok(())
@@ -121,6 +131,17 @@ async fn a_failed_job_retried_runs_again_under_its_id() -> anyhow::Result<()> {
     assert_eq!(second.attempt, 2, "the new run's attempts are numbered on from the first run's");
     let info = job_in(&run.client, &id, JobState::Completed).await?;
     assert_eq!(info.submit_seq, seq);
+
+    tracing::info!("--- its one attempt is stored short, and reads back as a history");
+    let stored = stored_headers(&run, &id).await?;
+    assert!(stored.get(headers::HISTORY).is_none(), "{stored:?}");
+    let ran = stored.get(headers::RAN).map(|v| v.as_str().to_owned()).unwrap_or_default();
+    assert!(ran.starts_with("w1 "), "{stored:?}");
+    let [only] = &info.history[..] else { panic!("one attempt: {:?}", info.history) };
+    assert_eq!((only.attempt, only.worker.as_str()), (2, "w1"));
+    assert_eq!((only.outcome, only.reason.as_deref()), (AttemptOutcome::Completed, None));
+    assert_eq!(ran, format!("w1 {} {}", only.started_ms, only.ended_ms));
+    assert!(0 < only.started_ms && only.started_ms <= only.ended_ms, "{only:?}");
 
     tracing::info!("--- what cannot be retried is refused with a code");
     let again = run.client.retry(&id, None).await.expect_err("a completed job is not retried");

@@ -91,6 +91,14 @@ printf '%s|%s|%s|%s' "$JETWORK_WORK_ID" "$JETWORK_QUEUE" "$JETWORK_ATTEMPT" "$in
     let (ok_exit, shown) = procs.frontend(&["job", "fail"]).await?;
     assert!(ok_exit, "{shown}");
     assert!(shown.contains("failed") && shown.contains("no space left on device"), "{shown}");
+    // A job that completed at its one attempt has its attempt stored short: shown all the same.
+    let (ok_exit, shown) = procs.frontend(&["job", "ok"]).await?;
+    assert!(ok_exit, "{shown}");
+    let row = shown.lines().find(|line| line.trim_start().starts_with("1 ")).unwrap_or_default();
+    assert!(
+        shown.contains("OUTCOME") && row.contains("shell") && row.contains("completed"),
+        "{shown}"
+    );
     let audit = run.audit().await?;
     assert_eq!(audit.attempts(&fail), vec![1, 2]);
     assert_eq!(audit.attempts(&slow), vec![1]);
