@@ -12,6 +12,7 @@ use jetwork_frontend::{ClientError, ResultStatus};
 use jetwork_shared::job_options::{self, JobOptions};
 use jetwork_shared::jobs::JobState;
 use jetwork_shared::WorkId;
+use jetwork_tests::inproc::Task;
 use jetwork_tests::{poll_for, wait_until, InProcess};
 use jetwork_worker::{Job, JobError};
 
@@ -19,6 +20,24 @@ const WAIT: Duration = Duration::from_secs(40);
 
 fn header(name: &'static str, value: &str) -> Vec<(&'static str, String)> {
     vec![(name, value.to_owned())]
+}
+
+/// Worker `w1` with one slot, each job taking `work`; the ids it started, in order.
+fn recording_worker(run: &InProcess, work: Duration) -> (Task, Arc<Mutex<Vec<String>>>) {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let worker = run.worker_with("w1", |w| w.worker.concurrency = 1, {
+        let order = order.clone();
+        move |job: Job| {
+            if let Ok(mut order) = order.lock() {
+                order.push(job.work_id.to_string());
+            }
+            async move {
+                tokio::time::sleep(work).await;
+                Ok(Bytes::new())
+            }
+        }
+    });
+    (worker, order)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,16 +51,7 @@ async fn priorities_attempt_limits_expiry_and_invalid_options() -> anyhow::Resul
     // is left unread long enough to jump); paused, so nothing starts before every submission
     // has been read and sorted.
     run.await_leader("m1", WAIT).await?;
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let _worker = run.worker_with("w1", |w| w.worker.concurrency = 1, {
-        let order = order.clone();
-        move |job: Job| {
-            if let Ok(mut order) = order.lock() {
-                order.push(job.work_id.to_string());
-            }
-            async move { Ok(Bytes::new()) }
-        }
-    });
+    let (_worker, order) = recording_worker(&run, Duration::ZERO);
     wait_until("the worker registered", WAIT, || async {
         client.status().await.is_ok_and(|s| !s.workers.is_empty())
     })
@@ -138,20 +148,8 @@ async fn a_priority_job_jumps_the_unread_backlog_and_runs_once() -> anyhow::Resu
     let run = InProcess::start(|fast| fast.master.master.prefetch = 8).await?;
     run.await_leader("m1", WAIT).await?;
     let (client, queue) = (&run.client, &run.queue);
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let _worker = run.worker_with("w1", |w| w.worker.concurrency = 1, {
-        let order = order.clone();
-        move |job: Job| {
-            if let Ok(mut order) = order.lock() {
-                order.push(job.work_id.to_string());
-            }
-            // Each job takes a while: the backlog is seconds of work for the one slot.
-            async move {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                Ok(Bytes::new())
-            }
-        }
-    });
+    // Each job takes a while: the backlog is seconds of work for the one slot.
+    let (_worker, order) = recording_worker(&run, Duration::from_millis(5));
     let started = || order.lock().map(|o| o.len()).unwrap_or_default();
     wait_until("the worker registered", WAIT, || async {
         client.status().await.is_ok_and(|s| !s.workers.is_empty())

@@ -179,32 +179,10 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
     }
     // Format 3 had no priority jumps.
     let events = events().into_iter().filter(|(name, _)| !FORMAT_4_KINDS.contains(name)).map(
-        |(name, event)| {
-            let event = match event {
-                Event::WorkAccepted {
-                    work_id,
-                    queue,
-                    seq,
-                    size,
-                    at,
-                    prior_attempts,
-                    options,
-                    ..
-                } => {
-                    let jumped = false;
-                    Event::WorkAccepted {
-                        work_id,
-                        queue,
-                        seq,
-                        size,
-                        at,
-                        prior_attempts,
-                        options,
-                        jumped,
-                    }
-                }
-                other => other,
-            };
+        |(name, mut event)| {
+            if let Event::WorkAccepted { jumped, .. } = &mut event {
+                *jumped = false;
+            }
             (name, event)
         },
     );
@@ -212,58 +190,31 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
         return events.collect();
     }
     // Format 2 had no job options and no schedules.
-    let events = events.filter(|(name, _)| !FORMAT_3_KINDS.contains(name)).map(|(name, event)| {
-        let event = match event {
-            Event::WorkAccepted { work_id, queue, seq, size, at, prior_attempts, .. } => {
-                let (options, jumped) = (JobOptions::default(), false);
-                Event::WorkAccepted {
-                    work_id,
-                    queue,
-                    seq,
-                    size,
-                    at,
-                    prior_attempts,
-                    options,
-                    jumped,
-                }
+    let events =
+        events.filter(|(name, _)| !FORMAT_3_KINDS.contains(name)).map(|(name, mut event)| {
+            if let Event::WorkAccepted { options, .. } = &mut event {
+                *options = JobOptions::default();
             }
-            other => other,
-        };
-        (name, event)
-    });
+            (name, event)
+        });
     if format == 2 {
         return events.collect();
     }
+    // Format 1 had no job lifecycle.
     events
         .filter(|(name, _)| {
             !matches!(*name, "WorkDue" | "WorkCancelled" | "QueuePaused" | "QueueResumed")
         })
-        .map(|(name, event)| {
-            let event = match event {
-                Event::WorkStarted { work_id, worker, attempt, deadline, token, .. } => {
-                    Event::WorkStarted { work_id, worker, attempt, deadline, token, at: 0 }
+        .map(|(name, mut event)| {
+            match &mut event {
+                Event::WorkStarted { at, .. } => *at = 0,
+                Event::WorkAccepted { prior_attempts, .. } => *prior_attempts = 0,
+                Event::WorkRequeued { reason, not_before, at, .. } => {
+                    *reason = "timed out".into();
+                    (*not_before, *at) = (0, 0);
                 }
-                Event::WorkAccepted { work_id, queue, seq, size, at, options, .. } => {
-                    Event::WorkAccepted {
-                        work_id,
-                        queue,
-                        seq,
-                        size,
-                        at,
-                        prior_attempts: 0,
-                        options,
-                        jumped: false,
-                    }
-                }
-                Event::WorkRequeued { work_id, attempt, .. } => Event::WorkRequeued {
-                    work_id,
-                    attempt,
-                    reason: "timed out".into(),
-                    not_before: 0,
-                    at: 0,
-                },
-                other => other,
-            };
+                _ => {}
+            }
             (name, event)
         })
         .collect()

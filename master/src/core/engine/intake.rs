@@ -50,34 +50,7 @@ impl Engine {
         if seq <= cursor {
             return; // Read again after a reconnect or takeover: already consumed.
         }
-        if jump {
-            let submission = Submission {
-                queue,
-                seq,
-                msg_id,
-                size,
-                unreadable,
-                prior_attempts,
-                options,
-                jumped: true,
-                now,
-            };
-            return self.jump(submission);
-        }
-        if after > cursor {
-            // Submissions between the cursor and `after` were delivered to nobody (a reader
-            // lost messages in flight). Accepting this one would move the cursor over them and
-            // they would never run: take nothing, and have the queue read again from the
-            // cursor. Nothing is journaled, so this costs a re-read and no state.
-            let from = cursor + 1;
-            self.out.effects.push(Effect::Reread { queue, from });
-            return;
-        }
-        if jumped_before {
-            // Taken out of turn already: the cursor only moves past it.
-            return self.emit(Event::SubmissionPassed { queue, seq });
-        }
-        self.take(Submission {
+        let submission = Submission {
             queue,
             seq,
             msg_id,
@@ -85,9 +58,26 @@ impl Engine {
             unreadable,
             prior_attempts,
             options,
-            jumped: false,
+            jumped: jump,
             now,
-        });
+        };
+        if jump {
+            return self.jump(submission);
+        }
+        if after > cursor {
+            // Submissions between the cursor and `after` were delivered to nobody (a reader
+            // lost messages in flight). Accepting this one would move the cursor over them and
+            // they would never run: take nothing, and have the queue read again from the
+            // cursor. Nothing is journaled, so this costs a re-read and no state.
+            let (queue, from) = (submission.queue, cursor + 1);
+            self.out.effects.push(Effect::Reread { queue, from });
+            return;
+        }
+        if jumped_before {
+            // Taken out of turn already: the cursor only moves past it.
+            return self.emit(Event::SubmissionPassed { queue: submission.queue, seq });
+        }
+        self.take(submission);
     }
 
     /// A priority submission read out of turn, ahead of its queue's unread backlog: taken
