@@ -47,7 +47,7 @@ pub struct Submission {
     pub after: u64,
     /// Which reader of the queue read it (a replaced reader's leftovers are ignored).
     pub generation: u64,
-    /// Read out of turn by its sequence ([`read_out_of_turn`], a priority jump), not by the
+    /// Read out of turn by its sequence ([`out_of_turn_reader`], a priority jump), not by the
     /// queue's reader: `after` and `generation` mean nothing then.
     pub jump: bool,
     /// The work id it names, if any (see `msg_id`).
