@@ -62,7 +62,11 @@ impl Engine {
             now,
         };
         if jump {
-            return self.jump(submission);
+            // Seen again (its work may even have finished since): it was taken once.
+            if !jumped_before {
+                self.jump(submission);
+            }
+            return;
         }
         if after > cursor {
             // Submissions between the cursor and `after` were delivered to nobody (a reader
