@@ -98,7 +98,9 @@ pub struct MasterConfig {
     /// workers re-send the results they could not deliver while no master led.
     #[serde(with = "humantime_serde")]
     pub takeover_grace: Duration,
-    /// A snapshot is written after this many journaled events…
+    /// A snapshot is written after this many journaled events (with more than 10 000 items in
+    /// flight, at least twice as many as there are items: a snapshot costs in proportion to
+    /// the state)…
     pub snapshot_every: u64,
     /// …or after this long with any events, whichever comes first.
     #[serde(with = "humantime_serde")]

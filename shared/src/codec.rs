@@ -32,6 +32,17 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, CodecError> {
         .map_err(|source| CodecError::Encode { what: short_type_name::<T>(), source })
 }
 
+/// Encodes `value` as a MessagePack map into `out` (the same bytes as [`encode`], written as
+/// they are produced: for a large value, into a writer that keeps them in pieces rather than
+/// one growing buffer).
+pub fn encode_into<T: Serialize, W: std::io::Write>(
+    out: &mut W,
+    value: &T,
+) -> Result<(), CodecError> {
+    rmp_serde::encode::write_named(out, value)
+        .map_err(|source| CodecError::Encode { what: short_type_name::<T>(), source })
+}
+
 /// Decodes a `T` from MessagePack bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     rmp_serde::from_slice(bytes).map_err(|source| CodecError::Decode {

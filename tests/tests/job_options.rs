@@ -229,3 +229,51 @@ async fn a_delayed_job_waits_out_its_delay_across_a_leader_kill() -> anyhow::Res
     assert_eq!(run.audit().await?.attempts(&delayed.work_id), vec![1]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_jobs_falling_due_together_each_run_with_their_own_payload() -> anyhow::Result<()> {
+    // Few slots, so most of them wait ready after falling due: their payloads, not kept while
+    // they waited, are read back ahead of their hand-out (in batches, around the plain jobs
+    // submitted in between), the rest by their grants.
+    let run = InProcess::start(|_| {}).await?;
+    let _worker = run.worker_with(
+        "echo",
+        |w| w.worker.concurrency = 4,
+        |job: Job| async move { Ok(job.payload) },
+    );
+    run.await_leader("m1", WAIT).await?;
+    let client = &run.client;
+    let due = jetwork_shared::clock::now_ms() + 4_000;
+    let not_before = header(job_options::NOT_BEFORE, &job_options::format_time(due));
+    let mut submitted = Vec::new();
+    for n in 0..300u32 {
+        // One payload larger than the others, the rest told apart by their number.
+        let payload = match n {
+            150 => Bytes::from(vec![b'x'; 200 * 1024]),
+            n => Bytes::from(format!("delayed-{n}")),
+        };
+        let job = client.submit_with(&run.queue, None, payload.clone(), &not_before).await?;
+        submitted.push((job, payload));
+        if n % 7 == 0 {
+            let payload = Bytes::from(format!("plain-{n}"));
+            submitted.push((client.submit(&run.queue, None, payload.clone()).await?, payload));
+        }
+    }
+    assert!(jetwork_shared::clock::now_ms() < due, "all submitted before they fall due");
+    for (job, payload) in &submitted {
+        let result = client.wait_for(job, WAIT).await?;
+        assert_eq!(result.status, ResultStatus::Completed, "{result:?}");
+        assert!(result.payload == *payload, "{} ran with another payload", job.work_id);
+        if payload.starts_with(b"delayed") {
+            let info = client.job(&job.work_id, None).await;
+            let started = info.ok().and_then(|i| i.history.first().map(|a| a.started_ms));
+            assert!(started.is_none_or(|s| s >= due), "{} started before its time", job.work_id);
+        }
+    }
+    let audit = run.audit().await?;
+    for (job, _) in &submitted {
+        assert_eq!(audit.attempts(&job.work_id), vec![1], "{} ran once", job.work_id);
+    }
+    run.stop().await;
+    Ok(())
+}

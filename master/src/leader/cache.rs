@@ -1,7 +1,8 @@
 //! [`PayloadCache`]: the payloads of work in flight, kept from the moment a submission is read
 //! so that a grant needs no stream read, and the payloads of rejected submissions until their
 //! rejection notice (which carries the payload) is stored. After a takeover the cache starts
-//! empty and grants read payloads back from `JETWORK_SUBMIT` (see `replies.rs`).
+//! empty; payloads are read back from `JETWORK_SUBMIT` ahead of their hand-out
+//! (`prefetch.rs`), and a grant reads whatever is still missing itself (`replies.rs`).
 //!
 //! Each work entry also keeps the item's timings for the metrics (`observe.rs`): when it was
 //! stored in the stream and when its attempt started, and the run-time histogram of its queue,
@@ -10,7 +11,9 @@
 //! are not observed.
 //!
 //! Bounded like the state: an entry lives only while its item is in flight (it is dropped
-//! when the item's outcome is published) or its rejection is unpublished.
+//! when the item's outcome is published) or its rejection is unpublished. A delayed item's
+//! payload is kept only from shortly before it is due (read ahead by `prefetch.rs`, which
+//! bounds how many such payloads of items not yet started are kept).
 
 use std::collections::HashMap;
 
@@ -74,6 +77,11 @@ impl PayloadCache {
         }
     }
 
+    /// Whether the payload of `work_id` is kept.
+    pub fn contains(&self, work_id: &WorkId) -> bool {
+        self.work.contains_key(work_id)
+    }
+
     /// The payload of `work_id`, if kept.
     pub fn get(&self, work_id: &WorkId) -> Option<&Bytes> {
         self.work.get(work_id).map(|c| &c.payload)
@@ -107,6 +115,27 @@ impl PayloadCache {
         }
     }
 
+    /// Keeps payloads read ahead of their hand-out (`prefetch.rs`, which bounds them), each
+    /// with the submit sequence it was read from, for the items of those submissions still
+    /// waiting or ready and not kept already; returns those kept.
+    pub fn prefetched(
+        &mut self,
+        payloads: Vec<(WorkId, u64, Bytes)>,
+        state: &State,
+    ) -> Vec<WorkId> {
+        let mut kept = Vec::new();
+        for (work_id, seq, payload) in payloads {
+            // Its own submission's (not an earlier run's of the same id), and not started.
+            let pending =
+                state.work.get(&work_id).is_some_and(|w| w.seq == seq && w.running.is_none());
+            if pending && !self.work.contains_key(&work_id) {
+                self.work.insert(work_id.clone(), Cached::new(payload, 0));
+                kept.push(work_id);
+            }
+        }
+        kept
+    }
+
     /// What a publication needs from the cache: the submission's payload (if kept) for a
     /// rejection, a failure or a cancellation, which go out with it. A finished item's payload
     /// leaves the cache either way.
@@ -128,5 +157,58 @@ impl PayloadCache {
         if let PublicationKey::Rejection(seq) = key {
             self.rejected.remove(seq);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jetwork_shared::job_options::JobOptions;
+    use jetwork_shared::{QueueName, Token};
+
+    use super::*;
+
+    fn accepted(seq: u64, not_before: Millis) -> Event {
+        Event::WorkAccepted {
+            work_id: WorkId::assigned(seq),
+            queue: QueueName::parse("q").unwrap(),
+            seq,
+            size: 3,
+            at: 1_000,
+            prior_attempts: 0,
+            options: JobOptions { not_before, ..JobOptions::default() },
+            jumped: false,
+        }
+    }
+
+    #[test]
+    fn a_delayed_payload_is_kept_only_once_read_ahead_and_only_while_pending() {
+        let mut state = State::default();
+        let mut cache = PayloadCache::default();
+        let (now, delayed, running) = (accepted(1, 0), accepted(2, 9_000), accepted(3, 9_000));
+        for event in [&now, &delayed, &running] {
+            state.apply(event);
+            cache.keep(std::slice::from_ref(event), &Bytes::from_static(b"abc"), 1_000);
+        }
+        let id = WorkId::assigned;
+        assert!(cache.contains(&id(1)) && !cache.contains(&id(2)), "not while it waits");
+        state.apply(&Event::WorkDue { work_ids: vec![id(3)] });
+        state.apply(&Event::WorkStarted {
+            work_id: id(3),
+            worker: WorkerId::parse("w").unwrap(),
+            attempt: 1,
+            deadline: 60_000,
+            token: Token::default(),
+            at: 1_000,
+        });
+        let read: Vec<(WorkId, u64, Bytes)> =
+            [1, 2, 3, 4].into_iter().map(|n| (id(n), n, Bytes::from_static(b"new"))).collect();
+        // 1 is kept already, 3 is running (its grant reads it), 4 is not in flight.
+        assert_eq!(cache.prefetched(read, &state), vec![id(2)]);
+        // 2 read from another submission (an earlier run of the id): not its payload.
+        let mut other = PayloadCache::default();
+        assert!(other.prefetched(vec![(id(2), 7, Bytes::new())], &state).is_empty());
+        assert_eq!(cache.get(&id(2)), Some(&Bytes::from_static(b"new")));
+        assert_eq!(cache.get(&id(1)), Some(&Bytes::from_static(b"abc")));
+        assert!(state.work[&id(3)].running.is_some() && !cache.contains(&id(3)));
     }
 }

@@ -32,8 +32,9 @@
 //!
 //! The parts, one per file: `service` (the endpoints and requests awaiting replies),
 //! `replies` (encoding replies, filling grants with payloads), `cache` (payloads of work
-//! in flight), `readers` (one reader per served queue, paced by credits), `publications`
-//! (results and rejections), `ticks` (submitting recurring schedules' ticks), `writes`
+//! in flight), `prefetch` (payloads read back ahead of their hand-out), `readers` (one
+//! reader per served queue, paced by credits), `publications` (results and rejections),
+//! `ticks` (submitting recurring schedules' ticks), `writes`
 //! (journal writes, snapshots, effects behind them, the hand-over on shutdown), `upkeep`
 //! (purges and integrity checks), `observe` (metrics, job decisions at debug level,
 //! `$SRV.STATS` data).
@@ -41,6 +42,7 @@
 mod cache;
 mod confirmations;
 mod observe;
+mod prefetch;
 mod publications;
 mod readers;
 mod replies;
@@ -49,6 +51,7 @@ mod ticks;
 mod upkeep;
 mod writes;
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -57,7 +60,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::connect::{self, Interruptions};
-use jetwork_shared::{Unavailable, WorkId};
+use jetwork_shared::{QueueName, Unavailable, WorkId};
 use tokio::sync::mpsc;
 
 use crate::backlog::Unread;
@@ -68,9 +71,11 @@ use crate::integrity::Observation;
 use crate::journal::{Journal, JournalError, Replayed};
 use crate::lease::LeaseGuard;
 use crate::metrics::{BadMessage, MasterMetrics};
+use crate::payloads;
 use crate::scout::{Scout, Sighting};
 use cache::PayloadCache;
 use observe::Observer;
+use prefetch::{Limits as PrefetchLimits, Prefetch};
 use publications::Publications;
 use readers::Readers;
 use service::{Endpoints, Requests};
@@ -107,6 +112,9 @@ enum Internal {
     Command(Command),
     /// Payloads read back for grants, to keep for later grants.
     Payloads(Vec<(WorkId, Bytes)>),
+    /// Payloads read ahead of their hand-out: those asked for, and those found (with the
+    /// submit sequence each was read from).
+    Prefetched { requested: Vec<WorkId>, found: Vec<(WorkId, u64, Bytes)> },
     /// What the streams looked like.
     Integrity(Result<Observation, Unavailable>),
     /// What is still unread in the submit stream, per queue (metrics).
@@ -171,6 +179,8 @@ struct Leader {
     effects: Effects,
     requests: Requests,
     cache: PayloadCache,
+    /// Which payloads to read back ahead of their hand-out.
+    prefetch: Prefetch,
     readers: Readers,
     publications: Publications,
     /// Ticks of recurring schedules being submitted.
@@ -244,6 +254,7 @@ impl Leader {
             effects: Effects::default(),
             requests: Requests::new(env.metrics.clone()),
             cache: PayloadCache::default(),
+            prefetch: Prefetch::new(PrefetchLimits::default()),
             upkeep: Upkeep::default(),
             observer,
             intake_rx,
@@ -346,7 +357,38 @@ impl Leader {
                 return exit;
             }
             self.readers.grant(&self.engine, u64::from(settings.prefetch));
+            self.prefetch_payloads();
         }
+    }
+
+    /// Reads back, off the loop, the payloads the next hand-outs will need and the cache does
+    /// not hold (delayed items about to fall due, ready items after a takeover); they come back
+    /// as [`Internal::Prefetched`].
+    fn prefetch_payloads(&mut self) {
+        let reads = self.prefetch.plan(self.engine.state(), &self.cache, now_ms());
+        if reads.is_empty() {
+            return;
+        }
+        let (js, internal) = (self.env.js.clone(), self.internal_tx.clone());
+        tokio::spawn(async move {
+            let requested: Vec<WorkId> = reads.iter().map(|r| r.work_id.clone()).collect();
+            let mut by_queue: HashMap<QueueName, HashMap<u64, WorkId>> = HashMap::new();
+            for read in reads {
+                by_queue.entry(read.queue).or_default().insert(read.seq, read.work_id);
+            }
+            let batches = by_queue.iter().map(|(queue, items)| {
+                let seqs: Vec<u64> = items.keys().copied().collect();
+                let js = &js;
+                async move { (queue, payloads::read_many(js, queue, &seqs).await) }
+            });
+            let mut found = Vec::new();
+            for (queue, payloads) in futures::future::join_all(batches).await {
+                let items = &by_queue[queue];
+                let named = payloads.into_iter();
+                found.extend(named.filter_map(|(seq, p)| Some((items.get(&seq)?.clone(), seq, p))));
+            }
+            let _ = internal.send(Internal::Prefetched { requested, found });
+        });
     }
 
     /// Takes every input that is already waiting (up to `limit`), so that one journal write
@@ -385,6 +427,7 @@ impl Leader {
     fn step(&mut self, command: Command) {
         let output = self.engine.step(command);
         self.observe(&output.events);
+        self.prefetch.events(&output.events, &self.cache);
         self.pending.events.extend(output.events);
         self.pending.effects.extend(output.effects);
     }
@@ -428,6 +471,7 @@ impl Leader {
         let output = self.engine.step(submitted);
         self.cache.keep(&output.events, &payload, stored_ms);
         self.observe(&output.events);
+        self.prefetch.events(&output.events, &self.cache);
         self.pending.events.extend(output.events);
         self.pending.effects.extend(output.effects);
     }
@@ -522,6 +566,11 @@ impl Leader {
             Internal::Command(command) => self.step(command),
             Internal::Integrity(observed) => self.integrity(observed),
             Internal::Payloads(payloads) => self.cache.fill(payloads, self.engine.state()),
+            Internal::Prefetched { requested, found } => {
+                let found_ids: HashSet<WorkId> = found.iter().map(|(id, ..)| id.clone()).collect();
+                let kept = self.cache.prefetched(found, self.engine.state());
+                self.prefetch.read(&requested, &found_ids, &kept);
+            }
             Internal::Survey(unread) => self.observer.surveyed(unread),
             Internal::Refuse(request, code, why) => self.requests.refuse(request, code, why),
         }

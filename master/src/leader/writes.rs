@@ -25,6 +25,11 @@ use crate::core::{Command, Effect, Event, JournalBatch, Output};
 use crate::journal::JournalError;
 use crate::lease::LeaseGuard;
 
+/// Items in flight from which a snapshot waits for at least [`SNAPSHOT_EVENTS_PER_ITEM`]
+/// events per item ([`Snapshots::should_write`]), if `snapshot_every` is fewer.
+const LARGE_STATE: u64 = 10_000;
+const SNAPSHOT_EVENTS_PER_ITEM: u64 = 2;
+
 /// Effects waiting for the journal write they depend on.
 #[derive(Default)]
 pub struct Effects {
@@ -78,9 +83,18 @@ impl Snapshots {
         self.events_since += n as u64;
     }
 
-    fn should_write(&self, settings: &MasterConfig) -> bool {
+    /// Whether to write one now, with `held` items in flight. A snapshot is the whole state,
+    /// encoded on the loop (100k held items take ~0.1 s, during which nothing is dispatched),
+    /// so a large state waits for proportionally more events: writing snapshots then costs at
+    /// most a constant per event however large the state, and replay still reads at most about
+    /// twice the state's items in events after one.
+    fn should_write(&self, settings: &MasterConfig, held: usize) -> bool {
+        let mut every = settings.snapshot_every;
+        if held as u64 >= LARGE_STATE {
+            every = every.max(SNAPSHOT_EVENTS_PER_ITEM * held as u64);
+        }
         self.due
-            || self.events_since >= settings.snapshot_every
+            || self.events_since >= every
             || (self.events_since > 0 && self.last.elapsed() >= settings.snapshot_interval)
     }
 
@@ -137,7 +151,8 @@ impl Leader {
             if !events.is_empty() {
                 self.write_events(events).await.map_err(deposed)?;
             }
-            if self.snapshots.should_write(&self.env.settings.master) {
+            let held = self.engine.state().work.len();
+            if self.snapshots.should_write(&self.env.settings.master, held) {
                 self.journal.write_snapshot(self.engine.state()).await.map_err(deposed)?;
                 tracing::debug!(events = self.snapshots.events_since, "snapshot written");
                 self.snapshots.wrote();
@@ -270,5 +285,24 @@ impl Leader {
             }
         }
         tracing::info!(epoch = self.epoch, "handed over");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_state_waits_for_more_events_before_its_snapshot() {
+        let settings = MasterConfig::default(); // every 50 000 events or 60 s
+        let mut snapshots = Snapshots::new(0, 1);
+        snapshots.written(60_000);
+        assert!(snapshots.should_write(&settings, 100), "a small state: every 50 000 events");
+        assert!(snapshots.should_write(&settings, 30_000), "60 000 ≥ 2 × 30 000");
+        assert!(!snapshots.should_write(&settings, 100_000), "100k held: 200 000 events");
+        snapshots.written(140_000);
+        assert!(snapshots.should_write(&settings, 100_000));
+        snapshots.wrote();
+        assert!(!snapshots.should_write(&settings, 100_000), "nothing written since");
     }
 }

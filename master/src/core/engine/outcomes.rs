@@ -20,6 +20,10 @@ use jetwork_shared::{WorkId, WorkerId};
 use super::super::{Event, Millis, Reply, RequestId, Work};
 use super::{wrong_session, Engine, MAX_REASON};
 
+/// Most work ids in one `WorkDue` event (128-character ids: 128 KiB at most, well within a
+/// journal write).
+pub(in super::super) const MAX_DUE_PER_EVENT: usize = 1024;
+
 /// Whether an ended attempt's item waits out its back-off before it is ready again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in super::super) enum Retry {
@@ -215,9 +219,15 @@ impl Engine {
             .take_while(|(until, _)| *until <= now)
             .map(|(_, id)| id.clone())
             .collect();
+        // In events of at most `MAX_DUE_PER_EVENT` ids: a journal write must stay under the
+        // server's message limit, and one event cannot be split (100k delayed jobs due at one
+        // instant would otherwise be one event of megabytes). Emitted newest first like the
+        // ids within each, so the oldest still ends up at the very front.
         if !due.is_empty() {
             let work_ids = self.newest_first(due);
-            self.emit(Event::WorkDue { work_ids });
+            for chunk in work_ids.chunks(MAX_DUE_PER_EVENT) {
+                self.emit(Event::WorkDue { work_ids: chunk.to_vec() });
+            }
         }
         self.expire_due(now);
         // A registration or any request counts as "seen" (journaled at most once per
@@ -244,5 +254,71 @@ impl Engine {
     pub(super) fn newest_first(&self, mut ids: Vec<WorkId>) -> Vec<WorkId> {
         ids.sort_by_key(|id| std::cmp::Reverse(self.state.work.get(id).map_or(0, |w| w.seq)));
         ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jetwork_shared::job_options::JobOptions;
+    use jetwork_shared::QueueName;
+
+    use super::super::super::{Command, Policy, State};
+    use super::*;
+
+    #[test]
+    fn many_items_due_at_once_go_ready_in_events_of_bounded_size_oldest_first() {
+        let mut engine = Engine::new(State::default(), Policy::default());
+        let queue = QueueName::parse("q").unwrap();
+        let n = 2 * MAX_DUE_PER_EVENT as u64 + 5;
+        for seq in 1..=n {
+            let options = Ok(JobOptions { not_before: 5_000, ..JobOptions::default() });
+            engine.step(Command::Submitted {
+                queue: queue.clone(),
+                seq,
+                after: seq - 1,
+                msg_id: None,
+                size: 1,
+                unreadable: None,
+                prior_attempts: 0,
+                options,
+                now: 1_000,
+                jump: false,
+            });
+        }
+        assert_eq!(engine.state().waiting.len() as u64, n);
+        let out = engine.step(Command::Tick { now: 5_000 });
+        let sizes: Vec<usize> = out
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::WorkDue { work_ids } => Some(work_ids.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sizes, vec![MAX_DUE_PER_EVENT, MAX_DUE_PER_EVENT, 5]);
+        let ready: Vec<u64> = engine.state().queues[&queue]
+            .ready
+            .iter()
+            .map(|id| engine.state().work[id].seq)
+            .collect();
+        assert_eq!(ready, (1..=n).collect::<Vec<_>>(), "in submission order, as one event would");
+        // Replaying the events gives the same order.
+        let mut replayed = State::default();
+        for seq in 1..=n {
+            replayed.apply(&Event::WorkAccepted {
+                work_id: WorkId::assigned(seq),
+                queue: queue.clone(),
+                seq,
+                size: 1,
+                at: 1_000,
+                prior_attempts: 0,
+                options: JobOptions { not_before: 5_000, ..JobOptions::default() },
+                jumped: false,
+            });
+        }
+        for event in &out.events {
+            replayed.apply(event);
+        }
+        assert_eq!(replayed.queues[&queue].ready, engine.state().queues[&queue].ready);
     }
 }

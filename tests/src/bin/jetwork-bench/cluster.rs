@@ -3,13 +3,22 @@
 //! benchmark binary re-run as `worker` or `baseline-worker`, so both systems run their
 //! workers as separate processes with the same job).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use jetwork_shared::protocol::StatusReport;
 use jetwork_shared::subjects;
 use jetwork_tests::{binaries, NatsServer, Process};
+
+/// The `jetwork-master` binary to run instead of this build's (`--master-bin`).
+static MASTER_BIN: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs `binary` as every master from now on (set once, before any phase).
+pub fn use_master_binary(binary: PathBuf) {
+    let _ = MASTER_BIN.set(binary);
+}
 
 /// Which system's workers to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +67,10 @@ impl Cluster {
         Process::start(name, binary, args, &self.env, self.dir.path())
     }
 
-    /// Starts `jetwork-master --id <id>`.
+    /// Starts `jetwork-master --id <id>` (this build's, or the one given by `--master-bin`).
     pub fn master(&self, id: &str) -> anyhow::Result<Process> {
-        self.launch(id, &binaries::master(), &["--id", id])
+        let binary = MASTER_BIN.get().cloned().unwrap_or_else(binaries::master);
+        self.launch(id, &binary, &["--id", id])
     }
 
     /// Starts `n` worker processes of `system`, each running `concurrency` jobs at once.

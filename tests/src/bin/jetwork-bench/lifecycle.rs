@@ -3,15 +3,22 @@
 //! 1. a rate-limited queue (`[queues.bench] rate`): `5 × rate` jobs submitted at once, plenty
 //!    of worker slots; the start rate achieved after the first second (the token bucket starts
 //!    full, so the first second bursts), from the starts stamped in the results;
-//! 2. a delayed backlog: `delayed` jobs with `Jetwork-Delay`, held by the master until due: its
-//!    RSS above idle meanwhile, how late each job starts against its due time (submit time +
-//!    delay: an upper bound, the due time counts from the slightly later storing), and how long
-//!    draining them takes;
-//! 3. priority: one `Jetwork-Priority: 9` job submitted while slow jobs keep the workers busy
+//! 2. a delayed backlog (`delayed`): jobs with `Jetwork-Delay`, submitted at `delayed_rate` a
+//!    second (a pace the workers sustain) with a delay long enough that all are held at once
+//!    before the first falls due; they then fall due at that same pace. The master's RSS above
+//!    idle with all of them held, and how late each starts against its due time (submit time +
+//!    delay: an upper bound, the due time counts from the slightly later storing). Lateness
+//!    here is the scheduler's own (waking, releasing, reading the payload back, handing out),
+//!    not time spent queueing behind busy workers;
+//! 3. a burst (`burst`): jobs with one `Jetwork-Not-Before` for all, held, then all due at once:
+//!    due jobs started per second until the last has started (no target), to compare with the
+//!    plain drain of case 4 on the same workers;
+//! 4. priority: one `Jetwork-Priority: 9` job submitted while slow jobs keep the workers busy
 //!    and a backlog the master has read ahead waits (it goes first among what is read:
 //!    submit→start); then one behind `priority_backlog` normal jobs not read yet, as the
 //!    workers start on them (the master reads it out of turn, a priority jump: submit→start,
-//!    and how many normal jobs started before it).
+//!    and how many normal jobs started before it); and how fast those plain jobs were started
+//!    (the reference for the burst).
 
 use std::time::Duration;
 
@@ -22,7 +29,7 @@ use jetwork_tests::Process;
 
 use crate::cluster::{rss_mib, Cluster, System};
 use crate::deployment::bench_queue;
-use crate::load::{self, Collector};
+use crate::load::{self, Collector, Paced};
 use crate::report::Report;
 use crate::samples::Samples;
 use crate::{bar, stamp, Options};
@@ -34,11 +41,24 @@ const READ_AHEAD_BACKLOG: u64 = 200;
 /// How long each job takes in the read-ahead case, on 4 slots: the backlog is 5 s of work.
 const SLOW_JOB: Duration = Duration::from_millis(100);
 
+/// The cases `--lifecycle-cases` may name.
+pub const CASES: [&str; 4] = ["rate", "delayed", "burst", "priority"];
+
 pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> anyhow::Result<()> {
-    rate_limited(o, report, progress).await?;
-    delayed(o, report, progress).await?;
-    priority_within_read_ahead(o, report).await?;
-    priority_behind_unread(o, report, progress).await?;
+    let wants = |case: &str| o.lifecycle_cases.iter().any(|c| c == case);
+    if wants("rate") {
+        rate_limited(o, report, progress).await?;
+    }
+    if wants("delayed") {
+        delayed(o, report, progress).await?;
+    }
+    if wants("burst") {
+        burst(o, report, progress).await?;
+    }
+    if wants("priority") {
+        priority_within_read_ahead(o, report).await?;
+        priority_behind_unread(o, report, progress).await?;
+    }
     Ok(())
 }
 
@@ -106,9 +126,21 @@ fn starts_per_second(starts: &[u64]) -> Option<f64> {
     (var > 0.0).then(|| cov / var)
 }
 
+/// Time between the last delayed submission and the first due time (default `--delay`), for
+/// the master to read and hold them all before any falls due.
+const HELD_MARGIN: Duration = Duration::from_secs(3);
+
+/// Delayed jobs paced at a rate the workers sustain, all held at once before the first falls
+/// due: the master's RSS with all of them held, then how late each starts against its due
+/// time. Since they fall due no faster than the workers run plain jobs, lateness is the
+/// scheduler's (due → released → handed out), not a queue's.
 async fn delayed(o: &Options, report: &mut Report, progress: &MultiProgress) -> anyhow::Result<()> {
     let d = o.delayed.min(o.backlog).max(1);
-    let delay = o.delay.min(Duration::from_secs(3).max(Duration::from_micros(d * 200)));
+    let rate = o.delayed_rate.max(1);
+    let submitting = Duration::from_secs_f64(d as f64 / rate as f64);
+    // Whole seconds, so the header reads plainly (`23s`).
+    let least = (submitting + HELD_MARGIN).as_secs_f64().ceil() as u64;
+    let delay = o.delay.unwrap_or_default().max(Duration::from_secs(least));
     let (cluster, master) = leading(o, &[]).await?;
     let _workers = cluster.workers(System::Jetwork, 4, 64)?;
     cluster.await_leader(0, 4).await?;
@@ -120,53 +152,66 @@ async fn delayed(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
     let wording = humantime::format_duration(delay).to_string();
     let mut headers = HeaderMap::new();
     headers.insert(job_options::DELAY, wording.as_str());
-    let submit = progress.add(bar(d, &format!("lifecycle: submitting {d} jobs delayed {wording}")));
-    // A small window: the lateness counts from the submit time, so submissions queue little
-    // before they are stored (when their delay starts).
+    let label = format!("lifecycle: submitting {d} jobs delayed {wording}, {rate}/s");
+    let submit = progress.add(bar(d, &label));
     let subject = subjects::submit(&bench_queue());
-    load::flood_with(&cluster.js(), &subject, Some(&headers), d, o.window.min(64), &submit).await?;
+    let producer = Paced::count(cluster.js(), subject, rate, headers, d, submit.clone());
+    let submitted = producer.finish().await?;
     submit.finish();
-    // Held: all read by the master (or the first one already due).
-    jetwork_tests::poll_for("the delayed jobs held", delay + Duration::from_secs(30), || async {
-        let waiting = cluster.status().await.and_then(|s| s.queues.first().map(|q| q.waiting));
-        (waiting.is_some_and(|w| w >= d) || collector.count() > 0).then_some(())
-    })
-    .await?;
+    anyhow::ensure!(
+        submitted.failed == 0,
+        "{} of {d} delayed submissions were not acknowledged",
+        submitted.failed
+    );
+    // Held: all read by the master, before the first is due (a result means one was due).
+    let held = await_held(&cluster, &collector, d, delay + Duration::from_secs(30)).await?;
     let (_, held_peak) = rss_mib(master.pid())?;
-    let drain = progress.add(bar(d, &format!("lifecycle: {d} delayed jobs due and running")));
-    let within = delay + Duration::from_secs(60) + Duration::from_millis(d);
+    if held < d {
+        eprintln!("lifecycle: only {held} of {d} delayed jobs were held when the first fell due");
+    }
+    let drain = progress.add(bar(d, &format!("lifecycle: {d} delayed jobs falling due")));
+    let within = delay + submitting + Duration::from_secs(60);
     collector.wait_for(d, within, &drain).await?;
     drain.finish();
+    warn_if_stepped_down(&master, "delayed");
+    let (_, case_peak) = rss_mib(master.pid())?;
 
     let delay_ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
-    let (late, early, first_due, last_start) = collector.read(|c| {
+    let (late, early) = collector.read(|c| {
         let mut late = Samples::default();
         let mut early = 0u64;
         for &(submitted, started) in &c.stamps {
+            // An upper bound of the due time: the delay counts from the storing, a moment
+            // after the submit stamp.
             let due = submitted + delay_ns;
             // The master keeps due times in whole milliseconds.
             early += u64::from(started + 1_000_000 < due);
             late.push(started.saturating_sub(due));
         }
-        let first_due = c.stamps.iter().map(|s| s.0 + delay_ns).min().unwrap_or_default();
-        let last_start = c.stamps.iter().map(|s| s.1).max().unwrap_or_default();
-        (late, early, first_due, last_start)
+        (late, early)
     });
-    let held = held_peak - idle;
+    let above = held_peak - idle;
     report
         .add(
             PHASE,
             &format!("master peak RSS above idle, {d} delayed jobs held"),
             "MiB",
-            Some(held),
+            Some(above),
             None,
         )
-        .target("≤ 64 MiB", held <= 64.0);
-    for (name, p) in [("p50", 50.0), ("p99", 99.0)] {
+        .target("≤ 64 MiB, all held at once", above <= 64.0 && held >= d);
+    report.add(
+        PHASE,
+        &format!("master peak RSS above idle, {d} delayed jobs held, then due and run"),
+        "MiB",
+        Some(case_peak - idle),
+        None,
+    );
+    for (name, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
         let value = late.percentile_ms(p);
         let record = report.add(
             PHASE,
-            &format!("delayed {wording}: start after due time {name}, {d} jobs"),
+            &format!("delayed {wording}, due at {rate}/s: start after due time {name}, {d} jobs"),
             "ms",
             value,
             None,
@@ -184,15 +229,94 @@ async fn delayed(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
             None,
         )
         .target("none", early == 0);
-    let drained = last_start.saturating_sub(first_due) as f64 / 1e9;
+    Ok(())
+}
+
+/// Jobs all due at the same instant (`Jetwork-Not-Before`), far enough ahead for the master to
+/// read and hold them all first: due jobs started per second while they drain, a figure of
+/// how fast the master releases due work (read back its payloads, hand it out) when more is
+/// due than the workers can take at once. No target; compare it with the plain backlog drain
+/// (`priority_behind_unread`) on the same workers.
+async fn burst(o: &Options, report: &mut Report, progress: &MultiProgress) -> anyhow::Result<()> {
+    let n = o.burst.min(o.backlog).max(1);
+    let (cluster, master) = leading(o, &[]).await?;
+    let _workers = cluster.workers(System::Jetwork, 4, 64)?;
+    cluster.await_leader(0, 4).await?;
+    let collector =
+        Collector::start(&cluster.client, &subjects::results_in(&bench_queue())).await?;
+    // Reading and holding runs at tens of thousands a second: 80 µs a job is ample.
+    let ahead = Duration::from_secs(3) + Duration::from_micros(n * 80);
+    let due_ms = stamp::now_ns() / 1_000_000 + u64::try_from(ahead.as_millis())?;
+    let mut headers = HeaderMap::new();
+    headers.insert(job_options::NOT_BEFORE, job_options::format_time(due_ms).as_str());
+    let submit = progress.add(bar(n, &format!("lifecycle: submitting {n} jobs due at once")));
+    let subject = subjects::submit(&bench_queue());
+    load::flood_with(&cluster.js(), &subject, Some(&headers), n, o.window, &submit).await?;
+    submit.finish();
+    let held = await_held(&cluster, &collector, n, ahead + Duration::from_secs(30)).await?;
+    if held < n {
+        eprintln!("lifecycle: only {held} of {n} burst jobs were held when they fell due");
+    }
+    let drain = progress.add(bar(n, &format!("lifecycle: {n} jobs due at once, draining")));
+    collector
+        .wait_for(n, ahead + Duration::from_secs(60) + Duration::from_millis(n), &drain)
+        .await?;
+    drain.finish();
+    warn_if_stepped_down(&master, "burst");
+    let due_ns = due_ms * 1_000_000;
+    let (early, last) = collector.read(|c| {
+        let early = c.stamps.iter().filter(|s| s.1 + 1_000_000 < due_ns).count();
+        (early, c.stamps.iter().map(|s| s.1).max().unwrap_or_default())
+    });
+    let draining = last.saturating_sub(due_ns) as f64 / 1e9;
+    let released = (draining > 0.0).then(|| n as f64 / draining);
     report.add(
         PHASE,
-        &format!("{d} delayed jobs: first due → last started"),
-        "s",
-        Some(drained),
+        &format!("{n} delayed jobs due at once: started per second, due time → last start"),
+        "jobs/s",
+        released,
         None,
     );
+    report
+        .add(
+            PHASE,
+            &format!("burst jobs started before due, of {n}"),
+            "jobs",
+            Some(early as f64),
+            None,
+        )
+        .target("none", early == 0);
     Ok(())
+}
+
+/// Says so if the master's term ended during a case (its figures then include a takeover).
+fn warn_if_stepped_down(master: &Process, case: &str) {
+    for line in master.logs().lines().filter(|l| l.contains("stepping down")) {
+        eprintln!("lifecycle {case}: the master stepped down: {line}");
+    }
+}
+
+/// Waits until the master holds `n` jobs waiting, or the first result shows one fell due
+/// before (then fewer were ever held at once); returns the most seen waiting.
+async fn await_held(
+    cluster: &Cluster,
+    collector: &Collector,
+    n: u64,
+    within: Duration,
+) -> anyhow::Result<u64> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut held = 0;
+    loop {
+        let waiting = cluster.status().await.and_then(|s| s.queues.first().map(|q| q.waiting));
+        held = held.max(waiting.unwrap_or(0));
+        if held >= n || collector.count() > 0 {
+            return Ok(held);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("only {held} of {n} delayed jobs held within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Submits one job with `Jetwork-Priority: 9`; returns its submit time (ns).
@@ -252,8 +376,13 @@ async fn priority_behind_unread(
     let started = collector.await_job(submitted, within).await?;
     collector.wait_for(n + 1, within, &drain).await?;
     drain.finish();
-    let ahead = collector.read(|c| c.stamps.iter().filter(|s| s.1 < started).count());
+    let (ahead, first, last) = collector.read(|c| {
+        let ahead = c.stamps.iter().filter(|s| s.1 < started).count();
+        let first = c.stamps.iter().map(|s| s.1).min().unwrap_or_default();
+        (ahead, first, c.stamps.iter().map(|s| s.1).max().unwrap_or_default())
+    });
     let wait = started.saturating_sub(submitted) as f64 / 1e6;
+    let draining = last.saturating_sub(first) as f64 / 1e9;
     report
         .add(
             PHASE,
@@ -268,6 +397,14 @@ async fn priority_behind_unread(
         "normal jobs started before that priority 9 job",
         "jobs",
         Some(ahead as f64),
+        None,
+    );
+    // The reference for the burst of due jobs: the same workers draining plain jobs.
+    report.add(
+        PHASE,
+        &format!("{n} plain jobs, unread as workers start: started per second, first → last"),
+        "jobs/s",
+        (draining > 0.0).then(|| (n + 1) as f64 / draining),
         None,
     );
     Ok(())

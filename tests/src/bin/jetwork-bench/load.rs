@@ -1,6 +1,7 @@
 //! Load for both systems: [`flood`] submits as fast as acknowledgements allow (a window of
-//! them outstanding), [`Paced`] at a fixed rate; [`Collector`] listens to the results and
-//! keeps what the figures need (count, time of the last one, latencies, start times).
+//! them outstanding), [`Paced`] at a fixed rate (until stopped, or a given count);
+//! [`Collector`] listens to the results and keeps what the figures need (count, time of the
+//! last one, latencies, start times).
 
 use std::collections::VecDeque;
 use std::future::IntoFuture;
@@ -80,6 +81,31 @@ pub struct Submitted {
 impl Paced {
     /// Starts submitting `rate` jobs per second to `subject`.
     pub fn start(js: jetstream::Context, subject: String, rate: u64) -> Self {
+        Self::spawn(js, subject, rate, None, u64::MAX, ProgressBar::hidden())
+    }
+
+    /// Submits `jobs` jobs at `rate` a second to `subject`, each carrying `headers` (job
+    /// options), then stops by itself; [`Paced::stop`] waits for that.
+    pub fn count(
+        js: jetstream::Context,
+        subject: String,
+        rate: u64,
+        headers: HeaderMap,
+        jobs: u64,
+        bar: ProgressBar,
+    ) -> Self {
+        Self::spawn(js, subject, rate, Some(headers), jobs, bar)
+    }
+
+    fn spawn(
+        js: jetstream::Context,
+        subject: String,
+        rate: u64,
+        headers: Option<HeaderMap>,
+        jobs: u64,
+        bar: ProgressBar,
+    ) -> Self {
+        let rate = rate.max(1);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             // Acknowledgements are awaited by a second task, so a slow one never delays the
@@ -101,12 +127,20 @@ impl Paced {
             });
             let began = Instant::now();
             let mut sent = 0u64;
-            while !*stopped.borrow() {
-                let due = (began.elapsed().as_secs_f64() * rate as f64) as u64;
+            while !*stopped.borrow() && sent < jobs {
+                let due = ((began.elapsed().as_secs_f64() * rate as f64) as u64).min(jobs);
                 while sent < due {
                     sent += 1;
-                    let ack = js.publish(subject.clone(), stamp::payload()).await.ok();
-                    let _ = tx.send(ack);
+                    let (subject, payload) = (subject.clone(), stamp::payload());
+                    let ack = match &headers {
+                        Some(h) => js.publish_with_headers(subject, h.clone(), payload).await,
+                        None => js.publish(subject, payload).await,
+                    };
+                    let _ = tx.send(ack.ok());
+                }
+                bar.set_position(sent);
+                if sent >= jobs {
+                    break;
                 }
                 let next = began + Duration::from_secs_f64((sent + 1) as f64 / rate as f64);
                 tokio::select! {
@@ -114,6 +148,7 @@ impl Paced {
                     _ = stopped.changed() => {}
                 }
             }
+            bar.set_position(sent);
             drop(tx);
             Ok(acks.await?)
         });
@@ -123,6 +158,12 @@ impl Paced {
     /// Stops and returns what was submitted (once every acknowledgement is in).
     pub async fn stop(self) -> anyhow::Result<Submitted> {
         let _ = self.stop.send(true);
+        self.task.await?
+    }
+
+    /// Waits until a [`Paced::count`] producer has sent all its jobs; returns what was
+    /// submitted (once every acknowledgement is in).
+    pub async fn finish(self) -> anyhow::Result<Submitted> {
         self.task.await?
     }
 }

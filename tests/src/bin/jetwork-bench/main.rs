@@ -6,13 +6,16 @@
 //! rates), `failover` (`kill -9` and SIGTERM of the leader under load: time until dispatching
 //! resumes, jobs lost), `backlog` (master memory with a large backlog, draining it, takeover
 //! time with that history versus none), `lifecycle` (jetwork alone: a rate-limited queue's
-//! achieved start rate, a large backlog of delayed jobs — master memory, lateness once due — and
-//! a priority-9 job jumping a backlog, within the read-ahead and beyond it). Prints a Markdown table and writes JSON lines.
+//! achieved start rate; a large backlog of delayed jobs, all held at once, falling due at a
+//! pace the workers sustain — master memory, lateness once due —; the same number all due at
+//! once — how fast due work is released —; and a priority-9 job jumping a backlog, within the
+//! read-ahead and beyond it). Prints a Markdown table and writes JSON lines.
 //!
 //! ```sh
 //! scripts/bench                      # builds in release mode and runs every phase
 //! scripts/bench --phases throughput --runs 3
-//! scripts/bench --phases lifecycle --lifecycle-rate 200 --delayed 100000
+//! scripts/bench --phases lifecycle --lifecycle-rate 200 --delayed 100000 --delayed-rate 5000
+//! scripts/bench --phases lifecycle --lifecycle-cases delayed,burst --runs 1
 //! ```
 //!
 //! The same binary is also the worker process of both systems (`worker`, `baseline-worker`):
@@ -115,12 +118,24 @@ pub struct Options {
     /// submitted at once.
     #[arg(long, default_value_t = 200)]
     lifecycle_rate: u32,
-    /// Lifecycle phase: jobs submitted with a delay (at most `--backlog`).
+    /// Lifecycle phase: jobs submitted with a delay (at most `--backlog`), paced at
+    /// `--delayed-rate`, all held at once before the first falls due.
     #[arg(long, default_value_t = 100_000)]
     delayed: u64,
-    /// Lifecycle phase: their delay (shortened to 0.2 ms a job, at least 3 s, for fewer jobs).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
-    delay: Duration,
+    /// Lifecycle phase: how many delayed jobs are submitted a second, so they fall due at the
+    /// same pace: a rate the workers sustain, so lateness measures the scheduler, not a queue.
+    #[arg(long, default_value_t = 5_000)]
+    delayed_rate: u64,
+    /// Lifecycle phase: the delayed jobs' delay. Default: the time their submission takes at
+    /// `--delayed-rate`, plus 3 s, so all are held before the first is due (a shorter one is
+    /// lengthened to that).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    delay: Option<Duration>,
+    /// Lifecycle phase: jobs all due at the same instant (`Jetwork-Not-Before`), at most
+    /// `--backlog`: how fast the master releases due work when more falls due than the
+    /// workers can take (no target).
+    #[arg(long, default_value_t = 100_000)]
+    burst: u64,
     /// Lifecycle phase: unread normal jobs ahead of the priority-9 job (at most `--backlog`).
     #[arg(long, default_value_t = 100_000)]
     priority_backlog: u64,
@@ -133,6 +148,13 @@ pub struct Options {
     /// Throughput phase: run only the layouts with this concurrency, for profiling.
     #[arg(long)]
     only_concurrency: Option<u32>,
+    /// Lifecycle phase: cases to run, comma separated: rate, delayed, burst, priority.
+    #[arg(long, value_delimiter = ',', default_value = "rate,delayed,burst,priority")]
+    lifecycle_cases: Vec<String>,
+    /// The `jetwork-master` binary to run instead of this build's (for before/after
+    /// comparisons of a change in the master).
+    #[arg(long)]
+    master_bin: Option<PathBuf>,
     /// Where to write the JSON lines.
     #[arg(long, default_value = "target/jetwork-bench.jsonl")]
     out: PathBuf,
@@ -198,10 +220,19 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
             anyhow::bail!("unknown phase {phase:?} ({})", PHASES.join(", "));
         }
     }
+    for case in &o.lifecycle_cases {
+        if !lifecycle::CASES.contains(&case.as_str()) {
+            anyhow::bail!("unknown lifecycle case {case:?} ({})", lifecycle::CASES.join(", "));
+        }
+    }
     let header = machine(&o);
     println!("{}", serde_json::to_string_pretty(&header)?);
     // Build (or find up to date) the release binaries before any clock starts.
     jetwork_tests::binaries::master();
+    if let Some(binary) = &o.master_bin {
+        anyhow::ensure!(binary.is_file(), "--master-bin {}: no such file", binary.display());
+        cluster::use_master_binary(binary.clone());
+    }
     let progress = MultiProgress::new();
     let mut report = report::Report::default();
     let wants = |p: &str| o.phases.iter().any(|x| x == p);
