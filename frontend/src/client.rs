@@ -14,6 +14,7 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_shared::backoff::Backoff;
+use jetwork_shared::job_options::PRIORITY;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::{connect, headers, subjects, topology, QueueName, WorkId};
 use serde::Serialize;
@@ -196,12 +197,13 @@ impl Client {
             let attempt = async { self.js.send_publish(subject.clone(), message).await?.await };
             let error = match attempt.await {
                 Ok(ack) => {
+                    self.announce(queue, ack.sequence, headers).await;
                     return Ok(Submitted {
                         work_id,
                         queue: queue.clone(),
                         seq: ack.sequence,
                         duplicate: ack.duplicate,
-                    })
+                    });
                 }
                 Err(e) => e,
             };
@@ -224,6 +226,25 @@ impl Client {
             }
             tracing::warn!(%work_id, error = %error, "work not accepted; retrying after a while");
             backoff.wait().await;
+        }
+    }
+
+    /// Announces a stored submission that asks for a priority above 0 on
+    /// `jetwork.submitted.<queue>`, so the leader can take it ahead of an unread backlog (a
+    /// priority jump). Best effort: without the notice, the job waits for its turn.
+    async fn announce(&self, queue: &QueueName, seq: u64, headers: &[(&'static str, String)]) {
+        let priority = headers.iter().find(|(name, _)| name.eq_ignore_ascii_case(PRIORITY));
+        let Some((_, priority)) =
+            priority.filter(|(_, p)| p.trim().parse::<u8>().is_ok_and(|p| p > 0))
+        else {
+            return;
+        };
+        let mut notice = async_nats::HeaderMap::new();
+        notice.insert(headers::NATS_SEQUENCE, seq.to_string().as_str());
+        notice.insert(PRIORITY, priority.as_str());
+        let subject = subjects::submitted(queue);
+        if let Err(e) = self.nats.publish_with_headers(subject, notice, Bytes::new()).await {
+            tracing::debug!(%queue, seq, error = %e, "priority submission not announced; it waits for its turn");
         }
     }
 

@@ -91,6 +91,12 @@ pub fn drift(expected: &Config, actual: &Config) -> Vec<String> {
     check("deny_delete", actual.deny_delete.to_string(), expected.deny_delete.to_string());
     check("deny_purge", actual.deny_purge.to_string(), expected.deny_purge.to_string());
     check("allow_direct", actual.allow_direct.to_string(), expected.allow_direct.to_string());
+    // Without it (when configured), priority jumps of unannounced submissions silently stop.
+    let republish = |config: &Config| match &config.republish {
+        Some(r) => format!("{} -> {} (headers only: {})", r.source, r.destination, r.headers_only),
+        None => "none".to_owned(),
+    };
+    check("republish", republish(actual), republish(expected));
     changes
 }
 
@@ -111,5 +117,9 @@ mod tests {
         assert_eq!(changes.len(), 2, "{changes:?}");
         assert!(changes[0].starts_with("subjects"), "{changes:?}");
         assert!(changes[1].starts_with("max_age 1s"), "{changes:?}");
+        let republishing = StreamsConfig { republish_submissions: true, ..cfg };
+        let changes = drift(&topology::submit_stream(&republishing), &expected);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(changes[0].starts_with("republish none (expected jetwork.submit.*"), "{changes:?}");
     }
 }

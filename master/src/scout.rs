@@ -2,9 +2,11 @@
 //! stored behind an unread backlog out of turn (a priority jump) instead of leaving them
 //! until its reader gets there.
 //!
-//! `JETWORK_SUBMIT` republishes the headers of every submission it stores on
-//! `jetwork.submitted.<queue>` (core NATS, headers only; see `shared/src/topology.rs`). While
-//! this master leads, the scout subscribes there and keeps each submission asking for a
+//! A priority submission is announced on `jetwork.submitted.<queue>` (core NATS) once stored:
+//! by its submitter (the jetwork client does, with the stored sequence and the priority), or,
+//! with `streams.republish_submissions`, by `JETWORK_SUBMIT` itself, which then republishes the
+//! headers of every submission (see `shared/src/topology.rs`). While this master leads, the
+//! scout subscribes there and keeps each submission asking for a
 //! priority above 0 for [`SETTLE`] before passing it on as a [`Sighting`]: long enough for a
 //! reader that is not behind to deliver it in turn, which is the usual case. The leader then
 //! checks it against its state (still unread, the queue served) and reads it back by its
@@ -45,7 +47,7 @@ pub struct Scout {
 }
 
 impl Scout {
-    /// Subscribes to the republished submissions and sends sightings to `tx`.
+    /// Subscribes to the notices of stored submissions and sends sightings to `tx`.
     pub fn spawn(client: async_nats::Client, tx: mpsc::Sender<Sighting>) -> Scout {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
@@ -101,7 +103,7 @@ async fn watch(client: async_nats::Client, tx: mpsc::Sender<Sighting>) {
     }
 }
 
-/// The sighting a republished notice gives: a submission of a valid queue, with its stream
+/// The sighting a notice (announced or republished) gives: a submission of a valid queue, with its stream
 /// sequence, asking for a priority above 0. Anything else (priority 0, which is nearly
 /// everything, or a notice that is not well formed) is none.
 fn sighting(notice: &async_nats::Message) -> Option<Sighting> {

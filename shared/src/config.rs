@@ -86,6 +86,11 @@ pub struct StreamsConfig {
     pub max_pending_messages: i64,
     /// Cap on stored submission bytes; beyond it submitters get an error reply. -1: no cap.
     pub max_pending_bytes: i64,
+    /// Whether `JETWORK_SUBMIT` republishes the headers of every stored submission on
+    /// `jetwork.submitted.<queue>`, so a priority job can jump an unread backlog whoever
+    /// submitted it. Off: only submitters that announce their priority jobs there themselves
+    /// (the jetwork client does) have them jump; every job then costs one message less.
+    pub republish_submissions: bool,
 }
 
 /// Where JetStream keeps a stream.
@@ -108,6 +113,7 @@ impl Default for StreamsConfig {
             max_result: 512 * 1024,
             max_pending_messages: -1,
             max_pending_bytes: -1,
+            republish_submissions: false,
         }
     }
 }

@@ -17,9 +17,10 @@ pub const LEASE_KEY: &str = "master";
 
 /// Subjects captured by [`SUBMIT_STREAM`].
 pub const SUBMIT_ALL: &str = "jetwork.submit.*";
-/// Where [`SUBMIT_STREAM`] republishes the headers of each submission it stores, as
-/// `jetwork.submitted.<queue>` (core NATS, not stored): the leader finds priority submissions
-/// stored behind an unread backlog there.
+/// Notices of stored submissions, `jetwork.submitted.<queue>` (core NATS, not stored): a
+/// submitter announces its priority submission there once stored (or, with
+/// `streams.republish_submissions`, [`SUBMIT_STREAM`] republishes every submission's headers
+/// there), and the leader finds priority submissions stored behind an unread backlog there.
 pub const SUBMITTED_ALL: &str = "jetwork.submitted.*";
 /// The republication's destination, in the server's subject-mapping syntax.
 pub const SUBMITTED_MAPPING: &str = "jetwork.submitted.{{wildcard(1)}}";
@@ -57,6 +58,11 @@ pub const SERVICE_NAME: &str = "jetwork";
 /// Where work for `queue` is submitted.
 pub fn submit(queue: &QueueName) -> String {
     format!("jetwork.submit.{queue}")
+}
+
+/// Where a stored submission to `queue` is announced (see [`SUBMITTED_ALL`]).
+pub fn submitted(queue: &QueueName) -> String {
+    format!("jetwork.submitted.{queue}")
 }
 
 /// Where the result of `work_id` in `queue` is published and stored.
@@ -175,6 +181,7 @@ mod tests {
         assert_eq!(queue_of_submit("jetwork.submit."), None);
         assert_eq!(queue_of_submit("jetwork.results.x"), None);
         assert_eq!(queue_of_submitted("jetwork.submitted.emails"), Some("emails"));
+        assert_eq!(queue_of_submitted(&submitted(&q)), Some("emails"));
         assert_eq!(queue_of_submitted("jetwork.submitted.a.b"), None);
         assert_eq!(queue_of_submitted("jetwork.submit.emails"), None);
         assert_eq!(results_in(&q), "jetwork.results.emails.>");

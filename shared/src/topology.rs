@@ -71,8 +71,10 @@ pub fn submit_stream(cfg: &StreamsConfig) -> Config {
         allow_direct: true,
         deny_delete: true,
         // The leader learns of priority submissions stored behind an unread backlog from
-        // their headers (priority jumps); headers only, so the payload is not sent twice.
-        republish: Some(Republish {
+        // their headers (priority jumps); headers only, so the payload is not sent twice. Off
+        // by default: it costs a message per job, and the jetwork client announces its own
+        // priority submissions.
+        republish: cfg.republish_submissions.then(|| Republish {
             source: subjects::SUBMIT_ALL.to_owned(),
             destination: subjects::SUBMITTED_MAPPING.to_owned(),
             headers_only: true,

@@ -142,10 +142,37 @@ async fn priorities_attempt_limits_expiry_and_invalid_options() -> anyhow::Resul
     Ok(())
 }
 
+/// How the priority job of [`priority_jump`] becomes known to the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Announced {
+    /// The jetwork client announces it once stored (the default set-up).
+    ByTheClient,
+    /// Published with plain JetStream, unannounced: the submit stream republishes every
+    /// submission's headers (`streams.republish_submissions`).
+    ByTheStream,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_priority_job_jumps_the_unread_backlog_and_runs_once() -> anyhow::Result<()> {
+async fn a_priority_job_announced_by_the_client_jumps_the_unread_backlog_and_runs_once(
+) -> anyhow::Result<()> {
+    priority_jump(Announced::ByTheClient).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priority_job_republished_by_the_stream_jumps_the_unread_backlog_and_runs_once(
+) -> anyhow::Result<()> {
+    priority_jump(Announced::ByTheStream).await
+}
+
+async fn priority_jump(announced: Announced) -> anyhow::Result<()> {
     // A small read-ahead: nearly all of the backlog stays unread in the stream.
-    let run = InProcess::start(|fast| fast.master.master.prefetch = 8).await?;
+    let run = InProcess::start(move |fast| {
+        fast.master.master.prefetch = 8;
+        let republish = announced == Announced::ByTheStream;
+        fast.master.streams.republish_submissions = republish;
+        fast.frontend.streams.republish_submissions = republish;
+    })
+    .await?;
     run.await_leader("m1", WAIT).await?;
     let (client, queue) = (&run.client, &run.queue);
     // Each job takes a while: the backlog is seconds of work for the one slot.
@@ -164,8 +191,25 @@ async fn a_priority_job_jumps_the_unread_backlog_and_runs_once() -> anyhow::Resu
         ids.push(id);
     }
     let urgent = WorkId::parse("urgent")?;
-    let headers = header(job_options::PRIORITY, "9");
-    let submitted = client.submit_with(queue, Some(urgent.clone()), Bytes::new(), &headers).await?;
+    let submitted = match announced {
+        Announced::ByTheClient => {
+            let headers = header(job_options::PRIORITY, "9");
+            client.submit_with(queue, Some(urgent.clone()), Bytes::new(), &headers).await?
+        }
+        Announced::ByTheStream => {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(job_options::PRIORITY, "9");
+            headers.insert("Nats-Msg-Id", urgent.as_str());
+            let subject = jetwork_shared::subjects::submit(queue);
+            let ack = run.js.publish_with_headers(subject, headers, Bytes::new()).await?.await?;
+            jetwork_frontend::Submitted {
+                work_id: urgent.clone(),
+                queue: queue.clone(),
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            }
+        }
+    };
     let before = started();
     assert!(before < 900, "the backlog ran out before the priority job came ({before} started)");
     let result = client.wait_for(&submitted, WAIT).await?;

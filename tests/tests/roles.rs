@@ -177,7 +177,10 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         "--- a worker: no submitting, no results, no journal, no lease, no one else's inbox"
     );
     let mut worker = RawClient::connect_as(&url, Some(("worker-1", "worker-local"))).await?;
-    for subject in forbidden_to_all_but_the_master.iter().chain(&[subjects::submit(&queue)]) {
+    let announce = subjects::submitted(&queue);
+    for subject in
+        forbidden_to_all_but_the_master.iter().chain(&[subjects::submit(&queue), announce.clone()])
+    {
         cannot_publish(&mut worker, "worker-1", subject).await;
     }
     for subject in [
@@ -225,6 +228,7 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         cannot_subscribe(&mut client, "client", subject).await;
     }
     client.publish(&subjects::submit(&queue), b"1").await?;
+    client.publish(&announce, b"").await?;
     client.publish(subjects::MASTER_SCHEDULES, b"{}").await?;
     client.subscribe(subjects::RESULTS_ALL, 1).await?;
     client.subscribe(subjects::REJECTED_ALL, 2).await?;

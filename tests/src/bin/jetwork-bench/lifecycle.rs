@@ -325,11 +325,17 @@ async fn submit_priority(cluster: &Cluster) -> anyhow::Result<u64> {
     headers.insert(job_options::PRIORITY, "9");
     let submitted = stamp::now_ns();
     let subject = subjects::submit(&bench_queue());
-    cluster
+    let ack = cluster
         .js()
         .publish_with_headers(subject, headers, stamp::payload_at(submitted))
         .await?
         .await?;
+    // Announced as docs/protocol.md tells any submitter to (the jetwork client does this).
+    let mut notice = HeaderMap::new();
+    notice.insert(jetwork_shared::headers::NATS_SEQUENCE, ack.sequence.to_string().as_str());
+    notice.insert(job_options::PRIORITY, "9");
+    let announce = subjects::submitted(&bench_queue());
+    cluster.client.publish_with_headers(announce, notice, bytes::Bytes::new()).await?;
     Ok(submitted)
 }
 
