@@ -131,6 +131,16 @@ pub struct MasterConfig {
     /// and not yet reached by its reader (each costs its payload in memory, like read-ahead);
     /// beyond it, priority submissions wait for their turn. 0 turns priority jumps off.
     pub max_priority_jumps: u32,
+    /// Payloads of items that wait (delayed, backing off) are not kept in memory; those of
+    /// the items falling due within this long are read back from the stream ahead of their
+    /// hand-out, so a due job does not wait on a stream read.
+    #[serde(with = "humantime_serde")]
+    pub read_ahead_horizon: Duration,
+    /// Most payloads read back ahead of their hand-out and not started yet (0: none; each
+    /// grant then reads its own).
+    pub max_read_ahead_payloads: u32,
+    /// Most bytes of those payloads.
+    pub max_read_ahead_bytes: u64,
 }
 
 impl Default for MasterConfig {
@@ -165,6 +175,9 @@ impl Default for MasterConfig {
             max_schedule_payload: 64 * 1024,
             schedule_min_interval: Duration::from_secs(1),
             max_priority_jumps: 1_000,
+            read_ahead_horizon: Duration::from_secs(2),
+            max_read_ahead_payloads: 4_096,
+            max_read_ahead_bytes: 8 << 20,
         }
     }
 }

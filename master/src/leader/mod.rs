@@ -254,7 +254,7 @@ impl Leader {
             effects: Effects::default(),
             requests: Requests::new(env.metrics.clone()),
             cache: PayloadCache::default(),
-            prefetch: Prefetch::new(PrefetchLimits::default()),
+            prefetch: Prefetch::new(PrefetchLimits::of(&env.settings.master)),
             upkeep: Upkeep::default(),
             observer,
             intake_rx,

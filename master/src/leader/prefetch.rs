@@ -43,9 +43,17 @@ pub struct Limits {
     pub every: Millis,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { horizon: 2_000, items: 4_096, bytes: 8 << 20, every: 10 }
+impl Limits {
+    /// The configured limits (`master.read_ahead_horizon`, `max_read_ahead_payloads`,
+    /// `max_read_ahead_bytes`), looked at every 10 ms at most.
+    pub fn of(settings: &crate::config::MasterConfig) -> Self {
+        Limits {
+            horizon: Millis::try_from(settings.read_ahead_horizon.as_millis())
+                .unwrap_or(Millis::MAX),
+            items: settings.max_read_ahead_payloads as usize,
+            bytes: settings.max_read_ahead_bytes,
+            every: 10,
+        }
     }
 }
 
