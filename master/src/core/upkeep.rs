@@ -1,7 +1,7 @@
 //! Housekeeping decisions the leader takes from the state, kept pure here so they are tested
 //! like every other decision (golden scripts `upkeep`): how far each queue's submissions may
 //! be purged, how many more submissions each queue's reader may pull, and which items' payloads
-//! are worth reading back ahead of their hand-out ([`upcoming`]).
+//! are worth reading back ahead of their hand-out ([`ready_next`], [`falling_due`]).
 //!
 //! The purge floor is safety-critical. A submission must stay in `JETWORK_SUBMIT` until its
 //! work is finished and its outcome stored (its payload is read back after a takeover, and a
