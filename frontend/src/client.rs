@@ -14,7 +14,7 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_shared::backoff::Backoff;
-use jetwork_shared::job_options::PRIORITY;
+use jetwork_shared::job_options::{self, PRIORITY};
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::{connect, headers, subjects, topology, QueueName, WorkId};
 use serde::Serialize;
@@ -239,9 +239,7 @@ impl Client {
         else {
             return;
         };
-        let mut notice = async_nats::HeaderMap::new();
-        notice.insert(headers::NATS_SEQUENCE, seq.to_string().as_str());
-        notice.insert(PRIORITY, priority.as_str());
+        let notice = job_options::priority_notice(seq, priority);
         let subject = subjects::submitted(queue);
         if let Err(e) = self.nats.publish_with_headers(subject, notice, Bytes::new()).await {
             tracing::debug!(%queue, seq, error = %e, "priority submission not announced; it waits for its turn");

@@ -402,19 +402,34 @@ fn msg_id(stored: Option<&HeaderMap>) -> Option<String> {
 /// Most submissions waiting to be read out of turn; beyond it, new ones wait their turn.
 const MAX_OUT_OF_TURN: usize = 1024;
 
+/// Reads in flight at once: a burst of notices (many honest ones, or a flood of forged ones,
+/// each costing a read) drains in a few round trips instead of one per notice, so it does not
+/// hold up the notices behind it.
+const CONCURRENT_OUT_OF_TURN: usize = 32;
+
 /// Starts the term's out-of-turn reader (priority jumps): it reads the submissions asked for
-/// one at a time, in the order asked, so the jumps of a queue are taken in the order they were
-/// stored (FIFO within a priority), and passes them to `tx` like a queue reader. It ends when
-/// the returned sender is dropped. Asking never blocks: when it is full, `try_send` fails and
-/// that submission waits for its turn.
+/// (several at once) and passes them to `tx` like a queue reader, in the order asked, so the
+/// jumps of a queue are taken in the order they were stored (FIFO within a priority). It ends
+/// when the returned sender is dropped. Asking never blocks: when it is full, `try_send` fails
+/// and that submission waits for its turn.
 pub fn out_of_turn_reader(
     js: jetstream::Context,
     tx: mpsc::UnboundedSender<Submission>,
 ) -> mpsc::Sender<(QueueName, u64)> {
-    let (ask, mut asked) = mpsc::channel::<(QueueName, u64)>(MAX_OUT_OF_TURN);
+    let (ask, asked) = mpsc::channel::<(QueueName, u64)>(MAX_OUT_OF_TURN);
     tokio::spawn(async move {
-        while let Some((queue, seq)) = asked.recv().await {
-            if let Some(submission) = read_out_of_turn(&js, &queue, seq).await {
+        let asks = futures::stream::unfold(asked, |mut asked| async move {
+            asked.recv().await.map(|ask| (ask, asked))
+        });
+        let reads = asks.map(|(queue, seq)| {
+            let js = js.clone();
+            async move { read_out_of_turn(&js, &queue, seq).await }
+        });
+        // `buffered` keeps the order asked, whatever order the reads finish in.
+        let read = reads.buffered(CONCURRENT_OUT_OF_TURN);
+        futures::pin_mut!(read);
+        while let Some(found) = read.next().await {
+            if let Some(submission) = found {
                 if tx.send(submission).is_err() {
                     return;
                 }

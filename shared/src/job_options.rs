@@ -176,6 +176,15 @@ fn parse_time(value: &str) -> Option<u64> {
     u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// The headers of the notice announcing a stored priority submission at `seq` (published on
+/// `subjects::submitted(queue)`): the leader then takes it ahead of an unread backlog.
+pub fn priority_notice(seq: u64, priority: &str) -> async_nats::HeaderMap {
+    let mut notice = async_nats::HeaderMap::new();
+    notice.insert(crate::headers::NATS_SEQUENCE, seq.to_string().as_str());
+    notice.insert(PRIORITY, priority);
+    notice
+}
+
 /// Ms since the Unix epoch as RFC 3339 (UTC, milliseconds).
 pub fn format_time(ms: u64) -> String {
     i128::from(ms)

@@ -465,12 +465,17 @@ async fn forged_submission_notices_make_nothing_jump() -> anyhow::Result<()> {
         .submit_with(&elsewhere, Some(WorkId::parse("other")?), Bytes::from_static(b"3"), &urgent)
         .await?;
 
+    // An unread submission of this queue asking for no priority: a notice claiming 9 for it
+    // must not make it jump (the stored header decides).
+    let low = client.submit(queue, Some(WorkId::parse("low")?), Bytes::from_static(b"5")).await?;
+
     tracing::info!("--- notices naming another queue's submission, or nothing readable");
     let nats = run.server.connect().await?;
     let notice = format!("jetwork.submitted.{queue}");
     for (seq, priority) in [
         (other.seq.to_string(), "9"),
         (plain.seq.to_string(), "9"),
+        (low.seq.to_string(), "9"),
         ("abc".to_owned(), "9"),
         ((other.seq + 1000).to_string(), "9"),
         (other.seq.to_string(), "high"),
@@ -481,6 +486,11 @@ async fn forged_submission_notices_make_nothing_jump() -> anyhow::Result<()> {
         nats.publish_with_headers(notice.clone(), forged, Bytes::new()).await?;
     }
     nats.publish(notice.clone(), Bytes::from_static(b"\xff garbage")).await?;
+    // A flood naming sequences not stored yet: each costs the leader a read, nothing more.
+    for n in 1..=1000u64 {
+        let forged = jetwork_shared::job_options::priority_notice(low.seq + 10_000 + n, "9");
+        nats.publish_with_headers(notice.clone(), forged, Bytes::new()).await?;
+    }
     nats.flush().await?;
 
     tracing::info!("--- a real priority job after them jumps (so the notices were dealt with)");
@@ -506,10 +516,10 @@ async fn forged_submission_notices_make_nothing_jump() -> anyhow::Result<()> {
         client.wait_for(&plain, Duration::from_secs(30)).await?.status,
         ResultStatus::Completed
     );
-    assert_eq!(
-        client.wait_for(&probe, Duration::from_secs(30)).await?.status,
-        ResultStatus::Completed
-    );
+    for job in [&probe, &low] {
+        let result = client.wait_for(job, Duration::from_secs(30)).await?;
+        assert_eq!(result.status, ResultStatus::Completed, "{}", job.work_id);
+    }
     run.audit().await?;
     run.stop().await;
     Ok(())

@@ -26,8 +26,8 @@
 //!   comes back as an `Internal` message.
 //!
 //! Priority jumps: the term's [`Scout`] reports priority submissions as they are stored; one
-//! its queue's reader has not delivered by then is read out of turn (by a task, one at a time
-//! in the order seen) and stepped like a delivery, marked `jump` (the engine decides whether
+//! its queue's reader has not delivered by then is read out of turn (by a task, several at
+//! once, delivered in the order seen) and stepped like a delivery, marked `jump` (the engine decides whether
 //! it may jump).
 //!
 //! The parts, one per file: `service` (the endpoints and requests awaiting replies),
@@ -477,7 +477,7 @@ impl Leader {
     }
 
     /// A priority submission the scout saw stored: if its queue is served and its reader has
-    /// not delivered it yet, it is read out of turn (off the loop, one at a time in the order
+    /// not delivered it yet, it is read out of turn (off the loop, delivered in the order
     /// seen) and comes back as a submission marked `jump`.
     fn sighted(&mut self, sighting: Sighting) {
         let Sighting { queue, seq } = sighting;

@@ -331,9 +331,7 @@ async fn submit_priority(cluster: &Cluster) -> anyhow::Result<u64> {
         .await?
         .await?;
     // Announced as docs/protocol.md tells any submitter to (the jetwork client does this).
-    let mut notice = HeaderMap::new();
-    notice.insert(jetwork_shared::headers::NATS_SEQUENCE, ack.sequence.to_string().as_str());
-    notice.insert(job_options::PRIORITY, "9");
+    let notice = job_options::priority_notice(ack.sequence, "9");
     let announce = subjects::submitted(&bench_queue());
     cluster.client.publish_with_headers(announce, notice, bytes::Bytes::new()).await?;
     Ok(submitted)
