@@ -114,6 +114,8 @@ pub struct Client {
     nats: async_nats::Client,
     js: jetstream::Context,
     settings: FrontendSettings,
+    /// The connection's permission violations (requests the server refused fail at once).
+    denials: connect::Denials,
 }
 
 impl Client {
@@ -125,9 +127,10 @@ impl Client {
     /// that says so.
     pub async fn connect(settings: FrontendSettings) -> Result<Self, ClientError> {
         let wait = settings.nats.request_timeout;
-        let nats = connect::connect_within(&settings.nats, "jetwork-frontend", wait)
-            .await
-            .map_err(jetwork_shared::Error::from)?;
+        let (nats, denials) =
+            connect::connect_with_denials(&settings.nats, "jetwork-frontend", wait)
+                .await
+                .map_err(jetwork_shared::Error::from)?;
         let js = connect::jetstream(&nats, &settings.nats);
         if let Err(e) =
             topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateIfMissing)
@@ -135,7 +138,18 @@ impl Client {
         {
             tracing::warn!(error = %e, "the streams are not there and cannot be created by this user; submissions wait for a master to create them");
         }
-        Ok(Client { nats, js, settings })
+        Ok(Client { nats, js, settings, denials })
+    }
+
+    /// Runs `request` (to `subject`), unless NATS refuses this user the publish or the reply
+    /// inbox first: then it fails at once with the server's words.
+    pub async fn unless_denied<T>(
+        &self,
+        subject: &str,
+        request: impl std::future::Future<Output = T>,
+    ) -> Result<T, connect::Denied> {
+        let inbox = self.settings.nats.inbox_prefix.as_deref().unwrap_or("_INBOX");
+        self.denials.guard(subject, inbox, request).await
     }
 
     /// The underlying NATS connection.

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use jetwork_shared::backoff::Backoff;
 use jetwork_shared::jobs::{
     AdminReply, BulkRetry, BulkRetryReply, JobInfo, JobRequest, JobsPage, JobsQuery, PurgeReply,
     QueueRequest,
@@ -27,10 +28,13 @@ pub enum JobsError {
     /// The master answered and refused (`code` as in `docs/protocol.md`).
     #[error("{reason} ({code})")]
     Refused { code: u16, reason: String },
-    /// No master answered (none leads, or a failover is under way), or NATS refused the
-    /// request (a user without the operator's permissions gets "permissions violation").
+    /// No master answered (none leads, or a failover is under way).
     #[error("no answer from a master: {0}")]
     NoMaster(String),
+    /// NATS refused this user the request (or the inbox for its reply): the server's words
+    /// and which role has the permission.
+    #[error(transparent)]
+    Denied(#[from] jetwork_shared::connect::Denied),
     #[error("unreadable reply: {0}")]
     Reply(String),
 }
@@ -118,19 +122,44 @@ impl Client {
         self.ask(subjects::MASTER_SCHEDULES, &serde_json::json!({})).await
     }
 
-    /// One JSON request to the master, its JSON reply or its refusal.
+    /// One JSON request to the master, its JSON reply or its refusal. A refusal with 503 (the
+    /// master is busy, or a job's outcome is still being stored) is asked again, a little
+    /// later, until `nats.request_timeout` has passed.
     async fn ask<Q: Serialize, A: DeserializeOwned>(
         &self,
         subject: &str,
         request: &Q,
     ) -> Result<A, JobsError> {
-        let body = serde_json::to_vec(request).map_err(|e| JobsError::Reply(e.to_string()))?;
+        let body =
+            Bytes::from(serde_json::to_vec(request).map_err(|e| JobsError::Reply(e.to_string()))?);
         let wait = self.settings().nats.request_timeout.max(Duration::from_secs(1));
-        let request = async_nats::Request::new().payload(Bytes::from(body)).timeout(Some(wait));
+        let until = tokio::time::Instant::now() + wait;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        loop {
+            let answer = self.ask_once(subject, body.clone(), wait).await;
+            let delay = backoff.next_delay();
+            match answer {
+                Err(JobsError::Refused { code: 503, .. })
+                    if tokio::time::Instant::now() + delay < until =>
+                {
+                    tokio::time::sleep(delay).await;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn ask_once<A: DeserializeOwned>(
+        &self,
+        subject: &str,
+        body: Bytes,
+        wait: Duration,
+    ) -> Result<A, JobsError> {
+        let request = async_nats::Request::new().payload(body).timeout(Some(wait));
+        let sent = self.nats().send_request(subject.to_owned(), request);
         let reply = self
-            .nats()
-            .send_request(subject.to_owned(), request)
-            .await
+            .unless_denied(subject, sent)
+            .await?
             .map_err(|e| JobsError::NoMaster(e.to_string()))?;
         if let Some(reply_headers) = reply.headers.as_ref() {
             if let Some(reason) = reply_headers.get(headers::NATS_SERVICE_ERROR) {

@@ -37,10 +37,10 @@ pub async fn survey(
     let mut known: BTreeMap<QueueName, (u64, u64)> =
         positions.into_iter().map(|(queue, cursor, jumped)| (queue, (cursor, jumped))).collect();
     if let Ok(stream) = js.get_stream(subjects::SUBMIT_STREAM).await {
-        if let Ok(mut per_subject) = stream.info_with_subjects(subjects::SUBMIT_ALL).await {
+        if let Ok(mut per_subject) = stream.info_with_subjects(subjects::SUBMISSIONS_ALL).await {
             while let Some(Ok((subject, _count))) = per_subject.next().await {
-                let queue =
-                    subjects::queue_of_submit(&subject).and_then(|q| QueueName::parse(q).ok());
+                let queue = subjects::queue_of_submission(&subject)
+                    .and_then(|(queue, _)| QueueName::parse(queue).ok());
                 if let Some(queue) = queue {
                     if known.len() >= limit {
                         break;
@@ -63,7 +63,7 @@ pub async fn survey(
 async fn first_unread(js: &jetstream::Context, queue: &QueueName, cursor: u64) -> Option<Unread> {
     let body = serde_json::json!({
         "seq": cursor + 1,
-        "next_by_subj": subjects::submit(queue),
+        "next_by_subj": subjects::submissions_of(queue),
         "batch": 1,
     })
     .to_string();

@@ -103,6 +103,13 @@ async fn first_seq_since(
     Ok(Some(seq))
 }
 
+/// The last sequence stored in `stream` (0 if it never held a message).
+pub async fn last_sequence(js: &jetstream::Context, stream: &str) -> Result<u64, Unavailable> {
+    let what = || format!("reading the last sequence of {stream}");
+    let stream = js.get_stream(stream).await.map_err(|e| Unavailable::new(what(), e))?;
+    Ok(stream.cached_info().state.last_sequence)
+}
+
 /// Purges finished submissions: for each queue, every message below
 /// `min(floor, first message younger than horizon)`.
 pub async fn purge_submissions(
@@ -120,7 +127,7 @@ pub async fn purge_submissions(
         if floor <= 1 {
             continue;
         }
-        match stream.purge().filter(subjects::submit(&queue)).sequence(floor).await {
+        match stream.purge().filter(subjects::submissions_of(&queue)).sequence(floor).await {
             Ok(r) if r.purged > 0 => {
                 tracing::debug!(%queue, floor, purged = r.purged, "purged finished submissions")
             }
@@ -168,12 +175,12 @@ pub async fn complete_status(
     let query = query.capped();
     let Ok(stream) = js.get_stream(subjects::SUBMIT_STREAM).await else { return };
     let mut stored: BTreeMap<QueueName, u64> = BTreeMap::new();
-    if let Ok(mut per_subject) = stream.info_with_subjects(subjects::SUBMIT_ALL).await {
+    if let Ok(mut per_subject) = stream.info_with_subjects(subjects::SUBMISSIONS_ALL).await {
         while let Some(Ok((subject, count))) = per_subject.next().await {
-            if let Some(queue) =
-                subjects::queue_of_submit(&subject).and_then(|q| QueueName::parse(q).ok())
-            {
-                stored.insert(queue, count as u64);
+            let queue = subjects::queue_of_submission(&subject)
+                .and_then(|(queue, _)| QueueName::parse(queue).ok());
+            if let Some(queue) = queue {
+                *stored.entry(queue).or_default() += count as u64;
             }
         }
     }
@@ -206,7 +213,7 @@ pub async fn complete_status(
             .create_consumer(pull::Config {
                 deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: cursor + 1 },
                 ack_policy: AckPolicy::None,
-                filter_subject: subjects::submit(&status.queue),
+                filter_subject: subjects::submissions_of(&status.queue),
                 inactive_threshold: Duration::from_secs(5),
                 memory_storage: true,
                 ..Default::default()

@@ -1,8 +1,10 @@
 //! Reading submissions from `JETWORK_SUBMIT`, one reader task per queue, only as fast as the
 //! leader asks, and never past a message it did not receive.
 //!
-//! Each [`QueueReader`] owns an ephemeral pull consumer filtered to `jetwork.submit.<queue>`,
-//! starting where the leader tells it (the queue's cursor + 1). The leader grants it credits
+//! Each [`QueueReader`] owns an ephemeral pull consumer filtered to the queue's submissions
+//! (`jetwork.*.<queue>`: the clients' `jetwork.submit.<queue>` and the master's own
+//! `jetwork.internal.<queue>`, in stream order), starting where the leader tells it (the
+//! queue's cursor + 1). The leader grants it credits
 //! (one per submission it wants); the reader pulls at most that many, so the backlog stays in
 //! the stream and the master's memory only holds what workers can take plus a small
 //! read-ahead. A pull waits on the server for new submissions, so a submission reaches the
@@ -18,7 +20,12 @@
 //! starts a new one right after the last submission it actually passed on. Each submission
 //! it passes on carries `after`, the previous one it passed on (or the position it started
 //! from), and the engine only moves a queue's cursor along that unbroken chain (see
-//! `Command::Submitted`), so even a reader bug cannot skip work silently.
+//! `Submission::after`), so even a reader bug cannot skip work silently.
+//!
+//! **One route into the engine.** Whether a stored message comes from a queue's consumer or is
+//! read out of turn by its sequence (a priority jump, [`out_of_turn_reader`]), it becomes a
+//! [`Delivery`] through the same function ([`decode`]): the same headers read the same way,
+//! the same malformed-header marker, the same origin by subject. The engine decides the rest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,34 +41,70 @@ use jetwork_shared::backoff::Backoff;
 use jetwork_shared::connect::Interruptions;
 use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::{headers, subjects, QueueName, Unavailable};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::core::{Bookkeeping, Origin, Submission};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// One submission read from the stream.
+/// One stored submission read from the stream: what the engine is told
+/// ([`Submission`], stamped with `now` by the leader when it steps it), and what stays with
+/// the runtime.
 #[derive(Debug, Clone)]
-pub struct Submission {
-    pub queue: QueueName,
-    pub seq: u64,
-    /// The submission this reader passed on before this one (or where it started − 1):
-    /// nothing of this queue lies in between that it has not passed on.
-    pub after: u64,
-    /// Which reader of the queue read it (a replaced reader's leftovers are ignored).
+pub struct Delivery {
+    pub submission: Submission,
+    /// Which reader of the queue read it (a replaced reader's leftovers are ignored); 0 for an
+    /// out-of-turn read.
     pub generation: u64,
-    /// Read out of turn by its sequence ([`out_of_turn_reader`], a priority jump), not by the
-    /// queue's reader: `after` and `generation` mean nothing then.
-    pub jump: bool,
-    /// The work id it names, if any (see `msg_id`).
-    pub msg_id: Option<String>,
-    /// Why the stored message cannot be read as a submission (malformed headers), if so.
-    pub unreadable: Option<String>,
-    /// For a retry: the attempts its earlier runs used (`Jetwork-Prior-Attempts`).
-    pub prior_attempts: u32,
-    /// What it asks for itself (delay, priority, …; see `jetwork_shared::job_options`), or
-    /// why that cannot be read.
-    pub options: Result<JobOptions, String>,
     pub payload: Bytes,
     /// When the server stored it (milliseconds since the Unix epoch, the server's clock).
     pub stored_ms: u64,
+}
+
+/// A stored message, however it was read.
+struct Stored<'a> {
+    subject: &'a str,
+    seq: u64,
+    stored_ms: u64,
+    headers: Option<&'a HeaderMap>,
+    /// The client library's note that the header block could not be read in full.
+    malformed: Option<String>,
+    payload: Bytes,
+}
+
+/// The one way a stored message becomes a [`Delivery`] of `queue` (`None` if it is not a
+/// submission of that queue: its subject says so). `after`: the reader's guarantee (see
+/// [`Submission::after`]); `jump`: read out of turn.
+fn decode(stored: Stored<'_>, queue: &QueueName, after: u64, jump: bool) -> Option<Delivery> {
+    let (named, internal) = subjects::queue_of_submission(stored.subject)?;
+    if named != queue.as_str() {
+        return None;
+    }
+    let get = |name: &str| stored.headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    let options = match stored.headers {
+        None => Ok(JobOptions::default()),
+        Some(_) => JobOptions::from_headers(get, stored.stored_ms),
+    };
+    let submission = Submission {
+        queue: queue.clone(),
+        seq: stored.seq,
+        after,
+        jump,
+        origin: if internal { Origin::Master } else { Origin::Client },
+        msg_id: get(headers::NATS_MSG_ID).map(str::to_owned),
+        size: stored.payload.len() as u64,
+        unreadable: stored.malformed,
+        bookkeeping: Bookkeeping::read(get),
+        options,
+        now: 0,
+    };
+    Some(Delivery {
+        submission,
+        generation: 0,
+        payload: stored.payload,
+        stored_ms: stored.stored_ms,
+    })
 }
 
 /// Most submissions requested in one pull.
@@ -85,7 +128,7 @@ pub struct QueueReader {
 pub struct ReaderEnv {
     pub js: jetstream::Context,
     pub interruptions: Interruptions,
-    pub tx: mpsc::UnboundedSender<Submission>,
+    pub tx: mpsc::UnboundedSender<Delivery>,
 }
 
 impl QueueReader {
@@ -274,25 +317,21 @@ impl Reader {
             }
             let stored_ms =
                 u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-            let stored = message.headers.as_ref();
-            let (prior_attempts, bad_prior) = match prior_attempts(stored) {
-                Ok(prior) => (prior, None),
-                Err(why) => (0, Some(why)),
-            };
-            let submission = Submission {
-                queue: self.queue.clone(),
+            let stored = Stored {
+                subject: message.subject.as_str(),
                 seq,
-                after: position.after,
-                generation: self.generation,
-                jump: false,
-                msg_id: msg_id(stored),
-                unreadable: unreadable(&message).or(bad_prior),
-                prior_attempts,
-                options: options(stored, stored_ms),
-                payload: message.payload.clone(),
                 stored_ms,
+                headers: message.headers.as_ref(),
+                malformed: unreadable(&message),
+                payload: message.payload.clone(),
             };
-            if self.env.tx.send(submission).is_err() {
+            let Some(mut delivery) = decode(stored, &self.queue, position.after, false) else {
+                // The filter lets only this queue's submissions through: anything else means
+                // the consumer is not what it should be.
+                return Pulled::Broken(format!("a message on {} arrived", message.subject));
+            };
+            delivery.generation = self.generation;
+            if self.env.tx.send(delivery).is_err() {
                 return Pulled::Closed;
             }
             *position = Position { next_seq: seq + 1, after: seq };
@@ -335,7 +374,7 @@ impl Reader {
             .create_consumer(pull::Config {
                 deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start.max(1) },
                 ack_policy: AckPolicy::None,
-                filter_subject: subjects::submit(&self.queue),
+                filter_subject: subjects::submissions_of(&self.queue),
                 inactive_threshold: Duration::from_secs(60),
                 memory_storage: true,
                 description: Some("jetwork master: submission reader".to_owned()),
@@ -366,39 +405,6 @@ fn unreadable(message: &jetstream::Message) -> Option<String> {
         .then(|| description.to_owned())
 }
 
-/// `Jetwork-Prior-Attempts`, if present: a count up to [`headers::MAX_PRIOR_ATTEMPTS`].
-fn prior_attempts(stored: Option<&HeaderMap>) -> Result<u32, String> {
-    let Some(value) = stored.and_then(|h| h.get(headers::PRIOR_ATTEMPTS)) else {
-        return Ok(0);
-    };
-    value.as_str().parse::<u32>().ok().filter(|n| *n <= headers::MAX_PRIOR_ATTEMPTS).ok_or_else(
-        || {
-            format!(
-                "invalid {}: {:?} (expected 0..={})",
-                headers::PRIOR_ATTEMPTS,
-                headers::sanitize(value.as_str(), 64),
-                headers::MAX_PRIOR_ATTEMPTS
-            )
-        },
-    )
-}
-
-/// The submission's own options, from its headers (times relative to `stored_ms`).
-fn options(stored: Option<&HeaderMap>, stored_ms: u64) -> Result<JobOptions, String> {
-    let Some(stored) = stored else { return Ok(JobOptions::default()) };
-    JobOptions::from_headers(|name| stored.get(name).map(|v| v.as_str()), stored_ms)
-}
-
-/// The work id a submission names: a retry's `Jetwork-Retry-Of` (its `Nats-Msg-Id` is then
-/// only a deduplication key), otherwise its `Nats-Msg-Id`.
-fn msg_id(stored: Option<&HeaderMap>) -> Option<String> {
-    let stored = stored?;
-    stored
-        .get(headers::RETRY_OF)
-        .or_else(|| stored.get(headers::NATS_MSG_ID))
-        .map(|v| v.as_str().to_owned())
-}
-
 /// Most submissions waiting to be read out of turn; beyond it, new ones wait their turn.
 const MAX_OUT_OF_TURN: usize = 1024;
 
@@ -413,8 +419,8 @@ const CONCURRENT_OUT_OF_TURN: usize = 32;
 /// when the returned sender is dropped. Asking never blocks: when it is full, `try_send` fails
 /// and that submission waits for its turn.
 pub fn out_of_turn_reader(
-    js: jetstream::Context,
-    tx: mpsc::UnboundedSender<Submission>,
+    client: async_nats::Client,
+    tx: mpsc::UnboundedSender<Delivery>,
 ) -> mpsc::Sender<(QueueName, u64)> {
     let (ask, asked) = mpsc::channel::<(QueueName, u64)>(MAX_OUT_OF_TURN);
     tokio::spawn(async move {
@@ -422,15 +428,15 @@ pub fn out_of_turn_reader(
             asked.recv().await.map(|ask| (ask, asked))
         });
         let reads = asks.map(|(queue, seq)| {
-            let js = js.clone();
-            async move { read_out_of_turn(&js, &queue, seq).await }
+            let client = client.clone();
+            async move { read_out_of_turn(&client, &queue, seq).await }
         });
         // `buffered` keeps the order asked, whatever order the reads finish in.
         let read = reads.buffered(CONCURRENT_OUT_OF_TURN);
         futures::pin_mut!(read);
         while let Some(found) = read.next().await {
-            if let Some(submission) = found {
-                if tx.send(submission).is_err() {
+            if let Some(delivery) = found {
+                if tx.send(delivery).is_err() {
                     return;
                 }
             }
@@ -439,41 +445,55 @@ pub fn out_of_turn_reader(
     ask
 }
 
-/// Reads submission `seq` of `queue` out of turn (a priority jump), by its sequence. `None`
-/// if it cannot be read now, or the message at `seq` is not a submission of `queue` (the
-/// sighting that led here is not trusted): it then waits for its turn.
+/// Reads submission `seq` of `queue` out of turn (a priority jump), by its sequence, with a
+/// direct get answered as a plain message (so the client library's note about a malformed
+/// header block reaches [`decode`] as it does from a consumer). `None` if it cannot be read now,
+/// or the message at `seq` is not a submission of `queue` (the sighting that led here is not
+/// trusted): it then waits for its turn.
 async fn read_out_of_turn(
-    js: &jetstream::Context,
+    client: &async_nats::Client,
     queue: &QueueName,
     seq: u64,
-) -> Option<Submission> {
-    let stream = js.get_stream_no_info(subjects::SUBMIT_STREAM).await.ok()?;
-    let message = match stream.direct_get(seq).await {
-        Ok(message) => message,
+) -> Option<Delivery> {
+    let body = serde_json::json!({ "seq": seq }).to_string();
+    let asked = client.request(subjects::direct_get(subjects::SUBMIT_STREAM), body.into());
+    let message = match asked.await {
+        Ok(message) if message.status.is_none() => message,
+        Ok(message) => {
+            tracing::debug!(%queue, seq, status = ?message.status, "a priority submission is not there to read out of turn");
+            return None;
+        }
         Err(e) => {
             tracing::debug!(%queue, seq, error = %e, "cannot read a priority submission out of turn");
             return None;
         }
     };
-    if message.subject.as_str() != subjects::submit(queue) {
-        tracing::debug!(%queue, seq, subject = %message.subject, "a sighting named another message");
+    let headers = message.headers.as_ref()?;
+    let subject = headers.get(headers::NATS_SUBJECT)?.as_str();
+    let stored_seq: u64 = headers.get(headers::NATS_SEQUENCE)?.as_str().parse().ok()?;
+    if stored_seq != seq {
         return None;
     }
-    let stored_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let stored = Some(&message.headers);
-    // A message whose headers are doubtful is not taken out of turn: its turn decides.
-    let prior_attempts = prior_attempts(stored).ok()?;
-    Some(Submission {
-        queue: queue.clone(),
+    let stored_ms = headers
+        .get(headers::NATS_TIME_STAMP)
+        .and_then(|at| OffsetDateTime::parse(at.as_str(), &Rfc3339).ok())
+        .and_then(|at| u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())?;
+    let malformed = message
+        .description
+        .as_deref()
+        .filter(|d| d.starts_with(async_nats::connection::MALFORMED_HEADERS))
+        .map(str::to_owned);
+    let stored = Stored {
+        subject,
         seq,
-        after: 0,
-        generation: 0,
-        jump: true,
-        msg_id: msg_id(stored),
-        unreadable: None,
-        prior_attempts,
-        options: options(stored, stored_ms),
-        payload: message.payload,
         stored_ms,
-    })
+        headers: Some(headers),
+        malformed,
+        payload: message.payload.clone(),
+    };
+    let delivery = decode(stored, queue, 0, true);
+    if delivery.is_none() {
+        tracing::debug!(%queue, seq, %subject, "a sighting named another message");
+    }
+    delivery
 }

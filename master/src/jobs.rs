@@ -1,51 +1,27 @@
-//! Job lookups, listings and retries (`jetwork.master.job`, `jetwork.master.jobs`,
-//! `jetwork.admin.retry`, `jetwork.admin.retry-all`) for what the state no longer holds: a
-//! finished job's stored outcome in `JETWORK_RESULTS`, the newest finished jobs, and re-running
-//! a failed or cancelled one, or every one of a queue (a bounded scan of the newest outcomes,
-//! then one retry each). All run in tasks off the leader's loop.
-//!
-//! A retry is a new submission, so it gets every guarantee a submission has: it is stored and
-//! acknowledged before the operator is told, it is read in order from its queue, and its run
-//! has an outcome of its own that supersedes the old one on the same results subject (the
-//! publisher's fence orders runs by submit sequence). Its `Nats-Msg-Id` names the run it
-//! retries (`<id>~retry-<seq>`), so an operator's request sent twice queues it once within
-//! the dedup horizon; its `Jetwork-Retry-Of` header names the work id it runs again.
+//! Reading what the state no longer holds from `JETWORK_RESULTS` and `JETWORK_SUBMIT`: a
+//! finished job's stored outcome (`jetwork.master.job`, and the facts the engine asks for to
+//! decide a cancel or a retry), the newest finished jobs (`jetwork.master.jobs`, and the scan a
+//! bulk retry decides from), a queue's last stored submission (what a purge cuts at). Reads
+//! only: every decision about a job is the engine's. All run in tasks off the leader's loop,
+//! and every read that decides something is answered by the stream leader.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
-use jetwork_shared::jobs::{AdminReply, BulkRetry, BulkRetryReply, JobInfo, JobState, JobsQuery};
-use jetwork_shared::{headers, subjects, QueueName, Unavailable, WorkId};
+use jetwork_shared::job_options::JobOptions;
+use jetwork_shared::jobs::{JobInfo, JobState, JobsQuery};
+use jetwork_shared::{subjects, QueueName, Unavailable, WorkId};
+
+use crate::core::StoredOutcome;
 
 /// Longest wait for the next message of a listing before it is given up as unavailable.
 const READ_STALL: Duration = Duration::from_secs(5);
-
-/// Why a retry was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum RetryError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    WrongState(String),
-    #[error(transparent)]
-    Unavailable(#[from] Unavailable),
-}
-
-impl RetryError {
-    /// The service error code it is answered with.
-    pub fn code(&self) -> usize {
-        match self {
-            RetryError::NotFound(_) => 404,
-            RetryError::WrongState(_) => 409,
-            RetryError::Unavailable(_) => 503,
-        }
-    }
-}
 
 /// The stored outcome of `work_id` (in `queue`, or in any queue) and the bytes stored with it,
 /// read from the stream leader; `None` if nothing is stored.
@@ -66,14 +42,71 @@ pub async fn stored(
     Ok(info.map(|info| (info, message.payload)))
 }
 
-/// The sequence of the last submission stored in `queue` (0 if none): what a purge asked for
-/// now purges through.
+/// The latest stored outcome of `work_id` (in `queue`, or in any queue) as the engine decides
+/// from it, read from the stream leader; `None` if nothing is stored.
+pub async fn outcome(
+    js: &jetstream::Context,
+    queue: Option<&QueueName>,
+    work_id: &WorkId,
+) -> Result<Option<StoredOutcome>, Unavailable> {
+    let subject = match queue {
+        Some(queue) => subjects::result(queue, work_id),
+        None => subjects::result_any_queue(work_id),
+    };
+    let Some(message) = last_message(js, subjects::RESULTS_STREAM, &subject).await? else {
+        return Ok(None);
+    };
+    let stored_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    Ok(read_outcome(&message.subject, message.sequence, &message.headers, stored_ms))
+}
+
+/// An outcome stored at `seq` on `subject` as the engine decides from it (`None` if the
+/// message is not an outcome).
+fn read_outcome(
+    subject: &str,
+    seq: u64,
+    stored: &HeaderMap,
+    stored_ms: u64,
+) -> Option<StoredOutcome> {
+    let info = JobInfo::from_stored(subject, stored, stored_ms)?;
+    // Only the master writes outcomes: options it cannot read mean it wrote none.
+    let options = JobOptions::from_headers(|name| stored.get(name).map(|v| v.as_str()), 0)
+        .unwrap_or_default();
+    Some(StoredOutcome {
+        work_id: info.work_id,
+        queue: info.queue,
+        state: info.state,
+        submit_seq: info.submit_seq,
+        attempts: info.attempts,
+        options,
+        results_seq: seq,
+    })
+}
+
+/// The sequence of the last submission stored for `queue` (either subject; 0 if none), read
+/// from the stream leader: what a purge asked for now purges through.
 pub async fn last_submitted(
     js: &jetstream::Context,
     queue: &QueueName,
 ) -> Result<u64, Unavailable> {
-    let last = last_message(js, subjects::SUBMIT_STREAM, &subjects::submit(queue)).await?;
+    let filter = subjects::submissions_of(queue);
+    let last = last_message(js, subjects::SUBMIT_STREAM, &filter).await?;
     Ok(last.map_or(0, |message| message.sequence))
+}
+
+/// The newest outcomes of `queue` in `state` stored since `since_ms`, newest first, at most
+/// `limit`, as the engine decides a bulk retry from them; and whether the scan stopped at its
+/// bound. Only each job's latest outcome counts (one whose latest run ended otherwise is not
+/// listed).
+pub async fn outcomes(
+    js: &jetstream::Context,
+    queue: &QueueName,
+    state: JobState,
+    limit: usize,
+    since_ms: u64,
+) -> Result<(Vec<StoredOutcome>, bool), Unavailable> {
+    let (found, truncated) = scan(js, Some(queue), Some(state), limit, since_ms).await?;
+    Ok((found.into_iter().map(|(_, outcome)| outcome).collect(), truncated))
 }
 
 /// The last message stored on `subject` in `stream`, read from the stream leader; `None` if
@@ -92,104 +125,6 @@ async fn last_message(
     }
 }
 
-/// Submits a failed or cancelled job again under its id; the reply names the new submission.
-pub async fn retry(
-    js: &jetstream::Context,
-    queue: Option<&QueueName>,
-    work_id: &WorkId,
-) -> Result<AdminReply, RetryError> {
-    Ok(retry_run(js, queue, work_id).await?.0)
-}
-
-/// [`retry`], and whether JetStream found the retry a duplicate (already submitted).
-async fn retry_run(
-    js: &jetstream::Context,
-    queue: Option<&QueueName>,
-    work_id: &WorkId,
-) -> Result<(AdminReply, bool), RetryError> {
-    let Some((info, payload)) = stored(js, queue, work_id).await? else {
-        return Err(RetryError::NotFound(format!(
-            "no stored outcome for {work_id}: it has not finished, or it is older than the \
-             results retention"
-        )));
-    };
-    if !matches!(info.state, JobState::Failed | JobState::Cancelled) {
-        return Err(RetryError::WrongState(format!(
-            "{work_id} {}: only failed or cancelled jobs can be retried",
-            match info.state {
-                JobState::Completed => "completed",
-                _ => "is not finished",
-            }
-        )));
-    }
-    let subject = subjects::submit(&info.queue);
-    let message = PublishMessage::build()
-        .payload(payload)
-        .message_id(format!("{work_id}~retry-{}", info.submit_seq))
-        .header(headers::RETRY_OF, work_id.as_str())
-        .header(headers::PRIOR_ATTEMPTS, info.attempts.to_string());
-    let what = || format!("submitting the retry of {work_id}");
-    let ack = js
-        .send_publish(subject, message)
-        .await
-        .map_err(|e| Unavailable::new(what(), e))?
-        .await
-        .map_err(|e| Unavailable::new(what(), e))?;
-    let message = if ack.duplicate {
-        format!("{work_id} was already retried as submission {}", ack.sequence)
-    } else {
-        format!("retrying {work_id} in queue {} as submission {}", info.queue, ack.sequence)
-    };
-    Ok((AdminReply { message, submit_seq: Some(ack.sequence) }, ack.duplicate))
-}
-
-/// Retries every job of `asked.queue` whose newest outcome is `asked.state` (stored since
-/// `asked.since_ms`), newest first, at most `asked.limit`, one [`retry`] each. Those in
-/// `running` (the work ids the leader holds in flight, or whose outcome it is still recording)
-/// are skipped: they already run again. A retry that JetStream reports as a duplicate (the
-/// same run retried within the dedup horizon) counts as skipped too.
-pub async fn retry_all(
-    js: &jetstream::Context,
-    asked: &BulkRetry,
-    running: &HashSet<WorkId>,
-) -> Result<BulkRetryReply, RetryError> {
-    let state = asked.state().map_err(RetryError::WrongState)?;
-    let limit = asked.limit();
-    let queue = &asked.queue;
-    let since = asked.since_ms.unwrap_or(0);
-    let (found, scan_stopped) = finished(js, Some(queue), Some(state), limit, since).await?;
-    let mut reply =
-        BulkRetryReply { truncated: scan_stopped || found.len() >= limit, ..Default::default() };
-    for info in &found {
-        if running.contains(&info.work_id) {
-            reply.skipped += 1;
-            continue;
-        }
-        match retry_run(js, Some(queue), &info.work_id).await {
-            Ok((_, true)) => reply.skipped += 1,
-            Ok((_, false)) => reply.retried += 1,
-            // Its outcome changed since the scan (retried, and the retry already finished).
-            Err(RetryError::WrongState(_)) => reply.skipped += 1,
-            Err(e) => {
-                reply.failed += 1;
-                if reply.errors.len() < BulkRetry::MAX_ERRORS {
-                    reply.errors.push(format!("{}: {e}", info.work_id));
-                }
-            }
-        }
-    }
-    reply.message = format!(
-        "queue {queue}: retried {} {} jobs, skipped {} (running again or already retried), \
-         {} could not be retried{}",
-        reply.retried,
-        state.as_str(),
-        reply.skipped,
-        reply.failed,
-        if reply.truncated { "; more may be left (ask again)" } else { "" }
-    );
-    Ok(reply)
-}
-
 /// The newest finished jobs (of `queue`, or of every queue) in `state` (any final state if
 /// `None`), newest outcome first, at most `limit`, for `jetwork.master.jobs`; and whether the
 /// listing stopped before the oldest stored outcome.
@@ -206,6 +141,18 @@ pub async fn finished(
     limit: usize,
     since_ms: u64,
 ) -> Result<(Vec<JobInfo>, bool), Unavailable> {
+    let (found, truncated) = scan(js, queue, state, limit, since_ms).await?;
+    Ok((found.into_iter().map(|(info, _)| info).collect(), truncated))
+}
+
+/// [`finished`], each outcome also as the engine decides from it.
+async fn scan(
+    js: &jetstream::Context,
+    queue: Option<&QueueName>,
+    state: Option<JobState>,
+    limit: usize,
+    since_ms: u64,
+) -> Result<(Vec<(JobInfo, StoredOutcome)>, bool), Unavailable> {
     let what = || "listing finished jobs".to_owned();
     let stream =
         js.get_stream(subjects::RESULTS_STREAM).await.map_err(|e| Unavailable::new(what(), e))?;
@@ -227,7 +174,7 @@ pub async fn finished(
         let outcomes = read_range(&stream, &filter, start, until).await?;
         scanned += end - start + 1;
         let mut old_enough = false;
-        for info in outcomes.into_iter().rev() {
+        for (info, outcome) in outcomes.into_iter().rev() {
             if info.finished_ms.unwrap_or(0) < since_ms {
                 old_enough = true;
                 break;
@@ -237,7 +184,7 @@ pub async fn finished(
                 continue;
             }
             if state.is_none_or(|s| info.state == s) && found.len() < limit {
-                found.push(info);
+                found.push((info, outcome));
             }
         }
         if found.len() >= limit || start <= first || old_enough {
@@ -259,7 +206,7 @@ async fn read_range(
     filter: &str,
     start: u64,
     end: u64,
-) -> Result<Vec<JobInfo>, Unavailable> {
+) -> Result<Vec<(JobInfo, StoredOutcome)>, Unavailable> {
     let what = || format!("reading {filter} from {start}");
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
@@ -288,10 +235,12 @@ async fn read_range(
             break;
         }
         let stored_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000);
+        let stored_ms = stored_ms.unwrap_or(0);
         let headers = message.headers.clone().unwrap_or_default();
-        if let Some(job) = JobInfo::from_stored(&message.subject, &headers, stored_ms.unwrap_or(0))
-        {
-            outcomes.push(job);
+        let seq = info.stream_sequence;
+        let job = JobInfo::from_stored(&message.subject, &headers, stored_ms);
+        if let Some(pair) = job.zip(read_outcome(&message.subject, seq, &headers, stored_ms)) {
+            outcomes.push(pair);
         }
         if info.pending == 0 {
             break;

@@ -84,7 +84,7 @@ pub async fn read_many(
     sorted.sort_unstable();
     sorted.dedup();
     let batches = runs(&sorted);
-    let subject = subjects::submit(queue);
+    let subject = subjects::submissions_of(queue);
     let reads = batches.iter().map(|run| read_run(js, &subject, run));
     futures::future::join_all(reads).await.into_iter().flatten().collect()
 }

@@ -281,15 +281,22 @@ fn stored_headers(publication: &Publication) -> HeaderMap {
                 None => h.insert(headers::HISTORY, history_header(history)),
             }
         }
-        Publication::Failed { work_id, queue, seq, attempt, reason, history } => {
+        Publication::Failed { work_id, queue, seq, attempt, reason, history, options } => {
             outcome(work_id, queue, *seq, headers::STATUS_FAILED, *attempt);
             h.insert(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER));
             h.insert(headers::HISTORY, history_header(history));
+            // What a retry of it keeps (it can be retried; a completed job cannot).
+            for (name, value) in options.retry_headers() {
+                h.insert(name, value);
+            }
         }
-        Publication::Cancelled { work_id, queue, seq, attempt, reason, history } => {
+        Publication::Cancelled { work_id, queue, seq, attempt, reason, history, options } => {
             outcome(work_id, queue, *seq, headers::STATUS_CANCELLED, *attempt);
             h.insert(headers::REASON, headers::sanitize(reason, MAX_REASON_HEADER));
             h.insert(headers::HISTORY, history_header(history));
+            for (name, value) in options.retry_headers() {
+                h.insert(name, value);
+            }
         }
         Publication::Rejected { queue, seq, msg_id, reason } => {
             h.insert(headers::NATS_MSG_ID, format!("rejected-{seq}"));
@@ -319,6 +326,7 @@ fn history_header(history: &[AttemptRecord]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use jetwork_shared::job_options::JobOptions;
     use jetwork_shared::jobs::{AttemptOutcome, JobInfo, JobState};
     use jetwork_shared::WorkerId;
 
@@ -424,6 +432,7 @@ mod tests {
                 attempt: 1,
                 reason: "no such customer".to_owned(),
                 history: vec![attempt(1, Failed, Some("no such customer"))],
+                options: JobOptions::default(),
             },
             Publication::Cancelled {
                 work_id: id(),
@@ -432,6 +441,7 @@ mod tests {
                 attempt: 1,
                 reason: "customer asked".to_owned(),
                 history: vec![attempt(1, Cancelled, Some("customer asked"))],
+                options: JobOptions::default(),
             },
             Publication::Cancelled {
                 work_id: id(),
@@ -440,6 +450,7 @@ mod tests {
                 attempt: 0,
                 reason: "purged".to_owned(),
                 history: vec![],
+                options: JobOptions::default(),
             },
         ];
         for publication in &publications {

@@ -17,6 +17,7 @@
 //! so anything that must not miss a message (the master's queue readers) re-reads from its
 //! last known position when the count moves.
 
+mod denials;
 mod failure;
 
 use crate::backoff::Backoff;
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{redact_url, Auth, NatsConfig, Resolved};
+pub use denials::{Denials, Denied};
 pub use failure::Cause;
 
 /// Failures of a reconnect attempt that will not go away by themselves.
@@ -86,6 +88,18 @@ pub async fn connect_within(
     Ok(establish(cfg, default_name, Some(wait)).await?.0)
 }
 
+/// [`connect_within`], and the connection's [`Denials`], so requests the server refuses fail
+/// at once.
+pub async fn connect_with_denials(
+    cfg: &NatsConfig,
+    default_name: &str,
+    wait: Duration,
+) -> Result<(async_nats::Client, Denials), ConnectError> {
+    let denials = Denials::default();
+    let (client, _) = establish_reporting(cfg, default_name, Some(wait), denials.clone()).await?;
+    Ok((client, denials))
+}
+
 /// [`connect`], and watch the connection for [`Interruptions`].
 pub async fn connect_watched(
     cfg: &NatsConfig,
@@ -99,6 +113,16 @@ async fn establish(
     cfg: &NatsConfig,
     default_name: &str,
     wait: Option<Duration>,
+) -> Result<(async_nats::Client, Interruptions), ConnectError> {
+    establish_reporting(cfg, default_name, wait, Denials::default()).await
+}
+
+/// [`establish`], reporting the connection's permission violations to `denials`.
+async fn establish_reporting(
+    cfg: &NatsConfig,
+    default_name: &str,
+    wait: Option<Duration>,
+    denials: Denials,
 ) -> Result<(async_nats::Client, Interruptions), ConnectError> {
     let resolved = cfg.resolve().map_err(|e| ConnectError {
         url: redact_url(&cfg.url),
@@ -122,9 +146,10 @@ async fn establish(
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut reported: Option<(String, Instant)> = None;
     loop {
-        let options = options(cfg, &resolved, name, seed.as_deref(), interrupted.clone())
-            .await
-            .map_err(fail)?;
+        let options =
+            options(cfg, &resolved, name, seed.as_deref(), interrupted.clone(), denials.clone())
+                .await
+                .map_err(fail)?;
         let err = match options.connect(servers.clone()).await {
             Ok(client) => {
                 if reported.is_some() {
@@ -214,12 +239,13 @@ async fn options(
     name: &str,
     seed: Option<&str>,
     interrupted: watch::Sender<u64>,
+    denials: Denials,
 ) -> Result<ConnectOptions, (Cause, String)> {
     let mut options = ConnectOptions::new()
         .name(name)
         .request_timeout(Some(cfg.request_timeout))
         .event_callback(move |event| {
-            let interrupted = interrupted.clone();
+            let (interrupted, denials) = (interrupted.clone(), denials.clone());
             async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -232,7 +258,10 @@ async fn options(
                         interrupted.send_modify(|n| *n += 1);
                     }
                     // Permission violations and the like: an operator needs to see these.
-                    async_nats::Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+                    async_nats::Event::ServerError(e) => {
+                        denials.report(&e.to_string());
+                        tracing::warn!(error = %e, "NATS server error")
+                    }
                     // While reconnecting, the library retries even refused credentials or TLS
                     // forever; say so (an unreachable server is only worth a debug line).
                     async_nats::Event::ClientError(async_nats::ClientError::Other(kind))

@@ -8,6 +8,8 @@ pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
 pub const NATS_EXPECTED_LAST_SEQUENCE: &str = "Nats-Expected-Last-Sequence";
 /// The stream sequence of a message in a direct-get reply.
 pub const NATS_SEQUENCE: &str = "Nats-Sequence";
+/// On a direct get: the subject the message was stored on.
+pub const NATS_SUBJECT: &str = "Nats-Subject";
 /// On a direct get: when the message was stored (RFC 3339, server time).
 pub const NATS_TIME_STAMP: &str = "Nats-Time-Stamp";
 /// On a batched direct get: how many messages matching the filter follow this one.
@@ -29,7 +31,8 @@ pub const STATUS: &str = "Jetwork-Status";
 pub const ATTEMPT: &str = "Jetwork-Attempt";
 /// Human-readable reason for a `failed` or `rejected` status (one line, bounded length).
 pub const REASON: &str = "Jetwork-Reason";
-/// The work id, repeated on results so a consumer of a wildcard need not parse the subject.
+/// The work id, repeated on results so a consumer of a wildcard need not parse the subject;
+/// on the master's own submissions (`jetwork.internal.<queue>`), the work id they run.
 pub const WORK_ID: &str = "Jetwork-Work-Id";
 /// The queue, repeated on results for the same reason.
 pub const QUEUE: &str = "Jetwork-Queue";
@@ -64,12 +67,13 @@ pub const HISTORY: &str = "Jetwork-History";
 /// `Jetwork-Run`: a run is one submission of an id (`Jetwork-Submit-Seq`), and this says how
 /// its one attempt ran.
 pub const RAN: &str = "Jetwork-Ran";
-/// On a retried job's submission: the work id it runs again (its `Nats-Msg-Id` is then only
-/// the deduplication key, `<id>~retry-<seq of the run retried>`).
+/// On a retry an older master submitted on `jetwork.submit.<queue>`: the work id it runs
+/// again. Honoured only on such submissions stored before the upgrade (see
+/// [`MASTER_ONLY`]); today's master submits retries on `jetwork.internal.<queue>`.
 pub const RETRY_OF: &str = "Jetwork-Retry-Of";
-/// On a retried job's submission: how many attempts its earlier runs used. The new run's
-/// attempts are numbered on from there, so an attempt number names one hand-out of the id
-/// ever (a worker still holding an earlier run's attempt cannot confuse the two).
+/// On a retried job's submission: how many attempts its earlier runs used (informative: the
+/// master numbers the new run's attempts on from there from its own journaled decision, so an
+/// attempt number names one hand-out of the id ever).
 pub const PRIOR_ATTEMPTS: &str = "Jetwork-Prior-Attempts";
 /// On a submission the master made for a recurring schedule: the schedule's name.
 pub const SCHEDULE: &str = "Jetwork-Schedule";
@@ -78,6 +82,11 @@ pub const SCHEDULE: &str = "Jetwork-Schedule";
 pub const SCHEDULED_AT: &str = "Jetwork-Scheduled-At";
 /// The most prior attempts a submission may claim.
 pub const MAX_PRIOR_ATTEMPTS: u32 = 1_000_000;
+
+/// Headers only the master sets on submissions (on `jetwork.internal.<queue>`). A client
+/// submission carrying any of them is rejected with a reason: they would claim a retry's or a
+/// tick's bookkeeping, which only the master's journaled decisions may.
+pub const MASTER_ONLY: [&str; 5] = [RETRY_OF, PRIOR_ATTEMPTS, SCHEDULE, SCHEDULED_AT, WORK_ID];
 
 /// Makes `text` safe for a header value: one line, printable ASCII, at most `max` bytes.
 pub fn sanitize(text: &str, max: usize) -> String {

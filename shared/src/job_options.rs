@@ -58,6 +58,10 @@ pub struct JobOptions {
     /// Must start by this time (ms since the Unix epoch); 0: never expires.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub expires: u64,
+    /// How long after its submission was stored it had to start (`expires` minus that time):
+    /// what a retry of the job keeps, counted from the retry. 0 with no expiry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expires_after: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -139,8 +143,33 @@ impl JobOptions {
                 })?,
             };
             options.expires = at.max(1);
+            options.expires_after = options.expires.saturating_sub(stored_ms);
         }
         Ok(options)
+    }
+
+    /// What a retry of a job that asked for these options asks for, the retry being decided
+    /// at `now`: the same priority, attempts and attempt timeout, no delay (it was waited out
+    /// once), and the same time to start counted from the retry.
+    pub fn for_retry(&self, now: u64) -> JobOptions {
+        let expires = match self.expires_after {
+            0 => 0,
+            after => now.saturating_add(after).max(1),
+        };
+        JobOptions { not_before: 0, expires, ..*self }
+    }
+
+    /// The headers a failed or cancelled job's stored outcome carries, so a retry decided
+    /// from it keeps what [`for_retry`](Self::for_retry) keeps: priority, attempts, timeout,
+    /// and the expiry as a duration (read back with [`from_headers`](Self::from_headers) at
+    /// the retry's time, it counts from there).
+    pub fn retry_headers(&self) -> Vec<(&'static str, String)> {
+        let kept = JobOptions { expires: self.expires_after, ..self.for_retry(0) };
+        let mut out = kept.headers();
+        if let Some(expires) = out.iter_mut().find(|(name, _)| *name == EXPIRES) {
+            expires.1 = format!("{}ms", self.expires_after);
+        }
+        out
     }
 
     /// The headers that ask for these options (the inverse of
@@ -234,10 +263,47 @@ mod tests {
         )?;
         assert_eq!(at.not_before, 1_796_094_000_000);
         assert_eq!(at.expires, 1_796_097_600_000);
+        assert_eq!(o.expires_after, 3_600_000);
+        assert_eq!(at.expires_after, 97_600_000);
         // Written back absolute, and read again the same.
         let again =
-            parse(&o.headers().iter().map(|(n, v)| (*n, v.as_str())).collect::<Vec<_>>(), 999_999)?;
+            parse(&o.headers().iter().map(|(n, v)| (*n, v.as_str())).collect::<Vec<_>>(), 1_000)?;
         assert_eq!(again, o);
+        Ok(())
+    }
+
+    #[test]
+    fn a_retry_keeps_priority_attempts_timeout_and_the_time_to_start_but_no_delay(
+    ) -> Result<(), String> {
+        let asked = parse(
+            &[
+                (DELAY, "1m"),
+                (PRIORITY, "7"),
+                (MAX_ATTEMPTS_HEADER, "2"),
+                (TIMEOUT, "45s"),
+                (EXPIRES, "1h"),
+            ],
+            1_000,
+        )?;
+        let retry = asked.for_retry(50_000);
+        assert_eq!(
+            retry,
+            JobOptions {
+                not_before: 0,
+                priority: 7,
+                max_attempts: Some(2),
+                timeout: Some(45_000),
+                expires: 3_650_000,
+                expires_after: 3_600_000,
+            }
+        );
+        // Stored with the outcome, read back when the retry is decided: the same.
+        let stored = asked.retry_headers();
+        assert!(stored.iter().all(|(name, _)| *name != DELAY && *name != NOT_BEFORE), "{stored:?}");
+        let pairs: Vec<(&str, &str)> = stored.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        assert_eq!(parse(&pairs, 0)?.for_retry(50_000), retry);
+        assert!(JobOptions::default().retry_headers().is_empty());
+        assert_eq!(JobOptions::default().for_retry(9), JobOptions::default());
         Ok(())
     }
 

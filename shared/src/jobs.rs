@@ -277,11 +277,9 @@ pub struct QueueRequest {
 /// error instead (404 unknown job, 409 wrong state, 400 malformed request).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminReply {
-    /// What was done, in words.
+    /// What was done, in words. (A retry is decided and journaled when this is sent; its new
+    /// run's submission follows, by this or the next leader.)
     pub message: String,
-    /// For retry: the sequence of the new submission in `JETWORK_SUBMIT`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub submit_seq: Option<u64>,
 }
 
 /// Body of `jetwork.admin.retry-all` (JSON): run every `failed` (or `cancelled`) job of a

@@ -15,8 +15,16 @@ pub const LEASE_BUCKET: &str = "jetwork-lease";
 /// The key in [`LEASE_BUCKET`] whose holder is the leader.
 pub const LEASE_KEY: &str = "master";
 
-/// Subjects captured by [`SUBMIT_STREAM`].
+/// Client submissions, `jetwork.submit.<queue>`, captured by [`SUBMIT_STREAM`].
 pub const SUBMIT_ALL: &str = "jetwork.submit.*";
+/// The master's own submissions, `jetwork.internal.<queue>` (an operator's retry, a schedule's
+/// tick), captured by [`SUBMIT_STREAM`] too. Only the master's NATS user may publish here, and
+/// the master honours its bookkeeping headers only here (and only against a decision it
+/// journaled), so no client can forge a retry or a tick.
+pub const INTERNAL_ALL: &str = "jetwork.internal.*";
+/// Within [`SUBMIT_STREAM`] (which holds only [`SUBMIT_ALL`] and [`INTERNAL_ALL`]): every
+/// submission, of either kind.
+pub const SUBMISSIONS_ALL: &str = "jetwork.*.*";
 /// Notices of stored submissions, `jetwork.submitted.<queue>` (core NATS, not stored): a
 /// submitter announces its priority submission there once stored (or, with
 /// `streams.republish_submissions`, [`SUBMIT_STREAM`] republishes every submission's headers
@@ -58,6 +66,19 @@ pub const SERVICE_NAME: &str = "jetwork";
 /// Where work for `queue` is submitted.
 pub fn submit(queue: &QueueName) -> String {
     format!("jetwork.submit.{queue}")
+}
+
+/// Where the master submits work to `queue` itself (see [`INTERNAL_ALL`]).
+pub fn internal(queue: &QueueName) -> String {
+    format!("jetwork.internal.{queue}")
+}
+
+/// Within [`SUBMIT_STREAM`]: every submission to `queue`, a client's or the master's
+/// (`jetwork.*.<queue>` matches exactly [`submit`] and [`internal`] there, since the stream
+/// holds no other subjects). One filter, so a queue is read, counted and purged in stream order
+/// whoever submitted.
+pub fn submissions_of(queue: &QueueName) -> String {
+    format!("jetwork.*.{queue}")
 }
 
 /// Where a stored submission to `queue` is announced (see [`SUBMITTED_ALL`]).
@@ -158,6 +179,18 @@ pub fn queue_of_submit(subject: &str) -> Option<&str> {
     subject.strip_prefix("jetwork.submit.").filter(|rest| !rest.is_empty() && !rest.contains('.'))
 }
 
+/// The queue token of a submission's subject, a client's (`jetwork.submit.<queue>`) or the
+/// master's (`jetwork.internal.<queue>`), and whether it is the master's.
+pub fn queue_of_submission(subject: &str) -> Option<(&str, bool)> {
+    let internal = subject
+        .strip_prefix("jetwork.internal.")
+        .filter(|rest| !rest.is_empty() && !rest.contains('.'));
+    match internal {
+        Some(queue) => Some((queue, true)),
+        None => queue_of_submit(subject).map(|queue| (queue, false)),
+    }
+}
+
 /// The queue named by a `jetwork.submitted.<queue>` subject (a republished submission's
 /// headers), if it is one.
 pub fn queue_of_submitted(subject: &str) -> Option<&str> {
@@ -180,6 +213,12 @@ mod tests {
         assert_eq!(queue_of_submit("jetwork.submit.emails"), Some("emails"));
         assert_eq!(queue_of_submit("jetwork.submit."), None);
         assert_eq!(queue_of_submit("jetwork.results.x"), None);
+        assert_eq!(internal(&q), "jetwork.internal.emails");
+        assert_eq!(submissions_of(&q), "jetwork.*.emails");
+        assert_eq!(queue_of_submission(&submit(&q)), Some(("emails", false)));
+        assert_eq!(queue_of_submission(&internal(&q)), Some(("emails", true)));
+        assert_eq!(queue_of_submission("jetwork.internal.a.b"), None);
+        assert_eq!(queue_of_submission("jetwork.submitted.emails"), None);
         assert_eq!(queue_of_submitted("jetwork.submitted.emails"), Some("emails"));
         assert_eq!(queue_of_submitted(&submitted(&q)), Some("emails"));
         assert_eq!(queue_of_submitted("jetwork.submitted.a.b"), None);

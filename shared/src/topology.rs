@@ -2,12 +2,14 @@
 //!
 //! | name | subjects | role |
 //! |---|---|---|
-//! | `JETWORK_SUBMIT` | `jetwork.submit.*` | pending work; JetStream is the submit "receptionist"; republishes each stored submission's headers on `jetwork.submitted.<queue>` |
+//! | `JETWORK_SUBMIT` | `jetwork.submit.*`, `jetwork.internal.*` | pending work (clients' and the master's own); JetStream is the submit "receptionist"; with `streams.republish_submissions`, republishes each stored client submission's headers on `jetwork.submitted.<queue>` |
 //! | `JETWORK_JOURNAL` | `jetwork.journal.>` | the master's fenced event journal and snapshots |
 //! | `JETWORK_RESULTS` | `jetwork.results.>`, `jetwork.rejected.>` | published results, kept for `results_retention` |
 //! | KV `jetwork-lease` | `$KV.jetwork-lease.master` | the leader lease; the revision it was taken at is the epoch |
 //!
-//! Invariants kept here: `JETWORK_SUBMIT` has no `max_age` (acknowledged work never expires
+//! Invariants kept here: `JETWORK_SUBMIT` holds only `jetwork.submit.*` and `jetwork.internal.*`
+//! (so `jetwork.*.<queue>` is exactly a queue's submissions, `subjects::submissions_of`), and has
+//! no `max_age` (acknowledged work never expires
 //! before it is finished; the master purges finished work) and its `duplicate_window` is the
 //! dedup horizon; the journal has no age or size limit (only the master purges it, below a
 //! snapshot); all three allow direct gets (used to fetch payloads, results and snapshots).
@@ -59,7 +61,7 @@ pub fn submit_stream(cfg: &StreamsConfig) -> Config {
     Config {
         name: subjects::SUBMIT_STREAM.to_owned(),
         description: Some("jetwork: submitted work, kept until finished".to_owned()),
-        subjects: vec![subjects::SUBMIT_ALL.to_owned()],
+        subjects: vec![subjects::SUBMIT_ALL.to_owned(), subjects::INTERNAL_ALL.to_owned()],
         retention: RetentionPolicy::Limits,
         storage: storage(cfg.storage),
         num_replicas: cfg.replicas,

@@ -217,44 +217,37 @@ async fn garbage_on_the_job_and_admin_subjects_is_refused_with_a_reason() -> any
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submission_claiming_unreadable_prior_attempts_is_rejected_with_the_reason(
+async fn a_client_submission_carrying_master_only_headers_is_rejected_naming_them(
 ) -> anyhow::Result<()> {
     let run = InProcess::start(|_| {}).await?;
     let _worker = run.worker("w1", square);
     let subject = subjects::submit(&run.queue);
-    let submit = |id: &str, prior: &str| {
+    let submit = |id: &str, name: &'static str, value: &str| {
         let mut stored = async_nats::HeaderMap::new();
         stored.insert(headers::NATS_MSG_ID, id);
-        stored.insert(headers::PRIOR_ATTEMPTS, prior);
+        stored.insert(name, value);
         run.js.publish_with_headers(subject.clone(), stored, Bytes::from_static(b"4"))
     };
 
-    tracing::info!("--- not a number, negative, over the limit, beyond any integer");
-    let limit = headers::MAX_PRIOR_ATTEMPTS;
+    tracing::info!("--- each header only the master sets, readable or not");
     let mut refused = Vec::new();
-    for (n, prior) in
-        ["many", "-1", "1e3", &(limit + 1).to_string(), &"9".repeat(200)].into_iter().enumerate()
-    {
-        let ack = submit(&format!("prior-{n}"), prior).await?.await?;
-        refused.push((ack.sequence, prior.to_owned()));
+    for (n, name) in headers::MASTER_ONLY.into_iter().enumerate() {
+        for (m, value) in ["2", "many", &"9".repeat(200), "some-id"].into_iter().enumerate() {
+            let ack = submit(&format!("claim-{n}-{m}"), name, value).await?.await?;
+            refused.push((ack.sequence, name));
+        }
     }
-    tracing::info!("--- a readable count is honoured: the run's attempts are numbered on from it");
-    submit("prior-ok", "2").await?.await?;
-    let ok = WorkId::parse("prior-ok")?;
-    let result = run.result(&ok, Duration::from_secs(30)).await?;
-    assert_eq!(result.attempt, 3, "{result:?}");
-
-    for (seq, prior) in refused {
-        let what = format!("the rejection of {prior:?}");
+    for (seq, name) in refused {
+        let what = format!("the rejection of submission {seq}");
         let reason = jetwork_tests::poll_for(&what, Duration::from_secs(30), || async {
             run.client.rejection(&run.queue, seq).await.ok().flatten()
         })
         .await?;
-        assert!(reason.contains("invalid Jetwork-Prior-Attempts"), "{prior:?}: {reason}");
-        assert!(reason.contains(&format!("0..={limit}")), "{prior:?}: {reason}");
+        assert!(reason.contains(name), "{name}: {reason}");
+        assert!(reason.contains("set only by the master"), "{name}: {reason}");
     }
     let after = run.submit("after", b"5").await?;
-    run.result(&after, Duration::from_secs(30)).await?;
+    assert_eq!(run.result(&after, Duration::from_secs(30)).await?.attempt, 1);
     run.audit().await?;
     run.stop().await;
     Ok(())

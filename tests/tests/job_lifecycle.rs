@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use jetwork_frontend::{Client, ResultStatus, Submitted, WorkResult};
+use jetwork_frontend::{Client, ResultStatus, WorkResult};
 use jetwork_master::config::QueueConfig;
 use jetwork_shared::jobs::{
     AttemptOutcome, BulkRetry, JobInfo, JobState, JobsPage, JobsQuery, Revoke,
@@ -42,11 +42,14 @@ async fn stored_headers(run: &InProcess, id: &WorkId) -> anyhow::Result<async_na
     Ok(results.get_last_raw_message_by_subject(&subject).await?.headers)
 }
 
-/// Waits for the result of the submission stored at `seq` (a retry's, not the first run's).
-async fn result_of(run: &InProcess, id: &WorkId, seq: u64) -> anyhow::Result<WorkResult> {
-    let submitted =
-        Submitted { work_id: id.clone(), queue: run.queue.clone(), seq, duplicate: false };
-    Ok(run.client.wait_for(&submitted, WAIT).await?)
+/// Waits for the stored result of a run of `id` submitted after `seq` (a retry's, not the run
+/// at `seq`).
+async fn result_after(run: &InProcess, id: &WorkId, seq: u64) -> anyhow::Result<WorkResult> {
+    poll_for(&format!("a run of {id} after submission {seq} to finish"), WAIT, || async {
+        let stored = run.client.result(Some(&run.queue), id).await.ok().flatten();
+        stored.filter(|result| result.submit_seq > seq)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,9 +126,9 @@ async fn a_failed_job_retried_runs_again_under_its_id() -> anyhow::Result<()> {
 
     tracing::info!("--- retry: a new run of the id, from the stored payload");
     let reply = run.client.retry(&id, None).await?;
-    let seq = reply.submit_seq.expect("a retry names its submission");
-    assert!(seq > first.submit_seq);
-    let second = result_of(&run, &id, seq).await?;
+    assert!(reply.message.contains("runs again"), "{reply:?}");
+    let second = result_after(&run, &id, first.submit_seq).await?;
+    let seq = second.submit_seq;
     assert_eq!(second.status, ResultStatus::Completed, "{second:?}");
     assert_eq!(second.payload, Bytes::from_static(b"done: order 7"));
     assert_eq!(second.attempt, 2, "the new run's attempts are numbered on from the first run's");
@@ -204,8 +207,8 @@ async fn cancelling_a_running_job_stops_it_on_its_worker() -> anyhow::Result<()>
     assert_eq!(twice.code(), Some(409), "{twice}");
 
     tracing::info!("--- a cancelled job can be retried");
-    let seq = run.client.retry(&id, None).await?.submit_seq.expect("a new submission");
-    let again = result_of(&run, &id, seq).await?;
+    run.client.retry(&id, None).await?;
+    let again = result_after(&run, &id, result.submit_seq).await?;
     assert_eq!(again.payload, Bytes::from_static(b"second run"));
     run.audit().await?;
     run.stop().await;
@@ -396,8 +399,10 @@ async fn jobs_are_listed_by_state_newest_first_with_their_reasons() -> anyhow::R
     assert!(run.client.jobs(&elsewhere).await?.jobs.is_empty());
 
     tracing::info!("--- a retried job is listed by its newest run only");
-    let seq = run.client.retry(&ids[1], None).await?.submit_seq.expect("a new submission");
-    let rerun = result_of(&run, &ids[1], seq).await?;
+    let first = run.client.job(&ids[1], None).await?.submit_seq;
+    run.client.retry(&ids[1], None).await?;
+    let rerun = result_after(&run, &ids[1], first).await?;
+    let seq = rerun.submit_seq;
     assert_eq!(rerun.status, ResultStatus::Failed);
     // The result reaches subscribers as it is stored: the listing may lag by a moment.
     let failed = poll_for("the rerun to be listed", WAIT, || async {

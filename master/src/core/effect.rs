@@ -3,11 +3,11 @@
 //! the two loses at most an effect that the replayed state will cause again (a re-sent
 //! notification, a re-published result) and never an acknowledgement of something unrecorded.
 
-use jetwork_shared::jobs::PurgeReply;
+use jetwork_shared::jobs::{BulkRetryReply, PurgeReply};
 use jetwork_shared::protocol::{Registered, Verdict};
 use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
-use super::{Millis, PublicationKey, RequestId};
+use super::{LookUp, Millis, PublicationKey, RequestId};
 
 /// Something for the runtime to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,9 +26,12 @@ pub enum Effect {
     /// Tell a worker to stop a cancelled attempt (`jetwork.worker.<id>.cancel`). A hint: the
     /// job is already finished, so whatever the worker does next cannot change it.
     Revoke { worker: WorkerId, work_id: WorkId, attempt: u32 },
-    /// Submit this fired tick to `JETWORK_SUBMIT` under its work id as `Nats-Msg-Id`
-    /// (content in `State::unsubmitted`), and confirm it with `Command::TicksSubmitted`.
-    SubmitTick { work_id: WorkId },
+    /// Submit the master's own pending submission of this work id (a tick, content in
+    /// `State::unsubmitted`; a retry, in `State::retries`) to `jetwork.internal.<queue>` under
+    /// its key as `Nats-Msg-Id`, and confirm it with `Command::SubmissionsStored`.
+    Submit { work_id: WorkId },
+    /// Read this for the request, and answer with `Command::LookedUp` (the request waits).
+    LookUp { request: RequestId, lookup: LookUp },
 }
 
 /// A reply to a worker request (the runtime adds the epoch and the payloads).
@@ -48,6 +51,8 @@ pub enum Reply {
     },
     /// A purge was recorded (the runtime answers it as JSON).
     Purged(PurgeReply),
+    /// A bulk retry was decided (the runtime answers it as JSON).
+    RetriedAll(BulkRetryReply),
     Error(ReplyError),
 }
 
@@ -55,7 +60,8 @@ pub enum Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyError {
     /// 400 bad request, 403 wrong session, 404 unknown worker or job, 409 worker id in use
-    /// or a job in the wrong state, 503 too many workers.
+    /// or a job in the wrong state, 503 too many workers, too many lookups at once, a job
+    /// whose outcome is still being stored, or streams that could not be read.
     pub code: u16,
     pub message: String,
 }

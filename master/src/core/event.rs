@@ -29,6 +29,12 @@ pub enum Event {
         at: Millis,
         #[serde(default)]
         grace_until: Millis,
+        /// Set by the first leader of format 5 or later, and kept: the last sequence stored in
+        /// `JETWORK_SUBMIT` when it took over a journal older masters wrote (0 for a journal
+        /// nobody wrote before). Older masters submitted retries and ticks on the clients'
+        /// subjects; those stored up to here are still honoured (`State::legacy_through`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        legacy_through: Option<u64>,
     },
     /// A submission was accepted as work: it is now ready to be handed out (or, if its
     /// options delay it past `at`, waits until then). `prior_attempts`: for a retry, the
@@ -124,6 +130,7 @@ pub enum Event {
     ScheduleRemoved { name: ScheduleName, at: Millis },
     /// The schedule's tick at `scheduled` fired as `work_id` (to be submitted until confirmed);
     /// `missed` earlier ticks were passed over (due while no master led); the next is at `next`.
+    /// The tick is pending (`State::unsubmitted`) until its submission is read back.
     ScheduleFired {
         name: ScheduleName,
         work_id: WorkId,
@@ -131,9 +138,37 @@ pub enum Event {
         missed: u64,
         next: Millis,
         at: Millis,
+        /// The tick's submission's `Nats-Msg-Id` (drawn, so nobody can pre-empt it); absent in
+        /// journals older than format 5 (the work id then).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        key: String,
     },
-    /// These fired ticks are durably stored in `JETWORK_SUBMIT` (or were already).
+    /// Journals older than format 5: these fired ticks are durably stored in
+    /// `JETWORK_SUBMIT`, and leave `unsubmitted` (since format 5 they stay until read back,
+    /// `SubmissionsStored`).
     TicksSubmitted { work_ids: Vec<WorkId> },
+    /// The master's own submissions of these work ids (ticks, retries) are durably stored in
+    /// `JETWORK_SUBMIT` (or were already): no leader submits them again. They stay pending
+    /// until read back.
+    SubmissionsStored { work_ids: Vec<WorkId> },
+    /// An operator's retry of a finished job was decided: the new run is submitted on
+    /// `jetwork.internal.<queue>` under `key` and, when read back, runs with `prior_attempts`
+    /// and `options` (decided here); its payload is the retried outcome's, stored at
+    /// `payload_seq` in `JETWORK_RESULTS`.
+    RetryDecided {
+        work_id: WorkId,
+        queue: QueueName,
+        key: String,
+        prior_attempts: u32,
+        #[serde(default, skip_serializing_if = "JobOptions::is_default")]
+        options: JobOptions,
+        payload_seq: u64,
+        at: Millis,
+    },
+    /// A pending submission of the master's own (a tick, a retry) ends without running: its
+    /// submission was refused when read back (the reason was stored as its rejection), or
+    /// its payload is gone.
+    PendingDropped { work_id: WorkId, reason: String, at: Millis },
     /// An operator purged the queue at `at`: every submission of it stored at or before
     /// `through_seq` and read from now on is not run but finished as `cancelled` (the held
     /// items were cancelled by the `WorkCancelled` events before this one).

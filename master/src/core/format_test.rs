@@ -36,7 +36,13 @@ fn events() -> Vec<(&'static str, Event)> {
     vec![
         (
             "EpochStarted",
-            Event::EpochStarted { epoch: 7, leader: "m1-ab".into(), at: 1_000, grace_until: 4_000 },
+            Event::EpochStarted {
+                epoch: 7,
+                leader: "m1-ab".into(),
+                at: 1_000,
+                grace_until: 4_000,
+                legacy_through: Some(120),
+            },
         ),
         (
             "WorkAccepted",
@@ -53,6 +59,7 @@ fn events() -> Vec<(&'static str, Event)> {
                     max_attempts: Some(3),
                     timeout: Some(30_000),
                     expires: 90_000,
+                    expires_after: 89_000,
                 },
                 jumped: true,
             },
@@ -136,8 +143,18 @@ fn events() -> Vec<(&'static str, Event)> {
         ("QueuePurged", Event::QueuePurged { queue: q(), through_seq: 40, at: 1_014 }),
         // Format 4 (with `WorkAccepted.jumped` above).
         ("SubmissionPassed", Event::SubmissionPassed { queue: q(), seq: 17 }),
+        // Format 5 (with `EpochStarted.legacy_through`, `ScheduleFired.key` and
+        // `JobOptions.expires_after` above).
+        ("SubmissionsStored", Event::SubmissionsStored { work_ids: vec![tick()] }),
+        ("RetryDecided", retry_decided()),
+        (
+            "PendingDropped",
+            Event::PendingDropped { work_id: id(), reason: "gone".into(), at: 1_016 },
+        ),
     ]
 }
+
+const FORMAT_5_KINDS: [&str; 3] = ["SubmissionsStored", "RetryDecided", "PendingDropped"];
 
 const FORMAT_4_KINDS: [&str; 1] = ["SubmissionPassed"];
 
@@ -168,24 +185,55 @@ fn schedule_fired() -> Event {
         missed: 1,
         next: 120_000,
         at: 60_005,
+        key: format!("{}~00000000000000ab", tick()),
+    }
+}
+fn retry_decided() -> Event {
+    Event::RetryDecided {
+        work_id: WorkId::parse("failed-once").expect("valid"),
+        queue: q(),
+        key: "failed-once~0000000000000abc".into(),
+        prior_attempts: 3,
+        options: JobOptions {
+            priority: 2,
+            expires: 70_000,
+            expires_after: 60_000,
+            ..JobOptions::default()
+        },
+        payload_seq: 77,
+        at: 10_000,
     }
 }
 
 /// The samples as a journal of `format` holds them: only the kinds it had, and the fields
 /// it did not have at their defaults.
 fn events_of(format: u32) -> Vec<(&'static str, Event)> {
-    if format >= 4 {
+    if format >= 5 {
         return events();
     }
-    // Format 3 had no priority jumps.
-    let events = events().into_iter().filter(|(name, _)| !FORMAT_4_KINDS.contains(name)).map(
+    // Format 4 had no master-only submissions nor operator retries in the journal.
+    let events = events().into_iter().filter(|(name, _)| !FORMAT_5_KINDS.contains(name)).map(
         |(name, mut event)| {
-            if let Event::WorkAccepted { jumped, .. } = &mut event {
-                *jumped = false;
+            match &mut event {
+                Event::EpochStarted { legacy_through, .. } => *legacy_through = None,
+                Event::ScheduleFired { key, .. } => key.clear(),
+                Event::WorkAccepted { options, .. } => options.expires_after = 0,
+                _ => {}
             }
             (name, event)
         },
     );
+    if format == 4 {
+        return events.collect();
+    }
+    // Format 3 had no priority jumps.
+    let events =
+        events.filter(|(name, _)| !FORMAT_4_KINDS.contains(name)).map(|(name, mut event)| {
+            if let Event::WorkAccepted { jumped, .. } = &mut event {
+                *jumped = false;
+            }
+            (name, event)
+        });
     if format == 3 {
         return events.collect();
     }
@@ -258,6 +306,17 @@ fn state_of(format: u32) -> State {
             options: JobOptions { priority: 9, ..JobOptions::default() },
             jumped: true,
         });
+    }
+    if format >= 5 {
+        state.apply(&retry_decided());
+    } else {
+        // Format 4 kept no ids of jumped submissions, and ticks had no keys of their own.
+        for q in state.queues.values_mut() {
+            q.jumped_ids.clear();
+        }
+        for tick in state.unsubmitted.values_mut() {
+            tick.key.clear();
+        }
     }
     state
 }

@@ -14,13 +14,19 @@
 //!   `backoff_initial` (with `backoff_factor`, `backoff_max`, `backoff_jitter`), `concurrency`,
 //!   `rate` (starts per second) (before use).
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
-//! - `takeover epoch=<n> [leader=<id>]`
+//! - `takeover epoch=<n> [leader=<id>] [submitted_through=<seq>]` (`submitted_through`: the
+//!   submit stream's last sequence, recorded as `legacy_through` when older masters led)
 //! - `submit seq=<n> [queue=<q>] [id=<msg id>] [size=<bytes>] [after=<seq>]
-//!   [unreadable=<why>] [prior=<n>] [delay=<ms>] [priority=<n>] [attempts=<n>]
-//!   [timeout=<ms>] [expires=<ms>] [invalid=<why>] [jump=true]` (no `id`: none was sent; no
+//!   [unreadable=<why>] [delay=<ms>] [priority=<n>] [attempts=<n>] [timeout=<ms>]
+//!   [expires=<ms>] [invalid=<why>] [jump=true] [retry-of=<id>] [prior=<n>]
+//!   [schedule=<name>] [work=<id>] [internal=true] [pending=<id>]` (no `id`: none was sent; no
 //!   `after`: the delivery follows on from the queue's cursor; `jump`: read out of turn, a
-//!   priority jump; `unreadable`: the stored message's headers could not be read; `prior`: a retry whose earlier runs used `n` attempts; `delay` and
-//!   `expires` are after now; `invalid`: its option headers are invalid, for this reason)
+//!   priority jump; `unreadable`: the stored message's headers could not be read; `delay` and
+//!   `expires` are after now; `invalid`: its option headers are invalid, for this reason;
+//!   `retry-of`, `prior`, `schedule`, `work`: the master-only headers `Jetwork-Retry-Of`,
+//!   `-Prior-Attempts`, `-Schedule`, `-Work-Id` as stored; `internal`: stored on
+//!   `jetwork.internal.<queue>`; `pending=<id>`: the runtime's submission of the tick or retry
+//!   of `<id>` decided last, i.e. internal, with its key and `Jetwork-Work-Id`, pending or not)
 //! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]
 //!   [session=<n>]`
 //! - `request <worker> [slots=<n>] [wait=<ms>] [session=<n>]`
@@ -29,12 +35,21 @@
 //!   [slots=<n>] [session=<n>]` (keys may repeat; outcomes keep their order; each carries the
 //!   token its attempt was handed out with, except `forge`: a completion with a wrong token;
 //!   `fatal` is a failure reported as non-retryable)
-//! - `cancel <id> [reason=<why>]`, `pause <queue>`, `resume <queue>`,
-//!   `purge <queue> through=<seq> [unread=<n>]`: an operator's request
+//! - `cancel <id> [reason=<why>]`, `retry <id> [queue=<q>]`, `retry-all <queue>
+//!   [state=failed|cancelled] [limit=<n>]`, `pause <queue>`, `resume <queue>`, `purge <queue>
+//!   [through=<seq> unread=<n>]`: an operator's request (with `through`, the purge's lookup is
+//!   answered at once with these values)
+//! - `looked-up <request> (none | outcome=<id>/<state>/<submit seq>/<attempts>/<results seq>
+//!   [queue=<q>] [priority=<n>] [attempts=<n>] [expires_after=<ms>] | outcomes="<id>/…,…"
+//!   [truncated=true] | last=<seq> [unread=<n>] | unavailable=<why>)`: what the runtime read
+//!   for a lookup
+//! - `pending`: the master's own pending submissions (ticks and retries)
+//! - `old-journal epoch=<n>` (first): start from a journal an older master (format 4 or
+//!   before) led, which recorded no `legacy_through`
 //! - `job <id>`: the job as `jetwork.master.job` reports it from the state
 //! - `schedule-add <name> [queue=<q>] (every=<humantime> | cron="<expr>") [payload=<text>]`,
-//!   `schedule-rm <name>`: an operator's request; `submitted <id>…`: these fired ticks are
-//!   confirmed stored (`TicksSubmitted`); `schedules`: the listing as
+//!   `schedule-rm <name>`: an operator's request; `submitted <id>…`: these pending submissions
+//!   are confirmed stored (`SubmissionsStored`); `schedules`: the listing as
 //!   `jetwork.master.schedules` gives it
 //!
 //! A worker's session is derived from its name unless `session=<n>` gives another (an
@@ -53,6 +68,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use jetwork_shared::job_options::JobOptions;
+use jetwork_shared::jobs::JobState;
 use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
 };
@@ -68,6 +84,9 @@ struct Runner {
     request: RequestId,
     journal: Vec<Event>,
     started: bool,
+    /// The key of every submission of the master's own decided so far, by work id (a copy can
+    /// be stored again after it is no longer pending).
+    keys: std::collections::BTreeMap<WorkId, String>,
 }
 
 impl Runner {
@@ -81,6 +100,7 @@ impl Runner {
             request: 0,
             journal: Vec::new(),
             started: false,
+            keys: std::collections::BTreeMap::new(),
         }
     }
 
@@ -92,6 +112,13 @@ impl Runner {
     fn run_command(&mut self, command: Command) -> Result<String, Box<dyn Error>> {
         self.started = true;
         let out = self.engine.step(command);
+        for event in &out.events {
+            if let Event::ScheduleFired { work_id, key, .. }
+            | Event::RetryDecided { work_id, key, .. } = event
+            {
+                self.keys.insert(work_id.clone(), key.clone());
+            }
+        }
         self.journal.extend(out.events.iter().cloned());
         self.engine.state().check_invariants()?;
         self.engine.check_index()?;
@@ -123,6 +150,33 @@ fn session(worker: &WorkerId, given: Option<&str>) -> Result<Token, Box<dyn Erro
             Ok(Token::from_u128(hash))
         }
     }
+}
+
+/// A stored outcome written `<id>/<state>/<submit seq>/<attempts>/<results seq>`.
+fn stored_outcome(
+    text: &str,
+    queue: &str,
+    options: JobOptions,
+) -> Result<StoredOutcome, Box<dyn Error>> {
+    let parts: Vec<&str> = text.split('/').collect();
+    let [id, state, submit_seq, attempts, results_seq] = parts[..] else {
+        return Err(format!("expected <id>/<state>/<seq>/<attempts>/<results seq>: {text}").into());
+    };
+    let state = match state {
+        "completed" => JobState::Completed,
+        "failed" => JobState::Failed,
+        "cancelled" => JobState::Cancelled,
+        other => return Err(format!("unknown state {other}").into()),
+    };
+    Ok(StoredOutcome {
+        work_id: WorkId::parse(id)?,
+        queue: QueueName::parse(queue)?,
+        state,
+        submit_seq: submit_seq.parse()?,
+        attempts: attempts.parse()?,
+        options,
+        results_seq: results_seq.parse()?,
+    })
 }
 
 impl Runner {
@@ -223,11 +277,122 @@ impl goldenscript::Runner for Runner {
             }
             "purge" => {
                 let queue = QueueName::parse(args.next_pos().ok_or("purge needs <queue>")?)?;
-                let through_seq: u64 =
-                    args.take_key("through").ok_or("purge needs through=")?.parse()?;
+                let through = args.take_key("through").map(str::parse::<u64>).transpose()?;
                 let unread: u64 = args.take_key("unread").map_or(Ok(0), str::parse)?;
                 let request = self.next_request();
-                self.run_command(Command::Purge { request, queue, through_seq, unread, now })?
+                let mut out = self.run_command(Command::Purge { request, queue, now })?;
+                if let Some(through_seq) = through {
+                    let found = Found::LastSubmitted { through_seq, unread };
+                    out += &self.run_command(Command::LookedUp { request, found, now })?;
+                }
+                out
+            }
+            "retry" => {
+                let work_id = WorkId::parse(args.next_pos().ok_or("retry needs <id>")?)?;
+                let queue = args.take_key("queue").map(QueueName::parse).transpose()?;
+                let request = self.next_request();
+                self.run_command(Command::Retry { request, work_id, queue, now })?
+            }
+            "retry-all" => {
+                let queue = QueueName::parse(args.next_pos().ok_or("retry-all needs <queue>")?)?;
+                let state = match args.take_key("state").unwrap_or("failed") {
+                    "failed" => JobState::Failed,
+                    "cancelled" => JobState::Cancelled,
+                    "completed" => JobState::Completed,
+                    other => return Err(format!("unknown state {other}").into()),
+                };
+                let limit = args.take_key("limit").map_or(Ok(100), str::parse)?;
+                let request = self.next_request();
+                self.run_command(Command::RetryAll {
+                    request,
+                    queue,
+                    state,
+                    since_ms: 0,
+                    limit,
+                    now,
+                })?
+            }
+            "looked-up" => {
+                let request: RequestId =
+                    args.next_pos().ok_or("looked-up needs <request>")?.parse()?;
+                let found = if args.next_pos().is_some_and(|word| word == "none") {
+                    Found::Outcome(None)
+                } else if let Some(outcome) = args.take_key("outcome") {
+                    let queue = args.take_key("queue").unwrap_or("q");
+                    let options = JobOptions {
+                        priority: args.take_key("priority").map_or(Ok(0), str::parse)?,
+                        max_attempts: args.take_key("attempts").map(str::parse).transpose()?,
+                        expires_after: args.take_key("expires_after").map_or(Ok(0), str::parse)?,
+                        ..JobOptions::default()
+                    };
+                    Found::Outcome(Some(stored_outcome(outcome, queue, options)?))
+                } else if let Some(list) = args.take_key("outcomes") {
+                    let outcomes = list
+                        .split(',')
+                        .filter(|item| !item.is_empty())
+                        .map(|item| stored_outcome(item, "q", JobOptions::default()))
+                        .collect::<Result<_, _>>()?;
+                    let truncated = args.take_key("truncated").map_or(Ok(false), str::parse)?;
+                    Found::Outcomes { outcomes, truncated }
+                } else if let Some(last) = args.take_key("last") {
+                    let unread = args.take_key("unread").map_or(Ok(0), str::parse)?;
+                    Found::LastSubmitted { through_seq: last.parse()?, unread }
+                } else if let Some(why) = args.take_key("unavailable") {
+                    Found::Unavailable(why.to_owned())
+                } else {
+                    return Err(
+                        "looked-up needs none, outcome=, outcomes=, last= or unavailable=".into()
+                    );
+                };
+                self.run_command(Command::LookedUp { request, found, now })?
+            }
+            "old-journal" => {
+                // A journal an older master (format 4 or before) wrote: it led, and recorded
+                // no `legacy_through`.
+                if self.started {
+                    return Err("old-journal must come before other commands".into());
+                }
+                let epoch = args.take_key("epoch").ok_or("old-journal needs epoch=")?.parse()?;
+                let event = Event::EpochStarted {
+                    epoch,
+                    leader: "old".to_owned(),
+                    at: now,
+                    grace_until: now,
+                    legacy_through: None,
+                };
+                let mut state = State::default();
+                state.apply(&event);
+                self.journal.push(event);
+                self.engine = Engine::new(state, self.engine.policy().clone());
+                String::new()
+            }
+            "pending" => {
+                let mut s = String::new();
+                let state = self.engine.state();
+                for (id, tick) in &state.unsubmitted {
+                    let _ = writeln!(
+                        s,
+                        "tick {id}: queue={} key={} stored={}",
+                        tick.queue, tick.key, tick.stored
+                    );
+                }
+                for (id, retry) in &state.retries {
+                    let _ = writeln!(
+                        s,
+                        "retry {id}: queue={} key={} prior_attempts={} options={} payload_seq={} \
+                         stored={}",
+                        retry.queue,
+                        retry.key,
+                        retry.prior_attempts,
+                        serde_json::to_string(&retry.options)?,
+                        retry.payload_seq,
+                        retry.stored
+                    );
+                }
+                if s.is_empty() {
+                    s.push_str("nothing pending\n");
+                }
+                s
             }
             "pause" | "resume" => {
                 let queue = QueueName::parse(args.next_pos().ok_or("needs <queue>")?)?;
@@ -270,7 +435,7 @@ impl goldenscript::Runner for Runner {
                 while let Some(id) = args.next_pos() {
                     work_ids.push(WorkId::parse(id)?);
                 }
-                self.run_command(Command::TicksSubmitted { work_ids })?
+                self.run_command(Command::SubmissionsStored { work_ids })?
             }
             "schedules" => {
                 let mut s = String::new();
@@ -280,11 +445,13 @@ impl goldenscript::Runner for Runner {
                 for (id, tick) in &self.engine.state().unsubmitted {
                     let _ = writeln!(
                         s,
-                        "unsubmitted {id}: schedule={} queue={} scheduled={} payload={:?}",
+                        "unsubmitted {id}: schedule={} queue={} scheduled={} payload={:?} \
+                         stored={}",
                         tick.schedule,
                         tick.queue,
                         tick.scheduled,
-                        String::from_utf8_lossy(&tick.payload)
+                        String::from_utf8_lossy(&tick.payload),
+                        tick.stored
                     );
                 }
                 s
@@ -310,7 +477,15 @@ impl goldenscript::Runner for Runner {
             "takeover" => {
                 let epoch = args.take_key("epoch").ok_or("takeover needs epoch=")?.parse()?;
                 let leader = args.take_key("leader").unwrap_or("m1").to_owned();
-                self.run_command(Command::Takeover { epoch, leader, seed: [0; 32], now })?
+                let submitted_through =
+                    args.take_key("submitted_through").map_or(Ok(0), str::parse)?;
+                self.run_command(Command::Takeover {
+                    epoch,
+                    leader,
+                    seed: [0; 32],
+                    submitted_through,
+                    now,
+                })?
             }
             "submit" => {
                 let seq = args.take_key("seq").ok_or("submit needs seq=")?.parse()?;
@@ -322,32 +497,53 @@ impl goldenscript::Runner for Runner {
                 let after = args.take_key("after").map_or(Ok(cursor), str::parse)?;
                 let jump = args.take_key("jump").map_or(Ok(false), str::parse)?;
                 let unreadable = args.take_key("unreadable").map(str::to_owned);
-                let prior_attempts = args.take_key("prior").map_or(Ok(0), str::parse)?;
+                let own = |value: Option<&str>| value.map(str::to_owned);
+                let mut bookkeeping = Bookkeeping {
+                    work_id: own(args.take_key("work")),
+                    retry_of: own(args.take_key("retry-of")),
+                    prior_attempts: own(args.take_key("prior")),
+                    schedule: own(args.take_key("schedule")),
+                    scheduled_at: None,
+                };
+                let mut internal = args.take_key("internal").map_or(Ok(false), str::parse)?;
+                let mut msg_id = msg_id;
+                if let Some(id) = args.take_key("pending") {
+                    let id = WorkId::parse(id)?;
+                    let key = self.keys.get(&id).ok_or("no submission decided for this id")?;
+                    msg_id = Some(key.clone());
+                    bookkeeping.work_id = Some(id.to_string());
+                    internal = true;
+                }
                 let relative =
                     |t: Option<&str>| t.map_or(Ok(0), |t| t.parse().map(|t: u64| now + t));
                 let options = match args.take_key("invalid") {
                     Some(why) => Err(why.to_owned()),
-                    None => Ok(JobOptions {
-                        not_before: relative(args.take_key("delay"))?,
-                        priority: args.take_key("priority").map_or(Ok(0), str::parse)?,
-                        max_attempts: args.take_key("attempts").map(str::parse).transpose()?,
-                        timeout: args.take_key("timeout").map(str::parse).transpose()?,
-                        expires: relative(args.take_key("expires"))?,
-                    }),
+                    None => {
+                        let expires = relative(args.take_key("expires"))?;
+                        Ok(JobOptions {
+                            not_before: relative(args.take_key("delay"))?,
+                            priority: args.take_key("priority").map_or(Ok(0), str::parse)?,
+                            max_attempts: args.take_key("attempts").map(str::parse).transpose()?,
+                            timeout: args.take_key("timeout").map(str::parse).transpose()?,
+                            expires,
+                            expires_after: expires.saturating_sub(now),
+                        })
+                    }
                 };
-                let submitted = Command::Submitted {
+                let submitted = Submission {
                     queue,
                     seq,
                     after,
                     jump,
+                    origin: if internal { Origin::Master } else { Origin::Client },
                     msg_id,
                     size,
                     unreadable,
-                    prior_attempts,
+                    bookkeeping,
                     options,
                     now,
                 };
-                self.run_command(submitted)?
+                self.run_command(Command::Submitted(submitted))?
             }
             "register" => {
                 let worker_id = worker(args.next_pos().ok_or("register needs <worker>")?)?;
@@ -503,8 +699,15 @@ fn render(events: &[Event], effects: &[Effect]) -> String {
 
 fn render_event(event: &Event) -> String {
     match event {
-        Event::EpochStarted { epoch, leader, at, grace_until } => {
-            format!("EpochStarted epoch={epoch} leader={leader} at={at} grace_until={grace_until}")
+        Event::EpochStarted { epoch, leader, at, grace_until, legacy_through } => {
+            let legacy = match legacy_through {
+                Some(seq) => format!(" legacy_through={seq}"),
+                None => String::new(),
+            };
+            format!(
+                "EpochStarted epoch={epoch} leader={leader} at={at} grace_until={grace_until}\
+                 {legacy}"
+            )
         }
         Event::WorkAccepted {
             work_id, queue, seq, size, prior_attempts, options, jumped, ..
@@ -578,13 +781,29 @@ fn render_event(event: &Event) -> String {
             String::from_utf8_lossy(payload)
         ),
         Event::ScheduleRemoved { name, at } => format!("ScheduleRemoved {name} at={at}"),
-        Event::ScheduleFired { name, work_id, scheduled, missed, next, at } => format!(
+        Event::ScheduleFired { name, work_id, scheduled, missed, next, at, key } => format!(
             "ScheduleFired {name} {work_id} scheduled={scheduled} missed={missed} next={next} \
-             at={at}"
+             at={at} key={key}"
         ),
         Event::TicksSubmitted { work_ids } => {
             let ids: Vec<_> = work_ids.iter().map(|id| id.as_str()).collect();
             format!("TicksSubmitted [{}]", ids.join(" "))
+        }
+        Event::SubmissionsStored { work_ids } => {
+            let ids: Vec<_> = work_ids.iter().map(|id| id.as_str()).collect();
+            format!("SubmissionsStored [{}]", ids.join(" "))
+        }
+        Event::RetryDecided {
+            work_id, queue, key, prior_attempts, options, payload_seq, ..
+        } => {
+            format!(
+                "RetryDecided {work_id} queue={queue} key={key} prior_attempts={prior_attempts} \
+                 payload_seq={payload_seq} options={}",
+                serde_json::to_string(options).unwrap_or_default()
+            )
+        }
+        Event::PendingDropped { work_id, reason, .. } => {
+            format!("PendingDropped {work_id}: {reason}")
         }
     }
 }
@@ -609,7 +828,20 @@ fn render_effect(effect: &Effect) -> String {
         Effect::Revoke { worker, work_id, attempt } => {
             format!("revoke {work_id}@{attempt} on {worker}")
         }
-        Effect::SubmitTick { work_id } => format!("submit-tick {work_id}"),
+        Effect::Submit { work_id } => format!("submit {work_id}"),
+        Effect::LookUp { request, lookup } => match lookup {
+            LookUp::Outcome { work_id, queue } => match queue {
+                Some(queue) => format!("lookup #{request} outcome {work_id} in {queue}"),
+                None => format!("lookup #{request} outcome {work_id}"),
+            },
+            LookUp::Outcomes { queue, state, since_ms, limit } => format!(
+                "lookup #{request} outcomes of {queue} {} since={since_ms} limit={limit}",
+                state.as_str()
+            ),
+            LookUp::LastSubmitted { queue } => {
+                format!("lookup #{request} last submission of {queue}")
+            }
+        },
     }
 }
 
@@ -659,6 +891,10 @@ fn render_reply(reply: &Reply) -> String {
             "purged cancelled={} backlog={} through_seq={} running={}",
             purged.cancelled, purged.backlog, purged.through_seq, purged.running
         ),
+        Reply::RetriedAll(r) => format!(
+            "retried-all retried={} skipped={} truncated={}: {}",
+            r.retried, r.skipped, r.truncated, r.message
+        ),
         Reply::Error(e) => format!("error {}: {}", e.code, e.message),
     }
 }
@@ -694,6 +930,9 @@ fn render_state(state: &State, now: Millis) -> String {
                 false => format!(" jumped={:?}", q.jumped),
             },
         );
+        if !q.jumped_ids.is_empty() {
+            let _ = writeln!(s, "queue {name}: jumped ids {:?}", q.jumped_ids);
+        }
     }
     let mut ids: Vec<_> = state.work.keys().collect();
     ids.sort();

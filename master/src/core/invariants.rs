@@ -16,6 +16,11 @@ impl State {
             if q.jumped.first().is_some_and(|seq| *seq <= q.cursor) {
                 return Err(format!("{name} lists a jumped submission at or below its cursor"));
             }
+            if let Some((id, seq)) =
+                q.jumped_ids.iter().find(|(_, seq)| **seq <= q.cursor || !q.jumped.contains(seq))
+            {
+                return Err(format!("{name} lists {id} as taken out of turn at {seq}, not jumped"));
+            }
             for (priority, id) in
                 q.ready.iter().map(|id| (0, id)).chain(
                     q.prioritized.iter().flat_map(|(p, lane)| lane.iter().map(|id| (*p, id))),
@@ -36,6 +41,12 @@ impl State {
                     return Err(format!("{id} is ready twice"));
                 }
             }
+        }
+        if let Some(id) = self.retries.keys().find(|id| self.unsubmitted.contains_key(*id)) {
+            return Err(format!("{id} has a pending tick and a pending retry"));
+        }
+        if let Some(id) = self.retries.keys().find(|id| self.work.contains_key(*id)) {
+            return Err(format!("{id} has a pending retry while in flight"));
         }
         let mut running = 0;
         let mut waiting = 0;

@@ -30,6 +30,8 @@ mod effect;
 mod engine;
 mod event;
 mod invariants;
+mod lookup;
+mod pending_retry;
 pub mod policy;
 mod rate;
 mod running;
@@ -37,6 +39,7 @@ mod schedule;
 mod serving;
 mod state;
 mod status;
+mod submission;
 pub mod upkeep;
 
 #[cfg(test)]
@@ -51,12 +54,15 @@ pub use command::Command;
 pub use effect::{AssignmentRef, Effect, Reply, ReplyError};
 pub use engine::{Engine, Output};
 pub use event::{Event, JournalBatch};
+pub use lookup::{Found, LookUp, StoredOutcome};
+pub use pending_retry::PendingRetry;
 pub use policy::Policy;
 pub use rate::RateLimits;
 pub use running::RunningCounts;
 pub use schedule::{FiredTick, Schedule};
 pub use serving::Serving;
 pub use state::{Publication, PublicationKey, QueueState, Running, State, Work, Worker};
+pub use submission::{Bookkeeping, Origin, Submission};
 
 /// Milliseconds since the Unix epoch, on the leader's clock.
 pub type Millis = u64;

@@ -9,6 +9,15 @@
 //!   expired, and each runs with its own timeout if it set one;
 //! - a submission read after its queue was purged through it is never handed out (it is
 //!   finished as cancelled);
+//! - every outcome the engine publishes is stored: the modelled results stream fences each
+//!   work id's subject by submit sequence as the publisher does, and no run's outcome is ever
+//!   refused as older than one already stored, however reads are reordered (priority jumps,
+//!   re-reads, re-submissions of an id);
+//! - a submission on the master's own subject is accepted only against a pending decision
+//!   (a fired tick, a decided retry) with its key, at most once; one carrying master-only
+//!   headers on a client's subject, or a forged or re-stored copy on the master's, is never
+//!   accepted; operators' retries are decided from a modelled results stream and answered
+//!   late, so the state may change in between;
 //! - no more attempts of a queue run at once than its concurrency limit (`q0` has one), and
 //!   within one leader's term no more start in any second than twice its rate (a full bucket
 //!   and a second's refill; `q1` has a rate);
@@ -102,10 +111,26 @@ enum Action {
     },
     /// An operator removes schedule `s<name>`.
     ScheduleRemove(u8),
-    /// Every fired tick is confirmed stored.
+    /// Every pending submission of the master's own is confirmed stored.
     SubmitTicks,
-    /// An operator purges a queue through its last stored submission.
+    /// An operator purges a queue (answered by a later `Answer`).
     Purge(u8),
+    /// An operator retries an item (answered by a later `Answer`).
+    Retry(u8),
+    /// An operator retries a queue's failed jobs (answered by a later `Answer`).
+    RetryAll(u8),
+    /// The runtime answers the oldest lookup, from the streams as they are now.
+    Answer,
+    /// A client stores a submission carrying master-only headers, or (with `internal`) someone
+    /// stores one on the master's subject under a key of their own.
+    Forge {
+        queue: u8,
+        id: u8,
+        internal: bool,
+    },
+    /// A successor submits every pending submission of the master's own again, stored or not,
+    /// after the dedup horizon (a second copy of each lands in the stream).
+    Resubmit,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -146,6 +171,16 @@ fn action() -> impl Strategy<Value = Action> {
         (0u8..2).prop_map(Action::ScheduleRemove),
         Just(Action::SubmitTicks),
         (0u8..2).prop_map(Action::Purge),
+        (0u8..8).prop_map(Action::Retry),
+        (0u8..2).prop_map(Action::RetryAll),
+        Just(Action::Answer),
+        Just(Action::Answer),
+        (0u8..2, 0u8..8, proptest::bool::ANY).prop_map(|(queue, id, internal)| Action::Forge {
+            queue,
+            id,
+            internal
+        }),
+        Just(Action::Resubmit),
     ]
 }
 
@@ -164,6 +199,11 @@ fn schedule(i: u8) -> jetwork_shared::schedules::ScheduleName {
 
 fn queue(i: u8) -> QueueName {
     QueueName::parse(&format!("q{i}")).expect("valid queue")
+}
+
+/// The modelled queue a queue name is.
+fn index(name: &QueueName) -> u8 {
+    (0..2).find(|i| queue(*i) == *name).expect("a modelled queue")
 }
 
 fn work_id(i: u8) -> WorkId {
@@ -185,12 +225,28 @@ struct Harness {
     seq: u64,
     request: RequestId,
     epoch: u64,
-    /// The submit stream, per queue: sequence and `Nats-Msg-Id`.
-    streams: BTreeMap<u8, Vec<(u64, Option<String>)>>,
+    /// The submit stream, per queue, in sequence order.
+    streams: BTreeMap<u8, Vec<Stored>>,
     /// Every reader started, oldest first.
     readers: Vec<Reader>,
     /// Submissions the journal accepted or rejected.
     taken: BTreeSet<u64>,
+    /// The results stream: the outcomes stored on each queue's subject of each work id, in
+    /// order (submit sequence, state, last attempt).
+    results: BTreeMap<(QueueName, WorkId), Vec<(u64, jetwork_shared::jobs::JobState, u32)>>,
+    /// Lookups the engine asked for, not yet answered.
+    lookups: Vec<(RequestId, LookUp)>,
+}
+
+/// A modelled message of the submit stream.
+#[derive(Debug, Clone)]
+struct Stored {
+    seq: u64,
+    msg_id: Option<String>,
+    /// On the master's own subject, with this `Jetwork-Work-Id`.
+    master: Option<WorkId>,
+    /// A client's message carrying `Jetwork-Retry-Of`.
+    claims_retry: bool,
 }
 
 /// A modelled queue reader: delivers its queue's submissions in stream order after `pos`.
@@ -209,29 +265,26 @@ impl Harness {
             if let Event::WorkAccepted { seq, .. } | Event::SubmissionRejected { seq, .. } = event {
                 assert!(self.taken.insert(*seq), "submission {seq} taken twice");
             }
+            if let Event::WorkAccepted { seq, work_id, .. } = event {
+                let stored = self.streams.values().flatten().find(|m| m.seq == *seq);
+                let stored = stored.expect("an accepted submission is stored");
+                assert!(!stored.claims_retry, "{work_id}: a client's claimed retry was accepted");
+                if let Some(named) = &stored.master {
+                    assert_eq!(named, work_id, "a master submission ran another id");
+                }
+            }
         }
         self.journal.extend(out.events);
         for effect in out.effects {
             match effect {
                 Effect::Reread { queue, from } => {
-                    let queue =
-                        (0..2).find(|i| self::queue(*i) == queue).expect("a modelled queue");
-                    self.readers.push(Reader { queue, pos: from - 1, alive: true });
+                    let q = index(&queue);
+                    self.readers.push(Reader { queue: q, pos: from - 1, alive: true });
                 }
-                // The runtime submits the tick under its id; the stream drops a second copy
-                // of an id it holds (the duplicate window outlasts these runs).
-                Effect::SubmitTick { work_id } => {
-                    let Some(tick) = self.engine.state().unsubmitted.get(&work_id) else {
-                        continue;
-                    };
-                    let q = (0..2).find(|i| queue(*i) == tick.queue).expect("a modelled queue");
-                    let stream = self.streams.entry(q).or_default();
-                    let id = Some(work_id.to_string());
-                    if !stream.iter().any(|(_, msg_id)| *msg_id == id) {
-                        self.seq += 1;
-                        stream.push((self.seq, id));
-                    }
-                }
+                // The runtime submits it under its key; the stream drops a second copy of a
+                // key it holds (the duplicate window outlasts these runs).
+                Effect::Submit { work_id } => self.submit_own(&work_id, false),
+                Effect::LookUp { request, lookup } => self.lookups.push((request, lookup)),
                 _ => {}
             }
         }
@@ -239,6 +292,96 @@ impl Harness {
             panic!("invariant broken: {e}\n{:#?}", self.engine.state());
         }
         self.check_cursors();
+    }
+
+    /// The runtime stores the pending submission of `work_id` of the master's own (unless
+    /// `again`, only if no copy of its key is stored: a duplicate).
+    fn submit_own(&mut self, work_id: &WorkId, again: bool) {
+        let Some((queue, key)) = self.engine.state().pending_submission(work_id) else { return };
+        let (q, key) = (index(queue), Some(key.to_owned()));
+        let stream = self.streams.entry(q).or_default();
+        if again || !stream.iter().any(|m| m.msg_id == key) {
+            self.seq += 1;
+            let master = Some(work_id.clone());
+            stream.push(Stored { seq: self.seq, msg_id: key, master, claims_retry: false });
+        }
+    }
+
+    /// Answers the oldest lookup from the modelled streams as they are now.
+    fn answer(&mut self, now: Millis) {
+        if self.lookups.is_empty() {
+            return;
+        }
+        let (request, lookup) = self.lookups.remove(0);
+        let outcome = |(queue, work_id): &(QueueName, WorkId), stored: &Vec<_>| {
+            let (seq, state, attempts): (u64, jetwork_shared::jobs::JobState, u32) =
+                *stored.last()?;
+            Some(StoredOutcome {
+                work_id: work_id.clone(),
+                queue: queue.clone(),
+                state,
+                submit_seq: seq,
+                attempts,
+                options: JobOptions::default(),
+                results_seq: seq + 10_000,
+            })
+        };
+        let found = match lookup {
+            LookUp::Outcome { work_id, queue } => Found::Outcome(
+                self.results
+                    .iter()
+                    .filter(|((q, id), _)| *id == work_id && queue.as_ref().is_none_or(|x| x == q))
+                    .filter_map(|(key, stored)| outcome(key, stored))
+                    .next(),
+            ),
+            LookUp::Outcomes { queue, state, .. } => Found::Outcomes {
+                outcomes: self
+                    .results
+                    .iter()
+                    .filter(|((q, _), _)| *q == queue)
+                    .filter_map(|(key, stored)| outcome(key, stored))
+                    .filter(|o| o.state == state)
+                    .collect(),
+                truncated: false,
+            },
+            LookUp::LastSubmitted { queue } => {
+                let stream = self.streams.get(&index(&queue));
+                let through_seq = stream.and_then(|s| s.last()).map_or(0, |m| m.seq);
+                Found::LastSubmitted { through_seq, unread: 0 }
+            }
+        };
+        self.step(Command::LookedUp { request, found, now });
+    }
+
+    /// Publishes every outcome waiting, as the publisher does (fenced per subject by submit
+    /// sequence), and records them as published.
+    fn publish_all(&mut self) {
+        let unpublished: Vec<_> = self.engine.state().unpublished.clone().into_iter().collect();
+        for (_, publication) in &unpublished {
+            use jetwork_shared::jobs::JobState;
+            let (work_id, queue, seq, state, attempt) = match publication {
+                Publication::Completed { work_id, queue, seq, attempt, .. } => {
+                    (work_id, queue, *seq, JobState::Completed, *attempt)
+                }
+                Publication::Failed { work_id, queue, seq, attempt, .. } => {
+                    (work_id, queue, *seq, JobState::Failed, *attempt)
+                }
+                Publication::Cancelled { work_id, queue, seq, attempt, .. } => {
+                    (work_id, queue, *seq, JobState::Cancelled, *attempt)
+                }
+                Publication::Rejected { .. } => continue,
+            };
+            let stored = self.results.entry((queue.clone(), work_id.clone())).or_default();
+            match stored.last() {
+                Some((last, ..)) if *last == seq => {}
+                Some((last, ..)) if *last > seq => panic!(
+                    "the outcome of {work_id} run {seq} was refused: run {last} is stored over it"
+                ),
+                _ => stored.push((seq, state, attempt)),
+            }
+        }
+        let keys = unpublished.into_iter().map(|(key, _)| key).collect();
+        self.step(Command::Published { keys });
     }
 
     /// The token attempt `attempt` of item `i` was handed out with (zero if unknown).
@@ -252,8 +395,8 @@ impl Harness {
     fn check_cursors(&self) {
         for (q, stream) in &self.streams {
             let cursor = self.engine.state().queues.get(&queue(*q)).map_or(0, |s| s.cursor);
-            for (seq, _) in stream.iter().filter(|(seq, _)| *seq <= cursor) {
-                assert!(self.taken.contains(seq), "q{q} cursor {cursor} skipped submission {seq}");
+            for seq in stream.iter().map(|m| m.seq).filter(|seq| *seq <= cursor) {
+                assert!(self.taken.contains(&seq), "q{q} cursor {cursor} skipped submission {seq}");
             }
         }
     }
@@ -270,42 +413,41 @@ impl Harness {
     fn deliver(&mut self, index: usize, lose: bool, now: Millis) {
         let Some(reader) = self.readers.get(index).filter(|r| r.alive) else { return };
         let (q, after) = (reader.queue, reader.pos);
-        let next = self.streams.get(&q).and_then(|s| s.iter().find(|(seq, _)| *seq > after));
-        let Some((seq, msg_id)) = next.cloned() else { return };
+        let next = self.streams.get(&q).and_then(|s| s.iter().find(|m| m.seq > after));
+        let Some(stored) = next.cloned() else { return };
         let reader = &mut self.readers[index];
         if lose {
             reader.alive = false;
             return;
         }
-        reader.pos = seq;
-        self.submitted(q, seq, msg_id, Some(after), now);
+        reader.pos = stored.seq;
+        self.submitted(q, stored, Some(after), now);
     }
 
     /// Reads the `nth` stored submission of queue `q` past its cursor out of turn.
     fn jump(&mut self, q: u8, nth: u8, now: Millis) {
         let cursor = self.engine.state().queues.get(&queue(q)).map_or(0, |s| s.cursor);
         let stream = self.streams.get(&q).map(Vec::as_slice).unwrap_or_default();
-        let Some((seq, msg_id)) = stream.iter().filter(|(seq, _)| *seq > cursor).nth(nth.into())
-        else {
+        let Some(stored) = stream.iter().filter(|m| m.seq > cursor).nth(nth.into()) else {
             return;
         };
-        self.submitted(q, *seq, msg_id.clone(), None, now);
+        self.submitted(q, stored.clone(), None, now);
     }
 
-    /// Steps submission `seq` of queue `q`: delivered in turn after `after`, or out of turn.
-    fn submitted(
-        &mut self,
-        q: u8,
-        seq: u64,
-        msg_id: Option<String>,
-        after: Option<u64>,
-        now: Millis,
-    ) {
+    /// Steps a stored submission of queue `q`: delivered in turn after `after`, or out of turn.
+    fn submitted(&mut self, q: u8, stored: Stored, after: Option<u64>, now: Millis) {
+        let Stored { seq, msg_id, master, claims_retry } = stored;
         // Every fifth submission's headers could not be read.
         let unreadable = (seq % 5 == 0).then(|| "malformed headers: not UTF-8".to_owned());
         let queue = queue(q);
-        // Every seventh is a retry of an earlier run that used two attempts.
-        let prior_attempts = if seq % 7 == 3 { 2 } else { 0 };
+        let mut bookkeeping = Bookkeeping {
+            work_id: master.as_ref().map(|id| id.to_string()),
+            ..Bookkeeping::default()
+        };
+        if claims_retry {
+            bookkeeping.retry_of = msg_id.clone();
+            bookkeeping.prior_attempts = Some("2".to_owned());
+        }
         let size = 10;
         let options = if seq % 11 == 4 {
             Err("invalid Jetwork-Priority \"12\": must be an integer from 0 to 9".to_owned())
@@ -318,20 +460,22 @@ impl Harness {
                 max_attempts: (seq % 6 == 2).then_some(1 + (seq % 2) as u32),
                 timeout: (seq % 8 == 5).then_some(700),
                 expires: if seq % 9 == 2 { now + 900 } else { 0 },
+                expires_after: if seq % 9 == 2 { 900 } else { 0 },
             })
         };
-        self.step(Command::Submitted {
+        self.step(Command::Submitted(Submission {
             queue,
             seq,
             after: after.unwrap_or_default(),
             jump: after.is_none(),
+            origin: if master.is_some() { Origin::Master } else { Origin::Client },
             msg_id,
             size,
             unreadable,
-            prior_attempts,
+            bookkeeping,
             options,
             now,
-        });
+        }));
     }
 
     fn run(&mut self, action: Action) {
@@ -345,7 +489,8 @@ impl Harness {
                 self.seq += 1;
                 let msg_id =
                     id.map(|i| if i == 7 { "bad.id".to_owned() } else { work_id(i).to_string() });
-                self.streams.entry(q).or_default().push((self.seq, msg_id));
+                let stored = Stored { seq: self.seq, msg_id, master: None, claims_retry: false };
+                self.streams.entry(q).or_default().push(stored);
                 // The queue's newest reader delivers its next message (usually this one).
                 if let Some(newest) = self.readers.iter().rposition(|r| r.queue == q) {
                     self.deliver(newest, false, now);
@@ -411,10 +556,7 @@ impl Harness {
                 let msg = Report { worker_id: worker(w), session, outcomes, slots };
                 self.step(Command::Report { request, msg, now });
             }
-            Action::PublishAll => {
-                let keys = self.engine.state().unpublished.keys().cloned().collect();
-                self.step(Command::Published { keys });
-            }
+            Action::PublishAll => self.publish_all(),
             Action::Missing(i) => self.step(Command::PayloadMissing { work_id: work_id(i), now }),
             Action::Cancel(i) => {
                 let reason = Some("test".to_owned());
@@ -438,14 +580,47 @@ impl Harness {
                 self.step(Command::ScheduleRemove { request, name: schedule(name), now });
             }
             Action::SubmitTicks => {
-                let work_ids = self.engine.state().unsubmitted.keys().cloned().collect();
-                self.step(Command::TicksSubmitted { work_ids });
+                let state = self.engine.state();
+                let pending = state.unsubmitted.keys().chain(state.retries.keys());
+                let work_ids = pending.cloned().collect();
+                self.step(Command::SubmissionsStored { work_ids });
             }
-            Action::Purge(q) => {
-                let stream = self.streams.get(&q);
-                let through_seq = stream.and_then(|s| s.last()).map_or(0, |(seq, _)| *seq);
-                let queue = queue(q);
-                self.step(Command::Purge { request, queue, through_seq, unread: 0, now });
+            Action::Purge(q) => self.step(Command::Purge { request, queue: queue(q), now }),
+            Action::Retry(i) => {
+                let (work_id, queue) = (work_id(i), None);
+                self.step(Command::Retry { request, work_id, queue, now });
+            }
+            Action::RetryAll(q) => {
+                let (queue, state) = (queue(q), jetwork_shared::jobs::JobState::Failed);
+                self.step(Command::RetryAll { request, queue, state, since_ms: 0, limit: 5, now });
+            }
+            Action::Answer => self.answer(now),
+            Action::Forge { queue: q, id, internal } => {
+                self.seq += 1;
+                let id = work_id(id);
+                let stored = match internal {
+                    true => Stored {
+                        seq: self.seq,
+                        msg_id: Some(format!("{id}~forged")),
+                        master: Some(id),
+                        claims_retry: false,
+                    },
+                    false => Stored {
+                        seq: self.seq,
+                        msg_id: Some(id.to_string()),
+                        master: None,
+                        claims_retry: true,
+                    },
+                };
+                self.streams.entry(q).or_default().push(stored);
+            }
+            Action::Resubmit => {
+                let state = self.engine.state();
+                let pending: Vec<WorkId> =
+                    state.unsubmitted.keys().chain(state.retries.keys()).cloned().collect();
+                for work_id in pending {
+                    self.submit_own(&work_id, true);
+                }
             }
             Action::Takeover => {
                 // A new leader replays the journal and carries on from there.
@@ -459,6 +634,7 @@ impl Harness {
                     seed: [self.epoch as u8; 32],
                     epoch: self.epoch,
                     leader: format!("m{}", self.epoch),
+                    submitted_through: self.seq,
                     now,
                 });
                 // Readers of the old leader may still deliver late; the new one starts its own.
@@ -637,8 +813,17 @@ proptest! {
             streams: BTreeMap::new(),
             readers: Vec::new(),
             taken: BTreeSet::new(),
+            results: BTreeMap::new(),
+            lookups: Vec::new(),
         };
-        h.step(Command::Takeover { epoch: 1, leader: "m1".to_owned(), seed: [1; 32], now: 0 });
+        let takeover = Command::Takeover {
+            epoch: 1,
+            leader: "m1".to_owned(),
+            seed: [1; 32],
+            submitted_through: 0,
+            now: 0,
+        };
+        h.step(takeover);
         h.start_readers();
         for action in actions {
             h.run(action);
@@ -700,10 +885,205 @@ fn apply_is_total_on_events_that_do_not_fit() {
             missed: 0,
             next: 2000,
             at: 1000,
+            key: String::new(),
         },
         Event::TicksSubmitted { work_ids: vec![id.clone()] },
+        Event::SubmissionsStored { work_ids: vec![id.clone()] },
+        Event::PendingDropped { work_id: id.clone(), reason: "x".into(), at: 1 },
     ] {
         state.apply(&event);
         assert_eq!(state, State::default(), "{event:?} changed an empty state");
+    }
+}
+
+/// What happens to a queue whose work ids are submitted again and again, read in turn and out
+/// of turn in any order.
+#[derive(Debug, Clone)]
+enum ReadAction {
+    /// A submission of `id` (one of a few, so they repeat), with a priority or not.
+    Submit { id: u8, priority: bool },
+    /// The queue's reader delivers its next submission.
+    Deliver,
+    /// The `nth` unread submission is read out of turn (a priority jump).
+    Jump { nth: u8 },
+    /// The worker runs everything it can get and reports it completed; the outcomes are
+    /// published.
+    Run,
+}
+
+fn read_action() -> impl Strategy<Value = ReadAction> {
+    prop_oneof![
+        (0u8..3, proptest::bool::ANY)
+            .prop_map(|(id, priority)| ReadAction::Submit { id, priority }),
+        Just(ReadAction::Deliver),
+        (0u8..3).prop_map(|nth| ReadAction::Jump { nth }),
+        Just(ReadAction::Run),
+    ]
+}
+
+/// One queue, one worker that completes whatever it gets, and a modelled results stream fenced
+/// per subject by submit sequence (as the publisher does).
+struct Reads {
+    engine: Engine,
+    /// The submit stream: sequence, work id, priority.
+    stream: Vec<(u64, WorkId, u8)>,
+    /// The last submission the reader delivered.
+    delivered: u64,
+    /// The results stream: the submit sequences stored on each work id's subject, in order.
+    results: BTreeMap<WorkId, Vec<u64>>,
+    /// Submissions taken: accepted (the run's own outcome is due) or rejected.
+    accepted: BTreeSet<u64>,
+    rejected: BTreeSet<u64>,
+    request: RequestId,
+    now: Millis,
+}
+
+impl Reads {
+    fn step(&mut self, command: Command) -> Output {
+        let out = self.engine.step(command);
+        for event in &out.events {
+            match event {
+                Event::WorkAccepted { seq, .. } => assert!(self.accepted.insert(*seq)),
+                Event::SubmissionRejected { seq, .. } => assert!(self.rejected.insert(*seq)),
+                _ => {}
+            }
+        }
+        self.engine.state().check_invariants().expect("invariants");
+        out
+    }
+
+    fn read(&mut self, seq: u64, jump: bool) {
+        let Some((_, id, priority)) = self.stream.iter().find(|(s, ..)| *s == seq).cloned() else {
+            return;
+        };
+        let mut submission = Submission::plain(queue(0), seq, Some(id.as_str()), self.now);
+        submission.after = self.delivered;
+        submission.jump = jump;
+        submission.options = Ok(JobOptions { priority, ..JobOptions::default() });
+        self.step(Command::Submitted(submission));
+    }
+
+    fn run(&mut self) {
+        self.request += 1;
+        let session = session_token(0, 0);
+        let msg = RequestWork { worker_id: worker(0), session, slots: 64, wait_ms: 0 };
+        let out = self.step(Command::RequestWork { request: self.request, msg, now: self.now });
+        let assignments: Vec<AssignmentRef> = out
+            .effects
+            .into_iter()
+            .filter_map(|effect| match effect {
+                Effect::Reply { reply: Reply::Grant { assignments }, .. } => Some(assignments),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let outcomes = assignments
+            .iter()
+            .map(|a| Outcome {
+                work_id: a.work_id.clone(),
+                attempt: a.attempt,
+                token: a.token,
+                status: OutcomeStatus::Completed,
+                result: Bytes::from_static(b"r"),
+                reason: None,
+                non_retryable: false,
+            })
+            .collect();
+        self.request += 1;
+        let msg = Report { worker_id: worker(0), session, outcomes, slots: 0 };
+        self.step(Command::Report { request: self.request, msg, now: self.now });
+        // The publisher: each outcome goes over an older run's, never under a newer one's.
+        let unpublished: Vec<_> = self.engine.state().unpublished.clone().into_iter().collect();
+        for (_, publication) in &unpublished {
+            let Publication::Completed { work_id, seq, .. } = publication else { continue };
+            let stored = self.results.entry(work_id.clone()).or_default();
+            match stored.last() {
+                Some(last) if last > seq => {
+                    panic!("{work_id}: run {seq}'s outcome refused, run {last} is stored over it")
+                }
+                Some(last) if last == seq => {}
+                _ => stored.push(*seq),
+            }
+        }
+        let keys = unpublished.into_iter().map(|(key, _)| key).collect();
+        self.step(Command::Published { keys });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// However submissions of the same ids are read (in turn, out of turn, re-read), every
+    /// stored submission is taken once, and every accepted run's outcome is stored (never
+    /// refused as older than one already there): one stored outcome per acknowledged
+    /// submission.
+    #[test]
+    fn every_run_stores_its_outcome_whatever_the_read_order(
+        actions in proptest::collection::vec(read_action(), 1..80),
+    ) {
+        let mut r = Reads {
+            engine: Engine::new(State::default(), Policy::default()),
+            stream: Vec::new(),
+            delivered: 0,
+            results: BTreeMap::new(),
+            accepted: BTreeSet::new(),
+            rejected: BTreeSet::new(),
+            request: 0,
+            now: 0,
+        };
+        let takeover = Command::Takeover {
+            epoch: 1,
+            leader: "m1".to_owned(),
+            seed: [3; 32],
+            submitted_through: 0,
+            now: 0,
+        };
+        r.step(takeover);
+        r.request += 1;
+        let msg = RegisterWorker {
+            worker_id: worker(0),
+            session: session_token(0, 0),
+            queues: vec![queue(0)],
+            capacity: 64,
+            running: vec![],
+        };
+        r.step(Command::Register { request: r.request, msg, now: 0 });
+        for action in actions {
+            r.now += 10;
+            match action {
+                ReadAction::Submit { id, priority } => {
+                    let seq = r.stream.len() as u64 + 1;
+                    r.stream.push((seq, work_id(id), if priority { 5 } else { 0 }));
+                }
+                ReadAction::Deliver => {
+                    let next = r.delivered + 1;
+                    if next <= r.stream.len() as u64 {
+                        r.read(next, false);
+                        r.delivered = next;
+                    }
+                }
+                ReadAction::Jump { nth } => {
+                    let seq = r.delivered + 1 + u64::from(nth);
+                    r.read(seq, true);
+                }
+                ReadAction::Run => r.run(),
+            }
+        }
+        // Everything is read in the end, and runs.
+        while r.delivered < r.stream.len() as u64 {
+            let next = r.delivered + 1;
+            r.read(next, false);
+            r.delivered = next;
+            r.run();
+        }
+        r.run();
+        for (seq, id, _) in &r.stream {
+            let taken = r.accepted.contains(seq) as u8 + r.rejected.contains(seq) as u8;
+            prop_assert_eq!(taken, 1, "submission {} of {} taken {} times", seq, id, taken);
+            if r.accepted.contains(seq) {
+                let stored = r.results.get(id).is_some_and(|runs| runs.contains(seq));
+                prop_assert!(stored, "run {} of {} has no stored outcome", seq, id);
+            }
+        }
     }
 }

@@ -1,14 +1,15 @@
 //! [`Schedule`]: a recurring schedule as the state holds it, and [`FiredTick`], a tick that was
-//! fired (journaled) but whose submission to `JETWORK_SUBMIT` is not yet confirmed stored.
+//! fired (journaled) and whose submission to `JETWORK_SUBMIT` has not been read back yet.
 //!
 //! Invariants:
 //! - a schedule's `next` is the first tick after the latest one fired (or after the time it
 //!   was added): every tick before `next` was either fired once or counted in `missed`;
-//! - a tick is in `State::unsubmitted` from its `ScheduleFired` until its `TicksSubmitted`, or
-//!   until its submission is read back and accepted (`WorkAccepted` under its id), whichever
-//!   comes first; while it is there, every leader (re-)submits it under its derived work id,
-//!   which makes the re-submission a duplicate JetStream drops (see "Recurring schedules" in
-//!   `docs/architecture.md`).
+//! - a tick is in `State::unsubmitted` from its `ScheduleFired` until its submission is read
+//!   back from the stream (accepted or rejected), or, in journals older than format 5, until
+//!   its `TicksSubmitted`. Until it is `stored`, every leader (re-)submits it under its key,
+//!   which makes a re-submission a duplicate JetStream drops; reading it back consumes the
+//!   entry, so a copy stored again after the dedup horizon finds none and is refused (see
+//!   "Recurring schedules" in `docs/architecture.md`).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -36,14 +37,23 @@ pub struct Schedule {
     pub last: Option<Millis>,
 }
 
-/// A fired tick waiting for its submission to be confirmed stored.
+/// A fired tick waiting for its submission to be read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FiredTick {
     pub schedule: ScheduleName,
     pub queue: QueueName,
+    /// Submitted as its body (emptied once it is stored: never needed again).
     pub payload: Bytes,
     /// The tick's scheduled time (which its work id encodes).
     pub scheduled: Millis,
+    /// Its submission's `Nats-Msg-Id`: drawn by the engine, so nobody can guess it and make
+    /// JetStream drop the tick as a duplicate of their own message. Empty in journals older
+    /// than format 5: the work id then.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// Confirmed stored in `JETWORK_SUBMIT`: not submitted again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stored: bool,
 }
 
 impl Schedule {

@@ -13,7 +13,11 @@
 //! - `cursor` of a queue is the highest submit sequence consumed from that queue, so
 //!   re-reading the stream after a takeover never accepts a submission twice; `jumped` holds
 //!   the submissions past it taken out of turn (priority jumps), which the cursor passes
-//!   without taking them again: every entry is above the cursor.
+//!   without taking them again: every entry is above the cursor; `jumped_ids` holds the work
+//!   ids of those taken as work, each with its highest such sequence (also above the cursor);
+//! - a work id has at most one pending submission of the master's own (a tick in
+//!   `unsubmitted`, a retry in `retries`), and a retry is pending only while its id is not in
+//!   flight.
 //!
 //! Memory is bounded by what is being dispatched: ready items are read ahead only as far as
 //! workers can take them (the backlog stays in `JETWORK_SUBMIT`), running items by the
@@ -29,7 +33,7 @@ use jetwork_shared::jobs::{AttemptOutcome, AttemptRecord};
 use jetwork_shared::schedules::ScheduleName;
 use jetwork_shared::{headers, QueueName, Token, WorkId, WorkerId};
 
-use super::{Event, FiredTick, Millis, Schedule};
+use super::{Event, FiredTick, Millis, PendingRetry, Schedule};
 
 /// The durable state of the master.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -57,9 +61,17 @@ pub struct State {
     /// without schedules encodes exactly as before they existed.)
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schedules: BTreeMap<ScheduleName, Schedule>,
-    /// Fired ticks whose submission is not yet confirmed stored, by work id.
+    /// Fired ticks whose submission has not been read back yet, by work id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unsubmitted: BTreeMap<WorkId, FiredTick>,
+    /// Decided retries whose submission has not been read back yet, by work id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retries: BTreeMap<WorkId, PendingRetry>,
+    /// Submissions stored up to this `JETWORK_SUBMIT` sequence may be retries and ticks an
+    /// older master (before format 5) put on the clients' subject: their bookkeeping headers
+    /// are honoured there. `None` until a leader of format 5 or later has led.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_through: Option<u64>,
 }
 
 /// One queue's position in the submit stream and its ready items.
@@ -94,9 +106,29 @@ pub struct QueueState {
     /// encoding while empty.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub jumped: BTreeSet<u64>,
+    /// The work ids accepted out of turn whose submissions the cursor has not passed yet, each
+    /// with the highest such sequence: a submission of one of them stored *before* that is
+    /// refused when read, since a later run of its id was taken first (runs of an id are
+    /// ordered by their submissions; see `engine/intake.rs`). Left out of the encoding while
+    /// empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub jumped_ids: BTreeMap<WorkId, u64>,
 }
 
 impl State {
+    /// The master's own pending submission of `work_id` (a tick or a retry), if any: its
+    /// queue and its key (`Nats-Msg-Id`; a tick fired before format 5 has its work id).
+    pub fn pending_submission<'a>(
+        &'a self,
+        work_id: &'a WorkId,
+    ) -> Option<(&'a QueueName, &'a str)> {
+        if let Some(tick) = self.unsubmitted.get(work_id) {
+            let key = if tick.key.is_empty() { work_id.as_str() } else { &tick.key };
+            return Some((&tick.queue, key));
+        }
+        self.retries.get(work_id).map(|retry| (&retry.queue, retry.key.as_str()))
+    }
+
     /// Where the first `limit` queues are read up to: (queue, cursor, submissions past the
     /// cursor already taken out of turn), for counting what is still unread in the stream.
     pub fn read_positions(&self, limit: usize) -> Vec<(QueueName, u64, u64)> {
@@ -124,6 +156,8 @@ impl QueueState {
         self.cursor = self.cursor.max(seq);
         if self.jumped.first().is_some_and(|first| *first <= self.cursor) {
             self.jumped = self.jumped.split_off(&(self.cursor + 1));
+            let cursor = self.cursor;
+            self.jumped_ids.retain(|_, jumped| *jumped > cursor);
         }
     }
 }
@@ -272,6 +306,9 @@ pub enum Publication {
         reason: String,
         #[serde(default)]
         history: Vec<AttemptRecord>,
+        /// What the run asked for: stored with the outcome, so a retry keeps what it may.
+        #[serde(default, skip_serializing_if = "JobOptions::is_default")]
+        options: JobOptions,
     },
     /// Cancelled by an operator (`reason` is theirs, or says so).
     Cancelled {
@@ -281,6 +318,8 @@ pub enum Publication {
         attempt: u32,
         reason: String,
         history: Vec<AttemptRecord>,
+        #[serde(default, skip_serializing_if = "JobOptions::is_default")]
+        options: JobOptions,
     },
     Rejected {
         queue: QueueName,
@@ -308,9 +347,12 @@ impl State {
     /// be stuck on a journal entry.
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::EpochStarted { epoch, leader, at, grace_until } => {
+            Event::EpochStarted { epoch, leader, at, grace_until, legacy_through } => {
                 self.epoch = *epoch;
                 self.leader.clone_from(leader);
+                if self.legacy_through.is_none() {
+                    self.legacy_through = *legacy_through;
+                }
                 for worker in self.workers.values_mut() {
                     worker.last_seen = worker.last_seen.max(*at);
                 }
@@ -330,13 +372,15 @@ impl State {
                 match jumped {
                     true => {
                         q.jumped.insert(*seq);
+                        let highest = q.jumped_ids.entry(work_id.clone()).or_default();
+                        *highest = (*highest).max(*seq);
                     }
                     false => q.advance(*seq),
                 }
-                // A fired tick read back from the stream is stored: it must never be submitted
-                // again (a copy past the duplicate window could run a second time once this
-                // run has finished).
+                // A pending tick or retry read back from the stream is taken: it must never be
+                // submitted again, and a copy stored again later is not its submission.
                 self.unsubmitted.remove(work_id);
+                self.retries.remove(work_id);
                 if self.work.contains_key(work_id) {
                     return;
                 }
@@ -479,6 +523,7 @@ impl State {
                         attempt: work.attempt,
                         reason: reason.clone(),
                         history: work.history,
+                        options: work.options,
                     },
                 );
             }
@@ -523,6 +568,7 @@ impl State {
                         attempt: *attempt,
                         reason: reason.clone(),
                         history: work.history,
+                        options: work.options,
                     },
                 );
             }
@@ -547,7 +593,7 @@ impl State {
             Event::ScheduleRemoved { name, .. } => {
                 self.schedules.remove(name);
             }
-            Event::ScheduleFired { name, work_id, scheduled, missed, next, .. } => {
+            Event::ScheduleFired { name, work_id, scheduled, missed, next, key, .. } => {
                 let Some(schedule) = self.schedules.get_mut(name) else { return };
                 schedule.next = *next;
                 schedule.fired += 1;
@@ -558,6 +604,8 @@ impl State {
                     queue: schedule.queue.clone(),
                     payload: schedule.payload.clone(),
                     scheduled: *scheduled,
+                    key: key.clone(),
+                    stored: false,
                 };
                 self.unsubmitted.insert(work_id.clone(), tick);
             }
@@ -565,6 +613,40 @@ impl State {
                 for work_id in work_ids {
                     self.unsubmitted.remove(work_id);
                 }
+            }
+            Event::SubmissionsStored { work_ids } => {
+                for work_id in work_ids {
+                    if let Some(tick) = self.unsubmitted.get_mut(work_id) {
+                        tick.stored = true;
+                        tick.payload = Bytes::new();
+                    }
+                    if let Some(retry) = self.retries.get_mut(work_id) {
+                        retry.stored = true;
+                    }
+                }
+            }
+            Event::RetryDecided {
+                work_id,
+                queue,
+                key,
+                prior_attempts,
+                options,
+                payload_seq,
+                ..
+            } => {
+                let retry = PendingRetry {
+                    queue: queue.clone(),
+                    key: key.clone(),
+                    prior_attempts: *prior_attempts,
+                    options: *options,
+                    payload_seq: *payload_seq,
+                    stored: false,
+                };
+                self.retries.insert(work_id.clone(), retry);
+            }
+            Event::PendingDropped { work_id, .. } => {
+                self.unsubmitted.remove(work_id);
+                self.retries.remove(work_id);
             }
         }
     }

@@ -50,7 +50,13 @@ pub use chain::Chain;
 /// 3. Per-job options (`WorkAccepted.options`: delay, priority, attempts, timeout, expiry),
 ///    priority lanes and the expiry index in snapshots, schedules, purges.
 /// 4. Priority jumps (`WorkAccepted.jumped`, `SubmissionPassed`, `QueueState.jumped`).
-pub const FORMAT: u32 = 4;
+/// 5. The master's own submissions on `jetwork.internal.<queue>` taken only against its
+///    journaled decisions: operator retries decided by the engine (`RetryDecided`,
+///    `State::retries`), ticks pending until read back (`ScheduleFired.key`,
+///    `SubmissionsStored`, `PendingDropped`), `EpochStarted.legacy_through`; the ids of jumped
+///    submissions (`QueueState.jumped_ids`); the time to start a retry keeps
+///    (`JobOptions.expires_after`, options on failed and cancelled publications).
+pub const FORMAT: u32 = 5;
 pub use replay::{replay, ReplayError, Replayed};
 
 /// A journal operation failed.

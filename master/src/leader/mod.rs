@@ -27,27 +27,36 @@
 //!
 //! Priority jumps: the term's [`Scout`] reports priority submissions as they are stored; one
 //! its queue's reader has not delivered by then is read out of turn (by a task, several at
-//! once, delivered in the order seen) and stepped like a delivery, marked `jump` (the engine decides whether
-//! it may jump).
+//! once, delivered in the order seen) and stepped like a delivery, marked `jump` (the engine
+//! decides whether it may jump). Both routes decode a stored message the same way
+//! (`intake::decode`).
+//!
+//! Operators' requests are decoded into commands like workers' (their JSON answered 400 when
+//! unreadable); what deciding them needs from the streams (a finished job's stored outcome, a
+//! queue's last submission) the engine asks for (`Effect::LookUp`), a task reads, and the answer
+//! is stepped (`Command::LookedUp`). Only read-only views (status, one job, a listing, the
+//! schedules) are answered here without the engine.
 //!
 //! The parts, one per file: `service` (the endpoints and requests awaiting replies),
 //! `replies` (encoding replies, filling grants with payloads), `cache` (payloads of work
 //! in flight), `prefetch` (payloads read back ahead of their hand-out), `readers` (one
 //! reader per served queue, paced by credits), `publications` (results and rejections),
-//! `ticks` (submitting recurring schedules' ticks), `writes`
+//! `submissions` (the master's own submissions: ticks and retries), `lookups` (reading what
+//! the engine asked for), `writes`
 //! (journal writes, snapshots, effects behind them, the hand-over on shutdown), `upkeep`
 //! (purges and integrity checks), `observe` (metrics, job decisions at debug level,
 //! `$SRV.STATS` data).
 
 mod cache;
 mod confirmations;
+mod lookups;
 mod observe;
 mod prefetch;
 mod publications;
 mod readers;
 mod replies;
 mod service;
-mod ticks;
+mod submissions;
 mod upkeep;
 mod writes;
 
@@ -60,13 +69,13 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::connect::{self, Interruptions};
-use jetwork_shared::{QueueName, Unavailable, WorkId};
+use jetwork_shared::{subjects, QueueName, Unavailable, WorkId};
 use tokio::sync::mpsc;
 
 use crate::backlog::Unread;
 use crate::config::MasterSettings;
-use crate::core::{Command, Engine, JournalBatch, Output, RequestId};
-use crate::intake::Submission;
+use crate::core::{Command, Engine, JournalBatch, Output};
+use crate::intake::Delivery;
 use crate::integrity::Observation;
 use crate::journal::{Journal, JournalError, Replayed};
 use crate::lease::LeaseGuard;
@@ -79,7 +88,7 @@ use prefetch::{Limits as PrefetchLimits, Prefetch};
 use publications::Publications;
 use readers::Readers;
 use service::{Endpoints, Requests};
-use ticks::TickSubmitter;
+use submissions::Submitter;
 use upkeep::Upkeep;
 use writes::{Effects, Snapshots};
 
@@ -119,8 +128,6 @@ enum Internal {
     Integrity(Result<Observation, Unavailable>),
     /// What is still unread in the submit stream, per queue (metrics).
     Survey(std::collections::BTreeMap<jetwork_shared::QueueName, Unread>),
-    /// A request that could not be carried out: its id, code and reason.
-    Refuse(RequestId, usize, String),
 }
 
 /// Leads one term: claims the journal, serves until deposed or shut down, then stops.
@@ -183,12 +190,12 @@ struct Leader {
     prefetch: Prefetch,
     readers: Readers,
     publications: Publications,
-    /// Ticks of recurring schedules being submitted.
-    ticks: TickSubmitter,
+    /// The master's own submissions (ticks, retries) being submitted.
+    submissions: Submitter,
     snapshots: Snapshots,
     upkeep: Upkeep,
     observer: Observer,
-    intake_rx: mpsc::UnboundedReceiver<Submission>,
+    intake_rx: mpsc::UnboundedReceiver<Delivery>,
     /// Priority submissions as they are stored, from the term's scout.
     _scout: Scout,
     sightings_rx: mpsc::Receiver<Sighting>,
@@ -245,7 +252,7 @@ impl Leader {
             // never hold up a journal write (which would stall the loop that frees them).
             journal,
             publications: Publications::new(connect::jetstream(&env.client, &env.settings.nats)),
-            ticks: TickSubmitter::new(connect::jetstream(&env.client, &env.settings.nats)),
+            submissions: Submitter::new(connect::jetstream(&env.client, &env.settings.nats)),
             readers: Readers::new(env.js.clone(), env.interruptions.clone(), intake_tx.clone()),
             snapshots: Snapshots::new(replayed.events, replayed.from_seq),
             env: env.clone(),
@@ -260,7 +267,7 @@ impl Leader {
             intake_rx,
             _scout: Scout::spawn(env.client.clone(), sightings_tx),
             sightings_rx,
-            jumps: crate::intake::out_of_turn_reader(env.js.clone(), intake_tx.clone()),
+            jumps: crate::intake::out_of_turn_reader(env.client.clone(), intake_tx.clone()),
             internal_tx,
             internal_rx,
             deposed: None,
@@ -272,10 +279,19 @@ impl Leader {
     /// earlier leader fails. Its effects (the announcement, re-publications) run once serving.
     async fn claim(&mut self, lease: &mut LeaseGuard) -> Result<(), Exit> {
         self.publications.inherit(self.engine.state());
+        let state = self.engine.state();
+        // Needed once: the first time this version leads a journal older masters wrote.
+        let submitted_through = match state.legacy_through.is_none() && state.epoch > 0 {
+            true => crate::housekeeping::last_sequence(&self.env.js, subjects::SUBMIT_STREAM)
+                .await
+                .map_err(|e| Exit::Deposed(e.to_string()))?,
+            false => 0,
+        };
         let output = self.engine.step(Command::Takeover {
             epoch: self.epoch,
             leader: self.env.holder.clone(),
             seed: random_seed(),
+            submitted_through,
             now: now_ms(),
         });
         if !lease.is_valid() {
@@ -329,7 +345,7 @@ impl Leader {
                 }
                 Some(internal) = self.internal_rx.recv() => self.internal(internal),
                 (key, outcome) = self.publications.next() => self.publications.done(key, outcome, &mut self.cache),
-                (work_id, outcome) = self.ticks.next() => self.ticks.done(work_id, outcome),
+                (work_id, outcome) = self.submissions.next() => self.submitted_own(work_id, outcome),
                 _ = tick.tick() => self.tick(),
                 () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
                     self.step(Command::Tick { now: now_ms() });
@@ -413,8 +429,8 @@ impl Leader {
                 self.publications.done(key, outcome, &mut self.cache);
                 taken += 1;
             }
-            if let Some((work_id, outcome)) = self.ticks.next().now_or_never() {
-                self.ticks.done(work_id, outcome);
+            if let Some((work_id, outcome)) = self.submissions.next().now_or_never() {
+                self.submitted_own(work_id, outcome);
                 taken += 1;
             }
             if taken == before {
@@ -434,46 +450,29 @@ impl Leader {
 
     /// A submission from a reader: stepped if its reader is still the queue's current one,
     /// and its payload kept for the grant (or the rejection notice) it leads to.
-    fn submitted(&mut self, submission: Submission) {
-        if !submission.jump && !self.readers.delivered(&submission) {
+    fn submitted(&mut self, delivery: Delivery) {
+        let Delivery { mut submission, generation, payload, stored_ms } = delivery;
+        if !submission.jump && !self.readers.delivered(&submission.queue, generation) {
             return; // Read by a reader that has been replaced: the new one reads it again.
         }
-        let Submission {
-            queue,
-            seq,
-            after,
-            jump,
-            msg_id,
-            unreadable,
-            prior_attempts,
-            options,
-            payload,
-            stored_ms,
-            ..
-        } = submission;
-        if let (Some(metrics), Some(_)) = (&self.env.metrics, &unreadable) {
+        if let (Some(metrics), Some(_)) = (&self.env.metrics, &submission.unreadable) {
             metrics.bad_message(BadMessage::UnreadableSubmission);
         }
-        let size = payload.len() as u64;
-        let now = now_ms();
-        let submitted = Command::Submitted {
-            queue,
-            seq,
-            after,
-            jump,
-            msg_id,
-            size,
-            unreadable,
-            prior_attempts,
-            options,
-            now,
-        };
-        let output = self.engine.step(submitted);
+        submission.now = now_ms();
+        let output = self.engine.step(Command::Submitted(submission));
         self.cache.keep(&output.events, &payload, stored_ms);
         self.observe(&output.events);
         self.prefetch.events(&output.events, &self.cache);
         self.pending.events.extend(output.events);
         self.pending.effects.extend(output.effects);
+    }
+
+    /// How submitting one of the master's own submissions ended; a retry whose payload is gone
+    /// is dropped by the engine, anything else failed is tried again.
+    fn submitted_own(&mut self, work_id: WorkId, outcome: submissions::Outcome) {
+        if let Some(command) = self.submissions.done(work_id, outcome) {
+            self.step(command);
+        }
     }
 
     /// A priority submission the scout saw stored: if its queue is served and its reader has
@@ -494,71 +493,19 @@ impl Leader {
     }
 
     /// A request on one of the endpoints: decoded into a command (garbage is answered 400
-    /// at once) or, for status, answered off the loop.
+    /// at once) or, for the read-only views, answered off the loop.
     async fn inbound(&mut self, kind: service::Endpoint, request: async_nats::service::Request) {
+        let state = self.engine.state();
         match kind {
-            service::Endpoint::Status => {
-                return self.requests.status(request, self.engine.state(), &self.env.js)
-            }
-            service::Endpoint::Job | service::Endpoint::Retry => {
-                return self.requests.lookup(kind, request, self.engine.state(), &self.env.js)
-            }
-            service::Endpoint::Jobs => {
-                return self.requests.list(request, self.engine.state(), &self.env.js)
-            }
-            service::Endpoint::Schedules => {
-                return Requests::schedules(request, self.engine.state())
-            }
-            service::Endpoint::RetryAll => {
-                return self.requests.retry_all(request, self.engine.state(), &self.env.js)
-            }
+            service::Endpoint::Status => return self.requests.status(request, state, &self.env.js),
+            service::Endpoint::Job => return self.requests.lookup(request, state, &self.env.js),
+            service::Endpoint::Jobs => return self.requests.list(request, state, &self.env.js),
+            service::Endpoint::Schedules => return Requests::schedules(request, state),
             _ => {}
         }
-        let request = match kind {
-            service::Endpoint::Cancel => {
-                let state = self.engine.state();
-                match self.requests.cancel_finished(request, state, &self.env.js) {
-                    Some(request) => request,
-                    None => return,
-                }
-            }
-            _ => request,
-        };
         if let Some(command) = self.requests.decode(kind, request, now_ms()).await {
-            if let Command::Purge { request, queue, .. } = command {
-                return self.purge(request, queue);
-            }
             self.step(command);
         }
-    }
-
-    /// A purge needs the queue's last stored submission (what it purges through) and the
-    /// count of those unread (for the reply): both are read in a task, which then sends the
-    /// command; the loop goes on meanwhile.
-    fn purge(&mut self, request: RequestId, queue: jetwork_shared::QueueName) {
-        let position = self
-            .engine
-            .state()
-            .queues
-            .get(&queue)
-            .map_or((0, 0), |q| (q.cursor, q.jumped.len() as u64));
-        let (js, internal) = (self.env.js.clone(), self.internal_tx.clone());
-        tokio::spawn(async move {
-            let message = match crate::jobs::last_submitted(&js, &queue).await {
-                Ok(through_seq) => {
-                    let surveyed = crate::backlog::survey(
-                        &js,
-                        vec![(queue.clone(), position.0, position.1)],
-                        1,
-                    );
-                    let unread = surveyed.await.get(&queue).map_or(0, |u| u.count);
-                    let now = now_ms();
-                    Internal::Command(Command::Purge { request, queue, through_seq, unread, now })
-                }
-                Err(e) => Internal::Refuse(request, 503, e.to_string()),
-            };
-            let _ = internal.send(message);
-        });
     }
 
     fn internal(&mut self, internal: Internal) {
@@ -572,7 +519,6 @@ impl Leader {
                 self.prefetch.read(&requested, &found_ids, &kept);
             }
             Internal::Survey(unread) => self.observer.surveyed(unread),
-            Internal::Refuse(request, code, why) => self.requests.refuse(request, code, why),
         }
     }
 
@@ -583,18 +529,17 @@ impl Leader {
         if let Some(keys) = self.publications.take_confirmed() {
             self.step(Command::Published { keys });
         }
-        if let Some(work_ids) = self.ticks.take_confirmed() {
-            self.step(Command::TicksSubmitted { work_ids });
+        if let Some(work_ids) = self.submissions.take_confirmed() {
+            self.step(Command::SubmissionsStored { work_ids });
         }
     }
 
     fn tick(&mut self) {
         self.step(Command::Tick { now: now_ms() });
         self.record_published();
-        self.requests.unpark(self.engine.state(), &self.env.js);
         // Retried publications run like fresh ones, behind the journal like every effect.
         self.pending.effects.extend(self.publications.due());
-        self.pending.effects.extend(self.ticks.due());
+        self.pending.effects.extend(self.submissions.due());
         self.readers.refresh(&self.engine);
         self.maybe_purge();
         self.maybe_check_integrity();

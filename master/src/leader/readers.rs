@@ -21,7 +21,7 @@ use jetwork_shared::QueueName;
 use tokio::sync::mpsc;
 
 use crate::core::{upkeep, Engine};
-use crate::intake::{QueueReader, ReaderEnv, Submission};
+use crate::intake::{Delivery, QueueReader, ReaderEnv};
 
 /// Submissions a purging queue's reader may have asked for at once.
 const PURGE_READ: u64 = 256;
@@ -39,7 +39,7 @@ impl Readers {
     pub fn new(
         js: jetstream::Context,
         interruptions: Interruptions,
-        tx: mpsc::UnboundedSender<Submission>,
+        tx: mpsc::UnboundedSender<Delivery>,
     ) -> Self {
         Readers {
             by_queue: BTreeMap::new(),
@@ -80,10 +80,11 @@ impl Readers {
         self.by_queue.insert(queue, reader);
     }
 
-    /// Whether `submission` comes from its queue's current reader (and counts it if so).
-    pub fn delivered(&mut self, submission: &Submission) -> bool {
-        match self.by_queue.get_mut(&submission.queue) {
-            Some(reader) if reader.generation() == submission.generation => {
+    /// Whether a delivery of `queue` by reader `generation` comes from the queue's current
+    /// reader (and counts it if so).
+    pub fn delivered(&mut self, queue: &QueueName, generation: u64) -> bool {
+        match self.by_queue.get_mut(queue) {
+            Some(reader) if reader.generation() == generation => {
                 reader.delivered();
                 true
             }

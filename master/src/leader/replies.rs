@@ -31,6 +31,15 @@ pub struct ReplyContext<'a> {
     pub internal: &'a mpsc::UnboundedSender<Internal>,
 }
 
+/// Answers an operator's request with a JSON body.
+async fn respond_json<T: serde::Serialize>(request: Request, reply: &T) {
+    let body = serde_json::to_vec(reply).map(Bytes::from).map_err(|e| service::error::Error {
+        status: format!("cannot encode the reply: {e}"),
+        code: 500,
+    });
+    let _ = request.respond(body).await;
+}
+
 /// Sends `reply` to `request`.
 pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
     let epoch = ctx.epoch;
@@ -38,20 +47,10 @@ pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
         Reply::Registered(registered) => return respond(request, codec::encode(&registered)).await,
         Reply::Done { message } => {
             // Operators' replies are JSON, like their requests (`nats req` friendly).
-            let reply = AdminReply { message, submit_seq: None };
-            let body = serde_json::to_vec(&reply).map(Bytes::from).map_err(|e| {
-                service::error::Error { status: format!("cannot encode the reply: {e}"), code: 500 }
-            });
-            let _ = request.respond(body).await;
-            return;
+            return respond_json(request, &AdminReply { message }).await;
         }
-        Reply::Purged(purged) => {
-            let body = serde_json::to_vec(&purged).map(Bytes::from).map_err(|e| {
-                service::error::Error { status: format!("cannot encode the reply: {e}"), code: 500 }
-            });
-            let _ = request.respond(body).await;
-            return;
-        }
+        Reply::Purged(purged) => return respond_json(request, &purged).await,
+        Reply::RetriedAll(retried) => return respond_json(request, &retried).await,
         Reply::Error(e) => {
             let error = service::error::Error { status: e.message, code: usize::from(e.code) };
             let _ = request.respond(Err(error)).await;

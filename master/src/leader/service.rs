@@ -7,18 +7,15 @@
 //! every subscribed master, and the requester keeps the first reply, the live leader's.
 //!
 //! Anything anyone sends is decoded before a command exists: garbage is answered 400 with the
-//! reason at once (logged at most once a second). Status is answered off the loop, at most
-//! [`STATUS_IN_FLIGHT`] at a time; job lookups, listings, retries and bulk retries too, at
-//! most [`LOOKUPS_IN_FLIGHT`]. The schedules are listed from the state at once (at most
-//! `master.max_schedules` of them, a few microseconds each).
-//! A retry of a job whose outcome is stored but not yet recorded as published (a window of
-//! one journal write) waits here for that record, at most [`PARKED_FOR`]: the new run must
-//! not be refused as a clash with the result being published.
+//! reason at once (logged at most once a second). Every request that changes something
+//! (workers', operators') becomes a command the engine decides; only the read-only views are
+//! answered here: status off the loop, at most [`STATUS_IN_FLIGHT`] at a time, one job's
+//! lookup and job listings off the loop too, at most [`LOOKUPS_IN_FLIGHT`], and the schedules
+//! from the state at once (at most `master.max_schedules` of them, a few microseconds each).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::service::{self, Request, ServiceExt};
@@ -29,20 +26,18 @@ use jetwork_shared::jobs::{BulkRetry, JobRequest, JobState, JobsPage, JobsQuery,
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork, StatusQuery};
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleRemove, SchedulesPage};
-use jetwork_shared::{codec, subjects, Unavailable, WorkId};
+use jetwork_shared::{codec, subjects, Unavailable};
 
 use super::observe::ServiceStats;
 use super::Env;
-use crate::core::{Cadence, Command, Millis, PublicationKey, RequestId, State};
+use crate::core::{Cadence, Command, Millis, RequestId, State};
 use crate::metrics::{BadMessage, MasterMetrics};
 use crate::{housekeeping, jobs};
 
 /// Status requests worked on at once.
 const STATUS_IN_FLIGHT: usize = 2;
-/// Job lookups and retries worked on at once (each reads the results stream once or twice).
+/// Job lookups and listings worked on at once (each reads the results stream).
 const LOOKUPS_IN_FLIGHT: usize = 16;
-/// Longest a retry waits for its job's outcome to be recorded as published.
-const PARKED_FOR: Duration = Duration::from_secs(5);
 
 /// Which endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,9 +123,6 @@ pub struct Requests {
     last: RequestId,
     status_in_flight: Arc<AtomicUsize>,
     lookups_in_flight: Arc<AtomicUsize>,
-    /// Retries waiting for their job's outcome to be recorded as published, with when they
-    /// give up.
-    parked: Vec<(Instant, JobRequest, Request)>,
     bad: LogLimit,
     /// Where refused messages are counted, when metrics are on.
     metrics: Option<MasterMetrics>,
@@ -167,16 +159,12 @@ impl Requests {
             Endpoint::Cancel => json::<JobRequest>(payload)
                 .map(|r| Command::Cancel { request: id, work_id: r.work_id, reason: r.reason, now })
                 .map_err(|e| format!("expected {{\"work_id\": \"…\"}}: {e}")),
-            // The sequence to purge through is looked up by the leader before the command
-            // steps (`Leader::purge`): 0 until then.
+            Endpoint::Retry => json::<JobRequest>(payload)
+                .map(|r| Command::Retry { request: id, work_id: r.work_id, queue: r.queue, now })
+                .map_err(|e| format!("expected {{\"work_id\": \"…\"}}: {e}")),
+            Endpoint::RetryAll => retry_all(payload, id, now),
             Endpoint::Purge => json::<QueueRequest>(payload)
-                .map(|r| Command::Purge {
-                    request: id,
-                    queue: r.queue,
-                    through_seq: 0,
-                    unread: 0,
-                    now,
-                })
+                .map(|r| Command::Purge { request: id, queue: r.queue, now })
                 .map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}")),
             Endpoint::Pause => json::<QueueRequest>(payload)
                 .map(|r| Command::Pause { request: id, queue: r.queue, now })
@@ -189,13 +177,8 @@ impl Requests {
                 .map(|r| Command::ScheduleRemove { request: id, name: r.name, now })
                 .map_err(|e| format!("expected {{\"name\": \"…\"}}: {e}")),
             // These read the state (and the results stream) without changing it: answered
-            // off the loop by `status` and `lookup`, or at once (`schedules`).
-            Endpoint::Status
-            | Endpoint::Job
-            | Endpoint::Jobs
-            | Endpoint::Retry
-            | Endpoint::Schedules
-            | Endpoint::RetryAll => return None,
+            // off the loop by `status`, `lookup` and `list`, or at once (`schedules`).
+            Endpoint::Status | Endpoint::Job | Endpoint::Jobs | Endpoint::Schedules => return None,
         };
         match command {
             Ok(command) => {
@@ -221,21 +204,38 @@ impl Requests {
         }
     }
 
-    /// A job lookup (`job`) or a retry (`retry`), answered off the loop, or 503 at once when
-    /// enough are under way. What the state holds (a job in flight) is decided here: a job
-    /// in flight is reported from the state, and cannot be retried.
-    pub fn lookup(
-        &mut self,
-        kind: Endpoint,
-        request: Request,
-        state: &State,
-        js: &jetstream::Context,
-    ) {
+    /// A job lookup (`job`): from the state if it holds the job, else from the results
+    /// stream off the loop (or 503 at once when enough are under way).
+    pub fn lookup(&mut self, request: Request, state: &State, js: &jetstream::Context) {
         let asked = match json::<JobRequest>(&request.message.payload) {
             Ok(asked) => asked,
             Err(e) => return answer(request, Err((400, format!("bad request: {e}")))),
         };
-        self.look_up(kind, asked, request, state, js, Instant::now() + PARKED_FOR);
+        if let Some(info) = state.job(&asked.work_id) {
+            return answer(request, Ok(serde_json::to_vec(&info)));
+        }
+        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
+            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
+            return answer(request, Err((503, busy)));
+        }
+        let (js, in_flight) = (js.clone(), self.lookups_in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let reply = match jobs::stored(&js, asked.queue.as_ref(), &asked.work_id).await {
+                Ok(Some((info, _))) => Ok(serde_json::to_vec(&info)),
+                Ok(None) => Err((
+                    404,
+                    format!(
+                        "{} is unknown: not in flight and no stored outcome (it may still wait \
+                         unread in its queue's backlog, or be older than the results retention)",
+                        asked.work_id
+                    ),
+                )),
+                Err(e) => Err((503, e.to_string())),
+            };
+            answer_now(request, reply).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 
     /// A listing of jobs (`jobs`): those in flight from the state at once; finished ones from
@@ -280,149 +280,6 @@ impl Requests {
             answer_now(request, reply).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });
-    }
-
-    /// A bulk retry (`retry-all`), off the loop like a listing (it is one, then a retry per
-    /// job). The work ids in flight, and those whose outcome is still being recorded, are
-    /// taken from the state now: those jobs already run again, and are skipped.
-    pub fn retry_all(&mut self, request: Request, state: &State, js: &jetstream::Context) {
-        let asked = match json::<BulkRetry>(&request.message.payload) {
-            Ok(asked) => asked,
-            Err(e) => {
-                let why = format!("bad request: expected {{\"queue\": \"…\"}}: {e}");
-                return answer(request, Err((400, why)));
-            }
-        };
-        if let Err(why) = asked.state() {
-            return answer(request, Err((400, format!("bad request: {why}"))));
-        }
-        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
-            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
-            return answer(request, Err((503, busy)));
-        }
-        let recording = state.unpublished.keys().filter_map(|key| match key {
-            PublicationKey::Result(work_id) => Some(work_id.clone()),
-            _ => None,
-        });
-        let running: HashSet<WorkId> = state.work.keys().cloned().chain(recording).collect();
-        let (js, in_flight) = (js.clone(), self.lookups_in_flight.clone());
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            let reply = match jobs::retry_all(&js, &asked, &running).await {
-                Ok(done) => Ok(serde_json::to_vec(&done)),
-                Err(e) => Err((e.code(), e.to_string())),
-            };
-            answer_now(request, reply).await;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-
-    /// A cancellation of a job the state does not hold is answered from the results stream
-    /// (409 if it finished, 404 if unknown), off the loop; any other request is handed back,
-    /// for [`Requests::decode`].
-    pub fn cancel_finished(
-        &mut self,
-        request: Request,
-        state: &State,
-        js: &jetstream::Context,
-    ) -> Option<Request> {
-        let asked = match json::<JobRequest>(&request.message.payload) {
-            Ok(asked) if state.job(&asked.work_id).is_none() => asked,
-            _ => return Some(request),
-        };
-        self.look_up(Endpoint::Cancel, asked, request, state, js, Instant::now());
-        None
-    }
-
-    /// Retries parked until their job's outcome was recorded: those recorded now go on,
-    /// those parked too long are answered 503.
-    pub fn unpark(&mut self, state: &State, js: &jetstream::Context) {
-        let now = Instant::now();
-        for (until, asked, request) in std::mem::take(&mut self.parked) {
-            if now >= until {
-                let why = format!(
-                    "the outcome of {} is not yet recorded as published; retry shortly",
-                    asked.work_id
-                );
-                answer(request, Err((503, why)));
-            } else {
-                self.look_up(Endpoint::Retry, asked, request, state, js, until);
-            }
-        }
-    }
-
-    fn look_up(
-        &mut self,
-        kind: Endpoint,
-        asked: JobRequest,
-        request: Request,
-        state: &State,
-        js: &jetstream::Context,
-        until: Instant,
-    ) {
-        let recording = PublicationKey::Result(asked.work_id.clone());
-        if kind == Endpoint::Retry && state.unpublished.contains_key(&recording) {
-            if self.parked.len() >= LOOKUPS_IN_FLIGHT {
-                let busy = "busy: too many retries at once; retry shortly".to_owned();
-                return answer(request, Err((503, busy)));
-            }
-            return self.parked.push((until, asked, request));
-        }
-        if let Some(info) = state.job(&asked.work_id) {
-            let reply = match kind {
-                Endpoint::Retry => Err((
-                    409,
-                    format!(
-                        "{} is in flight ({:?}): only failed or cancelled jobs can be retried",
-                        asked.work_id, info.state
-                    ),
-                )),
-                _ => Ok(serde_json::to_vec(&info)),
-            };
-            return answer(request, reply);
-        }
-        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
-            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
-            return answer(request, Err((503, busy)));
-        }
-        let (js, in_flight) = (js.clone(), self.lookups_in_flight.clone());
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            let queue = asked.queue.as_ref();
-            let reply = if kind == Endpoint::Retry {
-                match jobs::retry(&js, queue, &asked.work_id).await {
-                    Ok(done) => Ok(serde_json::to_vec(&done)),
-                    Err(e) => Err((e.code(), e.to_string())),
-                }
-            } else {
-                match jobs::stored(&js, queue, &asked.work_id).await {
-                    Ok(Some((info, _))) if kind == Endpoint::Cancel => Err((
-                        409,
-                        format!("{} has already finished: {}", asked.work_id, info.state.as_str()),
-                    )),
-                    Ok(Some((info, _))) => Ok(serde_json::to_vec(&info)),
-                    Ok(None) => Err((
-                        404,
-                        format!(
-                            "{} is unknown: not in flight and no stored outcome (it may still \
-                             wait unread in its queue's backlog, or be older than the results \
-                             retention)",
-                            asked.work_id
-                        ),
-                    )),
-                    Err(e) => Err((503, e.to_string())),
-                }
-            };
-            answer_now(request, reply).await;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-
-    /// Answers the request waiting for `id` with an error, if it still waits.
-    pub fn refuse(&mut self, id: RequestId, code: usize, status: String) {
-        if let Some(request) = self.waiting.remove(&id) {
-            answer(request, Err((code, status)));
-        }
     }
 
     /// The request waiting for the reply `id`, if it still is.
@@ -488,6 +345,23 @@ impl Requests {
         let schedules = state.schedules.iter().map(|(name, s)| s.info(name)).collect();
         answer(request, Ok(serde_json::to_vec(&SchedulesPage { schedules })));
     }
+}
+
+/// Decodes `jetwork.admin.retry-all`: the queue, the state to retry (`failed` by default),
+/// since when, how many.
+fn retry_all(payload: &[u8], request: RequestId, now: Millis) -> Result<Command, String> {
+    let asked =
+        json::<BulkRetry>(payload).map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}"))?;
+    let state = asked.state()?;
+    let limit = u32::try_from(asked.limit()).unwrap_or(BulkRetry::MAX_LIMIT);
+    Ok(Command::RetryAll {
+        request,
+        queue: asked.queue,
+        state,
+        since_ms: asked.since_ms.unwrap_or(0),
+        limit,
+        now,
+    })
 }
 
 /// Decodes `jetwork.admin.schedule.add`: the body, and its cadence (exactly one of `every`

@@ -223,7 +223,17 @@ impl Leader {
             Effect::Publish { key } => {
                 self.publications.start(key, self.engine.state(), &mut self.cache);
             }
-            Effect::SubmitTick { work_id } => self.ticks.start(work_id, self.engine.state()),
+            Effect::Submit { work_id } => self.submissions.start(work_id, self.engine.state()),
+            Effect::LookUp { request, lookup } => {
+                let position = match &lookup {
+                    crate::core::LookUp::LastSubmitted { queue } => {
+                        let q = self.engine.state().queues.get(queue);
+                        q.map_or((0, 0), |q| (q.cursor, q.jumped.len() as u64))
+                    }
+                    _ => (0, 0),
+                };
+                super::lookups::start(&self.env.js, &self.internal_tx, request, lookup, position);
+            }
             Effect::Reread { queue, from } => self.readers.restart(queue, from),
             // A hint like a notification: a worker that misses it learns at its next report
             // (the verdict is `finished`) and its attempt's result is refused anyway.
@@ -259,16 +269,16 @@ impl Leader {
                 _ => break,
             }
         }
-        while !self.ticks.is_idle() {
-            match tokio::time::timeout_at(deadline, self.ticks.next()).await {
-                Ok((work_id, outcome)) => self.ticks.done(work_id, outcome),
+        while !self.submissions.is_idle() {
+            match tokio::time::timeout_at(deadline, self.submissions.next()).await {
+                Ok((work_id, outcome)) => self.submitted_own(work_id, outcome),
                 Err(_) => break,
             }
         }
-        // Confirmed ticks are recorded if a write can still go out; if not, the next leader
-        // submits them again (a duplicate the stream drops).
-        if let Some(work_ids) = self.ticks.take_confirmed() {
-            self.step(Command::TicksSubmitted { work_ids });
+        // Confirmed submissions are recorded if a write can still go out; if not, the next
+        // leader submits them again (a duplicate the stream drops).
+        if let Some(work_ids) = self.submissions.take_confirmed() {
+            self.step(Command::SubmissionsStored { work_ids });
             if self.flush(lease).await.is_ok() {
                 while self.journal.inflight() > 0 {
                     match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {

@@ -8,8 +8,8 @@
 //! The rules, by concern: [`intake`] (which submissions become work, and the cursor),
 //! [`workers`] (registration, sessions, limits, liveness), [`dispatch`] (grants, long polls,
 //! notifications, priorities), [`outcomes`] (reports, deadlines, back-offs), [`expiry`]
-//! (`Jetwork-Expires`), [`admin`] (cancel, purge, pause), [`schedules`] (recurring schedules
-//! and their ticks). Together they make at-least-once
+//! (`Jetwork-Expires`), [`admin`] (cancel, retry, purge, pause, and the lookups they need),
+//! [`schedules`] (recurring schedules and their ticks). Together they make at-least-once
 //! execution effectively-once acceptance:
 //! - a report about an attempt counts only with the token that attempt was handed out with,
 //!   and a request under a registered worker id only with that worker's session: nobody can
@@ -44,6 +44,7 @@ use super::{
     Command, Effect, Event, Millis, Policy, PublicationKey, RateLimits, Reply, ReplyError,
     RequestId, RunningCounts, Serving, State,
 };
+use admin::Asked;
 
 /// Longest reason (from a worker or about one) kept in events and headers.
 const MAX_REASON: usize = 1024;
@@ -77,6 +78,9 @@ pub struct Engine {
     running: RunningCounts,
     /// Start rates used per queue (soft: a new leader starts with full buckets).
     rates: RateLimits,
+    /// Operators' requests waiting for what the runtime reads for them (soft: a request lives
+    /// only as long as this leader; see `lookup.rs`).
+    lookups: BTreeMap<RequestId, Asked>,
     out: Output,
 }
 
@@ -100,6 +104,7 @@ impl Engine {
             notified: BTreeMap::new(),
             parked: BTreeMap::new(),
             tokens: ChaCha20Rng::from_seed([0; 32]),
+            lookups: BTreeMap::new(),
             out: Output::default(),
         }
     }
@@ -118,11 +123,11 @@ impl Engine {
     pub fn step(&mut self, command: Command) -> Output {
         let now = command.now();
         match command {
-            Command::Takeover { epoch, leader, seed, now } => {
+            Command::Takeover { epoch, leader, seed, submitted_through, now } => {
                 self.tokens = ChaCha20Rng::from_seed(seed);
-                self.takeover(epoch, leader, now)
+                self.takeover(epoch, leader, submitted_through, now)
             }
-            submitted @ Command::Submitted { .. } => self.submitted(submitted),
+            Command::Submitted(submission) => self.submitted(submission),
             Command::Register { request, msg, now } => self.register(request, msg, now),
             Command::RequestWork { request, msg, now } => self.request_work(request, msg, now),
             Command::Report { request, msg, now } => self.report(request, msg, now),
@@ -135,9 +140,14 @@ impl Engine {
             Command::Cancel { request, work_id, reason, now } => {
                 self.cancel(request, work_id, reason, now)
             }
-            Command::Purge { request, queue, through_seq, unread, now } => {
-                self.purge(request, queue, through_seq, unread, now)
+            Command::Retry { request, work_id, queue, now } => {
+                self.retry(request, work_id, queue, now)
             }
+            Command::RetryAll { request, queue, state, since_ms, limit, now } => {
+                self.retry_all(request, queue, state, since_ms, limit, now)
+            }
+            Command::Purge { request, queue, .. } => self.purge(request, queue),
+            Command::LookedUp { request, found, now } => self.looked_up(request, found, now),
             Command::Pause { request, queue, now } => self.pause(request, queue, true, now),
             Command::Resume { request, queue, now } => self.pause(request, queue, false, now),
             Command::ScheduleAdd { request, name, queue, cadence, payload, now } => {
@@ -146,7 +156,7 @@ impl Engine {
             Command::ScheduleRemove { request, name, now } => {
                 self.schedule_remove(request, name, now)
             }
-            Command::TicksSubmitted { work_ids } => self.ticks_submitted(work_ids),
+            Command::SubmissionsStored { work_ids } => self.submissions_stored(work_ids),
         }
         if let Some(now) = now {
             self.serve_parked(now);
@@ -266,20 +276,58 @@ impl Engine {
         self.reply(request, Reply::Error(ReplyError { code, message }));
     }
 
-    fn takeover(&mut self, epoch: u64, leader: String, now: Millis) {
+    fn takeover(&mut self, epoch: u64, leader: String, submitted_through: u64, now: Millis) {
         self.notified.clear();
         self.parked.clear();
+        self.lookups.clear();
         let grace_until = now.saturating_add(self.policy.takeover_grace);
-        self.emit(Event::EpochStarted { epoch, leader: leader.clone(), at: now, grace_until });
+        // Recorded once: a journal nobody led before has no older master's submissions to
+        // honour; one older masters led may have, stored up to now.
+        let legacy_through = match self.state.legacy_through {
+            Some(_) => None,
+            None if self.state.epoch == 0 => Some(0),
+            None => Some(submitted_through),
+        };
+        self.emit(Event::EpochStarted {
+            epoch,
+            leader: leader.clone(),
+            at: now,
+            grace_until,
+            legacy_through,
+        });
         self.out.effects.push(Effect::Announce { epoch, leader });
         // Whatever the previous leader finished but had not yet published goes out now; the
         // results stream refuses a second copy, so publishing twice is harmless.
         let keys: Vec<_> = self.state.unpublished.keys().cloned().collect();
         self.out.effects.extend(keys.into_iter().map(|key| Effect::Publish { key }));
-        // Likewise fired ticks not confirmed submitted: the same `Nats-Msg-Id` makes a copy
-        // already stored a duplicate the stream drops.
-        let ticks: Vec<_> = self.state.unsubmitted.keys().cloned().collect();
-        self.out.effects.extend(ticks.into_iter().map(|work_id| Effect::SubmitTick { work_id }));
+        // Likewise the master's own submissions not confirmed stored: the same `Nats-Msg-Id`
+        // makes a copy already stored a duplicate the stream drops (and one stored again past
+        // the duplicate window is refused when read: the first copy read ends it).
+        let ticks = self.state.unsubmitted.iter().filter(|(_, tick)| !tick.stored);
+        let retries = self.state.retries.iter().filter(|(_, retry)| !retry.stored);
+        let unstored: Vec<_> =
+            ticks.map(|(id, _)| id).chain(retries.map(|(id, _)| id)).cloned().collect();
+        self.out.effects.extend(unstored.into_iter().map(|work_id| Effect::Submit { work_id }));
+    }
+
+    /// A fresh key for a submission of the master's own (`<work id>~<64 drawn bits>`): its
+    /// `Nats-Msg-Id`, which nobody can guess, so nobody can make JetStream drop it as a
+    /// duplicate of their own message.
+    pub(super) fn submission_key(&mut self, work_id: &WorkId) -> String {
+        format!("{work_id}~{:016x}", self.draw())
+    }
+
+    /// Records the master's own submissions the runtime confirmed stored (those still
+    /// pending and not yet recorded).
+    fn submissions_stored(&mut self, work_ids: Vec<WorkId>) {
+        let unrecorded = |id: &WorkId| {
+            self.state.unsubmitted.get(id).is_some_and(|t| !t.stored)
+                || self.state.retries.get(id).is_some_and(|r| !r.stored)
+        };
+        let work_ids: Vec<_> = work_ids.into_iter().filter(|id| unrecorded(id)).collect();
+        if !work_ids.is_empty() {
+            self.emit(Event::SubmissionsStored { work_ids });
+        }
     }
 
     /// A uniformly random number (for back-off jitter; its use is journaled as a time).
@@ -302,6 +350,14 @@ impl Engine {
     }
 
     fn payload_missing(&mut self, work_id: WorkId, now: Millis) {
+        if let Some(retry) = self.state.retries.get(&work_id) {
+            let reason = format!(
+                "the retried outcome (sequence {} in JETWORK_RESULTS) and its payload are gone: \
+                 older than the results retention",
+                retry.payload_seq
+            );
+            return self.emit(Event::PendingDropped { work_id, reason, at: now });
+        }
         let Some(work) = self.state.work.get(&work_id) else { return };
         let (attempt, seq) = (work.attempt, work.seq);
         let reason =

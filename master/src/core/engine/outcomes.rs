@@ -262,7 +262,7 @@ mod tests {
     use jetwork_shared::job_options::JobOptions;
     use jetwork_shared::QueueName;
 
-    use super::super::super::{Command, Policy, State};
+    use super::super::super::{Command, Policy, State, Submission};
     use super::*;
 
     #[test]
@@ -272,18 +272,8 @@ mod tests {
         let n = 2 * MAX_DUE_PER_EVENT as u64 + 5;
         for seq in 1..=n {
             let options = Ok(JobOptions { not_before: 5_000, ..JobOptions::default() });
-            engine.step(Command::Submitted {
-                queue: queue.clone(),
-                seq,
-                after: seq - 1,
-                msg_id: None,
-                size: 1,
-                unreadable: None,
-                prior_attempts: 0,
-                options,
-                now: 1_000,
-                jump: false,
-            });
+            let submission = Submission::plain(queue.clone(), seq, None, 1_000);
+            engine.step(Command::Submitted(Submission { options, ..submission }));
         }
         assert_eq!(engine.state().waiting.len() as u64, n);
         let out = engine.step(Command::Tick { now: 5_000 });

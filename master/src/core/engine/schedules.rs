@@ -1,12 +1,14 @@
 //! Recurring schedules: adding and removing them (operators) and firing their ticks (on
 //! `Tick`). The engine decides; time is the command's `now`.
 //!
-//! - A tick is fired by journaling `ScheduleFired` (with the tick's derived work id), which
-//!   puts it in `State::unsubmitted`; the runtime then submits it (`Effect::SubmitTick`) and
-//!   confirms it (`TicksSubmitted`). A takeover re-submits every unconfirmed tick: the same
-//!   `Nats-Msg-Id` makes a copy that was already stored a duplicate JetStream drops, and the
-//!   intake's in-flight check refuses one that slipped past the duplicate window while the
-//!   first still runs. So each tick is submitted once, whoever leads.
+//! - A tick is fired by journaling `ScheduleFired` (with the tick's derived work id and a drawn
+//!   key), which puts it in `State::unsubmitted`; the runtime then submits it on
+//!   `jetwork.internal.<queue>` under the key (`Effect::Submit`) and confirms it stored
+//!   (`SubmissionsStored`). A takeover re-submits every tick not confirmed stored: the same
+//!   `Nats-Msg-Id` makes a copy that was already stored a duplicate JetStream drops. Intake
+//!   takes the tick's submission only while it is pending under that key, and reading it back
+//!   ends it, so a copy stored again past the duplicate window is refused. So each tick runs
+//!   at most once, whoever leads.
 //! - Missed ticks (due while no master led, or while a takeover ran): only the latest of them
 //!   is fired, once, as soon as a leader ticks; the others are counted in `missed`. Then the
 //!   schedule goes on from the next tick after `now`. A long outage never floods a queue.
@@ -15,7 +17,7 @@
 
 use bytes::Bytes;
 use jetwork_shared::schedules::{tick_work_id, ScheduleName};
-use jetwork_shared::{QueueName, WorkId};
+use jetwork_shared::QueueName;
 
 use super::super::{Cadence, Effect, Event, Millis, Reply, RequestId};
 use super::Engine;
@@ -91,6 +93,7 @@ impl Engine {
             // due never.
             let next = schedule.cadence.next_after(now).unwrap_or(Millis::MAX);
             let work_id = tick_work_id(&name, scheduled);
+            let key = self.submission_key(&work_id);
             self.emit(Event::ScheduleFired {
                 name,
                 work_id: work_id.clone(),
@@ -98,17 +101,9 @@ impl Engine {
                 missed,
                 next,
                 at: now,
+                key,
             });
-            self.out.effects.push(Effect::SubmitTick { work_id });
-        }
-    }
-
-    /// Records the fired ticks the runtime confirmed stored (those still unconfirmed).
-    pub(super) fn ticks_submitted(&mut self, work_ids: Vec<WorkId>) {
-        let work_ids: Vec<_> =
-            work_ids.into_iter().filter(|id| self.state.unsubmitted.contains_key(id)).collect();
-        if !work_ids.is_empty() {
-            self.emit(Event::TicksSubmitted { work_ids });
+            self.out.effects.push(Effect::Submit { work_id });
         }
     }
 }
