@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use jetwork_frontend::dashboard::{self, DashboardOptions};
+use jetwork_frontend::dashboard::{self, AllowedHost, DashboardOptions};
 use jetwork_frontend::demo::{self, DemoOptions};
 use jetwork_frontend::submit_options::SubmitOptions;
 use jetwork_frontend::{
@@ -187,6 +187,12 @@ enum Cmd {
         /// Offer the operator's actions (retry, cancel, pause); read-only without it.
         #[arg(long)]
         allow_actions: bool,
+        /// Also answer for this name (`jobs.example.com`, any port; `proxy.internal:8443`,
+        /// that port): a reverse proxy's, or the machine's when listening on 0.0.0.0.
+        /// Repeatable; adds to `frontend.dashboard_allowed_hosts`. The listen address (and
+        /// localhost, on loopback or a wildcard address) is always allowed.
+        #[arg(long = "allowed-host", value_name = "HOST[:PORT]")]
+        allowed_hosts: Vec<AllowedHost>,
     },
 }
 
@@ -408,14 +414,17 @@ async fn main() -> anyhow::Result<()> {
             let name = ScheduleName::parse(&name).context("invalid schedule name")?;
             println!("{}", client.schedule_rm(&name).await?.message);
         }
-        Cmd::Dashboard { listen, refresh, history, allow_actions } => {
+        Cmd::Dashboard { listen, refresh, history, allow_actions, allowed_hosts } => {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let addr = listener.local_addr()?;
             // The address on stdout, so a script (or a test) that asked for port 0 finds it.
             println!("dashboard on http://{addr}/");
-            let options = DashboardOptions { refresh, history, allow_actions };
+            let mut allowed = settings.frontend.dashboard_allowed_hosts()?;
+            allowed.extend(allowed_hosts);
+            let options =
+                DashboardOptions { refresh, history, allow_actions, allowed_hosts: allowed };
             tokio::select! {
                 served = dashboard::serve(client, listener, options) => served?,
                 () = jetwork_shared::shutdown::shutdown_signal() => {}
@@ -489,5 +498,18 @@ mod tests {
         }
         assert!(matches!(parse(&["purge", "emails"]), Ok(Cmd::Purge { .. })));
         assert!(parse(&["purge"]).is_err());
+    }
+
+    #[test]
+    fn the_dashboard_takes_allowed_hosts() {
+        let names = ["dashboard", "--allowed-host", "jobs.example.com", "--allowed-host", "p:8443"];
+        match parse(&names) {
+            Ok(Cmd::Dashboard { allowed_hosts, .. }) => {
+                let shown: Vec<String> = allowed_hosts.iter().map(|h| h.to_string()).collect();
+                assert_eq!(shown, ["jobs.example.com", "p:8443"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["dashboard", "--allowed-host", "http://jobs.example.com/"]).is_err());
     }
 }

@@ -219,8 +219,10 @@ impl JobInfo {
 }
 
 /// Body of `jetwork.master.jobs` (JSON): which jobs to list. Every field is optional; `{}`
-/// lists the newest jobs of every queue in any state.
+/// lists the newest jobs of every queue in any state. An unknown field is refused, as in
+/// every operator request (see [`JobRequest`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JobsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueName>,
@@ -257,7 +259,13 @@ pub struct JobsPage {
 
 /// Body of `jetwork.master.job`, `jetwork.admin.cancel` and `jetwork.admin.retry` (JSON).
 /// `queue` narrows the search for a finished job; without it every queue is searched.
+///
+/// Operator requests refuse unknown fields (400 naming the field): a field the master does not
+/// read would be ignored, so a typo (`"queu"`) or a wish (`"limit"` on a pause) would do
+/// something other than what was asked, silently. Worker messages (MessagePack) keep ignoring
+/// unknown keys instead, so workers and masters of adjacent versions interoperate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JobRequest {
     pub work_id: WorkId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,8 +275,10 @@ pub struct JobRequest {
     pub reason: Option<String>,
 }
 
-/// Body of `jetwork.admin.pause` and `jetwork.admin.resume` (JSON).
+/// Body of `jetwork.admin.purge`, `jetwork.admin.pause` and `jetwork.admin.resume` (JSON);
+/// unknown fields are refused (see [`JobRequest`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QueueRequest {
     pub queue: QueueName,
 }
@@ -284,8 +294,10 @@ pub struct AdminReply {
 
 /// Body of `jetwork.admin.retry-all` (JSON): run every `failed` (or `cancelled`) job of a
 /// queue again, as `jetwork.admin.retry` does one. Only a job's newest outcome counts (a job
-/// whose latest run completed is not retried), newest outcome first.
+/// whose latest run completed is not retried), newest outcome first. Unknown fields are
+/// refused (see [`JobRequest`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BulkRetry {
     pub queue: QueueName,
     /// Which finished jobs: `failed` (the default) or `cancelled`.
@@ -384,6 +396,47 @@ mod tests {
         let pause: QueueRequest = serde_json::from_str(r#"{"queue":"emails"}"#).unwrap();
         assert_eq!(pause.queue.as_str(), "emails");
         assert!(serde_json::from_str::<JobRequest>(r#"{"work_id":"no spaces"}"#).is_err());
+    }
+
+    /// Every field an operator request can carry, set: what the CLI sends is what it builds
+    /// from these types, so it reads back whole.
+    #[test]
+    fn what_the_cli_sends_reads_back() {
+        let queue = QueueName::parse("emails").unwrap();
+        let job = JobRequest {
+            work_id: WorkId::parse("order-42").unwrap(),
+            queue: Some(queue.clone()),
+            reason: Some("asked".to_owned()),
+        };
+        let bulk = BulkRetry {
+            queue: queue.clone(),
+            state: Some(JobState::Cancelled),
+            since_ms: Some(1),
+            limit: Some(5),
+        };
+        let list = JobsQuery { queue: Some(queue.clone()), state: None, limit: Some(3) };
+        let pause = QueueRequest { queue };
+        fn again<T: Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
+            serde_json::from_slice(&serde_json::to_vec(value).unwrap()).unwrap()
+        }
+        assert_eq!(again(&job), job);
+        assert_eq!(again(&bulk), bulk);
+        assert_eq!(again(&list), list);
+        assert_eq!(again(&pause), pause);
+    }
+
+    /// An operator request with a field its type does not declare is refused, naming the
+    /// field: `{"queue":"default","limit":1e30}` once paused `default`, the limit ignored.
+    #[test]
+    fn operator_requests_refuse_unknown_fields() {
+        fn refused<T: serde::de::DeserializeOwned + std::fmt::Debug>(body: &str, field: &str) {
+            let e = serde_json::from_str::<T>(body).expect_err(body).to_string();
+            assert!(e.contains(&format!("unknown field `{field}`")), "{body}: {e}");
+        }
+        refused::<QueueRequest>(r#"{"queue":"default","limit":1e30}"#, "limit");
+        refused::<JobRequest>(r#"{"work_id":"order-42","force":true}"#, "force");
+        refused::<BulkRetry>(r#"{"queue":"emails","stat":"failed"}"#, "stat");
+        refused::<JobsQuery>(r#"{"limt":5}"#, "limt");
     }
 
     const SUBJECT: &str = "jetwork.results.emails.order-42";

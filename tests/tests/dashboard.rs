@@ -2,7 +2,9 @@
 //! `jetwork-frontend dashboard` serves while a master and a worker run jobs, and the test
 //! checks what a person would see — the queue counts `status --json` reports, the workers,
 //! a failed job's reason in the list and on its page, "no leader" during a failover — then
-//! saves a screenshot (`target/dashboard.png`, or `JETWORK_SCREENSHOT`).
+//! saves a screenshot (`target/dashboard.png`, or `JETWORK_SCREENSHOT`). And, with bare HTTP
+//! requests as another site's page would send them: a foreign `Host` (DNS rebinding) reads
+//! nothing, and an action from another site changes nothing.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fantoccini::Locator;
 use jetwork_frontend::ResultStatus;
-use jetwork_shared::WorkId;
+use jetwork_shared::{QueueName, WorkId};
 use jetwork_tests::nats_server::free_port;
 use jetwork_tests::{wait_until, Browser, InProcess};
 
@@ -118,8 +120,11 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
     browser.wait_text("#job-result", WITHIN, |t| t == "3 * 3 = 9").await?;
 
     tracing::info!("--- read-only: actions are refused");
-    let refused = post(port, "/api/action?kind=retry&id=shown-bad").await?;
-    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    let origin = format!("http://{listen}");
+    let headers = [("Host", listen.as_str()), ("Origin", &origin), ("X-Jetwork-Action", "1")];
+    let (code, body) = http(port, "POST", "/api/action?kind=retry&id=shown-bad", &headers).await?;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("read-only"), "{body}");
 
     tracing::info!("--- no leader: the page says so and names the lease holder");
     browser.client.goto(&url).await?;
@@ -188,15 +193,164 @@ async fn actions_from_the_dashboard_pause_a_queue_and_retry_a_job() -> anyhow::R
     Ok(())
 }
 
-/// POSTs to the dashboard with a bare HTTP request; returns the whole response.
-async fn post(port: u16, path: &str) -> anyhow::Result<String> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_reads_nothing_and_a_cross_site_action_changes_nothing() -> anyhow::Result<()>
+{
+    let run = InProcess::build().start().await?;
+    run.await_leader("m1", WITHIN).await?;
+    let mut procs = run.procs()?;
+    // Names added in the environment and on the command line: a reverse proxy's.
+    procs.set("JETWORK_FRONTEND__DASHBOARD_ALLOWED_HOSTS", "proxy.internal:8443,Other.Example");
+    let port = free_port()?;
+    let local = format!("127.0.0.1:{port}");
+    let args = [
+        "--listen",
+        local.as_str(),
+        "--refresh",
+        "300ms",
+        "--allow-actions",
+        "--allowed-host",
+        "jobs.example.com",
+    ];
+    let dashboard = procs.dashboard(&args)?;
+    wait_until("the dashboard to listen", WITHIN, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await?;
+
+    tracing::info!("--- DNS rebinding: a site's name pointed at the dashboard reads nothing");
+    let rebound = format!("rebind.evil.example:{port}");
+    for path in ["/", "/app.js", "/api/overview", "/api/job?id=order-42", "/no-such-page"] {
+        for method in ["GET", "HEAD"] {
+            let (code, body) = http(port, method, path, &[("Host", &rebound)]).await?;
+            assert_eq!(code, 403, "{method} {path} through {rebound}: {body}");
+            if method == "GET" {
+                assert!(body.contains("not a name this dashboard answers for"), "{body}");
+                assert!(!body.contains("localhost"), "the allowed names are not listed: {body}");
+            }
+        }
+    }
+    let (code, body) = http(port, "GET", "/api/overview", &[]).await?;
+    assert_eq!(code, 403, "no Host at all: {body}");
+    for refused in [
+        format!("127.0.0.1:{}", port + 1),
+        "127.0.0.1".to_owned(),
+        "proxy.internal:9999".to_owned(),
+    ] {
+        let (code, body) = http(port, "GET", "/api/overview", &[("Host", &refused)]).await?;
+        assert_eq!(code, 403, "{refused}: {body}");
+    }
+
+    tracing::info!("--- the names it is reachable as, and the operator's, read the pages");
+    for host in [
+        local.clone(),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "jobs.example.com".to_owned(),
+        "jobs.example.com:443".to_owned(),
+        "proxy.internal:8443".to_owned(),
+        "other.example:8080".to_owned(),
+    ] {
+        let (code, body) = http(port, "GET", "/api/overview", &[("Host", &host)]).await?;
+        assert_eq!(code, 200, "{host}: {body}");
+        assert!(body.contains("\"actions\":true"), "{host}: {body}");
+    }
+
+    tracing::info!("--- actions from another site, or from no page: refused, nothing paused");
+    let queue = QueueName::parse("csrfq")?;
+    let pause = "/api/action?kind=pause&queue=csrfq";
+    let rebound_origin = format!("http://{rebound}");
+    let refused: [&[(&str, &str)]; 6] = [
+        // The attack reproduced: the page of the rebound name, same-origin with itself.
+        &[("Host", &rebound), ("Origin", &rebound_origin), ("X-Jetwork-Action", "1")],
+        &[("Host", &local), ("Origin", "http://evil.example"), ("X-Jetwork-Action", "1")],
+        &[("Host", &local), ("Origin", "null"), ("X-Jetwork-Action", "1")],
+        &[("Host", &local), ("Referer", "http://evil.example/page"), ("X-Jetwork-Action", "1")],
+        &[("Host", &local), ("X-Jetwork-Action", "1")],
+        // The Origin counts where there is one, whatever the Referer says.
+        &[
+            ("Host", &local),
+            ("Origin", "https://evil.example"),
+            ("Referer", "http://localhost/"),
+            ("X-Jetwork-Action", "1"),
+        ],
+    ];
+    for headers in refused {
+        let (code, body) = http(port, "POST", pause, headers).await?;
+        assert_eq!(code, 403, "{headers:?}: {body}");
+        assert!(body.contains("Host") || body.contains("another site"), "{headers:?}: {body}");
+    }
+    assert!(!paused(&run, &queue).await?, "a refused action paused the queue");
+    wait_until("the refusals logged", WITHIN, || {
+        let logs = dashboard.logs();
+        async move { logs.contains("dashboard request refused") }
+    })
+    .await?;
+    let logs = dashboard.logs();
+    assert!(logs.contains("rebind.evil.example"), "the log names the host: {logs}");
+    // One line a second at most: a flood of refusals does not flood the log.
+    let before = logs.matches("dashboard request refused").count();
+    for _ in 0..50 {
+        let (code, _) = http(port, "GET", "/", &[("Host", &rebound)]).await?;
+        assert_eq!(code, 403);
+    }
+    let lines = dashboard.logs().matches("dashboard request refused").count() - before;
+    assert!(lines < 25, "{lines} log lines for 50 refused requests");
+
+    tracing::info!("--- the dashboard's own page, directly or through the proxy, still acts");
+    let origin = format!("http://{local}");
+    let own = [("Host", local.as_str()), ("Origin", origin.as_str()), ("X-Jetwork-Action", "1")];
+    let (code, body) = http(port, "POST", pause, &own).await?;
+    assert_eq!(code, 200, "{body}");
+    assert!(paused(&run, &queue).await?, "the queue is paused");
+    let proxied = [
+        ("Host", "jobs.example.com"),
+        ("Origin", "https://jobs.example.com"),
+        ("X-Jetwork-Action", "1"),
+    ];
+    let (code, body) = http(port, "POST", "/api/action?kind=resume&queue=csrfq", &proxied).await?;
+    assert_eq!(code, 200, "{body}");
+    assert!(!paused(&run, &queue).await?, "the queue is resumed");
+    // A browser that sends no Origin: its Referer is the dashboard's page.
+    let referer = format!("http://localhost:{port}/#/job/x");
+    let by_referer = [("Host", local.as_str()), ("Referer", &referer), ("X-Jetwork-Action", "1")];
+    let (code, body) = http(port, "POST", pause, &by_referer).await?;
+    assert_eq!(code, 200, "{body}");
+    assert!(paused(&run, &queue).await?, "paused again");
+    run.audit().await?;
+    Ok(())
+}
+
+/// Whether the leader reports `queue` paused.
+async fn paused(run: &InProcess, queue: &QueueName) -> anyhow::Result<bool> {
+    let status = run.client.status().await?;
+    Ok(status.queues.iter().any(|q| &q.queue == queue && q.paused))
+}
+
+/// One request to the dashboard, written as bare HTTP with exactly `headers`; returns its
+/// status code and body.
+async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Jetwork-Action: 1\r\nContent-Length: 0\r\n\r\n"
-    );
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Content-Length: 0\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await??;
-    Ok(String::from_utf8_lossy(&raw).into_owned())
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await??;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let code = raw
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP response: {raw:?}"))?;
+    let body = raw.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Ok((code, body))
 }

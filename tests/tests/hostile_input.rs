@@ -1,15 +1,18 @@
 //! Messages no well-behaved client would send, written as raw protocol bytes or as bodies of
 //! the wrong shape and size (on the worker, job and admin subjects, and as submissions with
-//! unreadable headers): they cost the sender a rejection with a reason and nobody else
-//! anything. No jetwork connection drops, no
-//! reader stops, no other submission is lost or delayed.
+//! unreadable headers), or as operator requests with fields no request declares: they cost
+//! the sender a rejection with a reason and nobody else anything. No jetwork connection
+//! drops, no reader stops, no other submission is lost or delayed, and a refused request
+//! changes nothing.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use jetwork_shared::{headers, subjects, WorkId, WorkerId};
+use jetwork_shared::jobs::JobState;
+use jetwork_shared::schedules::{ScheduleAdd, ScheduleName};
+use jetwork_shared::{headers, subjects, QueueName, WorkId, WorkerId};
 use jetwork_tests::raw::RawClient;
-use jetwork_tests::{call_raw, wait_until, Audit, InProcess};
+use jetwork_tests::{call_raw, poll_for, wait_until, Audit, InProcess};
 use jetwork_worker::square;
 
 /// Header blocks a client library would refuse to produce; `n` makes their ids unique (JetStream
@@ -212,6 +215,114 @@ async fn garbage_on_the_job_and_admin_subjects_is_refused_with_a_reason() -> any
     let info = run.client.job(&after, None).await?;
     assert_eq!(info.work_id, after);
     run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+/// Sends `body` to `subject` and checks it is refused 400 with a reason naming `field`.
+async fn refused_naming(
+    nats: &async_nats::Client,
+    subject: &str,
+    body: &str,
+    field: &str,
+) -> anyhow::Result<()> {
+    let refusal = call_raw(nats, subject, body.to_owned()).await?;
+    let refusal = refusal.expect_err(&format!("{subject} accepted {body}"));
+    assert_eq!(refusal.code, 400, "{subject} {body}: {refusal}");
+    assert!(
+        refusal.reason.contains(&format!("unknown field `{field}`")),
+        "{subject} {body}: {refusal}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_requests_with_an_unknown_field_are_refused_and_change_nothing(
+) -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let within = Duration::from_secs(30);
+    run.await_leader("m1", within).await?;
+    let nats = run.server.connect().await?;
+    let keep = ScheduleName::parse("keep")?;
+    let add = |name: &ScheduleName| ScheduleAdd {
+        name: name.clone(),
+        queue: run.queue.clone(),
+        every: Some("1h".to_owned()),
+        cron: None,
+        payload: String::new(),
+    };
+    run.client.schedule_add(&add(&keep)).await?;
+    let paused = |queue: QueueName| {
+        let client = &run.client;
+        async move {
+            let status = client.status().await?;
+            anyhow::Ok(status.queues.iter().any(|q| q.queue == queue && q.paused))
+        }
+    };
+
+    tracing::info!("--- the reproduced one: a pause with a limit is refused, nothing is paused");
+    let limited = r#"{"queue":"default","limit":1e30}"#;
+    refused_naming(&nats, subjects::ADMIN_PAUSE, limited, "limit").await?;
+    assert!(!paused(run.queue.clone()).await?, "a refused pause paused the queue");
+
+    tracing::info!("--- every other operator request, with one field too many");
+    for (subject, body, field) in [
+        (
+            subjects::ADMIN_RETRY,
+            r#"{"work_id":"held-1","queue":"default","attempts":9}"#,
+            "attempts",
+        ),
+        (subjects::ADMIN_RETRY_ALL, r#"{"queue":"default","stat":"cancelled"}"#, "stat"),
+        (subjects::ADMIN_SCHEDULE_RM, r#"{"name":"keep","force":true}"#, "force"),
+        (
+            subjects::ADMIN_SCHEDULE_ADD,
+            r#"{"name":"more","queue":"default","every":"1h","payload":"","paused":true}"#,
+            "paused",
+        ),
+        (subjects::MASTER_JOB, r#"{"work_id":"held-1","verbose":true}"#, "verbose"),
+        (subjects::MASTER_JOBS, r#"{"queue":"default","limt":5}"#, "limt"),
+    ] {
+        refused_naming(&nats, subject, body, field).await?;
+    }
+    let names: Vec<_> =
+        run.client.schedules().await?.schedules.into_iter().map(|s| s.name).collect();
+    assert_eq!(names, vec![keep.clone()], "the schedules are as they were");
+
+    tracing::info!(
+        "--- jobs held by the leader, their queue paused: purge, cancel, resume refused"
+    );
+    run.client.pause(&run.queue, true).await?;
+    let _worker = run.worker("w1", square);
+    let mut held = Vec::new();
+    for n in 1..=3u32 {
+        let id = WorkId::parse(&format!("held-{n}"))?;
+        run.client.submit(&run.queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
+        held.push(id);
+    }
+    for id in &held {
+        poll_for(&format!("{id} to be ready"), within, || async {
+            run.client.job(id, None).await.ok().filter(|info| info.state == JobState::Ready)
+        })
+        .await?;
+    }
+    refused_naming(&nats, subjects::ADMIN_PURGE, limited, "limit").await?;
+    let forced = r#"{"work_id":"held-1","reason":"no","force":true}"#;
+    refused_naming(&nats, subjects::ADMIN_CANCEL, forced, "force").await?;
+    let all = r#"{"queue":"default","all":true}"#;
+    refused_naming(&nats, subjects::ADMIN_RESUME, all, "all").await?;
+    assert!(paused(run.queue.clone()).await?, "a refused resume resumed the queue");
+    for id in &held {
+        let info = run.client.job(id, None).await?;
+        assert_eq!(info.state, JobState::Ready, "{id} after the refused requests: {info:?}");
+    }
+
+    tracing::info!("--- resumed as asked properly: every held job runs once and completes");
+    run.client.pause(&run.queue, false).await?;
+    let audit = run.completed(&held, within).await?;
+    for id in &held {
+        assert_eq!(audit.attempts(id), vec![1], "{id}");
+    }
+    run.client.schedule_rm(&keep).await?;
     run.stop().await;
     Ok(())
 }

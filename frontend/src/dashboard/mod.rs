@@ -17,24 +17,32 @@
 //! Invariants: a page view never causes a request to the master (the overview is the last
 //! sample), so any number of open browsers costs the system one status request per `refresh`;
 //! a job page costs one job request and one direct get. Everything kept is bounded (samples, failures, charted
-//! queues). It is **read-only** unless started with `--allow-actions`; even then an action
-//! must come as a POST with the `X-Jetwork-Action` header, which a page from another origin
-//! cannot send without a CORS preflight this server never approves.
+//! queues). Every request must name the dashboard in its `Host` ([`AllowedHosts`]: what it is
+//! reachable as, plus the operator's `--allowed-host` names), so a site that points its own
+//! name at the dashboard (DNS rebinding) reads nothing. It is **read-only** unless started
+//! with `--allow-actions`; even then an action must come as a POST from a page of an allowed
+//! name (its `Origin`, or `Referer`) with the `X-Jetwork-Action` header, which a page from
+//! another origin cannot send without a CORS preflight this server never approves. Refusals
+//! are answered 403 with the reason and logged, at most one line a second.
 
+mod allowed_hosts;
 mod history;
 mod http;
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
 use jetwork_shared::clock::now_ms;
+use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::{subjects, QueueName, WorkId};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 
+pub use allowed_hosts::{AllowedHost, AllowedHosts};
 pub use history::History;
 use http::{Request, Response};
 
@@ -59,6 +67,9 @@ pub struct DashboardOptions {
     pub history: Duration,
     /// Whether the operator's actions (retry, cancel, pause) are offered.
     pub allow_actions: bool,
+    /// Names it answers for besides what its listen address is reachable as (a reverse
+    /// proxy's name, the machine's name when it listens on a wildcard address).
+    pub allowed_hosts: Vec<AllowedHost>,
 }
 
 impl Default for DashboardOptions {
@@ -67,6 +78,7 @@ impl Default for DashboardOptions {
             refresh: Duration::from_secs(2),
             history: Duration::from_secs(600),
             allow_actions: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -89,10 +101,14 @@ struct Dashboard {
     client: Client,
     options: DashboardOptions,
     live: Mutex<Live>,
+    /// The names requests may come for (`Host`) and actions from (`Origin`).
+    allowed: AllowedHosts,
+    /// Requests refused for their `Host` or `Origin`: anyone can send them.
+    refusals: Mutex<LogLimit>,
 }
 
-/// Serves the dashboard on `listener` until the future is dropped; fails only if NATS
-/// refuses the results subscription.
+/// Serves the dashboard on `listener` until the future is dropped; fails only if the
+/// listener has no address or NATS refuses the results subscription.
 pub async fn serve(
     client: Client,
     listener: TcpListener,
@@ -108,15 +124,28 @@ pub async fn serve(
         history: History::new(samples),
         failures: VecDeque::new(),
     };
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ClientError::Invalid(format!("a listener without an address: {e}")))?;
+    let allowed = AllowedHosts::new(addr, &options.allowed_hosts);
     let results = client
         .nats()
         .subscribe(subjects::RESULTS_ALL)
         .await
         .map_err(|e| ClientError::Nats(e.to_string()))?;
-    let dashboard = Arc::new(Dashboard { client, options, live: Mutex::new(live) });
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, actions = dashboard.options.allow_actions, "dashboard listening");
-    }
+    tracing::info!(
+        %addr,
+        actions = options.allow_actions,
+        allowed_hosts = %allowed.names().join(", "),
+        "dashboard listening"
+    );
+    let dashboard = Arc::new(Dashboard {
+        client,
+        options,
+        live: Mutex::new(live),
+        allowed,
+        refusals: Mutex::new(LogLimit::default()),
+    });
     tokio::select! {
         () = sample(dashboard.clone()) => {}
         () = collect_failures(dashboard.clone(), results) => {}
@@ -128,6 +157,17 @@ pub async fn serve(
 impl Dashboard {
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Logs a request refused for where it comes from, at most one line a second.
+    fn log_refusal(&self, request: &Request, peer: SocketAddr, why: &str) {
+        let allowed = self.refusals.lock().unwrap_or_else(PoisonError::into_inner).allow();
+        if let Some(suppressed) = allowed {
+            tracing::warn!(
+                %peer, method = %request.method, path = %request.path, reason = why, suppressed,
+                "dashboard request refused"
+            );
+        }
     }
 }
 
@@ -183,12 +223,11 @@ async fn collect_failures(dashboard: Arc<Dashboard>, mut results: async_nats::Su
 async fn accept(dashboard: Arc<Dashboard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let dashboard = dashboard.clone();
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(http::READ_TIMEOUT * 4, answer(&dashboard, stream))
-                            .await;
+                    let answered = answer(&dashboard, stream, peer);
+                    let _ = tokio::time::timeout(http::READ_TIMEOUT * 4, answered).await;
                 });
             }
             // Out of file descriptors and the like: pause rather than spin.
@@ -200,15 +239,20 @@ async fn accept(dashboard: Arc<Dashboard>, listener: TcpListener) {
     }
 }
 
-/// Answers one request on `stream`.
-async fn answer(dashboard: &Dashboard, mut stream: TcpStream) {
+/// Answers one request on `stream`, from `peer`.
+async fn answer(dashboard: &Dashboard, mut stream: TcpStream, peer: SocketAddr) {
     let Some(request) = http::read_request(&mut stream).await else { return };
-    let response = route(dashboard, &request).await;
+    let response = route(dashboard, &request, peer).await;
     response.write(&mut stream, request.method == "HEAD").await;
 }
 
 /// The response to `request`.
-async fn route(dashboard: &Dashboard, request: &Request) -> Response {
+async fn route(dashboard: &Dashboard, request: &Request, peer: SocketAddr) -> Response {
+    // Before anything else: a page read through a foreign name is a page read by that site.
+    if let Err(why) = dashboard.allowed.check_host(request.header("host")) {
+        dashboard.log_refusal(request, peer, &why);
+        return Response::text(403, &why);
+    }
     let get = matches!(request.method.as_str(), "GET" | "HEAD");
     match (get, request.path.as_str()) {
         (true, "/" | "/index.html") => asset("text/html; charset=utf-8", INDEX_HTML),
@@ -216,7 +260,9 @@ async fn route(dashboard: &Dashboard, request: &Request) -> Response {
         (true, "/style.css") => asset("text/css; charset=utf-8", STYLE_CSS),
         (true, "/api/overview") => Response::json(200, &overview(dashboard)),
         (true, "/api/job") => job(dashboard, request.param("id")).await,
-        (false, "/api/action") if request.method == "POST" => action(dashboard, request).await,
+        (false, "/api/action") if request.method == "POST" => {
+            action(dashboard, request, peer).await
+        }
         (true, _) => Response::text(404, "no such page"),
         (false, _) => Response::text(405, "GET only (POST for /api/action)"),
     }
@@ -317,13 +363,22 @@ async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
 }
 
 /// `POST /api/action?kind=retry|cancel&id=…` or `?kind=pause|resume&queue=…`: the operator's
-/// actions, when allowed; the master's refusal comes back with its code and reason.
-async fn action(dashboard: &Dashboard, request: &Request) -> Response {
+/// actions, when allowed and sent from a page of the dashboard; the master's refusal comes
+/// back with its code and reason.
+async fn action(dashboard: &Dashboard, request: &Request, peer: SocketAddr) -> Response {
     if !dashboard.options.allow_actions {
         return Response::json(
             403,
             &json!({ "error": "read-only dashboard: start it with --allow-actions" }),
         );
+    }
+    let origin =
+        dashboard.allowed.check_origin(request.header("origin"), request.header("referer"));
+    if let Err(why) = origin {
+        dashboard.log_refusal(request, peer, &why);
+        // JSON like the other refusals here, so a page (behind a proxy whose name is not
+        // allowed yet) shows the reason.
+        return Response::json(403, &json!({ "error": why }));
     }
     if request.header("x-jetwork-action").is_none() {
         return Response::json(403, &json!({ "error": "missing the X-Jetwork-Action header" }));
