@@ -11,25 +11,14 @@ use jetwork_shared::config::NatsConfig;
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleName};
 use jetwork_shared::{subjects, QueueName, WorkId, WorkerId};
 use jetwork_tests::raw::RawClient;
-use jetwork_tests::{fast_settings, wait_until, Audit, Fast, InProcess};
+use jetwork_tests::{fast_settings, shipped_nats_conf, wait_until, Audit, Fast, InProcess};
 use jetwork_worker::square;
-
-/// The repository's `nats.conf`, to run a server with (on its own port and store).
-fn shipped_config() -> anyhow::Result<String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf");
-    let conf = std::fs::read_to_string(path)?;
-    // The monitoring port and the store are fixed in the file; tests run side by side (the
-    // harness gives each server its own port and store).
-    let keep =
-        |line: &&str| !line.starts_with("http:") && !line.trim_start().starts_with("store_dir");
-    Ok(conf.lines().filter(keep).collect::<Vec<_>>().join("\n"))
-}
 
 /// A server running the shipped `nats.conf`, master `m1` and the frontend client logged in
 /// as their roles, and the audit reading as the admin (no role may read everything).
 async fn shipped_roles() -> anyhow::Result<InProcess> {
     InProcess::build()
-        .config(&shipped_config()?)
+        .config(&shipped_nats_conf()?)
         .tune(as_roles)
         .audit_as("admin", "admin-local")
         // A client may not create the streams: the master does, first.
