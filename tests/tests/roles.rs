@@ -222,6 +222,24 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     client.subscribe(subjects::RESULTS_ALL, 1).await?;
     client.subscribe(subjects::REJECTED_ALL, 2).await?;
 
+    tracing::info!("--- a --forward responder: serves jetwork.svc.>, answers into worker inboxes");
+    let mut responder = RawClient::connect_as(&url, Some(("responder", "responder-local"))).await?;
+    for subject in forbidden_to_all_but_the_master.iter().chain(&[
+        subjects::submit(&queue),
+        subjects::MASTER_REGISTER.to_owned(),
+        subjects::MASTER_REPORT.to_owned(),
+        "_INBOX_client.x".to_owned(),
+        "_INBOX_master.x".to_owned(),
+    ]) {
+        cannot_publish(&mut responder, "responder", subject).await;
+    }
+    for subject in ["jetwork.master.>", "jetwork.worker.*.ready", "_INBOX_worker-1.>"] {
+        cannot_subscribe(&mut responder, "responder", subject).await;
+    }
+    responder.subscribe("jetwork.svc.>", 1).await?;
+    responder.publish("_INBOX_worker-1.progress", b"").await?;
+    worker.publish("jetwork.svc.resize", b"").await?;
+
     tracing::info!(
         "--- an operator: what a client may, and cancel, retry, pause, resume, schedules"
     );
