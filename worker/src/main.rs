@@ -34,7 +34,8 @@ struct Args {
     /// Jobs run at once.
     #[arg(long)]
     concurrency: Option<u32>,
-    /// Report progress for running jobs this often (e.g. `5s`), keeping long jobs alive.
+    /// Report progress for running jobs this often (e.g. `5s`), keeping long jobs alive (with
+    /// `--forward`, only the service's own progress lengthens the wait for its reply).
     #[arg(long, value_parser = humantime::parse_duration)]
     progress_every: Option<Duration>,
     /// Worker id (default: random).
