@@ -234,9 +234,12 @@ async fn service_errors_fail_the_attempt_and_client_errors_the_job() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_service_times_the_attempt_out_and_it_is_retried() -> anyhow::Result<()> {
-    let run = InProcess::start(|_| {}).await?;
+    // A 10s work timeout: the worker gives up 1s before the master would, time enough for its
+    // failure to arrive first on a loaded machine.
+    let run =
+        InProcess::start(|fast| fast.master.master.work_timeout = Duration::from_secs(10)).await?;
     let service = run.server.connect().await?;
-    // Attempt 1 gets no answer at all (well past the 3s work timeout); attempt 2 at once.
+    // Attempt 1 gets no answer at all (well past the work timeout); attempt 2 at once.
     let _responder = serve(&service, |nats, request| async move {
         if header(&request, headers::ATTEMPT) == "1" {
             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -341,7 +344,12 @@ async fn without_responders_the_worker_waits_and_takes_no_work() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_that_goes_away_mid_job_is_waited_for() -> anyhow::Result<()> {
-    let run = InProcess::start(|fast| fast.master.master.max_attempts = 10).await?;
+    // An 8s work timeout: the worker gives up 800 ms before the master would (see above).
+    let run = InProcess::start(|fast| {
+        fast.master.master.max_attempts = 10;
+        fast.master.master.work_timeout = Duration::from_secs(8);
+    })
+    .await?;
     let (_worker, scraper) =
         run.worker_observed_with("fwd", |_| {}, forwarder(&run.fast.worker).await?).await?;
     let service = run.server.connect().await?;
