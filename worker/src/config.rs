@@ -128,3 +128,22 @@ impl WorkerSettings {
         Ok((id, queues))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_needs_a_publishable_subject_and_no_exec() {
+        let mut settings = WorkerSettings::default();
+        settings.worker.forward = Some("jetwork.svc.resize".to_owned());
+        assert!(settings.validate().is_ok());
+        settings.worker.exec = Some("cat".to_owned());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("exclude each other"), "{err}");
+        settings.worker.exec = None;
+        settings.worker.forward = Some("jetwork.svc.>".to_owned());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("worker.forward") && err.contains("wildcard"), "{err}");
+    }
+}
