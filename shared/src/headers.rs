@@ -80,6 +80,15 @@ pub const SCHEDULE: &str = "Jetwork-Schedule";
 /// On a submission the master made for a recurring schedule: the tick's scheduled time (Unix
 /// milliseconds, UTC), which its work id also encodes.
 pub const SCHEDULED_AT: &str = "Jetwork-Scheduled-At";
+/// On a `--forward` worker's request to its service: when the worker gives up waiting for the
+/// reply (Unix milliseconds, the worker's clock); progress moves it.
+pub const DEADLINE: &str = "Jetwork-Deadline";
+/// On a `--forward` worker's request to its service: the subject on which the responder may
+/// send progress for this attempt (any message there extends the attempt's deadline).
+pub const PROGRESS: &str = "Jetwork-Progress";
+/// On a `--forward` service's failure reply: `true` fails the job for good (no more
+/// attempts).
+pub const NON_RETRYABLE: &str = "Jetwork-Non-Retryable";
 /// The most prior attempts a submission may claim.
 pub const MAX_PRIOR_ATTEMPTS: u32 = 1_000_000;
 

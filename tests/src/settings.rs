@@ -1,5 +1,6 @@
 //! Short timings for tests, as settings structs (in-process components) and as `JETWORK_*`
-//! environment variables (binaries). Both describe the same configuration.
+//! environment variables (binaries). Both describe the same configuration. Also the
+//! repository's own `nats.conf`, for tests of the shipped roles.
 
 use std::time::Duration;
 
@@ -81,4 +82,14 @@ pub fn fast_env(url: &str) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
+}
+
+/// The repository's `nats.conf`, to run a server with (on its own port and store): the
+/// monitoring port and the store directory it fixes are left out, so tests run side by side.
+pub fn shipped_nats_conf() -> anyhow::Result<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf");
+    let conf = std::fs::read_to_string(path)?;
+    let keep =
+        |line: &&str| !line.starts_with("http:") && !line.trim_start().starts_with("store_dir");
+    Ok(conf.lines().filter(keep).collect::<Vec<_>>().join("\n"))
 }

@@ -211,6 +211,21 @@ impl InProcess {
         Ok((task, Scraper { addr }))
     }
 
+    /// Starts a worker whose settings `tune` adjusts, serving metrics and probes on a free
+    /// loopback port.
+    pub async fn worker_observed_with<H: Handler>(
+        &self,
+        name: &str,
+        tune: impl FnOnce(&mut WorkerSettings),
+        handler: H,
+    ) -> anyhow::Result<(Task, Scraper)> {
+        let (listener, addr) = local_listener().await?;
+        let mut settings = self.fast.worker.clone();
+        tune(&mut settings);
+        let task = spawn_worker_with(name, settings, handler, Some(listener));
+        Ok((task, Scraper { addr }))
+    }
+
     /// Starts another master candidate, connected through `proxy`.
     pub fn master_via(&self, name: &str, proxy: &FaultProxy) -> Task {
         let mut settings: MasterSettings = self.fast.master.clone();

@@ -11,25 +11,14 @@ use jetwork_shared::config::NatsConfig;
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleName};
 use jetwork_shared::{subjects, QueueName, WorkId, WorkerId};
 use jetwork_tests::raw::RawClient;
-use jetwork_tests::{fast_settings, wait_until, Audit, Fast, InProcess};
+use jetwork_tests::{fast_settings, shipped_nats_conf, wait_until, Audit, Fast, InProcess};
 use jetwork_worker::square;
-
-/// The repository's `nats.conf`, to run a server with (on its own port and store).
-fn shipped_config() -> anyhow::Result<String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf");
-    let conf = std::fs::read_to_string(path)?;
-    // The monitoring port and the store are fixed in the file; tests run side by side (the
-    // harness gives each server its own port and store).
-    let keep =
-        |line: &&str| !line.starts_with("http:") && !line.trim_start().starts_with("store_dir");
-    Ok(conf.lines().filter(keep).collect::<Vec<_>>().join("\n"))
-}
 
 /// A server running the shipped `nats.conf`, master `m1` and the frontend client logged in
 /// as their roles, and the audit reading as the admin (no role may read everything).
 async fn shipped_roles() -> anyhow::Result<InProcess> {
     InProcess::build()
-        .config(&shipped_config()?)
+        .config(&shipped_nats_conf()?)
         .tune(as_roles)
         .audit_as("admin", "admin-local")
         // A client may not create the streams: the master does, first.
@@ -232,6 +221,24 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     client.publish(subjects::MASTER_SCHEDULES, b"{}").await?;
     client.subscribe(subjects::RESULTS_ALL, 1).await?;
     client.subscribe(subjects::REJECTED_ALL, 2).await?;
+
+    tracing::info!("--- a --forward responder: serves jetwork.svc.>, answers into worker inboxes");
+    let mut responder = RawClient::connect_as(&url, Some(("responder", "responder-local"))).await?;
+    for subject in forbidden_to_all_but_the_master.iter().chain(&[
+        subjects::submit(&queue),
+        subjects::MASTER_REGISTER.to_owned(),
+        subjects::MASTER_REPORT.to_owned(),
+        "_INBOX_client.x".to_owned(),
+        "_INBOX_master.x".to_owned(),
+    ]) {
+        cannot_publish(&mut responder, "responder", subject).await;
+    }
+    for subject in ["jetwork.master.>", "jetwork.worker.*.ready", "_INBOX_worker-1.>"] {
+        cannot_subscribe(&mut responder, "responder", subject).await;
+    }
+    responder.subscribe("jetwork.svc.>", 1).await?;
+    responder.publish("_INBOX_worker-1.progress", b"").await?;
+    worker.publish("jetwork.svc.resize", b"").await?;
 
     tracing::info!(
         "--- an operator: what a client may, and cancel, retry, pause, resume, schedules"

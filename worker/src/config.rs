@@ -44,8 +44,12 @@ pub struct WorkerConfig {
     /// On shutdown, how long running items may take to finish before they are abandoned.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Shell command run per item (`sh -c`); the built-in squarer when absent.
+    /// Shell command run per item (`sh -c`); the built-in squarer when absent (and no
+    /// `forward`).
     pub exec: Option<String>,
+    /// NATS subject each item is sent to as a request (any NATS service answers it); not with
+    /// `exec`.
+    pub forward: Option<String>,
     /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz`; none when
     /// absent (the default).
     pub metrics_listen: Option<SocketAddr>,
@@ -66,6 +70,7 @@ impl Default for WorkerConfig {
             progress_every: None,
             shutdown_grace: Duration::from_secs(10),
             exec: None,
+            forward: None,
             metrics_listen: None,
             non_retryable_exit_code: None,
         }
@@ -101,6 +106,13 @@ impl WorkerSettings {
                 "worker.register_interval and resend_interval must be at least 50ms".into(),
             ));
         }
+        if let Some(subject) = &w.forward {
+            if w.exec.is_some() {
+                return Err(rule("worker.exec and worker.forward exclude each other".into()));
+            }
+            crate::forward::check_subject(subject)
+                .map_err(|e| rule(format!("worker.forward: {e}")))?;
+        }
         let id = match &w.id {
             Some(id) => WorkerId::parse(id).map_err(|e| rule(format!("worker.id: {e}")))?,
             None => WorkerId::random(),
@@ -114,5 +126,24 @@ impl WorkerSettings {
             return Err(rule("worker.queues must name at least one queue".into()));
         }
         Ok((id, queues))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_needs_a_publishable_subject_and_no_exec() {
+        let mut settings = WorkerSettings::default();
+        settings.worker.forward = Some("jetwork.svc.resize".to_owned());
+        assert!(settings.validate().is_ok());
+        settings.worker.exec = Some("cat".to_owned());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("exclude each other"), "{err}");
+        settings.worker.exec = None;
+        settings.worker.forward = Some("jetwork.svc.>".to_owned());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("worker.forward") && err.contains("wildcard"), "{err}");
     }
 }

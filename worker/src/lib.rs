@@ -3,9 +3,12 @@
 //! A worker registers with whichever master leads, pulls work when it has free slots, runs a
 //! [`Handler`] per job, and reports each outcome until the master acknowledges it. Handlers
 //! are async closures `Fn(Job) -> impl Future<Output = Result<Bytes, JobError>>` (a
-//! [`JobError`] says whether another attempt could help); two come with the crate:
-//! [`ShellCommand`] (`--exec`) and [`square`] (the Akka sample's executor). A job the master
-//! cancels is stopped: its future is dropped (and `--exec` kills the command's process group).
+//! [`JobError`] says whether another attempt could help); three come with the crate:
+//! [`ShellCommand`] (`--exec`), [`Forward`] (`--forward`: any NATS service answers the jobs)
+//! and [`square`] (the Akka sample's executor). A job the master cancels is stopped: its
+//! future is dropped (and `--exec` kills the command's process group). A handler may close
+//! its [`Gate`] to stop the worker taking work (`--forward` does while its service has no
+//! responders).
 //!
 //! Every decision (slots, outcomes and their re-sending, epochs, revocations, shutdown) is made
 //! by [`core::Engine`], a pure state machine; the runtime around it does the I/O (NATS, job
@@ -22,6 +25,8 @@
 pub mod config;
 pub mod core;
 mod exec;
+mod forward;
+mod gate;
 mod handler;
 mod job;
 mod job_error;
@@ -39,6 +44,8 @@ use tokio::net::TcpListener;
 
 pub use config::{WorkerConfig, WorkerSettings};
 pub use exec::{ShellCommand, PROGRESS_LINE};
+pub use forward::{check_subject, Forward, SubjectError, PROBE_EVERY};
+pub use gate::Gate;
 pub use handler::Handler;
 pub use job::{Job, ProgressHandle};
 pub use job_error::JobError;

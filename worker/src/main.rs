@@ -1,5 +1,5 @@
-//! `jetwork-worker`: runs jobs from one or more queues, with a shell command or the
-//! built-in squarer.
+//! `jetwork-worker`: runs jobs from one or more queues, with a shell command, a NATS service
+//! (`--forward`) or the built-in squarer.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use jetwork_shared::cli::{LogArgs, NatsArgs};
-use jetwork_worker::{ShellCommand, WorkerSettings};
+use jetwork_shared::connect;
+use jetwork_worker::{Forward, ShellCommand, WorkerSettings};
 
 /// A jetwork worker: pulls work from the leading master and runs it.
 #[derive(Debug, Parser)]
@@ -19,8 +20,13 @@ struct Args {
     queue: Vec<String>,
     /// Shell command run per job (`sh -c`): payload on stdin, result on stdout, non-zero exit
     /// fails the attempt. Without it the built-in squarer runs (`n` → `n * n = n²`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "forward")]
     exec: Option<String>,
+    /// NATS subject each job is sent to as a request: any NATS service answering there (a
+    /// queue group of responders) runs the jobs; its reply is the result (README, "Any NATS
+    /// service as a worker").
+    #[arg(long, value_name = "SUBJECT")]
+    forward: Option<String>,
     /// With `--exec`: this exit status fails the job at once, without more attempts (other
     /// non-zero statuses are retried).
     #[arg(long)]
@@ -28,7 +34,8 @@ struct Args {
     /// Jobs run at once.
     #[arg(long)]
     concurrency: Option<u32>,
-    /// Report progress for running jobs this often (e.g. `5s`), keeping long jobs alive.
+    /// Report progress for running jobs this often (e.g. `5s`), keeping long jobs alive (with
+    /// `--forward`, only the service's own progress lengthens the wait for its reply).
     #[arg(long, value_parser = humantime::parse_duration)]
     progress_every: Option<Duration>,
     /// Worker id (default: random).
@@ -75,13 +82,32 @@ async fn main() -> anyhow::Result<()> {
     if args.exec.is_some() {
         w.exec = args.exec;
     }
+    if args.forward.is_some() {
+        w.forward = args.forward;
+    }
     if args.metrics_listen.is_some() {
         w.metrics_listen = args.metrics_listen;
     }
     if args.non_retryable_exit_code.is_some() {
         w.non_retryable_exit_code = args.non_retryable_exit_code;
     }
+    settings.validate().context("checking the configuration")?;
     let shutdown = jetwork_shared::shutdown::shutdown_signal();
+    tokio::pin!(shutdown);
+    if let Some(subject) = settings.worker.forward.clone() {
+        // The service's requests and replies go over a connection of their own, so a slow or
+        // large reply never holds up the worker's heartbeats and reports.
+        let name = match &settings.worker.id {
+            Some(id) => format!("jetwork-worker {id} forward"),
+            None => "jetwork-worker forward".to_owned(),
+        };
+        let client = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            connected = connect::connect(&settings.nats, &name) => connected?,
+        };
+        let handler = Forward::new(client, &subject)?;
+        return jetwork_worker::run(settings, handler, shutdown).await.context("worker failed");
+    }
     match settings.worker.exec.clone() {
         Some(command) => {
             let handler = ShellCommand::new(command, settings.streams.max_result as usize)

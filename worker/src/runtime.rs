@@ -21,9 +21,13 @@
 //! - a job the engine aborted never produces an input (its late end is dropped by the engine
 //!   if it races with the abort).
 //!
+//! The handler's [`crate::Gate`], if it has one, is watched too: each change becomes an
+//! [`Input::Gate`].
+//!
 //! It also reports what it sees ([`Observed`]): readiness follows the engine's registration
-//! (checked after every step, stored only on a change), and, with metrics on, jobs started,
-//! completed and failed and their run times per queue, busy slots and reconnects.
+//! and the handler's gate (checked after every step, stored only on a change), and, with
+//! metrics on, jobs started, completed and failed and their run times per queue, busy slots
+//! and reconnects.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -115,6 +119,9 @@ struct Shell<H> {
     observed: Observed,
     /// Readiness as last reported (registered with a confirmed leader, and its epoch).
     reported: (bool, u64),
+    /// Why the handler's gate is closed (`None`: open), now and as last reported.
+    closed: Option<String>,
+    reported_closed: Option<String>,
     /// The queue of the job that ended last: the engine's lines about its end name the
     /// attempt only, and its task is gone by then.
     last_ended: Option<((WorkId, u32), QueueName)>,
@@ -138,6 +145,7 @@ pub async fn run<H: Handler>(
     let mut elected = client.subscribe(subjects::MASTER_ELECTED).await?;
     let (progress, mut progress_rx) = mpsc::unbounded_channel();
     let (answers, mut answers_rx) = mpsc::unbounded_channel();
+    let mut gate = handler.gate().map(|gate| gate.watch());
     // Ticks drive every timer in the engine: a quarter of the shortest interval, bounded.
     let shortest = cfg.resend_interval.min(cfg.register_interval) / 4;
     let mut tick = tokio::time::interval(Duration::from_millis(shortest).clamp(MIN_TICK, MAX_TICK));
@@ -157,6 +165,8 @@ pub async fn run<H: Handler>(
         id_log: LogLimit::new(Duration::from_secs(10)),
         observed,
         reported: (false, 0),
+        closed: None,
+        reported_closed: None,
         last_ended: None,
     };
     let mut engine = Engine::new(cfg);
@@ -181,6 +191,14 @@ pub async fn run<H: Handler>(
                     Some(Input::Progress { work_id, attempt, now: shell.now() })
                 }
                 Some(answer) = answers_rx.recv() => Some(shell.stamp(answer)),
+                closed = next_gate(&mut gate) => {
+                    if let Some(why) = &closed {
+                        tracing::warn!(worker = %shell.cfg.id, "taking no work: {why}");
+                    }
+                    let open = closed.is_none();
+                    shell.closed = closed;
+                    Some(Input::Gate { open, now: shell.now() })
+                }
                 Some(message) = ready.next() => match codec::decode::<WorkReady>(&message.payload) {
                     Ok(note) => Some(Input::WorkReady { epoch: note.epoch, now: shell.now() }),
                     Err(_) => None,
@@ -303,19 +321,22 @@ impl<H: Handler> Shell<H> {
     /// Readiness and the registration gauges, when they changed.
     fn report(&mut self, engine: &Engine) {
         let now = (engine.is_registered() && !engine.stopped(), engine.epoch());
-        if now == self.reported {
+        if now == self.reported && self.closed == self.reported_closed {
             return;
         }
         self.reported = now;
+        self.reported_closed.clone_from(&self.closed);
         let (registered, epoch) = now;
-        let why = if registered {
-            format!("registered with the leader of epoch {epoch}")
-        } else if engine.stopped() {
-            "stopped".to_owned()
-        } else {
-            "not registered with a leader".to_owned()
+        let (ready, why) = match (registered, &self.closed) {
+            (true, None) => (true, format!("registered with the leader of epoch {epoch}")),
+            (true, Some(why)) => (
+                false,
+                format!("registered with the leader of epoch {epoch}, but taking no work: {why}"),
+            ),
+            (false, _) if engine.stopped() => (false, "stopped".to_owned()),
+            (false, _) => (false, "not registered with a leader".to_owned()),
         };
-        self.observed.health.set_ready(registered, why);
+        self.observed.health.set_ready(ready, why);
         if let Some(metrics) = &self.observed.metrics {
             metrics.registered.set(i64::from(registered));
             metrics.epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
@@ -423,6 +444,19 @@ impl<H: Handler> Shell<H> {
         }
         self.tasks.values().find(|r| &r.key == key).map(|r| r.queue.clone())
     }
+}
+
+/// The gate's next state (`Some(why)`: closed); never, for a handler without a gate.
+async fn next_gate(
+    gate: &mut Option<tokio::sync::watch::Receiver<Option<String>>>,
+) -> Option<String> {
+    if let Some(watch) = gate {
+        if watch.changed().await.is_ok() {
+            return watch.borrow_and_update().clone();
+        }
+    }
+    // No gate; or its sender is gone, which cannot happen while the handler lives.
+    std::future::pending().await
 }
 
 /// Sends one MessagePack request to the master and decodes the reply, mapping the NATS

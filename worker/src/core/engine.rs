@@ -38,6 +38,10 @@ pub struct Engine {
     pub(super) verifying: bool,
     /// There may be work for us: ask when slots are free.
     pub(super) want_work: bool,
+    /// The handler can take work (its [`crate::Gate`] is open). While it cannot, nothing is
+    /// asked for while any attempt is held, and one job at a time once none is: the handler
+    /// needs a job to find out whether it can work again.
+    pub(super) gate_open: bool,
     /// When the last registration was sent.
     last_register: Option<Millis>,
     /// When the next keepalive progress is due (with `progress_every`).
@@ -59,6 +63,7 @@ impl Engine {
             registered: false,
             verifying: false,
             want_work: true,
+            gate_open: true,
             last_register: None,
             keepalive_at: None,
             stopping: None,
@@ -106,6 +111,7 @@ impl Engine {
             Input::Progress { work_id, attempt, .. } => {
                 self.attempts.note_progress((work_id, attempt))
             }
+            Input::Gate { open, .. } => self.on_gate(open),
             Input::Shutdown { .. } => self.on_shutdown(now),
             Input::Tick { .. } => {}
         }
@@ -301,9 +307,30 @@ impl Engine {
         let running = self.slots().running;
         self.log(Level::Info, format!("shutting down; finishing {running} running jobs"));
         self.stopping = Some(now.saturating_add(self.cfg.shutdown_grace));
+        self.withdraw();
+    }
+
+    /// The handler's gate opened or closed.
+    fn on_gate(&mut self, open: bool) {
+        if open == self.gate_open {
+            return;
+        }
+        self.gate_open = open;
+        if open {
+            self.log(Level::Info, "the handler can take work again".to_owned());
+            self.want_work = true;
+        } else {
+            let text = "the handler cannot take work now: asking for none while a job is held, \
+                        then for one job at a time";
+            self.log(Level::Info, text.to_owned());
+            self.withdraw();
+        }
+    }
+
+    /// Answers a request for work the master may be holding open with a request for no slots
+    /// (it then answers the held one empty), so no work is handed out that would only wait.
+    fn withdraw(&mut self) {
         if self.flights.requesting() {
-            // The master may be holding our request open: a request for no slots answers it
-            // (empty), so no work is handed to a worker that is leaving.
             let msg = RequestWork {
                 worker_id: self.cfg.id.clone(),
                 session: self.cfg.session,
@@ -390,15 +417,19 @@ impl Engine {
         let batch = self.attempts.due_outcomes(now, resend, self.cfg.report_bytes);
         let progress = self.attempts.due_progress(now, self.cfg.progress_interval);
         // No work is asked for while stopping (it would only be abandoned) or unregistered
-        // (the master hands nothing to a worker it does not know).
-        let asking = self.stopping.is_none() && self.registered;
+        // (the master hands nothing to a worker it does not know). While the handler's gate is
+        // closed, one job at a time, and only once nothing is held: the handler probes with it.
+        let probing = !self.gate_open;
+        let asking =
+            self.stopping.is_none() && self.registered && (!probing || self.attempts.is_empty());
+        let capacity = if probing { 1 } else { self.cfg.concurrency };
         if !batch.outcomes.is_empty() || !progress.is_empty() {
             // Once this report carries the fresh outcomes their slots are its to ask for:
             // whatever is free after that (every slot is counted once, so this never asks for
             // more than the worker has).
             let fresh = u32::try_from(batch.fresh.len()).unwrap_or(u32::MAX);
             let used = self.slots().used().saturating_sub(fresh);
-            let slots = if asking { self.cfg.concurrency.saturating_sub(used) } else { 0 };
+            let slots = if asking { capacity.saturating_sub(used) } else { 0 };
             let sent = batch.outcomes.iter().map(|o| (o.work_id.clone(), o.attempt)).collect();
             let id = self.flights.open(Kind::Report { slots, sent }, now);
             if slots > 0 {
@@ -410,7 +441,7 @@ impl Engine {
             let msg = Report { worker_id, session, outcomes, slots };
             return self.push(Action::Report { id, epoch: self.epoch, msg });
         }
-        let slots = self.free();
+        let slots = self.free().min(capacity);
         if self.want_work && asking && !self.flights.requesting() && slots > 0 {
             self.want_work = false;
             // Long poll: the master holds the request until work arrives (and hands it out in

@@ -20,6 +20,7 @@
 //!   (answers the oldest lease check).
 //! - `ready epoch=<e>`; `done <id>@<a> [result=<text>] [size=<bytes>]`;
 //!   `crash <id>@<a> [reason=<text>] [permanent=true]`; `cancel <id>@<a> epoch=<n>`; `progress <id>@<a>`; `shutdown`; `state`.
+//! - `gate <open|closed>`: the handler's gate opened or closed.
 //!
 //! Without `id=`, a reply answers the oldest unanswered request of its kind. Every token and
 //! session the engine sends is checked: a wrong one is printed as `WRONG TOKEN`/`SESSION`.
@@ -255,8 +256,9 @@ fn render(action: &Action) -> String {
 fn render_state(engine: &Engine, now: Millis) -> String {
     let slots = engine.slots();
     let mut s = format!(
-        "epoch={} registered={} want_work={} stopped={}\nslots: concurrency={} running={} backlog={} pending={} (carried {}) asked={} → used {}\n",
-        engine.epoch, engine.registered, engine.want_work, engine.stopped(), slots.concurrency,
+        "epoch={} registered={} want_work={}{} stopped={}\nslots: concurrency={} running={} backlog={} pending={} (carried {}) asked={} → used {}\n",
+        engine.epoch, engine.registered, engine.want_work,
+        if engine.gate_open { "" } else { " gate=closed" }, engine.stopped(), slots.concurrency,
         slots.running, slots.backlog, slots.pending, slots.carried, slots.asked, slots.used()
     );
     for key in engine.attempts.running() {
@@ -436,6 +438,14 @@ impl goldenscript::Runner for Runner {
                 self.step(input)?
             }
             "shutdown" => self.step(Input::Shutdown { now })?,
+            "gate" => {
+                let open = match args.next_pos() {
+                    Some("open") => true,
+                    Some("closed") => false,
+                    _ => return Err("gate needs open or closed".into()),
+                };
+                self.step(Input::Gate { open, now })?
+            }
             "state" => match &self.engine {
                 Some(engine) => render_state(engine, now),
                 None => "not started\n".to_owned(),

@@ -39,6 +39,8 @@ pub enum Input {
     Cancelled { epoch: u64, work_id: WorkId, attempt: u32, now: Millis },
     /// A running job reported progress.
     Progress { work_id: WorkId, attempt: u32, now: Millis },
+    /// The handler's gate opened or closed ([`crate::Gate`]): whether it can take work now.
+    Gate { open: bool, now: Millis },
     /// Stop: finish (or, after the grace period, abandon) what runs, then stop.
     Shutdown { now: Millis },
     /// Time passes (the runtime ticks often enough for the shortest interval in the config).
@@ -59,6 +61,7 @@ impl Input {
             | Input::JobEnded { now, .. }
             | Input::Cancelled { now, .. }
             | Input::Progress { now, .. }
+            | Input::Gate { now, .. }
             | Input::Shutdown { now }
             | Input::Tick { now } => *now,
         }

@@ -15,6 +15,8 @@
 //! - no attempt is started twice, nor after it was revoked, nor once its time is up
 //!   (`received + timeout_ms`, or received more than a timeout past its deadline);
 //! - no request carries (and the engine never follows) an epoch the lease has not held;
+//! - while the handler's gate is closed, work is asked for only when nothing is held, one
+//!   job at a time;
 //! - every outcome carries its attempt's token, every request this process's session, and
 //!   the engine's running jobs are exactly those started and not yet ended or aborted.
 //!
@@ -61,6 +63,8 @@ enum Op {
     },
     /// A shutdown request, when the value is small (most runs never shut down).
     Shutdown(u8),
+    /// The handler's gate opens or closes.
+    Gate(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -77,6 +81,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(Op::Progress),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(pick, stale)| Op::Cancel { pick, stale }),
         1 => any::<u8>().prop_map(Op::Shutdown),
+        1 => any::<bool>().prop_map(Op::Gate),
     ]
 }
 
@@ -246,6 +251,7 @@ impl World {
             }
             Op::Shutdown(n) if n < 8 => self.step(Input::Shutdown { now }),
             Op::Shutdown(_) => {}
+            Op::Gate(open) => self.step(Input::Gate { open, now }),
         }
     }
 }

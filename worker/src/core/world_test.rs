@@ -108,6 +108,7 @@ impl World {
         }
         let cfg = self.engine.config().clone();
         let mut asked = false;
+        let gate_open = self.engine.gate_open;
         for action in actions {
             let epoch = match &action {
                 Action::Register { epoch, .. }
@@ -132,6 +133,11 @@ impl World {
                 Action::RequestWork { id, epoch, msg } => {
                     assert_eq!(msg.session, cfg.session);
                     asked |= msg.slots > 0;
+                    assert!(
+                        gate_open || msg.slots <= 1,
+                        "asked for {} with the gate closed",
+                        msg.slots
+                    );
                     let sent = Sent {
                         kind: "request",
                         epoch,
@@ -144,6 +150,7 @@ impl World {
                 Action::Report { id, epoch, msg } => {
                     assert_eq!(msg.session, cfg.session);
                     asked |= msg.slots > 0;
+                    assert!(gate_open || msg.slots == 0, "a report asked for work, gate closed");
                     let mut keys = Vec::new();
                     for o in msg.outcomes {
                         let key = (o.work_id, o.attempt);
@@ -193,6 +200,9 @@ impl World {
         }
         let running: BTreeSet<Key> = self.engine.running().cloned().collect();
         assert_eq!(running, self.running, "the engine's running jobs are those started");
+        if asked && !self.engine.gate_open {
+            assert!(self.engine.attempts.is_empty(), "asked for work with the gate closed");
+        }
         for key in self.engine.pending() {
             self.owed.entry(key.clone()).or_insert(now);
         }
