@@ -42,6 +42,10 @@ pub enum ClientError {
     Rejected { work_id: WorkId, seq: u64, reason: String },
     #[error("NATS: {0}")]
     Nats(String),
+    /// NATS refused this user what the command needs (the server's words, and which role of
+    /// the shipped `nats.conf` has the permission).
+    #[error(transparent)]
+    Denied(#[from] connect::Denied),
 }
 
 /// A stored submission.
@@ -132,17 +136,18 @@ impl Client {
                 .await
                 .map_err(jetwork_shared::Error::from)?;
         let js = connect::jetstream(&nats, &settings.nats);
-        if let Err(e) =
-            topology::ensure_streams(&js, &settings.streams, topology::EnsureMode::CreateIfMissing)
-                .await
-        {
+        let client = Client { nats, js, settings, denials };
+        // A user that may not even look the streams up learns so at once, from the command it
+        // runs next (which needs permissions of its own), not after a timeout here.
+        if let Err(e) = client.init().await {
             tracing::warn!(error = %e, "the streams are not there and cannot be created by this user; submissions wait for a master to create them");
         }
-        Ok(Client { nats, js, settings, denials })
+        Ok(client)
     }
 
-    /// Runs `request` (to `subject`), unless NATS refuses this user the publish or the reply
-    /// inbox first: then it fails at once with the server's words.
+    /// Runs `request` (to `subject`, or subjects starting with it), unless NATS refuses this
+    /// user the publish, the subscription or the reply inbox first: then it fails at once
+    /// with the server's words.
     pub async fn unless_denied<T>(
         &self,
         subject: &str,
@@ -150,6 +155,27 @@ impl Client {
     ) -> Result<T, connect::Denied> {
         let inbox = self.settings.nats.inbox_prefix.as_deref().unwrap_or("_INBOX");
         self.denials.guard(subject, inbox, request).await
+    }
+
+    /// [`unless_denied`](Self::unless_denied) for a request that fails with a [`ClientError`].
+    async fn guarded<T>(
+        &self,
+        subject: &str,
+        request: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        self.unless_denied(subject, request).await?
+    }
+
+    /// Creates the streams if they are missing (`init`): a user that may not is told which
+    /// permission it lacks.
+    pub async fn init(&self) -> Result<(), ClientError> {
+        let ensure = async {
+            let mode = topology::EnsureMode::CreateIfMissing;
+            topology::ensure_streams(&self.js, &self.settings.streams, mode)
+                .await
+                .map_err(|e| ClientError::Nats(e.to_string()))
+        };
+        self.guarded("$JS.API.STREAM.", ensure).await
     }
 
     /// The underlying NATS connection.
@@ -209,7 +235,7 @@ impl Client {
                 message = message.header(*name, value.as_str());
             }
             let attempt = async { self.js.send_publish(subject.clone(), message).await?.await };
-            let error = match attempt.await {
+            let error = match self.unless_denied(&subject, attempt).await? {
                 Ok(ack) => {
                     self.announce(queue, ack.sequence, headers).await;
                     return Ok(Submitted {
@@ -266,20 +292,25 @@ impl Client {
         queue: Option<&QueueName>,
         work_id: &WorkId,
     ) -> Result<Option<WorkResult>, ClientError> {
-        let stream = self
-            .js
-            .get_stream_no_info(subjects::RESULTS_STREAM)
-            .await
-            .map_err(|e| ClientError::Nats(e.to_string()))?;
-        let subject = match queue {
-            Some(q) => subjects::result(q, work_id),
-            None => subjects::result_any_queue(work_id),
+        let read = async {
+            let stream = self
+                .js
+                .get_stream_no_info(subjects::RESULTS_STREAM)
+                .await
+                .map_err(|e| ClientError::Nats(e.to_string()))?;
+            let subject = match queue {
+                Some(q) => subjects::result(q, work_id),
+                None => subjects::result_any_queue(work_id),
+            };
+            match stream.direct_get_last_for_subject(subject).await {
+                Ok(m) => {
+                    Ok(WorkResult::from_message(m.subject.as_str(), Some(&m.headers), m.payload))
+                }
+                Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+                Err(e) => Err(ClientError::Nats(e.to_string())),
+            }
         };
-        match stream.direct_get_last_for_subject(subject).await {
-            Ok(m) => Ok(WorkResult::from_message(m.subject.as_str(), Some(&m.headers), m.payload)),
-            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
-            Err(e) => Err(ClientError::Nats(e.to_string())),
-        }
+        self.guarded(&subjects::direct_get(subjects::RESULTS_STREAM), read).await
     }
 
     /// Waits for the result of `work_id`: listens for it first, then checks whether it is
@@ -307,6 +338,8 @@ impl Client {
             let reason = self.wait_rejection(queue, seq, timeout).await?;
             Err(ClientError::Rejected { work_id: work_id.clone(), seq, reason })
         };
+        let rejected_subject = subjects::rejected(queue, seq);
+        let rejected = self.guarded(&rejected_subject, rejected);
         tokio::select! {
             result = self.wait_matching(queue, work_id, Some(seq), timeout) => result,
             rejected = rejected => rejected,
@@ -319,18 +352,24 @@ impl Client {
         queue: &QueueName,
         seq: u64,
     ) -> Result<Option<String>, ClientError> {
-        let stream = self
-            .js
-            .get_stream_no_info(subjects::RESULTS_STREAM)
-            .await
-            .map_err(|e| ClientError::Nats(e.to_string()))?;
-        match stream.direct_get_last_for_subject(subjects::rejected(queue, seq)).await {
-            Ok(m) => Ok(Some(
-                m.headers.get(headers::REASON).map(|v| v.as_str().to_owned()).unwrap_or_default(),
-            )),
-            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
-            Err(e) => Err(ClientError::Nats(e.to_string())),
-        }
+        let read = async {
+            let stream = self
+                .js
+                .get_stream_no_info(subjects::RESULTS_STREAM)
+                .await
+                .map_err(|e| ClientError::Nats(e.to_string()))?;
+            match stream.direct_get_last_for_subject(subjects::rejected(queue, seq)).await {
+                Ok(m) => Ok(Some(
+                    m.headers
+                        .get(headers::REASON)
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default(),
+                )),
+                Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+                Err(e) => Err(ClientError::Nats(e.to_string())),
+            }
+        };
+        self.guarded(&subjects::direct_get(subjects::RESULTS_STREAM), read).await
     }
 
     /// Resolves with the rejection reason once the submission at `seq` is rejected; pending
@@ -365,7 +404,20 @@ impl Client {
         }
     }
 
+    /// Waits for the result of `work_id` (of the run at `run`, if given): the live subscription,
+    /// unless the server refuses it.
     async fn wait_matching(
+        &self,
+        queue: &QueueName,
+        work_id: &WorkId,
+        run: Option<u64>,
+        timeout: Duration,
+    ) -> Result<WorkResult, ClientError> {
+        let subject = subjects::result(queue, work_id);
+        self.guarded(&subject, self.wait_stored(queue, work_id, run, timeout)).await
+    }
+
+    async fn wait_stored(
         &self,
         queue: &QueueName,
         work_id: &WorkId,
@@ -411,7 +463,13 @@ impl Client {
 
     /// Reads the lease: who leads (or last led) and until when, without asking a master.
     pub async fn lease(&self) -> Result<jetwork_shared::leader::LeaseView, ClientError> {
-        jetwork_shared::leader::view(&self.js).await.map_err(|e| ClientError::Nats(e.to_string()))
+        let read = async {
+            jetwork_shared::leader::view(&self.js)
+                .await
+                .map_err(|e| ClientError::Nats(e.to_string()))
+        };
+        let bucket = format!("KV_{}", subjects::LEASE_BUCKET);
+        self.guarded(&subjects::direct_get(&bucket), read).await
     }
 
     /// Asks the leading master for its view of queues and workers.
@@ -422,10 +480,10 @@ impl Client {
     /// Asks the leading master for one page of its view (see [`StatusQuery`]).
     pub async fn status_page(&self, query: StatusQuery) -> Result<StatusReport, ClientError> {
         let body = serde_json::to_vec(&query).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let asked = self.nats.request(subjects::MASTER_STATUS, body.into());
         let reply = self
-            .nats
-            .request(subjects::MASTER_STATUS, body.into())
-            .await
+            .unless_denied(subjects::MASTER_STATUS, asked)
+            .await?
             .map_err(|e| ClientError::NoMaster(e.to_string()))?;
         if let Some(error) = reply.headers.as_ref().and_then(|h| h.get(headers::NATS_SERVICE_ERROR))
         {

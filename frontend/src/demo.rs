@@ -94,6 +94,8 @@ pub async fn run(client: &Client, options: DemoOptions) -> Result<DemoSummary, C
                 summary.submitted += 1;
                 accepted.push(work_id);
             }
+            // NATS refuses this user the submissions: every one would be refused alike.
+            Err(denied @ ClientError::Denied(_)) => return Err(denied),
             Err(e) => {
                 tracing::error!(%work_id, error = %e, "Work not accepted");
                 summary.not_accepted += 1;

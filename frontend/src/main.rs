@@ -320,7 +320,10 @@ async fn main() -> anyhow::Result<()> {
                 bail!("the demo lost or duplicated results");
             }
         }
-        Cmd::Init => println!("streams ready"),
+        Cmd::Init => {
+            client.init().await?;
+            println!("streams ready");
+        }
         Cmd::Job { id, queue, json } => {
             let id = WorkId::parse(&id).context("invalid work id")?;
             let queue = queue.map(|q| QueueName::parse(&q)).transpose().context("invalid queue")?;

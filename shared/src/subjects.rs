@@ -169,6 +169,27 @@ pub const ADMIN_SCHEDULE_RM: &str = "jetwork.admin.schedule.rm";
 /// Anyone lists the recurring schedules here (JSON).
 pub const MASTER_SCHEDULES: &str = "jetwork.master.schedules";
 
+/// Every request/reply subject the leader serves (its micro-service endpoints): what workers,
+/// clients and operators may ask. The role matrix test (`tests/tests/role_matrix.rs`) asks each
+/// of them as each role of the shipped `nats.conf`, and fails for one it has no row for.
+pub const ENDPOINTS: [&str; 15] = [
+    MASTER_REGISTER,
+    MASTER_REQUEST,
+    MASTER_REPORT,
+    MASTER_STATUS,
+    MASTER_JOB,
+    MASTER_JOBS,
+    MASTER_SCHEDULES,
+    ADMIN_CANCEL,
+    ADMIN_RETRY,
+    ADMIN_RETRY_ALL,
+    ADMIN_PURGE,
+    ADMIN_PAUSE,
+    ADMIN_RESUME,
+    ADMIN_SCHEDULE_ADD,
+    ADMIN_SCHEDULE_RM,
+];
+
 /// Where the leader tells one worker to stop a cancelled attempt.
 pub fn worker_cancel(worker: &WorkerId) -> String {
     format!("jetwork.worker.{worker}.cancel")

@@ -76,7 +76,7 @@ impl Audit {
             }
         }
         for (seq, subject, _, _) in read_stream(js, subjects::SUBMIT_STREAM).await? {
-            if let Some(queue) = subjects::queue_of_submit(&subject) {
+            if let Some((queue, _)) = subjects::queue_of_submission(&subject) {
                 audit.submissions.push((seq, queue.to_owned()));
             }
         }
@@ -224,6 +224,29 @@ impl Audit {
             .collect();
         if !skipped.is_empty() {
             bail!("the read position moved past submissions never taken: {skipped:?}");
+        }
+        Ok(())
+    }
+
+    /// Every stored submission the journal took has exactly one stored outcome: its run's
+    /// result (`Jetwork-Submit-Seq` = its sequence) if it was accepted, its rejection if it was
+    /// refused. For a test that let every accepted run finish; needs the whole journal.
+    pub fn expect_one_outcome_each(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.journal_complete, "the journal was trimmed");
+        for (_, _, event) in &self.events {
+            match event {
+                Event::WorkAccepted { work_id, seq, .. } => {
+                    let runs = self.results.get(work_id).map(Vec::as_slice).unwrap_or_default();
+                    let stored = runs.iter().filter(|r| r.submit_seq == *seq).count();
+                    if stored != 1 || self.rejected.contains_key(seq) {
+                        bail!("submission {seq} ({work_id}) has {stored} stored results: {runs:?}");
+                    }
+                }
+                Event::SubmissionRejected { seq, .. } if !self.rejected.contains_key(seq) => {
+                    bail!("submission {seq} was rejected, but no rejection is stored");
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

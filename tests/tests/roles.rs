@@ -149,6 +149,7 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         subjects::rejected(&queue, 7),
         subjects::JOURNAL_EVENTS.to_owned(),
         subjects::JOURNAL_EPOCH.to_owned(),
+        subjects::internal(&queue),
         subjects::MASTER_ELECTED.to_owned(),
         subjects::worker_ready(&worker_1),
         subjects::worker_cancel(&worker_1),

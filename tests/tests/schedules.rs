@@ -113,14 +113,14 @@ async fn ticks_go_on_across_a_takeover_none_lost_none_doubled() -> anyhow::Resul
     Ok(())
 }
 
-/// Two users: `all` may do anything; `nosubmit` anything but publish submissions (a master
-/// logged in as it fires ticks, but cannot get any of them stored).
+/// Two users: `all` may do anything; `nosubmit` anything but publish the master's own
+/// submissions (a master logged in as it fires ticks, but cannot get any of them stored).
 const TWO_USERS: &str = r#"
 authorization {
   users = [
     { user: "all", password: "all" }
     { user: "nosubmit", password: "nosubmit", permissions: {
-        publish: { deny: ["jetwork.submit.*"] }
+        publish: { deny: ["jetwork.internal.*"] }
     } }
   ]
 }
@@ -157,7 +157,8 @@ async fn ticks_fired_but_never_stored_are_submitted_by_the_next_leader() -> anyh
     for (id, ..) in &fired_by_m1 {
         assert!(!audit.results.contains_key(id), "{id} ran although it could not be submitted");
     }
-    let submitted = audit.events.iter().any(|(_, _, e)| matches!(e, Event::TicksSubmitted { .. }));
+    let submitted =
+        audit.events.iter().any(|(_, _, e)| matches!(e, Event::SubmissionsStored { .. }));
     assert!(!submitted, "m1 confirmed a tick it could not store");
 
     tracing::info!("--- m1 dies; m2 (allowed to submit) submits every tick m1 fired, once");

@@ -59,6 +59,26 @@ pub enum Endpoint {
     ScheduleRemove,
 }
 
+/// Every endpoint: whether it is in the operators' group, the group's prefix, its subject,
+/// which endpoint it is.
+const ENDPOINT_SUBJECTS: [(bool, &str, &str, Endpoint); 15] = [
+    (false, subjects::MASTER_GROUP, subjects::MASTER_REGISTER, Endpoint::Register),
+    (false, subjects::MASTER_GROUP, subjects::MASTER_REQUEST, Endpoint::Request),
+    (false, subjects::MASTER_GROUP, subjects::MASTER_REPORT, Endpoint::Report),
+    (false, subjects::MASTER_GROUP, subjects::MASTER_STATUS, Endpoint::Status),
+    (false, subjects::MASTER_GROUP, subjects::MASTER_JOB, Endpoint::Job),
+    (false, subjects::MASTER_GROUP, subjects::MASTER_JOBS, Endpoint::Jobs),
+    (true, subjects::ADMIN_GROUP, subjects::ADMIN_CANCEL, Endpoint::Cancel),
+    (true, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY, Endpoint::Retry),
+    (true, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY_ALL, Endpoint::RetryAll),
+    (true, subjects::ADMIN_GROUP, subjects::ADMIN_PURGE, Endpoint::Purge),
+    (true, subjects::ADMIN_GROUP, subjects::ADMIN_PAUSE, Endpoint::Pause),
+    (true, subjects::ADMIN_GROUP, subjects::ADMIN_RESUME, Endpoint::Resume),
+    (false, subjects::MASTER_GROUP, subjects::MASTER_SCHEDULES, Endpoint::Schedules),
+    (true, subjects::ADMIN_GROUP, subjects::ADMIN_SCHEDULE_ADD, Endpoint::ScheduleAdd),
+    (true, subjects::ADMIN_GROUP, subjects::ADMIN_SCHEDULE_RM, Endpoint::ScheduleRemove),
+];
+
 /// Every endpoint's requests, as one stream.
 pub type Endpoints = SelectAll<BoxStream<'static, (Endpoint, Request)>>;
 
@@ -87,23 +107,8 @@ pub async fn start(
     let master = service.group(subjects::MASTER_GROUP);
     let admin = service.group(subjects::ADMIN_GROUP);
     let mut streams: Vec<BoxStream<'static, (Endpoint, Request)>> = Vec::new();
-    for (group, prefix, subject, kind) in [
-        (&master, subjects::MASTER_GROUP, subjects::MASTER_REGISTER, Endpoint::Register),
-        (&master, subjects::MASTER_GROUP, subjects::MASTER_REQUEST, Endpoint::Request),
-        (&master, subjects::MASTER_GROUP, subjects::MASTER_REPORT, Endpoint::Report),
-        (&master, subjects::MASTER_GROUP, subjects::MASTER_STATUS, Endpoint::Status),
-        (&master, subjects::MASTER_GROUP, subjects::MASTER_JOB, Endpoint::Job),
-        (&master, subjects::MASTER_GROUP, subjects::MASTER_JOBS, Endpoint::Jobs),
-        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_CANCEL, Endpoint::Cancel),
-        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY, Endpoint::Retry),
-        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RETRY_ALL, Endpoint::RetryAll),
-        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_PURGE, Endpoint::Purge),
-        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_PAUSE, Endpoint::Pause),
-        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_RESUME, Endpoint::Resume),
-        (&master, subjects::MASTER_GROUP, subjects::MASTER_SCHEDULES, Endpoint::Schedules),
-        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_SCHEDULE_ADD, Endpoint::ScheduleAdd),
-        (&admin, subjects::ADMIN_GROUP, subjects::ADMIN_SCHEDULE_RM, Endpoint::ScheduleRemove),
-    ] {
+    for (in_admin, prefix, subject, kind) in ENDPOINT_SUBJECTS {
+        let group = if in_admin { &admin } else { &master };
         // The group prefixes the name, so the endpoint listens on `subject` itself.
         let name = subjects::endpoint_in(prefix, subject)
             .expect("every endpoint subject is in its group (a subjects unit test)");
@@ -422,6 +427,17 @@ async fn answer_now(request: Request, reply: Answer) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_endpoint_subject_is_served() {
+        let served: Vec<&str> =
+            ENDPOINT_SUBJECTS.iter().map(|(_, _, subject, _)| *subject).collect();
+        let mut listed = subjects::ENDPOINTS.to_vec();
+        let mut served_sorted = served.clone();
+        listed.sort_unstable();
+        served_sorted.sort_unstable();
+        assert_eq!(served_sorted, listed, "subjects::ENDPOINTS and the served endpoints differ");
+    }
 
     #[test]
     fn operators_requests_are_json_objects_only() {

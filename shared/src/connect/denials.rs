@@ -5,7 +5,9 @@
 //! asynchronous `-ERR 'Permissions Violation for Publish to "<subject>"'` (or `… Subscription to
 //! "<subject>"` for a reply inbox the user may not read). A request therefore waits for a reply
 //! that can never come. [`Denials::guard`] runs a request and, in parallel, watches for a
-//! violation naming its subject or the connection's inbox prefix: whichever comes first wins.
+//! violation naming a subject under its own (a subject, or the prefix of the subjects it
+//! uses: `$JS.API.DIRECT.GET.JETWORK_RESULTS` covers every direct get on that stream) or the
+//! connection's inbox prefix: whichever comes first wins.
 //! Violations about other subjects (another request on the same connection) are not this
 //! request's, and are ignored by it.
 
@@ -41,8 +43,9 @@ impl Denials {
         }
     }
 
-    /// Runs `request` (a publish to `subject` waiting for its reply on an inbox under
-    /// `inbox_prefix`), unless the server refuses either first.
+    /// Runs `request` (publishes to subjects starting with `subject`, or a subscription to
+    /// one, waiting for replies on an inbox under `inbox_prefix`), unless the server refuses
+    /// either first.
     pub async fn guard<T>(
         &self,
         subject: &str,
@@ -50,7 +53,7 @@ impl Denials {
         request: impl Future<Output = T>,
     ) -> Result<T, Denied> {
         let mut reported = self.0.subscribe();
-        let quoted = format!("\"{subject}\"");
+        let quoted = format!("\"{subject}");
         let inbox = format!("\"{inbox_prefix}");
         let denied = async {
             loop {

@@ -1,0 +1,305 @@
+//! An acknowledged submission runs to exactly one stored outcome, and no client can forge or
+//! drop one (real nats-server, without permissions: the worst case): a client submission
+//! claiming a retry or a tick of a finished job is refused and changes nothing; a submission on
+//! the master's own subject that the master did not decide is refused; a work id resubmitted
+//! after the dedup horizon with a priority that jumps ahead of its own earlier submission
+//! leaves each submission one outcome; a malformed priority submission is never taken out of
+//! turn; a retry keeps the job's own attempt limit, and an id the master assigned can be
+//! retried.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use jetwork_frontend::ResultStatus;
+use jetwork_master::core::Event;
+use jetwork_shared::job_options::{self, MAX_ATTEMPTS_HEADER};
+use jetwork_shared::jobs::JobState;
+use jetwork_shared::{headers, subjects, WorkId};
+use jetwork_tests::inproc::Task;
+use jetwork_tests::raw::RawClient;
+use jetwork_tests::{poll_for, wait_until, Audit, InProcess};
+use jetwork_worker::Job;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Worker `w1` with one slot, each job taking `work`: the ids it started, in order.
+fn recording_worker(run: &InProcess, work: Duration) -> (Task, Arc<Mutex<Vec<String>>>) {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let worker = run.worker_with("w1", |w| w.worker.concurrency = 1, {
+        let order = order.clone();
+        move |job: Job| {
+            if let Ok(mut order) = order.lock() {
+                order.push(job.work_id.to_string());
+            }
+            async move {
+                tokio::time::sleep(work).await;
+                Ok(job.payload)
+            }
+        }
+    });
+    (worker, order)
+}
+
+fn runs_of(order: &Arc<Mutex<Vec<String>>>, id: &str) -> usize {
+    order.lock().map(|o| o.iter().filter(|x| *x == id).count()).unwrap_or_default()
+}
+
+/// The stored rejection of submission `seq`, once it is stored.
+async fn rejection(run: &InProcess, seq: u64) -> anyhow::Result<String> {
+    poll_for(&format!("the rejection of submission {seq}"), WAIT, || async {
+        run.client.rejection(&run.queue, seq).await.ok().flatten()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_overwrite_or_rerun_a_finished_job() -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let (_worker, order) = recording_worker(&run, Duration::ZERO);
+    let done = run.submit("done-1", b"original").await?;
+    let first = run.result(&done, WAIT).await?;
+    assert_eq!(first.status, ResultStatus::Completed);
+
+    tracing::info!("--- forged retries and ticks of it, on the clients' subject and the master's");
+    let publish = |subject: String, pairs: Vec<(&'static str, String)>| {
+        let mut stored = async_nats::HeaderMap::new();
+        for (name, value) in pairs {
+            stored.insert(name, value.as_str());
+        }
+        run.js.publish_with_headers(subject, stored, Bytes::from_static(b"forged"))
+    };
+    let client_subject = subjects::submit(&run.queue);
+    let mut forged = BTreeMap::new();
+    for (n, pairs) in [
+        vec![
+            (headers::NATS_MSG_ID, "done-1~again".to_owned()),
+            (headers::RETRY_OF, "done-1".to_owned()),
+            (headers::PRIOR_ATTEMPTS, "1000000".to_owned()),
+        ],
+        vec![(headers::NATS_MSG_ID, "done-1-x".to_owned()), (headers::WORK_ID, "done-1".into())],
+        vec![(headers::NATS_MSG_ID, "tick-1".to_owned()), (headers::SCHEDULE, "nightly".into())],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ack = publish(client_subject.clone(), pairs).await?.await?;
+        forged.insert(ack.sequence, format!("client {n}"));
+    }
+    let ack = publish(
+        subjects::internal(&run.queue),
+        vec![(headers::NATS_MSG_ID, "done-1~f00d".to_owned()), (headers::WORK_ID, "done-1".into())],
+    )
+    .await?
+    .await?;
+    forged.insert(ack.sequence, "internal".to_owned());
+    for (seq, what) in &forged {
+        let reason = rejection(&run, *seq).await?;
+        let expected = match what.as_str() {
+            "internal" => "not a submission the master has pending",
+            _ => "set only by the master",
+        };
+        assert!(reason.contains(expected), "{what}: {reason}");
+    }
+
+    tracing::info!("--- the finished job's outcome is the one it had; it ran once");
+    let after = run.submit("after", b"x").await?;
+    run.result(&after, WAIT).await?;
+    let stored = run.client.result(Some(&run.queue), &done).await?.expect("stored");
+    assert_eq!(
+        (stored.status, stored.submit_seq, stored.payload.as_ref()),
+        (ResultStatus::Completed, first.submit_seq, &b"original"[..])
+    );
+    assert_eq!(runs_of(&order, "done-1"), 1);
+    let again = run.client.retry(&done, None).await.expect_err("a completed job is not retried");
+    assert_eq!(again.code(), Some(409), "{again}");
+    let audit = run.audit().await?;
+    audit.check()?;
+    audit.expect_one_outcome_each()?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resubmission_that_jumps_its_own_earlier_submission_leaves_each_one_outcome(
+) -> anyhow::Result<()> {
+    // A small read-ahead and a short dedup horizon: the earlier submission stays unread behind
+    // the backlog while the horizon passes, and the same id can be stored again.
+    let run = InProcess::start(|fast| {
+        fast.master.master.prefetch = 2;
+        for streams in [&mut fast.master.streams, &mut fast.frontend.streams] {
+            streams.dedup_horizon = Duration::from_secs(1);
+        }
+    })
+    .await?;
+    run.await_leader("m1", WAIT).await?;
+    let (client, queue) = (&run.client, &run.queue);
+    let (_worker, order) = recording_worker(&run, Duration::from_millis(15));
+    let started = || order.lock().map(|o| o.len()).unwrap_or_default();
+    wait_until("the worker registered", WAIT, || async {
+        client.status().await.is_ok_and(|s| !s.workers.is_empty())
+    })
+    .await?;
+
+    tracing::info!("--- a backlog, the id twice in it, more backlog");
+    let mut ids = Vec::new();
+    for i in 0..150 {
+        let id = WorkId::parse(&format!("b-{i}"))?;
+        client.submit(queue, Some(id.clone()), Bytes::new()).await?;
+        ids.push(id);
+    }
+    let twice = WorkId::parse("twice")?;
+    let earlier = client.submit(queue, Some(twice.clone()), Bytes::from_static(b"1")).await?;
+    for i in 150..200 {
+        let id = WorkId::parse(&format!("b-{i}"))?;
+        client.submit(queue, Some(id.clone()), Bytes::new()).await?;
+        ids.push(id);
+    }
+
+    tracing::info!("--- once the horizon has passed, the id again, with a priority: it jumps");
+    let priority = vec![(job_options::PRIORITY, "9".to_owned())];
+    let later = poll_for("the same id to be stored again", WAIT, || async {
+        let sent =
+            client.submit_with(queue, Some(twice.clone()), Bytes::from_static(b"2"), &priority);
+        sent.await.ok().filter(|submitted| !submitted.duplicate)
+    })
+    .await?;
+    assert!(later.seq > earlier.seq);
+    let before = started();
+    assert!(before < 140, "the backlog ran down to the earlier submission ({before} started)");
+    let result = client.wait_for(&later, WAIT).await?;
+    assert_eq!((result.status, result.payload.as_ref()), (ResultStatus::Completed, &b"2"[..]));
+
+    tracing::info!("--- the reader reaches the earlier submission: refused, saying why");
+    let reason = rejection(&run, earlier.seq).await?;
+    assert!(reason.contains("submitted again later"), "{reason}");
+    assert_eq!(runs_of(&order, "twice"), 1, "the id ran once, for its later submission");
+    let audit = Audit::await_completed(&run.js, &ids, WAIT).await?;
+    audit.expect_one_outcome_each()?;
+    let stored = &audit.results[&twice];
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].submit_seq, later.seq);
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_priority_submission_is_never_taken_out_of_turn() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| fast.master.master.prefetch = 2).await?;
+    run.await_leader("m1", WAIT).await?;
+    let (client, queue) = (&run.client, &run.queue);
+    let (_worker, order) = recording_worker(&run, Duration::from_millis(10));
+    wait_until("the worker registered", WAIT, || async {
+        client.status().await.is_ok_and(|s| !s.workers.is_empty())
+    })
+    .await?;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let id = WorkId::parse(&format!("b-{i}"))?;
+        client.submit(queue, Some(id.clone()), Bytes::new()).await?;
+        ids.push(id);
+    }
+
+    tracing::info!("--- a priority submission whose header block cannot be read, announced");
+    let mut raw = RawClient::connect(&run.server.url()).await?;
+    // Its id and priority read fine; one line does not (no ':').
+    let block =
+        b"NATS/1.0\r\nNats-Msg-Id: looks-fine\r\nno colon here\r\nJetwork-Priority: 9\r\n\r\n";
+    raw.hpub(&subjects::submit(queue), block, b"payload").await?;
+    raw.ping().await?;
+    let seq = poll_for("the malformed submission to be stored", WAIT, || async {
+        let info = run.stream_info(subjects::SUBMIT_STREAM).await?;
+        (info.state.last_sequence == 101).then_some(info.state.last_sequence)
+    })
+    .await?;
+    let notice = job_options::priority_notice(seq, "9");
+    run.client
+        .nats()
+        .publish_with_headers(subjects::submitted(queue), notice, Bytes::new())
+        .await?;
+    run.client.nats().flush().await?;
+
+    tracing::info!("--- it is not taken out of turn; read in turn, it is rejected with the reason");
+    let reason = rejection(&run, seq).await?;
+    assert!(reason.contains("unreadable"), "{reason}");
+    let audit = Audit::await_completed(&run.js, &ids, WAIT).await?;
+    let taken = audit
+        .events
+        .iter()
+        .any(|(.., e)| matches!(e, Event::WorkAccepted { seq: s, .. } if *s == seq));
+    assert!(!taken, "the malformed submission was accepted as work");
+    assert_eq!(order.lock().map(|o| o.len()).unwrap_or_default(), 100, "only the backlog ran");
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_keeps_the_jobs_own_attempt_limit_and_an_assigned_id_can_be_retried(
+) -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| fast.master.master.max_attempts = 5).await?;
+    let broken = Arc::new(Mutex::new(true));
+    let calls: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+    let _worker = run.worker("w1", {
+        let (broken, calls) = (broken.clone(), calls.clone());
+        move |job: Job| {
+            let failing = broken.lock().map(|b| *b).unwrap_or(true);
+            if let Ok(mut calls) = calls.lock() {
+                *calls.entry(job.work_id.to_string()).or_default() += 1;
+            }
+            async move {
+                match failing {
+                    true => Err("the service is down".into()),
+                    false => Ok(Bytes::from_static(b"fine")),
+                }
+            }
+        }
+    });
+    let calls_of = |id: &WorkId| calls.lock().map(|c| c.get(id.as_str()).copied()).ok().flatten();
+    let (client, queue) = (&run.client, &run.queue);
+    let attempts_2 = vec![(MAX_ATTEMPTS_HEADER, "2".to_owned())];
+
+    tracing::info!("--- a job asking for 2 attempts fails after 2, and its retry after 2 more");
+    let limited = WorkId::parse("limited")?;
+    client.submit_with(queue, Some(limited.clone()), Bytes::new(), &attempts_2).await?;
+    let first = run.result(&limited, WAIT).await?;
+    assert_eq!((first.status, first.attempt), (ResultStatus::Failed, 2));
+    client.retry(&limited, None).await?;
+    let rerun = poll_for("the retried run to fail", WAIT, || async {
+        let info = client.job(&limited, None).await.ok()?;
+        (info.state == JobState::Failed && info.submit_seq > first.submit_seq).then_some(info)
+    })
+    .await?;
+    assert_eq!(rerun.attempts, 4, "attempts 3 and 4, not 5 more: {rerun:?}");
+    assert_eq!(calls_of(&limited), Some(4));
+
+    tracing::info!("--- a job submitted without an id (its id is assigned: seq-N) is retried too");
+    let mut stored = async_nats::HeaderMap::new();
+    stored.insert(MAX_ATTEMPTS_HEADER, "2");
+    let ack = run.js.publish_with_headers(subjects::submit(queue), stored, Bytes::new()).await?;
+    let seq = ack.await?.sequence;
+    let assigned = WorkId::assigned(seq);
+    let submitted = jetwork_frontend::Submitted {
+        work_id: assigned.clone(),
+        queue: queue.clone(),
+        seq,
+        duplicate: false,
+    };
+    let failed = client.wait_for(&submitted, WAIT).await?;
+    assert_eq!(failed.status, ResultStatus::Failed);
+    if let Ok(mut broken) = broken.lock() {
+        *broken = false;
+    }
+    client.retry(&assigned, None).await?;
+    let done = poll_for("the assigned id's retry to complete", WAIT, || async {
+        let info = client.job(&assigned, None).await.ok()?;
+        (info.state == JobState::Completed).then_some(info)
+    })
+    .await?;
+    assert_eq!(done.attempts, 3, "{done:?}");
+    let audit = run.audit().await?;
+    audit.check()?;
+    audit.expect_one_outcome_each()?;
+    run.stop().await;
+    Ok(())
+}
