@@ -292,20 +292,29 @@ impl Client {
         queue: Option<&QueueName>,
         work_id: &WorkId,
     ) -> Result<Option<WorkResult>, ClientError> {
+        let subject = match queue {
+            Some(q) => subjects::result(q, work_id),
+            None => subjects::result_any_queue(work_id),
+        };
+        let stored = self.last_stored(subject).await?;
+        Ok(stored.and_then(|m| {
+            WorkResult::from_message(m.subject.as_str(), Some(&m.headers), m.payload)
+        }))
+    }
+
+    /// The last message `JETWORK_RESULTS` holds on `subject` (`None` if there is none).
+    async fn last_stored(
+        &self,
+        subject: String,
+    ) -> Result<Option<jetstream::message::StreamMessage>, ClientError> {
         let read = async {
             let stream = self
                 .js
                 .get_stream_no_info(subjects::RESULTS_STREAM)
                 .await
                 .map_err(|e| ClientError::Nats(e.to_string()))?;
-            let subject = match queue {
-                Some(q) => subjects::result(q, work_id),
-                None => subjects::result_any_queue(work_id),
-            };
             match stream.direct_get_last_for_subject(subject).await {
-                Ok(m) => {
-                    Ok(WorkResult::from_message(m.subject.as_str(), Some(&m.headers), m.payload))
-                }
+                Ok(m) => Ok(Some(m)),
                 Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
                 Err(e) => Err(ClientError::Nats(e.to_string())),
             }
@@ -352,24 +361,10 @@ impl Client {
         queue: &QueueName,
         seq: u64,
     ) -> Result<Option<String>, ClientError> {
-        let read = async {
-            let stream = self
-                .js
-                .get_stream_no_info(subjects::RESULTS_STREAM)
-                .await
-                .map_err(|e| ClientError::Nats(e.to_string()))?;
-            match stream.direct_get_last_for_subject(subjects::rejected(queue, seq)).await {
-                Ok(m) => Ok(Some(
-                    m.headers
-                        .get(headers::REASON)
-                        .map(|v| v.as_str().to_owned())
-                        .unwrap_or_default(),
-                )),
-                Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
-                Err(e) => Err(ClientError::Nats(e.to_string())),
-            }
-        };
-        self.guarded(&subjects::direct_get(subjects::RESULTS_STREAM), read).await
+        let stored = self.last_stored(subjects::rejected(queue, seq)).await?;
+        Ok(stored.map(|m| {
+            m.headers.get(headers::REASON).map(|v| v.as_str().to_owned()).unwrap_or_default()
+        }))
     }
 
     /// Resolves with the rejection reason once the submission at `seq` is rejected; pending

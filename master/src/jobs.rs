@@ -30,16 +30,29 @@ pub async fn stored(
     queue: Option<&QueueName>,
     work_id: &WorkId,
 ) -> Result<Option<(JobInfo, Bytes)>, Unavailable> {
+    let Some((message, stored_ms)) = latest_outcome(js, queue, work_id).await? else {
+        return Ok(None);
+    };
+    let info = JobInfo::from_stored(&message.subject, &message.headers, stored_ms);
+    Ok(info.map(|info| (info, message.payload)))
+}
+
+/// The latest message on the results subject of `work_id` (in `queue`, or in any queue), and
+/// when it was stored (ms, the server's clock), read from the stream leader.
+async fn latest_outcome(
+    js: &jetstream::Context,
+    queue: Option<&QueueName>,
+    work_id: &WorkId,
+) -> Result<Option<(StreamMessage, u64)>, Unavailable> {
     let subject = match queue {
         Some(queue) => subjects::result(queue, work_id),
         None => subjects::result_any_queue(work_id),
     };
-    let Some(message) = last_message(js, subjects::RESULTS_STREAM, &subject).await? else {
-        return Ok(None);
-    };
-    let stored_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let info = JobInfo::from_stored(&message.subject, &message.headers, stored_ms);
-    Ok(info.map(|info| (info, message.payload)))
+    let message = last_message(js, subjects::RESULTS_STREAM, &subject).await?;
+    Ok(message.map(|message| {
+        let stored_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000);
+        (message, stored_ms.unwrap_or(0))
+    }))
 }
 
 /// The latest stored outcome of `work_id` (in `queue`, or in any queue) as the engine decides
@@ -49,14 +62,9 @@ pub async fn outcome(
     queue: Option<&QueueName>,
     work_id: &WorkId,
 ) -> Result<Option<StoredOutcome>, Unavailable> {
-    let subject = match queue {
-        Some(queue) => subjects::result(queue, work_id),
-        None => subjects::result_any_queue(work_id),
-    };
-    let Some(message) = last_message(js, subjects::RESULTS_STREAM, &subject).await? else {
+    let Some((message, stored_ms)) = latest_outcome(js, queue, work_id).await? else {
         return Ok(None);
     };
-    let stored_ms = u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     Ok(read_outcome(&message.subject, message.sequence, &message.headers, stored_ms))
 }
 

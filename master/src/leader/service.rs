@@ -219,14 +219,9 @@ impl Requests {
         if let Some(info) = state.job(&asked.work_id) {
             return answer(request, Ok(serde_json::to_vec(&info)));
         }
-        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
-            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
-            return answer(request, Err((503, busy)));
-        }
-        let (js, in_flight) = (js.clone(), self.lookups_in_flight.clone());
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            let reply = match jobs::stored(&js, asked.queue.as_ref(), &asked.work_id).await {
+        let js = js.clone();
+        self.off_loop(request, async move {
+            match jobs::stored(&js, asked.queue.as_ref(), &asked.work_id).await {
                 Ok(Some((info, _))) => Ok(serde_json::to_vec(&info)),
                 Ok(None) => Err((
                     404,
@@ -237,8 +232,25 @@ impl Requests {
                     ),
                 )),
                 Err(e) => Err((503, e.to_string())),
-            };
-            answer_now(request, reply).await;
+            }
+        });
+    }
+
+    /// Answers `request` with what `reading` finds, in a task (or 503 at once when
+    /// [`LOOKUPS_IN_FLIGHT`] are under way already).
+    fn off_loop(
+        &mut self,
+        request: Request,
+        reading: impl std::future::Future<Output = Answer> + Send + 'static,
+    ) {
+        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
+            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
+            return answer(request, Err((503, busy)));
+        }
+        let in_flight = self.lookups_in_flight.clone();
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            answer_now(request, reading.await).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -266,24 +278,17 @@ impl Requests {
         if !finished || jobs.len() >= limit {
             return answer(request, Ok(serde_json::to_vec(&JobsPage { jobs, truncated: false })));
         }
-        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
-            let busy = "busy: too many job lookups at once; retry shortly".to_owned();
-            return answer(request, Err((503, busy)));
-        }
-        let (js, in_flight) = (js.clone(), self.lookups_in_flight.clone());
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
+        let js = js.clone();
+        self.off_loop(request, async move {
             let left = limit - jobs.len();
             let queue = query.queue.as_ref();
-            let reply = match jobs::finished(&js, queue, query.state, left, 0).await {
+            match jobs::finished(&js, queue, query.state, left, 0).await {
                 Ok((more, truncated)) => {
                     jobs.extend(more);
                     Ok(serde_json::to_vec(&JobsPage { jobs, truncated }))
                 }
                 Err(e) => Err((503, e.to_string())),
-            };
-            answer_now(request, reply).await;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
         });
     }
 
