@@ -122,9 +122,10 @@ impl Client {
         self.ask(subjects::MASTER_SCHEDULES, &serde_json::json!({})).await
     }
 
-    /// One JSON request to the master, its JSON reply or its refusal. A refusal with 503 (the
-    /// master is busy, or a job's outcome is still being stored) is asked again, a little
-    /// later, until `nats.request_timeout` has passed.
+    /// One JSON request to the master, its JSON reply or its refusal. A refusal the master
+    /// says will pass (503 "… retry shortly": it is busy, or a job's outcome is still being
+    /// stored) is asked again, a little later, until `nats.request_timeout` has passed; any
+    /// other refusal is final and returned at once.
     async fn ask<Q: Serialize, A: DeserializeOwned>(
         &self,
         subject: &str,
@@ -139,8 +140,9 @@ impl Client {
             let answer = self.ask_once(subject, body.clone(), wait).await;
             let delay = backoff.next_delay();
             match answer {
-                Err(JobsError::Refused { code: 503, .. })
-                    if tokio::time::Instant::now() + delay < until =>
+                Err(JobsError::Refused { code: 503, reason })
+                    if reason.ends_with("retry shortly")
+                        && tokio::time::Instant::now() + delay < until =>
                 {
                     tokio::time::sleep(delay).await;
                 }

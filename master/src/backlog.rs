@@ -76,7 +76,7 @@ async fn first_unread(js: &jetstream::Context, queue: &QueueName, cursor: u64) -
         return (status.as_u16() == 404).then_some(Unread::default());
     }
     let header = |name: &str| {
-        reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned())
+        reply.headers.as_ref().and_then(|h| headers::from_server(h, name)).map(str::to_owned)
     };
     let pending: u64 = header(headers::NATS_NUM_PENDING)?.parse().ok()?;
     let oldest_ms = header(headers::NATS_TIME_STAMP)

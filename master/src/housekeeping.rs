@@ -97,8 +97,8 @@ async fn first_seq_since(
     let seq = reply
         .headers
         .as_ref()
-        .and_then(|h| h.get(headers::NATS_SEQUENCE))
-        .and_then(|v| v.as_str().parse().ok())
+        .and_then(|h| headers::from_server(h, headers::NATS_SEQUENCE))
+        .and_then(|v| v.parse().ok())
         .ok_or_else(|| AgeError::Inconsistent("direct get by time: no Nats-Sequence".into()))?;
     Ok(Some(seq))
 }

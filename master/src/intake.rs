@@ -468,15 +468,15 @@ async fn read_out_of_turn(
             return None;
         }
     };
+    // The server's own headers come last: a client may have stored forged ones before them.
     let headers = message.headers.as_ref()?;
-    let subject = headers.get(headers::NATS_SUBJECT)?.as_str();
-    let stored_seq: u64 = headers.get(headers::NATS_SEQUENCE)?.as_str().parse().ok()?;
+    let subject = headers::from_server(headers, headers::NATS_SUBJECT)?;
+    let stored_seq: u64 = headers::from_server(headers, headers::NATS_SEQUENCE)?.parse().ok()?;
     if stored_seq != seq {
         return None;
     }
-    let stored_ms = headers
-        .get(headers::NATS_TIME_STAMP)
-        .and_then(|at| OffsetDateTime::parse(at.as_str(), &Rfc3339).ok())
+    let stored_ms = headers::from_server(headers, headers::NATS_TIME_STAMP)
+        .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
         .and_then(|at| u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())?;
     let malformed = message
         .description

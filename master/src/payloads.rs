@@ -134,8 +134,8 @@ async fn read_run(js: &jetstream::Context, subject: &str, run: &[u64]) -> Vec<(u
         let seq = message
             .headers
             .as_ref()
-            .and_then(|h| h.get(headers::NATS_SEQUENCE))
-            .and_then(|v| v.as_str().parse::<u64>().ok());
+            .and_then(|h| headers::from_server(h, headers::NATS_SEQUENCE))
+            .and_then(|v| v.parse::<u64>().ok());
         match seq {
             Some(seq) if wanted.contains(&seq) => {
                 found.push((seq, Bytes::copy_from_slice(&message.payload)));

@@ -112,7 +112,7 @@ fn sighting(notice: &async_nats::Message) -> Option<Sighting> {
     if priority == 0 {
         return None;
     }
-    let seq = stored.get(headers::NATS_SEQUENCE)?.as_str().parse().ok()?;
+    let seq = headers::from_server(stored, headers::NATS_SEQUENCE)?.parse().ok()?;
     let queue = subjects::queue_of_submitted(notice.subject.as_str())?;
     Some(Sighting { queue: QueueName::parse(queue).ok()?, seq })
 }

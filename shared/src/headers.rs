@@ -97,6 +97,16 @@ pub const MAX_PRIOR_ATTEMPTS: u32 = 1_000_000;
 /// tick's bookkeeping, which only the master's journaled decisions may.
 pub const MASTER_ONLY: [&str; 5] = [RETRY_OF, PRIOR_ATTEMPTS, SCHEDULE, SCHEDULED_AT, WORK_ID];
 
+/// A header the server adds to a message it delivers from a stream (a direct get's
+/// `Nats-Sequence`, `Nats-Subject`, `Nats-Time-Stamp`, `Nats-Num-Pending`; a republished
+/// message's): the last value. The server appends its own after the headers stored with the
+/// message, and JetStream stores whatever a client put there, so the first value of such a name
+/// may be a client's forgery (say `Nats-Sequence: 57` on submission 60, to have its payload
+/// taken for another job's).
+pub fn from_server<'a>(stored: &'a async_nats::HeaderMap, name: &str) -> Option<&'a str> {
+    stored.get_last(name).map(|value| value.as_str())
+}
+
 /// Makes `text` safe for a header value: one line, printable ASCII, at most `max` bytes.
 pub fn sanitize(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max));
@@ -113,6 +123,15 @@ pub fn sanitize(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_value_is_the_last_one() {
+        let mut stored = async_nats::HeaderMap::new();
+        stored.append(NATS_SEQUENCE, "57");
+        stored.append(NATS_SEQUENCE, "60");
+        assert_eq!(from_server(&stored, NATS_SEQUENCE), Some("60"));
+        assert_eq!(from_server(&stored, NATS_SUBJECT), None);
+    }
 
     #[test]
     fn sanitize_makes_one_bounded_line() {

@@ -318,21 +318,6 @@ impl BulkRetry {
     pub const MAX_LIMIT: u32 = 10_000;
     /// Most errors a reply lists (the rest are only counted).
     pub const MAX_ERRORS: usize = 20;
-
-    /// The limit asked for, within bounds.
-    pub fn limit(&self) -> usize {
-        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT) as usize
-    }
-
-    /// The state asked for, if it is one that can be retried.
-    pub fn state(&self) -> Result<JobState, String> {
-        match self.state.unwrap_or(JobState::Failed) {
-            state @ (JobState::Failed | JobState::Cancelled) => Ok(state),
-            other => {
-                Err(format!("only failed or cancelled jobs can be retried, not {}", other.as_str()))
-            }
-        }
-    }
 }
 
 /// Reply to `jetwork.admin.retry-all` (JSON).

@@ -136,7 +136,6 @@ async fn a_resubmission_that_jumps_its_own_earlier_submission_leaves_each_one_ou
     run.await_leader("m1", WAIT).await?;
     let (client, queue) = (&run.client, &run.queue);
     let (_worker, order) = recording_worker(&run, Duration::from_millis(15));
-    let started = || order.lock().map(|o| o.len()).unwrap_or_default();
     wait_until("the worker registered", WAIT, || async {
         client.status().await.is_ok_and(|s| !s.workers.is_empty())
     })
@@ -166,8 +165,6 @@ async fn a_resubmission_that_jumps_its_own_earlier_submission_leaves_each_one_ou
     })
     .await?;
     assert!(later.seq > earlier.seq);
-    let before = started();
-    assert!(before < 140, "the backlog ran down to the earlier submission ({before} started)");
     let result = client.wait_for(&later, WAIT).await?;
     assert_eq!((result.status, result.payload.as_ref()), (ResultStatus::Completed, &b"2"[..]));
 
@@ -177,6 +174,10 @@ async fn a_resubmission_that_jumps_its_own_earlier_submission_leaves_each_one_ou
     assert_eq!(runs_of(&order, "twice"), 1, "the id ran once, for its later submission");
     let audit = Audit::await_completed(&run.js, &ids, WAIT).await?;
     audit.expect_one_outcome_each()?;
+    let jumped = audit.events.iter().any(
+        |(.., e)| matches!(e, Event::WorkAccepted { seq, jumped: true, .. } if *seq == later.seq),
+    );
+    assert!(jumped, "the later submission was taken out of turn");
     let stored = &audit.results[&twice];
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0].submit_seq, later.seq);
@@ -300,6 +301,215 @@ async fn a_retry_keeps_the_jobs_own_attempt_limit_and_an_assigned_id_can_be_retr
     let audit = run.audit().await?;
     audit.check()?;
     audit.expect_one_outcome_each()?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_ticks_an_older_master_stored_are_honoured_after_the_upgrade(
+) -> anyhow::Result<()> {
+    use jetwork_master::core::{Cadence, JournalBatch};
+    use jetwork_shared::codec;
+    use jetwork_shared::schedules::{tick_work_id, ScheduleName};
+
+    // No master yet: what an older (format 4) master left behind is written first.
+    let run = InProcess::build().masters(&[]).start().await?;
+    run.client.init().await?;
+    let (queue, now) = (&run.queue, jetwork_shared::clock::now_ms());
+    let nightly = ScheduleName::parse("nightly")?;
+    let tick = tick_work_id(&nightly, 60_000);
+
+    tracing::info!("--- a format-4 journal: a term, a schedule and a tick fired, not confirmed");
+    let events = vec![
+        Event::EpochStarted {
+            epoch: 1,
+            leader: "old".into(),
+            at: now,
+            grace_until: now,
+            legacy_through: None,
+        },
+        Event::ScheduleAdded {
+            name: nightly.clone(),
+            queue: queue.clone(),
+            cadence: Cadence::Every { ms: 3_600_000 },
+            payload: Bytes::from_static(b"tick"),
+            next: 60_000,
+            at: now,
+        },
+        Event::ScheduleFired {
+            name: nightly.clone(),
+            work_id: tick.clone(),
+            scheduled: 60_000,
+            missed: 0,
+            next: now + 3_600_000,
+            at: now,
+            key: String::new(),
+        },
+    ];
+    let mut stored = async_nats::HeaderMap::new();
+    stored.insert(headers::EPOCH, "1");
+    stored.insert(headers::NATS_EXPECTED_LAST_SEQUENCE, "0");
+    stored.insert(headers::JOURNAL_FORMAT, "4");
+    let batch = codec::encode(&JournalBatch { events })?;
+    run.js.publish_with_headers(subjects::JOURNAL_EPOCH, stored, batch).await?.await?;
+
+    tracing::info!("--- its retry and its tick, stored on the clients' subject, unread");
+    let publish = |pairs: Vec<(&'static str, String)>, payload: &'static [u8]| {
+        let mut stored = async_nats::HeaderMap::new();
+        for (name, value) in pairs {
+            stored.insert(name, value.as_str());
+        }
+        run.js.publish_with_headers(subjects::submit(queue), stored, Bytes::from_static(payload))
+    };
+    let retried = WorkId::parse("old-retry")?;
+    publish(
+        vec![
+            (headers::NATS_MSG_ID, "old-retry~retry-3".into()),
+            (headers::RETRY_OF, retried.to_string()),
+            (headers::PRIOR_ATTEMPTS, "2".into()),
+        ],
+        b"again",
+    )
+    .await?
+    .await?;
+    publish(
+        vec![
+            (headers::NATS_MSG_ID, tick.to_string()),
+            (headers::SCHEDULE, nightly.to_string()),
+            (headers::SCHEDULED_AT, "60000".into()),
+        ],
+        b"tick",
+    )
+    .await?
+    .await?;
+
+    tracing::info!("--- this version takes over: both run, as the older master meant");
+    let _master = run.master("m1");
+    run.await_leader("m1", WAIT).await?;
+    let (_worker, order) = recording_worker(&run, Duration::ZERO);
+    let retry = run.result(&retried, WAIT).await?;
+    assert_eq!((retry.status, retry.attempt), (ResultStatus::Completed, 3), "{retry:?}");
+    let ticked = run.result(&tick, WAIT).await?;
+    assert_eq!(ticked.payload.as_ref(), b"tick");
+
+    tracing::info!("--- the same headers on a client's submission stored now are refused");
+    let ack = publish(
+        vec![
+            (headers::NATS_MSG_ID, "late~retry-9".into()),
+            (headers::RETRY_OF, "late".into()),
+            (headers::PRIOR_ATTEMPTS, "2".into()),
+        ],
+        b"forged",
+    )
+    .await?
+    .await?;
+    let reason = rejection(&run, ack.sequence).await?;
+    assert!(reason.contains("set only by the master"), "{reason}");
+    assert_eq!(runs_of(&order, "old-retry"), 1);
+    assert_eq!(runs_of(&order, tick.as_str()), 1);
+    let audit = run.audit().await?;
+    audit.check()?;
+    let legacy = audit.events.iter().find_map(|(.., e)| match e {
+        Event::EpochStarted { legacy_through: Some(seq), .. } => Some(*seq),
+        _ => None,
+    });
+    assert_eq!(legacy, Some(2), "recorded at the takeover: the two legacy submissions");
+    run.stop().await;
+    Ok(())
+}
+
+/// Publishes `payload` to `subject` with these headers (raw JetStream, as anyone could).
+async fn publish_raw(
+    run: &InProcess,
+    subject: String,
+    pairs: &[(&str, String)],
+    payload: &'static [u8],
+) -> anyhow::Result<u64> {
+    let mut stored = async_nats::HeaderMap::new();
+    for (name, value) in pairs {
+        stored.append(*name, value.as_str());
+    }
+    let ack = run.js.publish_with_headers(subject, stored, Bytes::from_static(payload)).await?;
+    Ok(ack.await?.sequence)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_headers_forged_in_a_submission_steer_nothing() -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    run.await_leader("m1", WAIT).await?;
+    let (a, b) = (jetwork_shared::QueueName::parse("qa")?, jetwork_shared::QueueName::parse("qb")?);
+    let received: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let _worker = run.worker_with("w1", |w| w.worker.queues = vec!["qa".into(), "qb".into()], {
+        let received = received.clone();
+        move |job: Job| {
+            if let Ok(mut received) = received.lock() {
+                let payload = String::from_utf8_lossy(&job.payload).into_owned();
+                received.entry(job.work_id.to_string()).or_default().push(payload);
+            }
+            async move { Ok(Bytes::new()) }
+        }
+    });
+    wait_until("the worker registered", WAIT, || async {
+        run.client.status().await.is_ok_and(|s| !s.workers.is_empty())
+    })
+    .await?;
+
+    tracing::info!("--- a submission to qa claiming, in the server's own headers, to be qb's");
+    let next =
+        run.stream_info(subjects::SUBMIT_STREAM).await.map_or(0, |i| i.state.last_sequence) + 1;
+    let seq = publish_raw(
+        &run,
+        subjects::submit(&a),
+        &[
+            (headers::NATS_MSG_ID, "sneaky".into()),
+            (headers::NATS_SUBJECT, subjects::submit(&b)),
+            (headers::NATS_SEQUENCE, next.to_string()),
+            (job_options::PRIORITY, "9".into()),
+        ],
+        b"sneaky",
+    )
+    .await?;
+    assert_eq!(seq, next);
+    let notice = job_options::priority_notice(seq, "9");
+    run.client.nats().publish_with_headers(subjects::submitted(&b), notice, Bytes::new()).await?;
+    run.client.nats().flush().await?;
+    let sneaky = WorkId::parse("sneaky")?;
+    run.client.wait_result(&a, &sneaky, WAIT).await?;
+
+    tracing::info!("--- after a takeover (no payload cached), one claiming another's sequence");
+    run.client.pause(&a, true).await?;
+    let victim =
+        run.client.submit(&a, Some(WorkId::parse("victim")?), Bytes::from_static(b"mine")).await?;
+    publish_raw(
+        &run,
+        subjects::submit(&a),
+        &[(headers::NATS_MSG_ID, "thief".into()), (headers::NATS_SEQUENCE, victim.seq.to_string())],
+        b"stolen",
+    )
+    .await?;
+    wait_until("both to be read", WAIT, || async {
+        run.client.job(&WorkId::parse("thief").expect("valid"), None).await.is_ok()
+    })
+    .await?;
+    let mut run = run;
+    run.crash_masters();
+    let _m2 = run.master("m2");
+    run.await_leader("m2", WAIT).await?;
+    run.client.pause(&a, false).await?;
+    run.client.wait_result(&a, &victim.work_id, WAIT).await?;
+    run.client.wait_result(&a, &WorkId::parse("thief")?, WAIT).await?;
+
+    let received = received.lock().map(|r| r.clone()).unwrap_or_default();
+    assert_eq!(received.get("victim"), Some(&vec!["mine".to_owned()]), "{received:?}");
+    assert_eq!(received.get("thief"), Some(&vec!["stolen".to_owned()]), "{received:?}");
+    assert_eq!(received.get("sneaky").map(Vec::len), Some(1), "{received:?}");
+    let audit = run.audit().await?;
+    audit.check()?;
+    let in_b = audit
+        .events
+        .iter()
+        .any(|(.., e)| matches!(e, Event::WorkAccepted { queue, .. } if *queue == b));
+    assert!(!in_b, "a submission of qa was taken as qb's");
     run.stop().await;
     Ok(())
 }

@@ -287,12 +287,14 @@ async fn every_command_and_request_works_or_is_refused_at_once_naming_the_permis
     let done = admin.submit(&queue, Some(WorkId::parse("done")?), Bytes::from_static(b"1")).await?;
     admin.wait_for(&done, WAIT).await?;
     admin.pause(&held, true).await?;
+    let mut failed_runs = Vec::new();
     for (user, _) in ROLES {
         let id = WorkId::parse(&format!("{user}-held"))?;
         admin.submit(&held, Some(id), Bytes::new()).await?;
         let failed = WorkId::parse(&format!("{user}-failed"))?;
         let failed = admin.submit(&queue, Some(failed), Bytes::from_static(b"fail")).await?;
         assert_eq!(admin.wait_for(&failed, WAIT).await?.status, ResultStatus::Failed);
+        failed_runs.push(failed);
     }
     // The held jobs are read (the queue is paused, and served): cancel finds them in flight.
     for (user, _) in ROLES {
@@ -354,6 +356,19 @@ async fn every_command_and_request_works_or_is_refused_at_once_naming_the_permis
         }
     }
     assert!(wrong.is_empty(), "{} rows are wrong:\n{}", wrong.len(), wrong.join("\n"));
+
+    tracing::info!("--- the retries the operator's rows asked for ran: the master may submit them");
+    // `retry --queue default --failed` as the operator retried every failed job of the queue;
+    // each runs again (and fails again) only if the master may store its own submissions and
+    // read the retried payload back.
+    for failed in &failed_runs {
+        let what = format!("a new run of {}", failed.work_id);
+        jetwork_tests::poll_for(&what, WAIT, || async {
+            let stored = admin.result(Some(&queue), &failed.work_id).await.ok().flatten()?;
+            (stored.submit_seq > failed.seq).then_some(())
+        })
+        .await?;
+    }
     run.stop().await;
     Ok(())
 }

@@ -60,8 +60,10 @@ pub enum Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyError {
     /// 400 bad request, 403 wrong session, 404 unknown worker or job, 409 worker id in use
-    /// or a job in the wrong state, 503 too many workers, too many lookups at once, a job
-    /// whose outcome is still being stored, or streams that could not be read.
+    /// or a job in the wrong state, 500 the runtime answered a lookup with the wrong kind of
+    /// fact (a bug), 503 too many workers, too many lookups at once ("… retry shortly"), a job
+    /// whose outcome is still being stored ("… retry shortly"), or streams that could not be
+    /// read.
     pub code: u16,
     pub message: String,
 }

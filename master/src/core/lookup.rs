@@ -6,9 +6,10 @@
 //! and the engine decides on the state as it is *then* (a job may have started or finished
 //! meanwhile), journals, and only then is anything published.
 
-use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::jobs::JobState;
 use jetwork_shared::{QueueName, WorkId};
+
+use super::StoredOutcome;
 
 /// What to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,23 +36,4 @@ pub enum Found {
     LastSubmitted { through_seq: u64, unread: u64 },
     /// The streams could not be read: the request is refused (503) with this reason.
     Unavailable(String),
-}
-
-/// A job's latest outcome as stored in `JETWORK_RESULTS`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredOutcome {
-    pub work_id: WorkId,
-    pub queue: QueueName,
-    /// `completed`, `failed` or `cancelled`.
-    pub state: JobState,
-    /// The submission of the run it ended (`Jetwork-Submit-Seq`).
-    pub submit_seq: u64,
-    /// Its last attempt (`Jetwork-Attempt`): a retry's attempts are numbered on from it.
-    pub attempts: u32,
-    /// What the run asked for that a retry keeps (stored with failed and cancelled outcomes;
-    /// read with times relative to 0, see `JobOptions::retry_headers`).
-    pub options: JobOptions,
-    /// Its own sequence in `JETWORK_RESULTS`, where a failed or cancelled job's payload is
-    /// stored with it.
-    pub results_seq: u64,
 }

@@ -24,6 +24,7 @@
 //!   snapshots, and a little soft bookkeeping (who was notified when) that only affects
 //!   how often notifications are re-sent, never what is decided about work.
 
+mod bookkeeping;
 mod cadence;
 mod command;
 mod effect;
@@ -39,6 +40,7 @@ mod schedule;
 mod serving;
 mod state;
 mod status;
+mod stored_outcome;
 mod submission;
 pub mod upkeep;
 
@@ -49,12 +51,13 @@ mod golden_test;
 #[cfg(test)]
 mod replay_test;
 
+pub use bookkeeping::Bookkeeping;
 pub use cadence::Cadence;
 pub use command::Command;
 pub use effect::{AssignmentRef, Effect, Reply, ReplyError};
 pub use engine::{Engine, Output};
 pub use event::{Event, JournalBatch};
-pub use lookup::{Found, LookUp, StoredOutcome};
+pub use lookup::{Found, LookUp};
 pub use pending_retry::PendingRetry;
 pub use policy::Policy;
 pub use rate::RateLimits;
@@ -62,7 +65,8 @@ pub use running::RunningCounts;
 pub use schedule::{FiredTick, Schedule};
 pub use serving::Serving;
 pub use state::{Publication, PublicationKey, QueueState, Running, State, Work, Worker};
-pub use submission::{Bookkeeping, Origin, Submission};
+pub use stored_outcome::StoredOutcome;
+pub use submission::{Origin, Submission};
 
 /// Milliseconds since the Unix epoch, on the leader's clock.
 pub type Millis = u64;

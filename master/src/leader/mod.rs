@@ -279,14 +279,12 @@ impl Leader {
     /// earlier leader fails. Its effects (the announcement, re-publications) run once serving.
     async fn claim(&mut self, lease: &mut LeaseGuard) -> Result<(), Exit> {
         self.publications.inherit(self.engine.state());
-        let state = self.engine.state();
-        // Needed once: the first time this version leads a journal older masters wrote.
-        let submitted_through = match state.legacy_through.is_none() && state.epoch > 0 {
-            true => crate::housekeeping::last_sequence(&self.env.js, subjects::SUBMIT_STREAM)
+        // The engine decides whether it needs it (the first time this version leads a journal
+        // older masters wrote).
+        let submitted_through =
+            crate::housekeeping::last_sequence(&self.env.js, subjects::SUBMIT_STREAM)
                 .await
-                .map_err(|e| Exit::Deposed(e.to_string()))?,
-            false => 0,
-        };
+                .map_err(|e| Exit::Deposed(e.to_string()))?;
         let output = self.engine.step(Command::Takeover {
             epoch: self.epoch,
             leader: self.env.holder.clone(),
@@ -468,8 +466,16 @@ impl Leader {
     }
 
     /// How submitting one of the master's own submissions ended; a retry whose payload is gone
-    /// is dropped by the engine, anything else failed is tried again.
+    /// is dropped by the engine, anything else failed is tried again. A stored retry of a
+    /// priority job is sighted like a client's announced one: it jumps the unread backlog.
     fn submitted_own(&mut self, work_id: WorkId, outcome: submissions::Outcome) {
+        if let Ok(seq) = &outcome {
+            let retry = self.engine.state().retries.get(&work_id);
+            if let Some(retry) = retry.filter(|r| r.options.priority > 0) {
+                let sighting = Sighting { queue: retry.queue.clone(), seq: *seq };
+                self.sighted(sighting);
+            }
+        }
         if let Some(command) = self.submissions.done(work_id, outcome) {
             self.step(command);
         }
@@ -498,7 +504,7 @@ impl Leader {
         let state = self.engine.state();
         match kind {
             service::Endpoint::Status => return self.requests.status(request, state, &self.env.js),
-            service::Endpoint::Job => return self.requests.lookup(request, state, &self.env.js),
+            service::Endpoint::Job => return self.requests.job(request, state, &self.env.js),
             service::Endpoint::Jobs => return self.requests.list(request, state, &self.env.js),
             service::Endpoint::Schedules => return Requests::schedules(request, state),
             _ => {}

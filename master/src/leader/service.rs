@@ -10,7 +10,7 @@
 //! reason at once (logged at most once a second). Every request that changes something
 //! (workers', operators') becomes a command the engine decides; only the read-only views are
 //! answered here: status off the loop, at most [`STATUS_IN_FLIGHT`] at a time, one job's
-//! lookup and job listings off the loop too, at most [`LOOKUPS_IN_FLIGHT`], and the schedules
+//! lookup and job listings off the loop too, at most [`VIEWS_IN_FLIGHT`], and the schedules
 //! from the state at once (at most `master.max_schedules` of them, a few microseconds each).
 
 use std::collections::HashMap;
@@ -36,8 +36,8 @@ use crate::{housekeeping, jobs};
 
 /// Status requests worked on at once.
 const STATUS_IN_FLIGHT: usize = 2;
-/// Job lookups and listings worked on at once (each reads the results stream).
-const LOOKUPS_IN_FLIGHT: usize = 16;
+/// Read-only views of jobs (one job, a listing) worked on at once (each reads the results stream).
+const VIEWS_IN_FLIGHT: usize = 16;
 
 /// Which endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +127,7 @@ pub struct Requests {
     waiting: HashMap<RequestId, Request>,
     last: RequestId,
     status_in_flight: Arc<AtomicUsize>,
-    lookups_in_flight: Arc<AtomicUsize>,
+    views_in_flight: Arc<AtomicUsize>,
     bad: LogLimit,
     /// Where refused messages are counted, when metrics are on.
     metrics: Option<MasterMetrics>,
@@ -211,7 +211,7 @@ impl Requests {
 
     /// A job lookup (`job`): from the state if it holds the job, else from the results
     /// stream off the loop (or 503 at once when enough are under way).
-    pub fn lookup(&mut self, request: Request, state: &State, js: &jetstream::Context) {
+    pub fn job(&mut self, request: Request, state: &State, js: &jetstream::Context) {
         let asked = match json::<JobRequest>(&request.message.payload) {
             Ok(asked) => asked,
             Err(e) => return answer(request, Err((400, format!("bad request: {e}")))),
@@ -237,17 +237,17 @@ impl Requests {
     }
 
     /// Answers `request` with what `reading` finds, in a task (or 503 at once when
-    /// [`LOOKUPS_IN_FLIGHT`] are under way already).
+    /// [`VIEWS_IN_FLIGHT`] are under way already).
     fn off_loop(
         &mut self,
         request: Request,
         reading: impl std::future::Future<Output = Answer> + Send + 'static,
     ) {
-        if self.lookups_in_flight.load(Ordering::Relaxed) >= LOOKUPS_IN_FLIGHT {
+        if self.views_in_flight.load(Ordering::Relaxed) >= VIEWS_IN_FLIGHT {
             let busy = "busy: too many job lookups at once; retry shortly".to_owned();
             return answer(request, Err((503, busy)));
         }
-        let in_flight = self.lookups_in_flight.clone();
+        let in_flight = self.views_in_flight.clone();
         in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             answer_now(request, reading.await).await;
@@ -256,7 +256,7 @@ impl Requests {
     }
 
     /// A listing of jobs (`jobs`): those in flight from the state at once; finished ones from
-    /// the results stream, off the loop (at most [`LOOKUPS_IN_FLIGHT`] at a time, like
+    /// the results stream, off the loop (at most [`VIEWS_IN_FLIGHT`] at a time, like
     /// lookups).
     pub fn list(&mut self, request: Request, state: &State, js: &jetstream::Context) {
         let query = match json::<JobsQuery>(&request.message.payload) {
@@ -358,18 +358,16 @@ impl Requests {
 }
 
 /// Decodes `jetwork.admin.retry-all`: the queue, the state to retry (`failed` by default),
-/// since when, how many.
+/// since when, how many (the engine judges them).
 fn retry_all(payload: &[u8], request: RequestId, now: Millis) -> Result<Command, String> {
     let asked =
         json::<BulkRetry>(payload).map_err(|e| format!("expected {{\"queue\": \"…\"}}: {e}"))?;
-    let state = asked.state()?;
-    let limit = u32::try_from(asked.limit()).unwrap_or(BulkRetry::MAX_LIMIT);
     Ok(Command::RetryAll {
         request,
         queue: asked.queue,
-        state,
+        state: asked.state.unwrap_or(JobState::Failed),
         since_ms: asked.since_ms.unwrap_or(0),
-        limit,
+        limit: asked.limit.unwrap_or(BulkRetry::DEFAULT_LIMIT),
         now,
     })
 }

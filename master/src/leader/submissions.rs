@@ -28,8 +28,8 @@ use jetwork_shared::{headers, subjects, Unavailable, WorkId};
 use super::confirmations::Confirmations;
 use crate::core::{Command, Effect, State};
 
-/// How one submission ended.
-pub type Outcome = Result<(), SubmitError>;
+/// How one submission ended: stored at this sequence of `JETWORK_SUBMIT` (or already).
+pub type Outcome = Result<u64, SubmitError>;
 
 /// Why a submission did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +108,7 @@ impl Submitter {
     /// Takes note of how a submission ended; what the engine must decide about it, if anything.
     pub fn done(&mut self, work_id: WorkId, outcome: Outcome) -> Option<Command> {
         match outcome {
-            Ok(()) => self.confirmations.confirm(work_id),
+            Ok(_) => self.confirmations.confirm(work_id),
             Err(SubmitError::PayloadGone(seq)) => {
                 tracing::warn!(%work_id, seq, "the retried outcome is gone: the retry is dropped");
                 return Some(Command::PayloadMissing { work_id, now: now_ms() });
@@ -178,8 +178,8 @@ async fn submit(js: &jetstream::Context, work_id: &WorkId, message: Message) -> 
     let ack =
         js.send_publish(message.subject, publish).await.map_err(|e| Unavailable::new(what(), e))?;
     // A duplicate acknowledgement means this key is stored already: just as good.
-    ack.into_future().await.map_err(|e| Unavailable::new(what(), e))?;
-    Ok(())
+    let ack = ack.into_future().await.map_err(|e| Unavailable::new(what(), e))?;
+    Ok(ack.sequence)
 }
 
 /// The payload stored with the outcome at `seq` in `JETWORK_RESULTS`, read from the stream

@@ -53,14 +53,22 @@ impl Denials {
         request: impl Future<Output = T>,
     ) -> Result<T, Denied> {
         let mut reported = self.0.subscribe();
-        let quoted = format!("\"{subject}");
-        let inbox = format!("\"{inbox_prefix}");
+        // `x.y` names itself and what lies under it (`"x.y"`, `"x.y.…`), not `x.yz`; a prefix
+        // ending in `.` names what lies under it.
+        let (exact, under) = match subject.strip_suffix('.') {
+            Some(_) => (None, format!("\"{subject}")),
+            None => (Some(format!("\"{subject}\"")), format!("\"{subject}.")),
+        };
+        let inbox = format!("\"{inbox_prefix}.");
+        let names_it = |violation: &str| {
+            exact.as_deref().is_some_and(|exact| violation.contains(exact))
+                || violation.contains(&under)
+                || violation.contains(&inbox)
+        };
         let denied = async {
             loop {
                 match reported.recv().await {
-                    Ok(violation) if violation.contains(&quoted) || violation.contains(&inbox) => {
-                        return violation;
-                    }
+                    Ok(violation) if names_it(&violation) => return violation,
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
                 }
@@ -124,5 +132,13 @@ mod tests {
         });
         assert!(inbox.await.expect_err("refused").to_string().contains("inbox_prefix"));
         assert_eq!(denials.guard("x", "_INBOX", async { 7 }).await, Ok(7));
+        // `jetwork.master.job` is not `jetwork.master.jobs`.
+        let report = denials.clone();
+        let job = denials.guard("jetwork.master.job", "_INBOX_client", async move {
+            report.report("Permissions Violation for Publish to \"jetwork.master.jobs\"");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            3
+        });
+        assert_eq!(job.await, Ok(3));
     }
 }

@@ -60,8 +60,24 @@ impl Engine {
         if self.state.work.contains_key(&work_id) {
             return self.cancel_held(request, work_id, reason, now);
         }
+        if self.state.pending_submission(&work_id).is_some() {
+            return self.cancel_pending(request, work_id, now);
+        }
         let lookup = LookUp::Outcome { work_id: work_id.clone(), queue: None };
         self.look_up(request, lookup, Asked::Cancel { work_id, reason });
+    }
+
+    /// Cancels a retry or tick of `work_id` decided but not read back yet: the decision ends,
+    /// so its submission, stored or not, is refused when read and never runs.
+    fn cancel_pending(&mut self, request: RequestId, work_id: WorkId, now: Millis) {
+        let what = if self.state.retries.contains_key(&work_id) { "retry" } else { "tick" };
+        let reason = format!("the {what} was cancelled by an operator before it ran");
+        let message = format!(
+            "cancelled the pending {what} of {work_id}: it will not run (its submission, if \
+             already stored, is refused when read)"
+        );
+        self.emit(Event::PendingDropped { work_id, reason, at: now });
+        self.reply(request, Reply::Done { message });
     }
 
     /// Cancels a job the state holds.
@@ -95,13 +111,7 @@ impl Engine {
         self.reply(request, Reply::Done { message });
     }
 
-    pub(super) fn retry(
-        &mut self,
-        request: RequestId,
-        work_id: WorkId,
-        queue: Option<QueueName>,
-        _now: Millis,
-    ) {
+    pub(super) fn retry(&mut self, request: RequestId, work_id: WorkId, queue: Option<QueueName>) {
         if let Some((code, why)) = self.under_way(&work_id) {
             return self.error(request, code, why);
         }
@@ -116,7 +126,6 @@ impl Engine {
         state: JobState,
         since_ms: u64,
         limit: u32,
-        _now: Millis,
     ) {
         if !matches!(state, JobState::Failed | JobState::Cancelled) {
             let why =
@@ -151,6 +160,9 @@ impl Engine {
             (Asked::Cancel { work_id, reason }, Found::Outcome(outcome)) => {
                 if self.state.work.contains_key(&work_id) {
                     return self.cancel_held(request, work_id, reason, now);
+                }
+                if self.state.pending_submission(&work_id).is_some() {
+                    return self.cancel_pending(request, work_id, now);
                 }
                 match outcome {
                     Some(done) => {
@@ -232,8 +244,7 @@ impl Engine {
         let recording = super::super::PublicationKey::Result(work_id.clone());
         if self.state.unpublished.contains_key(&recording) {
             let why = format!(
-                "{work_id} has just finished and its outcome is still being stored; retry in a \
-                 moment"
+                "{work_id} has just finished and its outcome is still being stored; retry shortly"
             );
             return Some((503, why));
         }

@@ -115,9 +115,12 @@ impl Engine {
 
     /// What `submission` becomes (see the module docs), without recording anything.
     fn decide(&self, submission: &Submission) -> Decision {
-        let reject = |reason: String| Decision::Reject { reason, ends: None };
-        if let Some(why) = &submission.unreadable {
-            return reject(format!("unreadable submission: {why}"));
+        let unreadable = |ends| {
+            let why = submission.unreadable.as_deref().unwrap_or_default();
+            Decision::Reject { reason: format!("unreadable submission: {why}"), ends }
+        };
+        if submission.unreadable.is_some() && submission.origin == Origin::Client {
+            return unreadable(None);
         }
         let taken = match submission.origin {
             Origin::Client => self.client_run(submission),
@@ -127,6 +130,11 @@ impl Engine {
             Ok(run) => run,
             Err(refused) => return refused,
         };
+        if submission.unreadable.is_some() {
+            // The master's own, yet unreadable (its decision's work id and key read fine):
+            // refused, and its decision ends with it.
+            return unreadable(ends);
+        }
         let reject = |reason: String| Decision::Reject { reason, ends: ends.clone() };
         if self.state.work.contains_key(&work_id) {
             return reject(format!(
@@ -166,7 +174,8 @@ impl Engine {
         let reject = |reason: String| Decision::Reject { reason, ends: None };
         let options = submission.options.clone().map_err(reject)?;
         let claimed = submission.bookkeeping.present();
-        let legacy = self.state.legacy_through.is_none_or(|through| submission.seq <= through);
+        // Set by every takeover since format 5: an engine not taken over honours nothing.
+        let legacy = self.state.legacy_through.is_some_and(|through| submission.seq <= through);
         if !claimed.is_empty() && !legacy {
             let (verb, pronoun) = if claimed.len() == 1 { ("is", "it") } else { ("are", "them") };
             return Err(reject(format!(

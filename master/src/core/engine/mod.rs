@@ -140,11 +140,9 @@ impl Engine {
             Command::Cancel { request, work_id, reason, now } => {
                 self.cancel(request, work_id, reason, now)
             }
-            Command::Retry { request, work_id, queue, now } => {
-                self.retry(request, work_id, queue, now)
-            }
-            Command::RetryAll { request, queue, state, since_ms, limit, now } => {
-                self.retry_all(request, queue, state, since_ms, limit, now)
+            Command::Retry { request, work_id, queue, .. } => self.retry(request, work_id, queue),
+            Command::RetryAll { request, queue, state, since_ms, limit, .. } => {
+                self.retry_all(request, queue, state, since_ms, limit)
             }
             Command::Purge { request, queue, .. } => self.purge(request, queue),
             Command::LookedUp { request, found, now } => self.looked_up(request, found, now),
@@ -281,8 +279,9 @@ impl Engine {
         self.parked.clear();
         self.lookups.clear();
         let grace_until = now.saturating_add(self.policy.takeover_grace);
-        // Recorded once: a journal nobody led before has no older master's submissions to
-        // honour; one older masters led may have, stored up to now.
+        // Recorded once (the runtime always reads `submitted_through`): a journal nobody led
+        // before has no older master's submissions to honour; one older masters led may have,
+        // stored up to now.
         let legacy_through = match self.state.legacy_through {
             Some(_) => None,
             None if self.state.epoch == 0 => Some(0),
