@@ -24,7 +24,7 @@
 //!
 //! **One route into the engine.** Whether a stored message comes from a queue's consumer or is
 //! read out of turn by its sequence (a priority jump, [`out_of_turn_reader`]), it becomes a
-//! [`Delivery`] through the same function ([`decode`]): the same headers read the same way,
+//! [`Delivery`] through the same function (`decode`): the same headers read the same way,
 //! the same malformed-header marker, the same origin by subject. The engine decides the rest.
 
 use std::sync::Arc;
