@@ -1,6 +1,6 @@
 //! The master's configuration: the `[master]` section of the shared config file, plus the
 //! shared `[nats]` and `[streams]` sections. See `docs/architecture.md` for what each timing
-//! means and README's configuration table for the defaults.
+//! means and `docs/configuration.md`'s tables for the defaults.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -99,7 +99,7 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
         browser.client.find_all(Locator::Css("#charts svg path[data-queue='default']")).await?;
     assert!(!charts.is_empty(), "the charts draw the default queue");
 
-    // The screenshot of the overview, for README.
+    // The screenshot of the overview, for docs/operations.md ("The dashboard").
     let png = browser.client.screenshot().await?;
     let path = screenshot_path();
     if let Some(dir) = path.parent() {

@@ -23,8 +23,8 @@ struct Args {
     #[arg(long, conflicts_with = "forward")]
     exec: Option<String>,
     /// NATS subject each job is sent to as a request: any NATS service answering there (a
-    /// queue group of responders) runs the jobs; its reply is the result (README, "Any NATS
-    /// service as a worker").
+    /// queue group of responders) runs the jobs; its reply is the result (docs/workers.md,
+    /// "Any NATS service as a worker").
     #[arg(long, value_name = "SUBJECT")]
     forward: Option<String>,
     /// With `--exec`: this exit status fails the job at once, without more attempts (other

@@ -65,7 +65,7 @@ impl Report {
         Ok(())
     }
 
-    /// The table, as Markdown (it reads as plain text too, and pastes into the README).
+    /// The table, as Markdown (it reads as plain text too, and pastes into docs/performance.md).
     pub fn table(&self) -> String {
         let mut out = String::from(
             "| phase | case | jetwork | baseline | ratio | target |\n|---|---|---:|---:|---:|---|\n",
