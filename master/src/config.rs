@@ -131,6 +131,13 @@ pub struct MasterConfig {
     /// and not yet reached by its reader (each costs its payload in memory, like read-ahead);
     /// beyond it, priority submissions wait for their turn. 0 turns priority jumps off.
     pub max_priority_jumps: u32,
+    /// Most items of one queue waiting out a delay or a back-off. At the limit the queue's
+    /// reader stops reading (nothing stored is refused; its later submissions, delayed or
+    /// not, stay in the stream until some of the waiting ones fall due or finish).
+    pub max_waiting_per_queue: u64,
+    /// Most items waiting out a delay or a back-off across all queues; at the limit every
+    /// queue's reader stops reading (as above).
+    pub max_waiting: u64,
     /// Payloads of items that wait (delayed, backing off) are not kept in memory; those of
     /// the items falling due within this long are read back from the stream ahead of their
     /// hand-out, so a due job does not wait on a stream read.
@@ -175,6 +182,8 @@ impl Default for MasterConfig {
             max_schedule_payload: 64 * 1024,
             schedule_min_interval: Duration::from_secs(1),
             max_priority_jumps: 1_000,
+            max_waiting_per_queue: 200_000,
+            max_waiting: 1_000_000,
             read_ahead_horizon: Duration::from_secs(2),
             max_read_ahead_payloads: 4_096,
             max_read_ahead_bytes: 8 << 20,
@@ -328,6 +337,8 @@ impl MasterSettings {
             max_schedule_payload: u64::from(m.max_schedule_payload),
             schedule_min_interval: millis(m.schedule_min_interval),
             max_priority_jumps: m.max_priority_jumps,
+            max_waiting_per_queue: m.max_waiting_per_queue,
+            max_waiting: m.max_waiting,
             ..Policy::default()
         }
     }

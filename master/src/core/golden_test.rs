@@ -6,7 +6,7 @@
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
 //!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`,
 //!   `max_workers`, `max_queues_per_worker`, `max_served_queues`, `takeover_grace`,
-//!   `max_priority_jumps`,
+//!   `max_priority_jumps`, `max_waiting_per_queue`, `max_waiting`,
 //!   `backoff_initial`, `backoff_factor`, `backoff_max`, `backoff_jitter` (0 or 1) (before
 //!   use). Scripts start with no back-off (failed items are ready again at once) unless they
 //!   set one.
@@ -59,6 +59,8 @@
 //! - `floors`: how far each queue's submissions may be purged (`upkeep::purge_floors`)
 //! - `credits [prefetch=<n>] [outstanding=<n>]`: what each served queue's reader may pull
 //!   (`upkeep::read_ahead`)
+//! - `reading <queue>…`: the items of each queue waiting out a delay or back-off, those in all,
+//!   and whether its reader may read (`Engine::may_read`)
 //!
 //! After every command the runner checks the state invariants, and at the end of each script
 //! it checks that replaying every emitted event from an empty state gives the live state.
@@ -235,6 +237,8 @@ impl goldenscript::Runner for Runner {
                         "max_schedule_payload" => policy.max_schedule_payload = v,
                         "schedule_min_interval" => policy.schedule_min_interval = v,
                         "max_priority_jumps" => policy.max_priority_jumps = v as u32,
+                        "max_waiting_per_queue" => policy.max_waiting_per_queue = v,
+                        "max_waiting" => policy.max_waiting = v,
                         other => return Err(format!("unknown policy key {other}").into()),
                     }
                 }
@@ -659,6 +663,19 @@ impl goldenscript::Runner for Runner {
                     let credits = upkeep::read_ahead(free, prefetch, ready, outstanding);
                     let _ =
                         writeln!(s, "queue {queue}: free={free} ready={ready} credits={credits}");
+                }
+                s
+            }
+            "reading" => {
+                let mut s = String::new();
+                while let Some(queue) = args.next_pos() {
+                    let queue = QueueName::parse(queue)?;
+                    let (waiting, all) = self.engine.waiting(&queue);
+                    let reads = match self.engine.may_read(&queue) {
+                        true => "reads",
+                        false => "held",
+                    };
+                    let _ = writeln!(s, "queue {queue}: waiting={waiting} (all {all}) {reads}");
                 }
                 s
             }

@@ -43,6 +43,7 @@ mod status;
 mod stored_outcome;
 mod submission;
 pub mod upkeep;
+mod waiting;
 
 #[cfg(test)]
 mod format_test;
@@ -67,6 +68,7 @@ pub use serving::Serving;
 pub use state::{Publication, PublicationKey, QueueState, Running, State, Work, Worker};
 pub use stored_outcome::StoredOutcome;
 pub use submission::{Origin, Submission};
+pub use waiting::WaitingCounts;
 
 /// Milliseconds since the Unix epoch, on the leader's clock.
 pub type Millis = u64;

@@ -57,6 +57,11 @@ pub struct Policy {
     /// Most priority submissions of one queue taken out of turn (ahead of its unread
     /// backlog) that its reader has not reached yet; 0 turns priority jumps off.
     pub max_priority_jumps: u32,
+    /// Most items of one queue waiting out a delay or a back-off: at the limit the queue is
+    /// not read ([`Engine::may_read`](super::Engine::may_read)).
+    pub max_waiting_per_queue: u64,
+    /// Most items waiting in all queues: at the limit no queue is read.
+    pub max_waiting: u64,
 }
 
 /// Room kept in a NATS message for headers and framing around a result or a grant.
@@ -169,6 +174,8 @@ impl Default for Policy {
             max_schedule_payload: 64 * 1024,
             schedule_min_interval: 1_000,
             max_priority_jumps: 1_000,
+            max_waiting_per_queue: 200_000,
+            max_waiting: 1_000_000,
         }
     }
 }

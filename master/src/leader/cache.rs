@@ -11,8 +11,9 @@
 //! are not observed.
 //!
 //! Bounded like the state: an entry lives only while its item is in flight (it is dropped
-//! when the item's outcome is published) or its rejection is unpublished. A delayed item's
-//! payload is kept only from shortly before it is due (read ahead by `prefetch.rs`, which
+//! when the item's outcome is published, or when it is put back to wait out a back-off) or
+//! its rejection is unpublished. A delayed or backing-off item's payload is kept only from
+//! shortly before it is due (read ahead by `prefetch.rs`, which
 //! bounds how many such payloads of items not yet started are kept).
 
 use std::collections::HashMap;
@@ -73,6 +74,19 @@ impl PayloadCache {
                     self.rejected.insert(*seq, payload.clone());
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Follows a step's events: an item put back to wait out a back-off lets its payload go
+    /// (read back ahead of its next hand-out, like a delayed item's), so payloads kept never
+    /// outnumber the items ready, running or read ahead, however many wait.
+    pub fn events(&mut self, events: &[Event]) {
+        for event in events {
+            if let Event::WorkRequeued { work_id, not_before, at, .. } = event {
+                if not_before > at {
+                    self.work.remove(work_id);
+                }
             }
         }
     }
@@ -210,5 +224,22 @@ mod tests {
         assert_eq!(cache.get(&id(2)), Some(&Bytes::from_static(b"new")));
         assert_eq!(cache.get(&id(1)), Some(&Bytes::from_static(b"abc")));
         assert!(state.work[&id(3)].running.is_some() && !cache.contains(&id(3)));
+    }
+
+    #[test]
+    fn a_payload_leaves_the_cache_while_its_item_backs_off() {
+        let mut cache = PayloadCache::default();
+        let payload = Bytes::from_static(b"abc");
+        cache.keep(&[accepted(1, 0), accepted(2, 0)], &payload, 1_000);
+        let requeued = |n, not_before| Event::WorkRequeued {
+            work_id: WorkId::assigned(n),
+            attempt: 1,
+            reason: "flaky".to_owned(),
+            not_before,
+            at: 2_000,
+        };
+        cache.events(&[requeued(1, 3_000), requeued(2, 2_000)]);
+        assert!(!cache.contains(&WorkId::assigned(1)), "backing off: read back when due");
+        assert!(cache.contains(&WorkId::assigned(2)), "ready again at once: kept");
     }
 }

@@ -74,7 +74,7 @@ use tokio::sync::mpsc;
 
 use crate::backlog::Unread;
 use crate::config::MasterSettings;
-use crate::core::{Command, Engine, JournalBatch, Output};
+use crate::core::{Command, Engine, Event, JournalBatch, Output};
 use crate::intake::Delivery;
 use crate::integrity::Observation;
 use crate::journal::{Journal, JournalError, Replayed};
@@ -440,8 +440,7 @@ impl Leader {
     /// Steps the engine; its events and effects wait for the next flush.
     fn step(&mut self, command: Command) {
         let output = self.engine.step(command);
-        self.observe(&output.events);
-        self.prefetch.events(&output.events, &self.cache);
+        self.follow(&output.events);
         self.pending.events.extend(output.events);
         self.pending.effects.extend(output.effects);
     }
@@ -459,10 +458,17 @@ impl Leader {
         submission.now = now_ms();
         let output = self.engine.step(Command::Submitted(submission));
         self.cache.keep(&output.events, &payload, stored_ms);
-        self.observe(&output.events);
-        self.prefetch.events(&output.events, &self.cache);
+        self.follow(&output.events);
         self.pending.events.extend(output.events);
         self.pending.effects.extend(output.effects);
+    }
+
+    /// Brings what the leader derives from the events (metrics, the read-ahead plan, the
+    /// payloads kept) in line with a step's events.
+    fn follow(&mut self, events: &[Event]) {
+        self.observe(events);
+        self.prefetch.events(events, &self.cache);
+        self.cache.events(events);
     }
 
     /// How submitting one of the master's own submissions ended; a retry whose payload is gone

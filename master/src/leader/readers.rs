@@ -11,7 +11,9 @@
 //!   cancelled).
 //! - Credits: a queue's reader may pull the free slots of the workers serving it plus the
 //!   prefetch, minus what is ready or already asked for (`core::upkeep::read_ahead`), so the
-//!   backlog stays in the stream.
+//!   backlog stays in the stream; and nothing while the queue, or all queues, hold as many
+//!   delayed or backing-off items as allowed (`Engine::may_read`: those items are not ready,
+//!   so the read-ahead bound alone would read on without end).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +34,9 @@ pub struct Readers {
     env: ReaderEnv,
     /// Readers started so far: each gets the next number.
     generations: u64,
+    /// The queues not read for now because too many of their items wait (logged once as they
+    /// stop and once as they go on).
+    held: BTreeSet<QueueName>,
 }
 
 impl Readers {
@@ -45,6 +50,7 @@ impl Readers {
             by_queue: BTreeMap::new(),
             env: ReaderEnv { js, interruptions, tx },
             generations: 0,
+            held: BTreeSet::new(),
         }
     }
 
@@ -100,7 +106,9 @@ impl Readers {
             let ready = state.ready_len(queue) as u64;
             let outstanding = reader.outstanding();
             // A queue nobody serves is read only for its purge: nothing of it is read ahead.
-            let mut credits = match served.contains(queue) {
+            let may_read = engine.may_read(queue);
+            note_held(&mut self.held, queue, may_read, engine);
+            let mut credits = match served.contains(queue) && may_read {
                 true => upkeep::read_ahead(engine.free_slots(queue), prefetch, ready, outstanding),
                 false => 0,
             };
@@ -115,5 +123,31 @@ impl Readers {
     /// Stops every reader (the term is over).
     pub fn clear(&mut self) {
         self.by_queue.clear();
+        self.held.clear();
+    }
+}
+
+/// Logs a queue's reading stopping or going on at the limits on waiting items.
+fn note_held(held: &mut BTreeSet<QueueName>, queue: &QueueName, may_read: bool, engine: &Engine) {
+    match may_read {
+        true if held.remove(queue) => {
+            tracing::info!(%queue, "reading the queue again: fewer items wait")
+        }
+        false if !held.contains(queue) => {
+            let (waiting, all) = engine.waiting(queue);
+            let policy = engine.policy();
+            tracing::warn!(
+                %queue,
+                waiting,
+                all_queues = all,
+                max_waiting_per_queue = policy.max_waiting_per_queue,
+                max_waiting = policy.max_waiting,
+                "not reading the queue's submissions for now: too many of its items (or of all \
+                 queues) wait out a delay or back-off; they stay stored and are read once some \
+                 fall due or finish"
+            );
+            held.insert(queue.clone());
+        }
+        _ => {}
     }
 }

@@ -233,7 +233,7 @@ impl World {
     ) -> Vec<(Assignment, Given)> {
         // Now and then more than asked: no master does that, but a late grant to a released
         // request has the same effect, and it fills the backlog.
-        let max = if extra & 0x4000 != 0 && extra % 3 == 0 { 3 } else { max };
+        let max = if extra & 0x4000 != 0 && extra.is_multiple_of(3) { 3 } else { max };
         let count = u32::from(extra % 4).min(max);
         let timeout = [300, 1000, 4000][usize::from(extra >> 2) % 3];
         // The master sent it somewhere in the round trip: how long ago, on its clock.

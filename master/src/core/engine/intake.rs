@@ -95,8 +95,9 @@ impl Engine {
 
     /// A priority submission read out of turn, ahead of its queue's unread backlog: taken
     /// (accepted with `jumped`) only if it would be accepted in turn, asks for a priority
-    /// above 0, is not purged, and the queue has fewer than `max_priority_jumps` jumped
-    /// submissions its reader has not reached. Anything else is left for the reader, which
+    /// above 0, is not purged, the queue has fewer than `max_priority_jumps` jumped
+    /// submissions its reader has not reached, and it may be read at all (`may_read`: not at
+    /// its limit of waiting items). Anything else is left for the reader, which
     /// takes or rejects it in turn with the reason: nothing is decided about a submission
     /// out of turn except that it may run early.
     fn jump(&mut self, submission: Submission) {
@@ -107,6 +108,7 @@ impl Engine {
             .map_or((0, 0), |q| (q.jumped.len(), q.purged_through));
         let may_jump = jumped < self.policy.max_priority_jumps as usize
             && submission.seq > purged_through
+            && self.may_read(&submission.queue)
             && matches!(self.decide(&submission), Decision::Accept { options, .. } if options.priority > 0);
         if may_jump {
             self.take(submission);

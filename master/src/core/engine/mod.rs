@@ -42,7 +42,7 @@ use rand_chacha::ChaCha20Rng;
 
 use super::{
     Command, Effect, Event, Millis, Policy, PublicationKey, RateLimits, Reply, ReplyError,
-    RequestId, RunningCounts, Serving, State,
+    RequestId, RunningCounts, Serving, State, WaitingCounts,
 };
 use admin::Asked;
 
@@ -76,6 +76,9 @@ pub struct Engine {
     serving: Serving,
     /// Attempts running per queue, for concurrency limits (derived, kept in step by `emit`).
     running: RunningCounts,
+    /// Items waiting per queue and in all, for the limits on waiting work (derived, kept in
+    /// step by `emit`).
+    waiting: WaitingCounts,
     /// Start rates used per queue (soft: a new leader starts with full buckets).
     rates: RateLimits,
     /// Operators' requests waiting for what the runtime reads for them (soft: a request lives
@@ -98,6 +101,7 @@ impl Engine {
         Engine {
             serving: Serving::of(&state),
             running: RunningCounts::of(&state, &policy),
+            waiting: WaitingCounts::of(&state),
             rates: RateLimits::default(),
             state,
             policy,
@@ -189,7 +193,9 @@ impl Engine {
             }
             _ => None,
         };
+        let watched = WaitingCounts::watch(&self.state, &event);
         self.state.apply(&event);
+        self.waiting.settle(&self.state, watched);
         if let Some((work_id, queue, was)) = item {
             let is = self.state.work.get(&work_id).is_some_and(|w| w.running.is_some());
             self.running.change(&queue, was, is);
@@ -249,7 +255,23 @@ impl Engine {
     #[cfg(test)]
     pub(crate) fn check_index(&self) -> Result<(), String> {
         self.serving.check(&self.state)?;
-        self.running.check(&self.state)
+        self.running.check(&self.state)?;
+        self.waiting.check(&self.state)
+    }
+
+    /// Whether `queue`'s reader may read more of its submissions: not while the queue, or all
+    /// queues together, hold as many waiting items (delayed or backing off) as the policy
+    /// allows. Only reading stops: what is stored stays in the stream, in order, and is read
+    /// once some of the waiting items fall due or finish (the queue's later submissions,
+    /// delayed or not, wait behind them: the head-of-line cost of the bound).
+    pub fn may_read(&self, queue: &QueueName) -> bool {
+        self.waiting.get(queue) < self.policy.max_waiting_per_queue
+            && self.waiting.total() < self.policy.max_waiting
+    }
+
+    /// Items waiting out a delay or a back-off: those of `queue`, and in all.
+    pub fn waiting(&self, queue: &QueueName) -> (u64, u64) {
+        (self.waiting.get(queue), self.waiting.total())
     }
 
     /// Ready items of `queue` that may be handed out at `now`: none while it is paused, and
