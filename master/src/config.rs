@@ -127,6 +127,10 @@ pub struct MasterConfig {
     /// Shortest gap allowed between two ticks of a recurring schedule.
     #[serde(with = "humantime_serde")]
     pub schedule_min_interval: Duration,
+    /// Most bytes per second all schedules together may submit at their peak (each tick's
+    /// payload plus its overhead, over its schedule's shortest gap); adding a schedule that
+    /// would go beyond it is refused with 503.
+    pub max_schedule_bytes_per_second: u64,
     /// Most priority submissions of one queue taken out of turn, ahead of its unread backlog,
     /// and not yet reached by its reader (each costs its payload in memory, like read-ahead);
     /// beyond it, priority submissions wait for their turn. 0 turns priority jumps off.
@@ -181,6 +185,7 @@ impl Default for MasterConfig {
             max_schedules: 1_000,
             max_schedule_payload: 64 * 1024,
             schedule_min_interval: Duration::from_secs(1),
+            max_schedule_bytes_per_second: 1 << 20,
             max_priority_jumps: 1_000,
             max_waiting_per_queue: 200_000,
             max_waiting: 1_000_000,
@@ -336,6 +341,7 @@ impl MasterSettings {
             max_schedules: m.max_schedules,
             max_schedule_payload: u64::from(m.max_schedule_payload),
             schedule_min_interval: millis(m.schedule_min_interval),
+            max_schedule_bytes_per_second: m.max_schedule_bytes_per_second,
             max_priority_jumps: m.max_priority_jumps,
             max_waiting_per_queue: m.max_waiting_per_queue,
             max_waiting: m.max_waiting,

@@ -6,7 +6,8 @@
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
 //!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`,
 //!   `max_workers`, `max_queues_per_worker`, `max_served_queues`, `takeover_grace`,
-//!   `max_priority_jumps`, `max_waiting_per_queue`, `max_waiting`,
+//!   `max_priority_jumps`, `max_waiting_per_queue`, `max_waiting`, `max_schedules`,
+//!   `max_schedule_payload`, `schedule_min_interval`, `max_schedule_bytes_per_second`,
 //!   `backoff_initial`, `backoff_factor`, `backoff_max`, `backoff_jitter` (0 or 1) (before
 //!   use). Scripts start with no back-off (failed items are ready again at once) unless they
 //!   set one.
@@ -236,6 +237,7 @@ impl goldenscript::Runner for Runner {
                         "max_schedules" => policy.max_schedules = v as u32,
                         "max_schedule_payload" => policy.max_schedule_payload = v,
                         "schedule_min_interval" => policy.schedule_min_interval = v,
+                        "max_schedule_bytes_per_second" => policy.max_schedule_bytes_per_second = v,
                         "max_priority_jumps" => policy.max_priority_jumps = v as u32,
                         "max_waiting_per_queue" => policy.max_waiting_per_queue = v,
                         "max_waiting" => policy.max_waiting = v,

@@ -54,6 +54,9 @@ pub struct Policy {
     pub max_schedule_payload: u64,
     /// Shortest gap allowed between two ticks of a schedule.
     pub schedule_min_interval: Millis,
+    /// Most bytes per second all schedules together may submit at their peak (see
+    /// [`Schedule::peak_bytes_per_second`](super::Schedule::peak_bytes_per_second)).
+    pub max_schedule_bytes_per_second: u64,
     /// Most priority submissions of one queue taken out of turn (ahead of its unread
     /// backlog) that its reader has not reached yet; 0 turns priority jumps off.
     pub max_priority_jumps: u32,
@@ -173,6 +176,7 @@ impl Default for Policy {
             max_schedules: 1_000,
             max_schedule_payload: 64 * 1024,
             schedule_min_interval: 1_000,
+            max_schedule_bytes_per_second: 1 << 20,
             max_priority_jumps: 1_000,
             max_waiting_per_queue: 200_000,
             max_waiting: 1_000_000,

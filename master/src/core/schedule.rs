@@ -56,7 +56,26 @@ pub struct FiredTick {
     pub stored: bool,
 }
 
+/// What a tick costs the stores beyond its payload: the submission's headers and the stream's
+/// framing, its `ScheduleFired` in the journal, its outcome in `JETWORK_RESULTS`.
+pub const TICK_OVERHEAD: u64 = 512;
+
+/// The most bytes per second a schedule of `cadence` with a payload of `payload` bytes
+/// submits: a tick's cost over the shortest gap between its ticks (seen from `now`). `0` if
+/// it does not tick twice.
+pub fn peak_bytes_per_second(cadence: &Cadence, payload: u64, now: Millis) -> u64 {
+    match cadence.shortest_gap(now) {
+        Some(gap) => (payload + TICK_OVERHEAD).saturating_mul(1_000) / gap.max(1),
+        None => 0,
+    }
+}
+
 impl Schedule {
+    /// [`peak_bytes_per_second`] of this schedule.
+    pub fn peak_bytes_per_second(&self, now: Millis) -> u64 {
+        peak_bytes_per_second(&self.cadence, self.payload.len() as u64, now)
+    }
+
     /// How `jetwork.master.schedules` lists it.
     pub fn info(&self, name: &ScheduleName) -> ScheduleInfo {
         let (every, cron) = self.cadence.describe();

@@ -12,6 +12,9 @@
 //! - Missed ticks (due while no master led, or while a takeover ran): only the latest of them
 //!   is fired, once, as soon as a leader ticks; the others are counted in `missed`. Then the
 //!   schedule goes on from the next tick after `now`. A long outage never floods a queue.
+//! - Adding a schedule is refused (503) when all schedules together, each at its peak (a
+//!   tick's payload and overhead over its shortest gap), would submit more than
+//!   `max_schedule_bytes_per_second`: the schedules' output is budgeted, not only their number.
 //! - Adding a name that exists is refused (409): remove it first. Removing keeps the ticks it
 //!   already fired (they are submitted anyway: a fired tick is a promise).
 
@@ -19,7 +22,7 @@ use bytes::Bytes;
 use jetwork_shared::schedules::{tick_work_id, ScheduleName};
 use jetwork_shared::QueueName;
 
-use super::super::{Cadence, Effect, Event, Millis, Reply, RequestId};
+use super::super::{schedule, Cadence, Effect, Event, Millis, Reply, RequestId};
 use super::Engine;
 
 impl Engine {
@@ -62,6 +65,22 @@ impl Engine {
                  {min} ms (master.schedule_min_interval)"
             );
             return self.error(request, 400, why);
+        }
+        // The budget is checked against the peaks, as if every schedule ticked at its fastest
+        // at once: the stores must take that.
+        let adds = schedule::peak_bytes_per_second(&cadence, payload.len() as u64, now);
+        let peaks = self.state.schedules.values().map(|s| s.peak_bytes_per_second(now));
+        let total = peaks.fold(adds, u64::saturating_add);
+        let budget = policy.max_schedule_bytes_per_second;
+        if total > budget {
+            let why = format!(
+                "schedule {name} would bring what all schedules submit at their peak to \
+                 {total} bytes/s (each tick's payload + {} bytes over its shortest gap); the \
+                 limit is {budget} (master.max_schedule_bytes_per_second): tick less often, \
+                 submit less, or remove a schedule",
+                schedule::TICK_OVERHEAD
+            );
+            return self.error(request, 503, why);
         }
         let message = format!("schedule {name} added: first tick at {next} (Unix ms, UTC)");
         self.emit(Event::ScheduleAdded { name, queue, cadence, payload, next, at: now });
