@@ -71,7 +71,7 @@ pub fn peak_bytes_per_second(cadence: &Cadence, payload: u64, now: Millis) -> u6
 }
 
 impl Schedule {
-    /// [`peak_bytes_per_second`] of this schedule.
+    /// The peak bytes per second of this schedule (see the free function of that name).
     pub fn peak_bytes_per_second(&self, now: Millis) -> u64 {
         peak_bytes_per_second(&self.cadence, self.payload.len() as u64, now)
     }
