@@ -11,9 +11,9 @@ use jetwork_shared::clock::millis;
 use jetwork_shared::config::{self, ConfigError, LogConfig, NatsConfig, StreamsConfig};
 use serde::{Deserialize, Serialize};
 
-use jetwork_shared::QueueName;
+use jetwork_shared::{Login, QueueName};
 
-use crate::core::policy::{Backoff, QueueRules};
+use crate::core::policy::{Backoff, LoginRules, QueueRules};
 use crate::core::Policy;
 
 /// Everything `jetwork-master` reads.
@@ -26,6 +26,23 @@ pub struct MasterSettings {
     pub log: LogConfig,
     /// Per-queue retry rules (`[queues.<name>]`), over the `[master]` defaults.
     pub queues: BTreeMap<String, QueueConfig>,
+    /// The worker logins (`[logins.<name>]`): when any is configured, workers must register
+    /// under one of them (`docs/security.md`, "Worker logins").
+    pub logins: BTreeMap<String, LoginConfig>,
+}
+
+/// A `[logins.<name>]` section: what the workers logged in as NATS user `<name>` may do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginConfig {
+    /// The queues its workers may serve (`["*"]`: any). Required: a login serves nothing it
+    /// was not given.
+    pub queues: Vec<String>,
+    /// Most of its workers registered at once (`master.max_workers_per_login` when absent).
+    pub max_workers: Option<u32>,
+    /// Most attempts one of its workers holds at once (`master.max_slots_per_worker` when
+    /// absent).
+    pub max_slots: Option<u32>,
 }
 
 /// A `[queues.<name>]` section: what this queue does differently from the `[master]` defaults.
@@ -135,6 +152,15 @@ pub struct MasterConfig {
     /// and not yet reached by its reader (each costs its payload in memory, like read-ahead);
     /// beyond it, priority submissions wait for their turn. 0 turns priority jumps off.
     pub max_priority_jumps: u32,
+    /// Most workers registered under one login at once (a `[logins.<name>]` section may say
+    /// otherwise); a new one beyond it is refused with 503.
+    pub max_workers_per_login: u32,
+    /// Most attempts one worker holds at once, whatever capacity it declares (a
+    /// `[logins.<name>]` section may say otherwise).
+    pub max_slots_per_worker: u32,
+    /// Attempts a worker may hold at first: one more with each of its outcomes accepted,
+    /// half as many when one of its attempts misses its deadline.
+    pub initial_window: u32,
     /// Most items of one queue waiting out a delay or a back-off. At the limit the queue's
     /// reader stops reading (nothing stored is refused; its later submissions, delayed or
     /// not, stay in the stream until some of the waiting ones fall due or finish).
@@ -187,6 +213,9 @@ impl Default for MasterConfig {
             schedule_min_interval: Duration::from_secs(1),
             max_schedule_bytes_per_second: 1 << 20,
             max_priority_jumps: 1_000,
+            max_workers_per_login: 100,
+            max_slots_per_worker: 1_000,
+            initial_window: 16,
             max_waiting_per_queue: 200_000,
             max_waiting: 1_000_000,
             read_ahead_horizon: Duration::from_secs(2),
@@ -274,6 +303,40 @@ impl MasterSettings {
                 return Err(bad("rate must be 1..=1000000 starts per second"));
             }
         }
+        rule(
+            m.max_workers_per_login >= 1 && m.max_slots_per_worker >= 1 && m.initial_window >= 1,
+            "master.max_workers_per_login, max_slots_per_worker and initial_window must be at least 1",
+        )?;
+        self.validate_logins()
+    }
+
+    /// Checks the `[logins.<name>]` sections: valid names that cannot own each other's worker
+    /// ids, valid queues (at least one), limits of at least 1.
+    fn validate_logins(&self) -> Result<(), ConfigError> {
+        let mut seen: Vec<Login> = Vec::new();
+        for (name, l) in &self.logins {
+            let bad = |what: String| ConfigError::Rule(format!("[logins.{name}]: {what}"));
+            let login = Login::parse(name).map_err(|e| bad(e.to_string()))?;
+            if let Some(other) = seen.iter().find(|other| other.overlaps(&login)) {
+                return Err(bad(format!(
+                    "overlaps login {other}: worker id {} would belong to both (a login owns \
+                     <login> and <login>-…); rename one",
+                    name.as_str().max(other.as_str())
+                )));
+            }
+            if l.queues.is_empty() {
+                return Err(bad(
+                    "queues must list the queues its workers may serve (or \"*\")".to_owned()
+                ));
+            }
+            for queue in l.queues.iter().filter(|q| *q != "*") {
+                QueueName::parse(queue).map_err(|e| bad(format!("queues: {e}")))?;
+            }
+            if l.max_workers == Some(0) || l.max_slots == Some(0) {
+                return Err(bad("max_workers and max_slots must be at least 1".to_owned()));
+            }
+            seen.push(login);
+        }
         Ok(())
     }
 
@@ -286,6 +349,23 @@ impl MasterSettings {
             max: millis(m.backoff_max.max(m.backoff_initial)),
             jitter: m.backoff_jitter,
         }
+    }
+
+    /// The logins' rules (`validate` refused names and queues that do not parse).
+    fn login_rules(&self) -> BTreeMap<Login, LoginRules> {
+        let mut rules = BTreeMap::new();
+        for (name, l) in &self.logins {
+            let Ok(login) = Login::parse(name) else { continue };
+            let any = l.queues.iter().any(|q| q == "*");
+            let queues = (!any).then(|| l.queues.iter().filter_map(|q| QueueName::parse(q).ok()));
+            let own = LoginRules {
+                queues: queues.map(Iterator::collect),
+                max_workers: l.max_workers,
+                max_slots: l.max_slots,
+            };
+            rules.insert(login, own);
+        }
+        rules
     }
 
     /// The per-queue rules, each over the defaults for what it does not set.
@@ -331,7 +411,6 @@ impl MasterSettings {
             queues: self.queue_rules(),
             max_grant: m.max_grant,
             max_result: u64::from(self.streams.max_result),
-            seen_resolution: millis(m.worker_timeout / 10).max(100),
             notify_interval: millis(m.notify_interval),
             max_request_wait: millis(m.max_request_wait),
             takeover_grace: millis(m.takeover_grace),
@@ -345,6 +424,10 @@ impl MasterSettings {
             max_priority_jumps: m.max_priority_jumps,
             max_waiting_per_queue: m.max_waiting_per_queue,
             max_waiting: m.max_waiting,
+            logins: self.login_rules(),
+            max_workers_per_login: m.max_workers_per_login,
+            max_slots_per_worker: m.max_slots_per_worker,
+            initial_window: m.initial_window,
             ..Policy::default()
         }
     }

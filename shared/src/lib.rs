@@ -19,6 +19,7 @@ pub mod job_options;
 pub mod jobs;
 pub mod leader;
 pub mod log_limit;
+pub mod login;
 pub mod name;
 pub mod observe;
 pub mod protocol;
@@ -33,6 +34,7 @@ pub mod work_id;
 pub mod worker_id;
 
 pub use error::{Error, Result, Unavailable};
+pub use login::Login;
 pub use queue_name::QueueName;
 pub use token::Token;
 pub use work_id::WorkId;

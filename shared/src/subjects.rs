@@ -2,7 +2,7 @@
 //! spells a subject by hand. `docs/protocol.md` lists the same names for other-language
 //! clients; change both together.
 
-use crate::{QueueName, WorkId, WorkerId};
+use crate::{Login, QueueName, WorkId, WorkerId};
 
 /// Stream holding submitted work until it is finished (the durable pending queue).
 pub const SUBMIT_STREAM: &str = "JETWORK_SUBMIT";
@@ -136,9 +136,28 @@ pub fn direct_get(stream: &str) -> String {
     format!("$JS.API.DIRECT.GET.{stream}")
 }
 
-/// Where the leader tells one worker that work is ready for it.
-pub fn worker_ready(worker: &WorkerId) -> String {
-    format!("jetwork.worker.{worker}.ready")
+/// Where the leader tells one worker that work is ready for it: `jetwork.worker.<login>.<id>.ready`
+/// for a worker registered under a login, `jetwork.worker.<id>.ready` for one without.
+pub fn worker_ready(login: Option<&Login>, worker: &WorkerId) -> String {
+    match login {
+        Some(login) => format!("jetwork.worker.{login}.{worker}.ready"),
+        None => format!("jetwork.worker.{worker}.ready"),
+    }
+}
+
+/// A worker endpoint under the worker's login: `<endpoint>.<login>.<worker id>` (e.g.
+/// `jetwork.master.register.worker-1.worker-1-a`). A login's NATS user may publish only
+/// `<endpoint>.<login>.*`, which is what binds the worker to its login.
+pub fn worker_endpoint(endpoint: &str, login: &Login, worker: &WorkerId) -> String {
+    format!("{endpoint}.{login}.{worker}")
+}
+
+/// The login and worker id tokens of a login-bound `subject` of `endpoint`
+/// (see [`worker_endpoint`]); `None` if it is the endpoint itself (no login) or not of it.
+pub fn login_of_endpoint<'a>(endpoint: &str, subject: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = subject.strip_prefix(endpoint)?.strip_prefix('.')?;
+    let (login, worker) = rest.split_once('.')?;
+    (!login.is_empty() && !worker.is_empty() && !worker.contains('.')).then_some((login, worker))
 }
 
 /// Anyone asks for one job's state and attempt history here (JSON).
@@ -190,9 +209,17 @@ pub const ENDPOINTS: [&str; 15] = [
     ADMIN_SCHEDULE_RM,
 ];
 
-/// Where the leader tells one worker to stop a cancelled attempt.
-pub fn worker_cancel(worker: &WorkerId) -> String {
-    format!("jetwork.worker.{worker}.cancel")
+/// The workers' endpoints: each is also served under the worker's login, as
+/// `<endpoint>.<login>.<worker id>` ([`worker_endpoint`]).
+pub const WORKER_ENDPOINTS: [&str; 3] = [MASTER_REGISTER, MASTER_REQUEST, MASTER_REPORT];
+
+/// Where the leader tells one worker to stop a cancelled attempt (with its login, as
+/// [`worker_ready`]).
+pub fn worker_cancel(login: Option<&Login>, worker: &WorkerId) -> String {
+    match login {
+        Some(login) => format!("jetwork.worker.{login}.{worker}.cancel"),
+        None => format!("jetwork.worker.{worker}.cancel"),
+    }
 }
 
 /// The queue token of a submit subject (`jetwork.submit.<queue>`), if it is one.
@@ -249,6 +276,25 @@ mod tests {
         assert!(result(&q, &id).starts_with(RESULTS_PREFIX));
         assert!(rejected(&q, 42).starts_with(&rejected_prefix(&q)));
         assert_eq!(direct_get(SUBMIT_STREAM), "$JS.API.DIRECT.GET.JETWORK_SUBMIT");
+    }
+
+    #[test]
+    fn worker_subjects_carry_the_login_when_there_is_one() {
+        let (login, worker) =
+            (Login::parse("worker-1").unwrap(), WorkerId::parse("worker-1-a").unwrap());
+        let bound = worker_endpoint(MASTER_REGISTER, &login, &worker);
+        assert_eq!(bound, "jetwork.master.register.worker-1.worker-1-a");
+        assert_eq!(login_of_endpoint(MASTER_REGISTER, &bound), Some(("worker-1", "worker-1-a")));
+        assert_eq!(login_of_endpoint(MASTER_REGISTER, MASTER_REGISTER), None);
+        assert_eq!(login_of_endpoint(MASTER_REGISTER, "jetwork.master.register.a"), None);
+        assert_eq!(login_of_endpoint(MASTER_REGISTER, "jetwork.master.register.a.b.c"), None);
+        assert_eq!(login_of_endpoint(MASTER_REQUEST, &bound), None);
+        assert_eq!(worker_ready(Some(&login), &worker), "jetwork.worker.worker-1.worker-1-a.ready");
+        assert_eq!(worker_ready(None, &worker), "jetwork.worker.worker-1-a.ready");
+        assert_eq!(
+            worker_cancel(Some(&login), &worker),
+            "jetwork.worker.worker-1.worker-1-a.cancel"
+        );
     }
 
     #[test]

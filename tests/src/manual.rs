@@ -10,7 +10,7 @@ use bytes::Bytes;
 use jetwork_shared::protocol::{
     Assignment, Outcome, OutcomeStatus, RegisterWorker, Registered, Report, RequestWork, WorkGrant,
 };
-use jetwork_shared::{codec, headers, subjects, QueueName, Token, WorkId, WorkerId};
+use jetwork_shared::{codec, headers, subjects, Login, QueueName, Token, WorkId, WorkerId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -21,6 +21,8 @@ pub struct ManualWorker {
     pub nats: async_nats::Client,
     pub id: WorkerId,
     pub session: Token,
+    /// The login its requests come under (their subjects carry it), if any.
+    pub login: Option<Login>,
     /// The token of every attempt handed to it.
     tokens: Mutex<HashMap<(WorkId, u32), Token>>,
 }
@@ -28,7 +30,28 @@ pub struct ManualWorker {
 impl ManualWorker {
     pub fn new(nats: async_nats::Client, id: &str) -> anyhow::Result<Self> {
         let id = WorkerId::parse(id)?;
-        Ok(ManualWorker { nats, id, session: Token::random(), tokens: Mutex::default() })
+        Ok(ManualWorker {
+            nats,
+            id,
+            session: Token::random(),
+            login: None,
+            tokens: Mutex::default(),
+        })
+    }
+
+    /// A worker whose requests come under `login` (`<endpoint>.<login>.<id>`).
+    pub fn with_login(nats: async_nats::Client, login: &str, id: &str) -> anyhow::Result<Self> {
+        let mut worker = ManualWorker::new(nats, id)?;
+        worker.login = Some(Login::parse(login)?);
+        Ok(worker)
+    }
+
+    /// The subject of a worker endpoint for this worker (under its login, if it has one).
+    pub fn subject(&self, endpoint: &str) -> String {
+        match &self.login {
+            Some(login) => subjects::worker_endpoint(endpoint, login, &self.id),
+            None => endpoint.to_owned(),
+        }
     }
 
     /// One request; a service error comes back as `Err("service error: <code> …")`.
@@ -47,20 +70,29 @@ impl ManualWorker {
 
     /// Registers for the default queue with 4 slots.
     pub async fn register(&self) -> anyhow::Result<Registered> {
+        self.register_for(vec![QueueName::default_queue()], 4).await
+    }
+
+    /// Registers for `queues` with `capacity` slots.
+    pub async fn register_for(
+        &self,
+        queues: Vec<QueueName>,
+        capacity: u32,
+    ) -> anyhow::Result<Registered> {
         let msg = RegisterWorker {
             worker_id: self.id.clone(),
             session: self.session,
-            queues: vec![QueueName::default_queue()],
-            capacity: 4,
+            queues,
+            capacity,
             running: vec![],
         };
-        self.call(subjects::MASTER_REGISTER, &msg).await
+        self.call(&self.subject(subjects::MASTER_REGISTER), &msg).await
     }
 
     /// Asks for up to `slots` items, without waiting.
     pub async fn request(&self, slots: u32) -> anyhow::Result<WorkGrant> {
         let grant: WorkGrant =
-            self.call(subjects::MASTER_REQUEST, &self.long_poll(slots, 0)).await?;
+            self.call(&self.subject(subjects::MASTER_REQUEST), &self.long_poll(slots, 0)).await?;
         self.remember(&grant.assignments);
         Ok(grant)
     }

@@ -1,10 +1,12 @@
 //! Short timings for tests, as settings structs (in-process components) and as `JETWORK_*`
 //! environment variables (binaries). Both describe the same configuration. Also the
-//! repository's own `nats.conf`, for tests of the shipped roles.
+//! repository's own `nats.conf` and `jetwork.toml`, for tests of the shipped roles.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jetwork_frontend::FrontendSettings;
+use jetwork_master::config::LoginConfig;
 use jetwork_master::MasterSettings;
 use jetwork_worker::WorkerSettings;
 
@@ -92,4 +94,16 @@ pub fn shipped_nats_conf() -> anyhow::Result<String> {
     let keep =
         |line: &&str| !line.starts_with("http:") && !line.trim_start().starts_with("store_dir");
     Ok(conf.lines().filter(keep).collect::<Vec<_>>().join("\n"))
+}
+
+/// The worker logins of the repository's `jetwork.toml` (the master's configuration for the
+/// shipped `nats.conf`), for a master of the shipped roles.
+pub fn shipped_logins() -> anyhow::Result<BTreeMap<String, LoginConfig>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../jetwork.toml");
+    Ok(MasterSettings::load(Some(std::path::Path::new(path)))?.logins)
+}
+
+/// The password of a worker login of the shipped `nats.conf`.
+pub fn worker_password(user: &str) -> String {
+    format!("{user}-local")
 }

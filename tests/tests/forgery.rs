@@ -52,8 +52,11 @@ async fn a_forged_election_with_a_huge_epoch_does_not_stall_the_workers() -> any
     let forged = MasterElected { epoch: 1 << 62, leader: "evil".into() };
     for worker in ["w1", "w2"] {
         let ready = jetwork_shared::protocol::WorkReady { epoch: 1 << 62 };
-        nats.publish(subjects::worker_ready(&WorkerId::parse(worker)?), codec::encode(&ready)?)
-            .await?;
+        nats.publish(
+            subjects::worker_ready(None, &WorkerId::parse(worker)?),
+            codec::encode(&ready)?,
+        )
+        .await?;
     }
     for _ in 0..20 {
         nats.publish(subjects::MASTER_ELECTED, codec::encode(&forged)?).await?;
@@ -401,7 +404,7 @@ async fn forged_and_stale_revocations_do_not_stop_a_running_job() -> anyhow::Res
         "--- revocations of the victim from other epochs, for other attempts, unreadable"
     );
     let nats = run.server.connect().await?;
-    let subject = subjects::worker_cancel(&worker);
+    let subject = subjects::worker_cancel(None, &worker);
     for (epoch, attempt) in [
         (epoch.saturating_sub(1), attempt),
         (0, attempt),

@@ -411,7 +411,7 @@ async fn the_shipped_roles_forward_with_progress() -> anyhow::Result<()> {
             };
             login(&mut fast.master.nats, "master", "master-local");
             login(&mut fast.frontend.nats, "client", "client-local");
-            login(&mut fast.worker.nats, "worker-1", "worker-local");
+            login(&mut fast.worker.nats, "worker-1", "worker-1-local");
         })
         .audit_as("admin", "admin-local")
         .client_after_streams()

@@ -108,10 +108,12 @@ async fn unreadable_messages_on_worker_and_master_subjects_drop_no_connection() 
         let header = bad_header(kind, kind);
         for subject in [
             subjects::MASTER_ELECTED.to_owned(),
-            subjects::worker_ready(&WorkerId::parse("w1")?),
+            subjects::worker_ready(None, &WorkerId::parse("w1")?),
             subjects::MASTER_REGISTER.to_owned(),
             subjects::MASTER_REQUEST.to_owned(),
             subjects::MASTER_REPORT.to_owned(),
+            "jetwork.master.register.w1.w1".to_owned(),
+            "jetwork.master.report.w1.w1".to_owned(),
             subjects::MASTER_STATUS.to_owned(),
             subjects::MASTER_JOB.to_owned(),
             subjects::MASTER_JOBS.to_owned(),

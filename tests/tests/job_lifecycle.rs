@@ -221,7 +221,7 @@ async fn a_cancelled_attempt_is_revoked_and_its_late_result_changes_nothing() ->
     let run = InProcess::start(|_| {}).await?;
     run.await_leader("m1", WAIT).await?;
     let manual = ManualWorker::new(run.server.connect().await?, "manual")?;
-    let mut revocations = manual.nats.subscribe(subjects::worker_cancel(&manual.id)).await?;
+    let mut revocations = manual.nats.subscribe(subjects::worker_cancel(None, &manual.id)).await?;
     manual.register().await?;
     let id = run.submit("revoked", b"x").await?;
     let assignment = manual.take().await?;

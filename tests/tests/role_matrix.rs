@@ -4,7 +4,8 @@
 //! command well before any request timeout), never a timeout or a misleading error.
 //!
 //! The rows come from the code: the CLI's subcommands as its own `--help` lists them, and
-//! `subjects::ENDPOINTS`. A command or endpoint added without a row here fails this test.
+//! `subjects::ENDPOINTS` (the workers' ones also under login `worker-1`, as worker `worker-1`).
+//! A command or endpoint added without a row here fails this test.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use jetwork_frontend::{Client, FrontendSettings, ResultStatus};
 use jetwork_shared::config::NatsConfig;
 use jetwork_shared::jobs::JobState;
 use jetwork_shared::{connect, subjects, QueueName, WorkId};
-use jetwork_tests::{binaries, fast_env, shipped_nats_conf, Fast, InProcess};
+use jetwork_tests::{binaries, fast_env, shipped_logins, shipped_nats_conf, Fast, InProcess};
 use jetwork_worker::{Job, JobError};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -25,7 +26,7 @@ const AT_ONCE: Duration = Duration::from_secs(5);
 /// The roles of the shipped `nats.conf`: user, password.
 const ROLES: [(&str, &str); 6] = [
     ("master", "master-local"),
-    ("worker-1", "worker-local"),
+    ("worker-1", "worker-1-local"),
     ("responder", "responder-local"),
     ("client", "client-local"),
     ("operator", "operator-local"),
@@ -99,9 +100,14 @@ fn command_expect(row: &str, role: &str) -> Expect {
 
 /// The expected outcome of asking an endpoint as a role.
 fn endpoint_expect(subject: &str, role: &str) -> Expect {
+    if WORKER_1_ENDPOINTS.contains(&subject) {
+        // A worker login's endpoints are its user's (and the admin's).
+        return if ["worker-1", "admin"].contains(&role) { Works } else { Refused };
+    }
     let allowed = match subject {
+        // Without a login: nobody but the admin (the shipped master refuses them anyway).
         subjects::MASTER_REGISTER | subjects::MASTER_REQUEST | subjects::MASTER_REPORT => {
-            ["worker-1", "admin"].contains(&role)
+            role == "admin"
         }
         subjects::MASTER_STATUS
         | subjects::MASTER_JOB
@@ -123,6 +129,13 @@ fn endpoint_expect(subject: &str, role: &str) -> Expect {
         Refused
     }
 }
+
+/// The workers' endpoints under login `worker-1`, as its worker `worker-1`.
+const WORKER_1_ENDPOINTS: [&str; 3] = [
+    "jetwork.master.register.worker-1.worker-1",
+    "jetwork.master.request.worker-1.worker-1",
+    "jetwork.master.report.worker-1.worker-1",
+];
 
 fn inbox_of(user: &str) -> Option<String> {
     (user != "admin").then(|| format!("_INBOX_{user}"))
@@ -245,9 +258,17 @@ fn reqwest_free_get(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_and_request_works_or_is_refused_at_once_naming_the_permission(
 ) -> anyhow::Result<()> {
+    // The shipped logins, with worker-1 also serving the queue the held jobs wait in.
+    let mut logins = shipped_logins()?;
+    if let Some(worker_1) = logins.get_mut("worker-1") {
+        worker_1.queues.push("held".to_owned());
+    }
     let run = InProcess::build()
         .config(&shipped_nats_conf()?)
-        .tune(as_roles)
+        .tune(move |fast| {
+            as_roles(fast);
+            fast.master.logins = logins;
+        })
         .audit_as("admin", "admin-local")
         .client_after_streams()
         .start()
@@ -257,7 +278,7 @@ async fn every_command_and_request_works_or_is_refused_at_once_naming_the_permis
     let _worker = run.worker_with(
         "worker-1",
         move |w| {
-            login(&mut w.nats, "worker-1", "worker-local");
+            login(&mut w.nats, "worker-1", "worker-1-local");
             w.worker.queues = served;
         },
         |job: Job| async move {
@@ -331,7 +352,15 @@ async fn every_command_and_request_works_or_is_refused_at_once_naming_the_permis
     }
 
     tracing::info!("--- every endpoint as every role");
-    for subject in subjects::ENDPOINTS {
+    let login_endpoints = subjects::WORKER_ENDPOINTS.map(|endpoint| {
+        let subject = format!("{endpoint}.worker-1.worker-1");
+        assert!(WORKER_1_ENDPOINTS.contains(&subject.as_str()), "{subject} has a row");
+        subject
+    });
+    let all: Vec<String> =
+        subjects::ENDPOINTS.iter().map(|s| (*s).to_owned()).chain(login_endpoints).collect();
+    for subject in &all {
+        let subject = subject.as_str();
         for (user, password) in ROLES {
             let expect = endpoint_expect(subject, user);
             let mut nats = run.fast.frontend.nats.clone();
@@ -340,7 +369,7 @@ async fn every_command_and_request_works_or_is_refused_at_once_naming_the_permis
                 connect::connect_with_denials(&nats, "matrix", REQUEST_TIMEOUT).await?;
             let inbox = inbox_of(user).unwrap_or_else(|| "_INBOX".to_owned());
             let started = Instant::now();
-            let asked = client.request(subject, Bytes::from_static(b"{}"));
+            let asked = client.request(subject.to_owned(), Bytes::from_static(b"{}"));
             let answer = tokio::time::timeout(WAIT, denials.guard(subject, &inbox, asked)).await?;
             let took = started.elapsed();
             let ok = match (&answer, expect) {

@@ -9,17 +9,25 @@ use bytes::Bytes;
 use jetwork_frontend::Client;
 use jetwork_shared::config::NatsConfig;
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleName};
-use jetwork_shared::{subjects, QueueName, WorkId, WorkerId};
+use jetwork_shared::{subjects, Login, QueueName, WorkId, WorkerId};
+use jetwork_tests::manual::ManualWorker;
 use jetwork_tests::raw::RawClient;
-use jetwork_tests::{fast_settings, shipped_nats_conf, wait_until, Audit, Fast, InProcess};
+use jetwork_tests::{
+    fast_settings, shipped_logins, shipped_nats_conf, wait_until, worker_password, Audit, Fast,
+    InProcess,
+};
 use jetwork_worker::square;
 
 /// A server running the shipped `nats.conf`, master `m1` and the frontend client logged in
 /// as their roles, and the audit reading as the admin (no role may read everything).
 async fn shipped_roles() -> anyhow::Result<InProcess> {
+    let logins = shipped_logins()?;
     InProcess::build()
         .config(&shipped_nats_conf()?)
-        .tune(as_roles)
+        .tune(move |fast| {
+            as_roles(fast);
+            fast.master.logins = logins;
+        })
         .audit_as("admin", "admin-local")
         // A client may not create the streams: the master does, first.
         .client_after_streams()
@@ -43,10 +51,10 @@ fn as_roles(fast: &mut Fast) {
     fast.master.streams.journal_retention = Duration::from_secs(1);
 }
 
-/// Logs worker `worker-<n>` in as its own user.
+/// Logs worker `worker-<n>` in as its own user (which is also its login).
 fn worker_login(settings: &mut jetwork_worker::WorkerSettings, n: u32) {
     let user = format!("worker-{n}");
-    login(&mut settings.nats, &user, "worker-local", &format!("_INBOX_{user}"));
+    login(&mut settings.nats, &user, &worker_password(&user), &format!("_INBOX_{user}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,6 +131,68 @@ async fn the_shipped_roles_run_the_whole_system() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_login_gets_only_what_it_was_granted() -> anyhow::Result<()> {
+    let run = shipped_roles().await?;
+    let (client, queue) = (run.client.clone(), run.queue.clone());
+    let within = Duration::from_secs(60);
+    run.await_leader("m1", within).await?;
+    // Worker login `worker-3` spoken by hand, as a hostile holder of its password would.
+    let nats = async_nats::ConnectOptions::with_user_and_password(
+        "worker-3".to_owned(),
+        worker_password("worker-3"),
+    )
+    .custom_inbox_prefix("_INBOX_worker-3")
+    .connect(run.server.url())
+    .await?;
+    let as_3 = |id: &str| ManualWorker::with_login(nats.clone(), "worker-3", id);
+
+    tracing::info!("--- not another login's worker id, not a queue it was not given");
+    let err = as_3("worker-1")?.register().await.expect_err("another login's id");
+    assert!(err.to_string().contains("not one of login worker-3's"), "{err}");
+    let emails = QueueName::parse("emails")?;
+    let err = as_3("worker-3")?.register_for(vec![emails], 4).await.expect_err("not its queue");
+    assert!(err.to_string().contains("may not serve emails"), "{err}");
+
+    tracing::info!("--- declaring 10000 slots takes no more than the first window");
+    let greedy = as_3("worker-3-greedy")?;
+    greedy.register_for(vec![queue.clone()], 10_000).await?;
+    let mut ids = Vec::new();
+    for n in 0..100u32 {
+        let id = WorkId::parse(&format!("g{n}"))?;
+        client.submit(&queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
+        ids.push(id);
+    }
+    wait_until("the jobs read ahead", within, || async {
+        client
+            .status()
+            .await
+            .is_ok_and(|s| s.queues.iter().any(|q| q.queue == queue && q.pending >= 100))
+    })
+    .await?;
+    let grant = greedy.request(10_000).await?;
+    let initial_window = jetwork_master::config::MasterConfig::default().initial_window as usize;
+    assert!(
+        !grant.assignments.is_empty() && grant.assignments.len() <= initial_window,
+        "granted {} of 100 ready to a worker that has finished nothing",
+        grant.assignments.len()
+    );
+    // A real worker of another login runs everything, the greedy one's share once it times out.
+    let _worker = run.worker_with("worker-1", |s| worker_login(s, 1), square);
+    run.completed(&ids, within).await?;
+
+    tracing::info!("--- at most max_workers (10 in jetwork.toml) of its workers at once");
+    // The greedy one may have been forgotten meanwhile (it sends no heartbeats): back to 10.
+    greedy.register_for(vec![queue.clone()], 10_000).await?;
+    for n in 1..10 {
+        as_3(&format!("worker-3-{n}"))?.register().await?;
+    }
+    let err = as_3("worker-3-10")?.register().await.expect_err("an eleventh");
+    assert!(err.to_string().contains("at most 10 workers of login worker-3"), "{err}");
+    run.stop().await;
+    Ok(())
+}
+
 /// `subject` is refused to `who` for publishing.
 async fn cannot_publish(raw: &mut RawClient, who: &str, subject: &str) {
     let refused = raw.publish(subject, b"x").await;
@@ -144,6 +214,8 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     let queue = QueueName::default_queue();
     let some_id = WorkId::parse("some-id")?;
     let (worker_1, worker_2) = (WorkerId::parse("worker-1")?, WorkerId::parse("worker-2")?);
+    let (login_1, login_2) = (Login::parse("worker-1")?, Login::parse("worker-2")?);
+    let (l1, l2) = (Some(&login_1), Some(&login_2));
     let forbidden_to_all_but_the_master = [
         subjects::result(&queue, &some_id),
         subjects::rejected(&queue, 7),
@@ -151,8 +223,10 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         subjects::JOURNAL_EPOCH.to_owned(),
         subjects::internal(&queue),
         subjects::MASTER_ELECTED.to_owned(),
-        subjects::worker_ready(&worker_1),
-        subjects::worker_cancel(&worker_1),
+        subjects::worker_ready(l1, &worker_1),
+        subjects::worker_cancel(l1, &worker_1),
+        subjects::worker_ready(None, &worker_1),
+        subjects::worker_cancel(None, &worker_1),
         // JetStream's own API, spelled as the permissions in nats.conf spell it.
         "$KV.jetwork-lease.master".to_owned(),
         "$JS.API.STREAM.PURGE.JETWORK_JOURNAL".to_owned(),
@@ -166,29 +240,40 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     tracing::info!(
         "--- a worker: no submitting, no results, no journal, no lease, no one else's inbox"
     );
-    let mut worker = RawClient::connect_as(&url, Some(("worker-1", "worker-local"))).await?;
+    let mut worker =
+        RawClient::connect_as(&url, Some(("worker-1", &worker_password("worker-1")))).await?;
     let announce = subjects::submitted(&queue);
-    for subject in
-        forbidden_to_all_but_the_master.iter().chain(&[subjects::submit(&queue), announce.clone()])
-    {
+    for subject in forbidden_to_all_but_the_master.iter().chain(&[
+        subjects::submit(&queue),
+        announce.clone(),
+        // Only under its own login: not another's, not without one.
+        subjects::worker_endpoint(subjects::MASTER_REGISTER, &login_2, &worker_2),
+        subjects::worker_endpoint(subjects::MASTER_REPORT, &login_2, &worker_1),
+        subjects::MASTER_REGISTER.to_owned(),
+        subjects::MASTER_REQUEST.to_owned(),
+        subjects::MASTER_REPORT.to_owned(),
+    ]) {
         cannot_publish(&mut worker, "worker-1", subject).await;
     }
     for subject in [
         "_INBOX_worker-2.>",
         "_INBOX_client.>",
         "_INBOX_master.>",
-        &subjects::worker_ready(&worker_2),
-        &subjects::worker_cancel(&worker_2),
+        &subjects::worker_ready(l2, &worker_2),
+        &subjects::worker_cancel(l2, &worker_2),
+        &subjects::worker_ready(None, &worker_1),
         subjects::RESULTS_ALL,
         subjects::MASTER_REGISTER,
         subjects::SUBMITTED_ALL,
     ] {
         cannot_subscribe(&mut worker, "worker-1", subject).await;
     }
-    worker.subscribe(&subjects::worker_cancel(&worker_1), 3).await?;
-    worker.publish(subjects::MASTER_REGISTER, b"").await?;
+    worker.subscribe(&subjects::worker_cancel(l1, &worker_1), 3).await?;
+    for endpoint in subjects::WORKER_ENDPOINTS {
+        worker.publish(&subjects::worker_endpoint(endpoint, &login_1, &worker_1), b"").await?;
+    }
     worker.subscribe("_INBOX_worker-1.x", 1).await?;
-    worker.subscribe(&subjects::worker_ready(&worker_1), 2).await?;
+    worker.subscribe(&subjects::worker_ready(l1, &WorkerId::parse("worker-1-b")?), 2).await?;
 
     tracing::info!("--- a client: submit and read results, nothing else");
     let mut client = RawClient::connect_as(&url, Some(("client", "client-local"))).await?;
@@ -213,6 +298,7 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         "_INBOX_master.>",
         &master_endpoints,
         "jetwork.worker.*.ready",
+        "jetwork.worker.*.*.ready",
         subjects::SUBMITTED_ALL,
     ] {
         cannot_subscribe(&mut client, "client", subject).await;

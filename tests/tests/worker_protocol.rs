@@ -140,7 +140,7 @@ async fn garbage_on_every_master_endpoint_gets_a_reason() -> anyhow::Result<()> 
     assert!(report["epoch"].as_u64().unwrap_or(0) > 0, "{report}");
     tracing::info!("--- worker and election subjects shrug garbage off");
     nats.publish(subjects::MASTER_ELECTED, Bytes::from_static(b"\x00garbage")).await?;
-    nats.publish(subjects::worker_ready(&a.id), Bytes::from_static(b"\x00garbage")).await?;
+    nats.publish(subjects::worker_ready(None, &a.id), Bytes::from_static(b"\x00garbage")).await?;
     tracing::info!("--- and the master still works");
     let id = run.submit("still-fine", b"2").await?;
     let assignment = a.take().await?;

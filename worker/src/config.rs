@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use jetwork_shared::config::{self, ConfigError, LogConfig, NatsConfig, StreamsConfig};
-use jetwork_shared::{QueueName, WorkerId};
+use jetwork_shared::{Login, QueueName, WorkerId};
 use serde::{Deserialize, Serialize};
 
 /// Everything a worker reads.
@@ -22,8 +22,13 @@ pub struct WorkerSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
-    /// Worker id; a random `w-<uuid>` when absent. Must be unique among running workers.
+    /// Worker id; when absent a random `<login>-<uuid>` (`w-<uuid>` without a login). Must be
+    /// unique among running workers, and one of its login's ids (`<login>` or `<login>-…`).
     pub id: Option<String>,
+    /// The login the worker registers under (`jetwork.master.register.<login>.<id>`): the NATS
+    /// user's, whose permissions bind the worker to it. When absent, `nats.user` if that is
+    /// set; `""` registers without a login (masters that configure no logins accept that).
+    pub login: Option<String>,
     /// Queues to take work from.
     pub queues: Vec<String>,
     /// Items run at once.
@@ -62,6 +67,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             id: None,
+            login: None,
             queues: vec!["default".to_owned()],
             concurrency: 1,
             register_interval: Duration::from_secs(10),
@@ -85,6 +91,30 @@ impl WorkerSettings {
         let settings: WorkerSettings = config::load(file, &["worker.queues"])?;
         settings.nats.validate()?;
         Ok(settings)
+    }
+
+    /// The login the worker registers under: `worker.login` (`""`: none), else the NATS user
+    /// where it can stand for one: a user name that is no valid login, or a `worker.id` that
+    /// is not one of its ids, registers without a login, as workers did before logins (a
+    /// master with `[logins]` then refuses it with a reason naming the subject to use).
+    pub fn login(&self) -> Result<Option<Login>, ConfigError> {
+        match (&self.worker.login, &self.nats.user) {
+            (Some(login), _) if login.is_empty() => Ok(None),
+            (Some(login), _) => Login::parse(login).map(Some).map_err(|e| {
+                ConfigError::Rule(format!(
+                    "worker.login {login:?}: {e}; set a valid name, or \"\" to register without one"
+                ))
+            }),
+            (None, Some(user)) => {
+                let Ok(login) = Login::parse(user) else { return Ok(None) };
+                let its_id = match &self.worker.id {
+                    Some(id) => WorkerId::parse(id).is_ok_and(|id| login.owns(&id)),
+                    None => true,
+                };
+                Ok(its_id.then_some(login))
+            }
+            (None, None) => Ok(None),
+        }
     }
 
     /// Checks the rules serde cannot express and returns the validated ids.
@@ -113,10 +143,17 @@ impl WorkerSettings {
             crate::forward::check_subject(subject)
                 .map_err(|e| rule(format!("worker.forward: {e}")))?;
         }
-        let id = match &w.id {
-            Some(id) => WorkerId::parse(id).map_err(|e| rule(format!("worker.id: {e}")))?,
-            None => WorkerId::random(),
+        let login = self.login()?;
+        let id = match (&w.id, &login) {
+            (Some(id), _) => WorkerId::parse(id).map_err(|e| rule(format!("worker.id: {e}")))?,
+            (None, Some(login)) => login.random_worker_id(),
+            (None, None) => WorkerId::random(),
         };
+        if let Some(login) = login.as_ref().filter(|login| !login.owns(&id)) {
+            return Err(rule(format!(
+                "worker.id {id} is not one of worker.login {login}'s ids ({login} or {login}-…)"
+            )));
+        }
         let mut queues = Vec::new();
         for q in &w.queues {
             queues
@@ -145,5 +182,30 @@ mod tests {
         settings.worker.forward = Some("jetwork.svc.>".to_owned());
         let err = settings.validate().unwrap_err().to_string();
         assert!(err.contains("worker.forward") && err.contains("wildcard"), "{err}");
+    }
+
+    #[test]
+    fn the_login_is_worker_login_else_the_nats_user_where_the_id_is_its() {
+        let mut settings = WorkerSettings::default();
+        let login = |s: &WorkerSettings| s.login().unwrap().map(|l| l.as_str().to_owned());
+        assert_eq!(login(&settings), None);
+        settings.nats.user = Some("worker-1".to_owned());
+        assert_eq!(login(&settings).as_deref(), Some("worker-1"), "a random id is the login's");
+        let (id, _) = settings.validate().unwrap();
+        assert!(id.as_str().starts_with("worker-1-"), "{id}");
+        settings.worker.id = Some("worker-1-a".to_owned());
+        assert_eq!(login(&settings).as_deref(), Some("worker-1"));
+        settings.worker.id = Some("w1".to_owned());
+        assert_eq!(login(&settings), None, "a shared user with its own ids: no login");
+        assert!(settings.validate().is_ok());
+        settings.worker.login = Some("worker-2".to_owned());
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("not one of worker.login worker-2's ids"), "{err}");
+        settings.worker.login = Some(String::new());
+        assert_eq!(login(&settings), None);
+        settings.worker.login = None;
+        settings.nats.user = Some("no.login".to_owned());
+        settings.worker.id = None;
+        assert_eq!(login(&settings), None, "a user name that is no login");
     }
 }

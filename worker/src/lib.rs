@@ -118,6 +118,11 @@ pub async fn run_with_listener<H: Handler>(
     let w = &settings.worker;
     // The session is drawn here, outside the pure core: it proves this process's identity.
     let mut cfg = crate::core::Config::new(id, Token::random(), queues, w.concurrency);
+    cfg.login = settings.login()?;
+    match &cfg.login {
+        Some(login) => tracing::info!(worker = %cfg.id, %login, "registering under login {login}"),
+        None => tracing::info!(worker = %cfg.id, "registering without a login"),
+    }
     cfg.register_interval = millis(w.register_interval);
     cfg.resend_interval = millis(w.resend_interval);
     cfg.request_timeout = millis(w.request_timeout);

@@ -128,6 +128,7 @@ struct Shell<H> {
     /// Lines about things anyone can cause are rate-limited, per kind.
     forged_log: LogLimit,
     id_log: LogLimit,
+    refused_log: LogLimit,
 }
 
 /// Runs the worker until `shutdown` resolves and its jobs are finished (or the grace period
@@ -140,8 +141,9 @@ pub async fn run<H: Handler>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), async_nats::SubscribeError> {
     tokio::pin!(shutdown);
-    let mut ready = client.subscribe(subjects::worker_ready(&cfg.id)).await?;
-    let mut cancel = client.subscribe(subjects::worker_cancel(&cfg.id)).await?;
+    let login = cfg.login.as_ref();
+    let mut ready = client.subscribe(subjects::worker_ready(login, &cfg.id)).await?;
+    let mut cancel = client.subscribe(subjects::worker_cancel(login, &cfg.id)).await?;
     let mut elected = client.subscribe(subjects::MASTER_ELECTED).await?;
     let (progress, mut progress_rx) = mpsc::unbounded_channel();
     let (answers, mut answers_rx) = mpsc::unbounded_channel();
@@ -163,6 +165,7 @@ pub async fn run<H: Handler>(
         tasks: HashMap::new(),
         forged_log: LogLimit::new(Duration::from_secs(10)),
         id_log: LogLimit::new(Duration::from_secs(10)),
+        refused_log: LogLimit::new(Duration::from_secs(10)),
         observed,
         reported: (false, 0),
         closed: None,
@@ -260,23 +263,24 @@ impl<H: Handler> Shell<H> {
         for action in actions {
             match action {
                 Action::Register { id, epoch, msg } => {
-                    self.send(subjects::MASTER_REGISTER, msg, epoch, move |r| {
-                        Answer::Registered(id, r)
-                    })
+                    let subject = self.endpoint(subjects::MASTER_REGISTER);
+                    self.send(subject, msg, epoch, move |r| Answer::Registered(id, r))
                 }
                 Action::RequestWork { id, epoch, msg } => {
-                    self.send(subjects::MASTER_REQUEST, msg, epoch, move |r| Answer::Granted(id, r))
+                    let subject = self.endpoint(subjects::MASTER_REQUEST);
+                    self.send(subject, msg, epoch, move |r| Answer::Granted(id, r))
                 }
                 Action::Report { id, epoch, msg } => {
-                    self.send(subjects::MASTER_REPORT, msg, epoch, move |r| Answer::Reported(id, r))
+                    let subject = self.endpoint(subjects::MASTER_REPORT);
+                    self.send(subject, msg, epoch, move |r| Answer::Reported(id, r))
                 }
                 Action::Withdraw { epoch, msg } => {
                     let (client, js) = (self.client.clone(), self.js.clone());
                     let timeout = Duration::from_millis(self.cfg.request_timeout);
+                    let subject = self.endpoint(subjects::MASTER_REQUEST);
                     tokio::spawn(async move {
                         let _: Result<WorkGrant, Failure> =
-                            request(&client, &js, epoch, subjects::MASTER_REQUEST, &msg, timeout)
-                                .await;
+                            request(&client, &js, epoch, &subject, &msg, timeout).await;
                     });
                 }
                 Action::Start { assignment } => self.start(assignment),
@@ -302,7 +306,7 @@ impl<H: Handler> Shell<H> {
     /// Sends a request in a task of its own; its answer comes back through `answers`.
     fn send<T, R>(
         &self,
-        subject: &'static str,
+        subject: String,
         msg: T,
         epoch: u64,
         answer: impl FnOnce(Result<R, Failure>) -> Answer + Send + 'static,
@@ -313,9 +317,17 @@ impl<H: Handler> Shell<H> {
         let (client, js, answers) = (self.client.clone(), self.js.clone(), self.answers.clone());
         let timeout = Duration::from_millis(self.cfg.request_timeout);
         tokio::spawn(async move {
-            let result = request(&client, &js, epoch, subject, &msg, timeout).await;
+            let result = request(&client, &js, epoch, &subject, &msg, timeout).await;
             let _ = answers.send(answer(result));
         });
+    }
+
+    /// The subject of a master endpoint for this worker: under its login if it has one.
+    fn endpoint(&self, endpoint: &str) -> String {
+        match &self.cfg.login {
+            Some(login) => subjects::worker_endpoint(endpoint, login, &self.cfg.id),
+            None => endpoint.to_owned(),
+        }
     }
 
     /// Readiness and the registration gauges, when they changed.
@@ -408,6 +420,7 @@ impl<H: Handler> Shell<H> {
                 let limiter = match limit {
                     Limit::ForgedAnnouncement => &mut self.forged_log,
                     Limit::IdInUse => &mut self.id_log,
+                    Limit::Refused => &mut self.refused_log,
                 };
                 match limiter.allow() {
                     Some(suppressed) => suppressed,
@@ -468,13 +481,13 @@ async fn request<T: Serialize, R: DeserializeOwned + Epoch>(
     client: &async_nats::Client,
     js: &jetstream::Context,
     epoch: u64,
-    subject: &'static str,
+    subject: &str,
     body: &T,
     timeout: Duration,
 ) -> Result<R, Failure> {
     let payload = codec::encode(body).map_err(|e| Failure::Failed(e.to_string()))?;
     let request = async_nats::Request::new().payload(payload).timeout(Some(timeout));
-    let reply = match client.send_request(subject, request).await {
+    let reply = match client.send_request(subject.to_owned(), request).await {
         Ok(reply) => reply,
         Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
             return Err(Failure::NoMaster)
@@ -492,7 +505,10 @@ async fn request<T: Serialize, R: DeserializeOwned + Epoch>(
                 "404" => Failure::UnknownWorker,
                 "503" if error.as_str().contains("at most") => Failure::Refused(why),
                 "503" => Failure::NoMaster,
-                "403" | "409" => Failure::IdInUse(why),
+                // Someone else's session on this id; any other 403 is about what this worker
+                // may do (its login), which waiting for the id will not change.
+                "403" if error.as_str().contains("session") => Failure::IdInUse(why),
+                "409" => Failure::IdInUse(why),
                 _ => Failure::Refused(why),
             });
         }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use jetwork_shared::jobs::JobState;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork};
 use jetwork_shared::schedules::ScheduleName;
-use jetwork_shared::{QueueName, WorkId};
+use jetwork_shared::{Login, QueueName, WorkId};
 
 use super::{Cadence, Found, Millis, RequestId, Submission};
 
@@ -19,12 +19,14 @@ pub enum Command {
     Takeover { epoch: u64, leader: String, seed: [u8; 32], submitted_through: u64, now: Millis },
     /// A submission read from `JETWORK_SUBMIT`, by a queue's reader or out of turn.
     Submitted(Submission),
-    /// A worker's registration or heartbeat.
-    Register { request: RequestId, msg: RegisterWorker, now: Millis },
-    /// A worker asks for work.
-    RequestWork { request: RequestId, msg: RequestWork, now: Millis },
-    /// A worker reports outcomes (and may ask for more work).
-    Report { request: RequestId, msg: Report, now: Millis },
+    /// A worker's registration or heartbeat. `login`: the login the subject it came on names
+    /// (`jetwork.master.register.<login>.<worker id>`; the runtime checked that the worker id
+    /// token is the message's), `None` on the endpoint without one.
+    Register { request: RequestId, msg: RegisterWorker, login: Option<Login>, now: Millis },
+    /// A worker asks for work (`login` as for `Register`).
+    RequestWork { request: RequestId, msg: RequestWork, login: Option<Login>, now: Millis },
+    /// A worker reports outcomes and may ask for more work (`login` as for `Register`).
+    Report { request: RequestId, msg: Report, login: Option<Login>, now: Millis },
     /// Time passes: deadlines and worker liveness are checked.
     Tick { now: Millis },
     /// These publications are durably stored in `JETWORK_RESULTS`.

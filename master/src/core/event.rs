@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::schedules::ScheduleName;
-use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
+use jetwork_shared::{Login, QueueName, Token, WorkId, WorkerId};
 
 use super::{Cadence, Millis, PublicationKey};
 
@@ -71,11 +71,15 @@ pub enum Event {
     WorkerRegistered {
         worker: WorkerId,
         session: Token,
+        /// The login it registered under (format 6; absent: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        login: Option<Login>,
         queues: Vec<QueueName>,
         capacity: u32,
         at: Millis,
     },
-    /// A worker was heard from.
+    /// A worker was heard from. Written by masters before format 6 (now heartbeats are not
+    /// journaled: see `liveness.rs`); still read from older journals.
     WorkerSeen { worker: WorkerId, at: Millis },
     /// A worker was forgotten (silent too long). Its work was re-queued by earlier events.
     WorkerLost { worker: WorkerId, reason: String, at: Millis },

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::schedules::ScheduleName;
-use jetwork_shared::{codec, QueueName, Token, WorkId, WorkerId};
+use jetwork_shared::{codec, Login, QueueName, Token, WorkId, WorkerId};
 
 use super::*;
 use crate::journal::{SnapshotMarker, FORMAT};
@@ -79,6 +79,7 @@ fn events() -> Vec<(&'static str, Event)> {
             Event::WorkerRegistered {
                 worker: w(),
                 session: token,
+                login: Some(Login::parse(w().as_str()).expect("valid")),
                 queues: vec![q()],
                 capacity: 4,
                 at: 1_003,
@@ -208,12 +209,22 @@ fn retry_decided() -> Event {
 /// The samples as a journal of `format` holds them: only the kinds it had, and the fields
 /// it did not have at their defaults.
 fn events_of(format: u32) -> Vec<(&'static str, Event)> {
-    if format >= 5 {
+    if format >= 6 {
         return events();
     }
+    // Format 5 had no worker logins.
+    let events = events().into_iter().map(|(name, mut event)| {
+        if let Event::WorkerRegistered { login, .. } = &mut event {
+            *login = None;
+        }
+        (name, event)
+    });
+    if format == 5 {
+        return events.collect();
+    }
     // Format 4 had no master-only submissions nor operator retries in the journal.
-    let events = events().into_iter().filter(|(name, _)| !FORMAT_5_KINDS.contains(name)).map(
-        |(name, mut event)| {
+    let events =
+        events.filter(|(name, _)| !FORMAT_5_KINDS.contains(name)).map(|(name, mut event)| {
             match &mut event {
                 Event::EpochStarted { legacy_through, .. } => *legacy_through = None,
                 Event::ScheduleFired { key, .. } => key.clear(),
@@ -221,8 +232,7 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
                 _ => {}
             }
             (name, event)
-        },
-    );
+        });
     if format == 4 {
         return events.collect();
     }

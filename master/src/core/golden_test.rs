@@ -4,16 +4,19 @@
 //!
 //! Commands (the clock starts at 0 and only moves when told):
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
-//!   `max_grant_bytes`, `max_result`, `seen_resolution`, `notify_interval`, `max_request_wait`,
+//!   `max_grant_bytes`, `max_result`, `notify_interval`, `max_request_wait`,
 //!   `max_workers`, `max_queues_per_worker`, `max_served_queues`, `takeover_grace`,
 //!   `max_priority_jumps`, `max_waiting_per_queue`, `max_waiting`, `max_schedules`,
 //!   `max_schedule_payload`, `schedule_min_interval`, `max_schedule_bytes_per_second`,
+//!   `max_workers_per_login`, `max_slots_per_worker`, `initial_window`,
 //!   `backoff_initial`, `backoff_factor`, `backoff_max`, `backoff_jitter` (0 or 1) (before
 //!   use). Scripts start with no back-off (failed items are ready again at once) unless they
 //!   set one.
 //! - `rules <queue> key=value…`: the queue's own `max_attempts`, `work_timeout`,
 //!   `backoff_initial` (with `backoff_factor`, `backoff_max`, `backoff_jitter`), `concurrency`,
 //!   `rate` (starts per second) (before use).
+//! - `login <name> [queues=a,b|*] [max_workers=<n>] [max_slots=<n>]`: a configured worker
+//!   login (before use; with any, workers must register under one).
 //! - `advance <ms>`: move the clock. `tick [<ms>]`: move the clock and send a `Tick`.
 //! - `takeover epoch=<n> [leader=<id>] [submitted_through=<seq>]` (`submitted_through`: the
 //!   submit stream's last sequence, recorded as `legacy_through` when older masters led)
@@ -29,11 +32,11 @@
 //!   `jetwork.internal.<queue>`; `pending=<id>`: the runtime's submission of the tick or retry
 //!   of `<id>` decided last, i.e. internal, with its key and `Jetwork-Work-Id`, pending or not)
 //! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]
-//!   [session=<n>]`
-//! - `request <worker> [slots=<n>] [wait=<ms>] [session=<n>]`
+//!   [session=<n>] [login=<login>]` (`login`: it came on the endpoint under that login)
+//! - `request <worker> [slots=<n>] [wait=<ms>] [session=<n>] [login=<login>]`
 //! - `report <worker> [done=<id>@<attempt>[/<result>]] [fail=<id>@<attempt>[/<reason>]]
 //!   [fatal=<id>@<attempt>[/<reason>]] [progress=<id>@<attempt>] [forge=<id>@<attempt>]
-//!   [slots=<n>] [session=<n>]` (keys may repeat; outcomes keep their order; each carries the
+//!   [slots=<n>] [session=<n>] [login=<login>]` (keys may repeat; outcomes keep their order; each carries the
 //!   token its attempt was handed out with, except `forge`: a completion with a wrong token;
 //!   `fatal` is a failure reported as non-retryable)
 //! - `cancel <id> [reason=<why>]`, `retry <id> [queue=<q>]`, `retry-all <queue>
@@ -76,9 +79,9 @@ use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
 };
 use jetwork_shared::schedules::ScheduleName;
-use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
+use jetwork_shared::{Login, QueueName, Token, WorkId, WorkerId};
 
-use super::policy::{Backoff, QueueRules};
+use super::policy::{Backoff, LoginRules, QueueRules};
 use super::*;
 
 struct Runner {
@@ -227,7 +230,6 @@ impl goldenscript::Runner for Runner {
                         "max_grant" => policy.max_grant = v as u32,
                         "max_grant_bytes" => policy.max_grant_bytes = v,
                         "max_result" => policy.max_result = v,
-                        "seen_resolution" => policy.seen_resolution = v,
                         "notify_interval" => policy.notify_interval = v,
                         "max_request_wait" => policy.max_request_wait = v,
                         "max_workers" => policy.max_workers = v as u32,
@@ -241,6 +243,9 @@ impl goldenscript::Runner for Runner {
                         "max_priority_jumps" => policy.max_priority_jumps = v as u32,
                         "max_waiting_per_queue" => policy.max_waiting_per_queue = v,
                         "max_waiting" => policy.max_waiting = v,
+                        "max_workers_per_login" => policy.max_workers_per_login = v as u32,
+                        "max_slots_per_worker" => policy.max_slots_per_worker = v as u32,
+                        "initial_window" => policy.initial_window = v as u32,
                         other => return Err(format!("unknown policy key {other}").into()),
                     }
                 }
@@ -272,6 +277,29 @@ impl goldenscript::Runner for Runner {
                 }
                 rules.backoff = own_backoff.then_some(backoff);
                 policy.queues.insert(queue, rules);
+                self.engine = Engine::new(State::default(), policy);
+                String::new()
+            }
+            "login" => {
+                if self.started {
+                    return Err("login must come before other commands".into());
+                }
+                let login = Login::parse(args.next_pos().ok_or("login needs <name>")?)?;
+                let mut policy = self.engine.policy().clone();
+                let mut rules = LoginRules::default();
+                while let Some((key, value)) = args.next_key() {
+                    match key {
+                        "queues" if value == "*" => rules.queues = None,
+                        "queues" => {
+                            let queues = value.split(',').map(QueueName::parse);
+                            rules.queues = Some(queues.collect::<Result<_, _>>()?);
+                        }
+                        "max_workers" => rules.max_workers = Some(value.parse()?),
+                        "max_slots" => rules.max_slots = Some(value.parse()?),
+                        other => return Err(format!("unknown login rule {other}").into()),
+                    }
+                }
+                policy.logins.insert(login, rules);
                 self.engine = Engine::new(State::default(), policy);
                 String::new()
             }
@@ -568,19 +596,22 @@ impl goldenscript::Runner for Runner {
                     }
                 }
                 let session = session(&worker_id, args.take_key("session"))?;
+                let login = args.take_key("login").map(Login::parse).transpose()?;
                 let request = self.next_request();
                 let msg = RegisterWorker { worker_id, session, queues, capacity, running };
-                self.run_command(Command::Register { request, msg, now })?
+                self.run_command(Command::Register { request, msg, login, now })?
             }
             "request" => {
                 let worker_id = worker(args.next_pos().ok_or("request needs <worker>")?)?;
                 let slots = args.take_key("slots").map_or(Ok(1), str::parse)?;
                 let wait_ms = args.take_key("wait").map_or(Ok(0), str::parse)?;
                 let session = session(&worker_id, args.take_key("session"))?;
+                let login = args.take_key("login").map(Login::parse).transpose()?;
                 let request = self.next_request();
                 self.run_command(Command::RequestWork {
                     request,
                     msg: RequestWork { worker_id, session, slots, wait_ms },
+                    login,
                     now,
                 })?
             }
@@ -589,6 +620,7 @@ impl goldenscript::Runner for Runner {
                 let mut outcomes: Vec<Outcome> = Vec::new();
                 let mut slots = 0;
                 let mut session_key = None;
+                let mut login = None;
                 while let Some((key, value)) = args.next_key() {
                     if key == "slots" {
                         slots = value.parse()?;
@@ -596,6 +628,10 @@ impl goldenscript::Runner for Runner {
                     }
                     if key == "session" {
                         session_key = Some(value);
+                        continue;
+                    }
+                    if key == "login" {
+                        login = Some(Login::parse(value)?);
                         continue;
                     }
                     let (work_id, attempt, extra) = parse_ref(value)?;
@@ -628,6 +664,7 @@ impl goldenscript::Runner for Runner {
                 self.run_command(Command::Report {
                     request,
                     msg: Report { worker_id, session, outcomes, slots },
+                    login,
                     now,
                 })?
             }
@@ -681,7 +718,7 @@ impl goldenscript::Runner for Runner {
                 }
                 s
             }
-            "state" => render_state(self.engine.state(), now),
+            "state" => render_state(&self.engine, now),
             other => return Err(format!("unknown command {other}").into()),
         };
         args.reject_next()?;
@@ -753,10 +790,11 @@ fn render_event(event: &Event) -> String {
         Event::SubmissionPassed { queue, seq } => {
             format!("SubmissionPassed queue={queue} seq={seq}")
         }
-        Event::WorkerRegistered { worker, queues, capacity, at, .. } => {
+        Event::WorkerRegistered { worker, login, queues, capacity, at, .. } => {
             let queues: Vec<_> = queues.iter().map(|q| q.as_str()).collect();
+            let login = login.as_ref().map(|l| format!(" login={l}")).unwrap_or_default();
             format!(
-                "WorkerRegistered {worker} queues={} capacity={capacity} at={at}",
+                "WorkerRegistered {worker}{login} queues={} capacity={capacity} at={at}",
                 queues.join(",")
             )
         }
@@ -918,7 +956,8 @@ fn render_reply(reply: &Reply) -> String {
     }
 }
 
-fn render_state(state: &State, now: Millis) -> String {
+fn render_state(engine: &Engine, now: Millis) -> String {
+    let state = engine.state();
     let mut s = format!("epoch={} leader={:?}\n", state.epoch, state.leader);
     for (name, q) in &state.queues {
         // In hand-out order; an item of a priority lane shows it (`id:p9`).
@@ -977,7 +1016,7 @@ fn render_state(state: &State, now: Millis) -> String {
             queues.join(","),
             w.capacity,
             running.join(" "),
-            now.saturating_sub(w.last_seen)
+            now.saturating_sub(engine.last_heard(id, w))
         );
     }
     for key in state.unpublished.keys() {

@@ -2,9 +2,9 @@
 //! decision's outcome (deadlines, attempt numbers) is written into the events, so replay does
 //! not depend on the policy in force when the journal was written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use jetwork_shared::QueueName;
+use jetwork_shared::{Login, QueueName};
 
 use super::Millis;
 
@@ -37,9 +37,6 @@ pub struct Policy {
     /// Most distinct queues served at once (each costs the leader a reader and a consumer);
     /// a registration that would go beyond it is refused.
     pub max_served_queues: u32,
-    /// A worker's liveness is journaled at most this often (heartbeats in between only
-    /// matter if the worker goes silent, and `worker_timeout` is much longer).
-    pub seen_resolution: Millis,
     /// How long before an unanswered "work ready" notification is sent again.
     pub notify_interval: Millis,
     /// Longest a request for work is held open waiting for work (its `wait_ms` is capped).
@@ -60,6 +57,19 @@ pub struct Policy {
     /// Most priority submissions of one queue taken out of turn (ahead of its unread
     /// backlog) that its reader has not reached yet; 0 turns priority jumps off.
     pub max_priority_jumps: u32,
+    /// The logins workers may register under, each with its rules. Empty: any login, and
+    /// workers without one (the endpoints without a login token); otherwise only these, and
+    /// every worker must register under one.
+    pub logins: BTreeMap<Login, LoginRules>,
+    /// Most workers registered under one login at once (a login's rules may say otherwise).
+    pub max_workers_per_login: u32,
+    /// Most attempts one worker holds at once, whatever capacity it declares (a login's rules
+    /// may say otherwise).
+    pub max_slots_per_worker: u32,
+    /// The attempts a worker may hold at first: its window grows by one with each outcome of
+    /// its that is accepted and halves when one of its attempts misses its deadline, so a
+    /// worker that claims slots it does not work through holds few of them.
+    pub initial_window: u32,
     /// Most items of one queue waiting out a delay or a back-off: at the limit the queue is
     /// not read ([`Engine::may_read`](super::Engine::may_read)).
     pub max_waiting_per_queue: u64,
@@ -119,6 +129,17 @@ pub struct QueueRules {
     pub rate: Option<u32>,
 }
 
+/// What the workers of one login may do; what is not set comes from the policy's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoginRules {
+    /// The queues its workers may serve (`None`: any).
+    pub queues: Option<BTreeSet<QueueName>>,
+    /// Most of its workers registered at once.
+    pub max_workers: Option<u32>,
+    /// Most attempts one of its workers holds at once.
+    pub max_slots: Option<u32>,
+}
+
 /// The retry rules in force for one queue.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rules {
@@ -140,6 +161,23 @@ impl Policy {
             concurrency: own.concurrency,
             rate: own.rate,
         }
+    }
+
+    /// Whether workers must register under a configured login.
+    pub fn logins_bound(&self) -> bool {
+        !self.logins.is_empty()
+    }
+
+    /// Most workers registered under `login` at once.
+    pub fn max_workers_of(&self, login: &Login) -> u32 {
+        let own = self.logins.get(login).and_then(|rules| rules.max_workers);
+        own.unwrap_or(self.max_workers_per_login)
+    }
+
+    /// Most attempts a worker of `login` (or of none) holds at once.
+    pub fn max_slots_of(&self, login: Option<&Login>) -> u32 {
+        let own = login.and_then(|login| self.logins.get(login)).and_then(|rules| rules.max_slots);
+        own.unwrap_or(self.max_slots_per_worker)
     }
 
     /// The policy with its size limits brought within what a server whose messages carry at
@@ -169,7 +207,6 @@ impl Default for Policy {
             max_queues_per_worker: 64,
             max_workers: 10_000,
             max_served_queues: 1_000,
-            seen_resolution: 1_000,
             notify_interval: 1_000,
             max_request_wait: 30_000,
             takeover_grace: 3_000,
@@ -180,6 +217,10 @@ impl Default for Policy {
             max_priority_jumps: 1_000,
             max_waiting_per_queue: 200_000,
             max_waiting: 1_000_000,
+            logins: BTreeMap::new(),
+            max_workers_per_login: 100,
+            max_slots_per_worker: 1_000,
+            initial_window: 16,
         }
     }
 }

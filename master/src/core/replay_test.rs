@@ -40,7 +40,7 @@ use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::protocol::{
     Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
 };
-use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
+use jetwork_shared::{Login, QueueName, Token, WorkId, WorkerId};
 use proptest::prelude::*;
 
 use super::*;
@@ -212,6 +212,12 @@ fn work_id(i: u8) -> WorkId {
 
 fn worker(i: u8) -> WorkerId {
     WorkerId::parse(&format!("w{i}")).expect("valid worker")
+}
+
+/// The login worker `i` comes under: its own name for even ones, none for odd ones (a worker
+/// keeps to one, as a real one does).
+fn login_of(i: u8) -> Option<Login> {
+    i.is_multiple_of(2).then(|| Login::parse(&format!("w{i}")).expect("valid login"))
 }
 
 fn queues_of(mask: u8) -> Vec<QueueName> {
@@ -521,14 +527,14 @@ impl Harness {
                     capacity,
                     running,
                 };
-                self.step(Command::Register { request, msg, now });
+                self.step(Command::Register { request, msg, login: login_of(w), now });
             }
             Action::Request { worker: w, slots, session } => {
                 // Even slot counts also wait (long poll), so parked requests are exercised.
                 let wait_ms = if slots % 2 == 0 { 500 } else { 0 };
                 let session = session_token(w, session);
                 let msg = RequestWork { worker_id: worker(w), session, slots, wait_ms };
-                self.step(Command::RequestWork { request, msg, now });
+                self.step(Command::RequestWork { request, msg, login: login_of(w), now });
             }
             Action::Report { worker: w, outcomes, slots, session } => {
                 let outcomes = outcomes
@@ -554,7 +560,7 @@ impl Harness {
                     .collect();
                 let session = session_token(w, session);
                 let msg = Report { worker_id: worker(w), session, outcomes, slots };
-                self.step(Command::Report { request, msg, now });
+                self.step(Command::Report { request, msg, login: login_of(w), now });
             }
             Action::PublishAll => self.publish_all(),
             Action::Missing(i) => self.step(Command::PayloadMissing { work_id: work_id(i), now }),
@@ -967,7 +973,8 @@ impl Reads {
         self.request += 1;
         let session = session_token(0, 0);
         let msg = RequestWork { worker_id: worker(0), session, slots: 64, wait_ms: 0 };
-        let out = self.step(Command::RequestWork { request: self.request, msg, now: self.now });
+        let (request, now) = (self.request, self.now);
+        let out = self.step(Command::RequestWork { request, msg, login: None, now });
         let assignments: Vec<AssignmentRef> = out
             .effects
             .into_iter()
@@ -991,7 +998,7 @@ impl Reads {
             .collect();
         self.request += 1;
         let msg = Report { worker_id: worker(0), session, outcomes, slots: 0 };
-        self.step(Command::Report { request: self.request, msg, now: self.now });
+        self.step(Command::Report { request: self.request, msg, login: None, now: self.now });
         // The publisher: each outcome goes over an older run's, never under a newer one's.
         let unpublished: Vec<_> = self.engine.state().unpublished.clone().into_iter().collect();
         for (_, publication) in &unpublished {
@@ -1047,7 +1054,7 @@ proptest! {
             capacity: 64,
             running: vec![],
         };
-        r.step(Command::Register { request: r.request, msg, now: 0 });
+        r.step(Command::Register { request: r.request, msg, login: None, now: 0 });
         for action in actions {
             r.now += 10;
             match action {

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::jobs::{AttemptOutcome, AttemptRecord};
 use jetwork_shared::schedules::ScheduleName;
-use jetwork_shared::{headers, QueueName, Token, WorkId, WorkerId};
+use jetwork_shared::{headers, Login, QueueName, Token, WorkId, WorkerId};
 
 use super::{Event, FiredTick, Millis, PendingRetry, Schedule};
 
@@ -262,6 +262,10 @@ pub struct Running {
 pub struct Worker {
     /// The session its process registered with.
     pub session: Token,
+    /// The login it registered under (`None`: on the endpoints without one). Its requests
+    /// must come under the same, and its notices go to subjects with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<Login>,
     pub queues: Vec<QueueName>,
     pub capacity: u32,
     pub running: BTreeSet<WorkId>,
@@ -430,15 +434,17 @@ impl State {
                     },
                 );
             }
-            Event::WorkerRegistered { worker, session, queues, capacity, at } => {
+            Event::WorkerRegistered { worker, session, login, queues, capacity, at } => {
                 let entry = self.workers.entry(worker.clone()).or_insert_with(|| Worker {
                     session: *session,
+                    login: None,
                     queues: Vec::new(),
                     capacity: 0,
                     running: BTreeSet::new(),
                     last_seen: *at,
                 });
                 entry.session = *session;
+                entry.login.clone_from(login);
                 entry.queues.clone_from(queues);
                 entry.capacity = *capacity;
                 entry.last_seen = entry.last_seen.max(*at);

@@ -56,7 +56,9 @@ pub use chain::Chain;
 ///    `SubmissionsStored`, `PendingDropped`), `EpochStarted.legacy_through`; the ids of jumped
 ///    submissions (`QueueState.jumped_ids`); the time to start a retry keeps
 ///    (`JobOptions.expires_after`, options on failed and cancelled publications).
-pub const FORMAT: u32 = 5;
+/// 6. Worker logins (`WorkerRegistered.login`, `Worker.login` in snapshots): a worker bound to
+///    a login gets its notices on subjects with it, which an older master would not use.
+pub const FORMAT: u32 = 6;
 pub use replay::{replay, ReplayError, Replayed};
 
 /// A journal operation failed.

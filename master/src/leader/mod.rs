@@ -509,7 +509,9 @@ impl Leader {
     async fn inbound(&mut self, kind: service::Endpoint, request: async_nats::service::Request) {
         let state = self.engine.state();
         match kind {
-            service::Endpoint::Status => return self.requests.status(request, state, &self.env.js),
+            service::Endpoint::Status => {
+                return self.requests.status(request, &self.engine, &self.env.js)
+            }
             service::Endpoint::Job => return self.requests.job(request, state, &self.env.js),
             service::Endpoint::Jobs => return self.requests.list(request, state, &self.env.js),
             service::Endpoint::Schedules => return Requests::schedules(request, state),

@@ -229,8 +229,7 @@ impl Observer {
             s.oldest_pending_seconds.set(age.map_or(0.0, |a| a as f64 / 1000.0));
         }
         metrics.workers.set(to_i64(state.workers.len() as u64));
-        let free: u64 = state.workers.values().map(|w| u64::from(w.free())).sum();
-        metrics.worker_slots_free.set(to_i64(free));
+        metrics.worker_slots_free.set(to_i64(engine.free_slots_total()));
     }
 
     /// The job totals for `$SRV.STATS`.

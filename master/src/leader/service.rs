@@ -26,11 +26,11 @@ use jetwork_shared::jobs::{BulkRetry, JobRequest, JobState, JobsPage, JobsQuery,
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork, StatusQuery};
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleRemove, SchedulesPage};
-use jetwork_shared::{codec, subjects, Unavailable};
+use jetwork_shared::{codec, subjects, Login, Unavailable, WorkerId};
 
 use super::observe::ServiceStats;
 use super::Env;
-use crate::core::{Cadence, Command, Millis, RequestId, State};
+use crate::core::{Cadence, Command, Engine, Millis, RequestId, State};
 use crate::metrics::{BadMessage, MasterMetrics};
 use crate::{housekeeping, jobs};
 
@@ -79,6 +79,15 @@ const ENDPOINT_SUBJECTS: [(bool, &str, &str, Endpoint); 15] = [
     (true, subjects::ADMIN_GROUP, subjects::ADMIN_SCHEDULE_RM, Endpoint::ScheduleRemove),
 ];
 
+/// The workers' endpoints under their login (`<subject>.<login>.<worker id>`): each with its
+/// name under the master's group, its subject pattern there and which endpoint it is. The
+/// login in the subject binds the request to the NATS user allowed to publish there.
+const LOGIN_ENDPOINTS: [(&str, &str, Endpoint); 3] = [
+    ("register-login", "register.*.*", Endpoint::Register),
+    ("request-login", "request.*.*", Endpoint::Request),
+    ("report-login", "report.*.*", Endpoint::Report),
+];
+
 /// Every endpoint's requests, as one stream.
 pub type Endpoints = SelectAll<BoxStream<'static, (Endpoint, Request)>>;
 
@@ -118,6 +127,15 @@ pub async fn start(
             .map_err(|e| Unavailable::new(format!("adding the {name} endpoint"), e))?;
         streams.push(endpoint.map(move |request| (kind, request)).boxed());
     }
+    for (name, subject, kind) in LOGIN_ENDPOINTS {
+        let endpoint = master
+            .endpoint_builder()
+            .name(name)
+            .add(subject)
+            .await
+            .map_err(|e| Unavailable::new(format!("adding the {name} endpoint"), e))?;
+        streams.push(endpoint.map(move |request| (kind, request)).boxed());
+    }
     Ok((service, select_all(streams)))
 }
 
@@ -150,16 +168,26 @@ impl Requests {
         self.last += 1;
         let id = self.last;
         let payload = &request.message.payload;
+        let subject = request.message.subject.as_str();
         let command = match kind {
             Endpoint::Register => codec::decode::<RegisterWorker>(payload)
-                .map(|msg| Command::Register { request: id, msg, now })
-                .map_err(|e| e.to_string()),
-            Endpoint::Request => codec::decode::<RequestWork>(payload)
-                .map(|msg| Command::RequestWork { request: id, msg, now })
-                .map_err(|e| e.to_string()),
-            Endpoint::Report => codec::decode::<Report>(payload)
-                .map(|msg| Command::Report { request: id, msg, now })
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+                .and_then(|msg| {
+                    let login = login_of(subject, subjects::MASTER_REGISTER, &msg.worker_id)?;
+                    Ok(Command::Register { request: id, msg, login, now })
+                }),
+            Endpoint::Request => {
+                codec::decode::<RequestWork>(payload).map_err(|e| e.to_string()).and_then(|msg| {
+                    let login = login_of(subject, subjects::MASTER_REQUEST, &msg.worker_id)?;
+                    Ok(Command::RequestWork { request: id, msg, login, now })
+                })
+            }
+            Endpoint::Report => {
+                codec::decode::<Report>(payload).map_err(|e| e.to_string()).and_then(|msg| {
+                    let login = login_of(subject, subjects::MASTER_REPORT, &msg.worker_id)?;
+                    Ok(Command::Report { request: id, msg, login, now })
+                })
+            }
             // Operators speak JSON (the `nats` CLI); the error text says what was expected.
             Endpoint::Cancel => json::<JobRequest>(payload)
                 .map(|r| Command::Cancel { request: id, work_id: r.work_id, reason: r.reason, now })
@@ -300,7 +328,7 @@ impl Requests {
     /// Answers a status request off the loop, or 503 at once when enough are being worked on
     /// (each costs the server a few API calls): a flood of them cannot slow the server or the
     /// loop down.
-    pub fn status(&mut self, request: Request, state: &State, js: &jetstream::Context) {
+    pub fn status(&mut self, request: Request, engine: &Engine, js: &jetstream::Context) {
         if self.status_in_flight.load(Ordering::Relaxed) >= STATUS_IN_FLIGHT {
             self.count(BadMessage::StatusBusy);
             let status = "busy: too many status requests at once; retry shortly".to_owned();
@@ -330,8 +358,8 @@ impl Requests {
                 }
             }
         };
-        let mut report = state.status(now_ms(), query);
-        let positions = state.read_positions(usize::MAX);
+        let mut report = engine.status(now_ms(), query);
+        let positions = engine.state().read_positions(usize::MAX);
         let (js, in_flight) = (js.clone(), self.status_in_flight.clone());
         in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
@@ -427,6 +455,23 @@ async fn answer_now(request: Request, reply: Answer) {
     let _ = request.respond(reply).await;
 }
 
+/// The login a worker's request on `endpoint` came under, from its `subject`: none on the
+/// endpoint itself; on `<endpoint>.<login>.<worker id>`, the login, if the worker id token is
+/// the message's own (a request for another worker under one's login is refused: the login's
+/// permissions cover only the subject, the message must agree with it).
+fn login_of(subject: &str, endpoint: &str, worker: &WorkerId) -> Result<Option<Login>, String> {
+    if subject == endpoint {
+        return Ok(None);
+    }
+    let Some((login, id)) = subjects::login_of_endpoint(endpoint, subject) else {
+        return Err(format!("{subject} is not {endpoint} or {endpoint}.<login>.<worker id>"));
+    };
+    if id != worker.as_str() {
+        return Err(format!("the subject names worker {id}, the message worker {worker}"));
+    }
+    Login::parse(login).map(Some).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +485,19 @@ mod tests {
         listed.sort_unstable();
         served_sorted.sort_unstable();
         assert_eq!(served_sorted, listed, "subjects::ENDPOINTS and the served endpoints differ");
+    }
+
+    #[test]
+    fn a_login_comes_from_the_subject_and_must_name_the_message_worker() {
+        let (endpoint, w1) = (subjects::MASTER_REGISTER, WorkerId::parse("worker-1-a").unwrap());
+        assert_eq!(login_of(endpoint, endpoint, &w1), Ok(None));
+        let own = format!("{endpoint}.worker-1.worker-1-a");
+        assert_eq!(login_of(&own, endpoint, &w1), Ok(Some(Login::parse("worker-1").unwrap())));
+        let other = format!("{endpoint}.worker-1.worker-1-b");
+        assert!(login_of(&other, endpoint, &w1).unwrap_err().contains("names worker worker-1-b"));
+        for bad in [format!("{endpoint}.worker-1"), format!("{endpoint}.a.b.c"), "x.y".to_owned()] {
+            assert!(login_of(&bad, endpoint, &w1).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl Leader {
         let floors: Vec<_> = upkeep::purge_floors(self.engine.state()).into_iter().collect();
         let js = self.env.js.clone();
         let streams = self.env.settings.streams.clone();
-        let snapshot = self.snapshots.take_for_purge();
+        let snapshot = self.snapshots.for_purge();
         self.upkeep.purging = Some(tokio::spawn(async move {
             housekeeping::purge_submissions(&js, floors, streams.dedup_horizon).await;
             if let Some(first_seq) = snapshot {

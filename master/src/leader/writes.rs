@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::jobs::Revoke;
 use jetwork_shared::protocol::{MasterElected, WorkReady};
-use jetwork_shared::{codec, subjects};
+use jetwork_shared::{codec, subjects, Login, WorkerId};
 
 use super::replies::{self, ReplyContext};
 use super::{deposed, Exit, Leader};
@@ -62,7 +62,7 @@ pub struct Snapshots {
     /// First sequence of the newest snapshot known to be stored (replay's start when this
     /// term has written none): history before it may go, history after it must not.
     floor: u64,
-    /// A newly confirmed snapshot's first sequence, for the next journal purge.
+    /// The latest confirmed snapshot's first sequence, for journal purges.
     for_purge: Option<u64>,
 }
 
@@ -123,9 +123,11 @@ impl Snapshots {
         Some(floor)
     }
 
-    /// The first sequence of the latest confirmed snapshot not yet used for a purge.
-    pub fn take_for_purge(&mut self) -> Option<u64> {
-        self.for_purge.take()
+    /// The first sequence of the latest confirmed snapshot, for every purge until the next
+    /// one: history below it may go once it is older than the retention, which the first
+    /// purge after the snapshot may be too early for (and an idle leader writes no new one).
+    pub fn for_purge(&self) -> Option<u64> {
+        self.for_purge
     }
 }
 
@@ -212,7 +214,8 @@ impl Leader {
             // so a failed publish is not retried.
             Effect::NotifyReady { worker } => {
                 if let Ok(body) = codec::encode(&WorkReady { epoch: self.epoch }) {
-                    let _ = self.env.client.publish(subjects::worker_ready(&worker), body).await;
+                    let subject = subjects::worker_ready(self.login_of(&worker), &worker);
+                    let _ = self.env.client.publish(subject, body).await;
                 }
             }
             Effect::Announce { epoch, leader } => {
@@ -240,10 +243,17 @@ impl Leader {
             Effect::Revoke { worker, work_id, attempt } => {
                 let revoke = Revoke { epoch: self.epoch, work_id, attempt };
                 if let Ok(body) = codec::encode(&revoke) {
-                    let _ = self.env.client.publish(subjects::worker_cancel(&worker), body).await;
+                    let subject = subjects::worker_cancel(self.login_of(&worker), &worker);
+                    let _ = self.env.client.publish(subject, body).await;
                 }
             }
         }
+    }
+
+    /// The login `worker` registered under, which its notices' subjects carry (none if it
+    /// has none, or is gone).
+    fn login_of(&self, worker: &WorkerId) -> Option<&Login> {
+        self.engine.state().workers.get(worker).and_then(|w| w.login.as_ref())
     }
 
     /// On a clean shutdown: let in-flight writes land and their effects run (replies,

@@ -70,4 +70,6 @@ pub enum Limit {
     ForgedAnnouncement,
     /// Another process holds this worker id.
     IdInUse,
+    /// The master refuses what this worker asks (a limit, or its login may not).
+    Refused,
 }

@@ -2,7 +2,7 @@
 //! Fixed for the life of the engine; the runtime builds it from `WorkerSettings` and draws the
 //! session token, so the engine itself never draws anything.
 
-use jetwork_shared::{QueueName, Token, WorkerId};
+use jetwork_shared::{Login, QueueName, Token, WorkerId};
 
 use super::Millis;
 
@@ -11,6 +11,8 @@ use super::Millis;
 pub struct Config {
     /// The worker id every request is made under.
     pub id: WorkerId,
+    /// The login its requests come under (their subjects carry it), if any.
+    pub login: Option<Login>,
     /// This process's session, sent with every request: while it lives, only it may act
     /// under `id`.
     pub session: Token,
@@ -45,6 +47,7 @@ impl Config {
     pub fn new(id: WorkerId, session: Token, queues: Vec<QueueName>, concurrency: u32) -> Self {
         Config {
             id,
+            login: None,
             session,
             queues,
             concurrency,

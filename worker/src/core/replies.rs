@@ -249,8 +249,14 @@ impl Engine {
                 );
                 self.log_limited(Level::Warn, Limit::IdInUse, text);
             }
+            // Retried on the usual timers (a limit may clear, an operator may widen a login),
+            // so said at most once a while, not at every retry.
             Failure::Refused(why) => {
-                self.log(Level::Warn, format!("{what}: the master refused: {why}"));
+                self.log_limited(
+                    Level::Warn,
+                    Limit::Refused,
+                    format!("{what}: the master refused: {why}"),
+                );
             }
             failure @ (Failure::Unconfirmed(_) | Failure::Failed(_)) => {
                 self.log(Level::Debug, format!("{what} failed: {failure}"));

@@ -1,22 +1,29 @@
 //! Handing out work: requests for work (held open as long polls when nothing is ready),
 //! grants across a worker's queues, and "work ready" notifications to idle workers.
 //!
-//! A worker gets at most `min(slots, free capacity, max_grant)` items, under `max_grant_bytes`
-//! of payload, taking its queues in turn so one busy queue cannot starve another. Each
+//! A worker gets at most `min(slots, free slots, max_grant)` items, where its free slots are
+//! those of `min(declared capacity, login's max_slots, grant window)` not taken (`slot_limit`),
+//! under `max_grant_bytes` of payload, taking its queues in turn so one busy queue cannot starve another. Each
 //! hand-out is a `WorkStarted` event with a fresh token and deadline, journaled before the
 //! grant is sent (the runtime holds the reply behind the write).
 
 use jetwork_shared::protocol::RequestWork;
-use jetwork_shared::WorkerId;
+use jetwork_shared::{Login, WorkerId};
 
 use super::super::{AssignmentRef, Effect, Event, Millis, Reply, RequestId};
-use super::{wrong_session, Engine, Parked};
+use super::{wrong_login, wrong_session, Engine, Parked};
 
 impl Engine {
     /// A worker asks for up to `slots` items. Refused (and nothing recorded) for an unknown
     /// worker (it must register first, so the master knows its queues and capacity) or a
     /// session that is not the registered one (someone else using its id).
-    pub(super) fn request_work(&mut self, request: RequestId, msg: RequestWork, now: Millis) {
+    pub(super) fn request_work(
+        &mut self,
+        request: RequestId,
+        msg: RequestWork,
+        login: Option<Login>,
+        now: Millis,
+    ) {
         match self.state.workers.get(&msg.worker_id) {
             None => {
                 let message = format!("unknown worker {}: register first", msg.worker_id);
@@ -24,6 +31,9 @@ impl Engine {
             }
             Some(w) if w.session != msg.session => {
                 return self.error(request, 403, wrong_session(&msg.worker_id));
+            }
+            Some(w) if w.login != login => {
+                return self.error(request, 403, wrong_login(&msg.worker_id, w, login.as_ref()));
             }
             Some(_) => {}
         }
@@ -62,7 +72,8 @@ impl Engine {
             let Some(parked) = self.parked.get(&worker) else { continue };
             let (request, slots, until) = (parked.request, parked.slots, parked.until);
             let ready = self.state.workers.get(&worker).is_some_and(|w| {
-                w.free() > 0 && w.queues.iter().any(|q| self.dispatchable(q, now) > 0)
+                self.free_of(&worker, w) > 0
+                    && w.queues.iter().any(|q| self.dispatchable(q, now) > 0)
             });
             // A lost worker's request is answered empty: nobody will act on a grant sent to
             // it, and the attempts would only time out.
@@ -85,9 +96,10 @@ impl Engine {
         now: Millis,
     ) -> Vec<AssignmentRef> {
         let Some(w) = self.state.workers.get(worker) else { return Vec::new() };
-        // Never beyond what the worker said it can run: the master counts a slot as busy from
-        // the hand-out until the outcome is recorded, exactly as the worker does.
-        let limit = slots.min(w.free()).min(self.policy.max_grant) as usize;
+        // Never beyond what the worker said it can run (nor beyond its login's cap and its
+        // window): the master counts a slot as busy from the hand-out until the outcome is
+        // recorded, exactly as the worker does.
+        let limit = slots.min(self.free_of(worker, w)).min(self.policy.max_grant) as usize;
         let queues = w.queues.clone();
         let mut assignments: Vec<AssignmentRef> = Vec::new();
         let mut bytes = 0u64;
@@ -179,12 +191,13 @@ impl Engine {
                 if needed == 0 {
                     break;
                 }
-                if worker.free() == 0 {
+                let free = self.free_of(id, worker);
+                if free == 0 {
                     continue;
                 }
                 if self.parked.contains_key(id) {
                     // Its open request is served directly; its slots are covered.
-                    needed = needed.saturating_sub(u64::from(worker.free()));
+                    needed = needed.saturating_sub(u64::from(free));
                     continue;
                 }
                 let recently = self
@@ -195,7 +208,7 @@ impl Engine {
                     effects.push(Effect::NotifyReady { worker: id.clone() });
                     self.notified.insert(id.clone(), now);
                 }
-                needed = needed.saturating_sub(u64::from(worker.free()));
+                needed = needed.saturating_sub(u64::from(free));
             }
         }
         effects

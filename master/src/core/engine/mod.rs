@@ -36,13 +36,14 @@ mod workers;
 
 use std::collections::BTreeMap;
 
-use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
+use jetwork_shared::protocol::{StatusQuery, StatusReport};
+use jetwork_shared::{Login, QueueName, Token, WorkId, WorkerId};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::{
-    Command, Effect, Event, Millis, Policy, PublicationKey, RateLimits, Reply, ReplyError,
-    RequestId, RunningCounts, Serving, State, WaitingCounts,
+    Command, Effect, Event, GrantWindows, Liveness, LoginCounts, Millis, Policy, PublicationKey,
+    RateLimits, Reply, ReplyError, RequestId, RunningCounts, Serving, State, WaitingCounts, Worker,
 };
 use admin::Asked;
 
@@ -79,6 +80,13 @@ pub struct Engine {
     /// Items waiting per queue and in all, for the limits on waiting work (derived, kept in
     /// step by `emit`).
     waiting: WaitingCounts,
+    /// Workers registered per login, for its limit (derived, kept in step by `emit`).
+    logins: LoginCounts,
+    /// How many attempts each worker may hold as far as its track record goes (soft: a new
+    /// leader starts every worker afresh; see `grant_window.rs`).
+    windows: GrantWindows,
+    /// When each worker was last heard from (soft: see `liveness.rs`).
+    liveness: Liveness,
     /// Start rates used per queue (soft: a new leader starts with full buckets).
     rates: RateLimits,
     /// Operators' requests waiting for what the runtime reads for them (soft: a request lives
@@ -102,6 +110,9 @@ impl Engine {
             serving: Serving::of(&state),
             running: RunningCounts::of(&state, &policy),
             waiting: WaitingCounts::of(&state),
+            logins: LoginCounts::of(&state),
+            windows: GrantWindows::default(),
+            liveness: Liveness::default(),
             rates: RateLimits::default(),
             state,
             policy,
@@ -132,9 +143,13 @@ impl Engine {
                 self.takeover(epoch, leader, submitted_through, now)
             }
             Command::Submitted(submission) => self.submitted(submission),
-            Command::Register { request, msg, now } => self.register(request, msg, now),
-            Command::RequestWork { request, msg, now } => self.request_work(request, msg, now),
-            Command::Report { request, msg, now } => self.report(request, msg, now),
+            Command::Register { request, msg, login, now } => {
+                self.register(request, msg, login, now)
+            }
+            Command::RequestWork { request, msg, login, now } => {
+                self.request_work(request, msg, login, now)
+            }
+            Command::Report { request, msg, login, now } => self.report(request, msg, login, now),
             Command::Tick { now } => {
                 self.tick(now);
                 self.fire_schedules(now);
@@ -173,7 +188,12 @@ impl Engine {
         if let Event::WorkerRegistered { worker, .. } | Event::WorkerLost { worker, .. } = &event {
             if let Some(w) = self.state.workers.get(worker) {
                 self.serving.remove(worker, &w.queues);
+                self.logins.remove(w.login.as_ref());
             }
+        }
+        if let Event::WorkerLost { worker, .. } = &event {
+            self.windows.forget(worker);
+            self.liveness.forget(worker);
         }
         // Whether the item the event is about runs, before and after it (only looked at when
         // some queue's concurrency is limited: it costs clones on every hand-out).
@@ -200,8 +220,9 @@ impl Engine {
             let is = self.state.work.get(&work_id).is_some_and(|w| w.running.is_some());
             self.running.change(&queue, was, is);
         }
-        if let Event::WorkerRegistered { worker, queues, .. } = &event {
+        if let Event::WorkerRegistered { worker, queues, login, .. } = &event {
             self.serving.add(worker, queues);
+            self.logins.add(login.as_ref());
         }
         let key = match &event {
             Event::WorkCompleted { work_id, .. }
@@ -246,8 +267,61 @@ impl Engine {
     /// Free slots of all workers serving `queue` (a worker serving several queues counts for
     /// each: an upper bound used to decide how far to read ahead).
     pub fn free_slots(&self, queue: &QueueName) -> u64 {
-        let serving = self.serving.workers(queue).filter_map(|id| self.state.workers.get(id));
-        serving.map(|w| u64::from(w.free())).sum()
+        let serving = self.serving.workers(queue);
+        let free = serving.filter_map(|id| Some(self.free_of(id, self.state.workers.get(id)?)));
+        free.map(u64::from).sum()
+    }
+
+    /// Free slots of all workers.
+    pub fn free_slots_total(&self) -> u64 {
+        self.state.workers.iter().map(|(id, w)| u64::from(self.free_of(id, w))).sum()
+    }
+
+    /// Attempts worker `id` may hold at once: the least of the capacity it declared, its
+    /// login's `max_slots`, and its grant window (`grant_window.rs`).
+    pub fn slot_limit(&self, id: &WorkerId, w: &Worker) -> u32 {
+        let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
+        let window = self.windows.get(id, held, self.policy.initial_window);
+        w.capacity.min(self.policy.max_slots_of(w.login.as_ref())).min(window)
+    }
+
+    /// When worker `id` was last heard from: under this leader, or as the state records it
+    /// (its registration, the takeover), whichever is later.
+    pub fn last_heard(&self, id: &WorkerId, w: &Worker) -> Millis {
+        self.liveness.last(id, w.last_seen)
+    }
+
+    /// The leader's view for `jetwork.master.status` ([`State::status`], with each listed
+    /// worker's `last_seen_ago_ms` as this leader heard it).
+    pub fn status(&self, now: Millis, query: StatusQuery) -> StatusReport {
+        let mut report = self.state.status(now, query);
+        for listed in &mut report.workers {
+            if let Some(w) = self.state.workers.get(&listed.worker_id) {
+                listed.last_seen_ago_ms = now.saturating_sub(self.last_heard(&listed.worker_id, w));
+            }
+        }
+        report
+    }
+
+    /// Slots of worker `id` not taken by running attempts, within its [`slot_limit`](Self::slot_limit).
+    pub fn free_of(&self, id: &WorkerId, w: &Worker) -> u32 {
+        let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
+        self.slot_limit(id, w).saturating_sub(held)
+    }
+
+    /// An outcome of `worker`'s was accepted: its window grows.
+    pub(super) fn outcome_accepted(&mut self, worker: &WorkerId) {
+        let Some(w) = self.state.workers.get(worker) else { return };
+        let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
+        let ceiling = w.capacity.min(self.policy.max_slots_of(w.login.as_ref()));
+        self.windows.grow(worker, held, self.policy.initial_window, ceiling);
+    }
+
+    /// An attempt on `worker` missed its deadline: its window halves.
+    pub(super) fn deadline_missed(&mut self, worker: &WorkerId) {
+        let Some(w) = self.state.workers.get(worker) else { return };
+        let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
+        self.windows.shrink(worker, held, self.policy.initial_window);
     }
 
     /// Checks that the index of who serves what matches the state (the tests call it after
@@ -256,7 +330,8 @@ impl Engine {
     pub(crate) fn check_index(&self) -> Result<(), String> {
         self.serving.check(&self.state)?;
         self.running.check(&self.state)?;
-        self.waiting.check(&self.state)
+        self.waiting.check(&self.state)?;
+        self.logins.check(&self.state)
     }
 
     /// Whether `queue`'s reader may read more of its submissions: not while the queue, or all
@@ -300,6 +375,8 @@ impl Engine {
         self.notified.clear();
         self.parked.clear();
         self.lookups.clear();
+        self.windows.clear();
+        self.liveness.clear();
         let grace_until = now.saturating_add(self.policy.takeover_grace);
         // Recorded once (the runtime always reads `submitted_through`): a journal nobody led
         // before has no older master's submissions to honour; one older masters led may have,
@@ -385,6 +462,18 @@ impl Engine {
             format!("payload is gone from JETWORK_SUBMIT (sequence {seq} was purged or deleted)");
         self.emit(Event::WorkFailed { work_id, attempt, reason, at: now });
     }
+}
+
+pub(super) fn wrong_login(worker: &WorkerId, w: &Worker, login: Option<&Login>) -> String {
+    let named = |login: Option<&Login>| match login {
+        Some(login) => format!("login {login}"),
+        None => "no login".to_owned(),
+    };
+    format!(
+        "worker id {worker} is registered under {}; this request came under {}",
+        named(w.login.as_ref()),
+        named(login)
+    )
 }
 
 pub(super) fn wrong_session(worker: &WorkerId) -> String {

@@ -15,10 +15,10 @@
 
 use jetwork_shared::headers;
 use jetwork_shared::protocol::{Outcome, OutcomeStatus, Report, Verdict, VerdictKind};
-use jetwork_shared::{WorkId, WorkerId};
+use jetwork_shared::{Login, WorkId, WorkerId};
 
 use super::super::{Event, Millis, Reply, RequestId, Work};
-use super::{wrong_session, Engine, MAX_REASON};
+use super::{wrong_login, wrong_session, Engine, MAX_REASON};
 
 /// Most work ids in one `WorkDue` event (128-character ids: 128 KiB at most, well within a
 /// journal write).
@@ -36,13 +36,22 @@ pub(in super::super) enum Retry {
 impl Engine {
     /// A report: one verdict per outcome, in order, and (for a known worker) the items its
     /// freed slots can take, in the same reply and the same journal write.
-    pub(super) fn report(&mut self, request: RequestId, msg: Report, now: Millis) {
+    pub(super) fn report(
+        &mut self,
+        request: RequestId,
+        msg: Report,
+        login: Option<Login>,
+        now: Millis,
+    ) {
         // A worker forgotten meanwhile may still report: its results are worth taking (their
-        // tokens prove them). A known worker id must come with its session.
+        // tokens prove them). A known worker id must come with its session and its login.
         let known = match self.state.workers.get(&msg.worker_id) {
             None => false,
             Some(w) if w.session != msg.session => {
                 return self.error(request, 403, wrong_session(&msg.worker_id));
+            }
+            Some(w) if w.login != login => {
+                return self.error(request, 403, wrong_login(&msg.worker_id, w, login.as_ref()));
             }
             Some(_) => true,
         };
@@ -120,6 +129,7 @@ impl Engine {
                     verdict.reason = Some(why);
                 } else {
                     self.emit(Event::WorkCompleted { work_id, attempt, result, at: now });
+                    self.outcome_accepted(worker);
                     verdict.verdict = VerdictKind::Accepted;
                 }
             }
@@ -134,6 +144,7 @@ impl Engine {
                 } else {
                     self.end_attempt(&work_id, why, now, Retry::AfterBackoff);
                 }
+                self.outcome_accepted(worker);
                 verdict.verdict = VerdictKind::Accepted;
             }
             OutcomeStatus::Progress if current => {
@@ -204,8 +215,12 @@ impl Engine {
             .collect();
         for work_id in self.newest_first(expired) {
             let Some(work) = self.state.work.get(&work_id) else { continue };
-            let worker = work.running.as_ref().map_or_else(String::new, |r| r.worker.to_string());
+            let running = work.running.as_ref().map(|r| r.worker.clone());
             let timeout = self.timeout_of(work);
+            if let Some(worker) = &running {
+                self.deadline_missed(worker);
+            }
+            let worker = running.map_or_else(String::new, |w| w.to_string());
             let reason =
                 format!("timed out on worker {worker}: no result or progress within {timeout} ms");
             self.end_attempt(&work_id, reason, now, Retry::Now);
@@ -230,13 +245,15 @@ impl Engine {
             }
         }
         self.expire_due(now);
-        // A registration or any request counts as "seen" (journaled at most once per
-        // `seen_resolution`), so only a worker that stopped talking altogether is lost.
+        // A registration or any request counts as "heard from", so only a worker that stopped
+        // talking altogether is lost.
         let silent: Vec<WorkerId> = self
             .state
             .workers
             .iter()
-            .filter(|(_, w)| now >= w.last_seen.saturating_add(self.policy.worker_timeout))
+            .filter(|(id, w)| {
+                now >= self.last_heard(id, w).saturating_add(self.policy.worker_timeout)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for worker in silent {

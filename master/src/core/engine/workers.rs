@@ -2,13 +2,20 @@
 //! forgetting a worker that went silent.
 //!
 //! A worker id belongs to one process (its session) while that process lives: a
-//! registration under a live worker's id from another session is refused and records nothing;
-//! once the holder has been silent past `worker_timeout`, the id is free again and the old
-//! holder is lost first (its attempts re-queued). Limits (capacity, queues per worker, workers,
-//! distinct queues served) are checked before anything is recorded.
+//! registration under a live worker's id from another session (or another login) is refused
+//! and records nothing; once the holder has been silent past `worker_timeout`, the id is free
+//! again and the old holder is lost first (its attempts re-queued). Limits (capacity, queues
+//! per worker, workers, workers per login, distinct queues served) are checked before anything
+//! is recorded.
+//!
+//! Logins: a registration that came on `jetwork.master.register.<login>.<worker id>` is the
+//! login's (NATS permissions let only the login's user publish there). Its worker id must be
+//! one of the login's (`<login>` or `<login>-…`), so no login can take another's ids; when
+//! the policy names logins, only those may register, each only for the queues it allows, and
+//! a registration without a login is refused.
 
 use jetwork_shared::protocol::{RegisterWorker, Registered};
-use jetwork_shared::{WorkId, WorkerId};
+use jetwork_shared::{Login, QueueName, WorkId, WorkerId};
 
 use super::super::{Event, Millis, Reply, RequestId};
 use super::outcomes::Retry;
@@ -17,7 +24,13 @@ use super::Engine;
 impl Engine {
     /// A registration or heartbeat. Every limit is checked before anything is recorded, so a
     /// refused registration leaves no trace; an unchanged one only counts as "seen".
-    pub(super) fn register(&mut self, request: RequestId, msg: RegisterWorker, now: Millis) {
+    pub(super) fn register(
+        &mut self,
+        request: RequestId,
+        msg: RegisterWorker,
+        login: Option<Login>,
+        now: Millis,
+    ) {
         if msg.capacity == 0 || msg.capacity > self.policy.max_capacity {
             let max = self.policy.max_capacity;
             return self.error(
@@ -38,12 +51,16 @@ impl Engine {
         }
         let worker = msg.worker_id;
         let session = msg.session;
+        if let Err((code, message)) = self.login_allows(login.as_ref(), &worker, &queues) {
+            return self.error(request, code, message);
+        }
         // A worker id is its process's while that process lives: another session under it is
         // an impostor or a restart, and the two cannot be told apart until the first one has
         // been silent long enough to be lost anyway.
         if let Some(existing) = self.state.workers.get(&worker) {
-            if existing.session != session {
-                if now < existing.last_seen.saturating_add(self.policy.worker_timeout) {
+            if existing.session != session || existing.login != login {
+                let heard = self.last_heard(&worker, existing);
+                if now < heard.saturating_add(self.policy.worker_timeout) {
                     let message = format!(
                         "worker id {worker} is in use by another live worker process (a new \
                          process may take it once that one has been silent for {} ms)",
@@ -54,13 +71,30 @@ impl Engine {
                 // The old process is gone (silent past the timeout): the id is free again.
                 self.lose_worker(&worker, now);
             }
-        } else if self.state.workers.len() >= self.policy.max_workers as usize {
-            let message = format!("the master serves at most {} workers", self.policy.max_workers);
-            return self.error(request, 503, message);
+        }
+        if !self.state.workers.contains_key(&worker) {
+            if self.state.workers.len() >= self.policy.max_workers as usize {
+                let max = self.policy.max_workers;
+                return self.error(
+                    request,
+                    503,
+                    format!("the master serves at most {max} workers"),
+                );
+            }
+            if let Some(login) = &login {
+                let max = self.policy.max_workers_of(login);
+                if self.logins.get(login) >= max {
+                    let message = format!(
+                        "the master registers at most {max} workers of login {login} at once \
+                         (master.max_workers_per_login, or max_workers in [logins.{login}])"
+                    );
+                    return self.error(request, 503, message);
+                }
+            }
         }
         let changed = match self.state.workers.get(&worker) {
             None => true,
-            Some(w) => w.queues != queues || w.capacity != msg.capacity,
+            Some(w) => w.queues != queues || w.capacity != msg.capacity || w.login != login,
         };
         // Only a change of queues can change what is served (heartbeats skip the count).
         let max_served = self.policy.max_served_queues as usize;
@@ -73,6 +107,7 @@ impl Engine {
             self.emit(Event::WorkerRegistered {
                 worker: worker.clone(),
                 session,
+                login,
                 queues: queues.clone(),
                 capacity: msg.capacity,
                 at: now,
@@ -87,23 +122,70 @@ impl Engine {
             .into_iter()
             .filter(|held| !self.is_current(&worker, &held.work_id, held.attempt))
             .collect();
-        let free = self.state.workers.get(&worker).map_or(0, |w| w.free());
+        let free = self.state.workers.get(&worker).map_or(0, |w| self.free_of(&worker, w));
         let work_ready = free > 0 && queues.iter().any(|q| self.state.ready_len(q) > 0);
         let epoch = self.state.epoch;
         self.reply(request, Reply::Registered(Registered { epoch, revoked, work_ready }));
     }
 
-    /// Journals that a worker was heard from, at most once per `seen_resolution`: liveness
-    /// only matters at the scale of `worker_timeout`, and a write per heartbeat would cost a
-    /// journal write per worker per interval for nothing.
+    /// Whether a worker registering as `worker` under `login` (on the endpoint with it) may
+    /// serve `queues`; if not, the error code and the reason.
+    fn login_allows(
+        &self,
+        login: Option<&Login>,
+        worker: &WorkerId,
+        queues: &[QueueName],
+    ) -> Result<(), (u16, String)> {
+        let Some(login) = login else {
+            if self.policy.logins_bound() {
+                return Err((
+                    403,
+                    "this master binds workers to their logins: register on \
+                     jetwork.master.register.<login>.<worker id> as the login's NATS user \
+                     (docs/security.md, \"Worker logins\")"
+                        .to_owned(),
+                ));
+            }
+            return Ok(());
+        };
+        if !login.owns(worker) {
+            let message = format!(
+                "worker id {worker} is not one of login {login}'s: its worker ids are {login} \
+                 and {login}-…"
+            );
+            return Err((403, message));
+        }
+        if !self.policy.logins_bound() {
+            return Ok(());
+        }
+        let Some(rules) = self.policy.logins.get(login) else {
+            let message = format!(
+                "login {login} may not run workers: the master's configuration has no \
+                 [logins.{login}]"
+            );
+            return Err((403, message));
+        };
+        if let Some(allowed) = &rules.queues {
+            let refused: Vec<&str> =
+                queues.iter().filter(|q| !allowed.contains(*q)).map(QueueName::as_str).collect();
+            if !refused.is_empty() {
+                let allowed: Vec<&str> = allowed.iter().map(QueueName::as_str).collect();
+                let message = format!(
+                    "login {login} may not serve {} (it may serve: {})",
+                    refused.join(", "),
+                    allowed.join(", ")
+                );
+                return Err((403, message));
+            }
+        }
+        Ok(())
+    }
+
+    /// A known worker was heard from (a registration, a request, a report): it is alive.
+    /// Not journaled (see `liveness.rs`): only losing a worker is a decision.
     pub(super) fn touch(&mut self, worker: &WorkerId, now: Millis) {
-        let stale = self
-            .state
-            .workers
-            .get(worker)
-            .is_some_and(|w| now >= w.last_seen.saturating_add(self.policy.seen_resolution));
-        if stale {
-            self.emit(Event::WorkerSeen { worker: worker.clone(), at: now });
+        if self.state.workers.contains_key(worker) {
+            self.liveness.heard(worker, now);
         }
     }
 
@@ -112,7 +194,7 @@ impl Engine {
         let Some(w) = self.state.workers.get(worker) else { return };
         let reason = format!(
             "worker {worker} lost: not heard from for {} ms",
-            now.saturating_sub(w.last_seen)
+            now.saturating_sub(self.last_heard(worker, w))
         );
         // Its attempts end before it goes: a running attempt always names a known worker.
         let running: Vec<WorkId> = w.running.iter().cloned().collect();

@@ -9,7 +9,8 @@
 //! achieved start rate; a large backlog of delayed jobs, all held at once, falling due at a
 //! pace the workers sustain — master memory, lateness once due —; the same number all due at
 //! once — how fast due work is released —; and a priority-9 job jumping a backlog, within the
-//! read-ahead and beyond it). Prints a Markdown table and writes JSON lines.
+//! read-ahead and beyond it), `idle` (what 10,000 registered, heartbeating, idle workers cost
+//! the leader's CPU). Prints a Markdown table and writes JSON lines.
 //!
 //! ```sh
 //! scripts/bench                      # builds in release mode and runs every phase
@@ -26,6 +27,7 @@ mod baseline;
 mod cluster;
 mod deployment;
 mod failover;
+mod idle;
 mod latency;
 mod lifecycle;
 mod load;
@@ -77,11 +79,11 @@ enum Mode {
 /// What to run and how much.
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle.
+    /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle, idle.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "throughput,latency,failover,backlog,lifecycle"
+        default_value = "throughput,latency,failover,backlog,lifecycle,idle"
     )]
     phases: Vec<String>,
     /// Jobs per throughput run with concurrency 64.
@@ -139,6 +141,12 @@ pub struct Options {
     /// Lifecycle phase: unread normal jobs ahead of the priority-9 job (at most `--backlog`).
     #[arg(long, default_value_t = 100_000)]
     priority_backlog: u64,
+    /// Idle phase: registered workers that run nothing, heartbeating every 10 s.
+    #[arg(long, default_value_t = 10_000)]
+    idle_workers: u32,
+    /// Idle phase: how long the leader's CPU is measured, with none and with all registered.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    idle_window: Duration,
     /// The masters' lease TTL (the failover phase waits for it after `kill -9`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     lease_ttl: Duration,
@@ -214,7 +222,7 @@ async fn jetwork_worker_process(
 }
 
 async fn benchmark(o: Options) -> anyhow::Result<()> {
-    const PHASES: [&str; 5] = ["throughput", "latency", "failover", "backlog", "lifecycle"];
+    const PHASES: [&str; 6] = ["throughput", "latency", "failover", "backlog", "lifecycle", "idle"];
     for phase in &o.phases {
         if !PHASES.contains(&phase.as_str()) {
             anyhow::bail!("unknown phase {phase:?} ({})", PHASES.join(", "));
@@ -250,6 +258,9 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     }
     if wants("lifecycle") {
         lifecycle::run(&o, &mut report, &progress).await?;
+    }
+    if wants("idle") {
+        idle::run(&o, &mut report, &progress).await?;
     }
     progress.clear()?;
     println!("\n{}", report.table());
