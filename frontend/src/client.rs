@@ -16,6 +16,7 @@ use futures::StreamExt;
 use jetwork_shared::backoff::Backoff;
 use jetwork_shared::job_options::{self, PRIORITY};
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
+use jetwork_shared::refusal::{self, Refusal};
 use jetwork_shared::{connect, headers, subjects, topology, QueueName, WorkId};
 use serde::Serialize;
 use thiserror::Error;
@@ -255,7 +256,7 @@ impl Client {
                     | PublishErrorKind::MaxAckPending
             );
             if !retryable {
-                return Err(ClientError::Refused { work_id, reason: error.to_string() });
+                return Err(ClientError::Refused { work_id, reason: refusal_reason(&error) });
             }
             if started.elapsed() + self.settings.frontend.retry_delay > timeout {
                 return Err(ClientError::NotAccepted {
@@ -487,4 +488,25 @@ impl Client {
         serde_json::from_slice(&reply.payload)
             .map_err(|e| ClientError::Nats(format!("bad status reply: {e}")))
     }
+}
+
+/// Why JetStream refused a submission, with the jetwork setting behind the limit it names.
+fn refusal_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    let hint = match Refusal::of(error) {
+        Some(r) if r.description.contains("maximum messages per subject") => {
+            "; the queue is full: it holds streams.max_pending_per_queue submissions, finished \
+             ones included for the dedup horizon"
+        }
+        Some(r) if r.description.contains("maximum bytes") => {
+            "; the submit stream is full: it holds streams.max_pending_bytes"
+        }
+        Some(r) if r.description.contains("maximum messages") => {
+            "; the submit stream is full: it holds streams.max_pending_messages submissions"
+        }
+        Some(r) if r.code == refusal::INSUFFICIENT_RESOURCES => {
+            "; the NATS server's JetStream store is full"
+        }
+        _ => "",
+    };
+    format!("{error}{hint}")
 }

@@ -10,6 +10,10 @@ pub enum Error {
     /// It could not connect (the cause says why: authorization, TLS, …).
     #[error(transparent)]
     Connect(#[from] jetwork_shared::Error),
+    /// The server cannot reserve the storage the `[streams]` settings ask for (the message
+    /// names them): waiting would not mend it.
+    #[error(transparent)]
+    Storage(jetwork_shared::topology::TopologyError),
     /// The metrics listener could not be opened (`master.metrics_listen`).
     #[error("cannot listen for metrics on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },

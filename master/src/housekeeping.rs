@@ -1,6 +1,7 @@
 //! Background upkeep the leader triggers and does not wait for: purging finished
-//! submissions from `JETWORK_SUBMIT`, purging journal history older than the latest snapshot,
-//! and gathering the stream-side numbers (and the page of queues) of a status report.
+//! submissions from `JETWORK_SUBMIT`, purging journal history before the latest snapshot
+//! (once older than `journal_retention`, or at once when the journal nears its cap), and
+//! gathering the stream-side numbers (and the page of queues) of a status report.
 //!
 //! Purges only ever remove messages below a floor the leader computed from its state, so
 //! they are safe to run late, twice, or from a deposed leader (whose floors are lower than the
@@ -138,27 +139,47 @@ pub async fn purge_submissions(
 }
 
 /// Purges journal history below the snapshot at `snapshot_seq` that is older than
-/// `retention`.
-pub async fn purge_journal(js: &jetstream::Context, snapshot_seq: u64, retention: Duration) {
-    let young = match first_young_seq(js, subjects::JOURNAL_STREAM, retention).await {
-        Ok(seq) => seq,
-        Err(e) => return tracing::debug!(error = %e, "skipping journal purge"),
+/// `retention`; once the journal holds half its cap (`max_bytes`, -1 for none) or more, all of
+/// it below the snapshot, however young: retention is for inspection, and must yield to the
+/// bound (a full journal refuses the leader's writes).
+pub async fn purge_journal(
+    js: &jetstream::Context,
+    snapshot_seq: u64,
+    retention: Duration,
+    max_bytes: i64,
+) {
+    let Ok(stream) = js.get_stream(subjects::JOURNAL_STREAM).await else { return };
+    let state = &stream.cached_info().state;
+    if snapshot_seq <= state.first_sequence.max(1) {
+        return; // Nothing below the snapshot is left.
+    }
+    let near_cap = max_bytes > 0 && state.bytes >= max_bytes as u64 / NEAR_CAP_DIVISOR;
+    let floor = if near_cap {
+        snapshot_seq
+    } else {
+        match first_young_seq(js, subjects::JOURNAL_STREAM, retention).await {
+            Ok(young) => snapshot_seq.min(young),
+            Err(e) => return tracing::debug!(error = %e, "skipping journal purge"),
+        }
     };
-    let floor = snapshot_seq.min(young);
-    if floor <= 1 {
+    if floor <= state.first_sequence.max(1) {
         return;
     }
-    let Ok(stream) = js.get_stream(subjects::JOURNAL_STREAM).await else { return };
     match stream.purge().sequence(floor).await {
         Ok(r) if r.purged > 0 => tracing::info!(
             floor,
             purged = r.purged,
+            journal_bytes = state.bytes,
+            near_cap,
             "purged journal history before the latest snapshot"
         ),
         Ok(_) => {}
         Err(e) => tracing::debug!(error = %e, "journal purge failed"),
     }
 }
+
+/// The journal is near its cap once it holds this fraction (1/n) of it.
+const NEAR_CAP_DIVISOR: u64 = 2;
 
 /// Completes a status report: adds the queues that have submissions but that the leader has
 /// never read (nobody serves them), keeps the page of queues `query` asks for, and adds to each

@@ -12,7 +12,8 @@
 //!   else; it writes a new snapshot at once, so the next replay still finds one;
 //! - a stream's settings differ from the ones the master creates: they are put back, with an
 //!   error in the log naming what changed (a `max_age` on the submit stream would expire
-//!   acknowledged work).
+//!   acknowledged work; a byte cap lifted would let a flood of submissions fill the store and
+//!   starve the journal; `discard: old` on the journal would drop the master's state).
 
 use async_nats::jetstream::{self, stream::Config};
 use jetwork_shared::config::StreamsConfig;
@@ -80,7 +81,17 @@ pub fn drift(expected: &Config, actual: &Config) -> Vec<String> {
     let limit = |value: i64| if value <= 0 { "none".to_owned() } else { value.to_string() };
     check("max_msgs", limit(actual.max_messages), limit(expected.max_messages));
     check("max_bytes", limit(actual.max_bytes), limit(expected.max_bytes));
+    check(
+        "max_msgs_per_subject",
+        limit(actual.max_messages_per_subject),
+        limit(expected.max_messages_per_subject),
+    );
     check("discard", format!("{:?}", actual.discard), format!("{:?}", expected.discard));
+    check(
+        "discard_new_per_subject",
+        actual.discard_new_per_subject.to_string(),
+        expected.discard_new_per_subject.to_string(),
+    );
     if !expected.duplicate_window.is_zero() {
         check(
             "duplicate_window",
@@ -103,6 +114,7 @@ pub fn drift(expected: &Config, actual: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_nats::jetstream::stream::DiscardPolicy;
     use std::time::Duration;
 
     #[test]
@@ -117,6 +129,20 @@ mod tests {
         assert_eq!(changes.len(), 2, "{changes:?}");
         assert!(changes[0].starts_with("subjects"), "{changes:?}");
         assert!(changes[1].starts_with("max_age 1s"), "{changes:?}");
+        // The storage caps: lifted, or the journal made to discard, is noticed.
+        let mut uncapped = expected.clone();
+        uncapped.max_bytes = -1;
+        uncapped.max_messages_per_subject = 0;
+        uncapped.discard_new_per_subject = false;
+        let changes = drift(&expected, &uncapped);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert!(changes[0].starts_with("max_bytes none (expected 4294967296)"), "{changes:?}");
+        assert!(changes[1].starts_with("max_msgs_per_subject none"), "{changes:?}");
+        assert!(changes[2].starts_with("discard_new_per_subject false"), "{changes:?}");
+        let journal = topology::journal_stream(&cfg);
+        let discarding = Config { discard: DiscardPolicy::Old, ..journal.clone() };
+        let changes = drift(&journal, &discarding);
+        assert_eq!(changes, ["discard Old (expected New)"]);
         let republishing = StreamsConfig { republish_submissions: true, ..cfg };
         let changes = drift(&topology::submit_stream(&republishing), &expected);
         assert_eq!(changes.len(), 1, "{changes:?}");

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::metrics::MasterMetrics;
+use crate::readiness::Readiness;
 
 /// Pauses before retrying a renewal that failed: soon, since the lease's validity runs out.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -185,20 +186,31 @@ fn lease_value(holder: &str, epoch: u64) -> bytes::Bytes {
 }
 
 /// Waits until this candidate holds the lease. Watches the key so that a release or an
-/// expiry is acted on at once, and polls as a backstop. Cancel by dropping the future.
-pub async fn campaign(kv: &kv::Store, holder: &str, ttl: Duration) -> Lease {
+/// expiry is acted on at once, and polls as a backstop. Cancel by dropping the future. Tells
+/// `readiness` whether its writes of the lease go through.
+pub async fn campaign(kv: &kv::Store, holder: &str, ttl: Duration, readiness: &Readiness) -> Lease {
     let poll = (ttl / 4).max(Duration::from_millis(250));
     let mut watch = None;
     let mut waiting_for = None;
+    let mut held = Held::default();
     loop {
         match Lease::try_acquire(kv, holder, ttl).await {
-            Ok(Some(lease)) => return lease,
-            Ok(None) => {
-                if let Ok(Some(entry)) = kv.entry(LEASE_KEY).await {
-                    log_holder(&entry, ttl, &mut waiting_for);
-                }
+            Ok(Some(lease)) => {
+                readiness.lease_ok();
+                return lease;
             }
-            Err(e) => tracing::warn!(error = %e, "campaign: cannot reach the lease bucket"),
+            Ok(None) => match kv.entry(LEASE_KEY).await {
+                Ok(Some(entry)) => {
+                    log_holder(&entry, ttl, &mut waiting_for);
+                    held.seen(&entry, ttl, readiness);
+                }
+                Ok(None) => held = Held::default(),
+                Err(_) => {}
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "campaign: cannot write the lease");
+                readiness.lease_failed(e.to_string());
+            }
         }
         if watch.is_none() {
             watch = kv.watch(LEASE_KEY).await.ok();
@@ -216,6 +228,41 @@ pub async fn campaign(kv: &kv::Store, holder: &str, ttl: Duration) -> Lease {
                 _ = wait => {}
             },
             None => wait.await,
+        }
+    }
+}
+
+/// What a standby last saw of someone else's lease: its revision, and since when.
+#[derive(Debug, Default)]
+struct Held {
+    seen: Option<(u64, Instant)>,
+}
+
+impl Held {
+    /// The key holds `entry`. A new revision means someone's write went through; the same one
+    /// for twice the TTL means the holder stopped renewing and the server could not expire
+    /// the key (expiring it is a write too): nobody can take over, and the standby says so.
+    fn seen(&mut self, entry: &kv::Entry, ttl: Duration, readiness: &Readiness) {
+        if entry.operation != Operation::Put {
+            self.seen = None;
+            return;
+        }
+        match self.seen {
+            Some((revision, since)) if revision == entry.revision => {
+                let stale = since.elapsed();
+                if stale > ttl * 2 {
+                    readiness.lease_failed(format!(
+                        "the lease has been neither renewed nor expired for {}s (its TTL is \
+                         {}s): JetStream cannot write it",
+                        stale.as_secs(),
+                        ttl.as_secs_f64()
+                    ));
+                }
+            }
+            _ => {
+                self.seen = Some((entry.revision, Instant::now()));
+                readiness.lease_ok();
+            }
         }
     }
 }
@@ -257,8 +304,8 @@ pub struct LeaseGuard {
 
 impl LeaseGuard {
     /// Starts renewing `lease` every TTL/3 until stopped or lost, counting renewals and
-    /// failures in `metrics` if given.
-    pub fn spawn(mut lease: Lease, metrics: Option<MasterMetrics>) -> Self {
+    /// failures in `metrics` if given, and telling `readiness` whether they go through.
+    pub fn spawn(mut lease: Lease, metrics: Option<MasterMetrics>, readiness: Readiness) -> Self {
         let epoch = lease.epoch();
         let (tx, valid_until) = watch::channel(Some(lease.timer.valid_until()));
         let (stop, mut stopped) = oneshot::channel::<bool>();
@@ -294,6 +341,13 @@ impl LeaseGuard {
                         Ok(()) => m.lease_renewals.inc(),
                         Err(_) => m.lease_renewal_failures.inc(),
                     };
+                }
+                match &renewed {
+                    Ok(()) => readiness.lease_ok(),
+                    Err(LeaseError::Unavailable(why)) => {
+                        readiness.lease_failed(format!("renewal failed: {why}"))
+                    }
+                    Err(LeaseError::Lost(_)) => {}
                 }
                 match renewed {
                     Ok(()) => {

@@ -20,6 +20,7 @@ pub mod lease;
 pub mod metrics;
 pub mod payloads;
 pub mod publisher;
+pub mod readiness;
 pub mod scout;
 
 use std::future::Future;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jetwork_shared::observe::{self, Health, ObserveServer};
-use jetwork_shared::{connect, topology};
+use jetwork_shared::{connect, subjects, topology};
 use tokio::net::TcpListener;
 
 pub use config::MasterSettings;
@@ -35,6 +36,7 @@ pub use error::{Error, Result};
 use jetwork_shared::backoff::Backoff;
 use journal::ReplayError;
 use metrics::MasterMetrics;
+use readiness::Readiness;
 
 /// How often a candidate tries again a journal it refused to lead from.
 const BROKEN_RETRY: Duration = Duration::from_secs(10);
@@ -70,8 +72,9 @@ pub async fn run_with_listener(
         }
         None => (None, None),
     };
+    let readiness = Readiness::new(health.clone());
     tokio::pin!(shutdown);
-    health.set_ready(false, "connecting to NATS");
+    readiness.phase(false, "connecting to NATS");
     // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it.
     let (client, interruptions) = tokio::select! {
         _ = &mut shutdown => return Ok(()),
@@ -80,7 +83,7 @@ pub async fn run_with_listener(
         }
     };
     health.connected(&client);
-    health.set_ready(false, "setting up the streams and the lease bucket");
+    readiness.phase(false, "setting up the streams and the lease bucket");
     let js = connect::jetstream(&client, &settings.nats);
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let kv = loop {
@@ -97,6 +100,13 @@ pub async fn run_with_listener(
             _ = &mut shutdown => return Ok(()),
             ready = ready => match ready {
                 Ok(kv) => break kv,
+                // Each stream reserves its cap: one the server cannot hold never will fit by
+                // waiting, and a master that ran without it could be starved by a flood.
+                Err(e) if e.insufficient_storage => {
+                    tracing::error!(error = %e, "the server cannot reserve the streams' storage");
+                    readiness.phase(false, e.to_string());
+                    return Err(Error::Storage(e));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot set up streams yet; retrying");
                     backoff.wait().await;
@@ -106,20 +116,24 @@ pub async fn run_with_listener(
     };
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let holder = format!("{}-{}", settings.master.id, &suffix[..8]);
-    let env = Env { client, js, settings, holder, interruptions, metrics };
+    let env = Env { client, js, settings, holder, interruptions, metrics, readiness };
     let ttl = env.settings.master.lease_ttl;
+    let mut journal_retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     loop {
         tracing::info!(candidate = %env.holder, "standing by for the lease");
         // A standby holds no state to be behind on (it replays when it wins): it is ready
         // when it can take over, which it can from here.
-        health.set_ready(true, "standing by, able to take over");
+        // (Unless its last write failed: see `readiness.rs`.)
+        env.readiness.phase(true, "standing by, able to take over");
         let lease = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            lease = lease::campaign(&kv, &env.holder, ttl) => lease,
+            lease = lease::campaign(&kv, &env.holder, ttl, &env.readiness) => lease,
+            () = journal_recovery(&env.js, &env.readiness) => unreachable!("it never ends"),
         };
-        let guard = lease::LeaseGuard::spawn(lease, env.metrics.clone());
+        let guard = lease::LeaseGuard::spawn(lease, env.metrics.clone(), env.readiness.clone());
         tracing::info!(epoch = guard.epoch(), "won the lease; replaying the journal");
-        health.set_ready(false, format!("replaying the journal for epoch {}", guard.epoch()));
+        let replaying = format!("replaying the journal for epoch {}", guard.epoch());
+        env.readiness.phase(false, replaying);
         let replayed = tokio::select! {
             _ = &mut shutdown => {
                 guard.stop(true).await;
@@ -135,7 +149,7 @@ pub async fn run_with_listener(
             Err(e) => {
                 // Either way nothing was written: the journal stays as it is for whoever (or
                 // whatever operator) looks next.
-                health.set_ready(false, format!("cannot lead from the journal: {e}"));
+                env.readiness.phase(false, format!("cannot lead from the journal: {e}"));
                 let pause = match &e {
                     ReplayError::Unavailable(_) => {
                         tracing::warn!(error = %e, "cannot replay the journal now; giving the lease back");
@@ -156,10 +170,36 @@ pub async fn run_with_listener(
             }
         };
         let epoch = guard.epoch();
-        health.set_ready(true, format!("leading epoch {epoch}"));
-        match leader::lead(&env, guard, replayed, shutdown.as_mut()).await {
+        env.readiness.phase(true, format!("leading epoch {epoch}"));
+        let pause = match leader::lead(&env, guard, replayed, shutdown.as_mut()).await {
             Exit::Shutdown => return Ok(()),
-            Exit::Deposed(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Exit::Deposed(_) => {
+                journal_retry.reset();
+                Duration::from_millis(200)
+            }
+            // Likely refused again at once (a full journal or store): back off, and say so.
+            Exit::JournalFailed(why) => {
+                env.readiness.journal_failed(why);
+                journal_retry.next_delay()
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// While this candidate's last journal write failed, looks at where the journal ends every
+/// second: once anyone's write goes through, the journal can be written again. Never ends.
+async fn journal_recovery(js: &async_nats::jetstream::Context, readiness: &Readiness) {
+    loop {
+        if readiness.journal_blocked() {
+            match housekeeping::last_sequence(js, subjects::JOURNAL_STREAM).await {
+                Ok(last) => readiness.journal_moved(last),
+                Err(e) => tracing::debug!(error = %e, "cannot look at the journal"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

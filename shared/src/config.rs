@@ -82,16 +82,37 @@ pub struct StreamsConfig {
     pub max_payload: u32,
     /// Largest accepted result, in bytes; a larger result fails its attempt.
     pub max_result: u32,
-    /// Cap on stored submissions; beyond it submitters get an error reply. -1: no cap.
+    /// Cap on stored submissions (all queues); beyond it submitters get an error reply. -1:
+    /// no cap (the byte cap still bounds them).
     pub max_pending_messages: i64,
-    /// Cap on stored submission bytes; beyond it submitters get an error reply. -1: no cap.
+    /// Bytes `JETWORK_SUBMIT` reserves and may hold (submissions waiting, and finished ones
+    /// kept for the dedup horizon); beyond it every submitter gets JetStream's "maximum bytes
+    /// exceeded". -1: no cap (the stream can then fill the server's store and starve the
+    /// journal).
     pub max_pending_bytes: i64,
+    /// Cap on the submissions one queue's subject holds (JetStream's `max_msgs_per_subject`
+    /// with discard-new per subject: beyond it that queue's submitters get "maximum messages
+    /// per subject exceeded", other queues go on). It counts finished submissions kept for
+    /// the dedup horizon too, and applies to `jetwork.submit.<queue>` and to the master's
+    /// own `jetwork.internal.<queue>` each. -1: no cap.
+    pub max_pending_per_queue: i64,
+    /// Bytes `JETWORK_JOURNAL` reserves and may hold. The journal never discards: the leader
+    /// keeps it under this with snapshots and purges. -1: no cap.
+    pub journal_max_bytes: i64,
+    /// Bytes `JETWORK_RESULTS` reserves and may hold; beyond it the oldest outcomes go, so
+    /// some are then kept for less than `results_retention`. -1: no cap.
+    pub results_max_bytes: i64,
+    /// Bytes the lease bucket reserves and may hold (it holds one small key). -1: no cap.
+    pub lease_max_bytes: i64,
     /// Whether `JETWORK_SUBMIT` republishes the headers of every stored submission on
     /// `jetwork.submitted.<queue>`, so a priority job can jump an unread backlog whoever
     /// submitted it. Off: only submitters that announce their priority jobs there themselves
     /// (the jetwork client does) have them jump; every job then costs one message less.
     pub republish_submissions: bool,
 }
+
+const MIB: i64 = 1 << 20;
+const GIB: i64 = 1 << 30;
 
 /// Where JetStream keeps a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +133,11 @@ impl Default for StreamsConfig {
             max_payload: 512 * 1024,
             max_result: 512 * 1024,
             max_pending_messages: -1,
-            max_pending_bytes: -1,
+            max_pending_bytes: 4 * GIB,
+            max_pending_per_queue: 10_000_000,
+            journal_max_bytes: GIB,
+            results_max_bytes: GIB,
+            lease_max_bytes: MIB,
             republish_submissions: false,
         }
     }
@@ -136,7 +161,40 @@ impl StreamsConfig {
         if self.max_payload == 0 || self.max_result == 0 {
             return Err(ConfigError::Rule("streams.max_payload and max_result must be > 0".into()));
         }
+        let caps = [
+            ("max_pending_messages", self.max_pending_messages, 1),
+            ("max_pending_per_queue", self.max_pending_per_queue, 1),
+            // One submission (one result) of the largest size must fit.
+            ("max_pending_bytes", self.max_pending_bytes, i64::from(self.max_payload)),
+            ("results_max_bytes", self.results_max_bytes, i64::from(self.max_result)),
+            // A snapshot part is up to 512 KiB, and a snapshot must fit with room to spare.
+            ("journal_max_bytes", self.journal_max_bytes, MIB),
+            ("lease_max_bytes", self.lease_max_bytes, 64 * 1024),
+        ];
+        for (name, value, least) in caps {
+            if value != -1 && value < least {
+                return Err(ConfigError::Rule(format!(
+                    "streams.{name} must be -1 (no cap) or at least {least}, not {value}"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The bytes the streams and the lease bucket reserve on the server, replicas included
+    /// (`None` when any of them has no cap: then nothing bounds their total).
+    pub fn reserved_bytes(&self) -> Option<i64> {
+        let caps = [
+            self.max_pending_bytes,
+            self.journal_max_bytes,
+            self.results_max_bytes,
+            self.lease_max_bytes,
+        ];
+        if caps.contains(&-1) {
+            return None;
+        }
+        let replicas = i64::try_from(self.replicas).unwrap_or(i64::MAX);
+        Some(caps.iter().sum::<i64>().saturating_mul(replicas))
     }
 }
 

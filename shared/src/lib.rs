@@ -24,6 +24,7 @@ pub mod name;
 pub mod observe;
 pub mod protocol;
 pub mod queue_name;
+pub mod refusal;
 pub mod schedules;
 pub mod shutdown;
 pub mod subjects;

@@ -11,8 +11,19 @@
 //! (so `jetwork.*.<queue>` is exactly a queue's submissions, `subjects::submissions_of`), and has
 //! no `max_age` (acknowledged work never expires
 //! before it is finished; the master purges finished work) and its `duplicate_window` is the
-//! dedup horizon; the journal has no age or size limit (only the master purges it, below a
-//! snapshot); all three allow direct gets (used to fetch payloads, results and snapshots).
+//! dedup horizon; the journal has no age limit and never discards (only the master purges it,
+//! below a snapshot); all three allow direct gets (used to fetch payloads, results and
+//! snapshots).
+//!
+//! Storage: each stream and the lease bucket has its own byte cap (`max_bytes`), which
+//! JetStream reserves against the server's store when the stream is created, so no stream can
+//! starve another (a flood of submissions fills `JETWORK_SUBMIT` to its cap, never the
+//! journal's room). The submit stream and the journal discard nothing (`discard: New`: a write
+//! over a cap is refused with JetStream's reason; a submission once acknowledged stays); the
+//! submit stream also caps each queue's subject (`max_msgs_per_subject`, discard-new per
+//! subject), so a flood of one queue is refused before it fills the stream. The results
+//! stream drops its oldest outcomes at its cap. A cap the server cannot reserve is an error
+//! ([`TopologyError::insufficient_storage`]) naming the settings.
 //!
 //! Protection against other writers: no stream allows deleting single messages
 //! (`deny_delete`), and `JETWORK_RESULTS` cannot be purged (`deny_purge`): once set, JetStream
@@ -30,6 +41,7 @@ use async_nats::jetstream::{
 use thiserror::Error;
 
 use crate::config::{StorageKind, StreamsConfig};
+use crate::refusal::Refusal;
 use crate::subjects;
 
 /// Whether to bring existing streams in line with the configuration or only fill gaps.
@@ -47,6 +59,54 @@ pub enum EnsureMode {
 pub struct TopologyError {
     pub what: String,
     pub message: String,
+    /// The server cannot reserve the bytes the settings ask for: waiting will not mend it, the
+    /// settings or the server's store must change (the message names both).
+    pub insufficient_storage: bool,
+}
+
+impl TopologyError {
+    /// `what` failed with `error`; a refused reservation of the setting `cap` (its name and
+    /// value) is explained with every cap jetwork reserves.
+    fn new(
+        what: String,
+        error: &(dyn std::error::Error + 'static),
+        cfg: &StreamsConfig,
+        cap: (&str, i64),
+    ) -> Self {
+        let refusal = Refusal::of(error);
+        let Some(refusal) = refusal.filter(Refusal::is_reservation) else {
+            return TopologyError { what, message: error.to_string(), insufficient_storage: false };
+        };
+        let (setting, value) = cap;
+        let total = cfg.reserved_bytes().map_or_else(String::new, |t| format!(" = {t}"));
+        let store = match cfg.storage {
+            StorageKind::File => "max_file_store",
+            StorageKind::Memory => "max_memory_store",
+        };
+        let message = format!(
+            "the server cannot reserve streams.{setting} = {value} bytes for it: {refusal}. \
+             jetwork reserves streams.max_pending_bytes + journal_max_bytes + results_max_bytes \
+             + lease_max_bytes ({} + {} + {} + {}) × streams.replicas ({}){total} bytes, each \
+             stream its own, so that no stream can starve another: raise the server's \
+             jetstream {store}, or lower these settings (docs/configuration.md)",
+            cfg.max_pending_bytes,
+            cfg.journal_max_bytes,
+            cfg.results_max_bytes,
+            cfg.lease_max_bytes,
+            cfg.replicas,
+        );
+        TopologyError { what, message, insufficient_storage: true }
+    }
+}
+
+/// The setting that caps the bytes of stream `name`, and its value.
+fn byte_cap(cfg: &StreamsConfig, name: &str) -> (&'static str, i64) {
+    match name {
+        subjects::SUBMIT_STREAM => ("max_pending_bytes", cfg.max_pending_bytes),
+        subjects::JOURNAL_STREAM => ("journal_max_bytes", cfg.journal_max_bytes),
+        subjects::RESULTS_STREAM => ("results_max_bytes", cfg.results_max_bytes),
+        _ => ("lease_max_bytes", cfg.lease_max_bytes),
+    }
 }
 
 fn storage(kind: StorageKind) -> StorageType {
@@ -69,7 +129,11 @@ pub fn submit_stream(cfg: &StreamsConfig) -> Config {
         max_message_size: i32::try_from(cfg.max_payload).unwrap_or(i32::MAX),
         max_messages: cfg.max_pending_messages,
         max_bytes: cfg.max_pending_bytes,
+        // Refused at submit time, never dropped once acknowledged: beyond a cap the
+        // submitter gets JetStream's error naming it.
         discard: DiscardPolicy::New,
+        max_messages_per_subject: cfg.max_pending_per_queue,
+        discard_new_per_subject: cfg.max_pending_per_queue > 0,
         allow_direct: true,
         deny_delete: true,
         // The leader learns of priority submissions stored behind an unread backlog from
@@ -97,6 +161,10 @@ pub fn journal_stream(cfg: &StreamsConfig) -> Config {
         storage: storage(cfg.storage),
         num_replicas: cfg.replicas,
         duplicate_window: Duration::from_secs(60),
+        max_bytes: cfg.journal_max_bytes,
+        // Never discard: the journal is the master's state. At the cap a write is refused (and
+        // the leader steps down); snapshots and purges keep it well below (`leader/writes.rs`).
+        discard: DiscardPolicy::New,
         allow_direct: true,
         deny_delete: true,
         ..Default::default()
@@ -113,6 +181,10 @@ pub fn results_stream(cfg: &StreamsConfig) -> Config {
         storage: storage(cfg.storage),
         num_replicas: cfg.replicas,
         max_age: cfg.results_retention,
+        max_bytes: cfg.results_max_bytes,
+        // At the cap the oldest outcomes go (kept for less than `results_retention` then):
+        // refusing would stall publications, whose outcomes the leader holds until stored.
+        discard: DiscardPolicy::Old,
         duplicate_window: cfg.results_retention.min(Duration::from_secs(120)),
         allow_direct: true,
         deny_delete: true,
@@ -131,6 +203,7 @@ pub fn lease_bucket(cfg: &StreamsConfig, ttl: Duration) -> kv::Config {
         max_age: ttl,
         storage: storage(cfg.storage),
         num_replicas: cfg.replicas,
+        max_bytes: cfg.lease_max_bytes,
         limit_markers: Some(Duration::from_secs(1)),
         ..Default::default()
     }
@@ -142,17 +215,15 @@ pub async fn ensure_streams(
     cfg: &StreamsConfig,
     mode: EnsureMode,
 ) -> Result<(), TopologyError> {
-    for config in [submit_stream(cfg), journal_stream(cfg), results_stream(cfg)] {
+    // The journal first: it is the master's state, and the others must not take its room.
+    for config in [journal_stream(cfg), submit_stream(cfg), results_stream(cfg)] {
         let what = format!("stream {}", config.name);
+        let cap = byte_cap(cfg, &config.name);
         let result = match mode {
-            EnsureMode::CreateOrUpdate => {
-                js.create_or_update_stream(config).await.map(|_| ()).map_err(|e| e.to_string())
-            }
-            EnsureMode::CreateIfMissing => {
-                js.get_or_create_stream(config).await.map(|_| ()).map_err(|e| e.to_string())
-            }
+            EnsureMode::CreateOrUpdate => js.create_or_update_stream(config).await.map(|_| ()),
+            EnsureMode::CreateIfMissing => js.get_or_create_stream(config).await.map(|_| ()),
         };
-        result.map_err(|message| TopologyError { what, message })?;
+        result.map_err(|e| TopologyError::new(what, &e, cfg, cap))?;
     }
     Ok(())
 }
@@ -163,8 +234,8 @@ pub async fn ensure_lease_bucket(
     cfg: &StreamsConfig,
     ttl: Duration,
 ) -> Result<kv::Store, TopologyError> {
-    js.create_or_update_key_value(lease_bucket(cfg, ttl)).await.map_err(|e| TopologyError {
-        what: format!("KV bucket {}", subjects::LEASE_BUCKET),
-        message: e.to_string(),
+    js.create_or_update_key_value(lease_bucket(cfg, ttl)).await.map_err(|e| {
+        let what = format!("KV bucket {}", subjects::LEASE_BUCKET);
+        TopologyError::new(what, &e, cfg, byte_cap(cfg, subjects::LEASE_BUCKET))
     })
 }

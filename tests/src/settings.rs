@@ -10,6 +10,10 @@ use jetwork_master::config::LoginConfig;
 use jetwork_master::MasterSettings;
 use jetwork_worker::WorkerSettings;
 
+/// The byte cap of each stream in tests (256 MiB), and as an environment value.
+pub const TEST_STREAM_BYTES: i64 = 256 << 20;
+const TEST_STREAM_BYTES_TEXT: &str = "268435456";
+
 /// Settings for every component, pointing at one server.
 #[derive(Debug, Clone)]
 pub struct Fast {
@@ -24,6 +28,11 @@ pub fn fast_settings(url: &str) -> Fast {
     master.nats.url = url.to_owned();
     master.nats.request_timeout = Duration::from_secs(2);
     master.streams.journal_retention = Duration::from_secs(3600);
+    // Caps every test's data fits many times over, small enough that a test server's store
+    // (by default three quarters of the free disk) always has room to reserve them.
+    master.streams.max_pending_bytes = TEST_STREAM_BYTES;
+    master.streams.journal_max_bytes = TEST_STREAM_BYTES;
+    master.streams.results_max_bytes = TEST_STREAM_BYTES;
     let m = &mut master.master;
     m.lease_ttl = Duration::from_secs(2);
     m.work_timeout = Duration::from_secs(3);
@@ -64,6 +73,9 @@ pub fn fast_env(url: &str) -> Vec<(String, String)> {
         ("NATS_URL", url),
         ("JETWORK_NATS__REQUEST_TIMEOUT", "2s"),
         ("JETWORK_STREAMS__JOURNAL_RETENTION", "1h"),
+        ("JETWORK_STREAMS__MAX_PENDING_BYTES", TEST_STREAM_BYTES_TEXT),
+        ("JETWORK_STREAMS__JOURNAL_MAX_BYTES", TEST_STREAM_BYTES_TEXT),
+        ("JETWORK_STREAMS__RESULTS_MAX_BYTES", TEST_STREAM_BYTES_TEXT),
         ("JETWORK_MASTER__LEASE_TTL", "2s"),
         ("JETWORK_MASTER__WORK_TIMEOUT", "3s"),
         ("JETWORK_MASTER__WORKER_TIMEOUT", "3s"),

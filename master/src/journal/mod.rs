@@ -18,6 +18,8 @@
 //! replaying what is actually stored.
 
 mod chain;
+#[cfg(test)]
+mod cost_test;
 mod replay;
 
 use std::collections::VecDeque;
@@ -86,6 +88,37 @@ pub struct SnapshotMarker {
     pub epoch: u64,
 }
 
+/// What JetStream stores for a journal message besides its payload, estimated generously:
+/// the subject, the headers (epoch, format, expected sequence, snapshot part) and the
+/// record's framing.
+const STORED_OVERHEAD: usize = 256;
+
+/// A state encoded into the parts of a snapshot, ready to be written. Encoding is the costly
+/// part of a snapshot (100k held items: ~17 MB), so the leader does it off its loop, on a copy
+/// of the state.
+#[derive(Debug)]
+pub struct EncodedSnapshot {
+    parts: Vec<Bytes>,
+    bytes: u64,
+}
+
+impl EncodedSnapshot {
+    /// Encodes `state` into parts of `part_size` bytes ([`Journal::part_size`]). Encoded
+    /// straight into parts: a large state is held once more while it is written, not also in
+    /// a growing buffer and in copied parts.
+    pub fn encode(state: &State, part_size: usize) -> Result<Self, JournalError> {
+        let mut parts = Parts::new(part_size);
+        codec::encode_into(&mut parts, state)?;
+        let (parts, bytes) = parts.finish();
+        Ok(EncodedSnapshot { parts, bytes })
+    }
+
+    /// The encoding's size.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
 type AckResult = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>;
 type AckFuture = BoxFuture<'static, AckResult>;
 
@@ -103,6 +136,8 @@ pub struct Journal {
     max_message: usize,
     /// Stream sequences at which snapshot markers were written and not yet acknowledged.
     pending_markers: VecDeque<(u64, u64)>,
+    /// See [`Journal::written_bytes`].
+    written_bytes: u64,
     /// Where write round trips are recorded, when metrics are on.
     write_seconds: Option<AtomicHistogram>,
 }
@@ -119,6 +154,7 @@ impl Journal {
             acked: 0,
             max_message,
             pending_markers: VecDeque::new(),
+            written_bytes: 0,
             write_seconds: None,
         }
     }
@@ -181,6 +217,7 @@ impl Journal {
         part: Option<String>,
     ) -> Result<u64, JournalError> {
         let expected = self.tail;
+        let payload_len = payload.len();
         let mut message = PublishMessage::build()
             .payload(payload)
             .expected_last_sequence(expected)
@@ -195,6 +232,7 @@ impl Journal {
             })?;
         self.tail += 1;
         self.issued += 1;
+        self.written_bytes += (payload_len + STORED_OVERHEAD) as u64;
         let ticket = self.issued;
         let ack: AckFuture = Box::pin(ack.into_future());
         let sent = Instant::now();
@@ -227,17 +265,28 @@ impl Journal {
         }
     }
 
-    /// Writes `state` as a snapshot: its parts, then the marker. Returns the marker's ticket
-    /// and the snapshot's first sequence (replay starts there; history before it may go).
-    pub async fn write_snapshot(&mut self, state: &State) -> Result<(u64, u64), JournalError> {
-        // Replay reads parts from the stream leader, whose replies carry the payload in
-        // base64 (4 bytes per 3): keep a part's reply within the server's message limit.
-        let part_size = (self.max_payload().saturating_sub(4096) / 4 * 3).clamp(1024, 512 * 1024);
-        // Encoded straight into parts: a large state (100k delayed jobs encode to ~17 MB) is
-        // held once while it is written, not also in a growing buffer and in copied parts.
-        let mut parts = Parts::new(part_size);
-        codec::encode_into(&mut parts, state)?;
-        let (parts, bytes) = parts.finish();
+    /// The size of a snapshot's parts. Replay reads parts from the stream leader, whose
+    /// replies carry the payload in base64 (4 bytes per 3): a part's reply must stay within
+    /// the server's message limit.
+    pub fn part_size(&self) -> usize {
+        (self.max_payload().saturating_sub(4096) / 4 * 3).clamp(1024, 512 * 1024)
+    }
+
+    /// Bytes of every write issued so far, with what JetStream stores besides the payload
+    /// (subject, headers, framing) estimated: how much this leader has added to the journal.
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes
+    }
+
+    /// Writes an encoded state ([`EncodedSnapshot::encode`]) as a snapshot: its parts, then
+    /// the marker. The state must be the one after every event issued so far (no event may
+    /// be written between taking it and this call: replay resumes at the first part). Returns
+    /// the marker's ticket and the snapshot's first sequence (history before it may go).
+    pub async fn write_snapshot(
+        &mut self,
+        encoded: EncodedSnapshot,
+    ) -> Result<(u64, u64), JournalError> {
+        let EncodedSnapshot { parts, bytes } = encoded;
         let first_seq = self.tail + 1;
         let count = parts.len();
         for (index, part) in parts.into_iter().enumerate() {

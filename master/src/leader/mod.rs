@@ -43,7 +43,8 @@
 //! reader per served queue, paced by credits), `publications` (results and rejections),
 //! `submissions` (the master's own submissions: ticks and retries), `lookups` (reading what
 //! the engine asked for), `writes`
-//! (journal writes, snapshots, effects behind them, the hand-over on shutdown), `upkeep`
+//! (journal writes, snapshots, effects behind them, the hand-over on shutdown), `snapshots`
+//! (when one is due, encoding it off the loop, how far history may go), `upkeep`
 //! (purges and integrity checks), `observe` (metrics, job decisions at debug level,
 //! `$SRV.STATS` data).
 
@@ -56,6 +57,7 @@ mod publications;
 mod readers;
 mod replies;
 mod service;
+mod snapshots;
 mod submissions;
 mod upkeep;
 mod writes;
@@ -81,6 +83,7 @@ use crate::journal::{Journal, JournalError, Replayed};
 use crate::lease::LeaseGuard;
 use crate::metrics::{BadMessage, MasterMetrics};
 use crate::payloads;
+use crate::readiness::Readiness;
 use crate::scout::{Scout, Sighting};
 use cache::PayloadCache;
 use observe::Observer;
@@ -88,9 +91,10 @@ use prefetch::{Limits as PrefetchLimits, Prefetch};
 use publications::Publications;
 use readers::Readers;
 use service::{Endpoints, Requests};
+use snapshots::Snapshots;
 use submissions::Submitter;
 use upkeep::Upkeep;
-use writes::{Effects, Snapshots};
+use writes::Effects;
 
 /// Why a term ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +103,9 @@ pub enum Exit {
     Shutdown,
     /// Lost the right to lead (the reason is logged).
     Deposed(String),
+    /// A journal write failed (refused for lack of storage or permission, or unanswered):
+    /// whether the journal can be written at all is in doubt (see `readiness.rs`).
+    JournalFailed(String),
 }
 
 /// What the leader needs from its surroundings.
@@ -113,6 +120,8 @@ pub struct Env {
     pub interruptions: Interruptions,
     /// The candidate's metrics, when they are on.
     pub metrics: Option<MasterMetrics>,
+    /// What the candidate's `/readyz` says (a journal write going through is news to it).
+    pub readiness: Readiness,
 }
 
 /// Messages from tasks the leader spawned.
@@ -165,7 +174,7 @@ pub async fn lead<F: Future<Output = ()>>(
             leader.hand_over(&lease).await;
             lease.stop(true).await;
         }
-        Exit::Deposed(why) => {
+        Exit::Deposed(why) | Exit::JournalFailed(why) => {
             tracing::warn!(epoch, %why, "stepping down");
             // Give the lease back if it is still ours (a compare-and-set on our revision), so
             // the next term need not wait for it to expire.
@@ -299,6 +308,7 @@ impl Leader {
         self.snapshots.written(batch.events.len());
         let ticket = self.journal.append_batch(&batch, true).await.map_err(deposed)?;
         self.journal.next_ack().await.map_err(deposed)?;
+        self.env.readiness.journal_written();
         // The announcement and re-publications wait until the endpoints are up (`run`), so
         // workers that re-register on the announcement find someone to answer.
         self.effects.queue(ticket, output.effects);
@@ -340,6 +350,11 @@ impl Leader {
                         self.snapshots.confirmed(first_seq);
                     }
                     self.release_effects().await;
+                }
+                (encoded, figures) = self.snapshots.encoded(), if self.snapshots.encoding() => {
+                    if let Err(exit) = self.write_snapshot(encoded, figures, lease).await {
+                        return exit;
+                    }
                 }
                 Some(internal) = self.internal_rx.recv() => self.internal(internal),
                 (key, outcome) = self.publications.next() => self.publications.done(key, outcome, &mut self.cache),
@@ -568,8 +583,13 @@ const MAX_SIGHTINGS: usize = 1024;
 /// delayed job starts late by, when a worker is free.
 const DUE_GRANULARITY_MS: u64 = 10;
 
+/// How a journal error ends the term: fenced, another leader wrote (the journal is
+/// writable); otherwise this write did not go through.
 fn deposed(e: JournalError) -> Exit {
-    Exit::Deposed(e.to_string())
+    match e {
+        JournalError::Fenced { .. } | JournalError::Encode(_) => Exit::Deposed(e.to_string()),
+        JournalError::Unavailable(_) => Exit::JournalFailed(e.to_string()),
+    }
 }
 
 /// 32 bytes from the operating system's generator (two v4 UUIDs' worth), for the engine's

@@ -54,12 +54,11 @@ impl Leader {
         let floors: Vec<_> = upkeep::purge_floors(self.engine.state()).into_iter().collect();
         let js = self.env.js.clone();
         let streams = self.env.settings.streams.clone();
-        let snapshot = self.snapshots.for_purge();
+        let snapshot = self.snapshots.purge_floor();
         self.upkeep.purging = Some(tokio::spawn(async move {
             housekeeping::purge_submissions(&js, floors, streams.dedup_horizon).await;
-            if let Some(first_seq) = snapshot {
-                housekeeping::purge_journal(&js, first_seq, streams.journal_retention).await;
-            }
+            let (retention, cap) = (streams.journal_retention, streams.journal_max_bytes);
+            housekeeping::purge_journal(&js, snapshot, retention, cap).await;
         }));
     }
 

@@ -7,8 +7,9 @@
 //! - while a write is in flight, new decisions wait with their effects and go out together as
 //!   the next write (group commit), unless `max_batch` events have gathered;
 //! - a snapshot is the state after every event issued before its first part, written into
-//!   the same fenced chain; history before it may be purged only once its marker is
-//!   acknowledged ([`Snapshots::confirmed`]).
+//!   the same fenced chain: its copy of the state is taken right after a write, encoded off
+//!   the loop, and decisions taken meanwhile wait (with their effects) until its parts are
+//!   issued ([`Snapshots`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -19,16 +20,11 @@ use jetwork_shared::protocol::{MasterElected, WorkReady};
 use jetwork_shared::{codec, subjects, Login, WorkerId};
 
 use super::replies::{self, ReplyContext};
+use super::snapshots::{Encoded, GROWTH_DIVISOR};
 use super::{deposed, Exit, Leader};
-use crate::config::MasterConfig;
 use crate::core::{Command, Effect, Event, JournalBatch, Output};
-use crate::journal::JournalError;
+use crate::journal::{EncodedSnapshot, JournalError};
 use crate::lease::LeaseGuard;
-
-/// Items in flight from which a snapshot waits for at least [`SNAPSHOT_EVENTS_PER_ITEM`]
-/// events per item ([`Snapshots::should_write`]), if `snapshot_every` is fewer.
-const LARGE_STATE: u64 = 10_000;
-const SNAPSHOT_EVENTS_PER_ITEM: u64 = 2;
 
 /// Effects waiting for the journal write they depend on.
 #[derive(Default)]
@@ -52,85 +48,6 @@ impl Effects {
     }
 }
 
-/// When to write a snapshot, and how far the journal may be purged.
-pub struct Snapshots {
-    /// Events written since the last snapshot.
-    events_since: u64,
-    last: Instant,
-    /// Write one at the next flush, events or not (history was purged by someone else).
-    due: bool,
-    /// First sequence of the newest snapshot known to be stored (replay's start when this
-    /// term has written none): history before it may go, history after it must not.
-    floor: u64,
-    /// The latest confirmed snapshot's first sequence, for journal purges.
-    for_purge: Option<u64>,
-}
-
-impl Snapshots {
-    /// After a replay of `events` events from `from_seq`.
-    pub fn new(events: u64, from_seq: u64) -> Self {
-        Snapshots {
-            events_since: events,
-            last: Instant::now(),
-            due: false,
-            floor: from_seq,
-            for_purge: None,
-        }
-    }
-
-    /// `n` more events were written.
-    pub fn written(&mut self, n: usize) {
-        self.events_since += n as u64;
-    }
-
-    /// Whether to write one now, with `held` items in flight. A snapshot is the whole state,
-    /// encoded on the loop (100k held items take ~0.1 s, during which nothing is dispatched),
-    /// so a large state waits for proportionally more events: writing snapshots then costs at
-    /// most a constant per event however large the state, and replay still reads at most about
-    /// twice the state's items in events after one.
-    fn should_write(&self, settings: &MasterConfig, held: usize) -> bool {
-        let mut every = settings.snapshot_every;
-        if held as u64 >= LARGE_STATE {
-            every = every.max(SNAPSHOT_EVENTS_PER_ITEM * held as u64);
-        }
-        self.due
-            || self.events_since >= every
-            || (self.events_since > 0 && self.last.elapsed() >= settings.snapshot_interval)
-    }
-
-    fn wrote(&mut self) {
-        self.events_since = 0;
-        self.last = Instant::now();
-        self.due = false;
-    }
-
-    /// The snapshot starting at `first_seq` is stored (its marker acknowledged).
-    pub fn confirmed(&mut self, first_seq: u64) {
-        self.for_purge = Some(first_seq);
-        self.floor = first_seq;
-    }
-
-    /// The journal now starts at `first`: if that is past the latest snapshot, someone else
-    /// purged it, and a snapshot is written at once. Returns whether it was.
-    pub fn purged_to(&mut self, first: u64) -> Option<u64> {
-        if first <= self.floor {
-            return None;
-        }
-        let floor = self.floor;
-        self.due = true;
-        // Until the new snapshot is confirmed, do not report this again.
-        self.floor = first;
-        Some(floor)
-    }
-
-    /// The first sequence of the latest confirmed snapshot, for every purge until the next
-    /// one: history below it may go once it is older than the retention, which the first
-    /// purge after the snapshot may be too early for (and an idle leader writes no new one).
-    pub fn for_purge(&self) -> Option<u64> {
-        self.for_purge
-    }
-}
-
 impl Leader {
     /// Journals what the stepped commands decided, snapshots when due, and queues their
     /// effects behind the write.
@@ -139,11 +56,14 @@ impl Leader {
         self.pending.effects.extend(notifications);
         let settings = &self.env.settings.master;
         let batch_full = self.pending.events.len() >= settings.max_batch;
-        if !self.pending.events.is_empty() && self.journal.inflight() > 0 && !batch_full {
-            return Ok(()); // Group commit: wait for the write in flight.
+        let waiting = self.journal.inflight() > 0 && !batch_full;
+        // Group commit: wait for the write in flight; and no event may come between a
+        // snapshot's copy of the state and its parts.
+        if !self.pending.events.is_empty() && (waiting || self.snapshots.encoding()) {
+            return Ok(());
         }
         let Output { events, effects } = std::mem::take(&mut self.pending);
-        if !events.is_empty() || self.snapshots.due {
+        if !events.is_empty() || self.snapshots.due() {
             // The fence would refuse a deposed leader's write anyway; this check spares the
             // round trip and makes the reason in the log the true one.
             if !lease.is_valid() {
@@ -154,14 +74,52 @@ impl Leader {
                 self.write_events(events).await.map_err(deposed)?;
             }
             let held = self.engine.state().work.len();
-            if self.snapshots.should_write(&self.env.settings.master, held) {
-                self.journal.write_snapshot(self.engine.state()).await.map_err(deposed)?;
-                tracing::debug!(events = self.snapshots.events_since, "snapshot written");
-                self.snapshots.wrote();
+            let written = self.journal.written_bytes();
+            if self.snapshots.should_write(&self.env.settings, held, written) {
+                // Encoded off the loop; its parts are written when it is ready
+                // (`write_snapshot`), before any later event.
+                self.snapshots.start(self.engine.state(), self.journal.part_size());
             }
         }
         self.effects.queue(self.journal.issued(), effects);
         self.release_effects().await;
+        Ok(())
+    }
+
+    /// Writes the snapshot encoded off the loop: its parts and marker, chained right after the
+    /// writes issued before its copy of the state was taken (nothing was written since).
+    pub(super) async fn write_snapshot(
+        &mut self,
+        encoded: Result<EncodedSnapshot, JournalError>,
+        figures: Encoded,
+        lease: &LeaseGuard,
+    ) -> Result<(), Exit> {
+        let encoded = encoded.map_err(deposed)?;
+        if !lease.is_valid() {
+            return Err(Exit::Deposed("lease validity passed before a snapshot".into()));
+        }
+        let started = Instant::now();
+        let bytes = encoded.bytes();
+        let (_, first_seq) = self.journal.write_snapshot(encoded).await.map_err(deposed)?;
+        self.snapshots.wrote(self.journal.written_bytes());
+        let issued = started.elapsed();
+        tracing::debug!(
+            first_seq,
+            bytes,
+            copy_ms = figures.copied.as_secs_f64() * 1e3,
+            encode_ms = figures.encoded.as_secs_f64() * 1e3,
+            issue_ms = issued.as_secs_f64() * 1e3,
+            "snapshot written"
+        );
+        let cap = self.env.settings.streams.journal_max_bytes;
+        if cap > 0 && bytes > cap as u64 / GROWTH_DIVISOR {
+            tracing::warn!(
+                bytes,
+                journal_max_bytes = cap,
+                "a snapshot takes more than a quarter of the journal's cap: the journal may \
+                 fill (the leader then steps down); raise streams.journal_max_bytes"
+            );
+        }
         Ok(())
     }
 
@@ -260,6 +218,9 @@ impl Leader {
     /// publications), so the next leader starts from a quiet journal.
     pub(super) async fn hand_over(&mut self, lease: &LeaseGuard) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // A snapshot being encoded is not worth waiting for: the next leader replays the
+        // events instead (and they can now be written).
+        self.snapshots.abandon();
         // Decisions held back for group commit are written first (their effects then run).
         self.record_published();
         while !self.pending.events.is_empty() && lease.is_valid() {
@@ -305,24 +266,5 @@ impl Leader {
             }
         }
         tracing::info!(epoch = self.epoch, "handed over");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_large_state_waits_for_more_events_before_its_snapshot() {
-        let settings = MasterConfig::default(); // every 50 000 events or 60 s
-        let mut snapshots = Snapshots::new(0, 1);
-        snapshots.written(60_000);
-        assert!(snapshots.should_write(&settings, 100), "a small state: every 50 000 events");
-        assert!(snapshots.should_write(&settings, 30_000), "60 000 ≥ 2 × 30 000");
-        assert!(!snapshots.should_write(&settings, 100_000), "100k held: 200 000 events");
-        snapshots.written(140_000);
-        assert!(snapshots.should_write(&settings, 100_000));
-        snapshots.wrote();
-        assert!(!snapshots.should_write(&settings, 100_000), "nothing written since");
     }
 }
