@@ -32,12 +32,15 @@ use tokio::net::TcpListener;
 
 pub use config::MasterSettings;
 pub use error::{Error, Result};
+use intake::IntakeConnection;
 use jetwork_shared::backoff::Backoff;
 use journal::ReplayError;
 use metrics::MasterMetrics;
 
 /// How often a candidate tries again a journal it refused to lead from.
 const BROKEN_RETRY: Duration = Duration::from_secs(10);
+/// The main connection's name unless `nats.name` says otherwise (the others add their role).
+const CONNECTION_NAME: &str = "jetwork-master";
 use leader::{Env, Exit};
 
 /// Runs a master candidate until `shutdown` resolves: stand by, win the lease, replay the
@@ -72,12 +75,20 @@ pub async fn run_with_listener(
     };
     tokio::pin!(shutdown);
     health.set_ready(false, "connecting to NATS");
-    // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it.
-    let (client, interruptions) = tokio::select! {
+    // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it. Three
+    // connections (see `leader::Env`): what anyone may send to the master arrives on one of
+    // its own, so a flood there can slow or cut only that one, never the journal and the
+    // lease on the main connection nor the queue readers on intake's.
+    let connected = async {
+        let client = connect::connect(&settings.nats, CONNECTION_NAME).await?;
+        let requests_nats = connect::for_role(&settings.nats, CONNECTION_NAME, "requests");
+        let requests = connect::connect(&requests_nats, CONNECTION_NAME).await?;
+        let intake = IntakeConnection::connect(&settings.nats, CONNECTION_NAME).await?;
+        Ok::<_, connect::ConnectError>((client, requests, intake))
+    };
+    let (client, requests, intake) = tokio::select! {
         _ = &mut shutdown => return Ok(()),
-        connected = connect::connect_watched(&settings.nats, "jetwork-master") => {
-            connected.map_err(jetwork_shared::Error::from)?
-        }
+        connected = connected => connected.map_err(jetwork_shared::Error::from)?,
     };
     health.connected(&client);
     health.set_ready(false, "setting up the streams and the lease bucket");
@@ -106,7 +117,7 @@ pub async fn run_with_listener(
     };
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let holder = format!("{}-{}", settings.master.id, &suffix[..8]);
-    let env = Env { client, js, settings, holder, interruptions, metrics };
+    let env = Env { client, js, settings, holder, intake, metrics, requests };
     let ttl = env.settings.master.lease_ttl;
     loop {
         tracing::info!(candidate = %env.holder, "standing by for the lease");

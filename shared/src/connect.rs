@@ -15,12 +15,17 @@
 //! flight to this client may have been lost (a reconnect, or a subscription the client library
 //! dropped messages for because it was not read fast enough). Core NATS does not redeliver,
 //! so anything that must not miss a message (the master's queue readers) re-reads from its
-//! last known position when the count moves.
+//! last known position when the count moves. The count covers every subscription of the
+//! connection: whatever must not be reset by a flood on some other subject needs a connection
+//! of its own (the master's intake has one). Dropped messages are logged at most once a
+//! second per connection, with the count left out, so a flood cannot flood the log too.
 
 mod denials;
 mod failure;
 
 use crate::backoff::Backoff;
+use crate::log_limit::LogLimit;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
@@ -67,6 +72,13 @@ impl Interruptions {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// `cfg` for one more connection of the same process, named `<cfg.name or default_name>-<role>`
+/// (so the server's connection list tells them apart); everything else is the same.
+pub fn for_role(cfg: &NatsConfig, default_name: &str, role: &str) -> NatsConfig {
+    let name = cfg.name.as_deref().unwrap_or(default_name);
+    NatsConfig { name: Some(format!("{name}-{role}")), ..cfg.clone() }
 }
 
 /// Connects to the servers in `cfg.url`, named `cfg.name` or else `default_name`. Waits for
@@ -141,15 +153,18 @@ async fn establish_reporting(
     let seed = preflight(cfg, &resolved).await.map_err(fail)?;
     let name = cfg.name.as_deref().unwrap_or(default_name);
     let (interrupted, interruptions) = watch::channel(0u64);
+    let drops = Arc::new(Mutex::new(LogLimit::default()));
 
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut reported: Option<(String, Instant)> = None;
     loop {
-        let options =
-            options(cfg, &resolved, name, seed.as_deref(), interrupted.clone(), denials.clone())
-                .await
-                .map_err(fail)?;
+        let events = Events {
+            interrupted: interrupted.clone(),
+            denials: denials.clone(),
+            drops: drops.clone(),
+        };
+        let options = options(cfg, &resolved, name, seed.as_deref(), events).await.map_err(fail)?;
         let err = match options.connect(servers.clone()).await {
             Ok(client) => {
                 if reported.is_some() {
@@ -232,20 +247,29 @@ async fn preflight(
     Ok(Some(seed.to_owned()))
 }
 
+/// What a connection's events are reported to.
+#[derive(Clone)]
+struct Events {
+    interrupted: watch::Sender<u64>,
+    denials: Denials,
+    /// Slow-subscription drops logged: anyone who may publish to a subscribed subject can
+    /// cause them by the thousand.
+    drops: Arc<Mutex<LogLimit>>,
+}
+
 /// The client library's options for one attempt.
 async fn options(
     cfg: &NatsConfig,
     resolved: &Resolved,
     name: &str,
     seed: Option<&str>,
-    interrupted: watch::Sender<u64>,
-    denials: Denials,
+    events: Events,
 ) -> Result<ConnectOptions, (Cause, String)> {
     let mut options = ConnectOptions::new()
         .name(name)
         .request_timeout(Some(cfg.request_timeout))
         .event_callback(move |event| {
-            let (interrupted, denials) = (interrupted.clone(), denials.clone());
+            let Events { interrupted, denials, drops } = events.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -254,8 +278,11 @@ async fn options(
                     }
                     async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
                     async_nats::Event::SlowConsumer(sid) => {
-                        tracing::warn!(sid, "messages dropped for a slow subscription");
                         interrupted.send_modify(|n| *n += 1);
+                        let allowed = drops.lock().unwrap_or_else(PoisonError::into_inner).allow();
+                        if let Some(suppressed) = allowed {
+                            tracing::warn!(sid, suppressed, "messages dropped for a slow subscription");
+                        }
                     }
                     // Permission violations and the like: an operator needs to see these.
                     async_nats::Event::ServerError(e) => {
