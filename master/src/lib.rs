@@ -41,6 +41,10 @@ use metrics::MasterMetrics;
 const BROKEN_RETRY: Duration = Duration::from_secs(10);
 /// The main connection's name unless `nats.name` says otherwise (the others add their role).
 const CONNECTION_NAME: &str = "jetwork-master";
+/// Messages each subscription of the requests connection (each endpoint, the priority notices)
+/// holds before the client library drops the excess: anyone may flood those subjects. Ample for
+/// honest traffic (a worker has at most its capacity of requests outstanding, and retries).
+const REQUEST_BACKLOG: usize = 8192;
 use leader::{Env, Exit};
 
 /// Runs a master candidate until `shutdown` resolves: stand by, win the lease, replay the
@@ -82,7 +86,8 @@ pub async fn run_with_listener(
     let connected = async {
         let client = connect::connect(&settings.nats, CONNECTION_NAME).await?;
         let requests_nats = connect::for_role(&settings.nats, CONNECTION_NAME, "requests");
-        let requests = connect::connect(&requests_nats, CONNECTION_NAME).await?;
+        let requests =
+            connect::connect_bounded(&requests_nats, CONNECTION_NAME, REQUEST_BACKLOG).await?;
         let intake = IntakeConnection::connect(&settings.nats, CONNECTION_NAME).await?;
         Ok::<_, connect::ConnectError>((client, requests, intake))
     };

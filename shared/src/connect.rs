@@ -108,7 +108,8 @@ pub async fn connect_with_denials(
     wait: Duration,
 ) -> Result<(async_nats::Client, Denials), ConnectError> {
     let denials = Denials::default();
-    let (client, _) = establish_reporting(cfg, default_name, Some(wait), denials.clone()).await?;
+    let (client, _) =
+        establish_reporting(cfg, default_name, Some(wait), denials.clone(), None).await?;
     Ok((client, denials))
 }
 
@@ -120,21 +121,36 @@ pub async fn connect_watched(
     establish(cfg, default_name, None).await
 }
 
+/// [`connect`], with at most `capacity` messages waiting in each subscription (instead of the
+/// client library's 65,536): for a connection whose subjects anyone may flood, so that what a
+/// flood piles up stays bounded. Beyond it the library drops that subscription's excess (an
+/// [`Interruptions`] of this connection only).
+pub async fn connect_bounded(
+    cfg: &NatsConfig,
+    default_name: &str,
+    capacity: usize,
+) -> Result<async_nats::Client, ConnectError> {
+    let denials = Denials::default();
+    Ok(establish_reporting(cfg, default_name, None, denials, Some(capacity)).await?.0)
+}
+
 /// Tries until connected, a permanent failure, or `wait` has passed.
 async fn establish(
     cfg: &NatsConfig,
     default_name: &str,
     wait: Option<Duration>,
 ) -> Result<(async_nats::Client, Interruptions), ConnectError> {
-    establish_reporting(cfg, default_name, wait, Denials::default()).await
+    establish_reporting(cfg, default_name, wait, Denials::default(), None).await
 }
 
-/// [`establish`], reporting the connection's permission violations to `denials`.
+/// [`establish`], reporting the connection's permission violations to `denials`, with
+/// `capacity` messages per subscription if given.
 async fn establish_reporting(
     cfg: &NatsConfig,
     default_name: &str,
     wait: Option<Duration>,
     denials: Denials,
+    capacity: Option<usize>,
 ) -> Result<(async_nats::Client, Interruptions), ConnectError> {
     let resolved = cfg.resolve().map_err(|e| ConnectError {
         url: redact_url(&cfg.url),
@@ -164,7 +180,11 @@ async fn establish_reporting(
             denials: denials.clone(),
             drops: drops.clone(),
         };
-        let options = options(cfg, &resolved, name, seed.as_deref(), events).await.map_err(fail)?;
+        let mut options =
+            options(cfg, &resolved, name, seed.as_deref(), events).await.map_err(fail)?;
+        if let Some(capacity) = capacity {
+            options = options.subscription_capacity(capacity);
+        }
         let err = match options.connect(servers.clone()).await {
             Ok(client) => {
                 if reported.is_some() {
@@ -265,23 +285,27 @@ async fn options(
     seed: Option<&str>,
     events: Events,
 ) -> Result<ConnectOptions, (Cause, String)> {
+    let name = name.to_owned();
     let mut options = ConnectOptions::new()
-        .name(name)
+        .name(&name)
         .request_timeout(Some(cfg.request_timeout))
         .event_callback(move |event| {
             let Events { interrupted, denials, drops } = events.clone();
+            let name = name.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
-                        tracing::debug!("connected to NATS");
+                        tracing::info!(connection = %name, "connected to NATS");
                         interrupted.send_modify(|n| *n += 1);
                     }
-                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(connection = %name, "disconnected from NATS")
+                    }
                     async_nats::Event::SlowConsumer(sid) => {
                         interrupted.send_modify(|n| *n += 1);
                         let allowed = drops.lock().unwrap_or_else(PoisonError::into_inner).allow();
                         if let Some(suppressed) = allowed {
-                            tracing::warn!(sid, suppressed, "messages dropped for a slow subscription");
+                            tracing::warn!(connection = %name, sid, suppressed, "messages dropped for a slow subscription");
                         }
                     }
                     // Permission violations and the like: an operator needs to see these.
