@@ -72,7 +72,8 @@ pub async fn run_with_listener(
     let (metrics, _server) = match listener {
         Some(listener) => {
             let (metrics, registry) = MasterMetrics::new();
-            let server = ObserveServer::spawn(listener, Arc::new(registry), health.clone());
+            let max = settings.master.http_max_connections;
+            let server = ObserveServer::spawn(listener, Arc::new(registry), health.clone(), max);
             (Some(metrics), Some(server))
         }
         None => (None, None),

@@ -2,7 +2,8 @@
 //! by the hundred thousand cost their own subscriptions some dropped messages and never make
 //! the queue readers doubt their deliveries (intake has a connection of its own); idle HTTP
 //! connections by the hundred cost the metrics listener and the dashboard no more than their
-//! connection cap, and a probe is still answered.
+//! connection cap (the excess is answered 503 and closed at once), the connections admitted
+//! are still served, and new ones are again once those close.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,8 +13,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_shared::{subjects, QueueName, WorkId};
 use jetwork_tests::nats_server::free_port;
-use jetwork_tests::{InProcess, Process, Scraper};
+use jetwork_tests::{wait_until, InProcess, Process, Scraper};
 use jetwork_worker::square;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const WITHIN: Duration = Duration::from_secs(120);
 
@@ -195,6 +198,105 @@ async fn floods_of_notices_and_requests_never_make_the_readers_read_again() -> a
     println!("frozen for {:?}; {overflowed} lines about dropped messages", resumed - froze);
     println!("during the floods, job delay (median, max): {:?}", delays(&acked));
     println!("after the freeze, job delay (median, max): {:?}", delays(&frozen));
+    run.stop().await;
+    Ok(())
+}
+
+/// Connections each listener serves at once in the test below.
+const CAP: usize = 8;
+/// Connections opened beyond the cap.
+const EXCESS: usize = 300;
+
+/// Sends one request on `stream` and reads the whole answer (the listeners close after it).
+async fn ask(stream: &mut TcpStream, path: &str, port: u16) -> anyhow::Result<String> {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    read_all(stream).await
+}
+
+/// Everything `stream` sends until it is closed, within 3 s (an admitted idle connection is
+/// only closed after 5 s, so a refusal is told apart from it).
+async fn read_all(stream: &mut TcpStream) -> anyhow::Result<String> {
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer))
+        .await
+        .map_err(|_| anyhow::anyhow!("nothing but silence for 3 s"))??;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// The open file descriptors of process `pid`.
+fn descriptors(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// Holds `CAP` idle connections to `port`, checks that `EXCESS` more are each answered 503 and
+/// closed at once (so they cost the process no descriptor), that a held one is still served,
+/// and that once they are closed a new connection is served again.
+async fn capped(name: &str, port: u16, pid: u32, path: &str) -> anyhow::Result<()> {
+    let before = descriptors(pid)?;
+    let mut held = Vec::new();
+    for _ in 0..CAP {
+        held.push(TcpStream::connect(("127.0.0.1", port)).await?);
+    }
+    // The listener accepts in the order connections arrive: once one beyond them is refused,
+    // all of them are admitted.
+    wait_until(&format!("{name}: a connection beyond the cap to be refused"), WITHIN, || async {
+        let Ok(mut extra) = TcpStream::connect(("127.0.0.1", port)).await else { return false };
+        read_all(&mut extra).await.is_ok_and(|a| a.starts_with("HTTP/1.1 503"))
+    })
+    .await?;
+    let mut excess = Vec::new();
+    for _ in 0..EXCESS {
+        excess.push(TcpStream::connect(("127.0.0.1", port)).await?);
+    }
+    for (i, stream) in excess.iter_mut().enumerate() {
+        let answer =
+            read_all(stream).await.map_err(|e| anyhow::anyhow!("{name}, excess {i}: {e}"))?;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{name}, excess {i}: {answer}");
+        assert!(answer.contains("too many connections"), "{name}: {answer}");
+    }
+    let during = descriptors(pid)?;
+    println!("{name}: {before} descriptors before, {during} with {CAP} held and {EXCESS} refused");
+    assert!(during <= before + CAP + 4, "{name}: {during} descriptors, {before} before");
+
+    let answer = ask(&mut held[0], path, port).await?;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{name}: an admitted connection is served: {answer}"
+    );
+    drop(held);
+    wait_until(&format!("{name}: a new connection to be served"), WITHIN, || async {
+        let Ok(mut probe) = TcpStream::connect(("127.0.0.1", port)).await else { return false };
+        ask(&mut probe, path, port).await.is_ok_and(|a| a.starts_with("HTTP/1.1 200"))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_listeners_serve_at_most_their_connection_cap() -> anyhow::Result<()> {
+    let run = InProcess::build().masters(&[]).start().await?;
+    let mut procs = run.procs()?;
+    let (metrics_port, dashboard_port) = (free_port()?, free_port()?);
+    procs
+        .set("JETWORK_MASTER__METRICS_LISTEN", &format!("127.0.0.1:{metrics_port}"))
+        .set("JETWORK_MASTER__HTTP_MAX_CONNECTIONS", &CAP.to_string());
+    let master = procs.master("m1")?;
+    run.await_leader("m1", WITHIN).await?;
+    let listen = format!("127.0.0.1:{dashboard_port}");
+    let cap = CAP.to_string();
+    let dashboard = procs.dashboard(&["--listen", &listen, "--max-connections", &cap])?;
+    wait_until("the dashboard to listen", WITHIN, || async {
+        TcpStream::connect(("127.0.0.1", dashboard_port)).await.is_ok()
+    })
+    .await?;
+
+    capped("metrics", metrics_port, master.pid(), "/healthz").await?;
+    capped("dashboard", dashboard_port, dashboard.pid(), "/style.css").await?;
+    for (name, logs) in [("metrics", master.logs()), ("dashboard", dashboard.logs())] {
+        let lines = logs.matches("too many connections at once").count();
+        assert!((1..=10).contains(&lines), "{name}: {lines} lines about refusals:\n{logs}");
+    }
     run.stop().await;
     Ok(())
 }
