@@ -33,6 +33,9 @@ pub struct FrontendConfig {
     /// Names the dashboard answers for besides what its listen address is reachable as
     /// (`jobs.example.com`, `proxy.internal:8443`): a reverse proxy's, the machine's.
     pub dashboard_allowed_hosts: Vec<String>,
+    /// Most connections the dashboard serves at once; beyond it a new one is answered 503 and
+    /// closed at once (`--max-connections` overrides it).
+    pub dashboard_max_connections: usize,
 }
 
 impl Default for FrontendConfig {
@@ -42,6 +45,7 @@ impl Default for FrontendConfig {
             submit_timeout: Duration::from_secs(60),
             retry_delay: Duration::from_secs(1),
             dashboard_allowed_hosts: Vec::new(),
+            dashboard_max_connections: 256,
         }
     }
 }
@@ -55,6 +59,10 @@ impl FrontendSettings {
         settings.nats.validate()?;
         settings.streams.validate()?;
         settings.frontend.dashboard_allowed_hosts()?;
+        if settings.frontend.dashboard_max_connections == 0 {
+            let why = "frontend.dashboard_max_connections must be at least 1";
+            return Err(ConfigError::Rule(why.to_owned()));
+        }
         Ok(settings)
     }
 }

@@ -193,6 +193,10 @@ enum Cmd {
         /// localhost, on loopback or a wildcard address) is always allowed.
         #[arg(long = "allowed-host", value_name = "HOST[:PORT]")]
         allowed_hosts: Vec<AllowedHost>,
+        /// Most connections served at once; beyond it a new one is answered 503 and closed
+        /// (default: `frontend.dashboard_max_connections`, 256).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: Option<u32>,
     },
 }
 
@@ -417,7 +421,14 @@ async fn main() -> anyhow::Result<()> {
             let name = ScheduleName::parse(&name).context("invalid schedule name")?;
             println!("{}", client.schedule_rm(&name).await?.message);
         }
-        Cmd::Dashboard { listen, refresh, history, allow_actions, allowed_hosts } => {
+        Cmd::Dashboard {
+            listen,
+            refresh,
+            history,
+            allow_actions,
+            allowed_hosts,
+            max_connections,
+        } => {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -426,8 +437,15 @@ async fn main() -> anyhow::Result<()> {
             println!("dashboard on http://{addr}/");
             let mut allowed = settings.frontend.dashboard_allowed_hosts()?;
             allowed.extend(allowed_hosts);
-            let options =
-                DashboardOptions { refresh, history, allow_actions, allowed_hosts: allowed };
+            let max_connections =
+                max_connections.map_or(settings.frontend.dashboard_max_connections, |n| n as usize);
+            let options = DashboardOptions {
+                refresh,
+                history,
+                allow_actions,
+                allowed_hosts: allowed,
+                max_connections,
+            };
             tokio::select! {
                 served = dashboard::serve(client, listener, options) => served?,
                 () = jetwork_shared::shutdown::shutdown_signal() => {}

@@ -137,6 +137,10 @@ pub struct MasterConfig {
     /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz` (e.g.
     /// `0.0.0.0:9100`); none when absent (the default).
     pub metrics_listen: Option<SocketAddr>,
+    /// Most connections the `metrics_listen` listener serves at once; beyond it a new one is
+    /// answered 503 and closed at once (anyone who reaches it could otherwise hold idle
+    /// connections until the process runs out of file descriptors).
+    pub http_max_connections: usize,
     /// Most recurring schedules at once (adding one more is refused with 503).
     pub max_schedules: u32,
     /// Largest payload a recurring schedule may submit with each tick, in bytes.
@@ -208,6 +212,7 @@ impl Default for MasterConfig {
             max_batch: 1024,
             max_inflight_writes: 64,
             metrics_listen: None,
+            http_max_connections: 256,
             max_schedules: 1_000,
             max_schedule_payload: 64 * 1024,
             schedule_min_interval: Duration::from_secs(1),
@@ -255,6 +260,7 @@ impl MasterSettings {
             "master.worker_timeout must be at least 200ms",
         )?;
         rule(m.max_attempts >= 1, "master.max_attempts must be at least 1")?;
+        rule(m.http_max_connections >= 1, "master.http_max_connections must be at least 1")?;
         rule(!m.tick_interval.is_zero(), "master.tick_interval must be positive")?;
         rule(m.max_grant >= 1, "master.max_grant must be at least 1")?;
         rule(

@@ -16,11 +16,23 @@
 //! simply continues after it. The reader therefore checks every delivery against the
 //! consumer's own count of deliveries (`consumer_sequence`, which grows by exactly one per
 //! message sent to us), asks the server how many it delivered whenever a pull ends short,
-//! and watches the connection for [`Interruptions`]. On any doubt it drops the consumer and
-//! starts a new one right after the last submission it actually passed on. Each submission
+//! and watches its connection for [`Interruptions`]. On any doubt it drops the consumer and
+//! starts a new one right after the last submission it actually passed on (counted in
+//! `jetwork_master_intake_rereads_total`). Each submission
 //! it passes on carries `after`, the previous one it passed on (or the position it started
 //! from), and the engine only moves a queue's cursor along that unbroken chain (see
 //! `Submission::after`), so even a reader bug cannot skip work silently.
+//!
+//! **A connection of its own.** The readers and the out-of-turn reads use the master's intake
+//! connection ([`IntakeConnection`], `<nats.name>-intake` in the server's connection list),
+//! not the one that carries the endpoints, the priority notices, the journal and the lease.
+//! Its only subscriptions are the readers' pull inboxes (each pull asks for at most
+//! [`MAX_PULL`] messages, far below the client library's per-subscription buffer) and the
+//! replies to out-of-turn reads, so its [`Interruptions`] are its own reconnects: a flood of
+//! status requests or notices, which makes the client library drop messages of *those*
+//! subscriptions on the other connection, no longer makes every reader abandon its consumer
+//! and back off. What a reader must not miss still only reaches it through its own
+//! connection, so every way a delivery can be lost is still watched.
 //!
 //! **One route into the engine.** Whether a stored message comes from a queue's consumer or is
 //! read out of turn by its sequence (a priority jump, [`out_of_turn_reader`]), it becomes a
@@ -38,9 +50,11 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_shared::backoff::Backoff;
-use jetwork_shared::connect::Interruptions;
+use jetwork_shared::config::NatsConfig;
+use jetwork_shared::connect::{self, ConnectError, Interruptions};
 use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::{headers, subjects, QueueName, Unavailable};
+use prometheus_client::metrics::counter::Counter;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -123,12 +137,51 @@ pub struct QueueReader {
     stop: CancellationToken,
 }
 
+/// The master's intake connection: the queue readers and the out-of-turn reads, and nothing
+/// else, so that its [`Interruptions`] are intake's own (see the module's docs). Opened once
+/// per master process with the same settings as its main connection; clones share it.
+#[derive(Clone)]
+pub struct IntakeConnection {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub interruptions: Interruptions,
+}
+
+impl IntakeConnection {
+    /// Connects with `nats` (waiting for the server like the main connection), named
+    /// `<nats.name or default_name>-intake`.
+    pub async fn connect(nats: &NatsConfig, default_name: &str) -> Result<Self, ConnectError> {
+        let settings = connect::for_role(nats, default_name, "intake");
+        let (client, interruptions) = connect::connect_watched(&settings, default_name).await?;
+        let js = connect::jetstream(&client, &settings);
+        Ok(IntakeConnection { client, js, interruptions })
+    }
+}
+
 /// What a reader needs from the leader.
 #[derive(Clone)]
 pub struct ReaderEnv {
     pub js: jetstream::Context,
     pub interruptions: Interruptions,
     pub tx: mpsc::UnboundedSender<Delivery>,
+    /// Counts each time a reader doubts its deliveries and reads again, when metrics are on.
+    pub rereads: Option<Counter>,
+}
+
+impl ReaderEnv {
+    /// Readers on `intake`, sending what they read to `tx`.
+    pub fn new(
+        intake: &IntakeConnection,
+        tx: mpsc::UnboundedSender<Delivery>,
+        rereads: Option<Counter>,
+    ) -> Self {
+        ReaderEnv {
+            js: intake.js.clone(),
+            interruptions: intake.interruptions.clone(),
+            tx,
+            rereads,
+        }
+    }
 }
 
 impl QueueReader {
@@ -248,6 +301,9 @@ impl Reader {
                 match broken {
                     None => backoff.reset(),
                     Some(why) => {
+                        if let Some(rereads) = &self.env.rereads {
+                            rereads.inc();
+                        }
                         tracing::warn!(
                             queue = %self.queue,
                             next_seq = position.next_seq,

@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 
 pub use config::MasterSettings;
 pub use error::{Error, Result};
+use intake::IntakeConnection;
 use jetwork_shared::backoff::Backoff;
 use journal::ReplayError;
 use metrics::MasterMetrics;
@@ -40,6 +41,12 @@ use readiness::Readiness;
 
 /// How often a candidate tries again a journal it refused to lead from.
 const BROKEN_RETRY: Duration = Duration::from_secs(10);
+/// The main connection's name unless `nats.name` says otherwise (the others add their role).
+const CONNECTION_NAME: &str = "jetwork-master";
+/// Messages each subscription of the requests connection (each endpoint, the priority notices)
+/// holds before the client library drops the excess: anyone may flood those subjects. Ample for
+/// honest traffic (a worker has at most its capacity of requests outstanding, and retries).
+const REQUEST_BACKLOG: usize = 8192;
 use leader::{Env, Exit};
 
 /// Runs a master candidate until `shutdown` resolves: stand by, win the lease, replay the
@@ -67,7 +74,8 @@ pub async fn run_with_listener(
     let (metrics, _server) = match listener {
         Some(listener) => {
             let (metrics, registry) = MasterMetrics::new();
-            let server = ObserveServer::spawn(listener, Arc::new(registry), health.clone());
+            let max = settings.master.http_max_connections;
+            let server = ObserveServer::spawn(listener, Arc::new(registry), health.clone(), max);
             (Some(metrics), Some(server))
         }
         None => (None, None),
@@ -75,12 +83,21 @@ pub async fn run_with_listener(
     let readiness = Readiness::new(health.clone());
     tokio::pin!(shutdown);
     readiness.phase(false, "connecting to NATS");
-    // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it.
-    let (client, interruptions) = tokio::select! {
+    // Connecting waits for a server that is not up yet: a shutdown meanwhile ends it. Three
+    // connections (see `leader::Env`): what anyone may send to the master arrives on one of
+    // its own, so a flood there can slow or cut only that one, never the journal and the
+    // lease on the main connection nor the queue readers on intake's.
+    let connected = async {
+        let client = connect::connect(&settings.nats, CONNECTION_NAME).await?;
+        let requests_nats = connect::for_role(&settings.nats, CONNECTION_NAME, "requests");
+        let requests =
+            connect::connect_bounded(&requests_nats, CONNECTION_NAME, REQUEST_BACKLOG).await?;
+        let intake = IntakeConnection::connect(&settings.nats, CONNECTION_NAME).await?;
+        Ok::<_, connect::ConnectError>((client, requests, intake))
+    };
+    let (client, requests, intake) = tokio::select! {
         _ = &mut shutdown => return Ok(()),
-        connected = connect::connect_watched(&settings.nats, "jetwork-master") => {
-            connected.map_err(jetwork_shared::Error::from)?
-        }
+        connected = connected => connected.map_err(jetwork_shared::Error::from)?,
     };
     health.connected(&client);
     readiness.phase(false, "setting up the streams and the lease bucket");
@@ -116,7 +133,7 @@ pub async fn run_with_listener(
     };
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let holder = format!("{}-{}", settings.master.id, &suffix[..8]);
-    let env = Env { client, js, settings, holder, interruptions, metrics, readiness };
+    let env = Env { client, js, settings, holder, intake, metrics, readiness, requests };
     let ttl = env.settings.master.lease_ttl;
     let mut journal_retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     loop {

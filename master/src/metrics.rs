@@ -38,14 +38,17 @@ pub enum BadMessage {
     StatusBusy,
     /// A stored submission whose headers could not be read (rejected).
     UnreadableSubmission,
+    /// A request left unanswered: too many answers were on their way (a flood).
+    Unanswered,
 }
 
 impl BadMessage {
-    const ALL: [BadMessage; 4] = [
+    const ALL: [BadMessage; 5] = [
         BadMessage::UndecodableRequest,
         BadMessage::UnreadableStatusQuery,
         BadMessage::StatusBusy,
         BadMessage::UnreadableSubmission,
+        BadMessage::Unanswered,
     ];
 
     fn label(self) -> &'static str {
@@ -54,6 +57,7 @@ impl BadMessage {
             BadMessage::UnreadableStatusQuery => "unreadable_status_query",
             BadMessage::StatusBusy => "status_busy",
             BadMessage::UnreadableSubmission => "unreadable_submission",
+            BadMessage::Unanswered => "unanswered",
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct MasterMetrics {
     pub worker_slots_free: Gauge,
     pub queues_unlisted: Gauge,
     pub queues: QueueFamilies,
+    /// Times a queue reader doubted its deliveries and read its queue again (process series).
+    pub intake_rereads: Counter,
 }
 
 /// The per-queue families (leader series).
@@ -191,6 +197,7 @@ impl MasterMetrics {
             worker_slots_free: Gauge::default(),
             queues_unlisted: Gauge::default(),
             queues: QueueFamilies::new(),
+            intake_rereads: Counter::default(),
         };
         // Every reason is listed from the start (at 0), so a rate over it is defined.
         for reason in BadMessage::ALL {
@@ -248,6 +255,12 @@ impl MasterMetrics {
             "jetwork_master_queues_unlisted",
             "Queues beyond master.max_served_queues whose series are not exported (leader only)",
             m.queues_unlisted.clone(),
+        );
+        r.register(
+            "jetwork_master_intake_rereads",
+            "Times a queue reader doubted its deliveries (its connection reconnected, a delivery \
+             went missing) and read the queue again from its position",
+            m.intake_rereads.clone(),
         );
         let q = &m.queues;
         r.register(

@@ -15,12 +15,17 @@
 //! flight to this client may have been lost (a reconnect, or a subscription the client library
 //! dropped messages for because it was not read fast enough). Core NATS does not redeliver,
 //! so anything that must not miss a message (the master's queue readers) re-reads from its
-//! last known position when the count moves.
+//! last known position when the count moves. The count covers every subscription of the
+//! connection: whatever must not be reset by a flood on some other subject needs a connection
+//! of its own (the master's intake has one). Dropped messages are logged at most once a
+//! second per connection, with the count left out, so a flood cannot flood the log too.
 
 mod denials;
 mod failure;
 
 use crate::backoff::Backoff;
+use crate::log_limit::LogLimit;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
@@ -69,6 +74,13 @@ impl Interruptions {
     }
 }
 
+/// `cfg` for one more connection of the same process, named `<cfg.name or default_name>-<role>`
+/// (so the server's connection list tells them apart); everything else is the same.
+pub fn for_role(cfg: &NatsConfig, default_name: &str, role: &str) -> NatsConfig {
+    let name = cfg.name.as_deref().unwrap_or(default_name);
+    NatsConfig { name: Some(format!("{name}-{role}")), ..cfg.clone() }
+}
+
 /// Connects to the servers in `cfg.url`, named `cfg.name` or else `default_name`. Waits for
 /// the first connection as long as the causes of failure are transient; fails at once on a
 /// permanent one.
@@ -96,7 +108,8 @@ pub async fn connect_with_denials(
     wait: Duration,
 ) -> Result<(async_nats::Client, Denials), ConnectError> {
     let denials = Denials::default();
-    let (client, _) = establish_reporting(cfg, default_name, Some(wait), denials.clone()).await?;
+    let (client, _) =
+        establish_reporting(cfg, default_name, Some(wait), denials.clone(), None).await?;
     Ok((client, denials))
 }
 
@@ -108,21 +121,36 @@ pub async fn connect_watched(
     establish(cfg, default_name, None).await
 }
 
+/// [`connect`], with at most `capacity` messages waiting in each subscription (instead of the
+/// client library's 65,536): for a connection whose subjects anyone may flood, so that what a
+/// flood piles up stays bounded. Beyond it the library drops that subscription's excess (an
+/// [`Interruptions`] of this connection only).
+pub async fn connect_bounded(
+    cfg: &NatsConfig,
+    default_name: &str,
+    capacity: usize,
+) -> Result<async_nats::Client, ConnectError> {
+    let denials = Denials::default();
+    Ok(establish_reporting(cfg, default_name, None, denials, Some(capacity)).await?.0)
+}
+
 /// Tries until connected, a permanent failure, or `wait` has passed.
 async fn establish(
     cfg: &NatsConfig,
     default_name: &str,
     wait: Option<Duration>,
 ) -> Result<(async_nats::Client, Interruptions), ConnectError> {
-    establish_reporting(cfg, default_name, wait, Denials::default()).await
+    establish_reporting(cfg, default_name, wait, Denials::default(), None).await
 }
 
-/// [`establish`], reporting the connection's permission violations to `denials`.
+/// [`establish`], reporting the connection's permission violations to `denials`, with
+/// `capacity` messages per subscription if given.
 async fn establish_reporting(
     cfg: &NatsConfig,
     default_name: &str,
     wait: Option<Duration>,
     denials: Denials,
+    capacity: Option<usize>,
 ) -> Result<(async_nats::Client, Interruptions), ConnectError> {
     let resolved = cfg.resolve().map_err(|e| ConnectError {
         url: redact_url(&cfg.url),
@@ -141,15 +169,22 @@ async fn establish_reporting(
     let seed = preflight(cfg, &resolved).await.map_err(fail)?;
     let name = cfg.name.as_deref().unwrap_or(default_name);
     let (interrupted, interruptions) = watch::channel(0u64);
+    let drops = Arc::new(Mutex::new(LogLimit::default()));
 
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let mut reported: Option<(String, Instant)> = None;
     loop {
-        let options =
-            options(cfg, &resolved, name, seed.as_deref(), interrupted.clone(), denials.clone())
-                .await
-                .map_err(fail)?;
+        let events = Events {
+            interrupted: interrupted.clone(),
+            denials: denials.clone(),
+            drops: drops.clone(),
+        };
+        let mut options =
+            options(cfg, &resolved, name, seed.as_deref(), events).await.map_err(fail)?;
+        if let Some(capacity) = capacity {
+            options = options.subscription_capacity(capacity);
+        }
         let err = match options.connect(servers.clone()).await {
             Ok(client) => {
                 if reported.is_some() {
@@ -232,30 +267,46 @@ async fn preflight(
     Ok(Some(seed.to_owned()))
 }
 
+/// What a connection's events are reported to.
+#[derive(Clone)]
+struct Events {
+    interrupted: watch::Sender<u64>,
+    denials: Denials,
+    /// Slow-subscription drops logged: anyone who may publish to a subscribed subject can
+    /// cause them by the thousand.
+    drops: Arc<Mutex<LogLimit>>,
+}
+
 /// The client library's options for one attempt.
 async fn options(
     cfg: &NatsConfig,
     resolved: &Resolved,
     name: &str,
     seed: Option<&str>,
-    interrupted: watch::Sender<u64>,
-    denials: Denials,
+    events: Events,
 ) -> Result<ConnectOptions, (Cause, String)> {
+    let name = name.to_owned();
     let mut options = ConnectOptions::new()
-        .name(name)
+        .name(&name)
         .request_timeout(Some(cfg.request_timeout))
         .event_callback(move |event| {
-            let (interrupted, denials) = (interrupted.clone(), denials.clone());
+            let Events { interrupted, denials, drops } = events.clone();
+            let name = name.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
-                        tracing::debug!("connected to NATS");
+                        tracing::info!(connection = %name, "connected to NATS");
                         interrupted.send_modify(|n| *n += 1);
                     }
-                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(connection = %name, "disconnected from NATS")
+                    }
                     async_nats::Event::SlowConsumer(sid) => {
-                        tracing::warn!(sid, "messages dropped for a slow subscription");
                         interrupted.send_modify(|n| *n += 1);
+                        let allowed = drops.lock().unwrap_or_else(PoisonError::into_inner).allow();
+                        if let Some(suppressed) = allowed {
+                            tracing::warn!(connection = %name, sid, suppressed, "messages dropped for a slow subscription");
+                        }
                     }
                     // Permission violations and the like: an operator needs to see these.
                     async_nats::Event::ServerError(e) => {

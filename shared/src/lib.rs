@@ -13,6 +13,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod connect;
+pub mod connection_cap;
 pub mod error;
 pub mod headers;
 pub mod job_options;

@@ -13,10 +13,14 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber with `default` as the filter when `RUST_LOG` is unset
-/// (`info` for services, `warn` for one-shot commands), writing `format`. Later calls do
-/// nothing.
+/// (`info` for services, `warn` for one-shot commands; the client library at `warn` in either
+/// case), writing `format`. Later calls do nothing.
 pub fn init(default: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // The NATS client library logs every connection event at info, one line per message it
+    // drops for a slow subscription: anyone who floods a subscribed subject would flood the
+    // log. Its warnings still show; jetwork logs the events that matter itself (`connect.rs`).
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},async_nats=warn")));
     match format {
         LogFormat::Text => {
             // Colour only on a terminal, so log files stay greppable.

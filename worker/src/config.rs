@@ -58,6 +58,9 @@ pub struct WorkerConfig {
     /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz`; none when
     /// absent (the default).
     pub metrics_listen: Option<SocketAddr>,
+    /// Most connections the `metrics_listen` listener serves at once; beyond it a new one is
+    /// answered 503 and closed at once.
+    pub http_max_connections: usize,
     /// An `exec` command exiting with this status fails its job at once, without more
     /// attempts (bad input, a permanent refusal). Every other failure is retried.
     pub non_retryable_exit_code: Option<i32>,
@@ -78,6 +81,7 @@ impl Default for WorkerConfig {
             exec: None,
             forward: None,
             metrics_listen: None,
+            http_max_connections: 256,
             non_retryable_exit_code: None,
         }
     }
@@ -123,6 +127,9 @@ impl WorkerSettings {
         self.streams.validate()?;
         let w = &self.worker;
         let rule = |text: String| ConfigError::Rule(text);
+        if w.http_max_connections == 0 {
+            return Err(rule("worker.http_max_connections must be at least 1".into()));
+        }
         if w.concurrency == 0 || w.concurrency > 10_000 {
             return Err(rule(format!(
                 "worker.concurrency must be 1..=10000, not {}",

@@ -96,7 +96,8 @@ pub async fn run_with_listener<H: Handler>(
         Some(listener) => {
             let (metrics, registry) =
                 metrics::WorkerMetrics::new(&queues, settings.worker.concurrency);
-            let server = ObserveServer::spawn(listener, Arc::new(registry), health.clone());
+            let max = settings.worker.http_max_connections;
+            let server = ObserveServer::spawn(listener, Arc::new(registry), health.clone(), max);
             (Some(metrics), Some(server))
         }
         None => (None, None),

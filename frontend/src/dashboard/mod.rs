@@ -17,7 +17,7 @@
 //! Invariants: a page view never causes a request to the master (the overview is the last
 //! sample), so any number of open browsers costs the system one status request per `refresh`;
 //! a job page costs one job request and one direct get. Everything kept is bounded (samples, failures, charted
-//! queues). Every request must name the dashboard in its `Host` ([`AllowedHosts`]: what it is
+//! queues), and so are the connections served at once (`--max-connections`, beyond it 503). Every request must name the dashboard in its `Host` ([`AllowedHosts`]: what it is
 //! reachable as, plus the operator's `--allowed-host` names), so a site that points its own
 //! name at the dashboard (DNS rebinding) reads nothing. It is **read-only** unless started
 //! with `--allow-actions`; even then an action must come as a POST from a page of an allowed
@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jetwork_shared::clock::now_ms;
+use jetwork_shared::connection_cap::ConnectionCap;
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::{subjects, QueueName, WorkId};
@@ -70,6 +71,8 @@ pub struct DashboardOptions {
     /// Names it answers for besides what its listen address is reachable as (a reverse
     /// proxy's name, the machine's name when it listens on a wildcard address).
     pub allowed_hosts: Vec<AllowedHost>,
+    /// Most connections served at once (see [`ConnectionCap`]).
+    pub max_connections: usize,
 }
 
 impl Default for DashboardOptions {
@@ -79,6 +82,7 @@ impl Default for DashboardOptions {
             history: Duration::from_secs(600),
             allow_actions: false,
             allowed_hosts: Vec::new(),
+            max_connections: 256,
         }
     }
 }
@@ -220,14 +224,18 @@ async fn collect_failures(dashboard: Arc<Dashboard>, mut results: async_nats::Su
 }
 
 /// Accepts connections, each answered on a task of its own.
+/// At most `options.max_connections` at once: beyond it, one is answered 503 and closed.
 async fn accept(dashboard: Arc<Dashboard>, listener: TcpListener) {
+    let cap = ConnectionCap::new(dashboard.options.max_connections, "dashboard");
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(permit) = cap.admit(&stream) else { continue };
                 let dashboard = dashboard.clone();
                 tokio::spawn(async move {
                     let answered = answer(&dashboard, stream, peer);
                     let _ = tokio::time::timeout(http::READ_TIMEOUT * 4, answered).await;
+                    drop(permit);
                 });
             }
             // Out of file descriptors and the like: pause rather than spin.

@@ -70,14 +70,14 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use jetwork_shared::clock::now_ms;
-use jetwork_shared::connect::{self, Interruptions};
+use jetwork_shared::connect;
 use jetwork_shared::{subjects, QueueName, Unavailable, WorkId};
 use tokio::sync::mpsc;
 
 use crate::backlog::Unread;
 use crate::config::MasterSettings;
 use crate::core::{Command, Engine, Event, JournalBatch, Output};
-use crate::intake::Delivery;
+use crate::intake::{Delivery, IntakeConnection, ReaderEnv};
 use crate::integrity::Observation;
 use crate::journal::{Journal, JournalError, Replayed};
 use crate::lease::LeaseGuard;
@@ -109,6 +109,13 @@ pub enum Exit {
 }
 
 /// What the leader needs from its surroundings.
+///
+/// Three NATS connections, one per kind of traffic, so that a flood of what anyone may send
+/// costs only the connection it arrives on: `client` (the journal, the lease, publications,
+/// reads: nothing anyone else can send to), `requests` (the endpoints and the priority
+/// notices: anyone with publish rights can flood them; the client library then drops the
+/// excess of that subscription, or the server cuts that connection if it falls too far behind)
+/// and `intake` (the queue readers, which must see every delivery).
 #[derive(Clone)]
 pub struct Env {
     pub client: async_nats::Client,
@@ -116,12 +123,14 @@ pub struct Env {
     pub settings: MasterSettings,
     /// This candidate's unique name (in the lease, logs and status).
     pub holder: String,
-    /// Moments the connection may have lost messages in flight (the queue readers re-read).
-    pub interruptions: Interruptions,
+    /// The connection the queue readers and out-of-turn reads use, and nothing else.
+    pub intake: IntakeConnection,
     /// The candidate's metrics, when they are on.
     pub metrics: Option<MasterMetrics>,
     /// What the candidate's `/readyz` says (a journal write going through is news to it).
     pub readiness: Readiness,
+    /// The connection the endpoints and the priority notices are received on.
+    pub requests: async_nats::Client,
 }
 
 /// Messages from tasks the leader spawned.
@@ -262,7 +271,11 @@ impl Leader {
             journal,
             publications: Publications::new(connect::jetstream(&env.client, &env.settings.nats)),
             submissions: Submitter::new(connect::jetstream(&env.client, &env.settings.nats)),
-            readers: Readers::new(env.js.clone(), env.interruptions.clone(), intake_tx.clone()),
+            readers: Readers::new(ReaderEnv::new(
+                &env.intake,
+                intake_tx.clone(),
+                env.metrics.as_ref().map(|m| m.intake_rereads.clone()),
+            )),
             snapshots: Snapshots::new(replayed.events, replayed.from_seq),
             env: env.clone(),
             epoch,
@@ -274,9 +287,9 @@ impl Leader {
             upkeep: Upkeep::default(),
             observer,
             intake_rx,
-            _scout: Scout::spawn(env.client.clone(), sightings_tx),
+            _scout: Scout::spawn(env.requests.clone(), sightings_tx),
             sightings_rx,
-            jumps: crate::intake::out_of_turn_reader(env.client.clone(), intake_tx.clone()),
+            jumps: crate::intake::out_of_turn_reader(env.intake.client.clone(), intake_tx.clone()),
             internal_tx,
             internal_rx,
             deposed: None,
@@ -529,7 +542,7 @@ impl Leader {
             }
             service::Endpoint::Job => return self.requests.job(request, state, &self.env.js),
             service::Endpoint::Jobs => return self.requests.list(request, state, &self.env.js),
-            service::Endpoint::Schedules => return Requests::schedules(request, state),
+            service::Endpoint::Schedules => return self.requests.schedules(request, state),
             _ => {}
         }
         if let Some(command) = self.requests.decode(kind, request, now_ms()).await {

@@ -17,13 +17,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use async_nats::jetstream;
-use jetwork_shared::connect::Interruptions;
 use jetwork_shared::QueueName;
-use tokio::sync::mpsc;
 
 use crate::core::{upkeep, Engine};
-use crate::intake::{Delivery, QueueReader, ReaderEnv};
+use crate::intake::{QueueReader, ReaderEnv};
 
 /// Submissions a purging queue's reader may have asked for at once.
 const PURGE_READ: u64 = 256;
@@ -40,18 +37,9 @@ pub struct Readers {
 }
 
 impl Readers {
-    /// No readers yet; those started will send their submissions to `tx`.
-    pub fn new(
-        js: jetstream::Context,
-        interruptions: Interruptions,
-        tx: mpsc::UnboundedSender<Delivery>,
-    ) -> Self {
-        Readers {
-            by_queue: BTreeMap::new(),
-            env: ReaderEnv { js, interruptions, tx },
-            generations: 0,
-            held: BTreeSet::new(),
-        }
+    /// No readers yet; those started will read with `env`.
+    pub fn new(env: ReaderEnv) -> Self {
+        Readers { by_queue: BTreeMap::new(), env, generations: 0, held: BTreeSet::new() }
     }
 
     /// Starts readers for the queues workers serve, and those with purged submissions still

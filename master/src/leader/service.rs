@@ -38,6 +38,8 @@ use crate::{housekeeping, jobs};
 const STATUS_IN_FLIGHT: usize = 2;
 /// Read-only views of jobs (one job, a listing) worked on at once (each reads the results stream).
 const VIEWS_IN_FLIGHT: usize = 16;
+/// Answers on their way at once (each a task of its own, see [`Requests::answer`]).
+const ANSWERS_IN_FLIGHT: usize = 128;
 
 /// Which endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +104,7 @@ pub async fn start(
     metadata.insert("epoch".to_owned(), epoch.to_string());
     metadata.insert("leader".to_owned(), env.holder.clone());
     let service = env
-        .client
+        .requests
         .service_builder()
         .description("jetwork master (the elected leader)")
         .metadata(metadata)
@@ -146,7 +148,10 @@ pub struct Requests {
     last: RequestId,
     status_in_flight: Arc<AtomicUsize>,
     views_in_flight: Arc<AtomicUsize>,
+    answers_in_flight: Arc<AtomicUsize>,
     bad: LogLimit,
+    /// Requests dropped unanswered: a flood causes them by the thousand.
+    unanswered: LogLimit,
     /// Where refused messages are counted, when metrics are on.
     metrics: Option<MasterMetrics>,
 }
@@ -157,8 +162,8 @@ impl Requests {
         Requests { metrics, ..Requests::default() }
     }
 
-    /// The command a request asks for; `None` if it could not be decoded (it has been
-    /// answered 400 with the reason). The request waits here for its reply.
+    /// The command a request asks for; `None` if it could not be decoded (it is answered 400
+    /// with the reason, see [`Requests::answer`]). The request waits here for its reply.
     pub async fn decode(
         &mut self,
         kind: Endpoint,
@@ -223,9 +228,7 @@ impl Requests {
                 if let Some(suppressed) = self.bad.allow() {
                     tracing::warn!(endpoint = ?kind, subject = %request.message.subject, error = %e, suppressed, "bad request");
                 }
-                let error =
-                    service::error::Error { status: format!("bad request: {e}"), code: 400 };
-                let _ = request.respond(Err(error)).await;
+                self.answer(request, Err((400, format!("bad request: {e}"))));
                 None
             }
         }
@@ -242,10 +245,10 @@ impl Requests {
     pub fn job(&mut self, request: Request, state: &State, js: &jetstream::Context) {
         let asked = match json::<JobRequest>(&request.message.payload) {
             Ok(asked) => asked,
-            Err(e) => return answer(request, Err((400, format!("bad request: {e}")))),
+            Err(e) => return self.answer(request, Err((400, format!("bad request: {e}")))),
         };
         if let Some(info) = state.job(&asked.work_id) {
-            return answer(request, Ok(serde_json::to_vec(&info)));
+            return self.answer(request, Ok(serde_json::to_vec(&info)));
         }
         let js = js.clone();
         self.off_loop(request, async move {
@@ -273,7 +276,7 @@ impl Requests {
     ) {
         if self.views_in_flight.load(Ordering::Relaxed) >= VIEWS_IN_FLIGHT {
             let busy = "busy: too many job lookups at once; retry shortly".to_owned();
-            return answer(request, Err((503, busy)));
+            return self.answer(request, Err((503, busy)));
         }
         let in_flight = self.views_in_flight.clone();
         in_flight.fetch_add(1, Ordering::Relaxed);
@@ -289,12 +292,12 @@ impl Requests {
     pub fn list(&mut self, request: Request, state: &State, js: &jetstream::Context) {
         let query = match json::<JobsQuery>(&request.message.payload) {
             Ok(query) => query,
-            Err(e) => return answer(request, Err((400, format!("bad request: {e}")))),
+            Err(e) => return self.answer(request, Err((400, format!("bad request: {e}")))),
         };
         if query.state == Some(JobState::Rejected) {
             let why = "rejected submissions are not listed here: they are stored on \
                        jetwork.rejected.<queue>.<seq> in JETWORK_RESULTS";
-            return answer(request, Err((400, why.to_owned())));
+            return self.answer(request, Err((400, why.to_owned())));
         }
         let limit = query.limit();
         let in_flight = query.state.is_none_or(|s| !s.is_final());
@@ -304,7 +307,8 @@ impl Requests {
         };
         let finished = query.state.is_none_or(JobState::is_final);
         if !finished || jobs.len() >= limit {
-            return answer(request, Ok(serde_json::to_vec(&JobsPage { jobs, truncated: false })));
+            let page = JobsPage { jobs, truncated: false };
+            return self.answer(request, Ok(serde_json::to_vec(&page)));
         }
         let js = js.clone();
         self.off_loop(request, async move {
@@ -332,11 +336,7 @@ impl Requests {
         if self.status_in_flight.load(Ordering::Relaxed) >= STATUS_IN_FLIGHT {
             self.count(BadMessage::StatusBusy);
             let status = "busy: too many status requests at once; retry shortly".to_owned();
-            let error = service::error::Error { status, code: 503 };
-            tokio::spawn(async move {
-                let _ = request.respond(Err(error)).await;
-            });
-            return;
+            return self.answer(request, Err((503, status)));
         }
         // An empty body asks for the first page with default limits (`nats req ... ''`);
         // anything else must be a readable query, or the asker would get a page it did not
@@ -350,11 +350,7 @@ impl Requests {
                 Err(e) => {
                     self.count(BadMessage::UnreadableStatusQuery);
                     let status = format!("bad request: the status query is not readable: {e}");
-                    let error = service::error::Error { status, code: 400 };
-                    tokio::spawn(async move {
-                        let _ = request.respond(Err(error)).await;
-                    });
-                    return;
+                    return self.answer(request, Err((400, status)));
                 }
             }
         };
@@ -379,9 +375,31 @@ impl Requests {
 impl Requests {
     /// The schedules, from the state (answered in a task: the loop never waits on a
     /// requester). The body is ignored.
-    pub fn schedules(request: Request, state: &State) {
+    pub fn schedules(&mut self, request: Request, state: &State) {
         let schedules = state.schedules.iter().map(|(name, s)| s.info(name)).collect();
-        answer(request, Ok(serde_json::to_vec(&SchedulesPage { schedules })));
+        self.answer(request, Ok(serde_json::to_vec(&SchedulesPage { schedules })));
+    }
+
+    /// Answers in a task, so the loop never waits on a requester. With [`ANSWERS_IN_FLIGHT`]
+    /// of them on their way already (requests arriving faster than their answers go out: a
+    /// flood), the request is dropped unanswered instead, counted and logged at most once a
+    /// second; its requester times out. A task for each request of a flood would queue every
+    /// other task of the loop's thread behind them, the journal's acknowledgements included.
+    fn answer(&mut self, request: Request, reply: Answer) {
+        if self.answers_in_flight.load(Ordering::Relaxed) >= ANSWERS_IN_FLIGHT {
+            self.count(BadMessage::Unanswered);
+            if let Some(suppressed) = self.unanswered.allow() {
+                let subject = &request.message.subject;
+                tracing::warn!(%subject, suppressed, "too many answers on their way; a request is left unanswered");
+            }
+            return;
+        }
+        let in_flight = self.answers_in_flight.clone();
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            answer_now(request, reply).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 }
 
@@ -437,11 +455,6 @@ fn json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
 
 /// What an off-loop request is answered with: a JSON body, or an error code and reason.
 type Answer = Result<Result<Vec<u8>, serde_json::Error>, (usize, String)>;
-
-/// Answers in a task, so the loop never waits on a requester.
-fn answer(request: Request, reply: Answer) {
-    tokio::spawn(answer_now(request, reply));
-}
 
 async fn answer_now(request: Request, reply: Answer) {
     let reply = match reply {

@@ -5,8 +5,10 @@
 //! Deliberately minimal, since it only ever answers probes and scrapers: HTTP/1.0-style, one
 //! request per connection (`Connection: close`), GET or HEAD only, the request head read up to
 //! [`MAX_HEAD`] bytes within [`READ_TIMEOUT`] (a slow or hostile client costs one task, bounded
-//! in time and memory), no request body. Each connection runs in a task of its own, so the
-//! process's main loop never waits on a scraper; encoding the registry reads atomics only.
+//! in time and memory), no request body, and at most `http_max_connections` connections at
+//! once (a [`ConnectionCap`]: beyond it a connection is answered 503 and closed at once). Each
+//! connection runs in a task of its own, so the process's main loop never waits on a scraper;
+//! encoding the registry reads atomics only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::Health;
+use crate::connection_cap::ConnectionCap;
 
 /// Longest request head read.
 const MAX_HEAD: usize = 8 * 1024;
@@ -38,13 +41,21 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 impl ObserveServer {
     /// Serves `registry` and `health` on `listener` until the returned server is dropped.
-    pub fn spawn(listener: TcpListener, registry: Arc<Registry>, health: Health) -> Self {
+    /// At most `max_connections` are served at once (see [`ConnectionCap`]).
+    pub fn spawn(
+        listener: TcpListener,
+        registry: Arc<Registry>,
+        health: Health,
+        max_connections: usize,
+    ) -> Self {
         let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tracing::info!(%addr, max_connections, "serving /metrics, /healthz and /readyz");
+        let cap = ConnectionCap::new(max_connections, "metrics");
         let task = tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
+                        let Some(permit) = cap.admit(&stream) else { continue };
                         let (registry, health) = (registry.clone(), health.clone());
                         tokio::spawn(async move {
                             let _ = tokio::time::timeout(
@@ -52,6 +63,7 @@ impl ObserveServer {
                                 serve(stream, &registry, &health),
                             )
                             .await;
+                            drop(permit);
                         });
                     }
                     // Out of file descriptors and the like: pause rather than spin.
