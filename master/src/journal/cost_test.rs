@@ -43,6 +43,7 @@ fn running() -> State {
         state.apply(&Event::WorkerRegistered {
             worker: worker.clone(),
             session: Token::from_u128(1),
+            login: None,
             queues: vec![queue.clone()],
             capacity: 1000,
             at: 1_000,
