@@ -111,6 +111,37 @@ pub async fn last_sequence(js: &jetstream::Context, stream: &str) -> Result<u64,
     Ok(stream.cached_info().state.last_sequence)
 }
 
+/// The first submission of each of `queues` still stored in `JETWORK_SUBMIT` (`None`: none),
+/// as the stream's leader answers (a direct get may be answered by a replica that is behind,
+/// and "nothing stored" is what lets a queue be forgotten); a queue whose read fails is left
+/// out: nothing is concluded from a failure.
+pub async fn first_stored(
+    js: &jetstream::Context,
+    queues: Vec<(QueueName, u64)>,
+) -> Vec<(QueueName, Option<u64>)> {
+    // JetStream's "no message found".
+    const NO_MESSAGE: u64 = 10037;
+    let mut found = Vec::with_capacity(queues.len());
+    for (queue, _cursor) in queues {
+        let body =
+            serde_json::json!({ "seq": 1, "next_by_subj": subjects::submissions_of(&queue) });
+        let reply: Result<serde_json::Value, _> =
+            js.request(format!("STREAM.MSG.GET.{}", subjects::SUBMIT_STREAM), &body).await;
+        let first = match reply {
+            Ok(reply) if reply["error"]["err_code"].as_u64() == Some(NO_MESSAGE) => Some(None),
+            Ok(reply) => reply["message"]["seq"].as_u64().map(Some),
+            Err(e) => {
+                tracing::debug!(%queue, error = %e, "cannot tell what the queue still stores");
+                None
+            }
+        };
+        if let Some(first) = first {
+            found.push((queue, first));
+        }
+    }
+    found
+}
+
 /// Purges finished submissions: for each queue, every message below
 /// `min(floor, first message younger than horizon)`.
 pub async fn purge_submissions(

@@ -27,7 +27,7 @@
 //! connection ([`IntakeConnection`], `<nats.name>-intake` in the server's connection list),
 //! not the one that carries the endpoints, the priority notices, the journal and the lease.
 //! Its only subscriptions are the readers' pull inboxes (each pull asks for at most
-//! [`MAX_PULL`] messages, far below the client library's per-subscription buffer) and the
+//! `MAX_PULL` messages, far below the client library's per-subscription buffer) and the
 //! replies to out-of-turn reads, so its [`Interruptions`] are its own reconnects: a flood of
 //! status requests or notices, which makes the client library drop messages of *those*
 //! subscriptions on the other connection, no longer makes every reader abandon its consumer

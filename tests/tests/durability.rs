@@ -163,3 +163,55 @@ async fn finished_work_and_old_journal_history_are_purged() -> anyhow::Result<()
     again.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_nobody_serves_any_more_is_forgotten_and_read_afresh_when_served_again(
+) -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        for streams in
+            [&mut fast.master.streams, &mut fast.frontend.streams, &mut fast.worker.streams]
+        {
+            streams.dedup_horizon = Duration::from_secs(1);
+        }
+    })
+    .await?;
+    let client = run.client.clone();
+    let temp = QueueName::parse("temp")?;
+    let serve_temp = |s: &mut jetwork_worker::WorkerSettings| s.worker.queues = vec!["temp".into()];
+    let listed = |temp: &QueueName| {
+        let client = client.clone();
+        let temp = temp.clone();
+        async move { client.status().await.is_ok_and(|s| s.queues.iter().any(|q| q.queue == temp)) }
+    };
+    let first = run.worker_with("w1", serve_temp, square);
+    let mut ids = Vec::new();
+    for n in 1..=3u32 {
+        let id = WorkId::parse(&format!("t{n}"))?;
+        client.submit(&temp, Some(id.clone()), Bytes::from(n.to_string())).await?;
+        ids.push(id);
+    }
+    run.completed(&ids, Duration::from_secs(30)).await?;
+    assert!(listed(&temp).await, "a served queue is listed");
+
+    tracing::info!("--- nobody serves it, its finished submissions are purged: it is forgotten");
+    first.crash();
+    wait_until("the idle queue to be forgotten", Duration::from_secs(60), || async {
+        !listed(&temp).await
+    })
+    .await?;
+
+    tracing::info!("--- served again, only what is new runs: nothing is read twice");
+    let _second = run.worker_with("w2", serve_temp, square);
+    let again = WorkId::parse("t4")?;
+    client.submit(&temp, Some(again.clone()), Bytes::from_static(b"4")).await?;
+    run.completed(std::slice::from_ref(&again), Duration::from_secs(30)).await?;
+    let audit = run.audit().await?;
+    for id in ids.iter().chain([&again]) {
+        assert_eq!(audit.results[id].len(), 1, "{id} ran once");
+    }
+    let status = client.status().await?;
+    let queue = status.queues.iter().find(|q| q.queue == temp).expect("served again: listed");
+    assert_eq!((queue.completed, queue.pending), (1, 0), "counted afresh: {queue:?}");
+    run.stop().await;
+    Ok(())
+}

@@ -73,6 +73,10 @@ pub enum Command {
     /// The master's own submissions (ticks, retries) of these work ids are durably stored in
     /// `JETWORK_SUBMIT`.
     SubmissionsStored { work_ids: Vec<WorkId> },
+    /// The first submission still stored in `JETWORK_SUBMIT` of each queue
+    /// [`Engine::forgettable_queues`](super::Engine::forgettable_queues) named (`None`: none):
+    /// those still idle, with nothing stored at or below their cursor, are forgotten.
+    QueuesStored { first_stored: Vec<(QueueName, Option<u64>)>, now: Millis },
 }
 
 impl Command {
@@ -94,7 +98,8 @@ impl Command {
             | Command::Pause { now, .. }
             | Command::Resume { now, .. }
             | Command::ScheduleAdd { now, .. }
-            | Command::ScheduleRemove { now, .. } => Some(*now),
+            | Command::ScheduleRemove { now, .. }
+            | Command::QueuesStored { now, .. } => Some(*now),
             Command::Published { .. } | Command::SubmissionsStored { .. } => None,
         }
     }

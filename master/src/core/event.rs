@@ -177,6 +177,10 @@ pub enum Event {
     /// `through_seq` and read from now on is not run but finished as `cancelled` (the held
     /// items were cancelled by the `WorkCancelled` events before this one).
     QueuePurged { queue: QueueName, through_seq: u64, at: Millis },
+    /// A queue nobody serves, with nothing in flight and none of its submissions stored at or
+    /// below its cursor any more, was forgotten: its cursor, counters and marks go (a later
+    /// reader starts it afresh). Format 6.
+    QueueForgotten { queue: QueueName, at: Millis },
 }
 
 /// The payload of one `jetwork.journal.events` message.

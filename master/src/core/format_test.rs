@@ -152,8 +152,12 @@ fn events() -> Vec<(&'static str, Event)> {
             "PendingDropped",
             Event::PendingDropped { work_id: id(), reason: "gone".into(), at: 1_016 },
         ),
+        // Format 6 (with `WorkerRegistered.login` above).
+        ("QueueForgotten", Event::QueueForgotten { queue: q(), at: 1_017 }),
     ]
 }
+
+const FORMAT_6_KINDS: [&str; 1] = ["QueueForgotten"];
 
 const FORMAT_5_KINDS: [&str; 3] = ["SubmissionsStored", "RetryDecided", "PendingDropped"];
 
@@ -212,13 +216,15 @@ fn events_of(format: u32) -> Vec<(&'static str, Event)> {
     if format >= 6 {
         return events();
     }
-    // Format 5 had no worker logins.
-    let events = events().into_iter().map(|(name, mut event)| {
-        if let Event::WorkerRegistered { login, .. } = &mut event {
-            *login = None;
-        }
-        (name, event)
-    });
+    // Format 5 had no worker logins nor forgotten queues.
+    let events = events().into_iter().filter(|(name, _)| !FORMAT_6_KINDS.contains(name)).map(
+        |(name, mut event)| {
+            if let Event::WorkerRegistered { login, .. } = &mut event {
+                *login = None;
+            }
+            (name, event)
+        },
+    );
     if format == 5 {
         return events.collect();
     }

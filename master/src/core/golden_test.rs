@@ -63,6 +63,8 @@
 //! - `floors`: how far each queue's submissions may be purged (`upkeep::purge_floors`)
 //! - `credits [prefetch=<n>] [outstanding=<n>]`: what each served queue's reader may pull
 //!   (`upkeep::read_ahead`)
+//! - `forgettable`: the idle queues the engine would have the runtime look at (with their
+//!   cursors); `stored <queue>=<first stored seq>|none…`: what the runtime found for them
 //! - `reading <queue>…`: the items of each queue waiting out a delay or back-off, those in all,
 //!   and whether its reader may read (`Engine::may_read`)
 //!
@@ -705,6 +707,29 @@ impl goldenscript::Runner for Runner {
                 }
                 s
             }
+            // `forgettable`: the queues the engine would have the runtime look at;
+            // `stored q=none r=7`: what it found (the first submission still stored).
+            "forgettable" => {
+                let mut s = String::new();
+                for (queue, cursor) in self.engine.forgettable_queues() {
+                    let _ = writeln!(s, "forgettable {queue} cursor={cursor}");
+                }
+                if s.is_empty() {
+                    s.push_str("nothing forgettable\n");
+                }
+                s
+            }
+            "stored" => {
+                let mut first_stored = Vec::new();
+                while let Some((queue, value)) = args.next_key() {
+                    let first = match value {
+                        "none" => None,
+                        seq => Some(seq.parse()?),
+                    };
+                    first_stored.push((QueueName::parse(queue)?, first));
+                }
+                self.run_command(Command::QueuesStored { first_stored, now: self.now })?
+            }
             "reading" => {
                 let mut s = String::new();
                 while let Some(queue) = args.next_pos() {
@@ -820,6 +845,7 @@ fn render_event(event: &Event) -> String {
         }
         Event::QueuePaused { queue, .. } => format!("QueuePaused {queue}"),
         Event::QueueResumed { queue, .. } => format!("QueueResumed {queue}"),
+        Event::QueueForgotten { queue, at } => format!("QueueForgotten {queue} at={at}"),
         Event::QueuePurged { queue, through_seq, .. } => {
             format!("QueuePurged {queue} through_seq={through_seq}")
         }

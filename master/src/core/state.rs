@@ -539,6 +539,9 @@ impl State {
             Event::QueueResumed { queue, .. } => {
                 self.queues.entry(queue.clone()).or_default().paused = false;
             }
+            Event::QueueForgotten { queue, .. } => {
+                self.queues.remove(queue);
+            }
             Event::QueuePurged { queue, through_seq, .. } => {
                 let q = self.queues.entry(queue.clone()).or_default();
                 q.purged_through = q.purged_through.max(*through_seq);

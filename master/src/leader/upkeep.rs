@@ -6,11 +6,12 @@
 
 use std::time::Instant;
 
+use jetwork_shared::clock::now_ms;
 use jetwork_shared::Unavailable;
 use tokio::task::JoinHandle;
 
 use super::{Internal, Leader};
-use crate::core::upkeep;
+use crate::core::{upkeep, Command};
 use crate::housekeeping;
 use crate::integrity::{self, Observation};
 
@@ -43,7 +44,8 @@ impl Upkeep {
 }
 
 impl Leader {
-    /// Every `purge_interval`, unless one is still running: purges what the floors allow.
+    /// Every `purge_interval`, unless one is still running: purges what the floors allow,
+    /// then looks for the idle queues the engine may forget (see `engine/forgetting.rs`).
     pub(super) fn maybe_purge(&mut self) {
         let due = self.upkeep.last_purge.elapsed() >= self.env.settings.master.purge_interval;
         let running = self.upkeep.purging.as_ref().is_some_and(|task| !task.is_finished());
@@ -55,10 +57,21 @@ impl Leader {
         let js = self.env.js.clone();
         let streams = self.env.settings.streams.clone();
         let snapshot = self.snapshots.purge_floor();
+        let forgettable = self.engine.forgettable_queues();
+        let internal = self.internal_tx.clone();
         self.upkeep.purging = Some(tokio::spawn(async move {
             housekeeping::purge_submissions(&js, floors, streams.dedup_horizon).await;
             let (retention, cap) = (streams.journal_retention, streams.journal_max_bytes);
             housekeeping::purge_journal(&js, snapshot, retention, cap).await;
+            if forgettable.is_empty() {
+                return;
+            }
+            let first_stored = housekeeping::first_stored(&js, forgettable).await;
+            if !first_stored.is_empty() {
+                let now = now_ms();
+                let _ =
+                    internal.send(Internal::Command(Command::QueuesStored { first_stored, now }));
+            }
         }));
     }
 

@@ -29,6 +29,7 @@
 mod admin;
 mod dispatch;
 mod expiry;
+mod forgetting;
 mod intake;
 mod outcomes;
 mod schedules;
@@ -174,6 +175,7 @@ impl Engine {
                 self.schedule_remove(request, name, now)
             }
             Command::SubmissionsStored { work_ids } => self.submissions_stored(work_ids),
+            Command::QueuesStored { first_stored, now } => self.forget_queues(first_stored, now),
         }
         if let Some(now) = now {
             self.serve_parked(now);
