@@ -2,8 +2,9 @@
 //! workers (spoken by hand from this process, like workers in another language) register for
 //! the benchmark queue and then heartbeat every `worker.register_interval` (10 s by default,
 //! spread evenly over it, as independent processes would); the leader's CPU is measured over
-//! `--idle-window` with none registered and with all of them, and reported as a share of one
-//! core, also per 1,000 workers.
+//! `--idle-window` with none registered and with all of them (after a heartbeat period, or the
+//! window if shorter, for the registrations to settle), and reported as a share of one core,
+//! also per 1,000 workers.
 
 use std::time::Duration;
 
@@ -57,14 +58,15 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
         for chunk in workers.chunks(per_step.max(1)).cycle() {
             next += step;
             tokio::time::sleep_until(next).await;
-            for w in chunk {
-                // Fire and forget as far as the measurement goes; a refusal would show as a
-                // worker missing from the status below.
-                let _ = w.register_for(vec![bench_queue()], 4).await;
-            }
+            // At once, as independent workers would; a refusal shows as a worker missing from
+            // the status below.
+            let beats = chunk.iter().map(|w| w.register_for(vec![bench_queue()], 4));
+            let _ = futures::future::join_all(beats).await;
         }
     };
     let measured = async {
+        // The registrations' own journal writes (and a snapshot after them) settle first.
+        tokio::time::sleep(HEARTBEAT.min(o.idle_window)).await;
         let share = core_share(leader.pid(), o.idle_window).await?;
         let status = cluster.status().await.context("the leader's status")?;
         anyhow::Ok((share, status.workers_total))
