@@ -43,8 +43,9 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::{
-    Command, Effect, Event, GrantWindows, Liveness, LoginCounts, Millis, Policy, PublicationKey,
-    RateLimits, Reply, ReplyError, RequestId, RunningCounts, Serving, State, WaitingCounts, Worker,
+    Command, Effect, Event, FreeSlots, GrantWindows, Liveness, LoginCounts, Millis, Policy,
+    PublicationKey, RateLimits, Reply, ReplyError, RequestId, RunningCounts, Serving, State,
+    WaitingCounts, Worker,
 };
 use admin::Asked;
 
@@ -86,6 +87,9 @@ pub struct Engine {
     /// How many attempts each worker may hold as far as its track record goes (soft: a new
     /// leader starts every worker afresh; see `grant_window.rs`).
     windows: GrantWindows,
+    /// Free slots per queue and in all (derived from the state and the windows, kept in
+    /// step by `emit` and the window changes; see `free_slots.rs`).
+    free: FreeSlots,
     /// When each worker was last heard from (soft: see `liveness.rs`).
     liveness: Liveness,
     /// Start rates used per queue (soft: a new leader starts with full buckets).
@@ -107,12 +111,13 @@ pub(super) struct Parked {
 impl Engine {
     /// An engine over a replayed (or empty) state.
     pub fn new(state: State, policy: Policy) -> Self {
-        Engine {
+        let mut engine = Engine {
             serving: Serving::of(&state),
             running: RunningCounts::of(&state, &policy),
             waiting: WaitingCounts::of(&state),
             logins: LoginCounts::of(&state),
             windows: GrantWindows::default(),
+            free: FreeSlots::default(),
             liveness: Liveness::default(),
             rates: RateLimits::default(),
             state,
@@ -122,7 +127,9 @@ impl Engine {
             tokens: ChaCha20Rng::from_seed([0; 32]),
             lookups: BTreeMap::new(),
             out: Output::default(),
-        }
+        };
+        engine.free = engine.count_free_slots();
+        engine
     }
 
     /// The current state, including the effect of events not yet journaled.
@@ -186,6 +193,25 @@ impl Engine {
     /// Records an event: applies it, queues it for the journal, and queues the publication
     /// it calls for, if any.
     pub(super) fn emit(&mut self, event: Event) {
+        // The worker whose free slots the event may change: out before it, in after it.
+        let slots_of = match &event {
+            Event::WorkerRegistered { worker, .. }
+            | Event::WorkerLost { worker, .. }
+            | Event::WorkStarted { worker, .. } => Some(worker.clone()),
+            Event::WorkRequeued { work_id, .. }
+            | Event::WorkCompleted { work_id, .. }
+            | Event::WorkFailed { work_id, .. }
+            | Event::WorkCancelled { work_id, .. } => self
+                .state
+                .work
+                .get(work_id)
+                .and_then(|w| w.running.as_ref())
+                .map(|r| r.worker.clone()),
+            _ => None,
+        };
+        if let Some(worker) = &slots_of {
+            self.slots_out(worker);
+        }
         // The index follows registrations and losses: out with the old queues, in with new.
         if let Event::WorkerRegistered { worker, .. } | Event::WorkerLost { worker, .. } = &event {
             if let Some(w) = self.state.workers.get(worker) {
@@ -225,6 +251,9 @@ impl Engine {
         if let Event::WorkerRegistered { worker, queues, login, .. } = &event {
             self.serving.add(worker, queues);
             self.logins.add(login.as_ref());
+        }
+        if let Some(worker) = &slots_of {
+            self.slots_in(worker);
         }
         let key = match &event {
             Event::WorkCompleted { work_id, .. }
@@ -269,14 +298,37 @@ impl Engine {
     /// Free slots of all workers serving `queue` (a worker serving several queues counts for
     /// each: an upper bound used to decide how far to read ahead).
     pub fn free_slots(&self, queue: &QueueName) -> u64 {
-        let serving = self.serving.workers(queue);
-        let free = serving.filter_map(|id| Some(self.free_of(id, self.state.workers.get(id)?)));
-        free.map(u64::from).sum()
+        self.free.get(queue)
     }
 
     /// Free slots of all workers.
     pub fn free_slots_total(&self) -> u64 {
-        self.state.workers.iter().map(|(id, w)| u64::from(self.free_of(id, w))).sum()
+        self.free.total()
+    }
+
+    /// Takes `worker`'s free slots out of the counts (before a change to them).
+    fn slots_out(&mut self, worker: &WorkerId) {
+        if let Some(w) = self.state.workers.get(worker) {
+            let free = self.free_of(worker, w);
+            self.free.remove(&w.queues, free);
+        }
+    }
+
+    /// Puts `worker`'s free slots back into the counts (after a change to them).
+    fn slots_in(&mut self, worker: &WorkerId) {
+        if let Some(w) = self.state.workers.get(worker) {
+            let free = self.free_of(worker, w);
+            self.free.add(&w.queues, free);
+        }
+    }
+
+    /// The counts of free slots, recomputed from the state and the windows.
+    fn count_free_slots(&self) -> FreeSlots {
+        let mut free = FreeSlots::default();
+        for (id, w) in &self.state.workers {
+            free.add(&w.queues, self.free_of(id, w));
+        }
+        free
     }
 
     /// Attempts worker `id` may hold at once: the least of the capacity it declared, its
@@ -316,14 +368,18 @@ impl Engine {
         let Some(w) = self.state.workers.get(worker) else { return };
         let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
         let ceiling = w.capacity.min(self.policy.max_slots_of(w.login.as_ref()));
+        self.slots_out(worker);
         self.windows.grow(worker, held, self.policy.initial_window, ceiling);
+        self.slots_in(worker);
     }
 
     /// An attempt on `worker` missed its deadline: its window halves.
     pub(super) fn deadline_missed(&mut self, worker: &WorkerId) {
         let Some(w) = self.state.workers.get(worker) else { return };
         let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
+        self.slots_out(worker);
         self.windows.shrink(worker, held, self.policy.initial_window);
+        self.slots_in(worker);
     }
 
     /// Checks that the index of who serves what matches the state (the tests call it after
@@ -333,7 +389,12 @@ impl Engine {
         self.serving.check(&self.state)?;
         self.running.check(&self.state)?;
         self.waiting.check(&self.state)?;
-        self.logins.check(&self.state)
+        self.logins.check(&self.state)?;
+        let counted = self.count_free_slots();
+        match counted == self.free {
+            true => Ok(()),
+            false => Err(format!("free slots {:?}, counted {counted:?}", self.free)),
+        }
     }
 
     /// Whether `queue`'s reader may read more of its submissions: not while the queue, or all
@@ -378,6 +439,7 @@ impl Engine {
         self.parked.clear();
         self.lookups.clear();
         self.windows.clear();
+        self.free = self.count_free_slots();
         self.liveness.clear();
         let grace_until = now.saturating_add(self.policy.takeover_grace);
         // Recorded once (the runtime always reads `submitted_through`): a journal nobody led

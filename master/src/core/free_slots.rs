@@ -1,0 +1,80 @@
+//! [`FreeSlots`]: the free slots of the workers serving each queue, and of all workers, kept
+//! in step with every change instead of summed over the workers: the readers ask for them
+//! after every batch of commands (to read ahead what the workers can take), and with 10,000
+//! registered workers a sum per batch was most of what idle workers cost the leader.
+//!
+//! Derived, never journaled: built from the state (and the engine's grant windows), then
+//! moved by the engine around each event and window change that can change a worker's free
+//! slots (see `Engine::emit`). Invariant (checked by `Engine::check_index` in the golden and
+//! property tests): each count equals the sum of `Engine::free_of` over the workers it covers.
+
+use std::collections::HashMap;
+
+use jetwork_shared::QueueName;
+
+/// Free slots by queue served, and in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FreeSlots {
+    by_queue: HashMap<QueueName, u64>,
+    total: u64,
+}
+
+impl FreeSlots {
+    /// A worker serving `queues` gained `free` free slots.
+    pub fn add(&mut self, queues: &[QueueName], free: u32) {
+        if free == 0 {
+            return;
+        }
+        self.total += u64::from(free);
+        for queue in queues {
+            *self.by_queue.entry(queue.clone()).or_default() += u64::from(free);
+        }
+    }
+
+    /// A worker serving `queues` lost `free` free slots.
+    pub fn remove(&mut self, queues: &[QueueName], free: u32) {
+        if free == 0 {
+            return;
+        }
+        self.total = self.total.saturating_sub(u64::from(free));
+        for queue in queues {
+            if let Some(count) = self.by_queue.get_mut(queue) {
+                *count = count.saturating_sub(u64::from(free));
+                if *count == 0 {
+                    self.by_queue.remove(queue);
+                }
+            }
+        }
+    }
+
+    /// Free slots of the workers serving `queue`.
+    pub fn get(&self, queue: &QueueName) -> u64 {
+        self.by_queue.get(queue).copied().unwrap_or(0)
+    }
+
+    /// Free slots of all workers.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_follow_what_workers_gain_and_lose() {
+        let (a, b) = (QueueName::parse("a").unwrap(), QueueName::parse("b").unwrap());
+        let mut free = FreeSlots::default();
+        free.add(&[a.clone(), b.clone()], 4);
+        free.add(std::slice::from_ref(&a), 2);
+        assert_eq!((free.get(&a), free.get(&b), free.total()), (6, 4, 6));
+        free.remove(&[a.clone(), b.clone()], 4);
+        assert_eq!((free.get(&a), free.get(&b), free.total()), (2, 0, 2));
+        assert_eq!(free, {
+            let mut expected = FreeSlots::default();
+            expected.add(&[a], 2);
+            expected
+        });
+    }
+}
