@@ -213,10 +213,12 @@ impl Engine {
             self.slots_out(worker);
         }
         // The index follows registrations and losses: out with the old queues, in with new.
+        let mut left_queues = Vec::new();
         if let Event::WorkerRegistered { worker, .. } | Event::WorkerLost { worker, .. } = &event {
             if let Some(w) = self.state.workers.get(worker) {
                 self.serving.remove(worker, &w.queues);
                 self.logins.remove(w.login.as_ref());
+                left_queues = w.queues.clone();
             }
         }
         if let Event::WorkerLost { worker, .. } = &event {
@@ -254,6 +256,12 @@ impl Engine {
         }
         if let Some(worker) = &slots_of {
             self.slots_in(worker);
+        }
+        // A queue nobody serves any more leaves the free-slot counts (it would be 0 anyway).
+        for queue in left_queues {
+            if self.serving.workers(&queue).next().is_none() {
+                self.free.forget(&queue);
+            }
         }
         let key = match &event {
             Event::WorkCompleted { work_id, .. }
@@ -391,7 +399,7 @@ impl Engine {
         self.waiting.check(&self.state)?;
         self.logins.check(&self.state)?;
         let counted = self.count_free_slots();
-        match counted == self.free {
+        match counted.same_as(&self.free) {
             true => Ok(()),
             false => Err(format!("free slots {:?}, counted {counted:?}", self.free)),
         }
