@@ -29,11 +29,14 @@ impl Engine {
     /// Queues that could be forgotten if the stream holds none of their submissions at or
     /// below their cursor: at most `MAX_FORGET_PER_ROUND` (64), with their cursors.
     pub fn forgettable_queues(&self) -> Vec<(QueueName, u64)> {
+        // The queues' own records first: only if some queue is idle are the items looked at
+        // (a scan of everything in flight, once per purge round at most).
+        let mut idle = self.state.queues.iter().filter(|(queue, _)| self.idle(queue)).peekable();
+        if idle.peek().is_none() {
+            return Vec::new();
+        }
         let busy = self.queues_with_items();
-        self.state
-            .queues
-            .iter()
-            .filter(|(queue, _)| !busy.contains(queue) && self.idle(queue))
+        idle.filter(|(queue, _)| !busy.contains(*queue))
             .take(MAX_FORGET_PER_ROUND)
             .map(|(queue, q)| (queue.clone(), q.cursor))
             .collect()
