@@ -35,6 +35,8 @@ use crate::readiness::Readiness;
 /// Pauses before retrying a renewal that failed: soon, since the lease's validity runs out.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_millis(500);
+/// Deletes tried when giving the lease up, each after re-reading the key's revision.
+const RELEASE_ATTEMPTS: usize = 3;
 
 /// How long before the server-side expiry the holder stops trusting its lease.
 pub fn safety_margin(ttl: Duration) -> Duration {
@@ -95,6 +97,9 @@ pub struct Lease {
     revision: u64,
     epoch: u64,
     timer: LeaseTimer,
+    /// When the first renewal since the last confirmed one was sent: if one of them landed
+    /// unseen, the server's expiry runs from no earlier than this.
+    unconfirmed_since: Option<Instant>,
 }
 
 impl Lease {
@@ -117,6 +122,7 @@ impl Lease {
             revision,
             epoch: revision,
             timer: LeaseTimer::new(sent, ttl),
+            unconfirmed_since: None,
         };
         // Write the epoch into the value at once: until then nobody can confirm this leader.
         // A failure here is like a failed renewal: the lease may still be ours, and the
@@ -135,27 +141,37 @@ impl Lease {
     /// Extends the lease with a compare-and-set on the current revision.
     pub async fn renew(&mut self) -> Result<(), LeaseError> {
         let sent = Instant::now();
+        let unconfirmed_since = *self.unconfirmed_since.get_or_insert(sent);
         let value = lease_value(&self.holder, self.epoch);
         match self.kv.update(LEASE_KEY, value, self.revision).await {
             Ok(revision) => {
                 self.revision = revision;
                 self.timer.renewed(sent);
+                self.unconfirmed_since = None;
                 Ok(())
             }
             Err(e) if e.kind() == UpdateErrorKind::TimedOut => {
                 Err(LeaseError::Unavailable(e.to_string()))
             }
             Err(e) => {
-                // A wrong revision may be our own earlier renewal that timed out but landed:
-                // if the key still names us, adopt its revision (without extending validity).
+                // A wrong revision may be our own earlier renewal whose reply was lost: if the
+                // key names us at a newer revision, one of the renewals sent since the last
+                // confirmed one landed, so the server's expiry runs from no earlier than the
+                // first of them. Adopt its revision and count it as renewed then.
                 match self.kv.entry(LEASE_KEY).await {
-                    Ok(Some(entry))
-                        if entry.operation == Operation::Put
-                            && serde_json::from_slice::<LeaseHolder>(&entry.value)
-                                .is_ok_and(|v| v.holder == self.holder) =>
-                    {
+                    Ok(Some(entry)) if self.names_us(&entry) && entry.revision > self.revision => {
                         self.revision = entry.revision;
-                        Err(LeaseError::Unavailable(format!("renewal raced itself: {e}")))
+                        self.timer.renewed(unconfirmed_since);
+                        self.unconfirmed_since = None;
+                        tracing::debug!(
+                            epoch = self.epoch,
+                            revision = entry.revision,
+                            "a renewal whose reply was lost had landed"
+                        );
+                        Ok(())
+                    }
+                    Ok(Some(entry)) if self.names_us(&entry) => {
+                        Err(LeaseError::Unavailable(format!("renewal failed: {e}")))
                     }
                     Ok(_) => Err(LeaseError::Lost(e.to_string())),
                     Err(read) => Err(LeaseError::Unavailable(format!("{e}; then {read}"))),
@@ -170,13 +186,46 @@ impl Lease {
     }
 
     /// Gives the lease up at once (a standby watching the key takes over immediately).
-    pub async fn release(&self) {
-        match self.kv.delete_expect_revision(LEASE_KEY, Some(self.revision)).await {
-            Ok(()) => tracing::info!(epoch = self.epoch, "lease released"),
-            Err(e) => {
-                tracing::warn!(epoch = self.epoch, error = %e, "could not release the lease; it will expire")
+    ///
+    /// The delete is a compare-and-set on the revision this holder last knew. That revision
+    /// is stale when a renewal landed but its reply was lost (a blip of the link): then the
+    /// key is re-read, and if it still names this holder it is deleted at the revision read.
+    /// The compare-and-set keeps this safe whatever the read returns: a stale read, or a key
+    /// someone else has taken since, makes the delete fail, never remove another's lease.
+    pub async fn release(&mut self) {
+        for _ in 0..RELEASE_ATTEMPTS {
+            let failed = match self.kv.delete_expect_revision(LEASE_KEY, Some(self.revision)).await
+            {
+                Ok(()) => return tracing::info!(epoch = self.epoch, "lease released"),
+                Err(e) => e,
+            };
+            match self.kv.entry(LEASE_KEY).await {
+                Ok(Some(entry)) if self.names_us(&entry) && entry.revision != self.revision => {
+                    tracing::debug!(epoch = self.epoch, error = %failed, revision = entry.revision, "a renewal landed unseen; releasing at its revision");
+                    self.revision = entry.revision;
+                }
+                Ok(_) => {
+                    return tracing::info!(
+                        epoch = self.epoch,
+                        "lease no longer ours: nothing to release"
+                    )
+                }
+                Err(read) => {
+                    return tracing::warn!(epoch = self.epoch, error = %failed, read = %read, "could not release the lease; it will expire")
+                }
             }
         }
+        tracing::warn!(
+            epoch = self.epoch,
+            "could not release the lease (it kept moving); it will expire"
+        );
+    }
+
+    /// Whether `entry` is a live lease naming this holder.
+    fn names_us(&self, entry: &kv::Entry) -> bool {
+        entry.operation == Operation::Put
+            && serde_json::from_slice::<LeaseHolder>(&entry.value)
+                .is_ok_and(|v| v.holder == self.holder)
     }
 }
 

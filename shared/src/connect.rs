@@ -289,6 +289,7 @@ async fn options(
     let mut options = ConnectOptions::new()
         .name(&name)
         .request_timeout(Some(cfg.request_timeout))
+        .ping_interval(cfg.ping_interval)
         .event_callback(move |event| {
             let Events { interrupted, denials, drops } = events.clone();
             let name = name.clone();

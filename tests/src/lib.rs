@@ -17,6 +17,7 @@ pub mod audit;
 pub mod binaries;
 pub mod browser;
 pub mod inproc;
+pub mod live;
 pub mod load;
 pub mod manual;
 pub mod nats_server;
@@ -32,6 +33,7 @@ pub mod wait;
 
 pub use audit::Audit;
 pub use browser::Browser;
+pub use live::LiveResults;
 pub use nats_server::NatsServer;
 pub use process::Process;
 pub use procs::Procs;

@@ -13,7 +13,7 @@ use jetwork_shared::subjects;
 use jetwork_tests::inproc::Task;
 use jetwork_tests::load::steady;
 use jetwork_tests::proxy::{Action, Direction, FaultProxy, Mode};
-use jetwork_tests::{wait_until, Audit, InProcess};
+use jetwork_tests::{wait_until, Audit, InProcess, LiveResults};
 use jetwork_worker::{square, Job};
 use tokio::sync::Semaphore;
 
@@ -152,8 +152,54 @@ async fn cuts_during_and_between_journal_writes_lose_nothing() -> anyhow::Result
     }
     let ids = load.await??;
     let audit = run.completed(&ids, SETTLE).await?;
+    // The stream says what landed: a lost acknowledgement no longer ends the term.
     let epochs: std::collections::BTreeSet<u64> = audit.epochs.iter().map(|(_, e)| *e).collect();
-    assert!(epochs.len() >= 2, "a write with a lost acknowledgement ended the term: {epochs:?}");
+    assert_eq!(epochs.len(), 1, "a write with a lost acknowledgement ended the term: {epochs:?}");
+    run.stop().await;
+    Ok(())
+}
+
+/// The chaos soak's finding: every 2–3 s freeze of the leader's link cost ~12 s of dispatch
+/// (the leader stepped down on a lost journal acknowledgement, then could not release its
+/// lease). Now the leader asks the stream what landed, sends the rest again and leads on: a
+/// freeze costs its own length. Then blips that lose what was sent (the acknowledgements, the
+/// journal writes themselves): the term still goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_blip_of_the_leaders_link_costs_its_length_not_the_term() -> anyhow::Result<()> {
+    let run = InProcess::build()
+        .tune(|fast| fast.master.master.lease_ttl = Duration::from_secs(10))
+        .through_proxy()
+        .start()
+        .await?;
+    let proxy = run.master_link()?;
+    run.await_leader("m1", Duration::from_secs(30)).await?;
+    let _workers = [squarer(&run, "w1", 8, None)];
+    let watcher = run.server.connect().await?;
+    let live = LiveResults::subscribe(&watcher).await?;
+    let load = steady(run.client.clone(), "short-", 300, Duration::from_millis(15));
+    let blip = Duration::from_millis(2500);
+    for dir in [Direction::ToClient, Direction::ToServer] {
+        // Spaces the blips out under the load; not a wait for anything.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tracing::info!(?dir, "--- the leader's link freezes for 2.5s");
+        proxy.blip(dir, Mode::Hold, blip).await;
+    }
+    let ids = load.await??;
+    let frozen = live.longest_gap();
+    eprintln!("longest gap between live results across 2.5s freezes: {frozen:?}");
+    assert!(frozen < blip + Duration::from_secs(1), "a {blip:?} freeze paused dispatch {frozen:?}");
+
+    let load = steady(run.client.clone(), "lossy-", 200, Duration::from_millis(15));
+    for dir in [Direction::ToClient, Direction::ToServer] {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tracing::info!(?dir, "--- the leader's link loses everything for 2.5s");
+        proxy.blip(dir, Mode::Drop, blip).await;
+    }
+    let mut all = ids;
+    all.extend(load.await??);
+    let audit = run.completed(&all, SETTLE).await?;
+    let epochs: std::collections::BTreeSet<u64> = audit.epochs.iter().map(|(_, e)| *e).collect();
+    assert_eq!(epochs.len(), 1, "a blip shorter than the lease ended the term: {epochs:?}");
     run.stop().await;
     Ok(())
 }

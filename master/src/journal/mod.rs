@@ -13,9 +13,19 @@
 //! replayed up to. A new leader's epoch write extends the tail it saw; from that moment every
 //! write of a deposed leader (whose chain expects an older tail) is refused by the server with
 //! "wrong last sequence", whatever the lease timing. Writes are pipelined (several in flight,
-//! each expecting its predecessor), acknowledgements are checked in order, and any failure
-//! ends the term: the leader stops, and whoever leads next resolves an ambiguous write by
-//! replaying what is actually stored.
+//! each expecting its predecessor) and acknowledgements are checked in order.
+//!
+//! **Riding through a blip.** Every write also carries `Nats-Msg-Id: j<epoch>-<sequence>`, so
+//! its outcome can be learnt from the stream when its acknowledgement is lost. A write whose
+//! acknowledgement does not come within [`ACK_TIMEOUT`] (a blip of the link, a stream electing
+//! its leader) is not the end of the term: [`Journal::recover`] asks the stream leader what
+//! the chain's next sequence holds. This write (by its msg-id) means it landed; nothing means
+//! it did not, and it is sent again with the same msg-id and expectation (in R3 a copy that
+//! lands twice is a duplicate the server drops; in R1 the second is refused by the
+//! expectation and looked up again); anything else means another leader wrote there: fenced.
+//! It tries as long as the lease is valid; then the term ends, and whoever leads next
+//! resolves what is left by replaying what is actually stored. The fence is unchanged: a late
+//! copy of a write can only land where the chain expects it, so it can never land twice.
 
 mod chain;
 #[cfg(test)]
@@ -24,9 +34,11 @@ mod replay;
 
 use std::collections::VecDeque;
 use std::future::IntoFuture;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use async_nats::jetstream::{
+    self, context::PublishErrorKind, message::PublishMessage, stream::LastRawMessageErrorKind,
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
@@ -88,6 +100,15 @@ pub struct SnapshotMarker {
     pub epoch: u64,
 }
 
+/// How long a journal write waits for its acknowledgement before the leader asks the stream
+/// whether it landed ([`Journal::recover`]). Short: a late acknowledgement only costs a read,
+/// while a lost one would otherwise hold every decision for `nats.request_timeout`.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one look-up of a write's outcome may take, and the pause between look-ups while
+/// the stream cannot answer.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+const LOOKUP_PAUSE: Duration = Duration::from_millis(200);
+
 /// What JetStream stores for a journal message besides its payload, estimated generously:
 /// the subject, the headers (epoch, format, expected sequence, snapshot part) and the
 /// record's framing.
@@ -122,6 +143,24 @@ impl EncodedSnapshot {
 type AckResult = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>;
 type AckFuture = BoxFuture<'static, AckResult>;
 
+/// A write issued and not yet acknowledged: all it takes to send it again.
+#[derive(Debug, Clone)]
+struct Write {
+    ticket: u64,
+    /// The sequence it follows; it lands at `expected + 1` or nowhere.
+    expected: u64,
+    subject: &'static str,
+    payload: Bytes,
+    part: Option<String>,
+}
+
+impl Write {
+    /// Its `Nats-Msg-Id`: unique to its place in this term's chain.
+    fn msg_id(&self, epoch: u64) -> String {
+        format!("j{epoch}-{}", self.expected + 1)
+    }
+}
+
 /// The leader's writer: a fenced, pipelined chain of appends.
 pub struct Journal {
     js: jetstream::Context,
@@ -130,6 +169,8 @@ pub struct Journal {
     tail: u64,
     /// Writes in flight: (ticket, sequence expected for it, ack, when it was sent).
     inflight: FuturesOrdered<BoxFuture<'static, (u64, u64, AckResult, Instant)>>,
+    /// The writes issued and not acknowledged, in order (what [`Journal::recover`] resends).
+    unacked: VecDeque<Write>,
     issued: u64,
     acked: u64,
     /// Largest message the server accepts.
@@ -150,6 +191,7 @@ impl Journal {
             epoch,
             tail: last_seq,
             inflight: FuturesOrdered::new(),
+            unacked: VecDeque::new(),
             issued: 0,
             acked: 0,
             max_message,
@@ -216,32 +258,48 @@ impl Journal {
         payload: Bytes,
         part: Option<String>,
     ) -> Result<u64, JournalError> {
-        let expected = self.tail;
-        let payload_len = payload.len();
-        let mut message = PublishMessage::build()
-            .payload(payload)
-            .expected_last_sequence(expected)
-            .header(headers::EPOCH, self.epoch.to_string().as_str())
-            .header(headers::JOURNAL_FORMAT, FORMAT.to_string().as_str());
-        if let Some(part) = part {
-            message = message.header(headers::SNAPSHOT_PART, part.as_str());
-        }
-        let ack =
-            self.js.send_publish(subject, message).await.map_err(|e| {
-                JournalError::Unavailable(format!("cannot send journal write: {e}"))
-            })?;
+        let write = Write { ticket: self.issued + 1, expected: self.tail, subject, payload, part };
+        let payload_len = write.payload.len();
+        self.send(&write).await?;
         self.tail += 1;
         self.issued += 1;
         self.written_bytes += (payload_len + STORED_OVERHEAD) as u64;
-        let ticket = self.issued;
-        let ack: AckFuture = Box::pin(ack.into_future());
+        self.unacked.push_back(write);
+        Ok(self.issued)
+    }
+
+    /// Sends `write` (again, after a lost acknowledgement) and puts its acknowledgement in
+    /// line.
+    async fn send(&mut self, write: &Write) -> Result<(), JournalError> {
+        let mut message = PublishMessage::build()
+            .payload(write.payload.clone())
+            .expected_last_sequence(write.expected)
+            .message_id(write.msg_id(self.epoch))
+            .header(headers::EPOCH, self.epoch.to_string().as_str())
+            .header(headers::JOURNAL_FORMAT, FORMAT.to_string().as_str());
+        if let Some(part) = &write.part {
+            message = message.header(headers::SNAPSHOT_PART, part.as_str());
+        }
+        let ack =
+            self.js.send_publish(write.subject, message).await.map_err(|e| {
+                JournalError::Unavailable(format!("cannot send journal write: {e}"))
+            })?;
+        let (ticket, expected) = (write.ticket, write.expected);
         let sent = Instant::now();
+        let ack = async move {
+            match tokio::time::timeout(ACK_TIMEOUT, ack.into_future()).await {
+                Ok(result) => result,
+                Err(_) => Err(PublishErrorKind::TimedOut.into()),
+            }
+        };
+        let ack: AckFuture = Box::pin(ack);
         self.inflight.push_back(Box::pin(async move { (ticket, expected, ack.await, sent) }));
-        Ok(ticket)
+        Ok(())
     }
 
     /// Waits for the next acknowledgement, in issue order, and checks it landed where the
-    /// chain expects. Pending forever when nothing is in flight.
+    /// chain expects. Pending forever when nothing is in flight. An error other than
+    /// [`JournalError::Fenced`] leaves the write's outcome to [`Journal::recover`].
     pub async fn next_ack(&mut self) -> Result<u64, JournalError> {
         let Some((ticket, expected, result, sent)) = self.inflight.next().await else {
             return std::future::pending().await;
@@ -251,17 +309,118 @@ impl Journal {
         }
         match result {
             Ok(ack) if ack.sequence == expected + 1 => {
-                self.acked = ticket;
+                self.confirmed(ticket);
                 Ok(ticket)
             }
             Ok(ack) => Err(JournalError::Fenced {
                 expected,
                 detail: format!("write landed at {} (duplicate: {})", ack.sequence, ack.duplicate),
             }),
+            // In R1 the expectation is checked before the msg-id: a copy of a write that has
+            // landed already (sent again by `recover`) is refused this way. Only the stream
+            // can tell whether it was this write or another leader's.
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                Err(JournalError::Fenced { expected, detail: e.to_string() })
+                match self.landed(ticket, expected).await {
+                    Ok(true) => {
+                        self.confirmed(ticket);
+                        Ok(ticket)
+                    }
+                    Ok(false) => Err(JournalError::Fenced { expected, detail: e.to_string() }),
+                    Err(read) => Err(JournalError::Unavailable(format!("{e}; then {read}"))),
+                }
             }
             Err(e) => Err(JournalError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Write `ticket` is acknowledged (acknowledgements come in order).
+    fn confirmed(&mut self, ticket: u64) {
+        while self.unacked.front().is_some_and(|w| w.ticket <= ticket) {
+            self.unacked.pop_front();
+        }
+        self.acked = self.acked.max(ticket);
+    }
+
+    /// Whether write `ticket`, expecting `expected`, is stored at `expected + 1`: asked of
+    /// the stream leader. `Ok(false)` means another write is there.
+    async fn landed(&mut self, ticket: u64, expected: u64) -> Result<bool, String> {
+        let Some(write) = self.unacked.iter().find(|w| w.ticket == ticket).cloned() else {
+            return Ok(true);
+        };
+        match Self::stored_at(&self.js, expected + 1).await? {
+            Some(id) => Ok(id == write.msg_id(self.epoch)),
+            None => Err(format!("nothing stored at {} yet", expected + 1)),
+        }
+    }
+
+    /// The msg-id of the message at `seq`, `None` if there is none (yet), read from the
+    /// stream leader (a replica may lag behind the write).
+    async fn stored_at(js: &jetstream::Context, seq: u64) -> Result<Option<String>, String> {
+        let read = async {
+            let stream =
+                js.get_stream_no_info(subjects::JOURNAL_STREAM).await.map_err(|e| e.to_string())?;
+            match stream.get_raw_message(seq).await {
+                Ok(message) => Ok(Some(
+                    message
+                        .headers
+                        .get(headers::NATS_MSG_ID)
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default(),
+                )),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        tokio::time::timeout(LOOKUP_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| Err(format!("reading sequence {seq} timed out")))
+    }
+
+    /// After an acknowledgement was lost ([`JournalError::Unavailable`] from
+    /// [`Journal::next_ack`]): learns from the stream which unacknowledged writes landed and
+    /// sends the rest again, in order, with their msg-ids and expectations. Tries while
+    /// `valid()` (the lease) holds. `Ok` once every write is either acknowledged or sent
+    /// again (their acknowledgements then come through [`Journal::next_ack`] as usual).
+    pub async fn recover(&mut self, valid: impl Fn() -> bool) -> Result<(), JournalError> {
+        // The acknowledgements still awaited may yet come, but they are no longer needed:
+        // the stream itself says what landed.
+        self.inflight = FuturesOrdered::new();
+        let mut last_error = String::new();
+        loop {
+            let Some(write) = self.unacked.front().cloned() else {
+                return Ok(());
+            };
+            if !valid() {
+                return Err(JournalError::Unavailable(format!(
+                    "the lease ran out before the journal could be reached: {last_error}"
+                )));
+            }
+            match Self::stored_at(&self.js, write.expected + 1).await {
+                Ok(Some(id)) if id == write.msg_id(self.epoch) => self.confirmed(write.ticket),
+                Ok(Some(id)) => {
+                    return Err(JournalError::Fenced {
+                        expected: write.expected,
+                        detail: format!("sequence {} holds {id:?}", write.expected + 1),
+                    })
+                }
+                Ok(None) => {
+                    let again: Vec<Write> = self.unacked.iter().cloned().collect();
+                    tracing::info!(
+                        epoch = self.epoch,
+                        writes = again.len(),
+                        from = write.expected + 1,
+                        "journal writes lost in a blip; sending them again"
+                    );
+                    for write in &again {
+                        self.send(write).await?;
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    last_error = e;
+                    tokio::time::sleep(LOOKUP_PAUSE).await;
+                }
+            }
         }
     }
 

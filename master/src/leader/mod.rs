@@ -320,11 +320,33 @@ impl Leader {
         let batch = JournalBatch { events: output.events };
         self.snapshots.written(batch.events.len());
         let ticket = self.journal.append_batch(&batch, true).await.map_err(deposed)?;
-        self.journal.next_ack().await.map_err(deposed)?;
+        while self.journal.acked() < ticket {
+            if let Err(e) = self.journal.next_ack().await {
+                self.recover_journal(e, lease).await?;
+            }
+        }
         self.env.readiness.journal_written();
         // The announcement and re-publications wait until the endpoints are up (`run`), so
         // workers that re-register on the announcement find someone to answer.
         self.effects.queue(ticket, output.effects);
+        Ok(())
+    }
+
+    /// A journal acknowledgement failed with `e`. Unless it says another leader wrote, the
+    /// writes' outcomes are learnt from the stream and what did not land is sent again, for
+    /// as long as the lease is valid: a blip of the link or a stream electing its leader
+    /// costs its own length, not the term ([`crate::journal`], "Riding through a blip").
+    async fn recover_journal(&mut self, e: JournalError, lease: &LeaseGuard) -> Result<(), Exit> {
+        if !matches!(e, JournalError::Unavailable(_)) {
+            return Err(deposed(e));
+        }
+        tracing::warn!(epoch = self.epoch, error = %e, "a journal write went unacknowledged; asking the stream what landed");
+        self.journal.recover(|| lease.is_valid()).await.map_err(deposed)?;
+        self.env.readiness.journal_written();
+        if let Some(first_seq) = self.journal.take_confirmed_snapshot() {
+            self.snapshots.confirmed(first_seq);
+        }
+        self.release_effects().await;
         Ok(())
     }
 
@@ -357,7 +379,9 @@ impl Leader {
                 _ = lease.lost() => return Exit::Deposed("lease lost".into()),
                 ack = self.journal.next_ack() => {
                     if let Err(e) = ack {
-                        return deposed(e);
+                        if let Err(exit) = self.recover_journal(e, lease).await {
+                            return exit;
+                        }
                     }
                     if let Some(first_seq) = self.journal.take_confirmed_snapshot() {
                         self.snapshots.confirmed(first_seq);

@@ -50,6 +50,12 @@ pub struct NatsConfig {
     /// Timeout for JetStream API calls and publish acknowledgements.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How often an idle connection pings the server. Three unanswered pings in a row (about
+    /// three intervals of silence) count as a dead link: the client reconnects, to another
+    /// server of the cluster if one answers. The client library's own default (60 s) leaves a
+    /// process on a frozen server idle for minutes.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
 }
 
 impl Default for NatsConfig {
@@ -68,6 +74,7 @@ impl Default for NatsConfig {
             tls_required: false,
             inbox_prefix: None,
             request_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(2),
         }
     }
 }
@@ -91,6 +98,7 @@ impl fmt::Debug for NatsConfig {
             .field("tls_required", &self.tls_required)
             .field("inbox_prefix", &self.inbox_prefix)
             .field("request_timeout", &self.request_timeout)
+            .field("ping_interval", &self.ping_interval)
             .finish()
     }
 }
@@ -204,6 +212,9 @@ impl NatsConfig {
         }
         if self.request_timeout.is_zero() {
             return Err(rule("nats.request_timeout must be positive".into()));
+        }
+        if self.ping_interval < Duration::from_millis(100) {
+            return Err(rule("nats.ping_interval must be at least 100ms".into()));
         }
         let auth = match (urls.auth, self) {
             (Some(UrlAuth::UserPassword { user, password }), _) => {
