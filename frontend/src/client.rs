@@ -86,14 +86,14 @@ pub struct WorkResult {
 }
 
 impl WorkResult {
-    /// Reads a result from a message on `jetwork.results.<queue>.<id>`.
+    /// Reads a result from a message on `jetwork.results.<queue>.<id>` (live) or
+    /// `jetwork.outcomes.<queue>.<id>` (stored).
     pub fn from_message(
         subject: &str,
         headers: Option<&async_nats::HeaderMap>,
         payload: Bytes,
     ) -> Option<Self> {
-        let rest = subject.strip_prefix(subjects::RESULTS_PREFIX)?;
-        let (queue, id) = rest.split_once('.')?;
+        let (queue, id) = subjects::result_parts(subject)?;
         let get = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
         let status = match get(headers::STATUS).as_deref() {
             Some(headers::STATUS_COMPLETED) => ResultStatus::Completed,
@@ -294,8 +294,8 @@ impl Client {
         work_id: &WorkId,
     ) -> Result<Option<WorkResult>, ClientError> {
         let subject = match queue {
-            Some(q) => subjects::result(q, work_id),
-            None => subjects::result_any_queue(work_id),
+            Some(q) => subjects::stored_result(q, work_id),
+            None => subjects::stored_result_any_queue(work_id),
         };
         let stored = self.last_stored(subject).await?;
         Ok(stored.and_then(|m| {

@@ -45,8 +45,8 @@ async fn latest_outcome(
     work_id: &WorkId,
 ) -> Result<Option<(StreamMessage, u64)>, Unavailable> {
     let subject = match queue {
-        Some(queue) => subjects::result(queue, work_id),
-        None => subjects::result_any_queue(work_id),
+        Some(queue) => subjects::stored_result(queue, work_id),
+        None => subjects::stored_result_any_queue(work_id),
     };
     let message = last_message(js, subjects::RESULTS_STREAM, &subject).await?;
     Ok(message.map(|message| {
@@ -167,8 +167,8 @@ async fn scan(
     let info = stream.cached_info();
     let (first, last) = (info.state.first_sequence.max(1), info.state.last_sequence);
     let filter = match queue {
-        Some(queue) => format!("{}{queue}.*", subjects::RESULTS_PREFIX),
-        None => format!("{}>", subjects::RESULTS_PREFIX),
+        Some(queue) => format!("{}{queue}.*", subjects::OUTCOMES_PREFIX),
+        None => format!("{}>", subjects::OUTCOMES_PREFIX),
     };
     let (mut found, mut seen) = (Vec::new(), HashSet::new());
     // The newest window is read to the stream's live end: what was stored since the stream's

@@ -1,5 +1,6 @@
-//! Publishing finished work to `JETWORK_RESULTS`: the result of a run on
-//! `jetwork.results.<queue>.<work id>`, the rejection of a submission on
+//! Publishing finished work to `JETWORK_RESULTS`: the outcome of a run on
+//! `jetwork.outcomes.<queue>.<work id>` (the stream republishes it, once, on
+//! `jetwork.results.<queue>.<work id>` for live subscribers), the rejection of a submission on
 //! `jetwork.rejected.<queue>.<submit seq>`.
 //!
 //! A publication is started only after the event that calls for it is journaled, and it stays
@@ -18,12 +19,10 @@
 //! outcome, and an older run's can never land after a newer one's. The `Nats-Msg-Id`
 //! (`result-<id>-<submit seq>`, `rejected-<submit seq>`) stays as a second line of defence.
 //!
-//! The fence keeps the stream right; live subscribers see every publish, stored or refused.
-//! So a publication that may already be stored (inherited from the previous leader, or being
-//! retried after an unclear failure) looks at the subject first and is not sent again if this
-//! run's outcome is there: a live subscriber then sees a second copy only when a deposed
-//! leader's publication was already on its way (the stream refuses it; the copy carries the
-//! same `Jetwork-Submit-Seq`, by which a subscriber can drop it).
+//! **Live once.** Nobody publishes on the live subject: the stream republishes what it
+//! stores, so a copy it refuses or drops as a duplicate never reaches a live subscriber. A
+//! publication that may already be stored (inherited from the previous leader, or retried
+//! after an unclear failure) still looks at the subject first, which spares the refused copy.
 //!
 //! All of it runs in tasks off the leader's loop, including reading a rejected submission's
 //! payload back from `JETWORK_SUBMIT`.
@@ -243,7 +242,7 @@ fn subject(publication: &Publication) -> String {
     match publication {
         Publication::Completed { work_id, queue, .. }
         | Publication::Failed { work_id, queue, .. }
-        | Publication::Cancelled { work_id, queue, .. } => subjects::result(queue, work_id),
+        | Publication::Cancelled { work_id, queue, .. } => subjects::stored_result(queue, work_id),
         Publication::Rejected { queue, seq, .. } => subjects::rejected(queue, *seq),
     }
 }

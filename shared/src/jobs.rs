@@ -174,14 +174,14 @@ pub struct JobInfo {
 }
 
 impl JobInfo {
-    /// Reads a job's stored outcome: a message on `jetwork.results.<queue>.<id>` with its
+    /// Reads a job's stored outcome: a message on `jetwork.outcomes.<queue>.<id>` with its
     /// headers, stored at `stored_ms`. `None` if the message is not an outcome.
     pub fn from_stored(
         subject: &str,
         stored: &async_nats::HeaderMap,
         stored_ms: u64,
     ) -> Option<JobInfo> {
-        let (queue, id) = subject.strip_prefix(crate::subjects::RESULTS_PREFIX)?.split_once('.')?;
+        let (queue, id) = crate::subjects::result_parts(subject)?;
         let get = |name: &str| stored.get(name).map(|v| v.as_str());
         let state = match get(headers::STATUS)? {
             headers::STATUS_COMPLETED => JobState::Completed,

@@ -42,7 +42,10 @@ pub const JOURNAL_EPOCH: &str = "jetwork.journal.epoch";
 pub const JOURNAL_SNAPSHOT_DATA: &str = "jetwork.journal.snapshot.data";
 /// Journal subject of snapshot markers (written after all parts of a snapshot).
 pub const JOURNAL_SNAPSHOT: &str = "jetwork.journal.snapshot.done";
-/// Results subjects captured by [`RESULTS_STREAM`].
+/// Stored outcomes of runs, captured by [`RESULTS_STREAM`] (see [`stored_result`]).
+pub const OUTCOMES_ALL: &str = "jetwork.outcomes.>";
+/// Results as they are published live: [`RESULTS_STREAM`] republishes each outcome it stores
+/// here, once ([`result`]).
 pub const RESULTS_ALL: &str = "jetwork.results.>";
 /// Rejected-submission subjects captured by [`RESULTS_STREAM`].
 pub const REJECTED_ALL: &str = "jetwork.rejected.>";
@@ -86,14 +89,32 @@ pub fn submitted(queue: &QueueName) -> String {
     format!("jetwork.submitted.{queue}")
 }
 
-/// Where the result of `work_id` in `queue` is published and stored.
+/// Where the result of `work_id` in `queue` is delivered live: `JETWORK_RESULTS` republishes
+/// each outcome it stores ([`stored_result`]) here, once. Nobody publishes here directly, so
+/// a live subscriber sees every stored result exactly when, and only as often as, it is
+/// stored (the server's republish is at most once: a subscriber that must not miss one also
+/// reads the store).
 pub fn result(queue: &QueueName, work_id: &WorkId) -> String {
-    format!("jetwork.results.{queue}.{work_id}")
+    format!("{RESULTS_PREFIX}{queue}.{work_id}")
 }
 
-/// Wildcard matching the result of `work_id` in any queue.
-pub fn result_any_queue(work_id: &WorkId) -> String {
-    format!("jetwork.results.*.{work_id}")
+/// Where the master stores the outcome of a run of `work_id` in `queue` (in
+/// `JETWORK_RESULTS`, which republishes it on [`result`]).
+pub fn stored_result(queue: &QueueName, work_id: &WorkId) -> String {
+    format!("{OUTCOMES_PREFIX}{queue}.{work_id}")
+}
+
+/// Wildcard matching the stored outcome of `work_id` in any queue.
+pub fn stored_result_any_queue(work_id: &WorkId) -> String {
+    format!("{OUTCOMES_PREFIX}*.{work_id}")
+}
+
+/// The queue and work id a result's subject names, stored ([`stored_result`]) or live
+/// ([`result`]); `None` for any other subject.
+pub fn result_parts(subject: &str) -> Option<(&str, &str)> {
+    let rest =
+        subject.strip_prefix(OUTCOMES_PREFIX).or_else(|| subject.strip_prefix(RESULTS_PREFIX))?;
+    rest.split_once('.')
 }
 
 /// Where the rejection of the submission stored at `seq` in `queue` is published and stored
@@ -103,8 +124,10 @@ pub fn rejected(queue: &QueueName, seq: u64) -> String {
     format!("jetwork.rejected.{queue}.{seq}")
 }
 
-/// The prefix of every results subject.
+/// The prefix of every live results subject.
 pub const RESULTS_PREFIX: &str = "jetwork.results.";
+/// The prefix of every stored outcome's subject.
+pub const OUTCOMES_PREFIX: &str = "jetwork.outcomes.";
 /// The prefix of every rejection subject.
 pub const REJECTED_PREFIX: &str = "jetwork.rejected.";
 

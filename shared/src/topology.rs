@@ -176,7 +176,7 @@ pub fn results_stream(cfg: &StreamsConfig) -> Config {
     Config {
         name: subjects::RESULTS_STREAM.to_owned(),
         description: Some("jetwork: results and rejected submissions".to_owned()),
-        subjects: vec![subjects::RESULTS_ALL.to_owned(), subjects::REJECTED_ALL.to_owned()],
+        subjects: vec![subjects::OUTCOMES_ALL.to_owned(), subjects::REJECTED_ALL.to_owned()],
         retention: RetentionPolicy::Limits,
         storage: storage(cfg.storage),
         num_replicas: cfg.replicas,
@@ -189,6 +189,15 @@ pub fn results_stream(cfg: &StreamsConfig) -> Config {
         allow_direct: true,
         deny_delete: true,
         deny_purge: true,
+        // Live subscribers get each outcome once, when it is stored: a publication the master
+        // sends again (after a lost acknowledgement, or a takeover) is refused or dropped as a
+        // duplicate by the stream and so never republished. At most once, like any core
+        // NATS delivery: whoever must not miss one also reads the store.
+        republish: Some(Republish {
+            source: subjects::OUTCOMES_ALL.to_owned(),
+            destination: subjects::RESULTS_ALL.to_owned(),
+            headers_only: false,
+        }),
         ..Default::default()
     }
 }

@@ -38,7 +38,7 @@ async fn job_in(client: &Client, id: &WorkId, state: JobState) -> anyhow::Result
 /// The headers `id`'s newest outcome is stored with, read back from the results stream.
 async fn stored_headers(run: &InProcess, id: &WorkId) -> anyhow::Result<async_nats::HeaderMap> {
     let results = run.js.get_stream_no_info(subjects::RESULTS_STREAM).await?;
-    let subject = subjects::result(&run.queue, id);
+    let subject = subjects::stored_result(&run.queue, id);
     Ok(results.get_last_raw_message_by_subject(&subject).await?.headers)
 }
 

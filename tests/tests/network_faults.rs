@@ -232,18 +232,21 @@ async fn a_master_blackholed_past_its_lease_is_fenced_when_the_link_heals() -> a
 }
 
 /// A deposed leader that had a result publication in flight and resumes after the results
-/// stream's duplicate window: the subject fence refuses the second copy.
+/// stream's duplicate window: the subject fence refuses the second copy, and a live
+/// subscriber sees the result once (it used to see the refused copy too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twice(
 ) -> anyhow::Result<()> {
     let run = InProcess::build().through_proxy().start().await?;
     let proxy = run.master_link()?;
+    let watcher = run.server.connect().await?;
+    let live = LiveResults::subscribe(&watcher).await?;
     run.await_leader("m1", Duration::from_secs(30)).await?;
     let m2 = run.master("m2");
 
     tracing::info!("--- m1 journals a completion, but its result publication is held");
     let publications = proxy.add_rule(Direction::ToServer, Action::Hold, |frame| {
-        frame.subject.starts_with(subjects::RESULTS_PREFIX)
+        frame.subject.starts_with(subjects::OUTCOMES_PREFIX)
     });
     let _worker = squarer(&run, "w1", 1, None);
     let id = run.submit("once", b"6").await?;
@@ -292,6 +295,7 @@ async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twi
     assert!(second.is_err(), "the late publication was stored a second time");
     let audit = run.audit().await?;
     assert_eq!(audit.results[&id].len(), 1);
+    assert_eq!(live.count(), 1, "live subscribers saw {:?}", live.duplicates());
     run.stop().await;
     Ok(())
 }

@@ -217,6 +217,7 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     let (login_1, login_2) = (Login::parse("worker-1")?, Login::parse("worker-2")?);
     let (l1, l2) = (Some(&login_1), Some(&login_2));
     let forbidden_to_all_but_the_master = [
+        subjects::stored_result(&queue, &some_id),
         subjects::result(&queue, &some_id),
         subjects::rejected(&queue, 7),
         subjects::JOURNAL_EVENTS.to_owned(),
@@ -347,6 +348,8 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
 
     tracing::info!("--- the master does not read other inboxes either");
     let mut master = RawClient::connect_as(&url, Some(("master", "master-local"))).await?;
+    // Not even the master publishes live results: the stream does, once per stored outcome.
+    cannot_publish(&mut master, "master", &subjects::result(&queue, &some_id)).await;
     cannot_subscribe(&mut master, "master", "_INBOX_client.>").await;
     cannot_subscribe(&mut master, "master", "_INBOX_worker-1.>").await;
 
