@@ -125,6 +125,13 @@ fn decode(stored: Stored<'_>, queue: &QueueName, after: u64, jump: bool) -> Opti
 const MAX_PULL: usize = 256;
 /// How long a pull waits on the server for submissions.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How often the server says a waiting pull is still alive. Two missed ones end the pull
+/// (the consumer's node died or froze, or the link did), and the reader starts a new consumer
+/// at its position, on a node that answers: a node loss costs seconds, not the pull's expiry
+/// plus a request timeout.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long the reader waits for its consumer to say how much it sent.
+const DOUBT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The reader of one queue.
 #[derive(Debug)]
@@ -272,7 +279,9 @@ enum Pulled {
 
 impl Reader {
     async fn run(&self, mut position: Position, cursor: &mut Option<Cursor>) {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        // Short pauses: while a stream elects a new leader, creating its consumer fails at
+        // once, and each pause adds to the dispatch gap once it has one.
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
         loop {
             let Ok(first) = self.credits.acquire().await else { return };
             first.forget();
@@ -334,7 +343,12 @@ impl Reader {
     ) -> Pulled {
         let interruptions = self.env.interruptions.clone();
         let before = interruptions.count();
-        let batch = cursor.consumer.batch().max_messages(want).expires(PULL_EXPIRES);
+        let batch = cursor
+            .consumer
+            .batch()
+            .max_messages(want)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT);
         let mut batch = match batch.messages().await {
             Ok(batch) => batch,
             Err(e) => return Pulled::Broken(format!("pull failed: {e}")),
@@ -406,9 +420,10 @@ impl Reader {
     /// more than arrived means some were lost on the way (including the end of the pull).
     /// Returns why the consumer can no longer be trusted, if it cannot.
     async fn doubt(&self, cursor: &mut Cursor) -> Option<String> {
-        let info = match cursor.consumer.info().await {
-            Ok(info) => info,
-            Err(e) => return Some(format!("cannot ask the consumer what it sent: {e}")),
+        let info = match tokio::time::timeout(DOUBT_TIMEOUT, cursor.consumer.info()).await {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) => return Some(format!("cannot ask the consumer what it sent: {e}")),
+            Err(_) => return Some("the consumer did not say what it sent within 1s".into()),
         };
         let sent = info.delivered.consumer_sequence;
         (sent != cursor.delivered)

@@ -356,6 +356,7 @@ impl LeaseGuard {
     /// failures in `metrics` if given, and telling `readiness` whether they go through.
     pub fn spawn(mut lease: Lease, metrics: Option<MasterMetrics>, readiness: Readiness) -> Self {
         let epoch = lease.epoch();
+        let ttl = lease.timer.ttl;
         let (tx, valid_until) = watch::channel(Some(lease.timer.valid_until()));
         let (stop, mut stopped) = oneshot::channel::<bool>();
         let task = tokio::spawn(async move {
@@ -371,11 +372,15 @@ impl LeaseGuard {
                     }
                     _ = tokio::time::sleep(wait) => {}
                 }
-                // A renewal is only useful while the lease is still valid: bound it by that.
+                // A renewal is only useful while the lease is still valid: bound it by that,
+                // and by a fifth of the TTL, so one lost in a blip or sent to a bucket leader
+                // that just died leaves time for several more (a renewal that landed unseen
+                // is recognised by the next one).
                 let left = lease.timer.valid_until().saturating_duration_since(Instant::now());
-                let renewed = match tokio::time::timeout(left, lease.renew()).await {
+                let bound = left.min((ttl / 5).max(RETRY_MAX));
+                let renewed = match tokio::time::timeout(bound, lease.renew()).await {
                     Ok(result) => result,
-                    Err(_) => Err(LeaseError::Unavailable("renewal outlasted the lease".into())),
+                    Err(_) => Err(LeaseError::Unavailable(format!("no reply within {bound:?}"))),
                 };
                 // After a failure, retry soon rather than a whole interval later.
                 wait = match renewed {

@@ -5,7 +5,8 @@
 //! "Not found" is only believed from the stream leader. Direct gets are fast and may be
 //! answered by any replica, including one that has not stored the sequence yet; a 404 from
 //! one of them is confirmed with the leader before the payload is declared gone, since that
-//! verdict fails the work item for good.
+//! verdict fails the work item for good. A direct get that takes longer than a second (it
+//! went to a frozen replica) is asked of the leader too.
 //!
 //! [`read_many`] reads many payloads of one queue ahead of their hand-out with batched direct
 //! gets (one request answers a run of sequences): best effort, it concludes nothing about
@@ -25,6 +26,9 @@ use jetwork_shared::{headers, subjects, QueueName, Unavailable};
 
 /// Tries before a transient failure is reported.
 const ATTEMPTS: u32 = 3;
+/// How long a direct get may take before the stream leader is asked instead: any replica
+/// answers direct gets, and a frozen one never does.
+const DIRECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// The payload stored at `seq`. `Ok(None)`: the stream leader says it is not stored (purged or
 /// deleted); `Err`: it could not be read right now.
@@ -38,10 +42,17 @@ pub async fn read(js: &jetstream::Context, seq: u64) -> Result<Option<Bytes>, Un
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let failure = match stream.direct_get(seq).await {
-            Ok(message) => return Ok(Some(message.payload)),
-            // Maybe a replica that has not stored it yet: ask the stream leader.
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+        let direct = tokio::time::timeout(DIRECT_TIMEOUT, stream.direct_get(seq)).await;
+        let failure = match direct {
+            Ok(Ok(message)) => return Ok(Some(message.payload)),
+            // Maybe a replica that has not stored it yet, or one that cannot answer (a frozen
+            // node still holds its share of the direct gets): ask the stream leader.
+            Err(_) => match stream.get_raw_message(seq).await {
+                Ok(message) => return Ok(Some(message.payload)),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+                Err(e) => Unavailable::new(what(), e),
+            },
+            Ok(Err(e)) if e.kind() == DirectGetErrorKind::NotFound => {
                 match stream.get_raw_message(seq).await {
                     Ok(message) => return Ok(Some(message.payload)),
                     Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
@@ -50,7 +61,7 @@ pub async fn read(js: &jetstream::Context, seq: u64) -> Result<Option<Bytes>, Un
                     Err(e) => Unavailable::new(what(), e),
                 }
             }
-            Err(e) => Unavailable::new(what(), e),
+            Ok(Err(e)) => Unavailable::new(what(), e),
         };
         if attempt >= ATTEMPTS {
             return Err(failure);
