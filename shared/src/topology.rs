@@ -228,13 +228,71 @@ pub async fn ensure_streams(
     for config in [journal_stream(cfg), submit_stream(cfg), results_stream(cfg)] {
         let what = format!("stream {}", config.name);
         let cap = byte_cap(cfg, &config.name);
-        let result = match mode {
-            EnsureMode::CreateOrUpdate => js.create_or_update_stream(config).await.map(|_| ()),
-            EnsureMode::CreateIfMissing => js.get_or_create_stream(config).await.map(|_| ()),
-        };
-        result.map_err(|e| TopologyError::new(what, &e, cfg, cap))?;
+        let result = patiently(&what, || async {
+            match mode {
+                EnsureMode::CreateOrUpdate => {
+                    js.create_or_update_stream(config.clone()).await.map(|_| ())
+                }
+                EnsureMode::CreateIfMissing => {
+                    js.get_or_create_stream(config.clone()).await.map(|_| ())
+                }
+            }
+        })
+        .await;
+        result.map_err(|e| e.into_topology(what, cfg, cap))?;
     }
     Ok(())
+}
+
+/// How long each try of creating or updating a stream may take: short at first, since on a
+/// fresh cluster two candidates creating the same stream at once both go unanswered (the
+/// server answers neither; the stream exists all the same), and the next try, an update,
+/// returns at once. Longer later, for a cluster that is merely slow.
+const ENSURE_TRIES: [Duration; 5] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+    Duration::from_millis(2000),
+    Duration::from_millis(5000),
+];
+
+/// Why a bounded try of a topology call failed.
+enum Tried<E> {
+    Failed(E),
+    TimedOut(Duration),
+}
+
+impl<E: std::error::Error + 'static> Tried<E> {
+    fn into_topology(self, what: String, cfg: &StreamsConfig, cap: (&str, i64)) -> TopologyError {
+        match self {
+            Tried::Failed(e) => TopologyError::new(what, &e, cfg, cap),
+            Tried::TimedOut(after) => TopologyError {
+                what,
+                message: format!("no answer within {after:?}"),
+                insufficient_storage: false,
+            },
+        }
+    }
+}
+
+/// Runs `call` with the timeouts of [`ENSURE_TRIES`] until it answers; its error, or the last
+/// timeout, if it never does.
+async fn patiently<T, F, Fut, E>(what: &str, call: F) -> Result<T, Tried<E>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut waited = Duration::ZERO;
+    for bound in ENSURE_TRIES {
+        match tokio::time::timeout(bound, call()).await {
+            Ok(result) => return result.map_err(Tried::Failed),
+            Err(_) => {
+                waited += bound;
+                tracing::debug!(what, ?bound, "no answer yet; asking again");
+            }
+        }
+    }
+    Err(Tried::TimedOut(waited))
 }
 
 /// Creates or updates the lease bucket and returns it.
@@ -243,8 +301,9 @@ pub async fn ensure_lease_bucket(
     cfg: &StreamsConfig,
     ttl: Duration,
 ) -> Result<kv::Store, TopologyError> {
-    js.create_or_update_key_value(lease_bucket(cfg, ttl)).await.map_err(|e| {
-        let what = format!("KV bucket {}", subjects::LEASE_BUCKET);
-        TopologyError::new(what, &e, cfg, byte_cap(cfg, subjects::LEASE_BUCKET))
-    })
+    let what = format!("KV bucket {}", subjects::LEASE_BUCKET);
+    let cap = byte_cap(cfg, subjects::LEASE_BUCKET);
+    patiently(&what, || js.create_or_update_key_value(lease_bucket(cfg, ttl)))
+        .await
+        .map_err(|e| e.into_topology(what.clone(), cfg, cap))
 }
