@@ -37,7 +37,8 @@ pub struct RegisterWorker {
     pub running: Vec<RunningWork>,
 }
 
-/// One item a worker holds, in [`RegisterWorker::running`].
+/// One item a worker holds, in [`RegisterWorker::running`] (and [`RequestWork::running`],
+/// [`Report::running`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningWork {
     pub work_id: WorkId,
@@ -70,6 +71,14 @@ pub struct RequestWork {
     /// it (`master.max_request_wait`); ask for less than your request timeout.
     #[serde(default)]
     pub wait_ms: u64,
+    /// Every attempt the worker holds as it sends this (as in [`RegisterWorker::running`]).
+    /// When given, the master hands out again, in the reply, any attempt of this worker it
+    /// holds that is not listed and still within its deadline: a grant lost on its way (the
+    /// reply to a request the worker gave up on, a reconnect) then costs a request, not the
+    /// attempt's timeout. Same token and deadline; a worker ignores an attempt it already
+    /// holds. Absent: no re-grant (older workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<Vec<RunningWork>>,
 }
 
 /// Reply to [`RequestWork`]: zero or more items. An empty grant means "nothing now; you will
@@ -112,6 +121,10 @@ pub struct Report {
     /// Items wanted in the reply, 0 for none.
     #[serde(default)]
     pub slots: u32,
+    /// As [`RequestWork::running`], for the items the reply grants: every attempt held as the
+    /// report is sent (those it reports on included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<Vec<RunningWork>>,
 }
 
 /// What happened to one attempt.
@@ -340,6 +353,7 @@ mod tests {
                 non_retryable: false,
             }],
             slots: 3,
+            running: Some(vec![RunningWork { work_id: WorkId::parse("a").unwrap(), attempt: 2 }]),
         };
         let bytes = codec::encode(&report).unwrap();
         // Field names are on the wire, so other languages can decode by key.

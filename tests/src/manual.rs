@@ -98,7 +98,13 @@ impl ManualWorker {
     }
 
     pub fn long_poll(&self, slots: u32, wait_ms: u64) -> RequestWork {
-        RequestWork { worker_id: self.id.clone(), session: self.session, slots, wait_ms }
+        RequestWork {
+            worker_id: self.id.clone(),
+            session: self.session,
+            slots,
+            wait_ms,
+            running: None,
+        }
     }
 
     pub fn remember(&self, assignments: &[Assignment]) {
@@ -143,6 +149,7 @@ impl ManualWorker {
                 non_retryable,
             }],
             slots: 0,
+            running: None,
         }
     }
 

@@ -102,7 +102,14 @@ async fn nobody_can_act_as_another_worker() -> anyhow::Result<()> {
     let asked: Result<WorkGrant, String> = call(
         &nats,
         subjects::MASTER_REQUEST,
-        &RequestWork { worker_id: victim.clone(), session: impostor, slots: 1, wait_ms: 0 },
+        // Asking to be handed again what the victim holds (as after a lost grant) too.
+        &RequestWork {
+            worker_id: victim.clone(),
+            session: impostor,
+            slots: 1,
+            wait_ms: 0,
+            running: Some(Vec::new()),
+        },
     )
     .await;
     assert!(asked.expect_err("no grants for an impostor").starts_with("403"));
@@ -119,6 +126,7 @@ async fn nobody_can_act_as_another_worker() -> anyhow::Result<()> {
             non_retryable: false,
         }],
         slots: 0,
+        running: None,
     };
     let reported: Result<ReportReply, String> =
         call(&nats, subjects::MASTER_REPORT, &forged_outcome(assignment.token, impostor)).await;
@@ -158,7 +166,8 @@ async fn wait_for_grant(
     session: Token,
 ) -> anyhow::Result<WorkGrant> {
     jetwork_tests::poll_for("a grant", Duration::from_secs(20), || async {
-        let request = RequestWork { worker_id: worker.clone(), session, slots: 1, wait_ms: 0 };
+        let request =
+            RequestWork { worker_id: worker.clone(), session, slots: 1, wait_ms: 0, running: None };
         let grant: Result<WorkGrant, String> = call(nats, subjects::MASTER_REQUEST, &request).await;
         grant.ok().filter(|g| !g.assignments.is_empty())
     })

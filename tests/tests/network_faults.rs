@@ -300,6 +300,39 @@ async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twi
     Ok(())
 }
 
+/// A grant lost on its way to the worker (a blip, a reconnect, a request the worker gave up
+/// on) used to hold its items until their deadline: the master counted them as running there.
+/// The worker's next request says what it holds, and the master hands the rest out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_lost_on_its_way_is_handed_out_again_at_the_next_request() -> anyhow::Result<()> {
+    let run = InProcess::build()
+        .tune(|fast| {
+            // Long enough that waiting out the deadline would show: 60s.
+            fast.master.master.work_timeout = Duration::from_secs(60);
+            fast.master.master.lease_ttl = Duration::from_secs(10);
+        })
+        .start()
+        .await?;
+    let proxy = run.proxy().await?;
+    let lost = proxy.add_rule(Direction::ToClient, Action::Drop, |frame| {
+        frame.payload.windows(b"lost-grant".len()).any(|w| w == b"lost-grant")
+    });
+    let _worker = squarer(&run, "w1", 2, Some(&proxy));
+    let id = run.submit("lost-grant", b"7").await?;
+    wait_until("the grant to be lost", Duration::from_secs(30), || async {
+        proxy.matched(lost) > 0
+    })
+    .await?;
+    proxy.remove_rule(lost);
+    let started = std::time::Instant::now();
+    let result = run.result(&id, Duration::from_secs(30)).await?;
+    assert_eq!(result.payload, bytes::Bytes::from_static(b"7 * 7 = 49"));
+    assert_eq!(result.attempt, 1, "the same attempt, handed out again");
+    eprintln!("lost grant recovered after {:?}", started.elapsed());
+    run.stop().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blips_on_a_worker_link_lose_nothing() -> anyhow::Result<()> {
     let run = InProcess::start(|_| {}).await?;

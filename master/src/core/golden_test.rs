@@ -134,6 +134,17 @@ impl Runner {
     }
 }
 
+/// A list of held attempts, `<id>@<attempt>,…` (`none` for none), if given.
+fn held(list: Option<&str>) -> Result<Option<Vec<RunningWork>>, Box<dyn Error>> {
+    let Some(list) = list else { return Ok(None) };
+    let mut running = Vec::new();
+    for item in list.split(',').filter(|item| *item != "none") {
+        let (work_id, attempt, _) = parse_ref(item)?;
+        running.push(RunningWork { work_id, attempt });
+    }
+    Ok(Some(running))
+}
+
 fn parse_ref(text: &str) -> Result<(WorkId, u32, Option<String>), Box<dyn Error>> {
     let (id, rest) = text.split_once('@').ok_or(format!("expected <id>@<attempt>, got {text}"))?;
     let (attempt, extra) = match rest.split_once('/') {
@@ -590,13 +601,7 @@ impl goldenscript::Runner for Runner {
                     .map(QueueName::parse)
                     .collect::<Result<_, _>>()?;
                 let capacity = args.take_key("capacity").map_or(Ok(1), str::parse)?;
-                let mut running = Vec::new();
-                if let Some(list) = args.take_key("running") {
-                    for item in list.split(',') {
-                        let (work_id, attempt, _) = parse_ref(item)?;
-                        running.push(RunningWork { work_id, attempt });
-                    }
-                }
+                let running = held(args.take_key("running"))?.unwrap_or_default();
                 let session = session(&worker_id, args.take_key("session"))?;
                 let login = args.take_key("login").map(Login::parse).transpose()?;
                 let request = self.next_request();
@@ -609,10 +614,11 @@ impl goldenscript::Runner for Runner {
                 let wait_ms = args.take_key("wait").map_or(Ok(0), str::parse)?;
                 let session = session(&worker_id, args.take_key("session"))?;
                 let login = args.take_key("login").map(Login::parse).transpose()?;
+                let running = held(args.take_key("holding"))?;
                 let request = self.next_request();
                 self.run_command(Command::RequestWork {
                     request,
-                    msg: RequestWork { worker_id, session, slots, wait_ms },
+                    msg: RequestWork { worker_id, session, slots, wait_ms, running },
                     login,
                     now,
                 })?
@@ -623,9 +629,14 @@ impl goldenscript::Runner for Runner {
                 let mut slots = 0;
                 let mut session_key = None;
                 let mut login = None;
+                let mut running = None;
                 while let Some((key, value)) = args.next_key() {
                     if key == "slots" {
                         slots = value.parse()?;
+                        continue;
+                    }
+                    if key == "holding" {
+                        running = held(Some(value))?;
                         continue;
                     }
                     if key == "session" {
@@ -665,7 +676,7 @@ impl goldenscript::Runner for Runner {
                 let request = self.next_request();
                 self.run_command(Command::Report {
                     request,
-                    msg: Report { worker_id, session, outcomes, slots },
+                    msg: Report { worker_id, session, outcomes, slots, running },
                     login,
                     now,
                 })?

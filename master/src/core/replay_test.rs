@@ -533,7 +533,8 @@ impl Harness {
                 // Even slot counts also wait (long poll), so parked requests are exercised.
                 let wait_ms = if slots % 2 == 0 { 500 } else { 0 };
                 let session = session_token(w, session);
-                let msg = RequestWork { worker_id: worker(w), session, slots, wait_ms };
+                let msg =
+                    RequestWork { worker_id: worker(w), session, slots, wait_ms, running: None };
                 self.step(Command::RequestWork { request, msg, login: login_of(w), now });
             }
             Action::Report { worker: w, outcomes, slots, session } => {
@@ -559,7 +560,7 @@ impl Harness {
                     })
                     .collect();
                 let session = session_token(w, session);
-                let msg = Report { worker_id: worker(w), session, outcomes, slots };
+                let msg = Report { worker_id: worker(w), session, outcomes, slots, running: None };
                 self.step(Command::Report { request, msg, login: login_of(w), now });
             }
             Action::PublishAll => self.publish_all(),
@@ -972,7 +973,8 @@ impl Reads {
     fn run(&mut self) {
         self.request += 1;
         let session = session_token(0, 0);
-        let msg = RequestWork { worker_id: worker(0), session, slots: 64, wait_ms: 0 };
+        let msg =
+            RequestWork { worker_id: worker(0), session, slots: 64, wait_ms: 0, running: None };
         let (request, now) = (self.request, self.now);
         let out = self.step(Command::RequestWork { request, msg, login: None, now });
         let assignments: Vec<AssignmentRef> = out
@@ -997,7 +999,7 @@ impl Reads {
             })
             .collect();
         self.request += 1;
-        let msg = Report { worker_id: worker(0), session, outcomes, slots: 0 };
+        let msg = Report { worker_id: worker(0), session, outcomes, slots: 0, running: None };
         self.step(Command::Report { request: self.request, msg, login: None, now: self.now });
         // The publisher: each outcome goes over an older run's, never under a newer one's.
         let unpublished: Vec<_> = self.engine.state().unpublished.clone().into_iter().collect();

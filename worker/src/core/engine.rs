@@ -336,6 +336,7 @@ impl Engine {
                 session: self.cfg.session,
                 slots: 0,
                 wait_ms: 0,
+                running: None,
             };
             self.push(Action::Withdraw { epoch: self.epoch, msg });
         }
@@ -438,7 +439,9 @@ impl Engine {
             let mut outcomes = batch.outcomes;
             outcomes.extend(progress);
             let (worker_id, session) = (self.cfg.id.clone(), self.cfg.session);
-            let msg = Report { worker_id, session, outcomes, slots };
+            // What it holds, so a grant lost on its way is handed out again in the reply.
+            let running = (slots > 0).then(|| self.attempts.held());
+            let msg = Report { worker_id, session, outcomes, slots, running };
             return self.push(Action::Report { id, epoch: self.epoch, msg });
         }
         let slots = self.free().min(capacity);
@@ -449,7 +452,8 @@ impl Engine {
             let wait_ms = self.cfg.long_poll();
             let id = self.flights.open(Kind::Work { slots, waited: wait_ms > 0 }, now);
             let (worker_id, session) = (self.cfg.id.clone(), self.cfg.session);
-            let msg = RequestWork { worker_id, session, slots, wait_ms };
+            let running = Some(self.attempts.held());
+            let msg = RequestWork { worker_id, session, slots, wait_ms, running };
             self.push(Action::RequestWork { id, epoch: self.epoch, msg });
         }
     }

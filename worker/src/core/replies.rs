@@ -10,7 +10,10 @@
 //!   every request in flight (see `flights.rs`) and re-sends every pending outcome at once;
 //! - a verdict ends the re-sending of an outcome only if that report carried it (a verdict
 //!   about progress must not drop a completion of the same attempt sent later);
-//! - an assignment is not taken twice, and not taken when its time is already up.
+//! - an assignment is not taken twice, and not taken when its time is already up;
+//! - a request whose answer never came is asked again at once: requests and reports list what
+//!   the worker holds, and the master hands out again what it granted and the worker does not
+//!   hold (a grant lost on its way), so a lost grant costs a request timeout, not a deadline.
 
 use jetwork_shared::protocol::{
     Assignment, LeaseHolder, Registered, ReportReply, VerdictKind, WorkGrant,
@@ -90,7 +93,14 @@ impl Engine {
                 }
             }
             Ok(grant) => self.stale("grant", grant.epoch),
-            Err(failure) => self.failed("request", failure, flight.current, now),
+            Err(failure) => {
+                // The answer may have been a grant lost on its way: ask again at once. The
+                // request lists what this worker holds, so the master hands those attempts
+                // out again instead of letting them wait for their deadlines.
+                let lost = matches!(failure, Failure::Failed(_)) && flight.current;
+                self.failed("request", failure, flight.current, now);
+                self.want_work |= lost;
+            }
         }
     }
 

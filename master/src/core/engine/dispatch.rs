@@ -7,8 +7,8 @@
 //! hand-out is a `WorkStarted` event with a fresh token and deadline, journaled before the
 //! grant is sent (the runtime holds the reply behind the write).
 
-use jetwork_shared::protocol::RequestWork;
-use jetwork_shared::{Login, WorkerId};
+use jetwork_shared::protocol::{RequestWork, RunningWork};
+use jetwork_shared::{Login, WorkId, WorkerId};
 
 use super::super::{AssignmentRef, Effect, Event, Millis, Reply, RequestId};
 use super::{wrong_login, wrong_session, Engine, Parked};
@@ -44,7 +44,7 @@ impl Engine {
         if let Some(old) = self.parked.remove(&msg.worker_id) {
             self.reply(old.request, Reply::Grant { assignments: Vec::new() });
         }
-        let assignments = self.assign(&msg.worker_id, msg.slots, now);
+        let assignments = self.grant(&msg.worker_id, msg.slots, msg.running.as_deref(), now);
         // Nothing to hand out now: hold the request open (a long poll) rather than answer
         // empty and make the worker wait for a notice, so the next submission for it is
         // accepted and handed out in the same journal write. The wait is capped: a worker's
@@ -89,6 +89,76 @@ impl Engine {
 
     /// Hands up to `slots` ready items from the worker's queues to it, taking the queues in
     /// turn so one busy queue cannot starve another.
+    /// What a request or report asking for `slots` gets: the attempts of `worker` it did not
+    /// list in `held` (lost grants, handed out again), then new ones for the rest.
+    pub(super) fn grant(
+        &mut self,
+        worker: &WorkerId,
+        slots: u32,
+        held: Option<&[RunningWork]>,
+        now: Millis,
+    ) -> Vec<AssignmentRef> {
+        let mut assignments = match held {
+            Some(held) if slots > 0 => self.lost_grants(worker, held, slots, now),
+            _ => Vec::new(),
+        };
+        let left = slots.saturating_sub(u32::try_from(assignments.len()).unwrap_or(u32::MAX));
+        if left > 0 {
+            assignments.extend(self.assign(worker, left, now));
+        }
+        assignments
+    }
+
+    /// The attempts handed to `worker` that it does not hold (`held` is everything it does, as
+    /// it sent the request), still within their deadlines: grants lost on their way. At most
+    /// `limit`, and within one grant's byte budget. Nothing is recorded: the same attempt goes
+    /// again, with its token and deadline, and its slot was counted when it was first handed
+    /// out. A worker that got it after all ignores the copy.
+    fn lost_grants(
+        &self,
+        worker: &WorkerId,
+        held: &[RunningWork],
+        limit: u32,
+        now: Millis,
+    ) -> Vec<AssignmentRef> {
+        let Some(w) = self.state.workers.get(worker) else { return Vec::new() };
+        let holds = |id: &WorkId, attempt: u32| {
+            held.iter().any(|h| h.attempt == attempt && h.work_id == *id)
+        };
+        let mut lost = Vec::new();
+        let mut bytes = 0u64;
+        for work_id in &w.running {
+            if lost.len() >= limit as usize {
+                break;
+            }
+            let Some(work) = self.state.work.get(work_id) else { continue };
+            let Some(running) = work.running.as_ref().filter(|r| r.worker == *worker) else {
+                continue;
+            };
+            if running.deadline <= now || holds(work_id, work.attempt) {
+                continue;
+            }
+            if !lost.is_empty() && bytes + work.size > self.policy.max_grant_bytes {
+                break;
+            }
+            let index = work.attempt.saturating_sub(work.prior_attempts + 1) as usize;
+            let Some(&token) = work.tokens.get(index) else { continue };
+            bytes += work.size;
+            let timeout =
+                work.options.timeout.unwrap_or(self.policy.rules(&work.queue).work_timeout);
+            lost.push(AssignmentRef {
+                work_id: work_id.clone(),
+                queue: work.queue.clone(),
+                seq: work.seq,
+                attempt: work.attempt,
+                deadline: running.deadline,
+                timeout,
+                token,
+            });
+        }
+        lost
+    }
+
     pub(super) fn assign(
         &mut self,
         worker: &WorkerId,

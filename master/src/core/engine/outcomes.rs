@@ -66,7 +66,7 @@ impl Engine {
             .collect();
         let assignments = if known && msg.slots > 0 {
             self.notified.remove(&msg.worker_id);
-            self.assign(&msg.worker_id, msg.slots, now)
+            self.grant(&msg.worker_id, msg.slots, msg.running.as_deref(), now)
         } else {
             Vec::new()
         };
