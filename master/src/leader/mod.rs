@@ -303,10 +303,18 @@ impl Leader {
         self.publications.inherit(self.engine.state());
         // The engine decides whether it needs it (the first time this version leads a journal
         // older masters wrote).
-        let submitted_through =
-            crate::housekeeping::last_sequence(&self.env.js, subjects::SUBMIT_STREAM)
-                .await
-                .map_err(|e| Exit::Deposed(e.to_string()))?;
+        // Asked again while the lease lasts: a stream electing its leader (a node just died)
+        // answers "no stream found" for a few seconds, which is no reason to give up the term.
+        let submitted_through = loop {
+            match crate::housekeeping::last_sequence(&self.env.js, subjects::SUBMIT_STREAM).await {
+                Ok(seq) => break seq,
+                Err(e) if lease.is_valid() => {
+                    tracing::debug!(error = %e, "cannot read the submit stream's tail yet; asking again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(Exit::Deposed(e.to_string())),
+            }
+        };
         let output = self.engine.step(Command::Takeover {
             epoch: self.epoch,
             leader: self.env.holder.clone(),
