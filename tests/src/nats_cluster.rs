@@ -315,6 +315,34 @@ impl NatsCluster {
         self.index_of(leader)
     }
 
+    /// The index of the JetStream metadata leader (which creates streams and consumers) as
+    /// the running nodes last logged it; `None` if none has logged one since its start.
+    /// From the logs, because a client cannot ask without the system account.
+    pub fn meta_leader(&mut self) -> Option<usize> {
+        let running: Vec<usize> = (0..self.nodes.len()).filter(|i| self.is_running(*i)).collect();
+        // Each line is `[pid] <date> <time> [INF] …`: the latest line across the nodes wins.
+        let mut latest: Option<(String, usize)> = None;
+        for i in running {
+            let text = std::fs::read_to_string(self.nodes[i].log_path()).unwrap_or_default();
+            let found = text.lines().rev().find_map(|line| {
+                let leader = if line.contains("Self is new JetStream cluster metadata leader") {
+                    Some(i)
+                } else {
+                    let (_, rest) = line.split_once("JetStream cluster new metadata leader: ")?;
+                    self.index_of(rest.split('/').next()?)
+                };
+                let stamp: String = line.split_whitespace().skip(1).take(2).collect();
+                leader.map(|l| (stamp, l))
+            });
+            if let Some(found) = found {
+                if latest.as_ref().is_none_or(|(stamp, _)| found.0 > *stamp) {
+                    latest = Some(found);
+                }
+            }
+        }
+        latest.map(|(_, leader)| leader)
+    }
+
     /// Waits up to `within` until `stream` has a leader; returns its index.
     pub async fn await_stream_leader(
         &self,

@@ -37,6 +37,9 @@ async fn a_replicated_stream_elects_a_new_leader_when_its_leader_is_killed() -> 
     assert_eq!(cluster.await_stream_leader(&js, STREAM, Duration::from_secs(10)).await?, elsewhere);
     let leader = elsewhere;
 
+    let meta = cluster.meta_leader();
+    assert!(meta.is_some(), "the nodes log the metadata leader");
+
     let old_port = cluster.url(leader);
     cluster.kill9(leader);
     assert!(!cluster.is_running(leader));
@@ -44,6 +47,13 @@ async fn a_replicated_stream_elects_a_new_leader_when_its_leader_is_killed() -> 
     let new_leader = cluster.await_stream_leader(&js, STREAM, Duration::from_secs(30)).await?;
     assert_ne!(new_leader, leader, "the dead node cannot lead");
     js.publish("harness.x", "after".into()).await?.await?;
+    if meta == Some(leader) {
+        wait_until("a new metadata leader", Duration::from_secs(30), || {
+            let now = cluster.meta_leader();
+            async move { now.is_some_and(|m| m != leader) }
+        })
+        .await?;
+    }
     let state = js.get_stream(STREAM).await?.info().await?.state.clone();
     assert_eq!(state.messages, 11, "nothing acknowledged was lost");
 

@@ -1,0 +1,101 @@
+//! [`LiveResults`]: a core NATS subscriber on every queue's live results
+//! (`jetwork.results.<queue>.<work id>`), as any application listening for results would be.
+//! It records when each result arrived, so a test can measure how long dispatching paused
+//! (the longest gap between consecutive results) and check that no result was seen twice.
+//!
+//! Invariant: every message received is recorded, in arrival order, with the time it was
+//! read from the subscription (the receive times are monotonic).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jetwork_shared::subjects;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// One live result: the work id its subject names, and when it arrived.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub work_id: String,
+    pub at: Instant,
+}
+
+/// The subscriber (it stops when dropped).
+pub struct LiveResults {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: JoinHandle<()>,
+}
+
+impl LiveResults {
+    /// Subscribes on `jetwork.results.>` through `client` (which should stay connected
+    /// through the faults a test injects: a connection to a node nobody faults).
+    pub async fn start(client: &async_nats::Client) -> anyhow::Result<Self> {
+        let mut subscription = client.subscribe(subjects::RESULTS_ALL).await?;
+        // The subscription is registered with the server before any result is owed.
+        client.flush().await?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Some(message) = subscription.next().await {
+                let at = Instant::now();
+                // `jetwork.results.<queue>.<work id>`: the id is the last token.
+                let work_id = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
+                record.lock().unwrap_or_else(PoisonError::into_inner).push(Seen { work_id, at });
+            }
+        });
+        Ok(LiveResults { seen, task })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&[Seen]) -> T) -> T {
+        f(&self.seen.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Results received so far.
+    pub fn count(&self) -> usize {
+        self.read(<[Seen]>::len)
+    }
+
+    /// Whether a result for one of `ids` arrived after `after`.
+    pub fn any_after(&self, after: Instant, ids: impl Fn(&str) -> bool) -> bool {
+        self.read(|seen| seen.iter().any(|s| s.at > after && ids(&s.work_id)))
+    }
+
+    /// The work ids received more than once, with how many times.
+    pub fn duplicates(&self) -> BTreeMap<String, usize> {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        self.read(|seen| {
+            for s in seen {
+                *counts.entry(s.work_id.clone()).or_default() += 1;
+            }
+        });
+        counts.retain(|_, n| *n > 1);
+        counts
+    }
+
+    /// The longest time without a result from `from` on: the gap from `from` to the first
+    /// result after it, and between consecutive results after it (none after it: zero).
+    pub fn longest_gap_from(&self, from: Instant) -> Duration {
+        self.read(|seen| {
+            let mut last = from;
+            let mut longest = Duration::ZERO;
+            for s in seen.iter().filter(|s| s.at >= from) {
+                longest = longest.max(s.at - last);
+                last = s.at;
+            }
+            longest
+        })
+    }
+
+    /// The time from `from` to the first result after it.
+    pub fn first_after(&self, from: Instant) -> Option<Duration> {
+        self.read(|seen| seen.iter().find(|s| s.at >= from).map(|s| s.at - from))
+    }
+}
+
+impl Drop for LiveResults {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
