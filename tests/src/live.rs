@@ -74,17 +74,18 @@ impl LiveResults {
         counts
     }
 
-    /// The longest time without a result from `from` on: the gap from `from` to the first
-    /// result after it, and between consecutive results after it (none after it: zero).
-    pub fn longest_gap_from(&self, from: Instant) -> Duration {
+    /// The longest time without a result between `from` and `until`: the gaps between
+    /// consecutive results, from `from` to the first, and from the last to `until` (a stall
+    /// that never ended counts in full).
+    pub fn longest_gap(&self, from: Instant, until: Instant) -> Duration {
         self.read(|seen| {
             let mut last = from;
             let mut longest = Duration::ZERO;
-            for s in seen.iter().filter(|s| s.at >= from) {
+            for s in seen.iter().filter(|s| s.at >= from && s.at <= until) {
                 longest = longest.max(s.at - last);
                 last = s.at;
             }
-            longest
+            longest.max(until.saturating_duration_since(last))
         })
     }
 

@@ -324,24 +324,27 @@ impl Scenario {
     ) -> anyhow::Result<Measured> {
         let Running { load, live } = run;
         let before = load.started();
-        let resumed = wait_until("dispatching again", Duration::from_secs(90), || async {
+        let resumed = wait_until("dispatching again", Duration::from_secs(60), || async {
             live.any_after(recovered_at, |id| load.is_after(id, before))
         })
         .await;
         // Load through the recovery, so a second stall would show.
         tokio::time::sleep(AFTER).await;
         let first_ack_after_recovery = load.first_ack_after(recovered_at);
+        // Results owed by then came within the time the pause is measured over.
+        let stopped_at = Instant::now();
         let submitted = load.stop().await.context("stopping the load")?;
         let audited = self.audit(&submitted).await;
         let from = fault_at.checked_sub(Duration::from_secs(1)).unwrap_or(fault_at);
         Ok(Measured {
-            pause: live.longest_gap_from(from),
-            pause_after_recovery: live.longest_gap_from(recovered_at),
+            pause: live.longest_gap(from, stopped_at),
+            pause_after_recovery: live.longest_gap(recovered_at, stopped_at),
             first_after_recovery: live.first_after(recovered_at),
             first_ack_after_recovery,
             resumed: resumed.err().map(|e| e.to_string()),
             acked: submitted.acked.len(),
             unacked: submitted.failed.len(),
+            unacked_why: submitted.failed.first().map(|(id, why)| format!("{id}: {why}")),
             received: live.count(),
             live_duplicates: live.duplicates(),
             audit: audited.err().map(|e| format!("{e:#}")),
@@ -354,7 +357,7 @@ impl Scenario {
         let ids = submitted.ids();
         let js = &self.js;
         let audit =
-            poll_for("every acknowledged job's result", Duration::from_secs(90), || async {
+            poll_for("every acknowledged job's result", Duration::from_secs(60), || async {
                 Audit::read(js)
                     .await
                     .ok()
@@ -391,8 +394,9 @@ impl Scenario {
         self.on_failure(measured.judge_after_recovery(fault, target))
     }
 
-    /// Prints the warnings and errors every process and node logged when `verdict` failed:
-    /// the causes of a long pause are there (the logs themselves go with the test).
+    /// Prints the warnings and errors every process and node logged when `verdict` failed
+    /// (the causes of a long pause are there) and keeps every log in a directory that
+    /// outlives the test.
     fn on_failure(&self, verdict: anyhow::Result<()>) -> anyhow::Result<()> {
         if verdict.is_ok() {
             return verdict;
@@ -405,21 +409,28 @@ impl Scenario {
                 .collect();
             lines[lines.len().saturating_sub(40)..].join("\n")
         };
+        let test = std::thread::current().name().unwrap_or("cluster").replace("::", "-");
+        let kept = std::env::temp_dir().join(format!("jetwork-{test}-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&kept);
         for process in self.masters.iter().chain(&self.workers) {
+            let text = process.logs();
+            let _ = std::fs::write(kept.join(format!("{}.log", process.name())), &text);
             eprintln!(
                 "--- {} (warnings and errors)\n{}",
                 process.name(),
-                notable(&process.logs(), &["WARN", "ERROR"])
+                notable(&text, &["WARN", "ERROR"])
             );
         }
         for i in 0..self.cluster.size() {
             let text = std::fs::read_to_string(self.cluster.log_path(i)).unwrap_or_default();
+            let _ = std::fs::write(kept.join(format!("{}.log", self.cluster.name(i))), &text);
             eprintln!(
                 "--- {} (warnings and errors)\n{}",
                 self.cluster.name(i),
                 notable(&text, &["[WRN]", "[ERR]"])
             );
         }
+        eprintln!("cluster: every log is kept in {}", kept.display());
         verdict
     }
 }
@@ -453,6 +464,8 @@ struct Measured {
     resumed: Option<String>,
     acked: usize,
     unacked: usize,
+    /// The first unacknowledged submission's error.
+    unacked_why: Option<String>,
     received: usize,
     live_duplicates: std::collections::BTreeMap<String, usize>,
     /// Why the audit failed, if it did.
@@ -500,6 +513,9 @@ impl Measured {
             self.received,
             self.live_duplicates.len(),
         );
+        if let Some(why) = &self.unacked_why {
+            eprintln!("cluster:   not acknowledged, e.g. {why}");
+        }
         for note in &self.notes {
             eprintln!("cluster:   {note}");
         }
