@@ -1,8 +1,9 @@
 //! The integration-test harness: real `nats-server` processes (own port, own store directory,
-//! killed on drop), the real jetwork binaries where a process must die, in-process masters
+//! killed on drop) alone or as a 3-node JetStream cluster ([`NatsCluster`]), the real jetwork
+//! binaries where a process must die, in-process masters
 //! and workers where it need not, an auditor that reads the journal and the results stream
-//! back, a fault-injecting proxy for one process's link to nats-server, and condition waits
-//! with deadlines.
+//! back, a fault-injecting proxy for one process's link to nats-server, a paced load and a
+//! live-result subscriber for measuring dispatch pauses, and condition waits with deadlines.
 //!
 //! A test sets up its scenario with [`InProcess::build`] (server, settings, masters, client,
 //! proxies, processes), runs its phases, and ends with the audit ([`InProcess::audit`],
@@ -20,7 +21,9 @@ pub mod inproc;
 pub mod live;
 pub mod load;
 pub mod manual;
+pub mod nats_cluster;
 pub mod nats_server;
+pub mod paced;
 pub mod process;
 pub mod procs;
 pub mod proxy;
@@ -34,7 +37,9 @@ pub mod wait;
 pub use audit::Audit;
 pub use browser::Browser;
 pub use live::LiveResults;
+pub use nats_cluster::NatsCluster;
 pub use nats_server::NatsServer;
+pub use paced::PacedLoad;
 pub use process::Process;
 pub use procs::Procs;
 pub use proxy::{Action, Direction, FaultProxy, Frame, Mode, Op, RuleId};

@@ -1,66 +1,97 @@
-//! [`LiveResults`]: a live subscriber on `jetwork.results.>`, as a user's dashboard or
-//! `jetwork-frontend wait` would be, recording when each result arrived. It answers the
-//! questions the fault tests ask of the live path: did any run's result arrive twice, and how
-//! long did dispatch pause (the longest gap between consecutive results).
+//! [`LiveResults`]: a core NATS subscriber on every queue's live results
+//! (`jetwork.results.<queue>.<work id>`), as any application listening for results would be.
+//! It records when each result arrived, so a test can measure how long dispatching paused
+//! (the longest gap between consecutive results) and check that no result was seen twice.
+//!
+//! Invariant: every message received is recorded, in arrival order, with the time it was
+//! read from the subscription (the receive times are monotonic).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
-use jetwork_shared::{headers, subjects};
+use jetwork_shared::subjects;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-/// What the subscriber saw: (arrival, subject, run) per message, in arrival order.
-type Seen = Arc<Mutex<Vec<(Instant, String, String)>>>;
+/// One live result: the work id its subject names, and when it arrived.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub work_id: String,
+    pub at: Instant,
+}
 
-/// Results as they are published live (stopped on drop).
+/// The subscriber (it stops when dropped).
 pub struct LiveResults {
-    seen: Seen,
+    seen: Arc<Mutex<Vec<Seen>>>,
     task: JoinHandle<()>,
 }
 
 impl LiveResults {
-    /// Subscribes on `client` (flushed, so nothing published after this returns is missed).
-    pub async fn subscribe(client: &async_nats::Client) -> anyhow::Result<Self> {
+    /// Subscribes on `jetwork.results.>` through `client` (which should stay connected
+    /// through the faults a test injects: a connection to a node nobody faults).
+    pub async fn start(client: &async_nats::Client) -> anyhow::Result<Self> {
         let mut subscription = client.subscribe(subjects::RESULTS_ALL).await?;
+        // The subscription is registered with the server before any result is owed.
         client.flush().await?;
-        let seen: Seen = Arc::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         let task = tokio::spawn(async move {
             while let Some(message) = subscription.next().await {
-                let run = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(headers::SUBMIT_SEQ))
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default();
-                let entry = (Instant::now(), message.subject.to_string(), run);
-                record.lock().unwrap_or_else(PoisonError::into_inner).push(entry);
+                let at = Instant::now();
+                // `jetwork.results.<queue>.<work id>`: the id is the last token.
+                let work_id = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
+                record.lock().unwrap_or_else(PoisonError::into_inner).push(Seen { work_id, at });
             }
         });
         Ok(LiveResults { seen, task })
     }
 
-    /// How many results arrived.
+    fn read<T>(&self, f: impl FnOnce(&[Seen]) -> T) -> T {
+        f(&self.seen.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Results received so far.
     pub fn count(&self) -> usize {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.read(<[Seen]>::len)
     }
 
-    /// Runs (subject and submit sequence) whose result arrived more than once, with the count.
-    pub fn duplicates(&self) -> Vec<(String, usize)> {
-        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Whether a result for one of `ids` arrived after `after`.
+    pub fn any_after(&self, after: Instant, ids: impl Fn(&str) -> bool) -> bool {
+        self.read(|seen| seen.iter().any(|s| s.at > after && ids(&s.work_id)))
+    }
+
+    /// The work ids received more than once, with how many times.
+    pub fn duplicates(&self) -> BTreeMap<String, usize> {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for (_, subject, run) in seen.iter() {
-            *counts.entry(format!("{subject} run {run}")).or_default() += 1;
-        }
-        counts.into_iter().filter(|(_, n)| *n > 1).collect()
+        self.read(|seen| {
+            for s in seen {
+                *counts.entry(s.work_id.clone()).or_default() += 1;
+            }
+        });
+        counts.retain(|_, n| *n > 1);
+        counts
     }
 
-    /// The longest time between two consecutive results (zero with fewer than two).
-    pub fn longest_gap(&self) -> Duration {
-        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.windows(2).map(|w| w[1].0.duration_since(w[0].0)).max().unwrap_or_default()
+    /// The longest time without a result between `from` and `until`: the gaps between
+    /// consecutive results, from `from` to the first, and from the last to `until` (a stall
+    /// that never ended counts in full).
+    pub fn longest_gap(&self, from: Instant, until: Instant) -> Duration {
+        self.read(|seen| {
+            let mut last = from;
+            let mut longest = Duration::ZERO;
+            for s in seen.iter().filter(|s| s.at >= from && s.at <= until) {
+                longest = longest.max(s.at - last);
+                last = s.at;
+            }
+            longest.max(until.saturating_duration_since(last))
+        })
+    }
+
+    /// The time from `from` to the first result after it.
+    pub fn first_after(&self, from: Instant) -> Option<Duration> {
+        self.read(|seen| seen.iter().find(|s| s.at >= from).map(|s| s.at - from))
     }
 }
 

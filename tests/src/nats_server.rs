@@ -162,7 +162,7 @@ impl Drop for NatsServer {
 
 /// The port in nats-server's "Listening for client connections on <host>:<port>" line; only
 /// whole lines count (the log may be read while a line is being written).
-fn listening_port(log: &str) -> Option<u16> {
+pub(crate) fn listening_port(log: &str) -> Option<u16> {
     let complete = &log[..log.rfind('\n')? + 1];
     let line =
         complete.lines().find_map(|line| line.split_once(LISTENING).map(|(_, addr)| addr))?;

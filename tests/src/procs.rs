@@ -1,5 +1,5 @@
-//! [`Procs`]: starts the real binaries against one test server, with the fast test settings
-//! in their environment and their logs in one temporary directory.
+//! [`Procs`]: starts the real binaries against one test server (or a cluster's URLs), with
+//! the fast test settings in their environment and their logs in one temporary directory.
 
 use std::path::Path;
 
@@ -14,7 +14,13 @@ pub struct Procs {
 impl Procs {
     /// Launches against `server` with the fast settings.
     pub fn new(server: &NatsServer) -> anyhow::Result<Self> {
-        Ok(Procs { dir: tempfile::tempdir()?, env: fast_env(&server.url()) })
+        Self::at(&server.url())
+    }
+
+    /// Launches against the servers at `url` (comma separated: a cluster's nodes) with the
+    /// fast settings.
+    pub fn at(url: &str) -> anyhow::Result<Self> {
+        Ok(Procs { dir: tempfile::tempdir()?, env: fast_env(url) })
     }
 
     /// Overrides (or adds) one environment variable for processes started from now on.

@@ -175,8 +175,9 @@ async fn a_short_blip_of_the_leaders_link_costs_its_length_not_the_term() -> any
     run.await_leader("m1", Duration::from_secs(30)).await?;
     let _workers = [squarer(&run, "w1", 8, None)];
     let watcher = run.server.connect().await?;
-    let live = LiveResults::subscribe(&watcher).await?;
-    let load = steady(run.client.clone(), "short-", 300, Duration::from_millis(15));
+    let live = LiveResults::start(&watcher).await?;
+    let load = steady(run.client.clone(), "short-", 600, Duration::from_millis(15));
+    let from = tokio::time::Instant::now() + Duration::from_millis(500);
     let blip = Duration::from_millis(2500);
     for dir in [Direction::ToClient, Direction::ToServer] {
         // Spaces the blips out under the load; not a wait for anything.
@@ -185,7 +186,7 @@ async fn a_short_blip_of_the_leaders_link_costs_its_length_not_the_term() -> any
         proxy.blip(dir, Mode::Hold, blip).await;
     }
     let ids = load.await??;
-    let frozen = live.longest_gap();
+    let frozen = live.longest_gap(from, tokio::time::Instant::now());
     eprintln!("longest gap between live results across 2.5s freezes: {frozen:?}");
     assert!(frozen < blip + Duration::from_secs(1), "a {blip:?} freeze paused dispatch {frozen:?}");
 
@@ -240,7 +241,7 @@ async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twi
     let run = InProcess::build().through_proxy().start().await?;
     let proxy = run.master_link()?;
     let watcher = run.server.connect().await?;
-    let live = LiveResults::subscribe(&watcher).await?;
+    let live = LiveResults::start(&watcher).await?;
     run.await_leader("m1", Duration::from_secs(30)).await?;
     let m2 = run.master("m2");
 
