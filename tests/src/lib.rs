@@ -23,6 +23,7 @@ pub mod nats_server;
 pub mod process;
 pub mod procs;
 pub mod proxy;
+pub mod python;
 pub mod raw;
 pub mod scrape;
 pub mod service;
