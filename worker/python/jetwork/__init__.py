@@ -13,7 +13,8 @@
 
 from .client import Client, JobResult, Submitted
 from .errors import JetworkError, JobFailed, NoMaster, NonRetryable, NotStored, Refused
-from .worker import Job, Worker
+from .job import Job
+from .worker import Worker
 
 __all__ = [
     "Client",

@@ -38,12 +38,13 @@ from nats.aio.msg import Msg
 
 from . import protocol, subjects
 from .errors import JetworkError, JobFailed, NoMaster, NonRetryable, Refused
+from .job import Job
 from .protocol import Assignment, Verdict
 
 log = logging.getLogger("jetwork.worker")
 
 Result = Union[bytes, bytearray, memoryview, str, None]
-Handler = Callable[["Job"], Awaitable[Result]]
+Handler = Callable[[Job], Awaitable[Result]]
 Key = tuple[str, int]
 
 #: Attempts remembered after they left, so a late duplicate grant is never started.
@@ -52,25 +53,6 @@ REMEMBERED = 4096
 PROGRESS_INTERVAL = 1.0
 #: Longest failure reason sent (its tail: that is where errors usually are).
 MAX_REASON = 4096
-
-
-@dataclass
-class Job:
-    """One attempt of a job, as the handler sees it."""
-
-    id: str
-    queue: str
-    attempt: int
-    payload: bytes
-    #: When the master re-queues this attempt without a result or progress (Unix ms, its clock).
-    deadline_ms: int
-    #: The same as a duration from when the master handed it out.
-    timeout_ms: int
-    _progress: Callable[[], None] = field(repr=False, default=lambda: None)
-
-    def progress(self) -> None:
-        """Still working: extends the deadline (sent at most once a second)."""
-        self._progress()
 
 
 @dataclass
@@ -305,6 +287,10 @@ class Worker:
                 continue  # never an attempt twice
             if any((b.work_id, b.attempt) == key for b, _ in self._backlog):
                 continue
+            if self._draining_since is not None:
+                # Granted as the worker drains (a late grant): back to the master at once.
+                self._pending[key] = _Pending(_shutting_down(a))
+                continue
             self._backlog.append((a, now))
         self._start_backlog(now)
 
@@ -385,7 +371,9 @@ class Worker:
         ]
         if not due and not progress:
             return
-        outcomes, carried, size = [], set(), 0
+        outcomes: list[dict[str, Any]] = []
+        carried: set[Key] = set()
+        size = 0
         for key in due:
             pending = self._pending[key]
             size += len(pending.outcome.get("result") or b"")
@@ -479,11 +467,10 @@ class Worker:
             if claimed <= self._epoch:
                 return claimed == self._epoch
             named = await protocol.lease_epoch(self._nc, self.request_timeout)
-            if named == claimed:
-                self._adopt(claimed)
-                return True
-            if named is not None and named > claimed:
-                return False
+            if named is not None and named > self._epoch:
+                self._adopt(named)  # the lease is the truth, whatever was claimed
+            if named is not None and named >= claimed:
+                return named == claimed
             await asyncio.sleep(0.1)
         return False
 
