@@ -2,7 +2,9 @@
 //! master: the seed's own acceptance test with Python workers, a fleet of Rust, Python and
 //! `--forward` workers (the service behind it a plain nats-py responder) on one queue through a
 //! leader's `kill -9`, and a Python worker's own `kill -9` mid-job. Each ends with the
-//! journal/results audit: every id completed exactly once.
+//! journal/results audit: every id completed exactly once. And the Python client
+//! (`tests/client_check.py`): submissions with options and duplicates, waiting for a result,
+//! one job, listings, pause, resume, cancel, retry, refusals.
 //!
 //! Driven from here rather than by pytest: the scenarios need what the Rust harness already
 //! has (servers, master processes, the audit, condition waits with deadlines), and `cargo test`
@@ -170,5 +172,22 @@ async fn a_python_worker_killed_mid_job_loses_nothing() -> anyhow::Result<()> {
     assert_eq!(result.attempt, 2);
     let audit = run.audit().await?;
     assert_eq!(audit.attempts(&id), vec![1, 2]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_submits_reads_and_manages_jobs() -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    let _worker = run.worker("rust", jetwork_worker::square);
+    let procs = run.procs()?;
+    let mut check =
+        python::start(&run.server, procs.dir(), "client", "tests/client_check.py", &[])?;
+    wait_until("the client check to finish", WAIT, || {
+        let done = !check.is_running();
+        async move { done }
+    })
+    .await?;
+    let said = check.logs();
+    assert!(said.contains("client check passed"), "the client check failed:\n{said}");
     Ok(())
 }
