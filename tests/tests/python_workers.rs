@@ -1,7 +1,8 @@
 //! The Python library's worker (`worker/python`, run as real Python processes) against the real
 //! master: the seed's own acceptance test with Python workers, a fleet of Rust, Python and
 //! `--forward` workers (the service behind it a plain nats-py responder) on one queue through a
-//! leader's `kill -9`, and a Python worker's own `kill -9` mid-job. Each ends with the
+//! leader's `kill -9`, a Python worker's own `kill -9` mid-job, and its cancel, SIGTERM drain
+//! and deregistration (a new process takes its id at once). Each ends with the
 //! journal/results audit: every id completed exactly once. And the Python client
 //! (`tests/client_check.py`): submissions with options and duplicates, waiting for a result,
 //! one job, listings, pause, resume, cancel, retry, refusals.
@@ -189,5 +190,47 @@ async fn the_python_client_submits_reads_and_manages_jobs() -> anyhow::Result<()
     .await?;
     let said = check.logs();
     assert!(said.contains("client check passed"), "the client check failed:\n{said}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_worker_obeys_a_cancel_and_drains_and_deregisters_on_sigterm() -> anyhow::Result<()>
+{
+    let run = InProcess::build().masters(&[]).start().await?;
+    let mut procs = run.procs()?;
+    // Long enough that nothing below can be the master's timers at work.
+    procs.set("JETWORK_MASTER__WORKER_TIMEOUT", "60s").set("JETWORK_MASTER__WORK_TIMEOUT", "60s");
+    let _master = procs.master("m1")?;
+    let mut python = python::start(
+        &run.server,
+        procs.dir(),
+        "py-stop",
+        "tests/scenario_worker.py",
+        &["--id", "py-stop", "--sleep-ms", "600000"],
+    )?;
+    workers_registered(&run, 1).await?;
+
+    tracing::info!("--- an operator cancels the job it runs: it stops it");
+    let cancelled = run.submit("cancelled", b"2").await?;
+    wait_until("the Python worker to run it", WAIT, || async { taken(&python) >= 1 }).await?;
+    run.client.cancel(&cancelled, Some("not needed".to_owned())).await?;
+    wait_until("the Python worker to stop it", WAIT, || async {
+        python.logs().contains("cancelled@1: stopped: cancelled by an operator")
+    })
+    .await?;
+
+    tracing::info!("--- SIGTERM mid-job: it drains, reports the job failed, deregisters");
+    let held = run.submit("held", b"3").await?;
+    wait_until("the Python worker to run it", WAIT, || async { taken(&python) >= 2 }).await?;
+    assert!(python.terminate(WAIT).await?, "the Python worker exits after draining");
+    assert!(python.logs().contains("deregistered"), "{}", python.logs());
+
+    tracing::info!("--- a new process under the same id registers at once and finishes the job");
+    let _rust = procs.worker("py-stop", &[])?;
+    let result = run.result(&held, Duration::from_secs(30)).await?;
+    assert_eq!(result.payload, Bytes::from_static(b"3 * 3 = 9"));
+    let audit = run.audit().await?;
+    assert_eq!(audit.attempts(&held), vec![1, 2], "the drained attempt, then the new process's");
+    assert_eq!(audit.attempts(&cancelled), vec![1]);
     Ok(())
 }
