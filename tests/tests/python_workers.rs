@@ -132,7 +132,11 @@ async fn rust_python_and_forward_workers_share_a_queue_through_a_leader_kill() -
     m1.kill9()?;
     run.await_leader("m2", Duration::from_secs(20)).await?;
 
-    let ids = load.await??;
+    let mut ids = load.await??;
+    // Work arriving only under the new leader, over a couple of seconds: every worker that
+    // followed it gets a share.
+    let after = steady(run.client.clone(), "after-", 200, Duration::from_millis(10));
+    ids.extend(after.await??);
     let audit = run.completed(&ids, WAIT).await?;
     let epochs: BTreeSet<u64> = audit.epochs.iter().map(|(_, e)| *e).collect();
     assert!(epochs.len() >= 2, "two leadership terms in the journal: {epochs:?}");
