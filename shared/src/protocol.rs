@@ -59,6 +59,27 @@ pub struct Registered {
     pub work_ready: bool,
 }
 
+/// `jetwork.master.deregister`: a worker that stops cleanly releases its id at once, instead of
+/// leaving the master to notice its silence after `worker_timeout`. Whatever it still runs is
+/// re-queued at once, and a new process may register under the id straight away. Only the
+/// process that holds the id (its `session`, under its login) may send it: anyone else gets 403
+/// and nothing changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deregister {
+    pub worker_id: WorkerId,
+    /// The session the worker registered with.
+    pub session: Token,
+}
+
+/// Reply to [`Deregister`]: the id is free.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deregistered {
+    pub epoch: u64,
+    /// Attempts the worker still held, re-queued at once (each counts as an attempt).
+    #[serde(default)]
+    pub requeued: u32,
+}
+
 /// `jetwork.master.request`: an idle (or partly idle) worker asks for up to `slots` items.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestWork {
@@ -174,7 +195,12 @@ pub struct ReportReply {
 /// The master's answer to one [`Outcome`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    pub work_id: WorkId,
+    /// The outcome's work id; absent only on the `rejected` verdict of an entry whose own
+    /// `work_id` could not be read (see [`crate::report_entries`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_id: Option<WorkId>,
+    /// The outcome's attempt (0 when an unreadable entry's own could not be read).
+    #[serde(default)]
     pub attempt: u32,
     pub verdict: VerdictKind,
     /// For accepted progress: the new deadline.

@@ -59,6 +59,8 @@ pub const MASTER_REGISTER: &str = "jetwork.master.register";
 pub const MASTER_REQUEST: &str = "jetwork.master.request";
 /// Workers report completion, failure and progress here.
 pub const MASTER_REPORT: &str = "jetwork.master.report";
+/// Workers that stop cleanly release their id here.
+pub const MASTER_DEREGISTER: &str = "jetwork.master.deregister";
 /// Anyone asks for the leader's view of queues and workers here (JSON reply).
 pub const MASTER_STATUS: &str = "jetwork.master.status";
 /// A newly elected leader announces itself here (core NATS, not stored).
@@ -214,8 +216,9 @@ pub const MASTER_SCHEDULES: &str = "jetwork.master.schedules";
 /// Every request/reply subject the leader serves (its micro-service endpoints): what workers,
 /// clients and operators may ask. The role matrix test (`tests/tests/role_matrix.rs`) asks each
 /// of them as each role of the shipped `nats.conf`, and fails for one it has no row for.
-pub const ENDPOINTS: [&str; 15] = [
+pub const ENDPOINTS: [&str; 16] = [
     MASTER_REGISTER,
+    MASTER_DEREGISTER,
     MASTER_REQUEST,
     MASTER_REPORT,
     MASTER_STATUS,
@@ -234,7 +237,8 @@ pub const ENDPOINTS: [&str; 15] = [
 
 /// The workers' endpoints: each is also served under the worker's login, as
 /// `<endpoint>.<login>.<worker id>` ([`worker_endpoint`]).
-pub const WORKER_ENDPOINTS: [&str; 3] = [MASTER_REGISTER, MASTER_REQUEST, MASTER_REPORT];
+pub const WORKER_ENDPOINTS: [&str; 4] =
+    [MASTER_REGISTER, MASTER_REQUEST, MASTER_REPORT, MASTER_DEREGISTER];
 
 /// Where the leader tells one worker to stop a cancelled attempt (with its login, as
 /// [`worker_ready`]).
@@ -326,6 +330,7 @@ mod tests {
             (MASTER_REGISTER, "register"),
             (MASTER_REQUEST, "request"),
             (MASTER_REPORT, "report"),
+            (MASTER_DEREGISTER, "deregister"),
             (MASTER_STATUS, "status"),
             (MASTER_JOB, "job"),
             (MASTER_JOBS, "jobs"),

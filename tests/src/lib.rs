@@ -27,6 +27,7 @@ pub mod paced;
 pub mod process;
 pub mod procs;
 pub mod proxy;
+pub mod python;
 pub mod raw;
 pub mod scrape;
 pub mod service;

@@ -106,9 +106,10 @@ fn endpoint_expect(subject: &str, role: &str) -> Expect {
     }
     let allowed = match subject {
         // Without a login: nobody but the admin (the shipped master refuses them anyway).
-        subjects::MASTER_REGISTER | subjects::MASTER_REQUEST | subjects::MASTER_REPORT => {
-            role == "admin"
-        }
+        subjects::MASTER_REGISTER
+        | subjects::MASTER_REQUEST
+        | subjects::MASTER_REPORT
+        | subjects::MASTER_DEREGISTER => role == "admin",
         subjects::MASTER_STATUS
         | subjects::MASTER_JOB
         | subjects::MASTER_JOBS
@@ -131,10 +132,11 @@ fn endpoint_expect(subject: &str, role: &str) -> Expect {
 }
 
 /// The workers' endpoints under login `worker-1`, as its worker `worker-1`.
-const WORKER_1_ENDPOINTS: [&str; 3] = [
+const WORKER_1_ENDPOINTS: [&str; 4] = [
     "jetwork.master.register.worker-1.worker-1",
     "jetwork.master.request.worker-1.worker-1",
     "jetwork.master.report.worker-1.worker-1",
+    "jetwork.master.deregister.worker-1.worker-1",
 ];
 
 fn inbox_of(user: &str) -> Option<String> {

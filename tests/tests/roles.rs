@@ -282,6 +282,7 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         subjects::MASTER_REGISTER.to_owned(),
         subjects::MASTER_REQUEST.to_owned(),
         subjects::MASTER_REPORT.to_owned(),
+        subjects::MASTER_DEREGISTER.to_owned(),
         subjects::ADMIN_CANCEL.to_owned(),
         subjects::ADMIN_RETRY.to_owned(),
         subjects::ADMIN_RETRY_ALL.to_owned(),

@@ -24,6 +24,11 @@
 //! The handler's [`crate::Gate`], if it has one, is watched too: each change becomes an
 //! [`Input::Gate`].
 //!
+//! Once the engine has stopped, the shell deregisters the worker
+//! (`jetwork.master.deregister`): its id is free for the next process at once, and anything
+//! the master still counts as its (an outcome whose verdict never came) is re-queued at once
+//! rather than after `worker_timeout`.
+//!
 //! It also reports what it sees ([`Observed`]): readiness follows the engine's registration
 //! and the handler's gate (checked after every step, stored only on a change), and, with
 //! metrics on, jobs started, completed and failed and their run times per queue, busy slots
@@ -40,7 +45,8 @@ use futures::StreamExt;
 use jetwork_shared::jobs::Revoke;
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{
-    Assignment, LeaseHolder, MasterElected, Registered, ReportReply, WorkGrant, WorkReady,
+    Assignment, Deregister, Deregistered, LeaseHolder, MasterElected, Registered, ReportReply,
+    WorkGrant, WorkReady,
 };
 use jetwork_shared::{clock, codec, headers, leader, subjects, QueueName, WorkId};
 use serde::{de::DeserializeOwned, Serialize};
@@ -82,6 +88,12 @@ enum Answer {
 /// Replies that carry the sender's epoch.
 trait Epoch {
     fn epoch(&self) -> u64;
+}
+
+impl Epoch for Deregistered {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
 }
 
 impl Epoch for Registered {
@@ -179,6 +191,7 @@ pub async fn run<H: Handler>(
         let stopped = shell.execute(engine.step(input));
         shell.report(&engine);
         if stopped {
+            shell.deregister(engine.epoch()).await;
             break;
         }
         input = loop {
@@ -301,6 +314,29 @@ impl<H: Handler> Shell<H> {
             }
         }
         false
+    }
+
+    /// Releases the worker id at the master (see the module comment). Best effort, one try
+    /// within the request timeout: a master that does not answer (none leads, or one older
+    /// than the endpoint) forgets the worker after `worker_timeout`, as it always did.
+    async fn deregister(&self, epoch: u64) {
+        let msg = Deregister { worker_id: self.cfg.id.clone(), session: self.cfg.session };
+        let subject = self.endpoint(subjects::MASTER_DEREGISTER);
+        let timeout = Duration::from_millis(self.cfg.request_timeout);
+        let worker = &self.cfg.id;
+        match request::<_, Deregistered>(&self.client, &self.js, epoch, &subject, &msg, timeout)
+            .await
+        {
+            Ok(released) => {
+                tracing::info!(%worker, requeued = released.requeued, "deregistered: the worker id is free")
+            }
+            Err(Failure::UnknownWorker) => {
+                tracing::info!(%worker, "deregistered: the master holds nothing under this id")
+            }
+            Err(e) => {
+                tracing::warn!(%worker, error = %e, "could not deregister; the master forgets this worker once it has been silent for its worker_timeout")
+            }
+        }
     }
 
     /// Sends a request in a task of its own; its answer comes back through `answers`.

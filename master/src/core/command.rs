@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use jetwork_shared::jobs::JobState;
-use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork};
+use jetwork_shared::protocol::{Deregister, RegisterWorker, Report, RequestWork};
+use jetwork_shared::report_entries::UnreadableOutcome;
 use jetwork_shared::schedules::ScheduleName;
 use jetwork_shared::{Login, QueueName, WorkId};
 
@@ -26,7 +27,17 @@ pub enum Command {
     /// A worker asks for work (`login` as for `Register`).
     RequestWork { request: RequestId, msg: RequestWork, login: Option<Login>, now: Millis },
     /// A worker reports outcomes and may ask for more work (`login` as for `Register`).
-    Report { request: RequestId, msg: Report, login: Option<Login>, now: Millis },
+    /// `unreadable`: the entries of its `outcomes` that could not be read (each refused on its
+    /// own; `msg.outcomes` holds the others, in order).
+    Report {
+        request: RequestId,
+        msg: Report,
+        unreadable: Vec<UnreadableOutcome>,
+        login: Option<Login>,
+        now: Millis,
+    },
+    /// A worker that stops cleanly releases its id (`login` as for `Register`).
+    Deregister { request: RequestId, msg: Deregister, login: Option<Login>, now: Millis },
     /// Time passes: deadlines and worker liveness are checked.
     Tick { now: Millis },
     /// These publications are durably stored in `JETWORK_RESULTS`.
@@ -88,6 +99,7 @@ impl Command {
             | Command::Register { now, .. }
             | Command::RequestWork { now, .. }
             | Command::Report { now, .. }
+            | Command::Deregister { now, .. }
             | Command::Tick { now }
             | Command::PayloadMissing { now, .. }
             | Command::Cancel { now, .. }

@@ -4,7 +4,7 @@
 //! notification, a re-published result) and never an acknowledgement of something unrecorded.
 
 use jetwork_shared::jobs::{BulkRetryReply, PurgeReply};
-use jetwork_shared::protocol::{Registered, Verdict};
+use jetwork_shared::protocol::{Deregistered, Registered, Verdict};
 use jetwork_shared::{QueueName, Token, WorkId, WorkerId};
 
 use super::{LookUp, Millis, PublicationKey, RequestId};
@@ -38,6 +38,7 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     Registered(Registered),
+    Deregistered(Deregistered),
     Grant {
         assignments: Vec<AssignmentRef>,
     },

@@ -33,12 +33,14 @@
 //!   of `<id>` decided last, i.e. internal, with its key and `Jetwork-Work-Id`, pending or not)
 //! - `register <worker> [queues="a,b"] [capacity=<n>] [running="<id>@<attempt>,…"]
 //!   [session=<n>] [login=<login>]` (`login`: it came on the endpoint under that login)
+//! - `deregister <worker> [session=<n>] [login=<login>]`: a worker that stops releases its id
 //! - `request <worker> [slots=<n>] [wait=<ms>] [session=<n>] [login=<login>]`
 //! - `report <worker> [done=<id>@<attempt>[/<result>]] [fail=<id>@<attempt>[/<reason>]]
 //!   [fatal=<id>@<attempt>[/<reason>]] [progress=<id>@<attempt>] [forge=<id>@<attempt>]
-//!   [slots=<n>] [session=<n>] [login=<login>]` (keys may repeat; outcomes keep their order; each carries the
+//!   [garbled=<id>@<attempt>/<why>] [slots=<n>] [session=<n>] [login=<login>]` (keys may repeat; outcomes keep their order; each carries the
 //!   token its attempt was handed out with, except `forge`: a completion with a wrong token;
-//!   `fatal` is a failure reported as non-retryable)
+//!   `fatal` is a failure reported as non-retryable; `garbled`: an entry the runtime could not
+//!   read, for this reason)
 //! - `cancel <id> [reason=<why>]`, `retry <id> [queue=<q>]`, `retry-all <queue>
 //!   [state=failed|cancelled] [limit=<n>]`, `pause <queue>`, `resume <queue>`, `purge <queue>
 //!   [through=<seq> unread=<n>]`: an operator's request (with `through`, the purge's lookup is
@@ -78,8 +80,9 @@ use bytes::Bytes;
 use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::jobs::JobState;
 use jetwork_shared::protocol::{
-    Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
+    Deregister, Outcome, OutcomeStatus, RegisterWorker, Report, RequestWork, RunningWork,
 };
+use jetwork_shared::report_entries::UnreadableOutcome;
 use jetwork_shared::schedules::ScheduleName;
 use jetwork_shared::{Login, QueueName, Token, WorkId, WorkerId};
 
@@ -608,6 +611,14 @@ impl goldenscript::Runner for Runner {
                 let msg = RegisterWorker { worker_id, session, queues, capacity, running };
                 self.run_command(Command::Register { request, msg, login, now })?
             }
+            "deregister" => {
+                let worker_id = worker(args.next_pos().ok_or("deregister needs <worker>")?)?;
+                let session = session(&worker_id, args.take_key("session"))?;
+                let login = args.take_key("login").map(Login::parse).transpose()?;
+                let request = self.next_request();
+                let msg = Deregister { worker_id, session };
+                self.run_command(Command::Deregister { request, msg, login, now })?
+            }
             "request" => {
                 let worker_id = worker(args.next_pos().ok_or("request needs <worker>")?)?;
                 let slots = args.take_key("slots").map_or(Ok(1), str::parse)?;
@@ -626,6 +637,7 @@ impl goldenscript::Runner for Runner {
             "report" => {
                 let worker_id = worker(args.next_pos().ok_or("report needs <worker>")?)?;
                 let mut outcomes: Vec<Outcome> = Vec::new();
+                let mut unreadable: Vec<UnreadableOutcome> = Vec::new();
                 let mut slots = 0;
                 let mut session_key = None;
                 let mut login = None;
@@ -648,6 +660,15 @@ impl goldenscript::Runner for Runner {
                         continue;
                     }
                     let (work_id, attempt, extra) = parse_ref(value)?;
+                    if key == "garbled" {
+                        unreadable.push(UnreadableOutcome {
+                            index: outcomes.len() + unreadable.len(),
+                            work_id: Some(work_id),
+                            attempt,
+                            reason: extra.unwrap_or_default(),
+                        });
+                        continue;
+                    }
                     let (status, result, reason) = match key {
                         "done" | "forge" => {
                             (OutcomeStatus::Completed, Bytes::from(extra.unwrap_or_default()), None)
@@ -677,6 +698,7 @@ impl goldenscript::Runner for Runner {
                 self.run_command(Command::Report {
                     request,
                     msg: Report { worker_id, session, outcomes, slots, running },
+                    unreadable,
                     login,
                     now,
                 })?
@@ -959,12 +981,14 @@ fn render_reply(reply: &Reply) -> String {
                 r.work_ready
             )
         }
+        Reply::Deregistered(r) => format!("deregistered epoch={} requeued={}", r.epoch, r.requeued),
         Reply::Grant { assignments } => format!("grant {}", render_assignments(assignments)),
         Reply::Report { verdicts, assignments } => {
             let verdicts: Vec<_> = verdicts
                 .iter()
                 .map(|v| {
-                    let mut s = format!("{}@{}={:?}", v.work_id, v.attempt, v.verdict);
+                    let id = v.work_id.as_ref().map_or("?", WorkId::as_str);
+                    let mut s = format!("{id}@{}={:?}", v.attempt, v.verdict);
                     if let Some(d) = v.deadline_ms {
                         let _ = write!(s, "(deadline={d})");
                     }

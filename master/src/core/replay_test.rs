@@ -561,7 +561,13 @@ impl Harness {
                     .collect();
                 let session = session_token(w, session);
                 let msg = Report { worker_id: worker(w), session, outcomes, slots, running: None };
-                self.step(Command::Report { request, msg, login: login_of(w), now });
+                self.step(Command::Report {
+                    request,
+                    msg,
+                    unreadable: vec![],
+                    login: login_of(w),
+                    now,
+                });
             }
             Action::PublishAll => self.publish_all(),
             Action::Missing(i) => self.step(Command::PayloadMissing { work_id: work_id(i), now }),
@@ -1000,7 +1006,13 @@ impl Reads {
             .collect();
         self.request += 1;
         let msg = Report { worker_id: worker(0), session, outcomes, slots: 0, running: None };
-        self.step(Command::Report { request: self.request, msg, login: None, now: self.now });
+        self.step(Command::Report {
+            request: self.request,
+            msg,
+            unreadable: vec![],
+            login: None,
+            now: self.now,
+        });
         // The publisher: each outcome goes over an older run's, never under a newer one's.
         let unpublished: Vec<_> = self.engine.state().unpublished.clone().into_iter().collect();
         for (_, publication) in &unpublished {

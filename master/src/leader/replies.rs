@@ -45,6 +45,7 @@ pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
     let epoch = ctx.epoch;
     let (assignments, body): (Vec<AssignmentRef>, Body) = match reply {
         Reply::Registered(registered) => return respond(request, codec::encode(&registered)).await,
+        Reply::Deregistered(released) => return respond(request, codec::encode(&released)).await,
         Reply::Done { message } => {
             // Operators' replies are JSON, like their requests (`nats req` friendly).
             return respond_json(request, &AdminReply { message }).await;

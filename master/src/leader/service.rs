@@ -24,7 +24,8 @@ use futures::StreamExt;
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::jobs::{BulkRetry, JobRequest, JobState, JobsPage, JobsQuery, QueueRequest};
 use jetwork_shared::log_limit::LogLimit;
-use jetwork_shared::protocol::{RegisterWorker, Report, RequestWork, StatusQuery};
+use jetwork_shared::protocol::{Deregister, RegisterWorker, RequestWork, StatusQuery};
+use jetwork_shared::report_entries::ReceivedReport;
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleRemove, SchedulesPage};
 use jetwork_shared::{codec, subjects, Login, Unavailable, WorkerId};
 
@@ -45,6 +46,7 @@ const ANSWERS_IN_FLIGHT: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Register,
+    Deregister,
     Request,
     Report,
     Status,
@@ -63,8 +65,9 @@ pub enum Endpoint {
 
 /// Every endpoint: whether it is in the operators' group, the group's prefix, its subject,
 /// which endpoint it is.
-const ENDPOINT_SUBJECTS: [(bool, &str, &str, Endpoint); 15] = [
+const ENDPOINT_SUBJECTS: [(bool, &str, &str, Endpoint); 16] = [
     (false, subjects::MASTER_GROUP, subjects::MASTER_REGISTER, Endpoint::Register),
+    (false, subjects::MASTER_GROUP, subjects::MASTER_DEREGISTER, Endpoint::Deregister),
     (false, subjects::MASTER_GROUP, subjects::MASTER_REQUEST, Endpoint::Request),
     (false, subjects::MASTER_GROUP, subjects::MASTER_REPORT, Endpoint::Report),
     (false, subjects::MASTER_GROUP, subjects::MASTER_STATUS, Endpoint::Status),
@@ -84,8 +87,9 @@ const ENDPOINT_SUBJECTS: [(bool, &str, &str, Endpoint); 15] = [
 /// The workers' endpoints under their login (`<subject>.<login>.<worker id>`): each with its
 /// name under the master's group, its subject pattern there and which endpoint it is. The
 /// login in the subject binds the request to the NATS user allowed to publish there.
-const LOGIN_ENDPOINTS: [(&str, &str, Endpoint); 3] = [
+const LOGIN_ENDPOINTS: [(&str, &str, Endpoint); 4] = [
     ("register-login", "register.*.*", Endpoint::Register),
+    ("deregister-login", "deregister.*.*", Endpoint::Deregister),
     ("request-login", "request.*.*", Endpoint::Request),
     ("report-login", "report.*.*", Endpoint::Report),
 ];
@@ -188,9 +192,23 @@ impl Requests {
                 })
             }
             Endpoint::Report => {
-                codec::decode::<Report>(payload).map_err(|e| e.to_string()).and_then(|msg| {
+                ReceivedReport::decode(payload).map_err(|e| e.to_string()).and_then(|read| {
+                    let msg = read.report;
                     let login = login_of(subject, subjects::MASTER_REPORT, &msg.worker_id)?;
-                    Ok(Command::Report { request: id, msg, login, now })
+                    if let Some(first) = read.unreadable.first() {
+                        self.count(BadMessage::UndecodableRequest);
+                        if let Some(suppressed) = self.bad.allow() {
+                            tracing::warn!(%subject, worker = %msg.worker_id, unreadable = read.unreadable.len(), first = %first.reason, suppressed, "a report with unreadable outcomes (each refused on its own)");
+                        }
+                    }
+                    let unreadable = read.unreadable;
+                    Ok(Command::Report { request: id, msg, unreadable, login, now })
+                })
+            }
+            Endpoint::Deregister => {
+                codec::decode::<Deregister>(payload).map_err(|e| e.to_string()).and_then(|msg| {
+                    let login = login_of(subject, subjects::MASTER_DEREGISTER, &msg.worker_id)?;
+                    Ok(Command::Deregister { request: id, msg, login, now })
                 })
             }
             // Operators speak JSON (the `nats` CLI); the error text says what was expected.
@@ -224,6 +242,7 @@ impl Requests {
                 Some(command)
             }
             Err(e) => {
+                let e = format!("{e}{}", json_hint(kind, payload));
                 self.count(BadMessage::UndecodableRequest);
                 if let Some(suppressed) = self.bad.allow() {
                     tracing::warn!(endpoint = ?kind, subject = %request.message.subject, error = %e, suppressed, "bad request");
@@ -440,6 +459,20 @@ fn schedule_add(payload: &[u8], request: RequestId, now: Millis) -> Result<Comma
         payload: add.payload.into_bytes().into(),
         now,
     })
+}
+
+/// A hint for a worker request that is JSON, not MessagePack (the mistake a newcomer in another
+/// language makes first): the decoder's own words would be about MessagePack markers.
+fn json_hint(kind: Endpoint, payload: &[u8]) -> &'static str {
+    let worker = matches!(
+        kind,
+        Endpoint::Register | Endpoint::Deregister | Endpoint::Request | Endpoint::Report
+    );
+    if worker && serde_json::from_slice::<serde_json::Value>(payload).is_ok() {
+        return " (this is JSON: worker messages are MessagePack maps keyed by field name, \
+                 see docs/protocol.md, \"Conventions\")";
+    }
+    ""
 }
 
 /// Reads an operator's JSON request: an object, nothing else. (serde would also read a

@@ -366,7 +366,7 @@ impl goldenscript::Runner for Runner {
                     let verdict = given.map_or(Ok(default), verdict_kind)?;
                     let reason = (verdict == VerdictKind::Rejected).then(|| "bad token".to_owned());
                     verdicts.push(Verdict {
-                        work_id,
+                        work_id: Some(work_id),
                         attempt,
                         verdict,
                         deadline_ms: None,

@@ -157,7 +157,7 @@ impl World {
                     }
                     let (work_id, attempt) = (work_id.clone(), *attempt);
                     verdicts.push(Verdict {
-                        work_id,
+                        work_id: Some(work_id),
                         attempt,
                         verdict,
                         deadline_ms: None,

@@ -124,7 +124,9 @@ impl Engine {
                     self.register(now);
                 }
                 for verdict in reply.verdicts {
-                    let key = (verdict.work_id, verdict.attempt);
+                    // Only an entry the master could not read has none: this worker sends none.
+                    let Some(work_id) = verdict.work_id else { continue };
+                    let key = (work_id, verdict.attempt);
                     match verdict.verdict {
                         VerdictKind::Rejected => {
                             let why = verdict.reason.unwrap_or_default();

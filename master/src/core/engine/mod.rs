@@ -157,7 +157,12 @@ impl Engine {
             Command::RequestWork { request, msg, login, now } => {
                 self.request_work(request, msg, login, now)
             }
-            Command::Report { request, msg, login, now } => self.report(request, msg, login, now),
+            Command::Report { request, msg, unreadable, login, now } => {
+                self.report(request, msg, unreadable, login, now)
+            }
+            Command::Deregister { request, msg, login, now } => {
+                self.deregister(request, msg, login, now)
+            }
             Command::Tick { now } => {
                 self.tick(now);
                 self.fire_schedules(now);

@@ -15,6 +15,7 @@
 
 use jetwork_shared::headers;
 use jetwork_shared::protocol::{Outcome, OutcomeStatus, Report, Verdict, VerdictKind};
+use jetwork_shared::report_entries::UnreadableOutcome;
 use jetwork_shared::{Login, WorkId, WorkerId};
 
 use super::super::{Event, Millis, Reply, RequestId, Work};
@@ -33,13 +34,30 @@ pub(in super::super) enum Retry {
     Now,
 }
 
+/// The verdict on an entry of a report that could not be read: `rejected`, with why.
+fn unreadable_verdict(entry: UnreadableOutcome) -> Verdict {
+    let reason = format!("unreadable outcome (entry {}): {}", entry.index, entry.reason);
+    let reason = headers::sanitize(&reason, MAX_REASON);
+    Verdict {
+        work_id: entry.work_id,
+        attempt: entry.attempt,
+        verdict: VerdictKind::Rejected,
+        deadline_ms: None,
+        timeout_ms: None,
+        reason: Some(reason),
+    }
+}
+
 impl Engine {
     /// A report: one verdict per outcome, in order, and (for a known worker) the items its
-    /// freed slots can take, in the same reply and the same journal write.
+    /// freed slots can take, in the same reply and the same journal write. An entry that could
+    /// not be read (`unreadable`, by its position) is `rejected` with the reason; the others
+    /// are judged as if it were not there.
     pub(super) fn report(
         &mut self,
         request: RequestId,
         msg: Report,
+        unreadable: Vec<UnreadableOutcome>,
         login: Option<Login>,
         now: Millis,
     ) {
@@ -59,11 +77,15 @@ impl Engine {
             self.touch(&msg.worker_id, now);
         }
         // Outcomes first: a completion frees the slot the same report then asks to fill.
-        let verdicts = msg
-            .outcomes
-            .into_iter()
-            .map(|outcome| self.outcome(&msg.worker_id, outcome, now))
-            .collect();
+        let mut verdicts = Vec::with_capacity(msg.outcomes.len() + unreadable.len());
+        let mut unreadable = unreadable.into_iter().peekable();
+        for outcome in msg.outcomes {
+            while let Some(refused) = unreadable.next_if(|u| u.index <= verdicts.len()) {
+                verdicts.push(unreadable_verdict(refused));
+            }
+            verdicts.push(self.outcome(&msg.worker_id, outcome, now));
+        }
+        verdicts.extend(unreadable.map(unreadable_verdict));
         let assignments = if known && msg.slots > 0 {
             self.notified.remove(&msg.worker_id);
             self.grant(&msg.worker_id, msg.slots, msg.running.as_deref(), now)
@@ -78,7 +100,7 @@ impl Engine {
     pub(super) fn outcome(&mut self, worker: &WorkerId, outcome: Outcome, now: Millis) -> Verdict {
         let Outcome { work_id, attempt, token, status, result, reason, non_retryable } = outcome;
         let mut verdict = Verdict {
-            work_id: work_id.clone(),
+            work_id: Some(work_id.clone()),
             attempt,
             verdict: VerdictKind::Finished,
             deadline_ms: None,

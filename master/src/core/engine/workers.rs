@@ -1,5 +1,6 @@
-//! Workers coming and going: registration (with its session and limits), heartbeats, and
-//! forgetting a worker that went silent.
+//! Workers coming and going: registration (with its session and limits), heartbeats,
+//! deregistration (a worker that stops cleanly releases its id at once), and forgetting a
+//! worker that went silent.
 //!
 //! A worker id belongs to one process (its session) while that process lives: a
 //! registration under a live worker's id from another session (or another login) is refused
@@ -14,12 +15,12 @@
 //! the policy names logins, only those may register, each only for the queues it allows, and
 //! a registration without a login is refused.
 
-use jetwork_shared::protocol::{RegisterWorker, Registered};
+use jetwork_shared::protocol::{Deregister, Deregistered, RegisterWorker, Registered};
 use jetwork_shared::{Login, QueueName, WorkId, WorkerId};
 
 use super::super::{Event, Millis, Reply, RequestId};
 use super::outcomes::Retry;
-use super::Engine;
+use super::{wrong_login, wrong_session, Engine};
 
 impl Engine {
     /// A registration or heartbeat. Every limit is checked before anything is recorded, so a
@@ -189,6 +190,37 @@ impl Engine {
         }
     }
 
+    /// A worker that stops cleanly releases its id: what it still holds is re-queued at once
+    /// and the id is free for the next process. Only the id's own session, under its own
+    /// login, may: anyone else is refused (403) and nothing changes. Journaled as the
+    /// `WorkerLost` its silence would have led to later, so replay needs nothing new.
+    pub(super) fn deregister(
+        &mut self,
+        request: RequestId,
+        msg: Deregister,
+        login: Option<Login>,
+        now: Millis,
+    ) {
+        let worker = msg.worker_id;
+        let Some(w) = self.state.workers.get(&worker) else {
+            // Already released (a re-sent request whose first reply was lost), lost, or never
+            // registered: the id is free either way.
+            let message = format!("worker {worker} is not registered: its id is free");
+            return self.error(request, 404, message);
+        };
+        if w.session != msg.session {
+            return self.error(request, 403, wrong_session(&worker));
+        }
+        if w.login != login {
+            return self.error(request, 403, wrong_login(&worker, w, login.as_ref()));
+        }
+        let requeued = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
+        let reason = format!("worker {worker} deregistered: it stopped");
+        self.drop_worker(&worker, reason, now);
+        let epoch = self.state.epoch;
+        self.reply(request, Reply::Deregistered(Deregistered { epoch, requeued }));
+    }
+
     /// Forgets a worker that has been silent too long, re-queueing what it was running.
     pub(super) fn lose_worker(&mut self, worker: &WorkerId, now: Millis) {
         let Some(w) = self.state.workers.get(worker) else { return };
@@ -196,6 +228,12 @@ impl Engine {
             "worker {worker} lost: not heard from for {} ms",
             now.saturating_sub(self.last_heard(worker, w))
         );
+        self.drop_worker(worker, reason, now);
+    }
+
+    /// Forgets a worker for `reason`, re-queueing at once what it was running.
+    fn drop_worker(&mut self, worker: &WorkerId, reason: String, now: Millis) {
+        let Some(w) = self.state.workers.get(worker) else { return };
         // Its attempts end before it goes: a running attempt always names a known worker.
         let running: Vec<WorkId> = w.running.iter().cloned().collect();
         for work_id in self.newest_first(running) {
