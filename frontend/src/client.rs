@@ -248,13 +248,18 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            let retryable = matches!(
-                error.kind(),
-                PublishErrorKind::TimedOut
-                    | PublishErrorKind::StreamNotFound
-                    | PublishErrorKind::BrokenPipe
-                    | PublishErrorKind::MaxAckPending
-            );
+            // A copy of this very submission still being stored (a replicated stream waiting
+            // for its quorum) is no refusal either: its outcome is what the next try learns.
+            let in_process =
+                Refusal::of(&error).is_some_and(|r| r.code == refusal::DUPLICATE_IN_PROCESS);
+            let retryable = in_process
+                || matches!(
+                    error.kind(),
+                    PublishErrorKind::TimedOut
+                        | PublishErrorKind::StreamNotFound
+                        | PublishErrorKind::BrokenPipe
+                        | PublishErrorKind::MaxAckPending
+                );
             if !retryable {
                 return Err(ClientError::Refused { work_id, reason: refusal_reason(&error) });
             }

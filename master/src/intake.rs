@@ -23,6 +23,12 @@
 //! from), and the engine only moves a queue's cursor along that unbroken chain (see
 //! `Submission::after`), so even a reader bug cannot skip work silently.
 //!
+//! **Without a consumer.** Creating a consumer takes the JetStream meta leader; when the node
+//! it ran on dies, creating one waits for the next meta election (seconds). Meanwhile the reader
+//! reads by batched direct gets from its position (`next_by_subj`: the queue's submissions in
+//! stream order, none skipped), which any replica of the stream answers, and tries a consumer
+//! again every second. Deliveries go the same way, with the same `after` chain.
+//!
 //! **A connection of its own.** The readers and the out-of-turn reads use the master's intake
 //! connection ([`IntakeConnection`], `<nats.name>-intake` in the server's connection list),
 //! not the one that carries the endpoints, the priority notices, the journal and the lease.
@@ -40,7 +46,7 @@
 //! the same malformed-header marker, the same origin by subject. The engine decides the rest.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
     self,
@@ -49,7 +55,6 @@ use async_nats::jetstream::{
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
-use jetwork_shared::backoff::Backoff;
 use jetwork_shared::config::NatsConfig;
 use jetwork_shared::connect::{self, ConnectError, Interruptions};
 use jetwork_shared::job_options::JobOptions;
@@ -132,6 +137,15 @@ const PULL_EXPIRES: Duration = Duration::from_secs(5);
 const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long the reader waits for its consumer to say how much it sent.
 const DOUBT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long creating a consumer may take before the reader reads by direct gets meanwhile,
+/// and how often it tries again while it has none.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(1);
+const CREATE_EVERY: Duration = Duration::from_secs(1);
+/// Without a consumer: how long a batched direct get may take, the most bytes it may return,
+/// and the pause before asking again when it found nothing new.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(1);
+const DIRECT_MAX_BYTES: usize = 4 << 20;
+const DIRECT_POLL: Duration = Duration::from_millis(100);
 
 /// The reader of one queue.
 #[derive(Debug)]
@@ -279,9 +293,7 @@ enum Pulled {
 
 impl Reader {
     async fn run(&self, mut position: Position, cursor: &mut Option<Cursor>) {
-        // Short pauses: while a stream elects a new leader, creating its consumer fails at
-        // once, and each pause adds to the dispatch gap once it has one.
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let mut last_try: Option<Instant> = None;
         loop {
             let Ok(first) = self.credits.acquire().await else { return };
             first.forget();
@@ -290,11 +302,17 @@ impl Reader {
                 more.forget();
             }
             let want = 1 + extra;
-            if cursor.is_none() {
-                match self.create_consumer(position.next_seq).await {
-                    Ok(consumer) => *cursor = Some(Cursor { consumer, delivered: 0 }),
-                    Err(e) => {
-                        tracing::warn!(queue = %self.queue, error = %e, "cannot create the submit reader; retrying");
+            if cursor.is_none() && last_try.is_none_or(|at| at.elapsed() >= CREATE_EVERY) {
+                last_try = Some(Instant::now());
+                let created =
+                    tokio::time::timeout(CREATE_TIMEOUT, self.create_consumer(position.next_seq));
+                match created.await {
+                    Ok(Ok(consumer)) => *cursor = Some(Cursor { consumer, delivered: 0 }),
+                    Ok(Err(e)) => {
+                        tracing::warn!(queue = %self.queue, error = %e, "cannot create the submit reader; reading by direct gets meanwhile");
+                    }
+                    Err(_) => {
+                        tracing::warn!(queue = %self.queue, "creating the submit reader takes over 1s; reading by direct gets meanwhile");
                     }
                 }
             }
@@ -307,29 +325,97 @@ impl Reader {
                     Pulled::Short => self.doubt(current).await,
                     Pulled::Broken(why) => Some(why),
                 };
-                match broken {
-                    None => backoff.reset(),
-                    Some(why) => {
-                        if let Some(rereads) = &self.env.rereads {
-                            rereads.inc();
-                        }
-                        tracing::warn!(
-                            queue = %self.queue,
-                            next_seq = position.next_seq,
-                            %why,
-                            "submit reader may have missed deliveries; reading again from its position"
-                        );
-                        if let Some(old) = cursor.take() {
-                            self.retire(old);
-                        }
+                if let Some(why) = broken {
+                    if let Some(rereads) = &self.env.rereads {
+                        rereads.inc();
+                    }
+                    tracing::warn!(
+                        queue = %self.queue,
+                        next_seq = position.next_seq,
+                        %why,
+                        "submit reader may have missed deliveries; reading again from its position"
+                    );
+                    if let Some(old) = cursor.take() {
+                        self.retire(old);
+                    }
+                    // A new consumer at once, and direct gets if that fails.
+                    last_try = None;
+                }
+            } else {
+                match self.read_directly(want, &mut position, &mut got).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(why) => {
+                        tracing::debug!(queue = %self.queue, %why, "reading by direct gets failed; trying again")
                     }
                 }
             }
             self.credits.add_permits(want - got);
-            if cursor.is_none() {
-                backoff.wait().await;
+            // Without a consumer nothing waits on the server for new submissions: poll.
+            if cursor.is_none() && got == 0 {
+                tokio::time::sleep(DIRECT_POLL).await;
             }
         }
+    }
+
+    /// Reads up to `want` submissions from the position by one batched direct get and passes
+    /// them on: while no consumer can be created (its node died and the JetStream meta leader
+    /// that creates consumers is being elected, which takes seconds), any replica of the stream
+    /// still answers these. `next_by_subj` returns the queue's submissions in stream order with
+    /// none skipped; a replica that lags returns fewer, never a gap. A reply lost in flight
+    /// shows as an interruption of the connection, and nothing after it is passed on.
+    /// `Ok(false)`: the leader is gone.
+    async fn read_directly(
+        &self,
+        want: usize,
+        position: &mut Position,
+        got: &mut usize,
+    ) -> Result<bool, String> {
+        let client = self.env.js.client();
+        let before = self.env.interruptions.count();
+        let inbox = client.new_inbox();
+        let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
+        let request = serde_json::json!({
+            "seq": position.next_seq,
+            "next_by_subj": subjects::submissions_of(&self.queue),
+            "batch": want,
+            "max_bytes": DIRECT_MAX_BYTES,
+        });
+        let get = subjects::direct_get(subjects::SUBMIT_STREAM);
+        client
+            .publish_with_reply(get, inbox, request.to_string().into())
+            .await
+            .map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + DIRECT_TIMEOUT;
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
+            if self.env.interruptions.count() != before {
+                return Err("connection interrupted".into());
+            }
+            // The end of the batch (204), nothing from the position on (404), or an error.
+            if message.status.is_some() {
+                break;
+            }
+            let Some(stored) = stored_reply(&message) else {
+                return Err("a direct get reply without its stream headers".into());
+            };
+            if stored.seq < position.next_seq {
+                return Err(format!("sequence {} came before the position", stored.seq));
+            }
+            let seq = stored.seq;
+            let Some(mut delivery) = decode(stored, &self.queue, position.after, false) else {
+                return Err(format!("a message of another queue at {seq}"));
+            };
+            delivery.generation = self.generation;
+            if self.env.tx.send(delivery).is_err() {
+                return Ok(false);
+            }
+            *got += 1;
+            *position = Position { next_seq: seq + 1, after: seq };
+            if *got >= want {
+                break;
+            }
+        }
+        Ok(true)
     }
 
     /// Pulls up to `want` submissions and passes them on, checking each against the
@@ -539,13 +625,26 @@ async fn read_out_of_turn(
             return None;
         }
     };
+    let stored = stored_reply(&message)?;
+    if stored.seq != seq {
+        return None;
+    }
+    let subject = stored.subject.to_owned();
+    let delivery = decode(stored, queue, 0, true);
+    if delivery.is_none() {
+        tracing::debug!(%queue, seq, %subject, "a sighting named another message");
+    }
+    delivery
+}
+
+/// A stored message as a direct get returns it (a plain message, so the client library's note
+/// about a malformed header block reaches [`decode`] as it does from a consumer). `None`
+/// without the stream's headers.
+fn stored_reply(message: &async_nats::Message) -> Option<Stored<'_>> {
     // The server's own headers come last: a client may have stored forged ones before them.
     let headers = message.headers.as_ref()?;
     let subject = headers::from_server(headers, headers::NATS_SUBJECT)?;
-    let stored_seq: u64 = headers::from_server(headers, headers::NATS_SEQUENCE)?.parse().ok()?;
-    if stored_seq != seq {
-        return None;
-    }
+    let seq: u64 = headers::from_server(headers, headers::NATS_SEQUENCE)?.parse().ok()?;
     let stored_ms = headers::from_server(headers, headers::NATS_TIME_STAMP)
         .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
         .and_then(|at| u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())?;
@@ -554,17 +653,12 @@ async fn read_out_of_turn(
         .as_deref()
         .filter(|d| d.starts_with(async_nats::connection::MALFORMED_HEADERS))
         .map(str::to_owned);
-    let stored = Stored {
+    Some(Stored {
         subject,
         seq,
         stored_ms,
         headers: Some(headers),
         malformed,
         payload: message.payload.clone(),
-    };
-    let delivery = decode(stored, queue, 0, true);
-    if delivery.is_none() {
-        tracing::debug!(%queue, seq, %subject, "a sighting named another message");
-    }
-    delivery
+    })
 }

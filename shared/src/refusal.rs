@@ -25,6 +25,9 @@ pub const STORAGE_RESOURCES_EXCEEDED: u64 = 10047;
 pub const STORE_FAILED: u64 = 10077;
 /// "stream max bytes exceeds account limit max stream bytes".
 pub const MAX_STREAM_BYTES_EXCEEDED: u64 = 10122;
+/// "duplicate message id is in process": an earlier publish with the same `Nats-Msg-Id` is
+/// still being stored (a replicated stream without quorum). Not a refusal: ask again.
+pub const DUPLICATE_IN_PROCESS: u64 = 10158;
 
 /// A refusal by JetStream: its error code and its words.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,7 +106,7 @@ pub struct SnapshotMarker {
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one look-up of a write's outcome may take, and the pause between look-ups while
 /// the stream cannot answer.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 const LOOKUP_PAUSE: Duration = Duration::from_millis(200);
 
 /// What JetStream stores for a journal message besides its payload, estimated generously:

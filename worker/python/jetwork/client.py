@@ -23,6 +23,9 @@ from . import subjects
 from .errors import NoMaster, NotStored
 from .protocol import service_error
 
+#: JetStream's "duplicate message id is in process": not a refusal, ask again.
+DUPLICATE_IN_PROCESS = 10158
+
 #: A duration: seconds, or text the master reads (``"30s"``, ``"5m"``, ``"1h 30m"``).
 Duration = Union[float, int, str]
 
@@ -130,6 +133,14 @@ class Client:
                 ack = json.loads(reply.data)
                 if "error" in ack:
                     error = ack["error"]
+                    if error.get("err_code") == DUPLICATE_IN_PROCESS:
+                        # A copy of this submission is still being stored (a replicated
+                        # stream waiting for its quorum): ask again, the same id.
+                        last = "a copy is still being stored"
+                        if time.monotonic() >= deadline:
+                            raise NotStored(f"submission of {work_id} not stored within {submit_timeout} s: {last}")
+                        await asyncio.sleep(0.2)
+                        continue
                     raise NotStored(f"submission of {work_id} refused: {error.get('description')} ({error.get('err_code')})")
                 done = Submitted(work_id, queue, int(ack["seq"]), bool(ack.get("duplicate", False)))
                 if priority and not done.duplicate:
