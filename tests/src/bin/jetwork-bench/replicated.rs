@@ -181,8 +181,21 @@ async fn measure(fault: Fault, o: &Options) -> anyhow::Result<Cost> {
     starts.insert(0, measure_from);
     starts.push(stopped);
     let pause = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1e9;
-    let audit = Audit::read(&js).await?;
-    audit.check()?;
+    // A result still being retried (its stream's leader died) may be journaled as finished
+    // before it is stored: the audit waits for it a while before calling it missing.
+    let consistent =
+        jetwork_tests::poll_for("a consistent audit", Duration::from_secs(30), || async {
+            Audit::read(&js).await.ok().filter(|a| a.check().is_ok())
+        })
+        .await;
+    let audit = match consistent {
+        Ok(audit) => audit,
+        Err(_) => {
+            let audit = Audit::read(&js).await?;
+            audit.check().map_err(|e| anyhow::anyhow!("cluster phase, {fault:?}: {e}"))?;
+            audit
+        }
+    };
     let lost = submitted
         .acked
         .iter()
