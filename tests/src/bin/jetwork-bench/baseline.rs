@@ -16,20 +16,22 @@ pub const JOBS_SUBJECT: &str = "bench.jobs";
 pub const RESULTS_SUBJECTS: &str = "bench.results.>";
 const CONSUMER: &str = "workers";
 
-/// Creates the two streams and the workers' consumer, which lets `in_flight` jobs be
-/// unacknowledged at once (the workers' total concurrency).
-pub async fn setup(js: &jetstream::Context, in_flight: u32) -> anyhow::Result<()> {
+/// Creates the two streams (`replicas` each) and the workers' consumer, which lets
+/// `in_flight` jobs be unacknowledged at once (the workers' total concurrency).
+pub async fn setup(js: &jetstream::Context, in_flight: u32, replicas: usize) -> anyhow::Result<()> {
     let jobs = js
         .create_stream(stream::Config {
             name: "BENCH_JOBS".into(),
             subjects: vec![JOBS_SUBJECT.into()],
             retention: stream::RetentionPolicy::WorkQueue,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await?;
     js.create_stream(stream::Config {
         name: "BENCH_RESULTS".into(),
         subjects: vec![RESULTS_SUBJECTS.into()],
+        num_replicas: replicas,
         ..Default::default()
     })
     .await?;

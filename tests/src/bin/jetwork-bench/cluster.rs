@@ -1,7 +1,8 @@
-//! [`Cluster`]: one fresh nats-server (file store, own port and directory) and the processes
-//! a phase runs against it: real `jetwork-master` binaries, and worker processes (this
-//! benchmark binary re-run as `worker` or `baseline-worker`, so both systems run their
-//! workers as separate processes with the same job).
+//! [`Cluster`]: one fresh nats-server (file store, own port and directory), or a fresh 3-node
+//! cluster with every stream replicated three times, and the processes a phase runs against
+//! it: real `jetwork-master` binaries, and worker processes (this benchmark binary re-run as
+//! `worker` or `baseline-worker`, so both systems run their workers as separate processes
+//! with the same job).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use jetwork_shared::protocol::StatusReport;
 use jetwork_shared::subjects;
-use jetwork_tests::{binaries, NatsServer, Process};
+use jetwork_tests::{binaries, NatsCluster, NatsServer, Process};
 
 /// The `jetwork-master` binary to run instead of this build's (`--master-bin`).
 static MASTER_BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -27,10 +28,19 @@ pub enum System {
     Baseline,
 }
 
-/// A server and the processes started against it (all stopped on drop).
+/// What the processes run against.
+enum Servers {
+    /// Held only to stop it on drop.
+    One {
+        _server: NatsServer,
+    },
+    Three(NatsCluster),
+}
+
+/// A server (or three) and the processes started against it (all stopped on drop).
 pub struct Cluster {
     /// Stopped (and its store removed) when the cluster is dropped.
-    _server: NatsServer,
+    servers: Servers,
     pub client: async_nats::Client,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
@@ -41,19 +51,57 @@ impl Cluster {
     pub async fn start(lease_ttl: Duration) -> anyhow::Result<Self> {
         let server = NatsServer::start()?;
         let client = server.connect().await?;
+        let url = server.url();
+        Self::with(Servers::One { _server: server }, client, &url, lease_ttl)
+    }
+
+    /// Starts a fresh 3-node cluster; jetwork replicates its streams on all three (the
+    /// baseline is told with [`Cluster::replicas`]). Processes get every node's URL.
+    pub async fn start_replicated(lease_ttl: Duration) -> anyhow::Result<Self> {
+        let nodes = NatsCluster::start(3).await?;
+        let client = nodes.connect().await?;
+        let url = nodes.urls();
+        let mut cluster = Self::with(Servers::Three(nodes), client, &url, lease_ttl)?;
+        cluster.set_env("JETWORK_STREAMS__REPLICAS", "3");
+        Ok(cluster)
+    }
+
+    fn with(
+        servers: Servers,
+        client: async_nats::Client,
+        url: &str,
+        lease_ttl: Duration,
+    ) -> anyhow::Result<Self> {
         let env = vec![
-            ("NATS_URL".to_owned(), server.url()),
+            ("NATS_URL".to_owned(), url.to_owned()),
             ("JETWORK_MASTER__LEASE_TTL".to_owned(), format!("{}ms", lease_ttl.as_millis())),
             // Workers re-register at once on an election; the heartbeat only matters for
             // the master noticing a dead worker.
             ("JETWORK_WORKER__REGISTER_INTERVAL".to_owned(), "1s".to_owned()),
         ];
-        Ok(Cluster { _server: server, client, dir: tempfile::tempdir()?, env })
+        Ok(Cluster { servers, client, dir: tempfile::tempdir()?, env })
+    }
+
+    /// Replicas per stream: 1 on one server, 3 on a cluster.
+    pub fn replicas(&self) -> usize {
+        match &self.servers {
+            Servers::One { .. } => 1,
+            Servers::Three(_) => 3,
+        }
+    }
+
+    /// The cluster's nodes, if it is one (for node faults).
+    pub fn nodes(&mut self) -> Option<&mut NatsCluster> {
+        match &mut self.servers {
+            Servers::One { .. } => None,
+            Servers::Three(nodes) => Some(nodes),
+        }
     }
 
     /// Adds `key=value` to the environment of the processes started from now on (a master
     /// setting such as `JETWORK_QUEUES__BENCH__RATE`).
     pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
@@ -71,6 +119,16 @@ impl Cluster {
     pub fn master(&self, id: &str) -> anyhow::Result<Process> {
         let binary = MASTER_BIN.get().cloned().unwrap_or_else(binaries::master);
         self.launch(id, &binary, &["--id", id])
+    }
+
+    /// Starts a master as [`Cluster::master`] does, given `url` alone (it learns the other
+    /// nodes from that one, so the benchmark knows which node it uses).
+    pub fn master_at(&self, id: &str, url: &str) -> anyhow::Result<Process> {
+        let binary = MASTER_BIN.get().cloned().unwrap_or_else(binaries::master);
+        let mut env = self.env.clone();
+        env.retain(|(k, _)| k != "NATS_URL");
+        env.push(("NATS_URL".to_owned(), url.to_owned()));
+        Process::start(id, &binary, &["--id", id], &env, self.dir.path())
     }
 
     /// Starts `n` worker processes of `system`, each running `concurrency` jobs at once.

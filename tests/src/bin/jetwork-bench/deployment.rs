@@ -34,7 +34,27 @@ impl Deployment {
         concurrency: u32,
         lease_ttl: Duration,
     ) -> anyhow::Result<Self> {
-        let cluster = Cluster::start(lease_ttl).await?;
+        Self::on(Cluster::start(lease_ttl).await?, system, workers, concurrency).await
+    }
+
+    /// [`Deployment::start`] on a fresh 3-node cluster, every stream replicated three times
+    /// (the baseline's too).
+    pub async fn start_replicated(
+        system: System,
+        workers: u32,
+        concurrency: u32,
+        lease_ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        let cluster = Cluster::start_replicated(lease_ttl).await?;
+        Self::on(cluster, system, workers, concurrency).await
+    }
+
+    async fn on(
+        cluster: Cluster,
+        system: System,
+        workers: u32,
+        concurrency: u32,
+    ) -> anyhow::Result<Self> {
         let mut masters = Vec::new();
         let processes = match system {
             System::Jetwork => {
@@ -44,7 +64,7 @@ impl Deployment {
                 processes
             }
             System::Baseline => {
-                baseline::setup(&cluster.js(), workers * concurrency).await?;
+                baseline::setup(&cluster.js(), workers * concurrency, cluster.replicas()).await?;
                 let processes = cluster.workers(system, workers, concurrency)?;
                 baseline::await_workers(&cluster.js(), workers as usize).await?;
                 processes

@@ -20,8 +20,8 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
         // Per run: (jetwork, baseline) × (submit→start, submit→result).
         let mut runs = Vec::new();
         for _ in 0..o.runs.max(1) {
-            let baseline = once(System::Baseline, rate, o, progress).await?;
-            let jetwork = once(System::Jetwork, rate, o, progress).await?;
+            let baseline = once(System::Baseline, rate, o, progress, false).await?;
+            let jetwork = once(System::Jetwork, rate, o, progress, false).await?;
             runs.push([[jetwork.0, jetwork.1], [baseline.0, baseline.1]]);
         }
         let phase = format!("latency at {rate}/s");
@@ -47,15 +47,21 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
     Ok(())
 }
 
-/// One run: (submit→start, submit→result).
-async fn once(
+/// One run: (submit→start, submit→result) (on a fresh 3-node cluster, every stream
+/// replicated, if `replicated`).
+pub async fn once(
     system: System,
     rate: u64,
     o: &Options,
     progress: &MultiProgress,
+    replicated: bool,
 ) -> anyhow::Result<(Samples, Samples)> {
-    let deployment =
-        Deployment::start(system, o.latency_workers, o.latency_concurrency, o.lease_ttl).await?;
+    let (workers, concurrency) = (o.latency_workers, o.latency_concurrency);
+    let deployment = if replicated {
+        Deployment::start_replicated(system, workers, concurrency, o.lease_ttl).await?
+    } else {
+        Deployment::start(system, workers, concurrency, o.lease_ttl).await?
+    };
     let collector =
         Collector::start(&deployment.cluster.client, &deployment.results_subject()).await?;
     let total = WARM_UP + o.latency_duration;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::HeaderMap;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use tokio::task::JoinHandle;
@@ -114,13 +115,22 @@ impl Paced {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<PublishAckFuture>>();
             let acks = tokio::spawn(async move {
                 let mut submitted = Submitted::default();
-                while let Some(ack) = rx.recv().await {
-                    match ack {
-                        Some(ack) => match ack.into_future().await {
+                // Awaited together: each one's timeout runs from when it is first awaited, so
+                // awaiting in turn acknowledgements a fault lost (a frozen stream leader) would
+                // take one timeout each.
+                let mut pending = FuturesUnordered::new();
+                let mut open = true;
+                while open || !pending.is_empty() {
+                    tokio::select! {
+                        ack = rx.recv(), if open => match ack {
+                            Some(Some(ack)) => pending.push(ack.into_future()),
+                            Some(None) => submitted.failed += 1,
+                            None => open = false,
+                        },
+                        Some(done) = pending.next(), if !pending.is_empty() => match done {
                             Ok(ack) => submitted.acked.push(ack.sequence),
                             Err(_) => submitted.failed += 1,
                         },
-                        None => submitted.failed += 1,
                     }
                 }
                 submitted

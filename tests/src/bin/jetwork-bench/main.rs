@@ -12,11 +12,17 @@
 //! read-ahead and beyond it), `idle` (what 10,000 registered, heartbeating, idle workers cost
 //! the leader's CPU). Prints a Markdown table and writes JSON lines.
 //!
+//! Opt-in (`--phases cluster`): `cluster`, the same comparison on a 3-node nats-server cluster
+//! with every stream replicated three times (throughput, latency), and issue 21's fault table
+//! measured there (the dispatch pause, jobs lost and results delivered twice per node or
+//! master fault).
+//!
 //! ```sh
 //! scripts/bench                      # builds in release mode and runs every phase
 //! scripts/bench --phases throughput --runs 3
 //! scripts/bench --phases lifecycle --lifecycle-rate 200 --delayed 100000 --delayed-rate 5000
 //! scripts/bench --phases lifecycle --lifecycle-cases delayed,burst --runs 1
+//! scripts/bench --phases cluster --runs 1
 //! ```
 //!
 //! The same binary is also the worker process of both systems (`worker`, `baseline-worker`):
@@ -31,6 +37,7 @@ mod idle;
 mod latency;
 mod lifecycle;
 mod load;
+mod replicated;
 mod report;
 mod samples;
 mod stamp;
@@ -79,7 +86,8 @@ enum Mode {
 /// What to run and how much.
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle, idle.
+    /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle, idle,
+    /// and (only when named) cluster.
     #[arg(
         long,
         value_delimiter = ',',
@@ -147,6 +155,24 @@ pub struct Options {
     /// Idle phase: how long the leader's CPU is measured, with none and with all registered.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     idle_window: Duration,
+    /// Cluster phase: jobs per throughput run (2 worker processes × concurrency 64).
+    #[arg(long, default_value_t = 50_000)]
+    cluster_jobs: u64,
+    /// Cluster phase: the latency run's rate (jobs/s).
+    #[arg(long, default_value_t = 1000)]
+    cluster_rate: u64,
+    /// Cluster phase: the load during each fault (jobs/s; the issue's 200).
+    #[arg(long, default_value_t = 200)]
+    cluster_fault_rate: u64,
+    /// Cluster phase: the masters' lease TTL in the fault runs (10 s on a cluster).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    cluster_lease_ttl: Duration,
+    /// Cluster phase: how long the journal leader's node stays frozen.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "45s")]
+    cluster_freeze: Duration,
+    /// Cluster phase: how long two of the three nodes stay down.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    cluster_down: Duration,
     /// The masters' lease TTL (the failover phase waits for it after `kill -9`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     lease_ttl: Duration,
@@ -190,7 +216,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Mode::BaselineWorker { id, concurrency }) => {
             let url = std::env::var("NATS_URL").context("NATS_URL")?;
-            let client = async_nats::ConnectOptions::new().name(id).connect(url).await?;
+            // Comma separated on a cluster.
+            let servers = url
+                .split(',')
+                .map(str::parse::<async_nats::ServerAddr>)
+                .collect::<Result<Vec<_>, _>>()?;
+            let client = async_nats::ConnectOptions::new().name(id).connect(servers).await?;
             baseline::worker(client, concurrency).await
         }
         None => benchmark(args.options).await,
@@ -222,7 +253,8 @@ async fn jetwork_worker_process(
 }
 
 async fn benchmark(o: Options) -> anyhow::Result<()> {
-    const PHASES: [&str; 6] = ["throughput", "latency", "failover", "backlog", "lifecycle", "idle"];
+    const PHASES: [&str; 7] =
+        ["throughput", "latency", "failover", "backlog", "lifecycle", "idle", "cluster"];
     for phase in &o.phases {
         if !PHASES.contains(&phase.as_str()) {
             anyhow::bail!("unknown phase {phase:?} ({})", PHASES.join(", "));
@@ -262,6 +294,9 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     if wants("idle") {
         idle::run(&o, &mut report, &progress).await?;
     }
+    if wants("cluster") {
+        replicated::run(&o, &mut report, &progress).await?;
+    }
     progress.clear()?;
     println!("\n{}", report.table());
     if let Some(dir) = o.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -292,7 +327,7 @@ fn machine(o: &Options) -> serde_json::Value {
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": model,
         "nats_server": nats,
-        "store": "file, R1, loopback",
+        "store": "file, loopback; R1 (one server), R3 (3-node cluster) in the cluster phase",
         "options": format!("{o:?}"),
     })
 }

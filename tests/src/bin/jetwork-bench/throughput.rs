@@ -48,7 +48,7 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
                     run + 1,
                     o.runs
                 );
-                rates[i].push(once(system, layout, o, progress, &label).await?);
+                rates[i].push(once(system, layout, o, progress, &label, false).await?);
             }
         }
         let case = format!(
@@ -69,16 +69,21 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
     Ok(())
 }
 
-/// One run: jobs/s.
-async fn once(
+/// One run: jobs/s (on a fresh 3-node cluster, every stream replicated, if `replicated`).
+pub async fn once(
     system: System,
     layout: Layout,
     o: &Options,
     progress: &MultiProgress,
     label: &str,
+    replicated: bool,
 ) -> anyhow::Result<f64> {
-    let deployment =
-        Deployment::start(system, layout.workers, layout.concurrency, o.lease_ttl).await?;
+    let (workers, concurrency) = (layout.workers, layout.concurrency);
+    let deployment = if replicated {
+        Deployment::start_replicated(system, workers, concurrency, o.lease_ttl).await?
+    } else {
+        Deployment::start(system, workers, concurrency, o.lease_ttl).await?
+    };
     let js = deployment.cluster.js();
     let collector =
         Collector::start(&deployment.cluster.client, &deployment.results_subject()).await?;
