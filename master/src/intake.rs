@@ -130,11 +130,6 @@ fn decode(stored: Stored<'_>, queue: &QueueName, after: u64, jump: bool) -> Opti
 const MAX_PULL: usize = 256;
 /// How long a pull waits on the server for submissions.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
-/// How often the server says a waiting pull is still alive. Two missed ones end the pull
-/// (the consumer's node died or froze, or the link did), and the reader starts a new consumer
-/// at its position, on a node that answers: a node loss costs seconds, not the pull's expiry
-/// plus a request timeout.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long the reader waits for its consumer to say how much it sent.
 const DOUBT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long creating a consumer may take before the reader reads by direct gets meanwhile,
@@ -429,12 +424,11 @@ impl Reader {
     ) -> Pulled {
         let interruptions = self.env.interruptions.clone();
         let before = interruptions.count();
-        let batch = cursor
-            .consumer
-            .batch()
-            .max_messages(want)
-            .expires(PULL_EXPIRES)
-            .heartbeat(PULL_HEARTBEAT);
+        // No idle heartbeat: async-nats 0.51's `Batch` neither checks for missed ones nor
+        // wakes for the message after one (it stalls until the pull's expiry and drops what
+        // arrived meanwhile: the reader would then read it again, seconds late). A consumer on
+        // a dead node shows as a pull that ends short and a consumer that does not answer.
+        let batch = cursor.consumer.batch().max_messages(want).expires(PULL_EXPIRES);
         let mut batch = match batch.messages().await {
             Ok(batch) => batch,
             Err(e) => return Pulled::Broken(format!("pull failed: {e}")),
