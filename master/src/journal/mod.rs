@@ -84,6 +84,10 @@ pub enum JournalError {
     /// The write's outcome is unknown or the stream could not be reached.
     #[error("journal unavailable: {0}")]
     Unavailable(String),
+    /// JetStream refused the write for lack of room (the journal's cap, the store): sending
+    /// it again would be refused again.
+    #[error("journal refused the write: {0}")]
+    Refused(String),
     /// A batch or snapshot could not be encoded (a bug: nothing was written).
     #[error("cannot encode a journal write: {0}")]
     Encode(#[from] jetwork_shared::codec::CodecError),
@@ -328,6 +332,11 @@ impl Journal {
                     Ok(false) => Err(JournalError::Fenced { expected, detail: e.to_string() }),
                     Err(read) => Err(JournalError::Unavailable(format!("{e}; then {read}"))),
                 }
+            }
+            // A store or cap that is full answers the same to every copy: nothing to look up
+            // or send again (other answers, such as a cluster between leaders, pass).
+            Err(e) if jetwork_shared::refusal::Refusal::of(&e).is_some_and(|r| r.is_storage()) => {
+                Err(JournalError::Refused(e.to_string()))
             }
             Err(e) => Err(JournalError::Unavailable(e.to_string())),
         }

@@ -633,7 +633,9 @@ const DUE_GRANULARITY_MS: u64 = 10;
 fn deposed(e: JournalError) -> Exit {
     match e {
         JournalError::Fenced { .. } | JournalError::Encode(_) => Exit::Deposed(e.to_string()),
-        JournalError::Unavailable(_) => Exit::JournalFailed(e.to_string()),
+        JournalError::Unavailable(_) | JournalError::Refused(_) => {
+            Exit::JournalFailed(e.to_string())
+        }
     }
 }
 
