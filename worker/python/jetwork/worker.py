@@ -433,11 +433,8 @@ class Worker:
             assert self._nc is not None
             body = await protocol.call(self._nc, subject, protocol.encode(msg), self.request_timeout)
             reply = protocol.decode(body)
-            claimed = int(reply.get("epoch") or 0)
-            if claimed < self._epoch:
-                return  # a deposed master's
-            if claimed > self._epoch and not await self._confirm(claimed):
-                return  # not a leader the lease names: nothing it says counts
+            if not await self._believe(int(reply.get("epoch") or 0)):
+                return  # a deposed master's, or one the lease does not name: nothing counts
             on_reply(flight, reply)
         except Refused as e:
             self._refused(flight, e)
@@ -467,6 +464,13 @@ class Worker:
                 self._poll_after = time.monotonic() + 1.0
 
     # -- leaders --------------------------------------------------------------------------
+
+    async def _believe(self, claimed: int) -> bool:
+        """Whether a reply claiming epoch ``claimed`` counts: never one older than the epoch
+        followed (a deposed master's), a newer one only once the lease names it."""
+        if claimed < self._epoch:
+            return False
+        return claimed == self._epoch or await self._confirm(claimed)
 
     async def _confirm(self, claimed: int) -> bool:
         """Whether the lease names ``claimed``; adopts it if so. The lease is read a few times:
