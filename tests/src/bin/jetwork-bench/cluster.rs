@@ -145,6 +145,30 @@ impl Cluster {
         self.worker_processes(n, &[mode, "--concurrency", &concurrency.to_string()])
     }
 
+    /// Starts `n` Python processes of `script` (in `worker/python/tests`, with the library
+    /// importable), each with `--id bench-p<i> --concurrency <concurrency>`.
+    pub fn python_workers(
+        &self,
+        script: &str,
+        n: u32,
+        concurrency: u32,
+    ) -> anyhow::Result<Vec<Process>> {
+        let library = jetwork_tests::python::library_dir();
+        let script = library.join("tests").join(script);
+        let script = script.to_str().context("a non-UTF-8 path")?;
+        let python = jetwork_tests::python::interpreter();
+        let mut env = self.env.clone();
+        env.push(("PYTHONPATH".to_owned(), library.display().to_string()));
+        let concurrency = concurrency.to_string();
+        (0..n)
+            .map(|i| {
+                let id = format!("bench-p{i}");
+                let args = [script, "--id", &id, "--concurrency", &concurrency];
+                Process::start(&id, &python, &args, &env, self.dir.path())
+            })
+            .collect()
+    }
+
     /// Starts `n` jetwork worker processes whose jobs each take `job` (after stamping their
     /// start), so the workers stay busy.
     pub fn slow_workers(

@@ -12,6 +12,9 @@
 //! read-ahead and beyond it), `idle` (what 10,000 registered, heartbeating, idle workers cost
 //! the leader's CPU). Prints a Markdown table and writes JSON lines.
 //!
+//! Opt-in (`--phases python`): `python`, jetwork with workers on the Python library next to
+//! the raw JetStream consumer a Python user would write and to the Rust workers.
+//!
 //! Opt-in (`--phases cluster`): `cluster`, the same comparison on a 3-node nats-server cluster
 //! with every stream replicated three times (throughput, latency), and issue 21's fault table
 //! measured there (the dispatch pause, jobs lost and results delivered twice per node or
@@ -23,6 +26,7 @@
 //! scripts/bench --phases lifecycle --lifecycle-rate 200 --delayed 100000 --delayed-rate 5000
 //! scripts/bench --phases lifecycle --lifecycle-cases delayed,burst --runs 1
 //! scripts/bench --phases cluster --runs 1
+//! scripts/bench --phases python --runs 3
 //! ```
 //!
 //! The same binary is also the worker process of both systems (`worker`, `baseline-worker`):
@@ -37,6 +41,7 @@ mod idle;
 mod latency;
 mod lifecycle;
 mod load;
+mod python_fleet;
 mod replicated;
 mod report;
 mod samples;
@@ -87,13 +92,16 @@ enum Mode {
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle, idle,
-    /// and (only when named) cluster.
+    /// and (only when named) cluster and python.
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "throughput,latency,failover,backlog,lifecycle,idle"
     )]
     phases: Vec<String>,
+    /// Jobs per run in the python phase.
+    #[arg(long, default_value_t = 50_000)]
+    python_jobs: u64,
     /// Jobs per throughput run with concurrency 64.
     #[arg(long, default_value_t = 200_000)]
     jobs: u64,
@@ -253,8 +261,8 @@ async fn jetwork_worker_process(
 }
 
 async fn benchmark(o: Options) -> anyhow::Result<()> {
-    const PHASES: [&str; 7] =
-        ["throughput", "latency", "failover", "backlog", "lifecycle", "idle", "cluster"];
+    const PHASES: [&str; 8] =
+        ["throughput", "latency", "failover", "backlog", "lifecycle", "idle", "cluster", "python"];
     for phase in &o.phases {
         if !PHASES.contains(&phase.as_str()) {
             anyhow::bail!("unknown phase {phase:?} ({})", PHASES.join(", "));
@@ -296,6 +304,9 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     }
     if wants("cluster") {
         replicated::run(&o, &mut report, &progress).await?;
+    }
+    if wants("python") {
+        python_fleet::run(&o, &mut report, &progress).await?;
     }
     progress.clear()?;
     println!("\n{}", report.table());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::MultiProgress;
 use tokio::time::Instant;
 
-use crate::cluster::System;
+use crate::cluster::{Cluster, System};
 use crate::deployment::Deployment;
 use crate::load::{self, Collector};
 use crate::report::Report;
@@ -84,22 +84,35 @@ pub async fn once(
     } else {
         Deployment::start(system, workers, concurrency, o.lease_ttl).await?
     };
-    let js = deployment.cluster.js();
-    let collector =
-        Collector::start(&deployment.cluster.client, &deployment.results_subject()).await?;
-    let bar = progress.add(bar(layout.jobs, label));
+    let (submit, results) = (deployment.submit_subject(), deployment.results_subject());
+    drive(&deployment.cluster, &submit, &results, layout.jobs, o, progress, label).await
+}
+
+/// Submits `jobs` on `submit` as fast as acknowledgements allow and waits for their results on
+/// `results`: jobs/s from the first submission to the last result.
+pub async fn drive(
+    cluster: &Cluster,
+    submit: &str,
+    results: &str,
+    jobs: u64,
+    o: &Options,
+    progress: &MultiProgress,
+    label: &str,
+) -> anyhow::Result<f64> {
+    let js = cluster.js();
+    let collector = Collector::start(&cluster.client, results).await?;
+    let bar = progress.add(bar(jobs, label));
     let started = Instant::now();
     let producer = {
-        let (js, subject, jobs, window) =
-            (js.clone(), deployment.submit_subject(), layout.jobs, o.window);
+        let (js, subject, window) = (js.clone(), submit.to_owned(), o.window);
         let submitted = indicatif::ProgressBar::hidden();
         tokio::spawn(async move { load::flood(&js, &subject, jobs, window, &submitted).await })
     };
-    let within = Duration::from_secs(60).max(Duration::from_millis(layout.jobs * 5));
-    collector.wait_for(layout.jobs, within, &bar).await?;
+    let within = Duration::from_secs(60).max(Duration::from_millis(jobs * 5));
+    collector.wait_for(jobs, within, &bar).await?;
     producer.await??;
     let last = collector.read(|c| c.last).unwrap_or_else(Instant::now);
-    let rate = layout.jobs as f64 / last.duration_since(started).as_secs_f64();
+    let rate = jobs as f64 / last.duration_since(started).as_secs_f64();
     bar.finish_with_message(format!("{rate:.0} jobs/s"));
     Ok(rate)
 }
