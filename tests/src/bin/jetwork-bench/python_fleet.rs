@@ -86,7 +86,9 @@ async fn once(
         Fleet::JetworkPython | Fleet::JetworkRust => {
             processes.push(cluster.master("m1")?);
             processes.extend(match fleet {
-                Fleet::JetworkPython => cluster.python_workers("bench_worker.py", n, concurrency)?,
+                Fleet::JetworkPython => {
+                    cluster.python_workers("bench_worker.py", n, concurrency)?
+                }
                 _ => cluster.workers(System::Jetwork, n, concurrency)?,
             });
             if let Err(e) = cluster.await_leader(0, n as usize).await {
