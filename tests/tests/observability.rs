@@ -1,6 +1,7 @@
 //! What the processes show about themselves: `/metrics` numbers against the work actually
 //! done (and after a takeover, against the journal's counts), `/healthz` and `/readyz` as
-//! components start, register and lead, JSON log lines, and `status` while no master leads.
+//! components start, register and lead, JSON log lines, `status` while no master leads, and
+//! that the dashboard and alert rules under deploy/ name only series the processes export.
 
 use std::time::Duration;
 
@@ -148,6 +149,8 @@ async fn a_backlog_with_no_workers_shows_as_pending() -> anyhow::Result<()> {
     .await?;
     assert_eq!(scrape.queue("jetwork_queue_submitted_total", "default"), Some(7.0));
     assert!(scrape.queue("jetwork_queue_oldest_pending_seconds", "default").unwrap_or(0.0) > 0.0);
+    // What JetworkQueueWithoutWorkers looks at: a backlog, and nobody to serve it.
+    assert_eq!(scrape.queue("jetwork_queue_workers", "default"), Some(0.0), "{}", scrape.text);
     run.audit().await?;
     Ok(())
 }
@@ -278,6 +281,82 @@ async fn status_without_a_leader_names_the_lease_holder() -> anyhow::Result<()> 
     assert!(text.contains("no master is answering"), "{text}");
     assert!(text.contains("ghost-1234"), "{text}");
     assert!(text.contains("expires"), "{text}");
+    run.audit().await?;
+    Ok(())
+}
+
+/// Every `jetwork_…` name in the Grafana dashboard, the alert rules and their unit tests.
+fn deploy_metric_names() -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let files = [
+        "grafana/jetwork.json",
+        "prometheus/jetwork.rules.yml",
+        "prometheus/jetwork.rules.test.yml",
+    ];
+    let mut names = std::collections::BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(deploy.join(file))
+            .map_err(|e| anyhow::anyhow!("cannot read deploy/{file}: {e}"))?;
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("jetwork_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(tail.len());
+            names.entry(tail[..end].to_owned()).or_insert_with(|| file.to_owned());
+            rest = &tail[end..];
+        }
+    }
+    Ok(names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_assets_name_only_exported_metrics() -> anyhow::Result<()> {
+    let names = deploy_metric_names()?;
+    // Not vacuous: the alerts' own series are among them.
+    for needed in ["jetwork_master_leader", "jetwork_queue_workers", "jetwork_build_info"] {
+        assert!(names.contains_key(needed), "{needed} not found in deploy/: {names:?}");
+    }
+
+    let run = InProcess::build().masters(&[]).start().await?;
+    let (_m1, sm) = run.master_observed("m1").await?;
+    run.await_leader("m1", WITHIN).await?;
+    let (_w1, sw) = run.worker_observed("w1", jetwork_worker::square).await?;
+    let good = run.submit("scraped", b"3").await?;
+    run.result(&good, WITHIN).await?;
+    let q = |s: &Scrape, name: &str| s.queue(name, "default");
+    // Every series, the per-queue ones included, once the leader has synced the queue.
+    let master = scrape_until("the leader to count the job and its worker", sm, |s| {
+        q(s, "jetwork_queue_completed_total") == Some(1.0)
+            && q(s, "jetwork_queue_workers") == Some(1.0)
+    })
+    .await?;
+    let worker = scrape_until("the worker to count the job", sw, |s| {
+        q(s, "jetwork_worker_jobs_completed_total") == Some(1.0)
+    })
+    .await?;
+
+    tracing::info!("--- jetwork_build_info on both, with the version and the journal format");
+    let version = env!("CARGO_PKG_VERSION");
+    let format = jetwork_master::journal::FORMAT.to_string();
+    let master_build =
+        [("component", "master"), ("version", version), ("journal_format", format.as_str())];
+    assert_eq!(master.get("jetwork_build_info", &master_build), Some(1.0), "{}", master.text);
+    let worker_build = [("component", "worker"), ("version", version)];
+    assert_eq!(worker.get("jetwork_build_info", &worker_build), Some(1.0), "{}", worker.text);
+
+    tracing::info!("--- every name the dashboard and the rules use is exported");
+    let missing: Vec<String> = names
+        .iter()
+        .filter(|(name, _)| !master.has(name) && !worker.has(name))
+        .map(|(name, file)| format!("{name} (deploy/{file})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not exported by a master or a worker: {missing:?}\nmaster:\n{}\nworker:\n{}",
+        master.text,
+        worker.text
+    );
     run.audit().await?;
     Ok(())
 }

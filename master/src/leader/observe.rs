@@ -10,8 +10,8 @@
 //!   lookup and a few atomic operations, no allocation.
 //! - **Once a second** ([`Observer::sync`]): the per-queue counts are copied from the state
 //!   (the journal's counters, so they survive takeovers), with the gauges (pending, in flight,
-//!   free slots, oldest pending age, workers), and the job totals `$SRV.STATS.jetwork` reports
-//!   ([`ServiceStats`], kept whether or not metrics are on).
+//!   free slots, workers serving each queue, oldest pending age, workers), and the job totals
+//!   `$SRV.STATS.jetwork` reports ([`ServiceStats`], kept whether or not metrics are on).
 //! - **Every [`SURVEY_EVERY`]** (metrics on): what is still unread in `JETWORK_SUBMIT` per queue
 //!   (`backlog.rs`), in a task off the loop, back as [`Internal::Survey`].
 //!
@@ -185,6 +185,13 @@ impl Observer {
         let Some(metrics) = self.metrics.clone() else { return };
         let now = now_ms();
         let listed: Vec<&QueueName> = state.queues.keys().take(self.max_queues).collect();
+        // Registered workers per queue they serve (a queue with a backlog and none is stuck).
+        let mut serving: HashMap<&QueueName, u64> = HashMap::new();
+        for worker in state.workers.values() {
+            for queue in &worker.queues {
+                *serving.entry(queue).or_default() += 1;
+            }
+        }
         metrics.queues_unlisted.set(i64::try_from(state.queues.len() - listed.len()).unwrap_or(0));
         for name in listed {
             let q = &state.queues[name];
@@ -211,10 +218,12 @@ impl Observer {
             s.paused.set(i64::from(q.paused));
             s.in_flight.set(to_i64(running));
             s.free_slots.set(to_i64(free));
+            s.workers.set(to_i64(serving.get(name).copied().unwrap_or_default()));
             s.oldest_pending_seconds
                 .set(oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0));
         }
-        // Queues with submissions that the leader has never read (nobody serves them).
+        // Queues with submissions that the leader has never read (nobody serves them: their
+        // `jetwork_queue_workers` stays 0).
         let unserved: Vec<(QueueName, Unread)> = self
             .unread
             .iter()
