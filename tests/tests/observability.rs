@@ -249,6 +249,107 @@ async fn json_logs_are_one_object_per_line_with_plain_fields() -> anyhow::Result
     Ok(())
 }
 
+/// The JSON lines of the log at `path` with message `message` about work id `id`.
+fn log_lines(path: &std::path::Path, message: &str, id: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == message && l["fields"]["work_id"] == id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_logs_each_outcome_that_is_not_a_success_at_info() -> anyhow::Result<()> {
+    let run = InProcess::build().masters(&[]).start().await?;
+    let mut procs = run.procs()?;
+    // Info, as an operator runs it: these lines must not need debug.
+    procs.set("JETWORK_LOG__FORMAT", "json").set("RUST_LOG", "info");
+    let _m1 = procs.master("m1")?;
+    run.await_leader("m1", WITHIN).await?;
+    let _w1 = procs.worker("w1", &["--queue", "default"])?;
+    let client = &run.client;
+
+    tracing::info!("--- failed for good, cancelled, expired, rejected");
+    let bad = run.submit("fails-for-good", b"x").await?;
+    let failed = run.result(&bad, WITHIN).await?;
+    assert_eq!(failed.status, ResultStatus::Failed);
+    let delay = |d: &str| (jetwork_shared::job_options::DELAY, d.to_owned());
+    let cancelled = WorkId::parse("cancelled-while-waiting")?;
+    client.submit_with(&run.queue, Some(cancelled.clone()), "1".into(), &[delay("1h")]).await?;
+    // Cancellable once the leader has read it.
+    poll_for("the cancel to be accepted", WITHIN, || async {
+        client.cancel(&cancelled, Some("no longer needed".into())).await.ok()
+    })
+    .await?;
+    let expiring = [delay("1h"), (jetwork_shared::job_options::EXPIRES, "1s".to_owned())];
+    let expired = WorkId::parse("expired-while-delayed")?;
+    client.submit_with(&run.queue, Some(expired.clone()), "2".into(), &expiring).await?;
+    let bad_option = [(jetwork_shared::job_options::PRIORITY, "11".to_owned())];
+    let rejected = WorkId::parse("rejected-priority")?;
+    client.submit_with(&run.queue, Some(rejected.clone()), "3".into(), &bad_option).await?;
+    // (A rejection is published by sequence, not under the id: its line is awaited below.)
+    for id in [&cancelled, &expired] {
+        let outcome = run.result(id, WITHIN).await?;
+        assert_ne!(outcome.status, ResultStatus::Completed, "{id}: {outcome:?}");
+    }
+
+    tracing::info!("--- each is one line in the master's log, with plain fields");
+    let log = procs.dir().join("m1.log");
+    let line = |message: &'static str, id: &WorkId| {
+        let (log, id) = (log.clone(), id.to_string());
+        async move {
+            let what = format!("the master's {message:?} line for {id}");
+            let found = poll_for(&what, WITHIN, || {
+                let found = log_lines(&log, message, &id);
+                async move { (!found.is_empty()).then_some(found) }
+            })
+            .await?;
+            anyhow::ensure!(found.len() == 1, "one line each: {found:?}");
+            anyhow::Ok(found[0].clone())
+        }
+    };
+    let l = line("work failed for good", &bad).await?;
+    assert_eq!(l["level"], "INFO", "{l}");
+    let f = &l["fields"];
+    assert_eq!(f["queue"], "default", "{l}");
+    assert_eq!(f["attempts"], failed.attempt, "{l}");
+    assert_eq!(f["worker"], "w1", "{l}");
+    assert_eq!(f["reason"].as_str(), failed.reason.as_deref(), "{l}");
+
+    let l = line("work cancelled", &cancelled).await?;
+    assert_eq!(l["level"], "INFO", "{l}");
+    let f = &l["fields"];
+    assert_eq!((&f["queue"], &f["attempts"]), (&"default".into(), &0.into()), "{l}");
+    assert!(f["reason"].as_str().is_some_and(|r| r.contains("no longer needed")), "{l}");
+
+    let l = line("work expired", &expired).await?;
+    assert_eq!(l["level"], "INFO", "{l}");
+    assert_eq!(l["fields"]["queue"], "default", "{l}");
+    assert!(l["fields"]["reason"].as_str().is_some_and(|r| r.starts_with("expired")), "{l}");
+
+    // A client's mistake: a warning, with the id it sent.
+    let l = line("submission rejected", &rejected).await?;
+    assert_eq!(l["level"], "WARN", "{l}");
+    assert_eq!(l["fields"]["queue"], "default", "{l}");
+    assert!(l["fields"]["reason"].as_str().is_some_and(|r| r.contains("Priority")), "{l}");
+
+    tracing::info!("--- the takeover line says what an epoch is");
+    let text = std::fs::read_to_string(&log)?;
+    let leading: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("leading in epoch"))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no takeover line in {text}"))?;
+    let f = &leading["fields"];
+    assert!(f["epoch"].as_u64().is_some_and(|e| e > 0), "{leading}");
+    assert_eq!(f["previous_epoch"], 0, "a new journal: {leading}");
+    assert!(f["message"].as_str().is_some_and(|m| m.contains("renewal")), "{leading}");
+    run.audit().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_without_a_leader_names_the_lease_holder() -> anyhow::Result<()> {
     let run = InProcess::build().start().await?;

@@ -2,7 +2,7 @@
 //! state after each step, outside the pure core (which has no clock and no metrics).
 //!
 //! - **Per event** (only when metrics are on or debug logging is enabled; otherwise nothing):
-//!   the job decisions at debug level (accepted, started, requeued, completed, failed), each
+//!   the job decisions at debug level (accepted, started, requeued, completed), each
 //!   with `work_id`, `queue`, `attempt` and `worker` as plain fields; the queue-wait histogram
 //!   when an item first starts (stored → start) and the run-time histogram when it finishes
 //!   (start → result). An attempt's start is its `deadline − work_timeout`, the instant the
@@ -141,22 +141,8 @@ impl Observer {
                         tracing::debug!(%work_id, queue, attempt, worker, "work completed");
                     }
                 }
-                Event::WorkFailed { work_id, attempt, reason, at } => {
-                    finished(cache, work_id, *at);
-                    if debug {
-                        let (queue, worker) =
-                            (queue_of_finished(state, work_id), worker_of(cache, work_id));
-                        tracing::debug!(%work_id, queue, attempt, worker, %reason, "work failed");
-                    }
-                }
-                Event::WorkCancelled { work_id, reason, .. } if debug => {
-                    let (queue, worker) =
-                        (queue_of_finished(state, work_id), worker_of(cache, work_id));
-                    tracing::debug!(%work_id, queue, worker, %reason, "work cancelled");
-                }
-                Event::SubmissionRejected { queue, seq, reason, .. } => {
-                    tracing::debug!(%queue, seq, %reason, "submission rejected");
-                }
+                // Logged at info by `outcome_log.rs`, as are cancellations and rejections.
+                Event::WorkFailed { work_id, at, .. } => finished(cache, work_id, *at),
                 _ => {}
             }
         }
@@ -300,15 +286,11 @@ fn worker_of<'a>(cache: &'a PayloadCache, work_id: &WorkId) -> &'a str {
     cache.start_of(work_id).and_then(|s| s.worker.as_ref()).map_or("", |w| w.as_str())
 }
 
-/// The queue of a finished item, for its debug line: it has left the state, and its
+/// The queue of a completed item, for its debug line: it has left the state, and its
 /// publication names the queue. Only called with debug logging on (it clones the id).
 fn queue_of_finished<'a>(state: &'a State, work_id: &WorkId) -> &'a str {
     match state.unpublished.get(&PublicationKey::Result(work_id.clone())) {
-        Some(
-            Publication::Completed { queue, .. }
-            | Publication::Failed { queue, .. }
-            | Publication::Cancelled { queue, .. },
-        ) => queue.as_str(),
+        Some(Publication::Completed { queue, .. }) => queue.as_str(),
         _ => "",
     }
 }
