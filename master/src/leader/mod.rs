@@ -88,6 +88,7 @@ use crate::readiness::Readiness;
 use crate::scout::{Scout, Sighting};
 use cache::PayloadCache;
 use observe::Observer;
+use outcome_log::OutcomeLog;
 use prefetch::{Limits as PrefetchLimits, Prefetch};
 use publications::Publications;
 use readers::Readers;
@@ -225,6 +226,8 @@ struct Leader {
     snapshots: Snapshots,
     upkeep: Upkeep,
     observer: Observer,
+    /// The operator's lines about jobs that end other than completed.
+    outcomes: OutcomeLog,
     intake_rx: mpsc::UnboundedReceiver<Delivery>,
     /// Priority submissions as they are stored, from the term's scout.
     _scout: Scout,
@@ -298,6 +301,7 @@ impl Leader {
             prefetch: Prefetch::new(PrefetchLimits::of(&env.settings.master)),
             upkeep: Upkeep::default(),
             observer,
+            outcomes: OutcomeLog::new(),
             intake_rx,
             _scout: Scout::spawn(env.requests.clone(), sightings_tx),
             sightings_rx,
@@ -538,7 +542,7 @@ impl Leader {
     /// Brings what the leader derives from the events (the operator's log lines, metrics, the
     /// read-ahead plan, the payloads kept) in line with a step's events.
     fn follow(&mut self, events: &[Event]) {
-        outcome_log::log(events, self.engine.state());
+        self.outcomes.log(events, self.engine.state());
         self.observe(events);
         self.prefetch.events(events, &self.cache);
         self.cache.events(events);
