@@ -40,3 +40,24 @@ ensure_chromium() {
     chromium chromium-driver >&2
   command -v chromedriver >/dev/null 2>&1 || { echo "chromedriver is still not runnable" >&2; return 1; }
 }
+
+# Makes sure `promtool` is on PATH, installing Debian's `prometheus` package (which ships it)
+# with apt-get when it is missing: scripts/check-deploy checks and unit-tests the alert rules
+# under deploy/ with it. Needs root, as CI has. The package's server is stopped and disabled.
+ensure_promtool() {
+  if command -v promtool >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v apt-get >/dev/null 2>&1 || { echo "apt-get is needed to install prometheus (for promtool)" >&2; return 1; }
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing prometheus (Debian package, for promtool)" >&2
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >&2
+  # On a machine with systemd the package starts a Prometheus server (port 9090): only the
+  # tool is wanted.
+  if command -v systemctl >/dev/null 2>&1; then
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  command -v promtool >/dev/null 2>&1 || { echo "promtool is still not runnable" >&2; return 1; }
+}

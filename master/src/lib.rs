@@ -148,8 +148,13 @@ pub async fn run_with_listener(
             () = journal_recovery(&env.js, &env.readiness) => unreachable!("it never ends"),
         };
         let guard = lease::LeaseGuard::spawn(lease, env.metrics.clone(), env.readiness.clone());
-        tracing::info!(epoch = guard.epoch(), "won the lease; replaying the journal");
-        let replaying = format!("replaying the journal for epoch {}", guard.epoch());
+        let epoch = guard.epoch();
+        tracing::info!(
+            epoch,
+            "won the lease at epoch {epoch} (its revision in the lease bucket); replaying the \
+             journal"
+        );
+        let replaying = format!("replaying the journal for epoch {epoch}");
         env.readiness.phase(false, replaying);
         let replayed = tokio::select! {
             _ = &mut shutdown => {
@@ -186,7 +191,6 @@ pub async fn run_with_listener(
                 continue;
             }
         };
-        let epoch = guard.epoch();
         env.readiness.phase(true, format!("leading epoch {epoch}"));
         let pause = match leader::lead(&env, guard, replayed, shutdown.as_mut()).await {
             Exit::Shutdown => return Ok(()),

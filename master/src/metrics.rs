@@ -14,7 +14,8 @@
 //!
 //! Bounded whatever the load: no label names a work id or a worker; the only labels are
 //! `queue` (at most `master.max_served_queues` values, the rest summed up in
-//! `jetwork_master_queues_unlisted`) and `reason` (a fixed set, [`BadMessage`]).
+//! `jetwork_master_queues_unlisted`), `reason` (a fixed set, [`BadMessage`]) and the build's
+//! constants on the one `jetwork_build_info` series.
 //!
 //! Hot path: per job, the leader does a hash lookup of its queue's handles and a few relaxed
 //! atomic operations ([`AtomicHistogram::observe`]); nothing allocates or locks.
@@ -24,7 +25,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use jetwork_shared::observe::{AtomicHistogram, QueueLabel, COUNT_BUCKETS, WRITE_SECONDS_BUCKETS};
+use jetwork_shared::observe::{
+    register_build_info, AtomicHistogram, QueueLabel, COUNT_BUCKETS, WRITE_SECONDS_BUCKETS,
+};
 
 /// A reason a message was refused before it became a decision (the label values of
 /// `jetwork_master_bad_messages_total`).
@@ -94,6 +97,7 @@ pub struct QueueFamilies {
     pub paused: Family<QueueLabel, Gauge>,
     pub in_flight: Family<QueueLabel, Gauge>,
     pub free_slots: Family<QueueLabel, Gauge>,
+    pub workers: Family<QueueLabel, Gauge>,
     pub oldest_pending_seconds: Family<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub wait_seconds: Family<QueueLabel, AtomicHistogram, SecondsConstructor>,
     pub run_seconds: Family<QueueLabel, AtomicHistogram, SecondsConstructor>,
@@ -117,6 +121,7 @@ pub struct QueueSeries {
     pub paused: Gauge,
     pub in_flight: Gauge,
     pub free_slots: Gauge,
+    pub workers: Gauge,
     pub oldest_pending_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub wait_seconds: AtomicHistogram,
     pub run_seconds: AtomicHistogram,
@@ -137,6 +142,7 @@ impl QueueFamilies {
             paused: Family::default(),
             in_flight: Family::default(),
             free_slots: Family::default(),
+            workers: Family::default(),
             oldest_pending_seconds: Family::default(),
             wait_seconds: Family::new_with_constructor(seconds),
             run_seconds: Family::new_with_constructor(seconds),
@@ -157,6 +163,7 @@ impl QueueFamilies {
             paused: self.paused.get_or_create_owned(label),
             in_flight: self.in_flight.get_or_create_owned(label),
             free_slots: self.free_slots.get_or_create_owned(label),
+            workers: self.workers.get_or_create_owned(label),
             oldest_pending_seconds: self.oldest_pending_seconds.get_or_create_owned(label),
             wait_seconds: self.wait_seconds.get_or_create_owned(label),
             run_seconds: self.run_seconds.get_or_create_owned(label),
@@ -176,6 +183,7 @@ impl QueueFamilies {
         self.paused.clear();
         self.in_flight.clear();
         self.free_slots.clear();
+        self.workers.clear();
         self.oldest_pending_seconds.clear();
         self.wait_seconds.clear();
         self.run_seconds.clear();
@@ -204,6 +212,8 @@ impl MasterMetrics {
             drop(metrics.bad_messages.get_or_create(&[("reason", reason.label())]));
         }
         let mut registry = Registry::default();
+        let format = [("journal_format", crate::journal::FORMAT.to_string())];
+        register_build_info(&mut registry, "master", env!("CARGO_PKG_VERSION"), &format);
         let m = &metrics;
         let r = &mut registry;
         r.register(
@@ -305,6 +315,11 @@ impl MasterMetrics {
             "jetwork_queue_free_slots",
             "Free slots of the workers serving the queue",
             q.free_slots.clone(),
+        );
+        r.register(
+            "jetwork_queue_workers",
+            "Registered workers serving the queue",
+            q.workers.clone(),
         );
         r.register(
             "jetwork_queue_oldest_pending_seconds",

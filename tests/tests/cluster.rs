@@ -217,7 +217,7 @@ async fn two_masters_started_together_on_a_fresh_cluster_settle_within_2s() -> a
     let masters = [procs.master("m1")?, procs.master("m2")?];
     // Both create the replicated streams at once; one must lead and the other stand by (a
     // winner logs that it stands by too, just before it wins).
-    let leads = |m: &Process| m.logs().contains("leading epoch=");
+    let leads = |m: &Process| m.logs().contains("leading in epoch");
     let stands_by = |m: &Process| m.logs().contains("standing by for the lease");
     let what = "one master leading, the other standing by";
     let settled = wait_until(what, Duration::from_secs(60), || {

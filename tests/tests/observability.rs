@@ -1,6 +1,7 @@
 //! What the processes show about themselves: `/metrics` numbers against the work actually
 //! done (and after a takeover, against the journal's counts), `/healthz` and `/readyz` as
-//! components start, register and lead, JSON log lines, and `status` while no master leads.
+//! components start, register and lead, JSON log lines, `status` while no master leads, and
+//! that the dashboard and alert rules under deploy/ name only series the processes export.
 
 use std::time::Duration;
 
@@ -148,6 +149,8 @@ async fn a_backlog_with_no_workers_shows_as_pending() -> anyhow::Result<()> {
     .await?;
     assert_eq!(scrape.queue("jetwork_queue_submitted_total", "default"), Some(7.0));
     assert!(scrape.queue("jetwork_queue_oldest_pending_seconds", "default").unwrap_or(0.0) > 0.0);
+    // What JetworkQueueWithoutWorkers looks at: a backlog, and nobody to serve it.
+    assert_eq!(scrape.queue("jetwork_queue_workers", "default"), Some(0.0), "{}", scrape.text);
     run.audit().await?;
     Ok(())
 }
@@ -246,6 +249,107 @@ async fn json_logs_are_one_object_per_line_with_plain_fields() -> anyhow::Result
     Ok(())
 }
 
+/// The JSON lines of the log at `path` with message `message` about work id `id`.
+fn log_lines(path: &std::path::Path, message: &str, id: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == message && l["fields"]["work_id"] == id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_logs_each_outcome_that_is_not_a_success_at_info() -> anyhow::Result<()> {
+    let run = InProcess::build().masters(&[]).start().await?;
+    let mut procs = run.procs()?;
+    // Info, as an operator runs it: these lines must not need debug.
+    procs.set("JETWORK_LOG__FORMAT", "json").set("RUST_LOG", "info");
+    let _m1 = procs.master("m1")?;
+    run.await_leader("m1", WITHIN).await?;
+    let _w1 = procs.worker("w1", &["--queue", "default"])?;
+    let client = &run.client;
+
+    tracing::info!("--- failed for good, cancelled, expired, rejected");
+    let bad = run.submit("fails-for-good", b"x").await?;
+    let failed = run.result(&bad, WITHIN).await?;
+    assert_eq!(failed.status, ResultStatus::Failed);
+    let delay = |d: &str| (jetwork_shared::job_options::DELAY, d.to_owned());
+    let cancelled = WorkId::parse("cancelled-while-waiting")?;
+    client.submit_with(&run.queue, Some(cancelled.clone()), "1".into(), &[delay("1h")]).await?;
+    // Cancellable once the leader has read it.
+    poll_for("the cancel to be accepted", WITHIN, || async {
+        client.cancel(&cancelled, Some("no longer needed".into())).await.ok()
+    })
+    .await?;
+    let expiring = [delay("1h"), (jetwork_shared::job_options::EXPIRES, "1s".to_owned())];
+    let expired = WorkId::parse("expired-while-delayed")?;
+    client.submit_with(&run.queue, Some(expired.clone()), "2".into(), &expiring).await?;
+    let bad_option = [(jetwork_shared::job_options::PRIORITY, "11".to_owned())];
+    let rejected = WorkId::parse("rejected-priority")?;
+    client.submit_with(&run.queue, Some(rejected.clone()), "3".into(), &bad_option).await?;
+    // (A rejection is published by sequence, not under the id: its line is awaited below.)
+    for id in [&cancelled, &expired] {
+        let outcome = run.result(id, WITHIN).await?;
+        assert_ne!(outcome.status, ResultStatus::Completed, "{id}: {outcome:?}");
+    }
+
+    tracing::info!("--- each is one line in the master's log, with plain fields");
+    let log = procs.dir().join("m1.log");
+    let line = |message: &'static str, id: &WorkId| {
+        let (log, id) = (log.clone(), id.to_string());
+        async move {
+            let what = format!("the master's {message:?} line for {id}");
+            let found = poll_for(&what, WITHIN, || {
+                let found = log_lines(&log, message, &id);
+                async move { (!found.is_empty()).then_some(found) }
+            })
+            .await?;
+            anyhow::ensure!(found.len() == 1, "one line each: {found:?}");
+            anyhow::Ok(found[0].clone())
+        }
+    };
+    let l = line("work failed for good", &bad).await?;
+    assert_eq!(l["level"], "INFO", "{l}");
+    let f = &l["fields"];
+    assert_eq!(f["queue"], "default", "{l}");
+    assert_eq!(f["attempts"], failed.attempt, "{l}");
+    assert_eq!(f["worker"], "w1", "{l}");
+    assert_eq!(f["reason"].as_str(), failed.reason.as_deref(), "{l}");
+
+    let l = line("work cancelled", &cancelled).await?;
+    assert_eq!(l["level"], "INFO", "{l}");
+    let f = &l["fields"];
+    assert_eq!((&f["queue"], &f["attempts"]), (&"default".into(), &0.into()), "{l}");
+    assert!(f["reason"].as_str().is_some_and(|r| r.contains("no longer needed")), "{l}");
+
+    let l = line("work expired", &expired).await?;
+    assert_eq!(l["level"], "INFO", "{l}");
+    assert_eq!(l["fields"]["queue"], "default", "{l}");
+    assert!(l["fields"]["reason"].as_str().is_some_and(|r| r.starts_with("expired")), "{l}");
+
+    // A client's mistake: a warning, with the id it sent.
+    let l = line("submission rejected", &rejected).await?;
+    assert_eq!(l["level"], "WARN", "{l}");
+    assert_eq!(l["fields"]["queue"], "default", "{l}");
+    assert!(l["fields"]["reason"].as_str().is_some_and(|r| r.contains("Priority")), "{l}");
+
+    tracing::info!("--- the takeover line says what an epoch is");
+    let text = std::fs::read_to_string(&log)?;
+    let leading: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("leading in epoch"))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no takeover line in {text}"))?;
+    let f = &leading["fields"];
+    assert!(f["epoch"].as_u64().is_some_and(|e| e > 0), "{leading}");
+    assert_eq!(f["previous_epoch"], 0, "a new journal: {leading}");
+    assert!(f["message"].as_str().is_some_and(|m| m.contains("renewal")), "{leading}");
+    run.audit().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_without_a_leader_names_the_lease_holder() -> anyhow::Result<()> {
     let run = InProcess::build().start().await?;
@@ -278,6 +382,82 @@ async fn status_without_a_leader_names_the_lease_holder() -> anyhow::Result<()> 
     assert!(text.contains("no master is answering"), "{text}");
     assert!(text.contains("ghost-1234"), "{text}");
     assert!(text.contains("expires"), "{text}");
+    run.audit().await?;
+    Ok(())
+}
+
+/// Every `jetwork_…` name in the Grafana dashboard, the alert rules and their unit tests.
+fn deploy_metric_names() -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let files = [
+        "grafana/jetwork.json",
+        "prometheus/jetwork.rules.yml",
+        "prometheus/jetwork.rules.test.yml",
+    ];
+    let mut names = std::collections::BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(deploy.join(file))
+            .map_err(|e| anyhow::anyhow!("cannot read deploy/{file}: {e}"))?;
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("jetwork_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(tail.len());
+            names.entry(tail[..end].to_owned()).or_insert_with(|| file.to_owned());
+            rest = &tail[end..];
+        }
+    }
+    Ok(names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_assets_name_only_exported_metrics() -> anyhow::Result<()> {
+    let names = deploy_metric_names()?;
+    // Not vacuous: the alerts' own series are among them.
+    for needed in ["jetwork_master_leader", "jetwork_queue_workers", "jetwork_build_info"] {
+        assert!(names.contains_key(needed), "{needed} not found in deploy/: {names:?}");
+    }
+
+    let run = InProcess::build().masters(&[]).start().await?;
+    let (_m1, sm) = run.master_observed("m1").await?;
+    run.await_leader("m1", WITHIN).await?;
+    let (_w1, sw) = run.worker_observed("w1", jetwork_worker::square).await?;
+    let good = run.submit("scraped", b"3").await?;
+    run.result(&good, WITHIN).await?;
+    let q = |s: &Scrape, name: &str| s.queue(name, "default");
+    // Every series, the per-queue ones included, once the leader has synced the queue.
+    let master = scrape_until("the leader to count the job and its worker", sm, |s| {
+        q(s, "jetwork_queue_completed_total") == Some(1.0)
+            && q(s, "jetwork_queue_workers") == Some(1.0)
+    })
+    .await?;
+    let worker = scrape_until("the worker to count the job", sw, |s| {
+        q(s, "jetwork_worker_jobs_completed_total") == Some(1.0)
+    })
+    .await?;
+
+    tracing::info!("--- jetwork_build_info on both, with the version and the journal format");
+    let version = env!("CARGO_PKG_VERSION");
+    let format = jetwork_master::journal::FORMAT.to_string();
+    let master_build =
+        [("component", "master"), ("version", version), ("journal_format", format.as_str())];
+    assert_eq!(master.get("jetwork_build_info", &master_build), Some(1.0), "{}", master.text);
+    let worker_build = [("component", "worker"), ("version", version)];
+    assert_eq!(worker.get("jetwork_build_info", &worker_build), Some(1.0), "{}", worker.text);
+
+    tracing::info!("--- every name the dashboard and the rules use is exported");
+    let missing: Vec<String> = names
+        .iter()
+        .filter(|(name, _)| !master.has(name) && !worker.has(name))
+        .map(|(name, file)| format!("{name} (deploy/{file})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not exported by a master or a worker: {missing:?}\nmaster:\n{}\nworker:\n{}",
+        master.text,
+        worker.text
+    );
     run.audit().await?;
     Ok(())
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use jetwork_shared::observe::{queue_label, AtomicHistogram, QueueLabel};
+use jetwork_shared::observe::{queue_label, register_build_info, AtomicHistogram, QueueLabel};
 use jetwork_shared::QueueName;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -68,6 +68,7 @@ impl WorkerMetrics {
         };
         metrics.slots.set(i64::from(concurrency));
         let mut r = Registry::default();
+        register_build_info(&mut r, "worker", env!("CARGO_PKG_VERSION"), &[]);
         r.register("jetwork_worker_jobs_started", "Jobs started, by queue", started);
         r.register("jetwork_worker_jobs_completed", "Jobs that returned a result", completed);
         r.register("jetwork_worker_jobs_failed", "Jobs that failed (error or panic)", failed);

@@ -60,7 +60,7 @@ pub use bookkeeping::Bookkeeping;
 pub use cadence::Cadence;
 pub use command::Command;
 pub use effect::{AssignmentRef, Effect, Reply, ReplyError};
-pub use engine::{Engine, Output};
+pub use engine::{Engine, Output, EXPIRED};
 pub use event::{Event, JournalBatch};
 pub use free_slots::FreeSlots;
 pub use grant_window::GrantWindows;

@@ -69,8 +69,8 @@ impl PayloadCache {
                 Event::WorkAccepted { work_id, .. } => {
                     self.work.insert(work_id.clone(), Cached::new(payload.clone(), submitted));
                 }
-                Event::SubmissionRejected { seq, queue, reason, .. } => {
-                    tracing::warn!(%queue, seq, %reason, "submission rejected");
+                // Logged by `outcome_log.rs`.
+                Event::SubmissionRejected { seq, .. } => {
                     self.rejected.insert(*seq, payload.clone());
                 }
                 _ => {}

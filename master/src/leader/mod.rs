@@ -52,6 +52,7 @@ mod cache;
 mod confirmations;
 mod lookups;
 mod observe;
+mod outcome_log;
 mod prefetch;
 mod publications;
 mod readers;
@@ -87,6 +88,7 @@ use crate::readiness::Readiness;
 use crate::scout::{Scout, Sighting};
 use cache::PayloadCache;
 use observe::Observer;
+use outcome_log::OutcomeLog;
 use prefetch::{Limits as PrefetchLimits, Prefetch};
 use publications::Publications;
 use readers::Readers;
@@ -156,13 +158,24 @@ pub async fn lead<F: Future<Output = ()>>(
     mut shutdown: Pin<&mut F>,
 ) -> Exit {
     let epoch = lease.epoch();
+    // The last term's epoch, as the journal has it (0 for a new journal).
+    let previous_epoch = replayed.state.epoch;
     let mut leader = Leader::new(env, epoch, replayed);
     let exit = match leader.claim(&mut lease).await {
         Err(exit) => exit,
         Ok(()) => match service::start(env, epoch, leader.observer.stats.clone()).await {
             Err(e) => Exit::Deposed(format!("cannot start the service endpoints: {e}")),
             Ok((service, mut endpoints)) => {
-                tracing::info!(epoch, leader = %env.holder, "leading");
+                // An epoch is the lease key's revision when taken, and every renewal
+                // advances the revision: say so, or epochs 1, 100, 119 read as lost terms.
+                tracing::info!(
+                    epoch,
+                    previous_epoch,
+                    leader = %env.holder,
+                    "leading in epoch {epoch} (the lease's revision when taken: every renewal \
+                     advances it, so epochs jump between terms; the last term's was \
+                     {previous_epoch})"
+                );
                 if let Some(metrics) = &env.metrics {
                     metrics.leading(epoch);
                 }
@@ -213,6 +226,8 @@ struct Leader {
     snapshots: Snapshots,
     upkeep: Upkeep,
     observer: Observer,
+    /// The operator's lines about jobs that end other than completed.
+    outcomes: OutcomeLog,
     intake_rx: mpsc::UnboundedReceiver<Delivery>,
     /// Priority submissions as they are stored, from the term's scout.
     _scout: Scout,
@@ -286,6 +301,7 @@ impl Leader {
             prefetch: Prefetch::new(PrefetchLimits::of(&env.settings.master)),
             upkeep: Upkeep::default(),
             observer,
+            outcomes: OutcomeLog::new(),
             intake_rx,
             _scout: Scout::spawn(env.requests.clone(), sightings_tx),
             sightings_rx,
@@ -523,9 +539,10 @@ impl Leader {
         self.pending.effects.extend(output.effects);
     }
 
-    /// Brings what the leader derives from the events (metrics, the read-ahead plan, the
-    /// payloads kept) in line with a step's events.
+    /// Brings what the leader derives from the events (the operator's log lines, metrics, the
+    /// read-ahead plan, the payloads kept) in line with a step's events.
     fn follow(&mut self, events: &[Event]) {
+        self.outcomes.log(events, self.engine.state());
         self.observe(events);
         self.prefetch.events(events, &self.cache);
         self.cache.events(events);

@@ -2,7 +2,7 @@
 //! state after each step, outside the pure core (which has no clock and no metrics).
 //!
 //! - **Per event** (only when metrics are on or debug logging is enabled; otherwise nothing):
-//!   the job decisions at debug level (accepted, started, requeued, completed, failed), each
+//!   the job decisions at debug level (accepted, started, requeued, completed), each
 //!   with `work_id`, `queue`, `attempt` and `worker` as plain fields; the queue-wait histogram
 //!   when an item first starts (stored → start) and the run-time histogram when it finishes
 //!   (start → result). An attempt's start is its `deadline − work_timeout`, the instant the
@@ -10,8 +10,8 @@
 //!   lookup and a few atomic operations, no allocation.
 //! - **Once a second** ([`Observer::sync`]): the per-queue counts are copied from the state
 //!   (the journal's counters, so they survive takeovers), with the gauges (pending, in flight,
-//!   free slots, oldest pending age, workers), and the job totals `$SRV.STATS.jetwork` reports
-//!   ([`ServiceStats`], kept whether or not metrics are on).
+//!   free slots, workers serving each queue, oldest pending age, workers), and the job totals
+//!   `$SRV.STATS.jetwork` reports ([`ServiceStats`], kept whether or not metrics are on).
 //! - **Every [`SURVEY_EVERY`]** (metrics on): what is still unread in `JETWORK_SUBMIT` per queue
 //!   (`backlog.rs`), in a task off the loop, back as [`Internal::Survey`].
 //!
@@ -141,22 +141,8 @@ impl Observer {
                         tracing::debug!(%work_id, queue, attempt, worker, "work completed");
                     }
                 }
-                Event::WorkFailed { work_id, attempt, reason, at } => {
-                    finished(cache, work_id, *at);
-                    if debug {
-                        let (queue, worker) =
-                            (queue_of_finished(state, work_id), worker_of(cache, work_id));
-                        tracing::debug!(%work_id, queue, attempt, worker, %reason, "work failed");
-                    }
-                }
-                Event::WorkCancelled { work_id, reason, .. } if debug => {
-                    let (queue, worker) =
-                        (queue_of_finished(state, work_id), worker_of(cache, work_id));
-                    tracing::debug!(%work_id, queue, worker, %reason, "work cancelled");
-                }
-                Event::SubmissionRejected { queue, seq, reason, .. } => {
-                    tracing::debug!(%queue, seq, %reason, "submission rejected");
-                }
+                // Logged at info by `outcome_log.rs`, as are cancellations and rejections.
+                Event::WorkFailed { work_id, at, .. } => finished(cache, work_id, *at),
                 _ => {}
             }
         }
@@ -185,6 +171,13 @@ impl Observer {
         let Some(metrics) = self.metrics.clone() else { return };
         let now = now_ms();
         let listed: Vec<&QueueName> = state.queues.keys().take(self.max_queues).collect();
+        // Registered workers per queue they serve (a queue with a backlog and none is stuck).
+        let mut serving: HashMap<&QueueName, u64> = HashMap::new();
+        for worker in state.workers.values() {
+            for queue in &worker.queues {
+                *serving.entry(queue).or_default() += 1;
+            }
+        }
         metrics.queues_unlisted.set(i64::try_from(state.queues.len() - listed.len()).unwrap_or(0));
         for name in listed {
             let q = &state.queues[name];
@@ -211,10 +204,12 @@ impl Observer {
             s.paused.set(i64::from(q.paused));
             s.in_flight.set(to_i64(running));
             s.free_slots.set(to_i64(free));
+            s.workers.set(to_i64(serving.get(name).copied().unwrap_or_default()));
             s.oldest_pending_seconds
                 .set(oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0));
         }
-        // Queues with submissions that the leader has never read (nobody serves them).
+        // Queues with submissions that the leader has never read (nobody serves them: their
+        // `jetwork_queue_workers` stays 0).
         let unserved: Vec<(QueueName, Unread)> = self
             .unread
             .iter()
@@ -291,15 +286,11 @@ fn worker_of<'a>(cache: &'a PayloadCache, work_id: &WorkId) -> &'a str {
     cache.start_of(work_id).and_then(|s| s.worker.as_ref()).map_or("", |w| w.as_str())
 }
 
-/// The queue of a finished item, for its debug line: it has left the state, and its
+/// The queue of a completed item, for its debug line: it has left the state, and its
 /// publication names the queue. Only called with debug logging on (it clones the id).
 fn queue_of_finished<'a>(state: &'a State, work_id: &WorkId) -> &'a str {
     match state.unpublished.get(&PublicationKey::Result(work_id.clone())) {
-        Some(
-            Publication::Completed { queue, .. }
-            | Publication::Failed { queue, .. }
-            | Publication::Cancelled { queue, .. },
-        ) => queue.as_str(),
+        Some(Publication::Completed { queue, .. }) => queue.as_str(),
         _ => "",
     }
 }

@@ -12,6 +12,9 @@ use jetwork_shared::WorkId;
 use super::super::{Event, Millis};
 use super::Engine;
 
+/// How the reason of a cancellation by expiry starts (the runtime logs those as expired).
+pub const EXPIRED: &str = "expired:";
+
 impl Engine {
     /// Ends every item past its start-by time that is not running.
     pub(super) fn expire_due(&mut self, now: Millis) {
@@ -30,7 +33,7 @@ impl Engine {
 
     /// Ends `work_id`, which had to start by `at`.
     pub(super) fn expire(&mut self, work_id: &WorkId, at: Millis, now: Millis) {
-        let reason = format!("expired: not started by {}", format_time(at));
+        let reason = format!("{EXPIRED} not started by {}", format_time(at));
         self.emit(Event::WorkCancelled { work_id: work_id.clone(), reason, at: now });
     }
 }

@@ -48,6 +48,7 @@ use super::{
     WaitingCounts, Worker,
 };
 use admin::Asked;
+pub use expiry::EXPIRED;
 
 /// Longest reason (from a worker or about one) kept in events and headers.
 const MAX_REASON: usize = 1024;
