@@ -121,6 +121,8 @@ pub struct Client {
     settings: FrontendSettings,
     /// The connection's permission violations (requests the server refused fail at once).
     denials: connect::Denials,
+    /// The prefix of its reply subjects (`nats.inbox_prefix`, or its default).
+    inbox: String,
 }
 
 impl Client {
@@ -137,13 +139,27 @@ impl Client {
                 .await
                 .map_err(jetwork_shared::Error::from)?;
         let js = connect::jetstream(&nats, &settings.nats);
-        let client = Client { nats, js, settings, denials };
+        let inbox = settings.nats.inbox();
+        let client = Client { nats, js, settings, denials, inbox };
         // A user that may not even look the streams up learns so at once, from the command it
-        // runs next (which needs permissions of its own), not after a timeout here.
-        if let Err(e) = client.init().await {
-            tracing::warn!(error = %e, "the streams are not there and cannot be created by this user; submissions wait for a master to create them");
+        // runs next (which needs permissions of its own), not after a timeout here. One that
+        // may not read its reply inbox learns it here: nothing it asks can be answered.
+        match client.init().await {
+            Ok(()) => {}
+            Err(ClientError::Denied(denied)) if client.inbox_refused().is_some() => {
+                return Err(denied.into());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the streams are not there and cannot be created by this user; submissions wait for a master to create them")
+            }
         }
         Ok(client)
+    }
+
+    /// The server's refusal of this connection's reply inbox, if it refused it: then no
+    /// request of this client can get its answer.
+    fn inbox_refused(&self) -> Option<connect::Denied> {
+        self.denials.refused_now(&connect::Essentials::inbox(&self.inbox))
     }
 
     /// Runs `request` (to `subject`, or subjects starting with it), unless NATS refuses this
@@ -154,8 +170,7 @@ impl Client {
         subject: &str,
         request: impl std::future::Future<Output = T>,
     ) -> Result<T, connect::Denied> {
-        let inbox = self.settings.nats.inbox_prefix.as_deref().unwrap_or("_INBOX");
-        self.denials.guard(subject, inbox, request).await
+        self.denials.guard(subject, &self.inbox, request).await
     }
 
     /// [`unless_denied`](Self::unless_denied) for a request that fails with a [`ClientError`].
@@ -470,7 +485,18 @@ impl Client {
                 .map_err(|e| ClientError::Nats(e.to_string()))
         };
         let bucket = format!("KV_{}", subjects::LEASE_BUCKET);
-        self.guarded(&subjects::direct_get(&bucket), read).await
+        let info = format!("$JS.API.STREAM.INFO.{bucket}");
+        self.guarded(&info, self.guarded(&subjects::direct_get(&bucket), read)).await
+    }
+
+    /// Why no master answered `asked` (for `why`), with what the lease says (one line).
+    pub async fn no_master(&self, asked: &str, why: &str) -> String {
+        // Boxed: every request to the master may end here, and inlining the lease read's
+        // future into each of theirs would bloat them (and their callers' stacks).
+        let lease = Box::pin(self.lease()).await;
+        crate::no_leader::no_leader(asked, why, lease, time::OffsetDateTime::now_utc())
+            .trim_end()
+            .to_owned()
     }
 
     /// Asks the leading master for its view of queues and workers.
@@ -485,7 +511,7 @@ impl Client {
         let reply = self
             .unless_denied(subjects::MASTER_STATUS, asked)
             .await?
-            .map_err(|e| ClientError::NoMaster(e.to_string()))?;
+            .map_err(|e| ClientError::NoMaster(crate::no_leader::request_failure(&e)))?;
         if let Some(error) = reply.headers.as_ref().and_then(|h| h.get(headers::NATS_SERVICE_ERROR))
         {
             return Err(ClientError::NoMaster(error.as_str().to_owned()));

@@ -28,8 +28,9 @@ pub enum JobsError {
     /// The master answered and refused (`code` as in `docs/protocol.md`).
     #[error("{reason} ({code})")]
     Refused { code: u16, reason: String },
-    /// No master answered (none leads, or a failover is under way).
-    #[error("no answer from a master: {0}")]
+    /// No master answered (none leads, or a failover is under way): what the lease says
+    /// about it.
+    #[error("{0}")]
     NoMaster(String),
     /// NATS refused this user the request (or the inbox for its reply): the server's words
     /// and which role has the permission.
@@ -159,10 +160,13 @@ impl Client {
     ) -> Result<A, JobsError> {
         let request = async_nats::Request::new().payload(body).timeout(Some(wait));
         let sent = self.nats().send_request(subject.to_owned(), request);
-        let reply = self
-            .unless_denied(subject, sent)
-            .await?
-            .map_err(|e| JobsError::NoMaster(e.to_string()))?;
+        let reply = match self.unless_denied(subject, sent).await? {
+            Ok(reply) => reply,
+            Err(e) => {
+                let why = crate::no_leader::request_failure(&e);
+                return Err(JobsError::NoMaster(self.no_master(subject, &why).await));
+            }
+        };
         if let Some(reply_headers) = reply.headers.as_ref() {
             if let Some(reason) = reply_headers.get(headers::NATS_SERVICE_ERROR) {
                 let code = reply_headers

@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod job_view;
 mod jobs;
+pub mod no_leader;
 pub mod schedule_view;
 pub mod status_view;
 pub mod submit_options;

@@ -32,6 +32,10 @@ struct Args {
     /// Configuration file (TOML); `JETWORK_*` variables override it.
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    /// Log at info level, and on failure print the full error report (with a backtrace when
+    /// RUST_BACKTRACE is set); without it, only the error and its causes.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -233,14 +237,33 @@ enum ScheduleCmd {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let verbose = matches!(args.command, Cmd::Demo { .. } | Cmd::Dashboard { .. });
+    let verbose = args.verbose;
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:?}` is anyhow's report, with a backtrace when RUST_BACKTRACE is set: only
+            // when asked for. Otherwise the error and its causes on one line.
+            if verbose {
+                eprintln!("Error: {e:?}");
+            } else {
+                eprintln!("Error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    // Long-running commands log what they do; the others only warnings, unless `-v`.
+    let informative =
+        args.verbose || matches!(args.command, Cmd::Demo { .. } | Cmd::Dashboard { .. });
     let mut settings =
         FrontendSettings::load(args.config.as_deref()).context("loading configuration")?;
     args.nats.apply(&mut settings.nats);
     args.log.apply(&mut settings.log);
-    jetwork_shared::telemetry::init(if verbose { "info" } else { "warn" }, settings.log.format);
+    jetwork_shared::telemetry::init(if informative { "info" } else { "warn" }, settings.log.format);
     settings.nats.validate().context("checking configuration")?;
     let default_queue = settings.frontend.queue.clone();
     let queue_or_default = |q: Option<String>| -> anyhow::Result<QueueName> {
@@ -303,7 +326,8 @@ async fn main() -> anyhow::Result<()> {
             let report = match client.status_page(query).await {
                 Ok(report) => report,
                 Err(ClientError::NoMaster(why)) => {
-                    bail!("{}", watch::no_leader(&why, client.lease().await, now_utc()).trim_end())
+                    let lease = client.lease().await;
+                    bail!("{}", watch::no_leader("status", &why, lease, now_utc()).trim_end())
                 }
                 Err(e) => return Err(e.into()),
             };

@@ -21,6 +21,7 @@ use jetwork_shared::{headers, subjects, QueueName};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+pub use crate::no_leader::no_leader;
 use crate::{status_view, Client, ClientError};
 
 /// Failures listed at most.
@@ -78,7 +79,7 @@ impl Watch {
     /// A frame while no master answers.
     pub fn no_leader_frame(&mut self, why: &str, lease: Result<LeaseView, ClientError>) -> String {
         self.previous = None;
-        let mut out = no_leader(why, lease, OffsetDateTime::now_utc());
+        let mut out = no_leader("status", why, lease, OffsetDateTime::now_utc());
         out.push_str(&self.failures_text());
         out
     }
@@ -103,44 +104,6 @@ impl Watch {
         }
         out
     }
-}
-
-/// Says that no master answers, and what the lease says about it (`now` for "in …s").
-pub fn no_leader(why: &str, lease: Result<LeaseView, ClientError>, now: OffsetDateTime) -> String {
-    let mut out = format!("no master is answering status ({why}): no leader right now.\n");
-    match lease {
-        Ok(view) => match (&view.holder, view.expires()) {
-            (Some(holder), Some(expires)) => {
-                let left = (expires - now).as_seconds_f64();
-                let when = expires
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "lease: held by {} (epoch {}), expires {} ({}) unless renewed; a standby \
-                     takes over then",
-                    holder.holder,
-                    holder.epoch,
-                    when,
-                    if left >= 0.0 { format!("in {left:.1}s") } else { "already".to_owned() }
-                );
-            }
-            (Some(holder), None) => {
-                let _ = writeln!(out, "lease: held by {} (epoch {})", holder.holder, holder.epoch);
-            }
-            (None, _) => {
-                let _ = writeln!(
-                    out,
-                    "lease: free (released or expired); a standby master takes it as soon as \
-                     one runs"
-                );
-            }
-        },
-        Err(e) => {
-            let _ = writeln!(out, "lease: cannot be read ({e})");
-        }
-    }
-    out
 }
 
 /// Reads a failure from a message on `jetwork.results.<queue>.<id>`, if it is one.
@@ -207,7 +170,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jetwork_shared::protocol::{LeaseHolder, QueueStatus};
+    use jetwork_shared::protocol::QueueStatus;
 
     fn report(epoch: u64, completed: u64) -> StatusReport {
         StatusReport {
@@ -241,22 +204,6 @@ mod tests {
         assert!(second.contains("25.0"), "{second}");
         let after_takeover = watch.frame(&report(4, 160), t0 + Duration::from_secs(3));
         assert!(!after_takeover.contains("10.0"), "{after_takeover}");
-    }
-
-    #[test]
-    fn no_leader_names_the_holder_and_the_expiry() {
-        let written = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(100);
-        let view = LeaseView {
-            holder: Some(LeaseHolder { holder: "m2-x".into(), epoch: 9 }),
-            written: Some(written),
-            ttl: Some(Duration::from_secs(10)),
-        };
-        let now = written + time::Duration::seconds(4);
-        let text = no_leader("no responders", Ok(view), now);
-        assert!(text.contains("held by m2-x (epoch 9)"), "{text}");
-        assert!(text.contains("1970-01-01T00:01:50Z (in 6.0s)"), "{text}");
-        let free = LeaseView { holder: None, written: None, ttl: None };
-        assert!(no_leader("x", Ok(free), now).contains("lease: free"));
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub enum Error {
     /// names them): waiting would not mend it.
     #[error(transparent)]
     Storage(jetwork_shared::topology::TopologyError),
+    /// NATS refuses this master's user what it cannot run without (the server's words, and
+    /// which setting or role of the shipped `nats.conf` it takes).
+    #[error("the master cannot run as this NATS user: {0}")]
+    Denied(jetwork_shared::connect::Denied),
     /// The metrics listener could not be opened (`master.metrics_listen`).
     #[error("cannot listen for metrics on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },

@@ -166,9 +166,14 @@ pub struct IntakeConnection {
 impl IntakeConnection {
     /// Connects with `nats` (waiting for the server like the main connection), named
     /// `<nats.name or default_name>-intake`.
-    pub async fn connect(nats: &NatsConfig, default_name: &str) -> Result<Self, ConnectError> {
+    pub async fn connect(
+        nats: &NatsConfig,
+        default_name: &str,
+        denials: &connect::Denials,
+    ) -> Result<Self, ConnectError> {
         let settings = connect::for_role(nats, default_name, "intake");
-        let (client, interruptions) = connect::connect_watched(&settings, default_name).await?;
+        let (client, interruptions) =
+            connect::connect_watched(&settings, default_name, denials).await?;
         let js = connect::jetstream(&client, &settings);
         Ok(IntakeConnection { client, js, interruptions })
     }

@@ -65,10 +65,44 @@ pub async fn run(settings: MasterSettings, shutdown: impl Future<Output = ()>) -
 
 /// [`run`], serving metrics and probes on `listener` (already bound: a caller that asks for
 /// port 0 learns the port from it) instead of `master.metrics_listen`; none when `None`.
+///
+/// A master whose NATS user is refused what it cannot run without (its reply inbox, its
+/// endpoints, the journal, the lease, the outcomes: [`essentials`]) stops with
+/// [`Error::Denied`] naming the permission, instead of running on without answers.
 pub async fn run_with_listener(
     settings: MasterSettings,
     listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let denials = connect::Denials::default();
+    let essentials = essentials(&settings.nats.inbox());
+    tokio::select! {
+        ran = run_reporting(settings, listener, shutdown, &denials) => ran,
+        denied = denials.refused(&essentials) => {
+            tracing::error!(error = %denied, "NATS refuses this master what it cannot run without; stopping");
+            Err(Error::Denied(denied))
+        }
+    }
+}
+
+/// What a master cannot run without: replies on `inbox_prefix`, its endpoints (workers',
+/// clients', operators'), and writing the journal, the lease and the outcomes. Everything
+/// else it is refused (creating a consumer, storing its own submissions) it works around or
+/// retries, saying so.
+pub fn essentials(inbox_prefix: &str) -> connect::Essentials {
+    connect::Essentials::inbox(inbox_prefix)
+        .subscribe("jetwork.master.")
+        .subscribe("jetwork.admin.")
+        .publish("jetwork.journal.")
+        .publish("jetwork.outcomes.")
+        .publish("$KV.jetwork-lease.")
+}
+
+async fn run_reporting(
+    settings: MasterSettings,
+    listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+    denials: &connect::Denials,
 ) -> Result<()> {
     let health = Health::new();
     let (metrics, _server) = match listener {
@@ -88,11 +122,12 @@ pub async fn run_with_listener(
     // its own, so a flood there can slow or cut only that one, never the journal and the
     // lease on the main connection nor the queue readers on intake's.
     let connected = async {
-        let client = connect::connect(&settings.nats, CONNECTION_NAME).await?;
+        let client = connect::connect_reporting(&settings.nats, CONNECTION_NAME, denials).await?;
         let requests_nats = connect::for_role(&settings.nats, CONNECTION_NAME, "requests");
         let requests =
-            connect::connect_bounded(&requests_nats, CONNECTION_NAME, REQUEST_BACKLOG).await?;
-        let intake = IntakeConnection::connect(&settings.nats, CONNECTION_NAME).await?;
+            connect::connect_bounded(&requests_nats, CONNECTION_NAME, REQUEST_BACKLOG, denials)
+                .await?;
+        let intake = IntakeConnection::connect(&settings.nats, CONNECTION_NAME, denials).await?;
         Ok::<_, connect::ConnectError>((client, requests, intake))
     };
     let (client, requests, intake) = tokio::select! {

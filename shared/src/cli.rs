@@ -54,7 +54,7 @@ pub struct NatsArgs {
     /// Require TLS even without --tls-ca (the server is checked against the system roots).
     #[arg(long, global = true)]
     pub tls_required: bool,
-    /// Prefix of reply subjects instead of `_INBOX` (e.g. `_INBOX_worker`).
+    /// Prefix of reply subjects (default: `_INBOX_<user>` with a user name, else `_INBOX`).
     #[arg(long, global = true, value_name = "PREFIX")]
     pub inbox_prefix: Option<String>,
     /// Connection name shown by the server (default: the binary's name).

@@ -25,7 +25,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use thiserror::Error;
 
 pub use log::{LogConfig, LogFormat};
-pub use nats::{Auth, NatsConfig, Resolved};
+pub use nats::{Auth, NatsConfig, Resolved, DEFAULT_INBOX_PREFIX};
 pub use nats_url::redact as redact_url;
 
 /// The environment variable prefix for overrides.

@@ -1,7 +1,8 @@
 //! Connecting to NATS the same way in every binary: named connection, the configured
 //! authentication (user/password, token, nkey seed, JWT credentials) and TLS (CA, client
-//! certificate), custom inbox prefix, unlimited reconnects once connected (the client library
-//! default) with connection events logged, and a JetStream context whose publish
+//! certificate), the inbox prefix (by default `_INBOX_<user>` with a user name), unlimited
+//! reconnects once connected (the client library default) with connection events logged and
+//! permission violations reported ([`Denials`]), and a JetStream context whose publish
 //! acknowledgements apply back-pressure instead of failing when too many are in flight.
 //!
 //! The first connection is attempted here, not in the client library's background retry:
@@ -35,7 +36,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{redact_url, Auth, NatsConfig, Resolved};
-pub use denials::{Denials, Denied};
+pub use denials::{Denials, Denied, Essentials};
 pub use failure::Cause;
 
 /// Failures of a reconnect attempt that will not go away by themselves.
@@ -113,25 +114,37 @@ pub async fn connect_with_denials(
     Ok((client, denials))
 }
 
-/// [`connect`], and watch the connection for [`Interruptions`].
+/// [`connect`], reporting the connection's permission violations to `denials` (shared by
+/// the connections of one process, so that it can stop when refused what it cannot run
+/// without: [`Denials::refused`]).
+pub async fn connect_reporting(
+    cfg: &NatsConfig,
+    default_name: &str,
+    denials: &Denials,
+) -> Result<async_nats::Client, ConnectError> {
+    Ok(establish_reporting(cfg, default_name, None, denials.clone(), None).await?.0)
+}
+
+/// [`connect_reporting`], and watch the connection for [`Interruptions`].
 pub async fn connect_watched(
     cfg: &NatsConfig,
     default_name: &str,
+    denials: &Denials,
 ) -> Result<(async_nats::Client, Interruptions), ConnectError> {
-    establish(cfg, default_name, None).await
+    establish_reporting(cfg, default_name, None, denials.clone(), None).await
 }
 
-/// [`connect`], with at most `capacity` messages waiting in each subscription (instead of the
-/// client library's 65,536): for a connection whose subjects anyone may flood, so that what a
-/// flood piles up stays bounded. Beyond it the library drops that subscription's excess (an
-/// [`Interruptions`] of this connection only).
+/// [`connect_reporting`], with at most `capacity` messages waiting in each subscription
+/// (instead of the client library's 65,536): for a connection whose subjects anyone may
+/// flood, so that what a flood piles up stays bounded. Beyond it the library drops that
+/// subscription's excess (an [`Interruptions`] of this connection only).
 pub async fn connect_bounded(
     cfg: &NatsConfig,
     default_name: &str,
     capacity: usize,
+    denials: &Denials,
 ) -> Result<async_nats::Client, ConnectError> {
-    let denials = Denials::default();
-    Ok(establish_reporting(cfg, default_name, None, denials, Some(capacity)).await?.0)
+    Ok(establish_reporting(cfg, default_name, None, denials.clone(), Some(capacity)).await?.0)
 }
 
 /// Tries until connected, a permanent failure, or `wait` has passed.
@@ -345,8 +358,8 @@ async fn options(
     if resolved.tls_required {
         options = options.require_tls(true);
     }
-    if let Some(prefix) = &cfg.inbox_prefix {
-        options = options.custom_inbox_prefix(prefix);
+    if resolved.inbox_prefix != crate::config::DEFAULT_INBOX_PREFIX {
+        options = options.custom_inbox_prefix(&resolved.inbox_prefix);
     }
     Ok(options)
 }

@@ -54,11 +54,35 @@ impl Procs {
         Process::start("dashboard", &binaries::frontend(), &all, &self.env, self.dir.path())
     }
 
+    /// Starts `binary args…` named `name`, with `env` on top of the fast settings (a role's
+    /// `NATS_USER` and `NATS_PASSWORD`, say).
+    pub fn start(
+        &self,
+        name: &str,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Process> {
+        let mut all = self.env.clone();
+        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Process::start(name, binary, args, &all, self.dir.path())
+    }
+
     /// Runs `jetwork-frontend <args…>` to completion and returns (success, stdout+stderr).
     pub async fn frontend(&self, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        self.frontend_with(&[], args).await
+    }
+
+    /// [`frontend`](Self::frontend) with `env` on top of the fast settings.
+    pub async fn frontend_with(
+        &self,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> anyhow::Result<(bool, String)> {
         let output = tokio::process::Command::new(binaries::frontend())
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .output()
             .await?;

@@ -130,7 +130,11 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
     browser.client.goto(&url).await?;
     run.stop_masters().await;
     browser.wait_text("#leader", WITHIN, |t| t == "no leader").await?;
-    browser.wait_text("#no-leader pre", WITHIN, |t| t.contains("no leader right now")).await?;
+    browser
+        .wait_text("#no-leader pre", WITHIN, |t| {
+            t.contains("no master is leading (lease free since")
+        })
+        .await?;
 
     browser.close().await?;
     run.audit().await?;

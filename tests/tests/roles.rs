@@ -13,8 +13,8 @@ use jetwork_shared::{subjects, Login, QueueName, WorkId, WorkerId};
 use jetwork_tests::manual::ManualWorker;
 use jetwork_tests::raw::RawClient;
 use jetwork_tests::{
-    fast_settings, shipped_logins, shipped_nats_conf, wait_until, worker_password, Audit, Fast,
-    InProcess,
+    binaries, fast_settings, init_logging, shipped_logins, shipped_nats_conf, wait_until,
+    worker_password, Audit, Fast, InProcess, NatsServer, Procs,
 };
 use jetwork_worker::square;
 
@@ -393,15 +393,16 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     cannot_subscribe(&mut master, "master", "_INBOX_client.>").await;
     cannot_subscribe(&mut master, "master", "_INBOX_worker-1.>").await;
 
-    tracing::info!("--- a client connecting with the wrong inbox prefix gets no replies");
+    tracing::info!("--- a client on an inbox prefix it may not read is told so at once");
     let mut wrong = fast_settings(&url).frontend;
     wrong.nats.user = Some("client".into());
     wrong.nats.password = Some("client-local".into());
-    wrong.nats.request_timeout = Duration::from_secs(1);
-    wrong.frontend.submit_timeout = Duration::from_secs(2);
-    let client = Client::connect(wrong).await?;
-    let refused = client.submit(&queue, None, Bytes::from_static(b"1")).await;
-    assert!(refused.is_err(), "a client on _INBOX. cannot get its acknowledgements");
+    wrong.nats.inbox_prefix = Some("_INBOX".into());
+    wrong.nats.request_timeout = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let refused = Client::connect(wrong).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("Subscription to \"_INBOX."), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 
     tracing::info!("--- and nothing a role was refused reached a stream");
     let audit = run.audit().await?;
@@ -409,5 +410,140 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     assert_eq!(audit.rejections, 0, "a refused rejection notice was stored");
     assert!(!audit.results.contains_key(&some_id), "a refused result was stored");
     run.stop().await;
+    Ok(())
+}
+
+/// The repository's `jetwork.toml` (the masters' configuration for the shipped roles).
+const JETWORK_TOML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../jetwork.toml");
+
+/// A role's credentials as the README sets them, and nothing else: no inbox prefix, no
+/// worker id. `RUST_BACKTRACE` is set, as in many developers' shells.
+fn as_user<'a>(user: &'a str, password: &'a str) -> [(&'a str, &'a str); 3] {
+    [("NATS_USER", user), ("NATS_PASSWORD", password), ("RUST_BACKTRACE", "1")]
+}
+
+/// The README's quickstart, as written: the real binaries, each with its role's user and
+/// password only. The worker's inbox prefix and id come from its user, so it receives the
+/// operator's cancel (and is free for the next job at once, not after its command ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_roles_work_as_written() -> anyhow::Result<()> {
+    init_logging();
+    let server = NatsServer::start_with_config(&shipped_nats_conf()?)?;
+    let mut procs = Procs::new(&server)?;
+    // Long enough that only a cancel, not a time-out, ends the slow job in time.
+    procs.set("JETWORK_MASTER__WORK_TIMEOUT", "120s");
+    let (client, operator) =
+        (as_user("client", "client-local"), as_user("operator", "operator-local"));
+    let master = procs.start(
+        "m1",
+        &binaries::master(),
+        &["--config", JETWORK_TOML, "--id", "m1"],
+        &as_user("master", "master-local"),
+    )?;
+    let script = r#"p=$(cat); if [ "$p" = slow ]; then sleep 120; fi; echo "ran $p""#;
+    let worker = procs.start(
+        "worker-1",
+        &binaries::worker(),
+        &["--queue", "default", "--exec", script],
+        &as_user("worker-1", "worker-1-local"),
+    )?;
+    let within = Duration::from_secs(60);
+
+    // The master creates the streams (a client may not): the README starts it first.
+    wait_until("m1 to lead", within, || {
+        let leading = master.logs().contains("INFO leading");
+        async move { leading }
+    })
+    .await?;
+
+    tracing::info!("--- the client submits and waits; the worker runs it");
+    let (ok, said) = procs.frontend_with(&client, &["submit", "--wait", "7"]).await?;
+    assert!(ok && said.contains("ran 7"), "{said}\nworker:\n{}", worker.logs());
+    assert!(worker.logs().contains("registering under login worker-1"), "{}", worker.logs());
+
+    tracing::info!("--- the operator cancels a running job: the worker stops it at once");
+    let (ok, said) = procs.frontend_with(&client, &["submit", "--id", "slow-1", "slow"]).await?;
+    assert!(ok, "{said}");
+    wait_until("slow-1 to run", within, || async {
+        let job = procs.frontend_with(&client, &["job", "slow-1", "--json"]).await;
+        job.is_ok_and(|(ok, json)| ok && json.contains(r#""state": "running""#))
+    })
+    .await?;
+    let (ok, said) = procs.frontend_with(&operator, &["cancel", "slow-1"]).await?;
+    assert!(ok, "{said}");
+    let (ok, said) =
+        procs.frontend_with(&client, &["submit", "--wait", "--timeout", "30s", "fast"]).await?;
+    assert!(ok && said.contains("ran fast"), "{said}\nworker:\n{}", worker.logs());
+    assert!(worker.logs().contains("slow-1@1 cancelled; stopping it"), "{}", worker.logs());
+
+    tracing::info!("--- nobody was refused anything");
+    let log = std::fs::read_to_string(server.log_path())?;
+    let violations: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(!master.logs().contains("ERROR"), "{}", master.logs());
+    Ok(())
+}
+
+/// Runs a binary until it exits by itself (within a minute) and returns its output.
+async fn exits(mut process: jetwork_tests::Process) -> anyhow::Result<String> {
+    wait_until(&format!("{} to exit", process.name()), Duration::from_secs(60), || {
+        let running = process.is_running();
+        async move { !running }
+    })
+    .await?;
+    Ok(process.logs())
+}
+
+/// A master or worker whose user is refused what it cannot run without stops at once, with
+/// the server's words, what to change, and no backtrace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_refused_what_it_needs_stops_naming_it() -> anyhow::Result<()> {
+    init_logging();
+    let server = NatsServer::start_with_config(&shipped_nats_conf()?)?;
+    let procs = Procs::new(&server)?;
+    let master = as_user("master", "master-local");
+    let worker_2 = as_user("worker-2", "worker-2-local");
+    let _m1 = procs.start(
+        "m1",
+        &binaries::master(),
+        &["--config", JETWORK_TOML, "--id", "m1"],
+        &master,
+    )?;
+    let stopped_with = |said: &str, words: &[&str]| {
+        let named = words.iter().all(|w| said.contains(w));
+        assert!(named && !said.contains("Stack backtrace"), "expected {words:?} in:\n{said}");
+    };
+
+    tracing::info!("--- a worker with an id that is not its login's: its notices are refused");
+    let foreign = procs.start(
+        "w-9",
+        &binaries::worker(),
+        &["--queue", "default", "--id", "w-9"],
+        &worker_2,
+    )?;
+    let said = exits(foreign).await?;
+    stopped_with(
+        &said,
+        &[
+            "Error: worker failed: the worker cannot run as this NATS user",
+            "Permissions Violation for Subscription to \"jetwork.worker.w-9.",
+            "its own login's notices",
+        ],
+    );
+
+    tracing::info!("--- a worker and a master on an inbox prefix their user may not read");
+    let args = ["--queue", "default", "--inbox-prefix", "_INBOX"];
+    let said = exits(procs.start("deaf-worker", &binaries::worker(), &args, &worker_2)?).await?;
+    stopped_with(&said, &["Subscription to \"_INBOX.", "set nats.inbox_prefix"]);
+    let args = ["--config", JETWORK_TOML, "--id", "m2", "--inbox-prefix", "_INBOX_m"];
+    let said = exits(procs.start("deaf-master", &binaries::master(), &args, &master)?).await?;
+    stopped_with(
+        &said,
+        &[
+            "Error: master failed: the master cannot run as this NATS user",
+            "Subscription to \"_INBOX_m.",
+            "set nats.inbox_prefix",
+        ],
+    );
     Ok(())
 }

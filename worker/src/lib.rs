@@ -60,6 +60,10 @@ pub enum Error {
     Config(#[from] jetwork_shared::config::ConfigError),
     #[error("cannot subscribe: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
+    /// NATS refuses this worker's user what it cannot run without (the server's words, and
+    /// which setting or user of the shipped `nats.conf` it takes).
+    #[error("the worker cannot run as this NATS user: {0}")]
+    Denied(jetwork_shared::connect::Denied),
     /// The metrics listener could not be opened (`worker.metrics_listen`).
     #[error("cannot listen for metrics on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
@@ -84,6 +88,11 @@ pub async fn run<H: Handler>(
 
 /// [`run`], serving metrics and probes on `listener` (already bound) instead of
 /// `worker.metrics_listen`; none when `None`.
+///
+/// A worker whose NATS user is refused what it cannot run without (its reply inbox, its
+/// notices, the master's endpoints under its login, the lease: [`essentials`]) stops with
+/// [`Error::Denied`] naming the permission, instead of running jobs it can never be told to
+/// cancel.
 pub async fn run_with_listener<H: Handler>(
     settings: WorkerSettings,
     handler: H,
@@ -108,9 +117,10 @@ pub async fn run_with_listener<H: Handler>(
     // A worker touches no stream: it talks to the master and reads the lease, which is all
     // its NATS user needs to be allowed (the master and frontends create the streams).
     let name = format!("jetwork-worker {id}");
+    let denials = connect::Denials::default();
     let client = tokio::select! {
         _ = &mut shutdown => return Ok(()),
-        connected = connect::connect(&settings.nats, &name) => {
+        connected = connect::connect_reporting(&settings.nats, &name, &denials) => {
             connected.map_err(jetwork_shared::Error::from)?
         }
     };
@@ -130,6 +140,26 @@ pub async fn run_with_listener<H: Handler>(
     cfg.progress_every = w.progress_every.map(millis);
     cfg.shutdown_grace = millis(w.shutdown_grace);
     cfg.max_result = usize::try_from(settings.streams.max_result).unwrap_or(usize::MAX);
-    runtime::run(client, cfg, handler, runtime::Observed { health, metrics }, shutdown).await?;
-    Ok(())
+    let essentials = essentials(&settings.nats.inbox());
+    let observed = runtime::Observed { health, metrics };
+    tokio::select! {
+        ran = runtime::run(client, cfg, handler, observed, shutdown) => Ok(ran?),
+        denied = denials.refused(&essentials) => {
+            tracing::error!(error = %denied, "NATS refuses this worker what it cannot run without; stopping");
+            Err(Error::Denied(denied))
+        }
+    }
+}
+
+/// What a worker cannot run without: replies on `inbox_prefix`, its "work ready" and cancel
+/// notices and the leader's announcements, the master's worker endpoints (under its login),
+/// and reading the lease (how it believes a new leader).
+pub fn essentials(inbox_prefix: &str) -> connect::Essentials {
+    let essentials = connect::Essentials::inbox(inbox_prefix)
+        .subscribe("jetwork.worker.")
+        .subscribe(jetwork_shared::subjects::MASTER_ELECTED)
+        .publish(&format!("$JS.API.DIRECT.GET.KV_{}", jetwork_shared::subjects::LEASE_BUCKET));
+    jetwork_shared::subjects::WORKER_ENDPOINTS
+        .iter()
+        .fold(essentials, |essentials, endpoint| essentials.publish(endpoint))
 }

@@ -59,8 +59,19 @@ struct Args {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    // The error's words and causes on one line, never a backtrace (an error returned from
+    // `main` is printed with one whenever RUST_BACKTRACE is set).
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let mut settings =
         WorkerSettings::load(args.config.as_deref()).context("loading configuration")?;
     args.nats.apply(&mut settings.nats);

@@ -201,7 +201,7 @@ async fn sample(dashboard: Arc<Dashboard>) {
             Err(ClientError::NoMaster(why)) => {
                 let lease = lease.unwrap_or_else(|| Err(ClientError::NoMaster(why.clone())));
                 live.no_leader =
-                    Some(watch::no_leader(&why, lease, time::OffsetDateTime::now_utc()));
+                    Some(watch::no_leader("status", &why, lease, time::OffsetDateTime::now_utc()));
                 live.status = None;
                 live.error = None;
             }

@@ -44,8 +44,10 @@ pub struct NatsConfig {
     /// Require TLS even without `tls_ca_file` (the server is then checked against the system
     /// roots).
     pub tls_required: bool,
-    /// Prefix of reply subjects (default `_INBOX`), for accounts whose users may subscribe
-    /// only below their own prefix.
+    /// Prefix of reply subjects, for servers that let each user read replies only below its
+    /// own prefix. Default: `_INBOX_<user>` when a user name is given (in `user` or the URL:
+    /// the shipped `nats.conf`'s convention), else `_INBOX` (the client library's). Set
+    /// `_INBOX` for a server whose users all read `_INBOX.>`.
     pub inbox_prefix: Option<String>,
     /// Timeout for JetStream API calls and publish acknowledgements.
     #[serde(with = "humantime_serde")]
@@ -148,12 +150,24 @@ pub struct Resolved {
     /// Whether TLS is required by these settings (`tls_required`, or a CA file or client
     /// certificate given); the server may require it on its own.
     pub tls_required: bool,
+    /// The prefix of reply subjects: `nats.inbox_prefix`, else `_INBOX_<user>` with a user
+    /// name, else `_INBOX`.
+    pub inbox_prefix: String,
 }
 
 impl NatsConfig {
     /// Checks the rules serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.resolve().map(|_| ())
+    }
+
+    /// The prefix of reply subjects these settings use (see [`Resolved::inbox_prefix`]);
+    /// `nats.inbox_prefix` or `_INBOX` if the settings do not resolve.
+    pub fn inbox(&self) -> String {
+        match self.resolve() {
+            Ok(resolved) => resolved.inbox_prefix,
+            Err(_) => self.inbox_prefix.clone().unwrap_or_else(|| DEFAULT_INBOX_PREFIX.into()),
+        }
     }
 
     /// Checks the settings and reconciles the URL's credentials with the others.
@@ -232,7 +246,13 @@ impl NatsConfig {
             (None, NatsConfig { credentials: Some(path), .. }) => Auth::Credentials(path.clone()),
             (None, _) => Auth::None,
         };
+        let inbox_prefix = match (&self.inbox_prefix, &auth) {
+            (Some(prefix), _) => prefix.clone(),
+            (None, Auth::UserPassword { user, .. }) => user_inbox_prefix(user),
+            (None, _) => DEFAULT_INBOX_PREFIX.to_owned(),
+        };
         Ok(Resolved {
+            inbox_prefix,
             servers: urls.servers,
             shown_url: nats_url::redact(&self.url),
             auth,
@@ -242,6 +262,19 @@ impl NatsConfig {
                 || self.tls_ca_file.is_some()
                 || self.tls_cert_file.is_some(),
         })
+    }
+}
+
+/// The client library's own inbox prefix.
+pub const DEFAULT_INBOX_PREFIX: &str = "_INBOX";
+
+/// `_INBOX_<user>`, the shipped `nats.conf`'s prefix for `user`; `_INBOX` for a user name
+/// that cannot stand in a subject (spaces, wildcards, empty tokens).
+fn user_inbox_prefix(user: &str) -> String {
+    let prefix = format!("{DEFAULT_INBOX_PREFIX}_{user}");
+    match check_inbox_prefix(&prefix) {
+        Ok(()) => prefix,
+        Err(_) => DEFAULT_INBOX_PREFIX.to_owned(),
     }
 }
 

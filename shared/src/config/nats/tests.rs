@@ -88,6 +88,22 @@ fn client_certificate_needs_its_key_and_files_must_exist() {
 }
 
 #[test]
+fn the_inbox_prefix_defaults_from_the_user_name() {
+    let inbox = |cfg: NatsConfig| cfg.resolve().unwrap().inbox_prefix;
+    assert_eq!(inbox(NatsConfig::default()), "_INBOX");
+    let user = |name: &str| NatsConfig { user: Some(name.into()), ..Default::default() };
+    assert_eq!(inbox(user("worker-1")), "_INBOX_worker-1");
+    assert_eq!(user("worker-1").inbox(), "_INBOX_worker-1");
+    let url = NatsConfig { url: "nats://client:pw@127.0.0.1:4222".into(), ..Default::default() };
+    assert_eq!(inbox(url), "_INBOX_client", "a user in the URL counts too");
+    assert_eq!(inbox(user("a b")), "_INBOX", "a name that cannot stand in a subject");
+    let set = NatsConfig { inbox_prefix: Some("_INBOX".into()), ..user("worker-1") };
+    assert_eq!(inbox(set), "_INBOX", "a prefix set wins");
+    let token = NatsConfig { token: Some("t".into()), ..Default::default() };
+    assert_eq!(inbox(token), "_INBOX", "a token names no user");
+}
+
+#[test]
 fn inbox_prefixes_must_be_subject_prefixes() {
     for good in ["_INBOX_worker", "acme.replies", "_I-1"] {
         let cfg = NatsConfig { inbox_prefix: Some(good.into()), ..Default::default() };
