@@ -18,7 +18,9 @@ use bytes::Bytes;
 use jetwork_master::core::Event;
 use jetwork_shared::WorkId;
 use jetwork_tests::load::steady;
-use jetwork_tests::{python, wait_until, Audit, InProcess, Process};
+use jetwork_tests::{
+    binaries, python, shipped_nats_conf, wait_until, Audit, InProcess, NatsServer, Process, Procs,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -236,5 +238,38 @@ async fn a_python_worker_obeys_a_cancel_and_drains_and_deregisters_on_sigterm() 
     let audit = run.audit().await?;
     assert_eq!(audit.attempts(&held), vec![1, 2], "the drained attempt, then the new process's");
     assert_eq!(audit.attempts(&cancelled), vec![1]);
+    Ok(())
+}
+
+/// The library with the shipped `nats.conf`, given only users and passwords (its inbox prefix
+/// defaults to `_INBOX_<user>`, as the Rust binaries' does): a `worker-1` worker and a
+/// `client` behind a real master, and not one permission violation in the server's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_library_works_with_the_shipped_roles_by_user_and_password() -> anyhow::Result<()>
+{
+    let server = NatsServer::start_with_config(&shipped_nats_conf()?)?;
+    let procs = Procs::new(&server)?;
+    let master_toml = concat!(env!("CARGO_MANIFEST_DIR"), "/../jetwork.toml");
+    let master = procs.start(
+        "m1",
+        &binaries::master(),
+        &["--config", master_toml, "--id", "m1"],
+        &[("NATS_USER", "master"), ("NATS_PASSWORD", "master-local")],
+    )?;
+    wait_until("m1 to lead", WAIT, || {
+        let leading = master.logs().contains("INFO leading");
+        async move { leading }
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let mut check = python::start(&server, dir.path(), "roles", "tests/roles_check.py", &[])?;
+    wait_until("the Python check to finish", WAIT, || {
+        let done = !check.is_running();
+        async move { done }
+    })
+    .await?;
+    assert!(check.logs().contains("roles ok: python ran 7"), "{}", check.logs());
+    let violations = std::fs::read_to_string(server.log_path())?;
+    assert!(!violations.contains("Violation"), "the server refused something:\n{violations}");
     Ok(())
 }

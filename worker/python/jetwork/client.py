@@ -21,7 +21,7 @@ from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 from . import subjects
 from .errors import NoMaster, NotStored
-from .protocol import service_error
+from .protocol import connect_options, service_error
 
 #: JetStream's "duplicate message id is in process": not a refusal, ask again.
 DUPLICATE_IN_PROCESS = 10158
@@ -90,7 +90,7 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str = "nats://127.0.0.1:4222", **nats_options: Any) -> Client:
-        return cls(await nats.connect(url, name="jetwork-client", **nats_options))
+        return cls(await nats.connect(url, name="jetwork-client", **connect_options(nats_options)))
 
     async def close(self) -> None:
         await self.nc.drain()

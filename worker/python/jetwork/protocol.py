@@ -106,3 +106,14 @@ async def lease_epoch(nc: NATS, timeout: float) -> int | None:
         return int(json.loads(reply.data)["epoch"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def connect_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for ``nats.connect``, with the inbox prefix defaulting to ``_INBOX_<user>``
+    when a user name is given: the only inbox the shipped ``nats.conf`` lets a user read (as
+    the Rust binaries do). With nkeys or credentials, which name no user, set it yourself."""
+    options = dict(options)
+    user = options.get("user")
+    if user and "inbox_prefix" not in options:
+        options["inbox_prefix"] = f"_INBOX_{user}"
+    return options

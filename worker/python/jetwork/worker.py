@@ -83,7 +83,7 @@ class Worker:
     """A worker for ``queues``, running at most ``concurrency`` jobs at once.
 
     ``url`` and ``nats_options`` (user, password, inbox_prefix, tls, ...) go to
-    ``nats.connect``. ``login`` is the NATS user's worker login (``None`` for a master without
+    ``nats.connect``; with a ``user``, ``inbox_prefix`` defaults to ``_INBOX_<user>``. ``login`` is the NATS user's worker login (``None`` for a master without
     ``[logins]``); ``id`` defaults to ``<login>-<random>`` (or ``py-<random>``).
     """
 
@@ -160,7 +160,9 @@ class Worker:
         if self._handler is None:
             raise JetworkError("no handler: decorate one with @worker.job")
         own = nc is None
-        self._nc = nc or await nats.connect(self.url, name=f"jetwork-worker {self.id}", **self.nats_options)
+        self._nc = nc or await nats.connect(
+            self.url, name=f"jetwork-worker {self.id}", **protocol.connect_options(self.nats_options)
+        )
         if signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
