@@ -323,6 +323,38 @@ impl Client {
         }))
     }
 
+    /// The payload `work_id` was submitted with, stored at `seq` of `JETWORK_SUBMIT`, by a
+    /// direct get (the operator role of the shipped `nats.conf` may not: the error says so).
+    /// `None` if that sequence is gone, or holds another id's submission (a sequence from
+    /// a stale or forged answer names nothing of this job).
+    pub async fn submission(
+        &self,
+        work_id: &WorkId,
+        seq: u64,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let read = async {
+            let stream = self
+                .js
+                .get_stream_no_info(subjects::SUBMIT_STREAM)
+                .await
+                .map_err(|e| ClientError::Nats(e.to_string()))?;
+            match stream.direct_get(seq).await {
+                Ok(m) => {
+                    // A client's submission carries its id as the message id; the master's
+                    // own (a retry, a schedule's tick) in `Jetwork-Work-Id`.
+                    let named = |name: &str| {
+                        m.headers.get(name).is_some_and(|v| v.as_str() == work_id.as_str())
+                    };
+                    Ok((named(headers::NATS_MSG_ID) || named(headers::WORK_ID))
+                        .then_some(m.payload))
+                }
+                Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+                Err(e) => Err(ClientError::Nats(e.to_string())),
+            }
+        };
+        self.guarded(&subjects::direct_get(subjects::SUBMIT_STREAM), read).await
+    }
+
     /// The last message `JETWORK_RESULTS` holds on `subject` (`None` if there is none).
     async fn last_stored(
         &self,

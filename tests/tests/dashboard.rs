@@ -2,9 +2,14 @@
 //! `jetwork-frontend dashboard` serves while a master and a worker run jobs, and the test
 //! checks what a person would see — the queue counts `status --json` reports, the workers,
 //! a failed job's reason in the list and on its page, "no leader" during a failover — then
-//! saves a screenshot (`target/dashboard.png`, or `JETWORK_SCREENSHOT`). And, with bare HTTP
-//! requests as another site's page would send them: a foreign `Host` (DNS rebinding) reads
-//! nothing, and an action from another site changes nothing.
+//! saves a screenshot (`target/dashboard.png`, or `JETWORK_SCREENSHOT`). The job browser: jobs
+//! by state a page at a time, search by id, a job's payload and result (JSON, text, hex; a
+//! `<script>` payload shown as text, never run), a queue's page, the schedules, and, with
+//! `--allow-actions`, the buttons a job's state allows, each confirmed first, and "dashboard
+//! lost NATS" with the last figures greyed while NATS is down (screenshots of each view in
+//! `target/`, or `JETWORK_SCREENSHOT_DIR`). And, with bare HTTP requests as another site's
+//! page would send them: a foreign `Host` (DNS rebinding) reads nothing, and an action from
+//! another site changes nothing.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fantoccini::Locator;
 use jetwork_frontend::ResultStatus;
+use jetwork_shared::schedules::{ScheduleAdd, ScheduleName};
 use jetwork_shared::{QueueName, WorkId};
 use jetwork_tests::nats_server::free_port;
 use jetwork_tests::{wait_until, Browser, InProcess};
@@ -26,6 +32,40 @@ fn screenshot_path() -> PathBuf {
         return PathBuf::from(path);
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard.png")
+}
+
+/// Saves a screenshot of what the browser shows as `name` in `JETWORK_SCREENSHOT_DIR` (else
+/// `target/`): the job browser's views, for docs/operations.md.
+async fn screenshot(browser: &Browser, name: &str) -> anyhow::Result<()> {
+    let dir = std::env::var_os("JETWORK_SCREENSHOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, browser.client.screenshot().await?)?;
+    tracing::info!(path = %path.display(), "screenshot saved");
+    Ok(())
+}
+
+/// Squares, except that a job whose payload is `hold` runs until it is cancelled.
+async fn hold_or_square(job: jetwork_worker::Job) -> Result<Bytes, jetwork_worker::JobError> {
+    if job.payload.as_ref() == b"hold" {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+    jetwork_worker::square(job).await
+}
+
+/// Clicks `button`, then the confirmation's button, and returns what the action answered.
+async fn confirmed(browser: &Browser, button: &str) -> anyhow::Result<String> {
+    browser.click(button, WITHIN).await?;
+    browser.wait_text("#confirm .question", WITHIN, |t| !t.is_empty()).await?;
+    browser.click("#confirm button.confirm", WITHIN).await?;
+    browser.wait_text("#confirm-result", WITHIN, |t| !t.is_empty() && t != "…").await
+}
+
+/// How many elements match `css`.
+async fn count(browser: &Browser, css: &str) -> anyhow::Result<usize> {
+    Ok(browser.client.find_all(Locator::Css(css)).await?.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +189,7 @@ async fn actions_from_the_dashboard_pause_a_queue_and_retry_a_job() -> anyhow::R
     };
     let run = InProcess::build().start().await?;
     run.await_leader("m1", WITHIN).await?;
-    let _w1 = run.worker("w1", jetwork_worker::square);
+    let _w1 = run.worker("w1", hold_or_square);
     let bad = run.submit("retried", b"not a number").await?;
     let first = run.result(&bad, WITHIN).await?;
     assert_eq!(first.status, ResultStatus::Failed);
@@ -164,19 +204,24 @@ async fn actions_from_the_dashboard_pause_a_queue_and_retry_a_job() -> anyhow::R
     .await?;
     let url = format!("http://{listen}/");
 
-    tracing::info!("--- pause the queue with its button, then resume it");
+    tracing::info!("--- pause the queue with its button, then resume it, each confirmed");
     browser.client.goto(&url).await?;
     browser.wait_text("#mode", WITHIN, |t| t == "actions enabled").await?;
     let pause = "#queues tr[data-queue='default'] button.queue-pause";
     browser.wait_text(pause, WITHIN, |t| t == "Pause").await?;
+    // Asked, then kept as it is: nothing happens.
     browser.click(pause, WITHIN).await?;
+    browser.click("#confirm button.dismiss", WITHIN).await?;
+    let (ok, text) = procs.frontend(&["status", "--json"]).await?;
+    assert!(ok && text.contains("\"paused\": false"), "{text}");
+    confirmed(&browser, pause).await?;
     browser
         .wait_text("#queues tr[data-queue='default'] .paused", WITHIN, |t| t.contains("paused"))
         .await?;
     let (ok, text) = procs.frontend(&["status", "--json"]).await?;
     assert!(ok && text.contains("\"paused\": true"), "{text}");
     let resume = "#queues tr[data-queue='default'] button.queue-resume";
-    browser.click(resume, WITHIN).await?;
+    confirmed(&browser, resume).await?;
     browser.wait_text(pause, WITHIN, |t| t == "Pause").await?;
 
     tracing::info!("--- retry the failed job from its page: it runs again, attempts numbered on");
@@ -184,13 +229,195 @@ async fn actions_from_the_dashboard_pause_a_queue_and_retry_a_job() -> anyhow::R
     browser.wait_text("#job-status", WITHIN, |t| t == "failed").await?;
     let attempts: u32 =
         browser.wait_text("#job-attempt", WITHIN, |t| t.parse::<u32>().is_ok()).await?.parse()?;
-    browser.click("#retry", WITHIN).await?;
+    assert_eq!(count(&browser, "#cancel").await?, 0, "a failed job cannot be cancelled");
+    confirmed(&browser, "#retry").await?;
     browser
         .wait_text("#job-attempt", WITHIN, |t| t.parse::<u32>().is_ok_and(|n| n > attempts))
         .await?;
     // Its attempt history is on the page, the new attempts numbered after the old ones.
     let numbered = format!("#attempts tr[data-attempt='{}']", attempts + 1);
     browser.wait_text(&numbered, WITHIN, |t| t.contains("w1")).await?;
+    browser.wait_text("#job-status", WITHIN, |t| t == "failed").await?;
+
+    tracing::info!("--- retry every failed job of the queue from its page");
+    let bulk = run.submit("bulk-bad", b"not a number either").await?;
+    assert_eq!(run.result(&bulk, WITHIN).await?.status, ResultStatus::Failed);
+    browser.client.goto(&format!("{url}#/queue/default")).await?;
+    browser.wait_text("#queue-failed", WITHIN, |t| t.parse::<u32>().is_ok()).await?;
+    let answer = confirmed(&browser, "#queue-summary button.retry-failed").await?;
+    assert!(answer.starts_with("queue default: retried 2 failed jobs"), "{answer}");
+    browser.client.goto(&format!("{url}#/job/bulk-bad")).await?;
+    browser.wait_text("#job-attempt", WITHIN, |t| t == "2").await?;
+
+    tracing::info!(
+        "--- a running job: its worker's row links it; it can be cancelled, not retried"
+    );
+    let held = run.submit("held", b"hold").await?;
+    browser.client.goto(&url).await?;
+    browser
+        .wait_text("#workers tr[data-worker='w1'] td.running", WITHIN, |t| t == "held @1")
+        .await?;
+    browser.click("#workers tr[data-worker='w1'] td.running a.job-link", WITHIN).await?;
+    browser.wait_text("#job-status", WITHIN, |t| t == "running").await?;
+    browser.wait_text("#cancel", WITHIN, |t| t == "Cancel").await?;
+    assert_eq!(count(&browser, "#retry").await?, 0, "a running job cannot be retried");
+
+    tracing::info!("--- purge the queue while the worker is busy: what waits is cancelled");
+    let waiting = run.submit("purged-1", b"5").await?;
+    browser.client.goto(&format!("{url}#/queue/default")).await?;
+    let answer = confirmed(&browser, "#queue-summary button.purge").await?;
+    assert!(answer.starts_with("queue default purged through submission"), "{answer}");
+    assert_eq!(run.result(&waiting, WITHIN).await?.status, ResultStatus::Cancelled);
+
+    tracing::info!("--- cancel the running job: then it can be retried, not cancelled");
+    browser.client.goto(&format!("{url}#/job/held")).await?;
+    browser.wait_text("#job-status", WITHIN, |t| t == "running").await?;
+    confirmed(&browser, "#cancel").await?;
+    browser.wait_text("#job-status", WITHIN, |t| t == "cancelled").await?;
+    browser.wait_text("#retry", WITHIN, |t| t == "Retry").await?;
+    assert_eq!(count(&browser, "#cancel").await?, 0, "a cancelled job cannot be cancelled");
+    assert_eq!(run.result(&held, WITHIN).await?.status, ResultStatus::Cancelled);
+
+    browser.close().await?;
+    run.audit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_browser_lists_pages_and_shows_payloads_as_text() -> anyhow::Result<()> {
+    let Some(browser) = Browser::start(1280, 1000).await? else {
+        eprintln!("JETWORK_SKIP_BROWSER=1: skipping the browser test");
+        return Ok(());
+    };
+    let mut run = InProcess::build().start().await?;
+    run.await_leader("m1", WITHIN).await?;
+    let _w1 = run.worker("w1", jetwork_worker::square);
+    let mut ids = Vec::new();
+    for i in 1..=25 {
+        let id = WorkId::parse(&format!("page-{i:02}"))?;
+        run.client.submit(&run.queue, Some(id.clone()), Bytes::from(i.to_string())).await?;
+        ids.push(id);
+    }
+    run.completed(&ids, WITHIN).await?;
+    let script = "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">";
+    let payloads: [(&str, &[u8]); 3] = [
+        ("bad-script", script.as_bytes()),
+        ("bad-json", br#"{"order":42,"items":["a","b"]}"#),
+        ("bad-binary", &[0xff, 0x00, 0x01, b'A']),
+    ];
+    for (id, payload) in payloads {
+        let id = WorkId::parse(id)?;
+        run.client.submit(&run.queue, Some(id.clone()), Bytes::copy_from_slice(payload)).await?;
+        assert_eq!(run.result(&id, WITHIN).await?.status, ResultStatus::Failed);
+    }
+    let nightly = ScheduleAdd {
+        name: ScheduleName::parse("nightly")?,
+        queue: run.queue.clone(),
+        every: None,
+        cron: Some("0 3 * * *".to_owned()),
+        payload: "7".to_owned(),
+    };
+    run.client.schedule_add(&nightly).await?;
+    let procs = run.procs()?;
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let _dashboard = procs.dashboard(&["--listen", &listen, "--refresh", "300ms"])?;
+    wait_until("the dashboard to listen", WITHIN, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await?;
+    let url = format!("http://{listen}/");
+
+    tracing::info!("--- all jobs, 20 a page; the failed tab; the second page of completed");
+    browser.client.goto(&format!("{url}#/jobs")).await?;
+    browser.wait_text("#page-number", WITHIN, |t| t == "page 1").await?;
+    assert_eq!(count(&browser, "#job-list tbody tr[data-work-id]").await?, 20);
+    assert!(browser.text("#page-next").await.is_some(), "28 jobs: there is a next page");
+    browser.click("#state-tabs a[data-state='failed']", WITHIN).await?;
+    browser
+        .wait_text("#job-list tr[data-work-id='bad-json'] td.state", WITHIN, |t| t == "failed")
+        .await?;
+    assert_eq!(count(&browser, "#job-list tbody tr[data-work-id]").await?, 3);
+    assert_eq!(count(&browser, "#page-next").await?, 0);
+    screenshot(&browser, "dashboard-jobs.png").await?;
+    browser.client.goto(&format!("{url}#/jobs?state=completed&page=1")).await?;
+    browser.wait_text("#page-number", WITHIN, |t| t == "page 2").await?;
+    assert_eq!(count(&browser, "#job-list tbody tr[data-work-id]").await?, 5);
+    assert!(browser.text("#page-prev").await.is_some());
+    assert_eq!(count(&browser, "#page-next").await?, 0);
+
+    tracing::info!("--- search by id");
+    browser.client.goto(&format!("{url}#/jobs")).await?;
+    browser.wait_text("#page-number", WITHIN, |t| t == "page 1").await?;
+    let search = browser.client.find(Locator::Css("#job-search")).await?;
+    search.send_keys("page-1").await?;
+    browser.click("#job-search-form button[type='submit']", WITHIN).await?;
+    browser.wait_text("#search-open", WITHIN, |t| t == "open job page-1").await?;
+    // page-1 is no id here, page-10 … page-19 are.
+    assert_eq!(count(&browser, "#job-list tbody tr[data-work-id]").await?, 10);
+
+    tracing::info!("--- a job's page: its id as it is, JSON pretty, a link to its queue");
+    browser.client.goto(&format!("{url}#/job/bad-json")).await?;
+    browser.wait_text("#job-status", WITHIN, |t| t == "failed").await?;
+    assert_eq!(browser.text("#job-title-id").await.as_deref(), Some("bad-json"));
+    let pretty = "{\n  \"items\": [\n    \"a\",\n    \"b\"\n  ],\n  \"order\": 42\n}";
+    browser.wait_text("#job-payload[data-kind='json']", WITHIN, |t| t == pretty).await?;
+    screenshot(&browser, "dashboard-job.png").await?;
+    browser.client.goto(&format!("{url}#/job/bad-binary")).await?;
+    browser
+        .wait_text("#job-payload[data-kind='hex']", WITHIN, |t| {
+            t.starts_with("00000000  ff 00 01 41")
+        })
+        .await?;
+    browser.client.goto(&format!("{url}#/job/page-03")).await?;
+    browser.wait_text("#job-result", WITHIN, |t| t == "3 * 3 = 9").await?;
+    browser.wait_text("#job-payload", WITHIN, |t| t == "3").await?;
+
+    tracing::info!("--- a payload with markup is shown as text and never runs");
+    browser.client.goto(&format!("{url}#/job/bad-script")).await?;
+    browser.wait_text("#job-payload", WITHIN, |t| t == script).await?;
+    let ran = browser.client.execute("return window.pwned === undefined", vec![]).await?;
+    assert_eq!(ran, serde_json::json!(true), "a payload's markup ran");
+    assert_eq!(count(&browser, "img[src='x']").await?, 0, "a payload's markup became HTML");
+
+    tracing::info!("--- the queue's page: its counters and its jobs; read-only: no buttons");
+    browser.client.goto(&format!("{url}#/job/page-03")).await?;
+    browser.click("#job-queue a", WITHIN).await?;
+    browser.wait_text("#queue-completed", WITHIN, |t| t == "25").await?;
+    browser.wait_text("#queue-failed", WITHIN, |t| t == "3").await?;
+    browser.wait_text("#jobs h2", WITHIN, |t| t.to_lowercase() == "jobs of default").await?;
+    assert_eq!(count(&browser, "#queue-summary button").await?, 0);
+    screenshot(&browser, "dashboard-queue.png").await?;
+
+    tracing::info!("--- the schedules");
+    browser.client.goto(&format!("{url}#/schedules")).await?;
+    let row = "#schedule-list tr[data-schedule='nightly']";
+    browser.wait_text(&format!("{row} td.cadence"), WITHIN, |t| t == "cron 0 3 * * *").await?;
+    screenshot(&browser, "dashboard-schedules.png").await?;
+
+    tracing::info!("--- the API checks what it is asked");
+    let host = [("Host", listen.as_str())];
+    for bad in
+        ["/api/jobs?state=rejected", "/api/jobs?page=99", "/api/jobs?queue=a.b", "/api/jobs?page=x"]
+    {
+        let (code, body) = http(port, "GET", bad, &host).await?;
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+
+    tracing::info!("--- NATS down: the dashboard says so and keeps the last figures, greyed");
+    browser.client.goto(&url).await?;
+    browser.wait_text("#leader", WITHIN, |t| t.starts_with("leader m1")).await?;
+    run.server.kill();
+    browser.wait_text("#leader", WITHIN, |t| t == "dashboard lost NATS").await?;
+    browser
+        .wait_text("#nats-lost h2", WITHIN, |t| t.to_lowercase() == "dashboard lost nats")
+        .await?;
+    browser
+        .wait_text("#queues.stale tr[data-queue='default'] td.completed", WITHIN, |t| t == "25")
+        .await?;
+    run.server.restart()?;
+    browser.wait_text("#leader", WITHIN, |t| t.starts_with("leader m1")).await?;
+    assert_eq!(count(&browser, "#queues.stale").await?, 0);
 
     browser.close().await?;
     run.audit().await?;
@@ -224,7 +451,15 @@ async fn a_foreign_host_reads_nothing_and_a_cross_site_action_changes_nothing() 
 
     tracing::info!("--- DNS rebinding: a site's name pointed at the dashboard reads nothing");
     let rebound = format!("rebind.evil.example:{port}");
-    for path in ["/", "/app.js", "/api/overview", "/api/job?id=order-42", "/no-such-page"] {
+    for path in [
+        "/",
+        "/app.js",
+        "/api/overview",
+        "/api/job?id=order-42",
+        "/api/jobs",
+        "/api/schedules",
+        "/no-such-page",
+    ] {
         for method in ["GET", "HEAD"] {
             let (code, body) = http(port, method, path, &[("Host", &rebound)]).await?;
             assert_eq!(code, 403, "{method} {path} through {rebound}: {body}");

@@ -1,23 +1,31 @@
 //! `jetwork-frontend dashboard`: a small web app showing what jetwork is doing — queues with
 //! backlog, jobs in flight and throughput over the last minutes (a chart), the workers and
-//! what each runs, recent failures with their reasons, and one job's page (its stored
-//! result, or the master's view of it).
+//! what each runs, recent failures with their reasons — and a job browser: jobs by queue and
+//! state (`jetwork.master.jobs`, a page at a time, searchable by id), a page per queue, a
+//! page per job (the master's view, its payload and its result), and the schedules.
 //!
 //! It owns one HTTP listener ([`serve`]) and three kinds of work, run together on one task:
 //! - a **sampler** that asks the leader for its status every `refresh` and records it in
 //!   [`History`]; while no master answers it keeps what the lease says instead (the same text
-//!   as `status`), so the page says "no leader" during a failover rather than failing;
+//!   as `status`), so the page says "no leader" during a failover rather than failing, and
+//!   while its own NATS connection is down it says so; either way the last report stays,
+//!   marked stale;
 //! - a **subscription** to `jetwork.results.>` (headers only are read) for the failures
-//!   published while it runs, the newest [`RECENT_FAILURES`] kept;
+//!   published while it runs, the newest [`RECENT_FAILURES`] kept, one per job;
 //! - the **pages**: three static files embedded in the binary (`assets/`, no build step) and
-//!   a JSON API they poll (`/api/overview`, `/api/job?id=…`: the master's view of the job
-//!   with its attempt history, and its stored result), and, with `--allow-actions`,
-//!   `POST /api/action` (retry, cancel, pause, resume through `jetwork.admin.*`).
+//!   a JSON API they read (`/api/overview`; `/api/job?id=…`: the master's view of the job
+//!   with its attempt history, its payload and its stored result, each a [`Preview`];
+//!   `/api/jobs?queue=…&state=…&id=…&page=…`; `/api/schedules`), and, with
+//!   `--allow-actions`, `POST /api/action` (retry, cancel, pause, resume, retry-failed, purge
+//!   through `jetwork.admin.*`).
 //!
-//! Invariants: a page view never causes a request to the master (the overview is the last
-//! sample), so any number of open browsers costs the system one status request per `refresh`;
-//! a job page costs one job request and one direct get. Everything kept is bounded (samples, failures, charted
-//! queues), and so are the connections served at once (`--max-connections`, beyond it 503). Every request must name the dashboard in its `Host` ([`AllowedHosts`]: what it is
+//! Invariants: the overview never causes a request to the master (it is the last sample), so
+//! any number of open browsers costs the system one status request per `refresh`; a job page
+//! costs one job request and two direct gets, a job list one `jetwork.master.jobs` request
+//! and the schedules one request, at most [`MAX_ASKS`] of these at once (beyond, 503 busy):
+//! the browser never talks to NATS, only to this server. Everything kept is bounded (samples,
+//! failures, charted queues), and so are the connections served at once
+//! (`--max-connections`, beyond it 503). Every request must name the dashboard in its `Host` ([`AllowedHosts`]: what it is
 //! reachable as, plus the operator's `--allowed-host` names), so a site that points its own
 //! name at the dashboard (DNS rebinding) reads nothing. It is **read-only** unless started
 //! with `--allow-actions`; even then an action must come as a POST from a page of an allowed
@@ -26,10 +34,11 @@
 //! are answered 403 with the reason and logged, at most one line a second.
 
 mod allowed_hosts;
+mod failures;
 mod history;
 mod http;
+mod preview;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -37,6 +46,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::connection_cap::ConnectionCap;
+use jetwork_shared::jobs::{BulkRetry, JobInfo, JobState, JobsQuery};
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::{subjects, QueueName, WorkId};
@@ -44,16 +54,26 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
+pub use failures::RecentFailures;
 pub use history::History;
 use http::{Request, Response};
+pub use preview::Preview;
 
-use crate::watch::{self, Failure};
+use crate::watch;
 use crate::{Client, ClientError, JobsError, ResultStatus};
 
 /// Failures listed at most.
 pub const RECENT_FAILURES: usize = 50;
-/// Most bytes of a result shown on a job's page.
-const RESULT_PREVIEW: usize = 4096;
+/// Most requests to NATS that page views have under way at once (job pages, job lists,
+/// schedules): a page refreshed in a loop, or many open, cannot flood the master.
+pub const MAX_ASKS: usize = 4;
+/// Rows of a job list page, by default and at most.
+const PAGE_SIZE: u32 = 20;
+const MAX_PAGE_SIZE: u32 = 100;
+/// Longest id search.
+const MAX_SEARCH: usize = 256;
+/// Longest reason in a job list row (the job's page has it whole).
+const LIST_REASON: usize = 200;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -89,15 +109,22 @@ impl Default for DashboardOptions {
 
 /// What the sampler and the subscription last saw.
 struct Live {
+    /// The last report the leader sent (kept, marked `stale`, while none comes).
     status: Option<StatusReport>,
+    /// When `status` was taken.
+    status_ms: u64,
+    /// The last sample did not get a report.
+    stale: bool,
     /// While no master answers: what the lease says.
     no_leader: Option<String>,
+    /// Since when the dashboard's own NATS connection is down (ms since the Unix epoch).
+    nats_lost_ms: Option<u64>,
     /// When the last sample was taken (ms since the Unix epoch), 0 before the first.
     updated_ms: u64,
     /// Why the last sample could not be taken, other than "no leader".
     error: Option<String>,
     history: History,
-    failures: VecDeque<Failure>,
+    failures: RecentFailures,
 }
 
 /// The dashboard's shared state.
@@ -109,6 +136,8 @@ struct Dashboard {
     allowed: AllowedHosts,
     /// Requests refused for their `Host` or `Origin`: anyone can send them.
     refusals: Mutex<LogLimit>,
+    /// Page views' requests to NATS under way (at most [`MAX_ASKS`]).
+    asks: tokio::sync::Semaphore,
 }
 
 /// Serves the dashboard on `listener` until the future is dropped; fails only if the
@@ -122,11 +151,14 @@ pub async fn serve(
         (options.history.as_millis() / options.refresh.as_millis().max(1)).max(2) as usize;
     let live = Live {
         status: None,
+        status_ms: 0,
+        stale: true,
         no_leader: None,
+        nats_lost_ms: None,
         updated_ms: 0,
         error: None,
         history: History::new(samples),
-        failures: VecDeque::new(),
+        failures: RecentFailures::new(RECENT_FAILURES),
     };
     let addr = listener
         .local_addr()
@@ -149,6 +181,7 @@ pub async fn serve(
         live: Mutex::new(live),
         allowed,
         refusals: Mutex::new(LogLimit::default()),
+        asks: tokio::sync::Semaphore::new(MAX_ASKS),
     });
     tokio::select! {
         () = sample(dashboard.clone()) => {}
@@ -188,6 +221,12 @@ async fn sample(dashboard: Arc<Dashboard>) {
             Err(ClientError::NoMaster(_)) => Some(dashboard.client.lease().await),
             _ => None,
         };
+        // Asked after the request: a request that failed for want of a connection is not
+        // the master's silence.
+        let connected = matches!(
+            dashboard.client.nats().connection_state(),
+            async_nats::connection::State::Connected
+        );
         let now = now_ms();
         let mut live = dashboard.live();
         live.updated_ms = now;
@@ -195,6 +234,15 @@ async fn sample(dashboard: Arc<Dashboard>) {
             Ok(report) => {
                 live.history.record(&report, now);
                 live.status = Some(report);
+                live.status_ms = now;
+                live.stale = false;
+                live.no_leader = None;
+                live.nats_lost_ms = None;
+                live.error = None;
+            }
+            Err(_) if !connected => {
+                live.nats_lost_ms.get_or_insert(now);
+                live.stale = true;
                 live.no_leader = None;
                 live.error = None;
             }
@@ -202,10 +250,15 @@ async fn sample(dashboard: Arc<Dashboard>) {
                 let lease = lease.unwrap_or_else(|| Err(ClientError::NoMaster(why.clone())));
                 live.no_leader =
                     Some(watch::no_leader("status", &why, lease, time::OffsetDateTime::now_utc()));
-                live.status = None;
+                live.stale = true;
+                live.nats_lost_ms = None;
                 live.error = None;
             }
-            Err(e) => live.error = Some(e.to_string()),
+            Err(e) => {
+                live.stale = true;
+                live.nats_lost_ms = None;
+                live.error = Some(e.to_string());
+            }
         }
     }
 }
@@ -214,11 +267,7 @@ async fn sample(dashboard: Arc<Dashboard>) {
 async fn collect_failures(dashboard: Arc<Dashboard>, mut results: async_nats::Subscriber) {
     while let Some(message) = results.next().await {
         if let Some(failure) = watch::failure_of(&message) {
-            let mut live = dashboard.live();
-            if live.failures.len() == RECENT_FAILURES {
-                live.failures.pop_front();
-            }
-            live.failures.push_back(failure);
+            dashboard.live().failures.push(failure);
         }
     }
 }
@@ -268,6 +317,8 @@ async fn route(dashboard: &Dashboard, request: &Request, peer: SocketAddr) -> Re
         (true, "/style.css") => asset("text/css; charset=utf-8", STYLE_CSS),
         (true, "/api/overview") => Response::json(200, &overview(dashboard)),
         (true, "/api/job") => job(dashboard, request.param("id")).await,
+        (true, "/api/jobs") => jobs(dashboard, request).await,
+        (true, "/api/schedules") => schedules(dashboard).await,
         (false, "/api/action") if request.method == "POST" => {
             action(dashboard, request, peer).await
         }
@@ -289,19 +340,25 @@ fn overview(dashboard: &Dashboard) -> Value {
         "refresh_ms": dashboard.options.refresh.as_millis() as u64,
         "actions": dashboard.options.allow_actions,
         "status": live.status,
+        "status_ms": live.status_ms,
+        "stale": live.stale,
+        "nats_lost_ms": live.nats_lost_ms,
         "no_leader": live.no_leader,
         "error": live.error,
         "history": live.history.to_json(),
-        "failures": live.failures.iter().rev().collect::<Vec<_>>(),
+        "failures": live.failures.newest_first().collect::<Vec<_>>(),
     })
 }
 
 /// `/api/job?id=…`: what is known of one job: the master's view (state, attempt history)
-/// when a master answers, and its stored result (the result bytes, or the reason).
+/// when a master answers, its stored outcome (the result bytes, or the reason), and its
+/// payload — from its failed or cancelled outcome (which stores it), else from its
+/// submission (a direct get by sequence: the payload or why it cannot be read).
 async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
     let Some(work_id) = id.and_then(|id| WorkId::parse(id).ok()) else {
         return Response::json(400, &json!({ "error": "a valid work id is needed (?id=…)" }));
     };
+    let Ok(_permit) = dashboard.asks.try_acquire() else { return busy() };
     let running = dashboard.live().status.as_ref().and_then(|s| {
         s.workers.iter().find_map(|w| {
             w.running.iter().find(|r| r.work_id == work_id).map(|r| {
@@ -314,9 +371,10 @@ async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
         tokio::join!(dashboard.client.job(&work_id, None), dashboard.client.result(None, &work_id));
     let mut page = json!({ "work_id": work_id, "running": running });
     let mut known = running.is_some();
+    let mut payload = None;
+    let mut submit_seq = None;
     if let Ok(Some(result)) = &stored {
         known = true;
-        let shown = &result.payload[..result.payload.len().min(RESULT_PREVIEW)];
         page["queue"] = json!(result.queue);
         page["status"] = json!(match result.status {
             ResultStatus::Completed => "completed",
@@ -326,9 +384,12 @@ async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
         page["attempt"] = json!(result.attempt);
         page["submit_seq"] = json!(result.submit_seq);
         page["reason"] = json!(result.reason);
+        submit_seq = Some(result.submit_seq);
         if result.status == ResultStatus::Completed {
-            page["result"] = json!(String::from_utf8_lossy(shown));
-            page["result_bytes"] = json!(result.payload.len());
+            page["result"] = json!(Preview::of(&result.payload));
+        } else {
+            // A failed or cancelled outcome stores what was submitted.
+            payload = Some(Preview::of(&result.payload));
         }
     }
     match info {
@@ -340,10 +401,12 @@ async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
             page["status"] = json!(info.state.as_str());
             page["attempt"] = json!(info.attempts);
             page["submit_seq"] = json!(info.submit_seq);
+            submit_seq = Some(info.submit_seq);
             if info.reason.is_some() {
                 page["reason"] = json!(info.reason);
             }
             page["ready_at_ms"] = json!(info.ready_at_ms);
+            page["finished_ms"] = json!(info.finished_ms);
             page["history"] = json!(info
                 .history
                 .iter()
@@ -367,12 +430,126 @@ async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
         );
         return Response::json(404, &page);
     }
+    match (payload, submit_seq) {
+        (Some(payload), _) => page["payload"] = json!(payload),
+        (None, Some(seq)) => match dashboard.client.submission(&work_id, seq).await {
+            Ok(Some(bytes)) => page["payload"] = json!(Preview::of(&bytes)),
+            Ok(None) => {
+                page["payload_note"] = json!(format!(
+                    "its submission (sequence {seq} of JETWORK_SUBMIT) is no longer stored"
+                ))
+            }
+            Err(e) => page["payload_note"] = json!(format!("the payload cannot be read: {e}")),
+        },
+        (None, None) => {}
+    }
     Response::json(200, &page)
 }
 
-/// `POST /api/action?kind=retry|cancel&id=…` or `?kind=pause|resume&queue=…`: the operator's
-/// actions, when allowed and sent from a page of the dashboard; the master's refusal comes
-/// back with its code and reason.
+/// `/api/jobs?queue=…&state=…&id=…&page=…&size=…`: one page of the jobs
+/// `jetwork.master.jobs` lists (in flight first, then finished, newest first), every
+/// parameter optional; `id` keeps those whose id contains it (among the newest
+/// [`JobsQuery::MAX_LIMIT`]). The listing goes [`JobsQuery::MAX_LIMIT`] jobs deep.
+async fn jobs(dashboard: &Dashboard, request: &Request) -> Response {
+    let given = |name: &str| request.param(name).filter(|v| !v.is_empty());
+    let bad = |why: String| Response::json(400, &json!({ "error": why }));
+    let queue = match given("queue").map(QueueName::parse).transpose() {
+        Ok(queue) => queue,
+        Err(e) => return bad(format!("queue: {e}")),
+    };
+    let state = match given("state").map(|s| serde_json::from_value::<JobState>(json!(s))) {
+        None => None,
+        Some(Ok(JobState::Rejected)) | Some(Err(_)) => {
+            return bad(
+                "state: one of ready, waiting, running, completed, failed, cancelled".to_owned()
+            )
+        }
+        Some(Ok(state)) => Some(state),
+    };
+    let number = |name: &str, default: u32| given(name).map_or(Ok(default), str::parse::<u32>);
+    let (Ok(page), Ok(size)) = (number("page", 0), number("size", PAGE_SIZE)) else {
+        return bad("page and size are whole numbers".to_owned());
+    };
+    let size = size.clamp(1, MAX_PAGE_SIZE);
+    let search = given("id").map(str::to_owned);
+    if search.as_ref().is_some_and(|s| s.len() > MAX_SEARCH) {
+        return bad(format!("an id search is at most {MAX_SEARCH} bytes"));
+    }
+    let skip = page.saturating_mul(size);
+    if skip.saturating_add(size) > JobsQuery::MAX_LIMIT {
+        return bad(format!(
+            "the list goes {} jobs deep: narrow it by queue or state",
+            JobsQuery::MAX_LIMIT
+        ));
+    }
+    // One more than shown says whether there is a next page.
+    let limit = match search {
+        Some(_) => JobsQuery::MAX_LIMIT,
+        None => (skip + size + 1).min(JobsQuery::MAX_LIMIT),
+    };
+    let Ok(_permit) = dashboard.asks.try_acquire() else { return busy() };
+    let query = JobsQuery { queue, state, limit: Some(limit) };
+    let listed = match dashboard.client.jobs(&query).await {
+        Ok(listed) => listed,
+        Err(e) => return refused(&e),
+    };
+    let matching: Vec<&JobInfo> = listed
+        .jobs
+        .iter()
+        .filter(|j| search.as_deref().is_none_or(|s| j.work_id.as_str().contains(s)))
+        .collect();
+    let rows: Vec<Value> = matching
+        .iter()
+        .skip(skip as usize)
+        .take(size as usize)
+        .map(|j| {
+            let reason =
+                j.reason.as_deref().map(|r| r.chars().take(LIST_REASON).collect::<String>());
+            json!({
+                "work_id": j.work_id, "queue": j.queue, "state": j.state.as_str(),
+                "attempts": j.attempts, "submit_seq": j.submit_seq, "reason": reason,
+                "ready_at_ms": j.ready_at_ms, "finished_ms": j.finished_ms,
+            })
+        })
+        .collect();
+    let more = matching.len() > (skip + size) as usize;
+    Response::json(
+        200,
+        &json!({
+            "jobs": rows, "page": page, "size": size, "more": more,
+            // Older matches may exist beyond what was read.
+            "truncated": listed.truncated
+                || (listed.jobs.len() as u32 >= limit && limit == JobsQuery::MAX_LIMIT),
+        }),
+    )
+}
+
+/// `/api/schedules`: the recurring schedules, by name.
+async fn schedules(dashboard: &Dashboard) -> Response {
+    let Ok(_permit) = dashboard.asks.try_acquire() else { return busy() };
+    match dashboard.client.schedules().await {
+        Ok(page) => Response::json(200, &json!(page)),
+        Err(e) => refused(&e),
+    }
+}
+
+/// Too many page views' requests under way.
+fn busy() -> Response {
+    Response::json(503, &json!({ "error": "busy: too many requests under way, retry shortly" }))
+}
+
+/// A request the master (or NATS) did not answer with success: its code where it gave one.
+fn refused(e: &JobsError) -> Response {
+    let code = match e {
+        JobsError::Refused { code, .. } => *code,
+        _ => 503,
+    };
+    Response::json(code, &json!({ "error": e.to_string() }))
+}
+
+/// `POST /api/action?kind=retry|cancel&id=…` or `?kind=pause|resume|retry-failed|purge&queue=…`:
+/// the operator's actions, when allowed and sent from a page of the dashboard; the master's
+/// refusal comes back with its code and reason.
 async fn action(dashboard: &Dashboard, request: &Request, peer: SocketAddr) -> Response {
     if !dashboard.options.allow_actions {
         return Response::json(
@@ -395,26 +572,27 @@ async fn action(dashboard: &Dashboard, request: &Request, peer: SocketAddr) -> R
     let work_id = request.param("id").and_then(|id| WorkId::parse(id).ok());
     let queue = request.param("queue").and_then(|q| QueueName::parse(q).ok());
     let done = match (request.param("kind"), work_id, queue) {
-        (Some("retry"), Some(id), _) => client.retry(&id, None).await,
-        (Some("cancel"), Some(id), _) => {
-            client.cancel(&id, Some("cancelled from the dashboard".to_owned())).await
+        (Some("retry"), Some(id), _) => client.retry(&id, None).await.map(|r| r.message),
+        (Some("cancel"), Some(id), _) => client
+            .cancel(&id, Some("cancelled from the dashboard".to_owned()))
+            .await
+            .map(|r| r.message),
+        (Some("pause"), _, Some(queue)) => client.pause(&queue, true).await.map(|r| r.message),
+        (Some("resume"), _, Some(queue)) => client.pause(&queue, false).await.map(|r| r.message),
+        (Some("retry-failed"), _, Some(queue)) => {
+            let bulk = BulkRetry { queue, state: None, since_ms: None, limit: None };
+            client.retry_all(&bulk).await.map(|r| r.message)
         }
-        (Some("pause"), _, Some(queue)) => client.pause(&queue, true).await,
-        (Some("resume"), _, Some(queue)) => client.pause(&queue, false).await,
+        (Some("purge"), _, Some(queue)) => client.purge(&queue).await.map(|r| r.message),
         _ => {
-            let why = "kind=retry|cancel with id=…, or kind=pause|resume with queue=…";
+            let why = "kind=retry|cancel with id=…, or kind=pause|resume|retry-failed|purge \
+                       with queue=…";
             return Response::json(400, &json!({ "error": why }));
         }
     };
     match done {
-        Ok(reply) => Response::json(200, &json!({ "message": reply.message })),
-        Err(e) => {
-            let code = match &e {
-                JobsError::Refused { code, .. } => *code,
-                _ => 503,
-            };
-            Response::json(code, &json!({ "error": e.to_string() }))
-        }
+        Ok(message) => Response::json(200, &json!({ "message": message })),
+        Err(e) => refused(&e),
     }
 }
 
@@ -425,6 +603,9 @@ mod tests {
     #[test]
     fn the_assets_reference_each_other() {
         assert!(INDEX_HTML.contains("app.js") && INDEX_HTML.contains("style.css"));
-        assert!(APP_JS.contains("/api/overview") && APP_JS.contains("/api/job"));
+        for api in ["/api/overview", "/api/job?", "/api/jobs?", "/api/schedules", "/api/action?"] {
+            assert!(APP_JS.contains(api), "app.js does not use {api}");
+        }
+        assert!(INDEX_HTML.contains("id=\"confirm\""), "the confirmation's place");
     }
 }
