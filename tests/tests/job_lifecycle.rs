@@ -253,9 +253,9 @@ async fn ready_and_waiting_jobs_can_be_cancelled() -> anyhow::Result<()> {
     run.await_leader("m1", WAIT).await?;
     tracing::info!("--- ready: read by the master, its queue paused");
     let queue = QueueName::default_queue();
+    let ready = run.submit("never-runs", b"").await?;
     run.client.pause(&queue, true).await?;
     let _worker = run.worker("w1", |_job: Job| async move { Err("flaky".into()) });
-    let ready = run.submit("never-runs", b"").await?;
     job_in(&run.client, &ready, JobState::Ready).await?;
     run.client.cancel(&ready, None).await?;
     assert_eq!(run.result(&ready, WAIT).await?.status, ResultStatus::Cancelled);
@@ -280,9 +280,10 @@ async fn a_paused_queue_stays_paused_across_a_takeover() -> anyhow::Result<()> {
     let mut run = InProcess::start(|_| {}).await?;
     run.await_leader("m1", WAIT).await?;
     let queue = QueueName::default_queue();
+    // Paused ahead of its worker: the submission, stored unread, makes the queue known.
+    let id = run.submit("held", b"held back").await?;
     run.client.pause(&queue, true).await?;
     let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
-    let id = run.submit("held", b"held back").await?;
     job_in(&run.client, &id, JobState::Ready).await?;
 
     tracing::info!("--- the leader dies; its successor keeps the queue paused");
@@ -602,12 +603,13 @@ async fn purging_a_queue_cancels_its_held_and_unread_work_also_across_a_takeover
     let mut run = InProcess::start(|fast| fast.master.master.prefetch = 2).await?;
     run.await_leader("m1", WAIT).await?;
     let queue = QueueName::default_queue();
-    run.client.pause(&queue, true).await?;
-    let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
+    // Submitted before its worker starts, so the queue is known when paused.
     let mut ids = Vec::new();
     for n in 0..30 {
         ids.push(run.submit(&format!("purged-{n}"), b"never runs").await?);
     }
+    run.client.pause(&queue, true).await?;
+    let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
 
     tracing::info!("--- held: the worker's free slot and the prefetch (3); the rest is unread");
     let ready = JobsQuery { queue: Some(queue.clone()), state: Some(JobState::Ready), limit: None };
