@@ -34,6 +34,7 @@
 //!   unread (nobody serves it yet) is known, so an operator can still pause it ahead of its
 //!   workers' deploy.
 
+use jetwork_shared::job_options::format_time;
 use jetwork_shared::jobs::{BulkRetry, BulkRetryReply, JobState, PurgeReply};
 use jetwork_shared::{headers, QueueName, WorkId};
 
@@ -106,7 +107,9 @@ impl Engine {
                 });
                 format!("was running attempt {attempt} on worker {worker}")
             }
-            (None, Some(until)) => format!("was waiting (back-off or delay) until {until}"),
+            (None, Some(until)) => {
+                format!("was waiting (back-off or delay) until {}", format_time(until))
+            }
             (None, None) => "was ready".to_owned(),
         };
         let reason = match reason {
