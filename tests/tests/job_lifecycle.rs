@@ -348,6 +348,51 @@ sleep 300 & echo $! > {}; wait"#,
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_job_past_its_timeout_is_killed_before_it_runs_again_on_the_same_worker(
+) -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        let m = &mut fast.master.master;
+        (m.work_timeout, m.max_attempts) = (Duration::from_secs(2), 2);
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let pids = dir.path().join("pids");
+    // Every attempt writes down its number and its grandchild's pid, then sleeps far past the
+    // timeout (until it is killed).
+    let script = format!(r#"sleep 300 & echo "$JETWORK_ATTEMPT $!" >> {}; wait"#, pids.display());
+    // Two slots: the re-run could start here beside the first attempt if it were not killed.
+    let _worker =
+        run.worker_with("w1", |w| w.worker.concurrency = 2, ShellCommand::new(script, 64));
+    let started = |attempt: u32| {
+        let pids = pids.clone();
+        move || {
+            let written = std::fs::read_to_string(&pids).unwrap_or_default();
+            let pid = written.lines().find_map(|line| {
+                let (n, pid) = line.split_once(' ')?;
+                (n.parse::<u32>().ok()? == attempt).then(|| pid.parse::<u32>().ok()).flatten()
+            });
+            async move { pid }
+        }
+    };
+
+    let id = run.submit("overruns", b"").await?;
+    let first = poll_for("attempt 1 to start", WAIT, started(1)).await?;
+    poll_for("attempt 2 to start", WAIT, started(2)).await?;
+    // Stopped as the re-run is granted: the grant's reply revokes it, and the worker stops any
+    // older attempt of an item it is granted again even without that (the abort is carried
+    // out by the runtime a moment later, hence the wait; unstopped, it would run 300 s).
+    let gone = poll_for("attempt 1 to be killed", Duration::from_secs(2), || async {
+        (!alive(first)).then_some(())
+    })
+    .await;
+    assert!(gone.is_ok(), "attempt 1 (pid {first}) still runs beside its re-run");
+    let result = run.result(&id, WAIT).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 2), "{result:?}");
+    run.stop().await;
+    Ok(())
+}
+
 /// Whether process `pid` runs (a zombie awaiting its reaper does not).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
