@@ -393,6 +393,32 @@ async fn an_exec_job_past_its_timeout_is_killed_before_it_runs_again_on_the_same
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_job_kept_alive_by_progress_every_runs_past_its_timeout() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        let m = &mut fast.master.master;
+        (m.work_timeout, m.max_attempts) = (Duration::from_secs(2), 1);
+    })
+    .await?;
+    // The command says nothing; the worker's keepalive reports progress for it every 0.5 s,
+    // and each accepted report moves its deadline on, so it is not killed at 2 s.
+    let _worker = run.worker_with(
+        "w1",
+        |w| w.worker.progress_every = Some(Duration::from_millis(500)),
+        ShellCommand::new("sleep 5; echo done", 64),
+    );
+    let id = run.submit("long", b"").await?;
+    let result = run.result(&id, WAIT).await?;
+    assert_eq!(
+        (result.status, result.attempt, result.payload),
+        (ResultStatus::Completed, 1, Bytes::from_static(b"done\n")),
+        "{:?}",
+        result.reason
+    );
+    run.stop().await;
+    Ok(())
+}
+
 /// Whether process `pid` runs (a zombie awaiting its reaper does not).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

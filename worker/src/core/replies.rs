@@ -143,6 +143,13 @@ impl Engine {
                         VerdictKind::Superseded if self.attempts.is_running(&key) => {
                             self.revoke(key.clone())
                         }
+                        VerdictKind::Accepted if self.attempts.is_running(&key) => {
+                            if let Some(timeout) = verdict.timeout_ms {
+                                let (work_id, attempt) = key.clone();
+                                let expires = now.saturating_add(timeout);
+                                self.push(Action::Extend { work_id, attempt, expires });
+                            }
+                        }
                         _ => {}
                     }
                     if sent.contains(&key) {
