@@ -2,7 +2,8 @@
 //! so and what the lease says (free since when, or held by whom until when), not "no
 //! responders"; a client on an inbox prefix it may not read is told so before anything is
 //! sent (no job stored without its acknowledgement); and no error prints a backtrace unless
-//! asked with `-v`, even with `RUST_BACKTRACE=1` in the environment. The real
+//! asked with `-v`, even with `RUST_BACKTRACE=1` in the environment; pausing or purging a
+//! queue never seen is refused, saying so, and creates nothing. The real
 //! `jetwork-frontend` binary against a real nats-server running the shipped `nats.conf`.
 //! (Commands a role may not run at all: `role_matrix.rs`.)
 
@@ -67,6 +68,22 @@ async fn cli_errors_name_their_cause_at_once() -> anyhow::Result<()> {
     }
     let (ok, said) = procs.frontend_with(&client, &["job", "deaf-1"]).await?;
     assert!(!ok && said.contains("deaf-1") && said.contains("(404)"), "stored: {said}");
+
+    tracing::info!("--- a queue never seen is neither paused nor purged, and not created");
+    for verb in ["pause", "purge"] {
+        let said = fails(&procs, &operator, &[verb, "nosuchqueue"]).await?;
+        let unknown = "queue nosuchqueue is unknown: nothing was ever submitted to it or served";
+        assert!(said.contains(unknown) && said.contains("(404)"), "{verb}: {said}");
+    }
+    let (ok, said) = procs.frontend_with(&client, &["status", "--json"]).await?;
+    assert!(ok && !said.contains("nosuchqueue"), "the unknown queue is listed: {said}");
+    // One with a submission waiting (nobody serves it yet) may be paused ahead of its workers.
+    let (ok, said) = procs.frontend_with(&client, &["submit", "--queue", "later", "1"]).await?;
+    assert!(ok, "{said}");
+    let (ok, said) = procs.frontend_with(&operator, &["pause", "later"]).await?;
+    assert!(ok && said.contains("queue later paused"), "{said}");
+    let (ok, said) = procs.frontend_with(&operator, &["resume", "later"]).await?;
+    assert!(ok && said.contains("queue later resumed"), "{said}");
 
     tracing::info!("--- the leader stops: every command says no master leads, since when");
     assert!(m1.terminate(WITHIN).await?, "m1 did not stop");

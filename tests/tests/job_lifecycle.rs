@@ -253,9 +253,9 @@ async fn ready_and_waiting_jobs_can_be_cancelled() -> anyhow::Result<()> {
     run.await_leader("m1", WAIT).await?;
     tracing::info!("--- ready: read by the master, its queue paused");
     let queue = QueueName::default_queue();
+    let ready = run.submit("never-runs", b"").await?;
     run.client.pause(&queue, true).await?;
     let _worker = run.worker("w1", |_job: Job| async move { Err("flaky".into()) });
-    let ready = run.submit("never-runs", b"").await?;
     job_in(&run.client, &ready, JobState::Ready).await?;
     run.client.cancel(&ready, None).await?;
     assert_eq!(run.result(&ready, WAIT).await?.status, ResultStatus::Cancelled);
@@ -280,9 +280,10 @@ async fn a_paused_queue_stays_paused_across_a_takeover() -> anyhow::Result<()> {
     let mut run = InProcess::start(|_| {}).await?;
     run.await_leader("m1", WAIT).await?;
     let queue = QueueName::default_queue();
+    // Paused ahead of its worker: the submission, stored unread, makes the queue known.
+    let id = run.submit("held", b"held back").await?;
     run.client.pause(&queue, true).await?;
     let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
-    let id = run.submit("held", b"held back").await?;
     job_in(&run.client, &id, JobState::Ready).await?;
 
     tracing::info!("--- the leader dies; its successor keeps the queue paused");
@@ -343,6 +344,77 @@ sleep 300 & echo $! > {}; wait"#,
     poll_for("the grandchild to die", WAIT, || async { (!alive(pid)).then_some(()) }).await?;
     assert_eq!(run.result(&sleeper, WAIT).await?.status, ResultStatus::Cancelled);
     run.audit().await?;
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_job_past_its_timeout_is_killed_before_it_runs_again_on_the_same_worker(
+) -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        let m = &mut fast.master.master;
+        (m.work_timeout, m.max_attempts) = (Duration::from_secs(2), 2);
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let pids = dir.path().join("pids");
+    // Every attempt writes down its number and its grandchild's pid, then sleeps far past the
+    // timeout (until it is killed).
+    let script = format!(r#"sleep 300 & echo "$JETWORK_ATTEMPT $!" >> {}; wait"#, pids.display());
+    // Two slots: the re-run could start here beside the first attempt if it were not killed.
+    let _worker =
+        run.worker_with("w1", |w| w.worker.concurrency = 2, ShellCommand::new(script, 64));
+    let started = |attempt: u32| {
+        let pids = pids.clone();
+        move || {
+            let written = std::fs::read_to_string(&pids).unwrap_or_default();
+            let pid = written.lines().find_map(|line| {
+                let (n, pid) = line.split_once(' ')?;
+                (n.parse::<u32>().ok()? == attempt).then(|| pid.parse::<u32>().ok()).flatten()
+            });
+            async move { pid }
+        }
+    };
+
+    let id = run.submit("overruns", b"").await?;
+    let first = poll_for("attempt 1 to start", WAIT, started(1)).await?;
+    poll_for("attempt 2 to start", WAIT, started(2)).await?;
+    // Stopped as the re-run is granted: the grant's reply revokes it, and the worker stops any
+    // older attempt of an item it is granted again even without that (the abort is carried
+    // out by the runtime a moment later, hence the wait; unstopped, it would run 300 s).
+    let gone = poll_for("attempt 1 to be killed", Duration::from_secs(2), || async {
+        (!alive(first)).then_some(())
+    })
+    .await;
+    assert!(gone.is_ok(), "attempt 1 (pid {first}) still runs beside its re-run");
+    let result = run.result(&id, WAIT).await?;
+    assert_eq!((result.status, result.attempt), (ResultStatus::Failed, 2), "{result:?}");
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_job_kept_alive_by_progress_every_runs_past_its_timeout() -> anyhow::Result<()> {
+    let run = InProcess::start(|fast| {
+        let m = &mut fast.master.master;
+        (m.work_timeout, m.max_attempts) = (Duration::from_secs(2), 1);
+    })
+    .await?;
+    // The command says nothing; the worker's keepalive reports progress for it every 0.5 s,
+    // and each accepted report moves its deadline on, so it is not killed at 2 s.
+    let _worker = run.worker_with(
+        "w1",
+        |w| w.worker.progress_every = Some(Duration::from_millis(500)),
+        ShellCommand::new("sleep 5; echo done", 64),
+    );
+    let id = run.submit("long", b"").await?;
+    let result = run.result(&id, WAIT).await?;
+    assert_eq!(
+        (result.status, result.attempt, result.payload),
+        (ResultStatus::Completed, 1, Bytes::from_static(b"done\n")),
+        "{:?}",
+        result.reason
+    );
     run.stop().await;
     Ok(())
 }
@@ -602,12 +674,13 @@ async fn purging_a_queue_cancels_its_held_and_unread_work_also_across_a_takeover
     let mut run = InProcess::start(|fast| fast.master.master.prefetch = 2).await?;
     run.await_leader("m1", WAIT).await?;
     let queue = QueueName::default_queue();
-    run.client.pause(&queue, true).await?;
-    let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
+    // Submitted before its worker starts, so the queue is known when paused.
     let mut ids = Vec::new();
     for n in 0..30 {
         ids.push(run.submit(&format!("purged-{n}"), b"never runs").await?);
     }
+    run.client.pause(&queue, true).await?;
+    let _worker = run.worker("w1", |job: Job| async move { Ok(job.payload) });
 
     tracing::info!("--- held: the worker's free slot and the prefetch (3); the rest is unread");
     let ready = JobsQuery { queue: Some(queue.clone()), state: Some(JobState::Ready), limit: None };

@@ -318,6 +318,11 @@ async fn every_command_and_request_works_or_is_refused_at_once_naming_the_permis
         let failed = admin.submit(&queue, Some(failed), Bytes::from_static(b"fail")).await?;
         assert_eq!(admin.wait_for(&failed, WAIT).await?.status, ResultStatus::Failed);
         failed_runs.push(failed);
+        // A queue must be known to be purged or paused (a name never seen is refused): one
+        // submission each, waiting unread (nobody serves them).
+        for known in [format!("purged-{user}"), format!("paused-{user}")] {
+            admin.submit(&QueueName::parse(&known)?, None, Bytes::new()).await?;
+        }
     }
     // The held jobs are read (the queue is paused, and served): cancel finds them in flight.
     for (user, _) in ROLES {

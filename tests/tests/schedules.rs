@@ -188,6 +188,10 @@ async fn the_cli_adds_lists_and_removes_schedules() -> anyhow::Result<()> {
     let add = ["schedule", "add", "nightly", "--queue", "reports", "--cron", "0 3 * * *", "hi"];
     let (ok, out) = procs.frontend(&add).await?;
     assert!(ok && out.contains("schedule nightly added"), "{out}");
+    // The first tick as a reader reads it: ISO-8601 in UTC, at 03:00, not Unix ms.
+    let first = out.split("first tick at ").nth(1).unwrap_or_default().trim();
+    let year = first.get(..4).and_then(|y| y.parse::<u32>().ok());
+    assert!(year.is_some() && first.len() == 20 && first.ends_with("T03:00:00Z"), "{out}");
     let (ok, out) = procs.frontend(&add).await?;
     assert!(!ok && out.contains("exists") && out.contains("409"), "{out}");
     let (ok, out) = procs.frontend(&["schedule", "add", "often", "--every", "5m", "x"]).await?;

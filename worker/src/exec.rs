@@ -10,6 +10,15 @@
 //!
 //! If the job is abandoned (cancelled or revoked by the master, or the worker shuts down) the
 //! whole process group is killed, so no grandchild keeps running unseen.
+//!
+//! The group is also killed at the attempt's deadline by this worker's own clock
+//! ([`Job::deadline`], moved on when the master accepts progress, and by each progress line to
+//! `timeout` after it): by then the master has handed the attempt out again, and the command
+//! must not go on running beside its re-run. The attempt fails with a reason saying it ran
+//! past its timeout. The worker's deadline is never before the master's (it counts from when
+//! the grant or the progress verdict arrived, or from a progress line the master hears of
+//! later still), so only a progress report lost on its way (a partition) lets the master re-run
+//! a job whose command still runs here.
 
 use std::process::Stdio;
 
@@ -19,6 +28,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::core::last_chars;
 use crate::{Handler, Job, JobError};
@@ -110,7 +121,13 @@ impl ShellCommand {
         };
 
         let stderr = child.stderr.take().ok_or(JobError::retryable("no stderr pipe"))?;
-        let progress = job.progress_handle();
+        let progress = Progress {
+            handle: job.progress_handle(),
+            deadline: watch::Sender::new(job.deadline.at()),
+            timeout: job.timeout,
+        };
+        let mut deadline = progress.deadline.subscribe();
+        let mut extended = job.deadline.clone();
         let read_stderr = async move {
             // Lines are read in bounded pieces: a command writing megabytes without a newline
             // costs at most MAX_LINE bytes here, not its whole output.
@@ -136,7 +153,35 @@ impl ShellCommand {
             tail
         };
 
-        let (stdout, stderr) = tokio::join!(read_stdout, read_stderr);
+        let outputs = async { tokio::join!(read_stdout, read_stderr) };
+        tokio::pin!(outputs);
+        let (stdout, stderr) = loop {
+            let due = (*deadline.borrow_and_update()).max(extended.at());
+            tokio::select! {
+                joined = &mut outputs => break joined,
+                // A progress line, or the master, moved the deadline on: wait for the new one.
+                Ok(()) = deadline.changed() => {}
+                () = extended.changed() => {}
+                () = tokio::time::sleep_until(due) => {
+                    if (*deadline.borrow()).max(extended.at()) > due {
+                        continue;
+                    }
+                    // Killed now, not when the future is dropped: the re-run may start any
+                    // moment. Then reaped, so nothing of it is left in the process table.
+                    if let Some(pgid) = group.0 {
+                        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                    }
+                    let _ = child.wait().await;
+                    let timeout = job.timeout.as_millis();
+                    let reason = format!(
+                        "ran past its timeout ({timeout} ms without a result or progress): its \
+                         process group was killed at its deadline (the master has handed it out \
+                         again)"
+                    );
+                    return Err(JobError::retryable(reason));
+                }
+            }
+        };
         let stdout = stdout.map_err(|e| format!("reading stdout: {e}"))?;
         if stdout.len() > max_output {
             return Err(format!("output exceeds the limit of {max_output} bytes").into());
@@ -159,14 +204,30 @@ impl ShellCommand {
     }
 }
 
+/// What a progress line does: report it, and move the attempt's deadline on.
+struct Progress {
+    handle: crate::ProgressHandle,
+    deadline: watch::Sender<Instant>,
+    timeout: std::time::Duration,
+}
+
 /// Handles one stderr line: a progress report, or text for the failure reason's tail.
-fn take_line(line: &mut Vec<u8>, tail: &mut String, progress: &crate::ProgressHandle) {
+fn take_line(line: &mut Vec<u8>, tail: &mut String, progress: &Progress) {
     if line.is_empty() {
         return;
     }
     let text = String::from_utf8_lossy(line);
     if text.trim() == PROGRESS_LINE {
-        progress.progress();
+        progress.handle.progress();
+        // The master counts `timeout` from when it hears of it, later than now.
+        let later = Instant::now() + progress.timeout;
+        progress.deadline.send_if_modified(|at| {
+            let moved = later > *at;
+            if moved {
+                *at = later;
+            }
+            moved
+        });
     } else {
         tail.push_str(&text);
         tail.push('\n');
@@ -175,4 +236,50 @@ fn take_line(line: &mut Vec<u8>, tail: &mut String, progress: &crate::ProgressHa
         }
     }
     line.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jetwork_shared::{QueueName, WorkId};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    fn job(timeout: Duration) -> (Job, mpsc::UnboundedReceiver<(WorkId, u32)>) {
+        let (progress, reports) = mpsc::unbounded_channel();
+        let job = Job {
+            work_id: WorkId::parse("j").expect("valid"),
+            queue: QueueName::default_queue(),
+            attempt: 1,
+            payload: Bytes::new(),
+            timeout,
+            deadline: crate::Deadline::new(watch::channel(Instant::now() + timeout).1),
+            progress,
+        };
+        (job, reports)
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_deadline_is_killed_and_fails_saying_so() {
+        let (job, _reports) = job(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let ended = ShellCommand::new("sleep 30", 64).handle(job).await;
+        let error = ended.expect_err("killed at its deadline");
+        assert!(error.reason.contains("ran past its timeout (300 ms"), "{}", error.reason);
+        assert!(error.retryable);
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn progress_moves_the_deadline_on() {
+        let (job, mut reports) = job(Duration::from_millis(400));
+        // Runs about 1.2 s, three times its timeout, reporting progress every 0.2 s.
+        let command =
+            "for i in 1 2 3 4 5 6; do echo jetwork:progress >&2; sleep 0.2; done; echo ok";
+        let ended = ShellCommand::new(command, 64).handle(job).await;
+        assert_eq!(ended.expect("progress kept it alive"), Bytes::from_static(b"ok\n"));
+        assert!(reports.try_recv().is_ok(), "progress was reported");
+    }
 }

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 use jetwork_shared::{QueueName, WorkId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// An attempt handed to a handler.
 #[derive(Debug)]
@@ -15,6 +16,10 @@ pub struct Job {
     pub payload: Bytes,
     /// How long the master waits for a result or progress, from when it handed this out.
     pub timeout: std::time::Duration,
+    /// When that wait ends by this worker's own (monotonic) clock: when the grant arrived
+    /// plus `timeout` (so no earlier than the master's deadline), moved on each time the
+    /// master accepts progress for the attempt.
+    pub deadline: Deadline,
     pub(crate) progress: mpsc::UnboundedSender<(WorkId, u32)>,
 }
 
@@ -48,5 +53,27 @@ impl ProgressHandle {
     /// See [`Job::progress`].
     pub fn progress(&self) {
         let _ = self.tx.send((self.work_id.clone(), self.attempt));
+    }
+}
+
+/// An attempt's deadline on this worker's clock; see [`Job::deadline`].
+#[derive(Debug, Clone)]
+pub struct Deadline(watch::Receiver<Instant>);
+
+impl Deadline {
+    pub(crate) fn new(at: watch::Receiver<Instant>) -> Self {
+        Deadline(at)
+    }
+
+    /// When it is now.
+    pub fn at(&self) -> Instant {
+        *self.0.borrow()
+    }
+
+    /// Waits until it moves (never returns once nothing can move it any more).
+    pub async fn changed(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }

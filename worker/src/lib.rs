@@ -47,7 +47,7 @@ pub use exec::{ShellCommand, PROGRESS_LINE};
 pub use forward::{check_subject, Forward, SubjectError, PROBE_EVERY};
 pub use gate::Gate;
 pub use handler::Handler;
-pub use job::{Job, ProgressHandle};
+pub use job::{Deadline, Job, ProgressHandle};
 pub use job_error::JobError;
 pub use squarer::{square, square_payload};
 

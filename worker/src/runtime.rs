@@ -56,7 +56,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::core::{Action, Config, Engine, Failure, Input, Level, Limit, Log, Millis, RequestId};
 use crate::metrics::{QueueSeries, WorkerMetrics};
-use crate::{Handler, Job, JobError};
+use crate::{Deadline, Handler, Job, JobError};
 use jetwork_shared::observe::Health;
 
 /// Where the runtime reports what it sees: readiness, and metrics when they are on.
@@ -126,6 +126,8 @@ struct Shell<H> {
     jobs: JoinSet<Result<Bytes, JobError>>,
     /// Running jobs, to abort them.
     running: HashMap<(WorkId, u32), AbortHandle>,
+    /// Running jobs' deadlines, moved on as the master extends them.
+    deadlines: HashMap<(WorkId, u32), tokio::sync::watch::Sender<Instant>>,
     /// Which attempt each job task runs.
     tasks: HashMap<tokio::task::Id, Running>,
     observed: Observed,
@@ -174,6 +176,7 @@ pub async fn run<H: Handler>(
         progress,
         jobs: JoinSet::new(),
         running: HashMap::new(),
+        deadlines: HashMap::new(),
         tasks: HashMap::new(),
         forged_log: LogLimit::new(Duration::from_secs(10)),
         id_log: LogLimit::new(Duration::from_secs(10)),
@@ -296,10 +299,23 @@ impl<H: Handler> Shell<H> {
                             request(&client, &js, epoch, &subject, &msg, timeout).await;
                     });
                 }
-                Action::Start { assignment } => self.start(assignment),
+                Action::Start { assignment, expires } => self.start(assignment, expires),
                 Action::Abort { work_id, attempt } => {
+                    self.deadlines.remove(&(work_id.clone(), attempt));
                     if let Some(abort) = self.running.remove(&(work_id, attempt)) {
                         abort.abort();
+                    }
+                }
+                Action::Extend { work_id, attempt, expires } => {
+                    if let Some(deadline) = self.deadlines.get(&(work_id, attempt)) {
+                        let at = self.origin + Duration::from_millis(expires);
+                        deadline.send_if_modified(|current| {
+                            let later = at > *current;
+                            if later {
+                                *current = at;
+                            }
+                            later
+                        });
                     }
                 }
                 Action::CheckLease { announced } => {
@@ -391,7 +407,7 @@ impl<H: Handler> Shell<H> {
         }
     }
 
-    fn start(&mut self, a: Assignment) {
+    fn start(&mut self, a: Assignment, expires: Millis) {
         tracing::debug!(work_id = %a.work_id, queue = %a.queue, attempt = a.attempt, worker = %self.cfg.id, bytes = a.payload.len(), "executing work");
         let clock = self.observed.metrics.as_ref().and_then(|m| m.queue(&a.queue)).map(|series| {
             series.started.inc();
@@ -399,17 +415,21 @@ impl<H: Handler> Shell<H> {
         });
         let key = (a.work_id.clone(), a.attempt);
         let queue = a.queue.clone();
+        let deadline =
+            tokio::sync::watch::Sender::new(self.origin + Duration::from_millis(expires));
         let job = Job {
             work_id: a.work_id,
             queue: a.queue,
             attempt: a.attempt,
             payload: a.payload,
             timeout: Duration::from_millis(a.timeout_ms),
+            deadline: Deadline::new(deadline.subscribe()),
             progress: self.progress.clone(),
         };
         let handler = self.handler.clone();
         let abort = self.jobs.spawn(async move { handler.handle(job).await });
         self.tasks.insert(abort.id(), Running { key: key.clone(), queue, clock });
+        self.deadlines.insert(key.clone(), deadline);
         self.running.insert(key, abort);
         self.busy();
     }
@@ -446,6 +466,7 @@ impl<H: Handler> Shell<H> {
             };
         }
         self.running.remove(&(work_id.clone(), attempt));
+        self.deadlines.remove(&(work_id.clone(), attempt));
         Some(Input::JobEnded { work_id, attempt, result, now: self.now() })
     }
 

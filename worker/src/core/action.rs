@@ -5,7 +5,7 @@
 use jetwork_shared::protocol::{Assignment, RegisterWorker, Report, RequestWork};
 use jetwork_shared::{QueueName, WorkId};
 
-use super::{Key, RequestId};
+use super::{Key, Millis, RequestId};
 
 /// Something for the runtime to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,10 +20,15 @@ pub enum Action {
     /// Send `msg` (a request for no slots) on `jetwork.master.request`, ignoring the reply:
     /// the master answers the open request with an empty grant instead of work.
     Withdraw { epoch: u64, msg: RequestWork },
-    /// Run a job for this assignment.
-    Start { assignment: Assignment },
+    /// Run a job for this assignment. `expires`: when the master's deadline passes, on the
+    /// runtime's clock (received + `timeout_ms`); the job may stop itself by then (`--exec`
+    /// kills its process group).
+    Start { assignment: Assignment, expires: Millis },
     /// Stop running this attempt's job (its end is then ignored).
     Abort { work_id: WorkId, attempt: u32 },
+    /// The master accepted progress for this running attempt: its deadline, on the runtime's
+    /// clock, is now `expires` (the reply's arrival + the `timeout_ms` it gave).
+    Extend { work_id: WorkId, attempt: u32, expires: Millis },
     /// Read the lease and answer with [`super::Input::Lease`] for `announced`.
     CheckLease { announced: u64 },
     /// A line for the log.

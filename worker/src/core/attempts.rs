@@ -53,8 +53,8 @@ struct Pending {
 /// What became of the head of the backlog when a slot was free.
 #[derive(Debug, Clone)]
 pub(super) enum Dequeued {
-    /// Start it.
-    Start(Assignment),
+    /// Start it; the master's deadline passes at `expires`.
+    Start { assignment: Assignment, expires: Millis },
     /// Its time was up (`late` ms ago): dropped.
     Expired { key: Key, late: Millis },
 }
@@ -182,7 +182,7 @@ impl Attempts {
             return Some(Dequeued::Expired { key, late: now - expires });
         }
         self.running.insert(key, assignment.token);
-        Some(Dequeued::Start(assignment))
+        Some(Dequeued::Start { assignment, expires })
     }
 
     /// Records the end of a running attempt as a pending outcome; false if it was not running

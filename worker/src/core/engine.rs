@@ -397,7 +397,9 @@ impl Engine {
     fn pump(&mut self, now: Millis) {
         while let Some(next) = self.attempts.dequeue(self.cfg.concurrency, now) {
             match next {
-                Dequeued::Start(assignment) => self.push(Action::Start { assignment }),
+                Dequeued::Start { assignment, expires } => {
+                    self.push(Action::Start { assignment, expires })
+                }
                 Dequeued::Expired { key, late } => {
                     let text = format!(
                         "{}@{}: its time was up {late} ms ago, before a slot was free; dropped \

@@ -13,7 +13,8 @@
 //!   long ago (on the wall clock) the master sent it, 0 by default; `timeout` 10 000.
 //! - `reported [id=<n>] epoch=<e> [verdict=<kind>] [<id>@<a>=<kind>…] [work=…] [timeout=…]
 //!   [sent=…]`: one verdict per outcome, in order (`verdict`, `accepted` by default, unless
-//!   the outcome's own key says otherwise).
+//!   the outcome's own key says otherwise); `extend=<ms>`: accepted verdicts give that
+//!   `timeout_ms` (as the master's do for progress).
 //! - `noreply <register|request|report> <nomaster|unknown|inuse|refused|unconfirmed|timeout>
 //!   [id=<n>]`: the request got no usable reply.
 //! - `elected epoch=<e>`; `lease epoch=<e> [holder=<name>]`, `lease none`, `lease error`
@@ -235,10 +236,13 @@ fn render(action: &Action) -> String {
         Action::Withdraw { msg, .. } => {
             format!("→ withdraw (request for {} slots){}", msg.slots, check_session(&msg.session))
         }
-        Action::Start { assignment: a } => {
+        Action::Start { assignment: a, .. } => {
             format!("→ start {} timeout={}", key_text(&a.work_id, a.attempt), a.timeout_ms)
         }
         Action::Abort { work_id, attempt } => format!("→ abort {}", key_text(work_id, *attempt)),
+        Action::Extend { work_id, attempt, expires } => {
+            format!("→ extend {} until={expires}", key_text(work_id, *attempt))
+        }
         Action::CheckLease { announced } => format!("→ check lease (announced epoch {announced})"),
         Action::Log(log) => {
             let level = match log.level {
@@ -359,6 +363,7 @@ impl goldenscript::Runner for Runner {
                 let (id, sent) = self.target("report", args.take_key("id"))?;
                 let epoch = args.take_key("epoch").ok_or("reported needs epoch=")?.parse()?;
                 let default = verdict_kind(args.take_key("verdict").unwrap_or("accepted"))?;
+                let extend: Option<Millis> = args.take_key("extend").map(str::parse).transpose()?;
                 let assignments = self.assignments(&mut args)?;
                 let mut verdicts = Vec::new();
                 for (work_id, attempt) in sent {
@@ -370,7 +375,7 @@ impl goldenscript::Runner for Runner {
                         attempt,
                         verdict,
                         deadline_ms: None,
-                        timeout_ms: None,
+                        timeout_ms: extend.filter(|_| verdict == VerdictKind::Accepted),
                         reason,
                     });
                 }

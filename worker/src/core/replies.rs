@@ -11,6 +11,9 @@
 //! - a verdict ends the re-sending of an outcome only if that report carried it (a verdict
 //!   about progress must not drop a completion of the same attempt sent later);
 //! - an assignment is not taken twice, and not taken when its time is already up;
+//! - an assignment of a newer attempt of an item still running here stops the older attempt
+//!   first (the master gave up on it), so one item never runs twice on this worker even if the
+//!   revocation the master sends with the grant is not there;
 //! - a request whose answer never came is asked again at once: requests and reports list what
 //!   the worker holds, and the master hands out again what it granted and the worker does not
 //!   hold (a grant lost on its way), so a lost grant costs a request timeout, not a deadline.
@@ -139,6 +142,13 @@ impl Engine {
                         // Progress from an attempt the master has handed out again.
                         VerdictKind::Superseded if self.attempts.is_running(&key) => {
                             self.revoke(key.clone())
+                        }
+                        VerdictKind::Accepted if self.attempts.is_running(&key) => {
+                            if let Some(timeout) = verdict.timeout_ms {
+                                let (work_id, attempt) = key.clone();
+                                let expires = now.saturating_add(timeout);
+                                self.push(Action::Extend { work_id, attempt, expires });
+                            }
                         }
                         _ => {}
                     }
@@ -299,6 +309,25 @@ impl Engine {
             self.log_job(Level::Warn, &key, Some(&a.queue), text);
             self.attempts.forget(key);
             return;
+        }
+        // An older attempt of the same item still running here has timed out at the master
+        // (that is why it handed the item out again): it stops before the new one can start,
+        // so one item never runs twice on this worker, whatever the clocks say.
+        let older: Vec<Key> = self
+            .attempts
+            .running()
+            .filter(|(id, attempt)| *id == a.work_id && *attempt < a.attempt)
+            .cloned()
+            .collect();
+        for old in older {
+            if self.attempts.revoke(&old) {
+                let text = format!(
+                    "{}@{} superseded by attempt {} (the master handed it out again); stopping it",
+                    old.0, old.1, a.attempt
+                );
+                self.log_job(Level::Info, &old, Some(&a.queue), text);
+                self.push(Action::Abort { work_id: old.0, attempt: old.1 });
+            }
         }
         // `timeout_ms` counts from when the master sent it: from here, at the latest.
         let expires = now.saturating_add(a.timeout_ms);

@@ -167,7 +167,7 @@ impl World {
                     );
                 }
                 Action::Withdraw { msg, .. } => assert_eq!(msg.slots, 0),
-                Action::Start { assignment: a } => {
+                Action::Start { assignment: a, .. } => {
                     let key = (a.work_id, a.attempt);
                     assert!(self.started.insert(key.clone()), "{key:?} started twice");
                     assert!(!self.revoked.contains(&key), "{key:?} started after it was revoked");
@@ -188,6 +188,10 @@ impl World {
                     self.aborted.push(key);
                 }
                 Action::CheckLease { announced } => self.checks.push(announced),
+                Action::Extend { work_id, attempt, .. } => {
+                    let key = (work_id, attempt);
+                    assert!(self.running.contains(&key), "extended {key:?}, which is not running");
+                }
                 Action::Log(_) | Action::Stopped => {}
             }
         }

@@ -27,7 +27,14 @@
 //!   delivered while the lookup ran) runs as usual, and running attempts are left to finish.
 //! - **Pause** stops hand-outs from the queue, nothing else. Pausing a paused queue (or resuming
 //!   a running one) records nothing and says so.
+//! - **Unknown queues.** Pausing or purging a queue the master has never seen (not in the
+//!   state, served by no worker, no schedule's, nothing stored on its subject: looked up like a
+//!   purge) is refused (404) rather than recorded: a typo must not create a queue that then
+//!   lives on in `status`, the metrics and the dashboard. A queue with submissions waiting
+//!   unread (nobody serves it yet) is known, so an operator can still pause it ahead of its
+//!   workers' deploy.
 
+use jetwork_shared::job_options::format_time;
 use jetwork_shared::jobs::{BulkRetry, BulkRetryReply, JobState, PurgeReply};
 use jetwork_shared::{headers, QueueName, WorkId};
 
@@ -47,6 +54,7 @@ pub(super) enum Asked {
     Retry { work_id: WorkId },
     RetryAll { queue: QueueName, state: JobState, limit: u32 },
     Purge { queue: QueueName },
+    Pause { queue: QueueName },
 }
 
 impl Engine {
@@ -99,7 +107,9 @@ impl Engine {
                 });
                 format!("was running attempt {attempt} on worker {worker}")
             }
-            (None, Some(until)) => format!("was waiting (back-off or delay) until {until}"),
+            (None, Some(until)) => {
+                format!("was waiting (back-off or delay) until {}", format_time(until))
+            }
             (None, None) => "was ready".to_owned(),
         };
         let reason = match reason {
@@ -223,7 +233,16 @@ impl Engine {
                 self.reply(request, Reply::RetriedAll(reply));
             }
             (Asked::Purge { queue }, Found::LastSubmitted { through_seq, unread }) => {
+                if through_seq == 0 && !self.knows(&queue) {
+                    return self.error(request, 404, unknown_queue(&queue));
+                }
                 self.purge_through(request, queue, through_seq, unread, now);
+            }
+            (Asked::Pause { queue }, Found::LastSubmitted { through_seq, .. }) => {
+                if through_seq == 0 && !self.knows(&queue) {
+                    return self.error(request, 404, unknown_queue(&queue));
+                }
+                self.set_paused(request, queue, true, now);
             }
             (asked, found) => {
                 let why = format!("internal error: {asked:?} was answered with {found:?}");
@@ -321,6 +340,22 @@ impl Engine {
         paused: bool,
         now: Millis,
     ) {
+        if paused && !self.knows(&queue) {
+            let lookup = LookUp::LastSubmitted { queue: queue.clone() };
+            return self.look_up(request, lookup, Asked::Pause { queue });
+        }
+        self.set_paused(request, queue, paused, now);
+    }
+
+    /// Whether the master knows `queue` without reading the stream: its state holds it, a
+    /// worker serves it, or a schedule submits to it.
+    fn knows(&self, queue: &QueueName) -> bool {
+        self.state.queues.contains_key(queue)
+            || self.serving.workers(queue).next().is_some()
+            || self.state.schedules.values().any(|schedule| schedule.queue == *queue)
+    }
+
+    fn set_paused(&mut self, request: RequestId, queue: QueueName, paused: bool, now: Millis) {
         let current = self.state.queues.get(&queue).is_some_and(|q| q.paused);
         let verb = if paused { "paused" } else { "resumed" };
         if current == paused {
@@ -336,6 +371,13 @@ impl Engine {
         self.emit(event);
         self.reply(request, Reply::Done { message });
     }
+}
+
+fn unknown_queue(queue: &QueueName) -> String {
+    format!(
+        "queue {queue} is unknown: nothing was ever submitted to it or served from it (nothing \
+         of it is stored, no worker serves it, and the master holds nothing of it)"
+    )
 }
 
 fn unknown(work_id: &WorkId) -> String {

@@ -19,6 +19,7 @@
 //!   already fired (they are submitted anyway: a fired tick is a promise).
 
 use bytes::Bytes;
+use jetwork_shared::job_options::format_time;
 use jetwork_shared::schedules::{tick_work_id, ScheduleName};
 use jetwork_shared::QueueName;
 
@@ -82,7 +83,7 @@ impl Engine {
             );
             return self.error(request, 503, why);
         }
-        let message = format!("schedule {name} added: first tick at {next} (Unix ms, UTC)");
+        let message = format!("schedule {name} added: first tick at {}", format_time(next));
         self.emit(Event::ScheduleAdded { name, queue, cadence, payload, next, at: now });
         self.reply(request, Reply::Done { message });
     }
