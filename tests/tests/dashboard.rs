@@ -500,6 +500,8 @@ async fn a_foreign_host_reads_nothing_and_a_cross_site_action_changes_nothing() 
 
     tracing::info!("--- actions from another site, or from no page: refused, nothing paused");
     let queue = QueueName::parse("csrfq")?;
+    // A queue the master knows (one of nothing would be refused 404 whoever asks).
+    run.client.submit(&queue, None, Bytes::new()).await?;
     let pause = "/api/action?kind=pause&queue=csrfq";
     let rebound_origin = format!("http://{rebound}");
     let refused: [&[(&str, &str)]; 6] = [
