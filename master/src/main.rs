@@ -38,15 +38,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // 23–27k jobs/s multi-threaded, 31–33k on one thread, on 2 cores).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    // The error's words and causes on one line, never a backtrace (an error returned from
-    // `main` is printed with one whenever RUST_BACKTRACE is set).
-    match run(Args::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    jetwork_shared::cli::exit_code(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

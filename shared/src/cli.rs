@@ -149,6 +149,19 @@ impl fmt::Debug for NatsArgs {
     }
 }
 
+/// A binary's exit: success, or the error's words and causes on one line on stderr (an
+/// error returned from `main` would be printed with a backtrace whenever `RUST_BACKTRACE` is
+/// set, which says nothing to an operator).
+pub fn exit_code<E: fmt::Display>(result: Result<(), E>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
