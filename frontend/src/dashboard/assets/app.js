@@ -16,6 +16,10 @@ let lastOverview = null;
 // The route last rendered in full, and whether that job page can still change.
 let rendered = null;
 let jobSettled = false;
+// When an action was last taken: its effect may reach the master's state a moment after the
+// page's first look, so a settled job's page is read again for a while after one.
+let actedAt = 0;
+const ACTION_SETTLES_MS = 15000;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -119,6 +123,7 @@ function confirmAction(question, label, query) {
     out.textContent = await act(query);
     yes.remove();
     no.textContent = "Close"; no.disabled = false;
+    actedAt = Date.now();
     rendered = null;
     setTimeout(refresh, 300);
   };
@@ -432,7 +437,8 @@ async function refresh() {
     const fresh = key !== rendered;
     let match;
     if ((match = path.match(/^\/job\/(.+)$/))) {
-      if (fresh || !jobSettled) await renderJob(decodeURIComponent(match[1]));
+      const settling = Date.now() - actedAt < ACTION_SETTLES_MS;
+      if (fresh || !jobSettled || settling) await renderJob(decodeURIComponent(match[1]));
     } else if ((match = path.match(/^\/queue\/(.+)$/))) {
       const name = decodeURIComponent(match[1]);
       if (fresh) await renderQueue(name, params);
