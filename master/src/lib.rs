@@ -171,6 +171,11 @@ async fn run_reporting(
     let env = Env { client, js, settings, holder, intake, metrics, readiness, requests };
     let ttl = env.settings.master.lease_ttl;
     let mut journal_retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+    // A journal that cannot be read yet (its stream electing a leader, JetStream's 503 just
+    // after a quorum returns) is usually readable within a second: try again often, since a
+    // try costs one lease write, and a longer step would be the pause (seen: a 1 s step made
+    // a two-nodes-down recovery 3.07 s).
+    let mut replay_retry = Backoff::new(Duration::from_millis(250), Duration::from_millis(500));
     loop {
         tracing::info!(candidate = %env.holder, "standing by for the lease");
         // A standby holds no state to be behind on (it replays when it wins): it is ready
@@ -200,7 +205,7 @@ async fn run_reporting(
         };
         let replayed = match replayed {
             Ok(replayed) => {
-                backoff.reset();
+                replay_retry.reset();
                 replayed
             }
             Err(e) => {
@@ -210,7 +215,7 @@ async fn run_reporting(
                 let pause = match &e {
                     ReplayError::Unavailable(_) => {
                         tracing::warn!(error = %e, "cannot replay the journal now; giving the lease back");
-                        backoff.next_delay()
+                        replay_retry.next_delay()
                     }
                     // Waiting will not mend it (an operator must), but try now and then.
                     ReplayError::Broken(_) => {
