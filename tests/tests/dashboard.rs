@@ -131,8 +131,10 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
     browser
         .wait_text("#workers h2", WITHIN, |t| t.contains(&format!("({})", report["workers_total"])))
         .await?;
-    assert!(browser.text("#workers tr[data-worker='w1']").await.is_some());
-    assert!(browser.text("#workers tr[data-worker='w2']").await.is_some());
+    // One read races the 300 ms re-render (the row found is replaced before its text is
+    // read), so these wait like every other look at the page.
+    browser.wait_text("#workers tr[data-worker='w1']", WITHIN, |_| true).await?;
+    browser.wait_text("#workers tr[data-worker='w2']", WITHIN, |_| true).await?;
     browser.wait_text("#mode", WITHIN, |t| t == "read-only").await?;
 
     tracing::info!("--- the failure is listed with its reason");
@@ -155,7 +157,7 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
     browser.click("#failures tr[data-work-id='shown-bad'] a.job-link", WITHIN).await?;
     browser.wait_text("#job-status", WITHIN, |t| t == "failed").await?;
     browser.wait_text("#job-reason", WITHIN, |t| t == reason).await?;
-    assert_eq!(browser.text("#job-queue").await.as_deref(), Some("default"));
+    browser.wait_text("#job-queue", WITHIN, |t| t == "default").await?;
 
     tracing::info!("--- a completed job's page shows its result");
     browser.client.goto(&format!("{url}#/job/shown-3")).await?;
@@ -335,7 +337,8 @@ async fn the_job_browser_lists_pages_and_shows_payloads_as_text() -> anyhow::Res
     browser.client.goto(&format!("{url}#/jobs")).await?;
     browser.wait_text("#page-number", WITHIN, |t| t == "page 1").await?;
     assert_eq!(count(&browser, "#job-list tbody tr[data-work-id]").await?, 20);
-    assert!(browser.text("#page-next").await.is_some(), "28 jobs: there is a next page");
+    // 28 jobs: there is a next page.
+    browser.wait_text("#page-next", WITHIN, |_| true).await?;
     browser.click("#state-tabs a[data-state='failed']", WITHIN).await?;
     browser
         .wait_text("#job-list tr[data-work-id='bad-json'] td.state", WITHIN, |t| t == "failed")
@@ -346,7 +349,7 @@ async fn the_job_browser_lists_pages_and_shows_payloads_as_text() -> anyhow::Res
     browser.client.goto(&format!("{url}#/jobs?state=completed&page=1")).await?;
     browser.wait_text("#page-number", WITHIN, |t| t == "page 2").await?;
     assert_eq!(count(&browser, "#job-list tbody tr[data-work-id]").await?, 5);
-    assert!(browser.text("#page-prev").await.is_some());
+    browser.wait_text("#page-prev", WITHIN, |_| true).await?;
     assert_eq!(count(&browser, "#page-next").await?, 0);
 
     tracing::info!("--- search by id");
@@ -362,7 +365,7 @@ async fn the_job_browser_lists_pages_and_shows_payloads_as_text() -> anyhow::Res
     tracing::info!("--- a job's page: its id as it is, JSON pretty, a link to its queue");
     browser.client.goto(&format!("{url}#/job/bad-json")).await?;
     browser.wait_text("#job-status", WITHIN, |t| t == "failed").await?;
-    assert_eq!(browser.text("#job-title-id").await.as_deref(), Some("bad-json"));
+    browser.wait_text("#job-title-id", WITHIN, |t| t == "bad-json").await?;
     let pretty = "{\n  \"items\": [\n    \"a\",\n    \"b\"\n  ],\n  \"order\": 42\n}";
     browser.wait_text("#job-payload[data-kind='json']", WITHIN, |t| t == pretty).await?;
     screenshot(&browser, "dashboard-job.png").await?;
