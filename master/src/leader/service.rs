@@ -266,7 +266,9 @@ impl Requests {
             Ok(asked) => asked,
             Err(e) => return self.answer(request, Err((400, format!("bad request: {e}")))),
         };
-        if let Some(info) = state.job(&asked.work_id) {
+        let known =
+            state.job(&asked.work_id).or_else(|| state.finished_unpublished(&asked.work_id));
+        if let Some(info) = known {
             return self.answer(request, Ok(serde_json::to_vec(&info)));
         }
         let js = js.clone();
