@@ -199,6 +199,11 @@ impl Client {
         &self.nats
     }
 
+    /// Its JetStream context.
+    pub(crate) fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     /// The settings in use.
     pub fn settings(&self) -> &FrontendSettings {
         &self.settings
