@@ -43,15 +43,19 @@ pub enum BadMessage {
     UnreadableSubmission,
     /// A request left unanswered: too many answers were on their way (a flood).
     Unanswered,
+    /// A message on an endpoint that is no request a client sent: no reply subject (a
+    /// JetStream API answer sent there), or a JetStream consumer's delivery. Ignored.
+    Redirected,
 }
 
 impl BadMessage {
-    const ALL: [BadMessage; 5] = [
+    const ALL: [BadMessage; 6] = [
         BadMessage::UndecodableRequest,
         BadMessage::UnreadableStatusQuery,
         BadMessage::StatusBusy,
         BadMessage::UnreadableSubmission,
         BadMessage::Unanswered,
+        BadMessage::Redirected,
     ];
 
     fn label(self) -> &'static str {
@@ -61,6 +65,7 @@ impl BadMessage {
             BadMessage::StatusBusy => "status_busy",
             BadMessage::UnreadableSubmission => "unreadable_submission",
             BadMessage::Unanswered => "unanswered",
+            BadMessage::Redirected => "redirected",
         }
     }
 }

@@ -536,3 +536,66 @@ async fn forged_submission_notices_make_nothing_jump() -> anyhow::Result<()> {
     run.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_message_sent_to_an_admin_endpoint_by_the_server_changes_nothing(
+) -> anyhow::Result<()> {
+    let run = InProcess::start(|_| {}).await?;
+    run.await_leader("m1", Duration::from_secs(30)).await?;
+    let (client, queue) = (&run.client, &run.queue);
+    let _worker = run.worker("w1", square);
+    wait_until("the worker to register", Duration::from_secs(30), || async {
+        client.status().await.is_ok_and(|s| !s.workers.is_empty())
+    })
+    .await?;
+    client.pause(queue, true).await?;
+    let victim = run.submit("victim", b"1").await?;
+    let other = run.submit("other", b"2").await?;
+    for id in [&victim, &other] {
+        wait_until("the job to be held", Duration::from_secs(30), || async {
+            client.job(id, None).await.is_ok_and(|j| j.state == JobState::Ready)
+        })
+        .await?;
+    }
+
+    tracing::info!("--- a rejected submission stores a body the submitter chose: a cancel request");
+    let body = Bytes::from_static(br#"{"work_id":"victim","reason":"forged"}"#);
+    let refused = [(jetwork_shared::job_options::PRIORITY, "12".to_owned())];
+    let stored = client.submit_with(queue, None, body, &refused).await?;
+    wait_until("the rejection to be stored", Duration::from_secs(30), || async {
+        client.rejection(queue, stored.seq).await.is_ok_and(|r| r.is_some())
+    })
+    .await?;
+    let rejected = subjects::rejected(queue, stored.seq);
+
+    tracing::info!("--- the server sends it to jetwork.admin.cancel: a direct get's answer and a push consumer's delivery");
+    let nats = run.server.connect().await?;
+    let mut seen = nats.subscribe(subjects::ADMIN_CANCEL).await?;
+    let get = format!("$JS.API.DIRECT.GET.{}", subjects::RESULTS_STREAM);
+    let ask = serde_json::json!({ "last_by_subj": rejected }).to_string();
+    nats.publish_with_reply(get, subjects::ADMIN_CANCEL, ask.into()).await?;
+    let results = run.js.get_stream(subjects::RESULTS_STREAM).await?;
+    results
+        .create_consumer(async_nats::jetstream::consumer::push::Config {
+            deliver_subject: subjects::ADMIN_CANCEL.to_owned(),
+            filter_subject: rejected.clone(),
+            ..Default::default()
+        })
+        .await?;
+    for n in 1..=2 {
+        let next = futures::StreamExt::next(&mut seen);
+        let delivered = tokio::time::timeout(Duration::from_secs(30), next).await?;
+        let delivered = delivered.ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
+        tracing::info!(n, reply = ?delivered.reply, "redirected to the endpoint");
+    }
+
+    tracing::info!("--- a real cancel after them is served; the redirected ones changed nothing");
+    client.cancel(&other, Some("real".to_owned())).await?;
+    let victim_now = client.job(&victim, None).await?;
+    assert_eq!(victim_now.state, JobState::Ready, "{victim_now:?}");
+    client.pause(queue, false).await?;
+    let result = run.result(&victim, Duration::from_secs(30)).await?;
+    assert_eq!(result.status, ResultStatus::Completed, "{result:?}");
+    run.stop().await;
+    Ok(())
+}

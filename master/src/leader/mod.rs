@@ -620,6 +620,9 @@ impl Leader {
     /// A request on one of the endpoints: decoded into a command (garbage is answered 400
     /// at once) or, for the read-only views, answered off the loop.
     async fn inbound(&mut self, kind: service::Endpoint, request: async_nats::service::Request) {
+        if self.requests.redirected(kind, &request) {
+            return;
+        }
         let state = self.engine.state();
         match kind {
             service::Endpoint::Status => {

@@ -253,6 +253,29 @@ impl Requests {
         }
     }
 
+    /// Whether `request` is something other than a request a client sent, and so is ignored
+    /// (counted, and logged at most once a second). NATS delivers to an endpoint's subject
+    /// more than what a user may publish there: the server sends a JetStream API answer (a
+    /// direct get of a stored message whose payload a client chose, such as its own rejected
+    /// submission) to whatever reply subject the asker named, and a push consumer delivers
+    /// to whatever subject its creator named, whatever either may publish. The first comes
+    /// with no reply subject, the second with a `$JS.` acknowledgement subject; a client's
+    /// request always has its own inbox. Acting on either would let anyone who may read a
+    /// stream cancel, retry, purge or pause through the master.
+    pub fn redirected(&mut self, kind: Endpoint, request: &Request) -> bool {
+        let reply = request.message.reply.as_ref().map(|r| r.as_str());
+        let why = match reply {
+            None => "no reply subject (a JetStream answer or a plain publish sent here)",
+            Some(reply) if reply.starts_with("$JS.") => "a JetStream consumer's delivery",
+            Some(_) => return false,
+        };
+        self.count(BadMessage::Redirected);
+        if let Some(suppressed) = self.bad.allow() {
+            tracing::warn!(endpoint = ?kind, subject = %request.message.subject, why, suppressed, "ignored a message that is no request");
+        }
+        true
+    }
+
     fn count(&self, reason: BadMessage) {
         if let Some(metrics) = &self.metrics {
             metrics.bad_message(reason);
