@@ -477,6 +477,10 @@ async fn a_foreign_host_reads_nothing_and_a_cross_site_action_changes_nothing() 
     }
     let (code, body) = http(port, "GET", "/api/overview", &[]).await?;
     assert_eq!(code, 403, "no Host at all: {body}");
+    // A request line in absolute form names a host of its own: it counts too.
+    let absolute = format!("http://{rebound}/api/overview");
+    let (code, body) = http(port, "GET", &absolute, &[("Host", &local)]).await?;
+    assert_eq!(code, 403, "{absolute}: {body}");
     for refused in [
         format!("127.0.0.1:{}", port + 1),
         "127.0.0.1".to_owned(),
@@ -527,6 +531,15 @@ async fn a_foreign_host_reads_nothing_and_a_cross_site_action_changes_nothing() 
         assert_eq!(code, 403, "{headers:?}: {body}");
         assert!(body.contains("Host") || body.contains("another site"), "{headers:?}: {body}");
     }
+    // The CORS preflight a cross-origin page would need for X-Jetwork-Action: never approved.
+    let preflight = [
+        ("Host", local.as_str()),
+        ("Origin", "http://evil.example"),
+        ("Access-Control-Request-Method", "POST"),
+        ("Access-Control-Request-Headers", "x-jetwork-action"),
+    ];
+    let (code, body) = http(port, "OPTIONS", pause, &preflight).await?;
+    assert_eq!(code, 405, "a preflight: {body}");
     assert!(!paused(&run, &queue).await?, "a refused action paused the queue");
     wait_until("the refusals logged", WITHIN, || {
         let logs = dashboard.logs();
