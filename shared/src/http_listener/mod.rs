@@ -152,7 +152,7 @@ mod tests {
                 "/peer",
                 get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
             )
-            .route("/slow", get(|| std::future::pending::<&'static str>()));
+            .route("/slow", get(std::future::pending::<&'static str>));
         let mut server = HttpListener::new("test", max, deadline);
         server.header_timeout = header_timeout;
         tokio::spawn(server.serve(listener, app));
