@@ -14,7 +14,7 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use futures::StreamExt;
 use jetwork_shared::backoff::Backoff;
-use jetwork_shared::job_options::{self, PRIORITY};
+use jetwork_shared::job_options;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::refusal::{self, Refusal};
 use jetwork_shared::{connect, headers, subjects, topology, QueueName, WorkId};
@@ -199,6 +199,11 @@ impl Client {
         &self.nats
     }
 
+    /// Its JetStream context.
+    pub(crate) fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     /// The settings in use.
     pub fn settings(&self) -> &FrontendSettings {
         &self.settings
@@ -290,20 +295,17 @@ impl Client {
         }
     }
 
-    /// Announces a stored submission that asks for a priority above 0 on
+    /// Announces a stored submission that asks for a priority above 0 or for an expiry on
     /// `jetwork.submitted.<queue>`, so the leader can take it ahead of an unread backlog (a
-    /// priority jump). Best effort: without the notice, the job waits for its turn.
+    /// priority jump) or while nobody serves its queue (an expiring one: seen waiting, and
+    /// expired on time). Best effort: without the notice, the job waits for its turn.
     async fn announce(&self, queue: &QueueName, seq: u64, headers: &[(&'static str, String)]) {
-        let priority = headers.iter().find(|(name, _)| name.eq_ignore_ascii_case(PRIORITY));
-        let Some((_, priority)) =
-            priority.filter(|(_, p)| p.trim().parse::<u8>().is_ok_and(|p| p > 0))
-        else {
+        let Some(notice) = job_options::submission_notice(seq, headers) else {
             return;
         };
-        let notice = job_options::priority_notice(seq, priority);
         let subject = subjects::submitted(queue);
         if let Err(e) = self.nats.publish_with_headers(subject, notice, Bytes::new()).await {
-            tracing::debug!(%queue, seq, error = %e, "priority submission not announced; it waits for its turn");
+            tracing::debug!(%queue, seq, error = %e, "submission not announced; it waits for its turn");
         }
     }
 

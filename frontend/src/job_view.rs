@@ -58,9 +58,13 @@ pub fn render(job: &JobInfo, now_ms: u64) -> String {
 }
 
 /// A list of jobs, one line each: id, queue, state, attempts, age, reason.
+/// The id and queue columns are as wide as the widest shown (ids of up to 64 characters, a
+/// UUID's 36 among them, are never cut or run into the next column).
 pub fn render_list(page: &JobsPage, now_ms: u64) -> String {
+    let id_width = page.jobs.iter().map(|j| j.work_id.as_str().len()).max().unwrap_or(0).max(7);
+    let queue_width = page.jobs.iter().map(|j| j.queue.as_str().len()).max().unwrap_or(0).max(5);
     let mut out = format!(
-        "{:<32} {:<16} {:<10} {:>8} {:>10}  REASON\n",
+        "{:<id_width$} {:<queue_width$} {:<10} {:>8} {:>10}  REASON\n",
         "WORK ID", "QUEUE", "STATE", "ATTEMPTS", "AGE"
     );
     for job in &page.jobs {
@@ -70,9 +74,9 @@ pub fn render_list(page: &JobsPage, now_ms: u64) -> String {
         let reason = job.reason.as_deref().unwrap_or("");
         let _ = writeln!(
             out,
-            "{:<32} {:<16} {:<10} {:>8} {:>10}  {}",
-            job.work_id,
-            job.queue,
+            "{:<id_width$} {:<queue_width$} {:<10} {:>8} {:>10}  {}",
+            job.work_id.as_str(),
+            job.queue.as_str(),
             job.state.as_str(),
             job.attempts,
             age,
@@ -103,5 +107,44 @@ fn duration(ms: u64) -> String {
         0..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
         60_000..=3_599_999 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
         _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jetwork_shared::jobs::{JobInfo, JobState, JobsPage};
+    use jetwork_shared::{QueueName, WorkId};
+
+    use super::render_list;
+
+    #[test]
+    fn a_list_keeps_its_columns_whatever_the_ids_length() {
+        let job = |id: &str, queue: &str| JobInfo {
+            work_id: WorkId::parse(id).expect("valid id"),
+            queue: QueueName::parse(queue).expect("valid queue"),
+            state: JobState::Ready,
+            submit_seq: 1,
+            attempts: 0,
+            ready_at_ms: None,
+            reason: None,
+            finished_ms: None,
+            history: Vec::new(),
+            options: Default::default(),
+        };
+        let uuid = "0b9c5a5e-4f7e-4f37-9a0c-1c2f3d4e5f60";
+        let page = JobsPage {
+            jobs: vec![job(uuid, "default"), job("short", "a-much-longer-queue-name")],
+            truncated: false,
+        };
+        let text = render_list(&page, 0);
+        let lines: Vec<&str> = text.lines().collect();
+        let column = |line: &str, word: &str| line.find(word).expect("in the line");
+        let queue_at = column(lines[0], "QUEUE");
+        assert_eq!(column(lines[1], "default"), queue_at, "{text}");
+        assert_eq!(column(lines[2], "a-much-longer-queue-name"), queue_at, "{text}");
+        assert!(lines[1].starts_with(&format!("{uuid} ")), "the id is whole: {text}");
+        let state_at = column(lines[0], "STATE");
+        assert_eq!(column(lines[1], "ready"), state_at, "{text}");
+        assert_eq!(column(lines[2], "ready"), state_at, "{text}");
     }
 }

@@ -1,6 +1,7 @@
 //! jetwork's frontend: a [`Client`] that submits work, reads results and manages jobs
 //! (`jobs.rs`: job, cancel, retry, pause, resume, schedules), the seed's demo producer ([`demo`]), the
-//! refreshing status view ([`watch`]), the web [`dashboard`], and (in `main.rs`) the
+//! refreshing status view ([`watch`]), the web [`dashboard`], the failures both read
+//! ([`results_feed`]), and (in `main.rs`) the
 //! `jetwork-frontend` command line.
 
 mod client;
@@ -10,6 +11,7 @@ pub mod demo;
 pub mod job_view;
 mod jobs;
 pub mod no_leader;
+pub mod results_feed;
 pub mod schedule_view;
 pub mod status_view;
 pub mod submit_options;

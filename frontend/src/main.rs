@@ -185,8 +185,8 @@ enum Cmd {
         /// How often the leader's status is sampled (and pages refresh).
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         refresh: Duration,
-        /// How far back the throughput chart goes.
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        /// How far back the charts go (the dashboard keeps it: 360 points, 10 s each for 1h).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         history: Duration,
         /// Offer the operator's actions (retry, cancel, pause); read-only without it.
         #[arg(long)]

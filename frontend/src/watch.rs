@@ -6,43 +6,47 @@
 //!
 //! Rates need two reports: the first frame shows none. A report from a new epoch resets them
 //! (a new leader's counters continue the old one's, but the interval spans the takeover).
-//! Failures come from a subscription to `jetwork.results.>` (headers only are read), so only
-//! those published while watching are listed, at most [`RECENT_FAILURES`].
+//! Failures come from the [`ResultsFeed`] (the results stream's headers, no payloads), so only
+//! those stored while watching are listed: the newest [`RECENT_FAILURES`], a job once (by its
+//! newest failure: a retried job that fails again replaces its row). If NATS refuses this user
+//! that feed, `--watch` stops at once with the permission named; if the feed is lost (NATS
+//! restarted), the frames say so until it reads again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use futures::StreamExt;
 use jetwork_shared::leader::LeaseView;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
-use jetwork_shared::{headers, subjects, QueueName};
+use jetwork_shared::QueueName;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::dashboard::RecentFailures;
 pub use crate::no_leader::no_leader;
+pub use crate::results_feed::Failure;
+use crate::results_feed::{Event, ResultsFeed};
 use crate::{status_view, Client, ClientError};
 
 /// Failures listed at most.
 pub const RECENT_FAILURES: usize = 5;
 
-/// One failure seen on the results subjects.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Failure {
-    pub work_id: String,
-    pub queue: String,
-    pub attempt: String,
-    pub reason: String,
-}
-
 /// What the view remembers between frames.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Watch {
     /// The previous report's finished counts (completed + failed) per queue, its epoch and
     /// when it came.
     previous: Option<(Instant, u64, HashMap<QueueName, u64>)>,
-    failures: VecDeque<Failure>,
+    failures: RecentFailures,
+    /// Why failures are not being read right now, if they are not.
+    feed_trouble: Option<String>,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch { previous: None, failures: RecentFailures::new(RECENT_FAILURES), feed_trouble: None }
+    }
 }
 
 impl Watch {
@@ -84,41 +88,31 @@ impl Watch {
         out
     }
 
-    /// Notes a failure published on the results subjects.
-    pub fn failed(&mut self, failure: Failure) {
-        if self.failures.len() == RECENT_FAILURES {
-            self.failures.pop_front();
+    /// Notes what the results feed says: a failure stored, or whether it reads.
+    pub fn feed(&mut self, event: Event) {
+        match event {
+            Event::Failure(failure) => self.failures.push(failure),
+            Event::Reading => self.feed_trouble = None,
+            other => self.feed_trouble = other.trouble(),
         }
-        self.failures.push_back(failure);
     }
 
     fn failures_text(&self) -> String {
         let mut out = String::new();
-        if self.failures.is_empty() {
+        if let Some(why) = &self.feed_trouble {
+            let _ = writeln!(out, "\nfailures are not being read right now: {why}");
+        }
+        let mut failures = self.failures.newest_first().peekable();
+        if failures.peek().is_none() {
             return out;
         }
-        let _ = writeln!(out, "\nRECENT FAILURES (newest last)");
-        for f in &self.failures {
+        let _ = writeln!(out, "\nRECENT FAILURES (newest first, one per job)");
+        for f in failures {
             let _ =
                 writeln!(out, "{} [{}] attempt {}: {}", f.work_id, f.queue, f.attempt, f.reason);
         }
         out
     }
-}
-
-/// Reads a failure from a message on `jetwork.results.<queue>.<id>`, if it is one.
-pub(crate) fn failure_of(message: &async_nats::Message) -> Option<Failure> {
-    let h = message.headers.as_ref()?;
-    if h.get(headers::STATUS)?.as_str() != headers::STATUS_FAILED {
-        return None;
-    }
-    let get = |name: &str| h.get(name).map(|v| v.as_str().to_owned()).unwrap_or_default();
-    Some(Failure {
-        work_id: get(headers::WORK_ID),
-        queue: get(headers::QUEUE),
-        attempt: get(headers::ATTEMPT),
-        reason: get(headers::REASON),
-    })
 }
 
 /// Runs the view, refreshing every `interval`, `count` frames (forever when `None`).
@@ -128,22 +122,24 @@ pub async fn run(
     interval: Duration,
     count: Option<u64>,
 ) -> Result<(), ClientError> {
-    let mut results = client
-        .nats()
-        .subscribe(subjects::RESULTS_ALL)
-        .await
-        .map_err(|e| ClientError::Nats(e.to_string()))?;
     let terminal = std::io::stdout().is_terminal();
     let mut watch = Watch::default();
+    let mut feed = ResultsFeed::start(client);
+    // The first frame says whether failures are read: the feed's first word comes within a
+    // request's time. A user NATS refuses the feed is told so now, naming the permission.
+    let first = tokio::time::timeout(client.settings().nats.request_timeout, feed.next()).await;
+    match first {
+        Ok(Some(Event::Refused(denied))) => return Err(denied.into()),
+        Ok(Some(event)) => watch.feed(event),
+        Ok(None) | Err(_) => {}
+    }
     let mut tick = tokio::time::interval(interval);
     let mut shown = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            Some(message) = results.next() => {
-                if let Some(failure) = failure_of(&message) {
-                    watch.failed(failure);
-                }
+            Some(event) = feed.next() => {
+                watch.feed(event);
                 continue;
             }
         }
@@ -206,19 +202,43 @@ mod tests {
         assert!(!after_takeover.contains("10.0"), "{after_takeover}");
     }
 
+    fn failure(id: &str, attempt: &str) -> Event {
+        Event::Failure(Failure {
+            work_id: id.to_owned(),
+            queue: "q".into(),
+            attempt: attempt.to_owned(),
+            reason: "boom".into(),
+        })
+    }
+
     #[test]
     fn failures_keep_the_newest() {
         let mut watch = Watch::default();
         for i in 0..7 {
-            let f = Failure {
-                work_id: format!("w{i}"),
-                queue: "q".into(),
-                attempt: "5".into(),
-                reason: "boom".into(),
-            };
-            watch.failed(f);
+            watch.feed(failure(&format!("w{i}"), "5"));
         }
         let text = watch.failures_text();
         assert!(!text.contains("w1 ") && text.contains("w2 ") && text.contains("w6 "), "{text}");
+        assert!(text.find("w6 ") < text.find("w2 "), "newest first: {text}");
+    }
+
+    #[test]
+    fn a_job_that_fails_again_is_listed_once_by_its_newest_failure() {
+        let mut watch = Watch::default();
+        watch.feed(failure("twice", "3"));
+        watch.feed(failure("other", "1"));
+        watch.feed(failure("twice", "6"));
+        let text = watch.failures_text();
+        assert_eq!(text.matches("twice ").count(), 1, "{text}");
+        assert!(text.contains("twice [q] attempt 6: boom"), "{text}");
+    }
+
+    #[test]
+    fn a_lost_feed_is_said_until_it_reads_again() {
+        let mut watch = Watch::default();
+        watch.feed(Event::Trouble("reading the results stream: missed idle heartbeat".into()));
+        assert!(watch.failures_text().contains("not being read right now"));
+        watch.feed(Event::Reading);
+        assert!(watch.failures_text().is_empty());
     }
 }

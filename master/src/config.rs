@@ -154,7 +154,8 @@ pub struct MasterConfig {
     pub max_schedule_bytes_per_second: u64,
     /// Most priority submissions of one queue taken out of turn, ahead of its unread backlog,
     /// and not yet reached by its reader (each costs its payload in memory, like read-ahead);
-    /// beyond it, priority submissions wait for their turn. 0 turns priority jumps off.
+    /// beyond it, priority submissions wait for their turn. Also the most expiring submissions
+    /// taken out of turn in all the queues nobody serves. 0 turns jumps off.
     pub max_priority_jumps: u32,
     /// Most workers registered under one login at once (a `[logins.<name>]` section may say
     /// otherwise); a new one beyond it is refused with 503.

@@ -74,7 +74,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Delivery {
     pub submission: Submission,
     /// Which reader of the queue read it (a replaced reader's leftovers are ignored); 0 for an
-    /// out-of-turn read.
+    /// out-of-turn read, [`PASSING`] for one read for its cursor to pass it.
     pub generation: u64,
     pub payload: Bytes,
     /// When the server stored it (milliseconds since the Unix epoch, the server's clock).
@@ -577,15 +577,22 @@ const CONCURRENT_OUT_OF_TURN: usize = 32;
 pub fn out_of_turn_reader(
     client: async_nats::Client,
     tx: mpsc::UnboundedSender<Delivery>,
-) -> mpsc::Sender<(QueueName, u64)> {
-    let (ask, asked) = mpsc::channel::<(QueueName, u64)>(MAX_OUT_OF_TURN);
+) -> mpsc::Sender<OutOfTurn> {
+    let (ask, asked) = mpsc::channel::<OutOfTurn>(MAX_OUT_OF_TURN);
     tokio::spawn(async move {
         let asks = futures::stream::unfold(asked, |mut asked| async move {
             asked.recv().await.map(|ask| (ask, asked))
         });
-        let reads = asks.map(|(queue, seq)| {
+        let reads = asks.map(|ask| {
             let client = client.clone();
-            async move { read_out_of_turn(&client, &queue, seq).await }
+            async move {
+                match ask {
+                    OutOfTurn::Jump { queue, seq } => read_out_of_turn(&client, &queue, seq).await,
+                    OutOfTurn::Pass { queue, cursor, jumped } => {
+                        read_to_pass(&client, &queue, cursor, jumped).await
+                    }
+                }
+            }
         });
         // `buffered` keeps the order asked, whatever order the reads finish in.
         let read = reads.buffered(CONCURRENT_OUT_OF_TURN);
@@ -599,6 +606,46 @@ pub fn out_of_turn_reader(
         }
     });
     ask
+}
+
+/// What the out-of-turn reader is asked to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutOfTurn {
+    /// Submission `seq` of `queue`, which a sighting named (a jump).
+    Jump { queue: QueueName, seq: u64 },
+    /// The first submission of `queue` stored after its `cursor`, if that is `jumped` (taken
+    /// out of turn already): delivered in turn ([`PASSING`]), so the cursor passes it. For the
+    /// queues nobody serves, whose readers do not run: without it their cursors would stay
+    /// behind what they jumped for good.
+    Pass { queue: QueueName, cursor: u64, jumped: u64 },
+}
+
+/// The generation of a delivery read for the cursor to pass a jumped submission
+/// ([`OutOfTurn::Pass`]): in turn (its `after` is the cursor it was read from), though no
+/// queue reader read it.
+pub const PASSING: u64 = u64::MAX;
+
+/// Reads the first submission of `queue` after `cursor` with a direct get by subject; a
+/// delivery in turn (`after` = `cursor`: the server found none of the queue's between) only if
+/// it is `jumped`. Anything else (not yet taken, or not readable now) is left for a reader.
+async fn read_to_pass(
+    client: &async_nats::Client,
+    queue: &QueueName,
+    cursor: u64,
+    jumped: u64,
+) -> Option<Delivery> {
+    let body =
+        serde_json::json!({ "seq": cursor + 1, "next_by_subj": subjects::submissions_of(queue) });
+    let asked =
+        client.request(subjects::direct_get(subjects::SUBMIT_STREAM), body.to_string().into());
+    let message = asked.await.ok().filter(|m| m.status.is_none())?;
+    let stored = stored_reply(&message)?;
+    if stored.seq != jumped {
+        return None;
+    }
+    let mut delivery = decode(stored, queue, cursor, false)?;
+    delivery.generation = PASSING;
+    Some(delivery)
 }
 
 /// Reads submission `seq` of `queue` out of turn (a priority jump), by its sequence, with a

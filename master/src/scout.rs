@@ -1,13 +1,15 @@
-//! [`Scout`]: spots priority submissions as they are stored, so the leader can take those
-//! stored behind an unread backlog out of turn (a priority jump) instead of leaving them
-//! until its reader gets there.
+//! [`Scout`]: spots priority and expiring submissions as they are stored, so the leader can
+//! take those stored behind an unread backlog out of turn (a priority jump) instead of leaving
+//! them until its reader gets there, and expiring ones even while nobody serves their queue
+//! (no reader ever gets there then: without this such a job would be unknown to `job` and
+//! expire only once a worker came).
 //!
 //! A priority submission is announced on `jetwork.submitted.<queue>` (core NATS) once stored:
 //! by its submitter (the jetwork client does, with the stored sequence and the priority), or,
 //! with `streams.republish_submissions`, by `JETWORK_SUBMIT` itself, which then republishes the
 //! headers of every submission (see `shared/src/topology.rs`). While this master leads, the
 //! scout subscribes there and keeps each submission asking for a
-//! priority above 0 for [`SETTLE`] before passing it on as a [`Sighting`]: long enough for a
+//! priority above 0 or an expiry for [`SETTLE`] before passing it on as a [`Sighting`]: long enough for a
 //! reader that is not behind to deliver it in turn, which is the usual case. The leader then
 //! checks it against its state (still unread, the queue served) and reads it back by its
 //! sequence (`intake::read_out_of_turn`); the engine decides whether it may jump.
@@ -33,11 +35,14 @@ pub const SETTLE: Duration = Duration::from_millis(20);
 /// their turn).
 const MAX_SETTLING: usize = 4096;
 
-/// A priority submission the scout saw stored.
+/// A priority or expiring submission the scout saw stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sighting {
     pub queue: QueueName,
     pub seq: u64,
+    /// The notice says it asks for an expiry: worth reading even while nobody serves its
+    /// queue. A lie costs one read; the stored submission is what the engine judges.
+    pub expiring: bool,
 }
 
 /// The scout of one leadership term: stops (and unsubscribes) when dropped.
@@ -104,17 +109,21 @@ async fn watch(client: async_nats::Client, tx: mpsc::Sender<Sighting>) {
 }
 
 /// The sighting a notice (announced or republished) gives: a submission of a valid queue, with its stream
-/// sequence, asking for a priority above 0. Anything else (priority 0, which is nearly
-/// everything, or a notice that is not well formed) is none.
+/// sequence, asking for a priority above 0 or for an expiry. Anything else (neither, which
+/// is nearly everything, or a notice that is not well formed) is none.
 fn sighting(notice: &async_nats::Message) -> Option<Sighting> {
     let stored = notice.headers.as_ref()?;
-    let priority: u8 = stored.get(job_options::PRIORITY)?.as_str().trim().parse().ok()?;
-    if priority == 0 {
+    let priority = match stored.get(job_options::PRIORITY) {
+        Some(value) => value.as_str().trim().parse::<u8>().ok()?,
+        None => 0,
+    };
+    let expiring = stored.get(job_options::EXPIRES).is_some_and(|v| !v.as_str().trim().is_empty());
+    if priority == 0 && !expiring {
         return None;
     }
     let seq = headers::from_server(stored, headers::NATS_SEQUENCE)?.parse().ok()?;
     let queue = subjects::queue_of_submitted(notice.subject.as_str())?;
-    Some(Sighting { queue: QueueName::parse(queue).ok()?, seq })
+    Some(Sighting { queue: QueueName::parse(queue).ok()?, seq, expiring })
 }
 
 #[cfg(test)]
@@ -140,13 +149,18 @@ mod tests {
     }
 
     #[test]
-    fn only_well_formed_priority_notices_are_sightings() {
+    fn only_well_formed_priority_or_expiring_notices_are_sightings() {
         let seen = sighting(&notice(
             "jetwork.submitted.emails",
             &[("Jetwork-Priority", "9"), ("Nats-Sequence", "42")],
         ));
         let queue = QueueName::parse("emails").expect("valid");
-        assert_eq!(seen, Some(Sighting { queue, seq: 42 }));
+        assert_eq!(seen, Some(Sighting { queue: queue.clone(), seq: 42, expiring: false }));
+        let seen = sighting(&notice(
+            "jetwork.submitted.emails",
+            &[("Jetwork-Expires", "3s"), ("Nats-Sequence", "43")],
+        ));
+        assert_eq!(seen, Some(Sighting { queue, seq: 43, expiring: true }));
         for (subject, pairs) in [
             ("jetwork.submitted.emails", vec![("Jetwork-Priority", "0"), ("Nats-Sequence", "1")]),
             ("jetwork.submitted.emails", vec![("Nats-Sequence", "1")]),
@@ -156,6 +170,8 @@ mod tests {
             ),
             ("jetwork.submitted.emails", vec![("Jetwork-Priority", "300"), ("Nats-Sequence", "1")]),
             ("jetwork.submitted.emails", vec![("Jetwork-Priority", "5")]),
+            ("jetwork.submitted.emails", vec![("Jetwork-Expires", "3s")]),
+            ("jetwork.submitted.emails", vec![("Jetwork-Expires", " "), ("Nats-Sequence", "1")]),
             ("jetwork.submitted.emails", vec![("Jetwork-Priority", "5"), ("Nats-Sequence", "-1")]),
             ("jetwork.submitted.a.b", vec![("Jetwork-Priority", "5"), ("Nats-Sequence", "1")]),
             ("jetwork.submit.emails", vec![("Jetwork-Priority", "5"), ("Nats-Sequence", "1")]),

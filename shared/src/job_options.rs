@@ -214,6 +214,31 @@ pub fn priority_notice(seq: u64, priority: &str) -> async_nats::HeaderMap {
     notice
 }
 
+/// The notice announcing a submission stored at `seq` with the headers `asked` (what a
+/// submitter sent), if it is worth announcing: it asks for a priority above 0 (the leader
+/// takes it ahead of an unread backlog) or for an expiry (the leader takes it even while
+/// nobody serves its queue, so it is seen waiting and expires on time). `None` otherwise,
+/// which is nearly every submission.
+pub fn submission_notice(seq: u64, asked: &[(&str, String)]) -> Option<async_nats::HeaderMap> {
+    let get = |name: &str| {
+        asked.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+    };
+    let priority = get(PRIORITY).filter(|p| p.parse::<u8>().is_ok_and(|p| p > 0));
+    let expires = get(EXPIRES).filter(|e| !e.is_empty());
+    if priority.is_none() && expires.is_none() {
+        return None;
+    }
+    let mut notice = async_nats::HeaderMap::new();
+    notice.insert(crate::headers::NATS_SEQUENCE, seq.to_string().as_str());
+    if let Some(priority) = priority {
+        notice.insert(PRIORITY, priority);
+    }
+    if let Some(expires) = expires {
+        notice.insert(EXPIRES, expires);
+    }
+    Some(notice)
+}
+
 /// Ms since the Unix epoch as RFC 3339 (UTC, milliseconds).
 pub fn format_time(ms: u64) -> String {
     i128::from(ms)

@@ -1,12 +1,15 @@
 //! The web dashboard in a real browser: headless Chromium loads the pages the real
 //! `jetwork-frontend dashboard` serves while a master and a worker run jobs, and the test
 //! checks what a person would see — the queue counts `status --json` reports, the workers,
-//! a failed job's reason in the list and on its page, "no leader" during a failover — then
+//! a failed job's reason in the list and on its page, charts with clock-time and value axes
+//! that a page opened later draws from the samples taken before it (5 minutes, and the hour),
+//! "no leader" during a failover — then
 //! saves a screenshot (`target/dashboard.png`, or `JETWORK_SCREENSHOT`). The job browser: jobs
 //! by state a page at a time, search by id, a job's payload and result (JSON, text, hex; a
 //! `<script>` payload shown as text, never run), a queue's page, the schedules, and, with
 //! `--allow-actions`, the buttons a job's state allows, each confirmed first, and "dashboard
-//! lost NATS" with the last figures greyed while NATS is down (screenshots of each view in
+//! lost NATS" with the last figures greyed while NATS is down, and failures listed again, by
+//! the dashboard and by `status --watch`, after NATS restarts (screenshots of each view in
 //! `target/`, or `JETWORK_SCREENSHOT_DIR`). And, with bare HTTP requests as another site's
 //! page would send them: a foreign `Host` (DNS rebinding) reads nothing, and an action from
 //! another site changes nothing.
@@ -69,6 +72,30 @@ async fn confirmed(browser: &Browser, button: &str) -> anyhow::Result<String> {
 /// How many elements match `css`.
 async fn count(browser: &Browser, css: &str) -> anyhow::Result<usize> {
     Ok(browser.client.find_all(Locator::Css(css)).await?.len())
+}
+
+/// The text of every element matching `css` (SVG text too), read in one go: the page
+/// re-renders on every refresh.
+async fn texts(browser: &Browser, css: &str) -> anyhow::Result<Vec<String>> {
+    let script =
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent)";
+    let found = browser.client.execute(script, vec![serde_json::json!(css)]).await?;
+    Ok(serde_json::from_value(found)?)
+}
+
+/// The attribute `name` of the first element matching `css`, if any.
+async fn attr(browser: &Browser, css: &str, name: &str) -> Option<String> {
+    let script =
+        "const e = document.querySelector(arguments[0]); return e && e.getAttribute(arguments[1])";
+    let found =
+        browser.client.execute(script, vec![serde_json::json!(css), serde_json::json!(name)]);
+    found.await.ok()?.as_str().map(str::to_owned)
+}
+
+/// Whether `text` is a clock time, `HH:MM`.
+fn is_clock(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,6 +171,16 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
         browser.client.find_all(Locator::Css("#charts svg path[data-queue='default']")).await?;
     assert!(!charts.is_empty(), "the charts draw the default queue");
 
+    tracing::info!("--- the charts have a time axis (clock times, UTC) and a value axis");
+    for chart in ["#chart-rate", "#chart-pending", "#chart-in_flight"] {
+        let times = texts(&browser, &format!("{chart} text.tick-x")).await?;
+        assert!(times.len() >= 4 && times.iter().all(|t| is_clock(t)), "{chart}: {times:?}");
+        let values = texts(&browser, &format!("{chart} text.tick-y")).await?;
+        let numbers: Vec<f64> = values.iter().filter_map(|v| v.parse().ok()).collect();
+        assert!(numbers.len() >= 2 && numbers.len() == values.len(), "{chart}: {values:?}");
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]) && numbers[0] == 0.0, "{values:?}");
+    }
+
     // The screenshot of the overview, for docs/operations.md ("The dashboard").
     let png = browser.client.screenshot().await?;
     let path = screenshot_path();
@@ -152,6 +189,38 @@ async fn the_dashboard_shows_what_status_reports() -> anyhow::Result<()> {
     }
     std::fs::write(&path, png)?;
     tracing::info!(path = %path.display(), "screenshot saved");
+
+    tracing::info!("--- a page opened now draws what the dashboard sampled before it opened");
+    let opened_ms = jetwork_shared::clock::now_ms();
+    browser.client.goto("about:blank").await?;
+    browser.client.goto(&url).await?;
+    browser.wait_text("#leader", WITHIN, |t| t.starts_with("leader m1")).await?;
+    let line = "#charts[data-range='recent'] #chart-pending path[data-queue='default']";
+    let (first_ms, points) =
+        jetwork_tests::poll_for("the reopened page's chart", WITHIN, || async {
+            let first: u64 = attr(&browser, line, "data-first-ms").await?.parse().ok()?;
+            let points: u64 = attr(&browser, line, "data-points").await?.parse().ok()?;
+            Some((first, points))
+        })
+        .await?;
+    assert!(first_ms + 2_000 < opened_ms, "first point {first_ms}, page opened {opened_ms}");
+    assert!(points >= 3, "{points} points");
+    let minutes = texts(&browser, "#chart-pending text.tick-x").await?;
+    assert!((4..=6).contains(&minutes.len()), "5 minutes, a tick a minute: {minutes:?}");
+    tracing::info!("--- the hour: ticks every 10 minutes, the same samples in 10 s points");
+    browser.click("#range-long", WITHIN).await?;
+    let hour = "#charts[data-range='long'] #chart-pending path[data-queue='default']";
+    jetwork_tests::poll_for("the hour's chart", WITHIN, || async {
+        attr(&browser, hour, "data-points").await?.parse::<u64>().ok().filter(|n| *n >= 1)
+    })
+    .await?;
+    let ticks = texts(&browser, "#chart-pending text.tick-x").await?;
+    assert!((5..=7).contains(&ticks.len()), "{ticks:?}");
+    assert!(ticks.iter().all(|t| is_clock(t) && t.ends_with('0')), "{ticks:?}");
+    browser.click("#range-recent", WITHIN).await?;
+    browser
+        .wait_text("#failures tr[data-work-id='shown-bad'] td.reason", WITHIN, |t| t == reason)
+        .await?;
 
     tracing::info!("--- the failed job's page shows the reason");
     browser.click("#failures tr[data-work-id='shown-bad'] a.job-link", WITHIN).await?;
@@ -414,9 +483,25 @@ async fn the_job_browser_lists_pages_and_shows_payloads_as_text() -> anyhow::Res
         assert_eq!(code, 400, "{bad}: {body}");
     }
 
-    tracing::info!("--- NATS down: the dashboard says so and keeps the last figures, greyed");
+    tracing::info!("--- status --watch and the dashboard list a failure stored while they run");
+    let watch_args = ["status", "--watch", "--interval", "300ms"];
+    let watch = procs.start("watch", &jetwork_tests::binaries::frontend(), &watch_args, &[])?;
     browser.client.goto(&url).await?;
     browser.wait_text("#leader", WITHIN, |t| t.starts_with("leader m1")).await?;
+    wait_until("the watch's first frame", WITHIN, || async {
+        watch.logs().contains("jetwork status at")
+    })
+    .await?;
+    let before = run.submit("before-restart", b"not a number").await?;
+    assert_eq!(run.result(&before, WITHIN).await?.status, ResultStatus::Failed);
+    let listed = "#failures tr[data-work-id='before-restart'] td.reason";
+    browser.wait_text(listed, WITHIN, |t| !t.is_empty()).await?;
+    wait_until("status --watch to list before-restart", WITHIN, || async {
+        watch.logs().contains("before-restart [default] attempt")
+    })
+    .await?;
+
+    tracing::info!("--- NATS down: the dashboard says so and keeps the last figures, greyed");
     run.server.kill();
     browser.wait_text("#leader", WITHIN, |t| t == "dashboard lost NATS").await?;
     browser
@@ -428,6 +513,32 @@ async fn the_job_browser_lists_pages_and_shows_payloads_as_text() -> anyhow::Res
     run.server.restart()?;
     browser.wait_text("#leader", WITHIN, |t| t.starts_with("leader m1")).await?;
     assert_eq!(count(&browser, "#queues.stale").await?, 0);
+
+    tracing::info!(
+        "--- after the restart both list new failures again (their consumers are made again)"
+    );
+    let after = run.submit("after-restart", b"not a number").await?;
+    assert_eq!(run.result(&after, WITHIN).await?.status, ResultStatus::Failed);
+    let listed = "#failures tr[data-work-id='after-restart'] td.reason";
+    browser.wait_text(listed, WITHIN, |t| !t.is_empty()).await?;
+    browser
+        .wait_text("#failures tr[data-work-id='before-restart'] td.reason", WITHIN, |_| true)
+        .await?;
+    assert_eq!(count(&browser, "#failures-note").await?, 0, "the feed reads again");
+    let frame =
+        jetwork_tests::poll_for("a status --watch frame with after-restart", WITHIN, || {
+            let logs = watch.logs();
+            async move {
+                let frames: Vec<&str> = logs.split("jetwork status at").collect();
+                // The last frame may still be being written.
+                let complete = &frames[..frames.len().saturating_sub(1)];
+                let listing = complete.iter().rev().find(|f| f.contains("after-restart [default]"));
+                listing.map(|f| (*f).to_owned())
+            }
+        })
+        .await?;
+    assert_eq!(frame.matches("before-restart ").count(), 1, "one row per job: {frame}");
+    assert!(!frame.contains("not being read"), "{frame}");
 
     browser.close().await?;
     run.audit().await?;

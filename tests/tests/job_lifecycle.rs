@@ -495,11 +495,20 @@ async fn jobs_are_listed_by_state_newest_first_with_their_reasons() -> anyhow::R
     assert_eq!(all.jobs.len(), 6, "one in flight and five finished: {:?}", ids_of(&all));
     let ready = list(Some(JobState::Ready), 50).await?;
     assert_eq!(ids_of(&ready), vec!["held".to_owned()]);
+
+    tracing::info!("--- a job retried and in flight again is listed once, as it is now");
+    run.client.retry(&ids[3], None).await?;
+    job_in(&run.client, &ids[3], JobState::Ready).await?;
+    let all = list(None, 50).await?;
+    let listed: Vec<String> = ids_of(&all);
+    assert_eq!(listed.iter().filter(|id| *id == "bad-2").count(), 1, "{listed:?}");
+    assert_eq!(all.jobs.len(), 6, "two in flight and four finished: {listed:?}");
     let rejected = JobsQuery { state: Some(JobState::Rejected), ..Default::default() };
     let refused = run.client.jobs(&rejected).await.expect_err("rejections are not listed");
     assert_eq!(refused.code(), Some(400), "{refused}");
     run.client.pause(&run.queue, false).await?;
     run.result(&held, WAIT).await?;
+    job_in(&run.client, &ids[3], JobState::Failed).await?;
     run.audit().await?;
     run.stop().await;
     Ok(())

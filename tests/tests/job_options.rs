@@ -1,7 +1,8 @@
 //! Per-job options end to end (submission headers, real nats-server): priorities are handed
 //! out highest first, a priority job stored behind a backlog the master has not read yet
 //! jumps it (and still runs once), a job's own attempt limit overrides its queue's, a job not started by
-//! its expiry ends `cancelled` as expired, invalid options are rejected with a reason, and a
+//! its expiry ends `cancelled` as expired (also on a queue nobody serves, where it is seen
+//! waiting until then), invalid options are rejected with a reason, and a
 //! delayed job waits out its delay — across a `kill -9` of the leader, with the real binaries.
 
 use std::sync::{Arc, Mutex};
@@ -233,6 +234,71 @@ async fn priority_jump(announced: Announced) -> anyhow::Result<()> {
     assert_eq!(passed, 1, "the reader passed the jumped submission once");
     let runs = order.lock().map(|o| o.len()).unwrap_or_default();
     assert_eq!(runs, 1001, "every job ran exactly once");
+    run.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_job_on_a_queue_nobody_serves_is_seen_waiting_and_expires_on_time(
+) -> anyhow::Result<()> {
+    // Room for 2 jumps: the queue's cursor must pass what it jumped, or the third is unseen.
+    let run = InProcess::start(|fast| fast.master.master.max_priority_jumps = 2).await?;
+    run.await_leader("m1", WAIT).await?;
+    let client = &run.client;
+    let nobody: jetwork_shared::QueueName = "nobody".parse()?;
+
+    tracing::info!("--- no worker serves `nobody`: expiring jobs are still seen waiting");
+    let submitted_at = tokio::time::Instant::now();
+    let mut expiring = Vec::new();
+    for i in 1..=5 {
+        let id = WorkId::parse(&format!("e{i}"))?;
+        let headers = header(job_options::EXPIRES, "3s");
+        let submitted = client.submit_with(&nobody, Some(id), Bytes::new(), &headers).await?;
+        let info = poll_for("the master to know the job", WAIT, || async {
+            client.job(&submitted.work_id, None).await.ok()
+        })
+        .await?;
+        assert_eq!((info.state, info.queue.as_str()), (JobState::Ready, "nobody"), "{info:?}");
+        expiring.push(submitted);
+    }
+
+    tracing::info!("--- they expire on time, with nobody ever serving the queue");
+    for submitted in &expiring {
+        let result = client.wait_for(submitted, WAIT).await?;
+        assert_eq!(result.status, ResultStatus::Cancelled, "{result:?}");
+        assert!(result.reason.unwrap_or_default().starts_with("expired: not started by"));
+    }
+    let took = submitted_at.elapsed();
+    // Not early; and well before WAIT, which it would take without a worker to read them.
+    assert!(took >= Duration::from_secs(3), "expired after {took:?}");
+    assert!(took < Duration::from_secs(20), "expired after {took:?}");
+
+    tracing::info!("--- a worker comes: the expired job never runs, a later one runs once");
+    let (_worker, order) = {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let worker = run.worker_with("w1", |w| w.worker.queues = vec!["nobody".to_owned()], {
+            let order = order.clone();
+            move |job: Job| {
+                if let Ok(mut order) = order.lock() {
+                    order.push(job.work_id.to_string());
+                }
+                async move { Ok(Bytes::new()) }
+            }
+        });
+        (worker, order)
+    };
+    let later = client.submit(&nobody, Some(WorkId::parse("later")?), Bytes::new()).await?;
+    let result = client.wait_for(&later, WAIT).await?;
+    assert_eq!(result.status, ResultStatus::Completed, "{result:?}");
+    let ran = order.lock().map(|o| o.clone()).unwrap_or_default();
+    assert_eq!(ran, vec!["later".to_owned()], "only the later job ran");
+    let audit = run.completed(&[later.work_id], WAIT).await?;
+    let passed = audit
+        .events
+        .iter()
+        .filter(|(.., e)| matches!(e, jetwork_master::core::Event::SubmissionPassed { .. }))
+        .count();
+    assert_eq!(passed, 5, "each jumped submission was passed once");
     run.stop().await;
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use jetwork_frontend::dashboard::FEED_STARTING;
 use jetwork_frontend::{Client, FrontendSettings, ResultStatus};
 use jetwork_shared::config::NatsConfig;
 use jetwork_shared::jobs::JobState;
@@ -200,8 +201,9 @@ async fn run_cli(
     Ok((output.status.success(), started.elapsed(), text))
 }
 
-/// Runs the dashboard as a role until its overview shows the leader's status (it works) or an
-/// error (refused): whether it worked, how long it took, what it showed.
+/// Runs the dashboard as a role until its overview shows the leader's status and whether its
+/// failures feed reads (it works if both) or an error (refused): whether it worked, how long
+/// it took, what it showed.
 async fn run_dashboard(
     env: &[(String, String)],
     role: (&str, &str),
@@ -229,12 +231,14 @@ async fn run_dashboard(
     let overview = jetwork_tests::poll_for("the dashboard's first sample", WAIT, || async {
         let body = http(String::from("/api/overview")).await.ok()?;
         let overview: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let sampled = !overview["status"].is_null() || !overview["error"].is_null();
-        sampled.then_some(overview)
+        let feed_started = overview["failures_note"] != FEED_STARTING;
+        let sampled = !overview["status"].is_null() && feed_started;
+        (sampled || !overview["error"].is_null()).then_some(overview)
     })
     .await?;
-    let works = !overview["status"].is_null();
-    Ok((works, started.elapsed(), overview["error"].to_string()))
+    let works = !overview["status"].is_null() && overview["failures_note"].is_null();
+    let said = format!("{} / failures: {}", overview["error"], overview["failures_note"]);
+    Ok((works, started.elapsed(), said))
 }
 
 /// A plain HTTP/1.1 GET of a path on `address`, the body as text.

@@ -344,6 +344,21 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
     ] {
         cannot_subscribe(&mut client, "client", subject).await;
     }
+    // The failures feed's consumer (the dashboard, status --watch): an ephemeral one on the
+    // results stream, pulled; not a named or durable one, not deleting, not another stream.
+    for subject in [
+        "$JS.API.CONSUMER.CREATE.JETWORK_RESULTS.named.jetwork.outcomes.>",
+        "$JS.API.CONSUMER.DURABLE.CREATE.JETWORK_RESULTS.kept",
+        "$JS.API.CONSUMER.DELETE.JETWORK_RESULTS.any",
+        "$JS.API.CONSUMER.INFO.JETWORK_RESULTS.any",
+        "$JS.API.CONSUMER.CREATE.JETWORK_SUBMIT",
+        "$JS.API.CONSUMER.MSG.NEXT.JETWORK_SUBMIT.any",
+        "$JS.API.CONSUMER.CREATE.JETWORK_JOURNAL",
+    ] {
+        cannot_publish(&mut client, "client", subject).await;
+    }
+    client.publish("$JS.API.CONSUMER.CREATE.JETWORK_RESULTS", b"{}").await?;
+    client.publish("$JS.API.CONSUMER.MSG.NEXT.JETWORK_RESULTS.any", b"{}").await?;
     client.publish(&subjects::submit(&queue), b"1").await?;
     client.publish(&announce, b"").await?;
     client.publish(subjects::MASTER_SCHEDULES, b"{}").await?;
@@ -378,6 +393,8 @@ async fn each_role_can_do_only_its_job() -> anyhow::Result<()> {
         cannot_publish(&mut operator, "operator", subject).await;
     }
     cannot_subscribe(&mut operator, "operator", "_INBOX_client.>").await;
+    operator.publish("$JS.API.CONSUMER.CREATE.JETWORK_RESULTS", b"{}").await?;
+    cannot_publish(&mut operator, "operator", "$JS.API.CONSUMER.DELETE.JETWORK_RESULTS.any").await;
     operator.publish(subjects::ADMIN_PAUSE, b"{}").await?;
     operator.publish(subjects::ADMIN_RETRY_ALL, b"{}").await?;
     operator.publish(subjects::ADMIN_PURGE, b"{}").await?;

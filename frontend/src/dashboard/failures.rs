@@ -1,14 +1,15 @@
-//! [`RecentFailures`]: the failures the dashboard has seen published since it started, newest
-//! first, one entry per job.
+//! [`RecentFailures`]: the failures seen stored since the dashboard (or `status --watch`)
+//! started, newest first, one entry per job.
 //!
 //! Invariants: at most [`RecentFailures::capacity`] entries; a job is listed once, by its newest
-//! failure. The results subjects may carry one outcome twice (a publish the master retried
-//! after a lost acknowledgement reaches a plain subscriber twice, though JetStream stores it
-//! once), and a retried job may fail again: either way the row is replaced, not repeated.
+//! failure. A retried job may fail again, and an outcome may be read twice (the feed's
+//! consumer made again after a loss starts after the last outcome it saw, but a master that
+//! stored a job's outcome again after a takeover stores a second message): either way the row
+//! is replaced, not repeated.
 
 use std::collections::VecDeque;
 
-use crate::watch::Failure;
+use crate::results_feed::Failure;
 
 /// The newest failures, one per job.
 #[derive(Debug, Clone)]

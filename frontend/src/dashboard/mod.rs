@@ -1,5 +1,5 @@
 //! `jetwork-frontend dashboard`: a small web app showing what jetwork is doing — queues with
-//! backlog, jobs in flight and throughput over the last minutes (a chart), the workers and
+//! backlog, jobs in flight and throughput over the last hour (charts), the workers and
 //! what each runs, recent failures with their reasons — and a job browser: jobs by queue and
 //! state (`jetwork.master.jobs`, a page at a time, searchable by id), a page per queue, a
 //! page per job (the master's view, its payload and its result), and the schedules.
@@ -8,12 +8,14 @@
 //! header timeout and size limit, HEAD, one request per connection), routed by [`router`], and
 //! runs three kinds of work together on one task ([`serve`]):
 //! - a **sampler** that asks the leader for its status every `refresh` and records it in
-//!   [`History`]; while no master answers it keeps what the lease says instead (the same text
+//!   [`History`] (kept by this process: a page opened later shows the hour before it);
+//!   while no master answers it keeps what the lease says instead (the same text
 //!   as `status`), so the page says "no leader" during a failover rather than failing, and
 //!   while its own NATS connection is down it says so; either way the last report stays,
 //!   marked stale;
-//! - a **subscription** to `jetwork.results.>` (headers only are read) for the failures
-//!   published while it runs, the newest [`RECENT_FAILURES`] kept, one per job;
+//! - a [`ResultsFeed`] (the results stream through a headers-only consumer: no payloads) for
+//!   the failures stored while it runs, the newest [`RECENT_FAILURES`] kept, one per job, and
+//!   why they are not being read when they are not (the overview's `failures_note`);
 //! - the **pages**: three static files embedded in the binary (`assets/`, no build step) and
 //!   a JSON API they read (`/api/overview`; `/api/job?id=…`: the master's view of the job
 //!   with its attempt history, its payload and its stored result, each a [`Preview`];
@@ -54,13 +56,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures::StreamExt;
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::http_listener::HttpListener;
 use jetwork_shared::jobs::{BulkRetry, JobInfo, JobState, JobsQuery};
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
-use jetwork_shared::{subjects, QueueName, WorkId};
+use jetwork_shared::{QueueName, WorkId};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -69,11 +70,14 @@ pub use failures::RecentFailures;
 pub use history::History;
 pub use preview::Preview;
 
+use crate::results_feed::{Event, ResultsFeed};
 use crate::watch;
 use crate::{Client, ClientError, JobsError, ResultStatus};
 
 /// Failures listed at most.
 pub const RECENT_FAILURES: usize = 50;
+/// What the failures list says until the results feed first reads.
+pub const FEED_STARTING: &str = "connecting to the results stream";
 /// Most requests to NATS that page views have under way at once (job pages, job lists,
 /// schedules): a page refreshed in a loop, or many open, cannot flood the master.
 pub const MAX_ASKS: usize = 4;
@@ -96,7 +100,7 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 pub struct DashboardOptions {
     /// How often the leader's status is sampled (and the page refreshes).
     pub refresh: Duration,
-    /// How far back the chart goes.
+    /// How far back the charts go (kept in 360 buckets: 10 s each for an hour).
     pub history: Duration,
     /// Whether the operator's actions (retry, cancel, pause) are offered.
     pub allow_actions: bool,
@@ -111,7 +115,7 @@ impl Default for DashboardOptions {
     fn default() -> Self {
         DashboardOptions {
             refresh: Duration::from_secs(2),
-            history: Duration::from_secs(600),
+            history: Duration::from_secs(3600),
             allow_actions: false,
             allowed_hosts: Vec::new(),
             max_connections: 256,
@@ -137,6 +141,8 @@ struct Live {
     error: Option<String>,
     history: History,
     failures: RecentFailures,
+    /// Why failures are not being read right now, if they are not.
+    failures_note: Option<String>,
 }
 
 /// The dashboard's shared state.
@@ -153,14 +159,12 @@ struct Dashboard {
 }
 
 /// Serves the dashboard on `listener` until the future is dropped; fails only if the
-/// listener has no address or NATS refuses the results subscription.
+/// listener has no address (a results feed NATS refuses is said on the page).
 pub async fn serve(
     client: Client,
     listener: TcpListener,
     options: DashboardOptions,
 ) -> Result<(), ClientError> {
-    let samples =
-        (options.history.as_millis() / options.refresh.as_millis().max(1)).max(2) as usize;
     let live = Live {
         status: None,
         status_ms: 0,
@@ -169,18 +173,15 @@ pub async fn serve(
         nats_lost_ms: None,
         updated_ms: 0,
         error: None,
-        history: History::new(samples),
+        history: History::new(options.refresh, options.history),
         failures: RecentFailures::new(RECENT_FAILURES),
+        failures_note: Some(FEED_STARTING.to_owned()),
     };
     let addr = listener
         .local_addr()
         .map_err(|e| ClientError::Invalid(format!("a listener without an address: {e}")))?;
     let allowed = AllowedHosts::new(addr, &options.allowed_hosts);
-    let results = client
-        .nats()
-        .subscribe(subjects::RESULTS_ALL)
-        .await
-        .map_err(|e| ClientError::Nats(e.to_string()))?;
+    let feed = ResultsFeed::start(&client);
     tracing::info!(
         %addr,
         actions = options.allow_actions,
@@ -199,7 +200,7 @@ pub async fn serve(
     let app = router(dashboard.clone());
     tokio::select! {
         () = sample(dashboard.clone()) => {}
-        () = collect_failures(dashboard.clone(), results) => {}
+        () = collect_failures(dashboard.clone(), feed) => {}
         () = server.serve(listener, app) => {}
     }
     Ok(())
@@ -277,13 +278,19 @@ async fn sample(dashboard: Arc<Dashboard>) {
     }
 }
 
-/// Keeps the failures published on the results subjects.
-async fn collect_failures(dashboard: Arc<Dashboard>, mut results: async_nats::Subscriber) {
-    while let Some(message) = results.next().await {
-        if let Some(failure) = watch::failure_of(&message) {
-            dashboard.live().failures.push(failure);
+/// Keeps the failures the results feed reads, and whether it reads.
+async fn collect_failures(dashboard: Arc<Dashboard>, mut feed: ResultsFeed) {
+    while let Some(event) = feed.next().await {
+        let mut live = dashboard.live();
+        match event {
+            Event::Failure(failure) => live.failures.push(failure),
+            Event::Reading => live.failures_note = None,
+            other => live.failures_note = other.trouble(),
         }
     }
+    // The feed's task ended (it does not, short of a panic): the rest still serves.
+    dashboard.live().failures_note = Some("the results feed stopped".to_owned());
+    std::future::pending::<()>().await;
 }
 
 /// The pages and the API, every request first through [`check_host`].
@@ -403,6 +410,7 @@ fn overview(dashboard: &Dashboard) -> Value {
         "error": live.error,
         "history": live.history.to_json(),
         "failures": live.failures.newest_first().collect::<Vec<_>>(),
+        "failures_note": live.failures_note,
     })
 }
 

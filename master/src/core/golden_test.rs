@@ -508,7 +508,9 @@ impl goldenscript::Runner for Runner {
             }
             "job" => {
                 let work_id = WorkId::parse(args.next_pos().ok_or("job needs <id>")?)?;
-                match self.engine.state().job(&work_id) {
+                // As `jetwork.master.job` answers (a finished job's outcome until it is stored).
+                let state = self.engine.state();
+                match state.job(&work_id).or_else(|| state.finished_unpublished(&work_id)) {
                     Some(info) => format!("{}\n", serde_json::to_string(&info)?),
                     None => "not in flight\n".to_owned(),
                 }

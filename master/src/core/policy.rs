@@ -55,7 +55,8 @@ pub struct Policy {
     /// [`Schedule::peak_bytes_per_second`](super::Schedule::peak_bytes_per_second)).
     pub max_schedule_bytes_per_second: u64,
     /// Most priority submissions of one queue taken out of turn (ahead of its unread
-    /// backlog) that its reader has not reached yet; 0 turns priority jumps off.
+    /// backlog) that its reader has not reached yet, and most expiring ones taken out of turn
+    /// in all the queues nobody serves; 0 turns jumps off.
     pub max_priority_jumps: u32,
     /// The logins workers may register under, each with its rules. Empty: any login, and
     /// workers without one (the endpoints without a login token); otherwise only these, and

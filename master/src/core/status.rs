@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use jetwork_shared::job_options::JobOptions;
 use jetwork_shared::jobs::{JobInfo, JobState};
 use jetwork_shared::protocol::{
     QueueStatus, RunningStatus, StatusQuery, StatusReport, WorkerStatus,
 };
 use jetwork_shared::{QueueName, WorkId};
 
-use super::{Millis, State, Work};
+use super::{Millis, Publication, PublicationKey, State, Work};
 
 impl State {
     /// The leader's view for `jetwork.master.status`: every queue it reads (the runtime adds
@@ -100,6 +101,39 @@ impl State {
             finished_ms: None,
             history: work.history.clone(),
             options: work.options,
+        })
+    }
+
+    /// A job that has finished but whose outcome is not stored yet (the publication follows
+    /// the journal write): read from the publication waiting to go out, so `jetwork.master.job`
+    /// asked right after a cancel or a result sees the outcome rather than "unknown". Not
+    /// part of [`job`](Self::job), which the engine's decisions read (a retry of such a job
+    /// must wait for its outcome to be stored).
+    pub fn finished_unpublished(&self, work_id: &WorkId) -> Option<JobInfo> {
+        let publication = self.unpublished.get(&PublicationKey::Result(work_id.clone()))?;
+        let (state, queue, seq, attempt, reason, history, options) = match publication {
+            Publication::Completed { queue, seq, attempt, history, .. } => {
+                (JobState::Completed, queue, seq, attempt, None, history, JobOptions::default())
+            }
+            Publication::Failed { queue, seq, attempt, reason, history, options, .. } => {
+                (JobState::Failed, queue, seq, attempt, Some(reason), history, *options)
+            }
+            Publication::Cancelled { queue, seq, attempt, reason, history, options, .. } => {
+                (JobState::Cancelled, queue, seq, attempt, Some(reason), history, *options)
+            }
+            Publication::Rejected { .. } => return None,
+        };
+        Some(JobInfo {
+            work_id: work_id.clone(),
+            queue: queue.clone(),
+            state,
+            submit_seq: *seq,
+            attempts: *attempt,
+            ready_at_ms: None,
+            reason: reason.cloned(),
+            finished_ms: history.last().map(|a| a.ended_ms).filter(|at| *at > 0),
+            history: history.clone(),
+            options,
         })
     }
 

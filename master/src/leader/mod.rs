@@ -63,7 +63,7 @@ mod submissions;
 mod upkeep;
 mod writes;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -78,7 +78,7 @@ use tokio::sync::mpsc;
 use crate::backlog::Unread;
 use crate::config::MasterSettings;
 use crate::core::{Command, Engine, Event, JournalBatch, Output};
-use crate::intake::{Delivery, IntakeConnection, ReaderEnv};
+use crate::intake::{Delivery, IntakeConnection, OutOfTurn, ReaderEnv, PASSING};
 use crate::integrity::Observation;
 use crate::journal::{Journal, JournalError, Replayed};
 use crate::lease::LeaseGuard;
@@ -233,7 +233,7 @@ struct Leader {
     _scout: Scout,
     sightings_rx: mpsc::Receiver<Sighting>,
     /// Asks for submissions to be read out of turn (`intake::out_of_turn_reader`).
-    jumps: mpsc::Sender<(jetwork_shared::QueueName, u64)>,
+    jumps: mpsc::Sender<crate::intake::OutOfTurn>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     /// Set when something seen off the loop ends the term.
@@ -525,7 +525,15 @@ impl Leader {
     /// and its payload kept for the grant (or the rejection notice) it leads to.
     fn submitted(&mut self, delivery: Delivery) {
         let Delivery { mut submission, generation, payload, stored_ms } = delivery;
-        if !submission.jump && !self.readers.delivered(&submission.queue, generation) {
+        if generation == PASSING {
+            // Read for the cursor to pass it: only while it still would (nothing read since).
+            let q = self.engine.state().queues.get(&submission.queue);
+            if !q
+                .is_some_and(|q| q.cursor == submission.after && q.jumped.contains(&submission.seq))
+            {
+                return;
+            }
+        } else if !submission.jump && !self.readers.delivered(&submission.queue, generation) {
             return; // Read by a reader that has been replaced: the new one reads it again.
         }
         if let (Some(metrics), Some(_)) = (&self.env.metrics, &submission.unreadable) {
@@ -542,21 +550,48 @@ impl Leader {
     /// Brings what the leader derives from the events (the operator's log lines, metrics, the
     /// read-ahead plan, the payloads kept) in line with a step's events.
     fn follow(&mut self, events: &[Event]) {
+        self.pass_jumped(events);
         self.outcomes.log(events, self.engine.state());
         self.observe(events);
         self.prefetch.events(events, &self.cache);
         self.cache.events(events);
     }
 
+    /// Moves the cursors of the queues nobody serves past what they jumped, as far as nothing
+    /// unread lies before it: after each jump or pass there, the first submission after the
+    /// cursor is read, and passed if it was jumped (`OutOfTurn::Pass`). So a queue whose
+    /// submissions all jump (they all expire) keeps its cursor current and its jumped list
+    /// short, and never fills the room for jumps (`max_priority_jumps`).
+    fn pass_jumped(&mut self, events: &[Event]) {
+        let moved = events.iter().filter_map(|event| match event {
+            Event::WorkAccepted { queue, jumped: true, .. } => Some(queue),
+            Event::SubmissionPassed { queue, .. } => Some(queue),
+            _ => None,
+        });
+        let moved: BTreeSet<&QueueName> = moved.collect();
+        for queue in moved {
+            if self.engine.served_queues().any(|served| served == queue) {
+                continue; // Its reader passes them.
+            }
+            let Some(q) = self.engine.state().queues.get(queue) else { continue };
+            if let Some(&jumped) = q.jumped.first() {
+                let (queue, cursor) = (queue.clone(), q.cursor);
+                // Full: the next jump or pass asks again.
+                let _ = self.jumps.try_send(OutOfTurn::Pass { queue, cursor, jumped });
+            }
+        }
+    }
+
     /// How submitting one of the master's own submissions ended; a retry whose payload is gone
     /// is dropped by the engine, anything else failed is tried again. A stored retry of a
-    /// priority job is sighted like a client's announced one: it jumps the unread backlog.
+    /// priority or expiring job is sighted like a client's announced one: it jumps the unread
+    /// backlog, or is taken while nobody serves its queue.
     fn submitted_own(&mut self, work_id: WorkId, outcome: submissions::Outcome) {
         if let Ok(seq) = &outcome {
             let retry = self.engine.state().retries.get(&work_id);
-            if let Some(retry) = retry.filter(|r| r.options.priority > 0) {
-                let sighting = Sighting { queue: retry.queue.clone(), seq: *seq };
-                self.sighted(sighting);
+            if let Some(retry) = retry.filter(|r| r.options.priority > 0 || r.options.expires > 0) {
+                let (queue, expiring) = (retry.queue.clone(), retry.options.expires > 0);
+                self.sighted(Sighting { queue, seq: *seq, expiring });
             }
         }
         if let Some(command) = self.submissions.done(work_id, outcome) {
@@ -564,20 +599,21 @@ impl Leader {
         }
     }
 
-    /// A priority submission the scout saw stored: if its queue is served and its reader has
-    /// not delivered it yet, it is read out of turn (off the loop, delivered in the order
-    /// seen) and comes back as a submission marked `jump`.
+    /// A priority or expiring submission the scout saw stored: if its queue is served (or it
+    /// expires: then whether or not) and its reader has not delivered it yet, it is read out
+    /// of turn (off the loop, delivered in the order seen) and comes back as a submission
+    /// marked `jump`; the engine decides whether it may jump.
     fn sighted(&mut self, sighting: Sighting) {
-        let Sighting { queue, seq } = sighting;
+        let Sighting { queue, seq, expiring } = sighting;
         let unread = self
             .engine
             .state()
             .queues
             .get(&queue)
             .is_none_or(|q| seq > q.cursor && !q.jumped.contains(&seq));
-        if unread && self.engine.served_queues().any(|served| *served == queue) {
+        if unread && (expiring || self.engine.served_queues().any(|served| *served == queue)) {
             // Full: too many at once, this one waits for its turn.
-            let _ = self.jumps.try_send((queue, seq));
+            let _ = self.jumps.try_send(OutOfTurn::Jump { queue, seq });
         }
     }
 

@@ -13,7 +13,7 @@
 //! lookup and job listings off the loop too, at most [`VIEWS_IN_FLIGHT`], and the schedules
 //! from the state at once (at most `master.max_schedules` of them, a few microseconds each).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 
@@ -27,7 +27,7 @@ use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{Deregister, RegisterWorker, RequestWork, StatusQuery};
 use jetwork_shared::report_entries::ReceivedReport;
 use jetwork_shared::schedules::{ScheduleAdd, ScheduleRemove, SchedulesPage};
-use jetwork_shared::{codec, subjects, Login, Unavailable, WorkerId};
+use jetwork_shared::{codec, subjects, Login, QueueName, Unavailable, WorkId, WorkerId};
 
 use super::observe::ServiceStats;
 use super::Env;
@@ -266,7 +266,9 @@ impl Requests {
             Ok(asked) => asked,
             Err(e) => return self.answer(request, Err((400, format!("bad request: {e}")))),
         };
-        if let Some(info) = state.job(&asked.work_id) {
+        let known =
+            state.job(&asked.work_id).or_else(|| state.finished_unpublished(&asked.work_id));
+        if let Some(info) = known {
             return self.answer(request, Ok(serde_json::to_vec(&info)));
         }
         let js = js.clone();
@@ -335,6 +337,13 @@ impl Requests {
             let queue = query.queue.as_ref();
             match jobs::finished(&js, queue, query.state, left, 0).await {
                 Ok((more, truncated)) => {
+                    // A job in flight again (retried) has its earlier run's outcome stored
+                    // too: it is listed once, as it is now.
+                    let held: HashSet<(QueueName, WorkId)> =
+                        jobs.iter().map(|j| (j.queue.clone(), j.work_id.clone())).collect();
+                    let more = more
+                        .into_iter()
+                        .filter(|j| !held.contains(&(j.queue.clone(), j.work_id.clone())));
                     jobs.extend(more);
                     Ok(serde_json::to_vec(&JobsPage { jobs, truncated }))
                 }

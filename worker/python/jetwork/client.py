@@ -30,6 +30,10 @@ DUPLICATE_IN_PROCESS = 10158
 Duration = Union[float, int, str]
 
 
+#: The options a stored submission is announced for on ``jetwork.submitted.<queue>``.
+_ANNOUNCED = ("Jetwork-Priority", "Jetwork-Expires")
+
+
 @dataclass(frozen=True)
 class Submitted:
     id: str
@@ -143,9 +147,14 @@ class Client:
                         continue
                     raise NotStored(f"submission of {work_id} refused: {error.get('description')} ({error.get('err_code')})")
                 done = Submitted(work_id, queue, int(ack["seq"]), bool(ack.get("duplicate", False)))
-                if priority and not done.duplicate:
-                    # The notice lets the leader take it ahead of an unread backlog.
-                    notice = {"Nats-Sequence": str(done.seq), "Jetwork-Priority": str(priority)}
+                announced = {k: v for k, v in options.items() if k in _ANNOUNCED and v is not None}
+                if announced.get("Jetwork-Priority") == "0":
+                    del announced["Jetwork-Priority"]
+                if announced and not done.duplicate:
+                    # The notice lets the leader take it ahead of an unread backlog (a
+                    # priority), or while no worker serves its queue (an expiry: then it is
+                    # seen waiting and expires on time).
+                    notice = {"Nats-Sequence": str(done.seq), **announced}
                     await self.nc.publish(subjects.submitted(queue), b"", headers=notice)
                 return done
             except NoRespondersError:

@@ -1,6 +1,7 @@
 """Exercises the client against a running master and worker (tests/tests/python_workers.rs):
 submit (options, duplicates), result (waiting, and stored), job, jobs, pause/resume, cancel,
-retry. Prints ``client check passed`` at the end; any failed check raises.
+retry, an expiring job on a queue nobody serves. Prints ``client check passed`` at the end;
+any failed check raises.
 """
 
 import asyncio
@@ -50,6 +51,21 @@ async def main() -> None:
         await asyncio.sleep(0.1)
     else:
         raise AssertionError("the retried job never completed")
+    # An expiring job on a queue no worker serves: announced, so the master knows it at
+    # once (ready) and expires it on time.
+    await client.submit("nobody-serves", b"1", id="py-expiring", expires="2s")
+    for _ in range(300):
+        try:
+            if (await client.job("py-expiring"))["state"] == "ready":
+                break
+        except Refused:
+            pass
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("py-expiring never seen ready on a queue nobody serves")
+    expired = await client.result("py-expiring", queue="nobody-serves", wait=30)
+    assert expired is not None and expired.status == "cancelled", expired
+    assert (expired.reason or "").startswith("expired:"), expired
     try:
         await client.job("never-submitted")
         raise AssertionError("an unknown job is not found")

@@ -172,33 +172,81 @@ function queuesSection(o) {
 }
 
 // One line chart of `field` per queue over the samples' times.
-function chart(title, history, field, unit) {
-  const w = 400, h = 160, pad = 28;
+// The charts' time range: "recent" (the last 5 minutes, every sample) or "long" (the
+// dashboard's whole history, 10 s buckets for an hour); remembered across reloads.
+let chartRange = (() => { try { return localStorage.getItem("jetwork.chartRange") || "recent"; } catch (e) { return "recent"; } })();
+
+const CHART = { w: 440, h: 190, left: 46, right: 12, top: 10, bottom: 24 };
+const TICK_STEPS = [60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 10800e3, 21600e3, 43200e3, 86400e3];
+
+// A round step near `raw`: 1, 2 or 5 times a power of ten.
+function niceStep(raw) {
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  const f = raw / p;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
+}
+
+// A span in words: "5 min", "1 h", "1 h 30 min".
+function spanText(ms) {
+  const min = Math.round(ms / 60000);
+  if (min < 60) return min + " min";
+  return Math.floor(min / 60) + " h" + (min % 60 ? " " + (min % 60) + " min" : "");
+}
+
+// Clock time of `ms` in UTC, like every time on these pages: "14:20".
+function clockText(ms) {
+  return new Date(ms).toISOString().slice(11, 16);
+}
+
+function svgText(attrs, text) {
+  const node = svgEl("text", attrs);
+  node.textContent = text;
+  return node;
+}
+
+// One chart of `field` of every queue in `series`, over `from`..`to` (ms): a time axis with
+// clock-time ticks and a value axis with round steps. A null point is a gap (no figure, or
+// no sample then): the line breaks there.
+function chart(title, series, field, from, to) {
+  const { w, h, left, right, top, bottom } = CHART;
+  const plotW = w - left - right, plotH = h - top - bottom;
   const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": title });
-  const t = history.t;
-  const names = Object.keys(history.queues);
+  const names = Object.keys(series.queues);
+  const shown = series.t.map(t => t >= from && t <= to);
   let max = 0;
-  for (const name of names) for (const v of history.queues[name][field]) if (v !== null) max = Math.max(max, v);
-  max = max > 0 ? max * 1.1 : 1;
-  const t0 = t.length ? t[0] : 0, t1 = t.length ? t[t.length - 1] : 1;
-  const x = ms => pad + (t1 > t0 ? (ms - t0) / (t1 - t0) : 1) * (w - 2 * pad);
-  const y = v => h - pad + 8 - (v / max) * (h - pad - 8);
-  svg.append(svgEl("line", { x1: pad, y1: h - pad + 8, x2: w - pad, y2: h - pad + 8, stroke: "#ccd3dd" }));
-  const top = svgEl("text", { x: 2, y: 12, "font-size": 10, fill: "#6b7585" });
-  top.textContent = (max / 1.1).toFixed(max < 11 ? 1 : 0) + " " + unit;
-  svg.append(top);
-  const span = svgEl("text", { x: w - pad, y: h - 4, "font-size": 10, fill: "#6b7585", "text-anchor": "end" });
-  span.textContent = t.length > 1 ? "last " + Math.round((t1 - t0) / 1000) + " s" : "";
-  svg.append(span);
+  for (const name of names) series.queues[name][field].forEach((v, j) => { if (shown[j] && v !== null) max = Math.max(max, v); });
+  const step = max > 0 ? niceStep(max / 4) : 1;
+  const yMax = Math.max(step, Math.ceil(max / step) * step);
+  const x = ms => left + (ms - from) / (to - from) * plotW;
+  const y = v => top + plotH - (v / yMax) * plotH;
+  const decimals = step < 1 ? Math.min(3, Math.ceil(-Math.log10(step))) : 0;
+  const yAxis = svgEl("g", { class: "y-axis" });
+  for (let v = 0; v <= yMax + step / 1e6; v += step) {
+    yAxis.append(svgEl("line", { x1: left, y1: y(v), x2: w - right, y2: y(v), stroke: v ? "#edf0f5" : "#ccd3dd" }),
+      svgText({ x: left - 4, y: y(v) + 3, "font-size": 10, fill: "#6b7585", "text-anchor": "end", class: "tick-y" },
+        v.toFixed(decimals)));
+  }
+  const xAxis = svgEl("g", { class: "x-axis" });
+  const tick = TICK_STEPS.find(s => s >= (to - from) / 7) || TICK_STEPS[TICK_STEPS.length - 1];
+  for (let t = Math.ceil(from / tick) * tick; t <= to; t += tick) {
+    xAxis.append(svgEl("line", { x1: x(t), y1: top, x2: x(t), y2: top + plotH + 3, stroke: "#edf0f5" }),
+      svgText({ x: x(t), y: h - 8, "font-size": 10, fill: "#6b7585", "text-anchor": "middle", class: "tick-x",
+                "data-ms": t }, clockText(t)));
+  }
+  xAxis.append(svgText({ x: w - right, y: h - 8, "font-size": 9, fill: "#9aa3b1", "text-anchor": "end", class: "zone" }, "UTC"));
+  svg.append(yAxis, xAxis);
   names.forEach((name, i) => {
-    const values = history.queues[name][field];
-    let d = "";
+    const values = series.queues[name][field];
+    let d = "", points = 0, first = null, drawing = false;
     values.forEach((v, j) => {
-      if (v === null) return;
-      d += (d && values[j - 1] !== null ? " L" : " M") + x(t[j]).toFixed(1) + " " + y(v).toFixed(1);
+      if (!shown[j] || v === null) { drawing = false; return; }
+      d += (drawing ? " L" : " M") + x(series.t[j]).toFixed(1) + " " + y(v).toFixed(1);
+      drawing = true;
+      points += 1;
+      if (first === null) first = series.t[j];
     });
     if (d) svg.append(svgEl("path", { d, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 2,
-                                      "data-queue": name }));
+                                      "data-queue": name, "data-points": points, "data-first-ms": first }));
   });
   const legend = el("div", { class: "legend" }, names.map((name, i) =>
     el("span", {}, el("i", { style: "background:" + COLORS[i % COLORS.length] }), name)));
@@ -206,10 +254,30 @@ function chart(title, history, field, unit) {
 }
 
 function chartsSection(o) {
-  return el("section", { id: "charts", class: o.stale ? "stale" : null }, el("div", { class: "charts" },
-    chart("Throughput (jobs finished/s)", o.history, "rate", "jobs/s"),
-    chart("Backlog (pending)", o.history, "pending", "jobs"),
-    chart("In flight", o.history, "in_flight", "jobs")));
+  const history = o.history;
+  const recent = chartRange === "recent";
+  const span = recent ? history.recent_ms : history.span_ms;
+  const series = recent ? history.recent : history.long;
+  const to = o.now_ms, from = to - span;
+  const choose = (range, label) => {
+    const button = el("button", { type: "button", id: "range-" + range,
+                                  class: "range" + (range === chartRange ? " active" : "") }, label);
+    button.onclick = () => {
+      chartRange = range;
+      try { localStorage.setItem("jetwork.chartRange", range); } catch (e) { /* private mode */ }
+      if (lastOverview) renderOverview(lastOverview);
+    };
+    return button;
+  };
+  const about = recent ? "every sample of the last " + spanText(span)
+    : "the last " + spanText(span) + ", " + Math.round(history.bucket_ms / 1000) + " s a point";
+  return el("section", { id: "charts", class: o.stale ? "stale" : null, "data-range": chartRange },
+    el("p", { class: "ranges" }, choose("recent", spanText(history.recent_ms)), choose("long", spanText(history.span_ms)),
+      el("span", { class: "muted" }, about + " (kept by the dashboard; times in UTC)")),
+    el("div", { class: "charts" },
+      chart("Throughput (jobs finished/s)", series, "rate", from, to),
+      chart("Backlog (pending jobs)", series, "pending", from, to),
+      chart("In flight (jobs)", series, "in_flight", from, to)));
 }
 
 function workersSection(o) {
@@ -230,11 +298,12 @@ function workersSection(o) {
       el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted" }, "no workers registered")))));
 }
 
-function failuresSection(failures) {
+function failuresSection(failures, note) {
   const rows = failures.map(f => el("tr", { "data-work-id": f.work_id },
     el("td", {}, jobLink(f.work_id)), el("td", {}, queueLink(f.queue)), el("td", { class: "num" }, f.attempt),
     el("td", { class: "reason" }, f.reason)));
   return el("section", { id: "failures" }, el("h2", {}, "Recent failures (since the dashboard started)"),
+    note ? el("p", { class: "alert", id: "failures-note" }, "Failures are not being read right now: " + note) : null,
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "job"), el("th", {}, "queue"),
       el("th", { class: "num" }, "attempt"), el("th", {}, "reason"))),
       el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 4, class: "muted" }, "none")))));
@@ -244,7 +313,7 @@ function renderOverview(o) {
   const parts = [staleNotice(o)];
   if (o.status) parts.push(queuesSection(o), chartsSection(o), workersSection(o));
   else parts.push(chartsSection(o));
-  parts.push(failuresSection(o.failures));
+  parts.push(failuresSection(o.failures, o.failures_note));
   document.getElementById("app").replaceChildren(...parts.filter(p => p));
 }
 

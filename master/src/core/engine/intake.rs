@@ -36,9 +36,16 @@
 //! the cursor passes it (`SubmissionPassed`) without taking it again. So every stored
 //! submission is still taken exactly once, in turn or out of it. Only what would be accepted in
 //! turn may jump; anything doubtful waits for its turn, where it is decided with the reason.
+//!
+//! **Expiring submissions jump in a queue nobody serves** (in a served one, only priority
+//! does: its reader gets there): no reader runs then, so without it a job submitted with an
+//! expiry would be unknown to `job` and would not expire until a worker came. Taken out of turn, it is seen waiting and expires on
+//! time like any accepted item. Bounded: the queues nobody serves hold at most
+//! `max_priority_jumps` jumped submissions in all; past that an expiring submission waits
+//! for its turn (it is then expired when read, if its time has passed).
 
 use jetwork_shared::job_options::JobOptions;
-use jetwork_shared::{headers, WorkId};
+use jetwork_shared::{headers, QueueName, WorkId};
 
 use super::super::{Effect, Event, Origin, PublicationKey, Submission};
 use super::Engine;
@@ -100,19 +107,38 @@ impl Engine {
     /// its limit of waiting items). Anything else is left for the reader, which
     /// takes or rejects it in turn with the reason: nothing is decided about a submission
     /// out of turn except that it may run early.
+    ///
+    /// A submission of a queue nobody serves may jump only if it asks for an expiry (no
+    /// reader will reach it, so without the jump it would be unknown to `job` and never
+    /// expire), and while the queues nobody serves hold fewer than `max_priority_jumps`
+    /// jumped submissions in all: their cursors do not move until someone serves them, so
+    /// what they jumped stays listed until then.
     fn jump(&mut self, submission: Submission) {
+        let max = self.policy.max_priority_jumps as usize;
         let (jumped, purged_through) = self
             .state
             .queues
             .get(&submission.queue)
             .map_or((0, 0), |q| (q.jumped.len(), q.purged_through));
-        let may_jump = jumped < self.policy.max_priority_jumps as usize
+        let served = self.serving.workers(&submission.queue).next().is_some();
+        let room = match served {
+            true => jumped < max,
+            false => self.jumped_while_unserved() < max,
+        };
+        let may_jump = room
             && submission.seq > purged_through
             && self.may_read(&submission.queue)
-            && matches!(self.decide(&submission), Decision::Accept { options, .. } if options.priority > 0);
+            && matches!(self.decide(&submission), Decision::Accept { options, .. }
+                if if served { options.priority > 0 } else { options.expires > 0 });
         if may_jump {
             self.take(submission);
         }
+    }
+
+    /// Submissions taken out of turn in the queues nobody serves, in all.
+    fn jumped_while_unserved(&self) -> usize {
+        let unserved = |queue: &&QueueName| self.serving.workers(queue).next().is_none();
+        self.state.queues.iter().filter(|(q, _)| unserved(q)).map(|(_, q)| q.jumped.len()).sum()
     }
 
     /// What `submission` becomes (see the module docs), without recording anything.
