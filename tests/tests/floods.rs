@@ -3,7 +3,8 @@
 //! the queue readers doubt their deliveries (intake has a connection of its own); idle HTTP
 //! connections by the hundred cost the metrics listener and the dashboard no more than their
 //! connection cap (the excess is answered 503 and closed at once), the connections admitted
-//! are still served, and new ones are again once those close.
+//! are still served, and new ones are again once those close; garbage, oversized and silent
+//! request heads are answered 400 or 431, or closed, and the next client is served.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -296,6 +297,76 @@ async fn http_listeners_serve_at_most_their_connection_cap() -> anyhow::Result<(
     for (name, logs) in [("metrics", master.logs()), ("dashboard", dashboard.logs())] {
         let lines = logs.matches("too many connections at once").count();
         assert!((1..=10).contains(&lines), "{name}: {lines} lines about refusals:\n{logs}");
+    }
+    run.stop().await;
+    Ok(())
+}
+
+/// Sends `bytes` on a new connection to `port`; what comes back before the listener closes
+/// it (a reset after an answer included: a listener that refuses a head it has not read whole
+/// closes with bytes unread).
+async fn send(port: u16, bytes: &[u8]) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(bytes).await?;
+    let mut answer = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| anyhow::anyhow!("not closed within 10 s"))?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_listeners_answer_garbage_and_oversized_heads_and_serve_the_next() -> anyhow::Result<()>
+{
+    let run = InProcess::build().masters(&[]).start().await?;
+    let mut procs = run.procs()?;
+    let (metrics_port, dashboard_port) = (free_port()?, free_port()?);
+    procs.set("JETWORK_MASTER__METRICS_LISTEN", &format!("127.0.0.1:{metrics_port}"));
+    let _master = procs.master("m1")?;
+    run.await_leader("m1", WITHIN).await?;
+    let listen = format!("127.0.0.1:{dashboard_port}");
+    let _dashboard = procs.dashboard(&["--listen", &listen])?;
+    wait_until("the dashboard to listen", WITHIN, || async {
+        TcpStream::connect(("127.0.0.1", dashboard_port)).await.is_ok()
+    })
+    .await?;
+
+    for (name, port, path) in
+        [("metrics", metrics_port, "/healthz"), ("dashboard", dashboard_port, "/style.css")]
+    {
+        // Held open, silent or half-sent, while the others are answered.
+        let mut silent = TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut half = TcpStream::connect(("127.0.0.1", port)).await?;
+        half.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n").as_bytes())
+            .await?;
+        for garbage in [
+            &b"\x16\x03\x01\x02\x00\x01\x00 a TLS hello\r\n\r\n"[..],
+            b"GET /\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon\r\n\r\n",
+        ] {
+            let answer = send(port, garbage).await?;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{name}, {garbage:?}: {answer}");
+        }
+        let big = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(9 * 1024)
+        );
+        let answer = send(port, big.as_bytes()).await?;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{name}, a 9 KiB head: {answer}");
+        let answer = ask(&mut TcpStream::connect(("127.0.0.1", port)).await?, path, port).await?;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{name}: the next is served: {answer}");
+        // The header timeout (5 s) closes the silent ones, unanswered.
+        for stream in [&mut silent, &mut half] {
+            let mut rest = Vec::new();
+            tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut rest)).await??;
+            assert!(rest.is_empty(), "{name}: {}", String::from_utf8_lossy(&rest));
+        }
     }
     run.stop().await;
     Ok(())

@@ -4,7 +4,9 @@
 //! state (`jetwork.master.jobs`, a page at a time, searchable by id), a page per queue, a
 //! page per job (the master's view, its payload and its result), and the schedules.
 //!
-//! It owns one HTTP listener ([`serve`]) and three kinds of work, run together on one task:
+//! It serves its pages on the shared [`HttpListener`] (axum on hyper: the connection cap, the
+//! header timeout and size limit, HEAD, one request per connection), routed by [`router`], and
+//! runs three kinds of work together on one task ([`serve`]):
 //! - a **sampler** that asks the leader for its status every `refresh` and records it in
 //!   [`History`] (kept by this process: a page opened later shows the hour before it);
 //!   while no master answers it keeps what the lease says instead (the same text
@@ -27,37 +29,45 @@
 //! and the schedules one request, at most [`MAX_ASKS`] of these at once (beyond, 503 busy):
 //! the browser never talks to NATS, only to this server. Everything kept is bounded (samples,
 //! failures, charted queues), and so are the connections served at once
-//! (`--max-connections`, beyond it 503). Every request must name the dashboard in its `Host` ([`AllowedHosts`]: what it is
-//! reachable as, plus the operator's `--allowed-host` names), so a site that points its own
-//! name at the dashboard (DNS rebinding) reads nothing. It is **read-only** unless started
-//! with `--allow-actions`; even then an action must come as a POST from a page of an allowed
-//! name (its `Origin`, or `Referer`) with the `X-Jetwork-Action` header, which a page from
-//! another origin cannot send without a CORS preflight this server never approves. Refusals
-//! are answered 403 with the reason and logged, at most one line a second.
+//! (`--max-connections`, beyond it 503) and the time each takes ([`DEADLINE`]). Every request,
+//! whatever its path or method, must name the dashboard in its `Host` ([`AllowedHosts`]: what
+//! it is reachable as, plus the operator's `--allowed-host` names; checked before routing, by
+//! [`check_host`]), so a site that points its own name at the dashboard (DNS rebinding) reads
+//! nothing. It is **read-only** unless started with `--allow-actions`; even then an action
+//! must come as a POST from a page of an allowed name (its `Origin`, or `Referer`) with the
+//! `X-Jetwork-Action` header, which a page from another origin cannot send without a CORS
+//! preflight this server never approves (an `OPTIONS` is answered 405). Refusals are answered
+//! 403 with the reason and logged, at most one line a second.
 
 mod allowed_hosts;
 mod failures;
 mod history;
-mod http;
 mod preview;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::header::{HeaderMap, HeaderName, CONTENT_TYPE, HOST, ORIGIN, REFERER};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
 use jetwork_shared::clock::now_ms;
-use jetwork_shared::connection_cap::ConnectionCap;
+use jetwork_shared::http_listener::HttpListener;
 use jetwork_shared::jobs::{BulkRetry, JobInfo, JobState, JobsQuery};
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::{QueueName, WorkId};
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
 pub use failures::RecentFailures;
 pub use history::History;
-use http::{Request, Response};
 pub use preview::Preview;
 
 use crate::results_feed::{Event, ResultsFeed};
@@ -78,6 +88,8 @@ const MAX_PAGE_SIZE: u32 = 100;
 const MAX_SEARCH: usize = 256;
 /// Longest reason in a job list row (the job's page has it whole).
 const LIST_REASON: usize = 200;
+/// How long one connection may take in all: its request, and the NATS requests of its page.
+pub const DEADLINE: Duration = Duration::from_secs(20);
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -95,7 +107,7 @@ pub struct DashboardOptions {
     /// Names it answers for besides what its listen address is reachable as (a reverse
     /// proxy's name, the machine's name when it listens on a wildcard address).
     pub allowed_hosts: Vec<AllowedHost>,
-    /// Most connections served at once (see [`ConnectionCap`]).
+    /// Most connections served at once (see [`HttpListener`]).
     pub max_connections: usize,
 }
 
@@ -184,10 +196,12 @@ pub async fn serve(
         refusals: Mutex::new(LogLimit::default()),
         asks: tokio::sync::Semaphore::new(MAX_ASKS),
     });
+    let server = HttpListener::new("dashboard", dashboard.options.max_connections, DEADLINE);
+    let app = router(dashboard.clone());
     tokio::select! {
         () = sample(dashboard.clone()) => {}
         () = collect_failures(dashboard.clone(), feed) => {}
-        () = accept(dashboard, listener) => {}
+        () = server.serve(listener, app) => {}
     }
     Ok(())
 }
@@ -198,11 +212,11 @@ impl Dashboard {
     }
 
     /// Logs a request refused for where it comes from, at most one line a second.
-    fn log_refusal(&self, request: &Request, peer: SocketAddr, why: &str) {
+    fn log_refusal(&self, method: &Method, path: &str, peer: SocketAddr, why: &str) {
         let allowed = self.refusals.lock().unwrap_or_else(PoisonError::into_inner).allow();
         if let Some(suppressed) = allowed {
             tracing::warn!(
-                %peer, method = %request.method, path = %request.path, reason = why, suppressed,
+                %peer, %method, path, reason = why, suppressed,
                 "dashboard request refused"
             );
         }
@@ -279,63 +293,105 @@ async fn collect_failures(dashboard: Arc<Dashboard>, mut feed: ResultsFeed) {
     std::future::pending::<()>().await;
 }
 
-/// Accepts connections, each answered on a task of its own.
-/// At most `options.max_connections` at once: beyond it, one is answered 503 and closed.
-async fn accept(dashboard: Arc<Dashboard>, listener: TcpListener) {
-    let cap = ConnectionCap::new(dashboard.options.max_connections, "dashboard");
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let Some(permit) = cap.admit(&stream) else { continue };
-                let dashboard = dashboard.clone();
-                tokio::spawn(async move {
-                    let answered = answer(&dashboard, stream, peer);
-                    let _ = tokio::time::timeout(http::READ_TIMEOUT * 4, answered).await;
-                    drop(permit);
-                });
+/// The pages and the API, every request first through [`check_host`].
+fn router(dashboard: Arc<Dashboard>) -> Router {
+    Router::new()
+        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route("/index.html", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+        .route("/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
+        .route(
+            "/api/overview",
+            get(|State(d): State<Arc<Dashboard>>| async move { reply_json(200, &overview(&d)) }),
+        )
+        .route(
+            "/api/job",
+            get(|State(d): State<Arc<Dashboard>>, Query(query): Query<Params>| async move {
+                job(&d, param(&query, "id")).await
+            }),
+        )
+        .route(
+            "/api/jobs",
+            get(|State(d): State<Arc<Dashboard>>, Query(query): Query<Params>| async move {
+                jobs(&d, &query).await
+            }),
+        )
+        .route(
+            "/api/schedules",
+            get(|State(d): State<Arc<Dashboard>>| async move { schedules(&d).await }),
+        )
+        .route("/api/action", post(action))
+        .method_not_allowed_fallback(|| async { not_allowed() })
+        .fallback(|method: Method| async move {
+            if method == Method::GET || method == Method::HEAD {
+                reply_text(404, "no such page")
+            } else {
+                not_allowed()
             }
-            // Out of file descriptors and the like: pause rather than spin.
-            Err(e) => {
-                tracing::warn!(error = %e, "dashboard cannot accept");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        })
+        // Around the fallbacks too: a page read through a foreign name is a page read by
+        // that site, whatever it is.
+        .layer(middleware::from_fn_with_state(dashboard.clone(), check_host))
+        .with_state(dashboard)
+}
+
+/// A request's query string, decoded by axum's [`Query`] (`form_urlencoded`: `%XX` and `+`),
+/// in order.
+type Params = Vec<(String, String)>;
+
+/// The value of query parameter `name` (its first, if given more than once).
+fn param<'a>(query: &'a Params, name: &str) -> Option<&'a str> {
+    query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The value of header `name` (its first), bytes that are not UTF-8 replaced.
+fn header(headers: &HeaderMap, name: HeaderName) -> Option<Cow<'_, str>> {
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()))
+}
+
+/// Refuses (403, with the reason) a request whose `Host` is not a name of the dashboard, and
+/// one in absolute form (`GET http://name/…`) whose name is not one either.
+async fn check_host(
+    State(dashboard): State<Arc<Dashboard>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Err(why) = host_allowed(&dashboard.allowed, &request) {
+        dashboard.log_refusal(request.method(), request.uri().path(), peer, &why);
+        return reply_text(403, &why);
+    }
+    next.run(request).await
+}
+
+/// Whether `request` names an allowed host: its `Host`, and its request line's if it has one.
+fn host_allowed(allowed: &AllowedHosts, request: &Request) -> Result<(), String> {
+    allowed.check_host(header(request.headers(), HOST).as_deref())?;
+    match request.uri().authority() {
+        Some(authority) => allowed.check_host(Some(authority.as_str())),
+        None => Ok(()),
     }
 }
 
-/// Answers one request on `stream`, from `peer`.
-async fn answer(dashboard: &Dashboard, mut stream: TcpStream, peer: SocketAddr) {
-    let Some(request) = http::read_request(&mut stream).await else { return };
-    let response = route(dashboard, &request, peer).await;
-    response.write(&mut stream, request.method == "HEAD").await;
+fn not_allowed() -> Response {
+    reply_text(405, "GET only (POST for /api/action)")
 }
 
-/// The response to `request`.
-async fn route(dashboard: &Dashboard, request: &Request, peer: SocketAddr) -> Response {
-    // Before anything else: a page read through a foreign name is a page read by that site.
-    if let Err(why) = dashboard.allowed.check_host(request.header("host")) {
-        dashboard.log_refusal(request, peer, &why);
-        return Response::text(403, &why);
-    }
-    let get = matches!(request.method.as_str(), "GET" | "HEAD");
-    match (get, request.path.as_str()) {
-        (true, "/" | "/index.html") => asset("text/html; charset=utf-8", INDEX_HTML),
-        (true, "/app.js") => asset("text/javascript; charset=utf-8", APP_JS),
-        (true, "/style.css") => asset("text/css; charset=utf-8", STYLE_CSS),
-        (true, "/api/overview") => Response::json(200, &overview(dashboard)),
-        (true, "/api/job") => job(dashboard, request.param("id")).await,
-        (true, "/api/jobs") => jobs(dashboard, request).await,
-        (true, "/api/schedules") => schedules(dashboard).await,
-        (false, "/api/action") if request.method == "POST" => {
-            action(dashboard, request, peer).await
-        }
-        (true, _) => Response::text(404, "no such page"),
-        (false, _) => Response::text(405, "GET only (POST for /api/action)"),
-    }
+fn asset(content_type: &'static str, text: &'static str) -> Response {
+    ([(CONTENT_TYPE, content_type)], text).into_response()
 }
 
-fn asset(content_type: &'static str, text: &str) -> Response {
-    Response { status: 200, content_type, body: text.as_bytes().to_vec() }
+/// A JSON body with status `status`.
+fn reply_json(status: u16, value: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    (status, [(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A plain-text body (one line) with status `status`.
+fn reply_text(status: u16, text: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{text}\n")).into_response()
 }
 
 /// `/api/overview`: the last sample, the chart's data and the recent failures.
@@ -364,7 +420,7 @@ fn overview(dashboard: &Dashboard) -> Value {
 /// submission (a direct get by sequence: the payload or why it cannot be read).
 async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
     let Some(work_id) = id.and_then(|id| WorkId::parse(id).ok()) else {
-        return Response::json(400, &json!({ "error": "a valid work id is needed (?id=…)" }));
+        return reply_json(400, &json!({ "error": "a valid work id is needed (?id=…)" }));
     };
     let Ok(_permit) = dashboard.asks.try_acquire() else { return busy() };
     let running = dashboard.live().status.as_ref().and_then(|s| {
@@ -436,7 +492,7 @@ async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
             "not in flight and no stored outcome (it may wait unread in its queue, or be older \
              than the results retention)"
         );
-        return Response::json(404, &page);
+        return reply_json(404, &page);
     }
     match (payload, submit_seq) {
         (Some(payload), _) => page["payload"] = json!(payload),
@@ -451,16 +507,16 @@ async fn job(dashboard: &Dashboard, id: Option<&str>) -> Response {
         },
         (None, None) => {}
     }
-    Response::json(200, &page)
+    reply_json(200, &page)
 }
 
 /// `/api/jobs?queue=…&state=…&id=…&page=…&size=…`: one page of the jobs
 /// `jetwork.master.jobs` lists (in flight first, then finished, newest first), every
 /// parameter optional; `id` keeps those whose id contains it (among the newest
 /// [`JobsQuery::MAX_LIMIT`]). The listing goes [`JobsQuery::MAX_LIMIT`] jobs deep.
-async fn jobs(dashboard: &Dashboard, request: &Request) -> Response {
-    let given = |name: &str| request.param(name).filter(|v| !v.is_empty());
-    let bad = |why: String| Response::json(400, &json!({ "error": why }));
+async fn jobs(dashboard: &Dashboard, query: &Params) -> Response {
+    let given = |name: &str| param(query, name).filter(|v| !v.is_empty());
+    let bad = |why: String| reply_json(400, &json!({ "error": why }));
     let queue = match given("queue").map(QueueName::parse).transpose() {
         Ok(queue) => queue,
         Err(e) => return bad(format!("queue: {e}")),
@@ -521,7 +577,7 @@ async fn jobs(dashboard: &Dashboard, request: &Request) -> Response {
         })
         .collect();
     let more = matching.len() > (skip + size) as usize;
-    Response::json(
+    reply_json(
         200,
         &json!({
             "jobs": rows, "page": page, "size": size, "more": more,
@@ -536,50 +592,56 @@ async fn jobs(dashboard: &Dashboard, request: &Request) -> Response {
 async fn schedules(dashboard: &Dashboard) -> Response {
     let Ok(_permit) = dashboard.asks.try_acquire() else { return busy() };
     match dashboard.client.schedules().await {
-        Ok(page) => Response::json(200, &json!(page)),
+        Ok(page) => reply_json(200, &json!(page)),
         Err(e) => refused(&e),
     }
 }
 
 /// Too many page views' requests under way.
 fn busy() -> Response {
-    Response::json(503, &json!({ "error": "busy: too many requests under way, retry shortly" }))
+    reply_json(503, &json!({ "error": "busy: too many requests under way, retry shortly" }))
 }
 
-/// A request the master (or NATS) did not answer with success: its code where it gave one.
+/// A request the master (or NATS) did not answer with success: its code where it gave one
+/// (an error's: another is answered 502, the master's answer being wrong).
 fn refused(e: &JobsError) -> Response {
     let code = match e {
-        JobsError::Refused { code, .. } => *code,
+        JobsError::Refused { code, .. } if (400..=599).contains(code) => *code,
+        JobsError::Refused { .. } => 502,
         _ => 503,
     };
-    Response::json(code, &json!({ "error": e.to_string() }))
+    reply_json(code, &json!({ "error": e.to_string() }))
 }
 
 /// `POST /api/action?kind=retry|cancel&id=…` or `?kind=pause|resume|retry-failed|purge&queue=…`:
 /// the operator's actions, when allowed and sent from a page of the dashboard; the master's
 /// refusal comes back with its code and reason.
-async fn action(dashboard: &Dashboard, request: &Request, peer: SocketAddr) -> Response {
+async fn action(
+    State(dashboard): State<Arc<Dashboard>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<Params>,
+) -> Response {
     if !dashboard.options.allow_actions {
-        return Response::json(
+        return reply_json(
             403,
             &json!({ "error": "read-only dashboard: start it with --allow-actions" }),
         );
     }
-    let origin =
-        dashboard.allowed.check_origin(request.header("origin"), request.header("referer"));
-    if let Err(why) = origin {
-        dashboard.log_refusal(request, peer, &why);
+    let (origin, referer) = (header(&headers, ORIGIN), header(&headers, REFERER));
+    if let Err(why) = dashboard.allowed.check_origin(origin.as_deref(), referer.as_deref()) {
+        dashboard.log_refusal(&Method::POST, "/api/action", peer, &why);
         // JSON like the other refusals here, so a page (behind a proxy whose name is not
         // allowed yet) shows the reason.
-        return Response::json(403, &json!({ "error": why }));
+        return reply_json(403, &json!({ "error": why }));
     }
-    if request.header("x-jetwork-action").is_none() {
-        return Response::json(403, &json!({ "error": "missing the X-Jetwork-Action header" }));
+    if !headers.contains_key("x-jetwork-action") {
+        return reply_json(403, &json!({ "error": "missing the X-Jetwork-Action header" }));
     }
     let client = &dashboard.client;
-    let work_id = request.param("id").and_then(|id| WorkId::parse(id).ok());
-    let queue = request.param("queue").and_then(|q| QueueName::parse(q).ok());
-    let done = match (request.param("kind"), work_id, queue) {
+    let work_id = param(&query, "id").and_then(|id| WorkId::parse(id).ok());
+    let queue = param(&query, "queue").and_then(|q| QueueName::parse(q).ok());
+    let done = match (param(&query, "kind"), work_id, queue) {
         (Some("retry"), Some(id), _) => client.retry(&id, None).await.map(|r| r.message),
         (Some("cancel"), Some(id), _) => client
             .cancel(&id, Some("cancelled from the dashboard".to_owned()))
@@ -595,11 +657,11 @@ async fn action(dashboard: &Dashboard, request: &Request, peer: SocketAddr) -> R
         _ => {
             let why = "kind=retry|cancel with id=…, or kind=pause|resume|retry-failed|purge \
                        with queue=…";
-            return Response::json(400, &json!({ "error": why }));
+            return reply_json(400, &json!({ "error": why }));
         }
     };
     match done {
-        Ok(message) => Response::json(200, &json!({ "message": message })),
+        Ok(message) => reply_json(200, &json!({ "message": message })),
         Err(e) => refused(&e),
     }
 }

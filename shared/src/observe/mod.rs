@@ -3,7 +3,8 @@
 //!
 //! - [`AtomicHistogram`]: a lock-free histogram for hot paths.
 //! - [`Health`]: liveness (connected to NATS) and readiness (the component's own verdict).
-//! - [`ObserveServer`]: `GET /metrics`, `/healthz`, `/readyz`.
+//! - [`ObserveServer`]: `GET /metrics`, `/healthz`, `/readyz`, on the shared
+//!   [`HttpListener`](crate::http_listener::HttpListener).
 //! - [`register_build_info`]: `jetwork_build_info{component, version, …} 1`.
 //!
 //! Each process builds its own `prometheus_client` registry (no global recorder), so several

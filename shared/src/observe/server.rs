@@ -1,31 +1,32 @@
-//! [`ObserveServer`]: the small HTTP listener every long-running binary opens when
-//! `metrics_listen` is set: `GET /metrics` (Prometheus text format 0.0.4), `GET /healthz` and
-//! `GET /readyz` (see [`Health`]).
+//! [`ObserveServer`]: the HTTP listener every long-running binary opens when `metrics_listen`
+//! is set: `GET /metrics` (Prometheus text format 0.0.4), `GET /healthz` (or `/livez`) and
+//! `GET /readyz` (see [`Health`]); `HEAD` as well, any other method 405, any other path 404.
 //!
-//! Deliberately minimal, since it only ever answers probes and scrapers: HTTP/1.0-style, one
-//! request per connection (`Connection: close`), GET or HEAD only, the request head read up to
-//! [`MAX_HEAD`] bytes within [`READ_TIMEOUT`] (a slow or hostile client costs one task, bounded
-//! in time and memory), no request body, and at most `http_max_connections` connections at
-//! once (a [`ConnectionCap`]: beyond it a connection is answered 503 and closed at once). Each
-//! connection runs in a task of its own, so the process's main loop never waits on a scraper;
-//! encoding the registry reads atomics only.
+//! It is the pages only: the socket, the connection cap (`http_max_connections`, 503 beyond),
+//! the header timeout and size limit, one request per connection and HEAD are the
+//! [`HttpListener`]'s, here with a [`DEADLINE`] per connection. The listener runs on a task of
+//! its own and each connection on another, so the process's main loop never waits on a
+//! scraper; encoding the registry reads atomics only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::Health;
-use crate::connection_cap::ConnectionCap;
+use super::{Health, Probe};
+use crate::http_listener::HttpListener;
 
-/// Longest request head read.
-const MAX_HEAD: usize = 8 * 1024;
-/// How long a client may take to send its request head.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may take in all, its request head included.
+pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// The listener, serving until dropped.
 #[derive(Debug)]
@@ -39,9 +40,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// What the pages read.
+#[derive(Clone)]
+struct Pages {
+    registry: Arc<Registry>,
+    health: Health,
+}
+
 impl ObserveServer {
     /// Serves `registry` and `health` on `listener` until the returned server is dropped.
-    /// At most `max_connections` are served at once (see [`ConnectionCap`]).
+    /// At most `max_connections` are served at once (see [`HttpListener`]).
     pub fn spawn(
         listener: TcpListener,
         registry: Arc<Registry>,
@@ -50,30 +58,8 @@ impl ObserveServer {
     ) -> Self {
         let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         tracing::info!(%addr, max_connections, "serving /metrics, /healthz and /readyz");
-        let cap = ConnectionCap::new(max_connections, "metrics");
-        let task = tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let Some(permit) = cap.admit(&stream) else { continue };
-                        let (registry, health) = (registry.clone(), health.clone());
-                        tokio::spawn(async move {
-                            let _ = tokio::time::timeout(
-                                READ_TIMEOUT * 2,
-                                serve(stream, &registry, &health),
-                            )
-                            .await;
-                            drop(permit);
-                        });
-                    }
-                    // Out of file descriptors and the like: pause rather than spin.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "observation listener cannot accept");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
+        let server = HttpListener::new("metrics", max_connections, DEADLINE);
+        let task = tokio::spawn(server.serve(listener, router(Pages { registry, health })));
         ObserveServer { addr, task }
     }
 
@@ -89,98 +75,105 @@ impl Drop for ObserveServer {
     }
 }
 
-/// Answers one request on `stream`.
-async fn serve(mut stream: TcpStream, registry: &Registry, health: &Health) {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Some(head)) => head,
-        _ => return,
-    };
-    let page = route(&head);
-    let (status, content_type, body) = match page {
-        Route::Metrics => {
-            let mut text = String::new();
-            match prometheus_client::encoding::prometheus_text::encode(&mut text, registry) {
-                Ok(()) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
-                Err(_) => ("500 Internal Server Error", "text/plain", "cannot encode\n".into()),
-            }
-        }
-        Route::Health | Route::Ready => {
-            let probe = if page == Route::Health { health.liveness() } else { health.readiness() };
-            let status = if probe.ok { "200 OK" } else { "503 Service Unavailable" };
-            (status, "text/plain; charset=utf-8", format!("{}\n", probe.text))
-        }
-        Route::NotFound => {
-            ("404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n".into())
-        }
-        Route::BadMethod => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
-    };
-    let head_only = head.starts_with("HEAD ");
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if !head_only {
-        response.push_str(&body);
-    }
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+/// The pages; the query string is ignored.
+fn router(pages: Pages) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(liveness))
+        .route("/livez", get(liveness))
+        .route("/readyz", get(readiness))
+        .method_not_allowed_fallback(get_only)
+        .fallback(elsewhere)
+        .with_state(pages)
 }
 
-/// Reads until the end of the request head; `None` if the client closed or sent too much.
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            return Some(String::from_utf8_lossy(&buf).into_owned());
-        }
-        if buf.len() > MAX_HEAD {
-            return None;
+async fn metrics(State(pages): State<Pages>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::prometheus_text::encode(&mut text, &pages.registry) {
+        Ok(()) => text_page(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text),
+        Err(_) => {
+            text_page(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "cannot encode\n".into())
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Metrics,
-    Health,
-    Ready,
-    NotFound,
-    BadMethod,
+async fn liveness(State(pages): State<Pages>) -> Response {
+    probe(pages.health.liveness())
 }
 
-/// Which page the request line asks for (the query string is ignored).
-fn route(head: &str) -> Route {
-    let mut words = head.lines().next().unwrap_or_default().split_whitespace();
-    let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
-    if method != "GET" && method != "HEAD" {
-        return Route::BadMethod;
+async fn readiness(State(pages): State<Pages>) -> Response {
+    probe(pages.health.readiness())
+}
+
+/// 200 or 503, with the probe's one line.
+fn probe(probe: Probe) -> Response {
+    let status = if probe.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    text_page(status, "text/plain; charset=utf-8", format!("{}\n", probe.text))
+}
+
+async fn get_only() -> Response {
+    text_page(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into())
+}
+
+/// A path it does not serve: 404, or 405 for a method it never answers.
+async fn elsewhere(method: Method) -> Response {
+    if method == Method::GET || method == Method::HEAD {
+        let hint = "try /metrics, /healthz or /readyz\n";
+        text_page(StatusCode::NOT_FOUND, "text/plain", hint.into())
+    } else {
+        get_only().await
     }
-    match target.split('?').next().unwrap_or_default() {
-        "/metrics" => Route::Metrics,
-        "/healthz" | "/livez" => Route::Health,
-        "/readyz" => Route::Ready,
-        _ => Route::NotFound,
-    }
+}
+
+fn text_page(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (status, [(CONTENT_TYPE, content_type)], body).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
-    #[test]
-    fn routes_by_method_and_path() {
-        assert_eq!(route("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Metrics);
-        assert_eq!(route("GET /readyz?verbose HTTP/1.1\r\n\r\n"), Route::Ready);
-        assert_eq!(route("HEAD /healthz HTTP/1.0\r\n\r\n"), Route::Health);
-        assert_eq!(route("POST /metrics HTTP/1.1\r\n\r\n"), Route::BadMethod);
-        assert_eq!(route("GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(route(""), Route::BadMethod);
+    /// `request` sent to a real listener; the answer as text.
+    async fn ask(addr: SocketAddr, request: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.expect("connected");
+        stream.write_all(request.as_bytes()).await.expect("sent");
+        let mut raw = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut raw)).await;
+        read.expect("answered in time").expect("read");
+        String::from_utf8_lossy(&raw).into_owned()
+    }
+
+    #[tokio::test]
+    async fn routes_by_method_and_path() {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bound");
+        // Never connected: both probes fail, saying so.
+        let health = Health::new();
+        let mut registry = Registry::default();
+        super::super::register_build_info(&mut registry, "test", "1.2.3", &[]);
+        let server = ObserveServer::spawn(listener, Arc::new(registry), health, 4);
+        let addr = server.local_addr();
+
+        let metrics = ask(addr, "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains("text/plain; version=0.0.4; charset=utf-8"), "{metrics}");
+        assert!(metrics.contains("jetwork_build_info{"), "{metrics}");
+        let ready = ask(addr, "GET /readyz?verbose HTTP/1.1\r\n\r\n").await;
+        assert!(
+            ready.starts_with("HTTP/1.1 503") && ready.ends_with("not connected to NATS yet\n"),
+            "{ready}"
+        );
+        let live = ask(addr, "HEAD /healthz HTTP/1.0\r\n\r\n").await;
+        assert!(live.starts_with("HTTP/1.0 503") && live.ends_with("\r\n\r\n"), "{live}");
+        for (request, status, body) in [
+            ("POST /metrics HTTP/1.1\r\n\r\n", "405", "GET only\n"),
+            ("DELETE /nowhere HTTP/1.1\r\n\r\n", "405", "GET only\n"),
+            ("GET / HTTP/1.1\r\n\r\n", "404", "try /metrics, /healthz or /readyz\n"),
+        ] {
+            let answer = ask(addr, request).await;
+            assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{request}: {answer}");
+            assert!(answer.ends_with(body), "{request}: {answer}");
+        }
     }
 }

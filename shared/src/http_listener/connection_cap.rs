@@ -1,12 +1,13 @@
-//! [`ConnectionCap`]: how many connections an HTTP listener (the metrics and probes listener,
-//! the dashboard) serves at once.
+//! [`ConnectionCap`]: how many connections an [`HttpListener`](super::HttpListener) (the
+//! metrics and probes listener, the dashboard) serves at once.
 //!
 //! Anyone who can reach a listener can open connections and leave them idle; each costs a
-//! file descriptor and a task until its read timeout. Without a cap, enough of them run the
+//! file descriptor and a task until its header timeout. Without a cap, enough of them run the
 //! process out of file descriptors, and then its NATS connections and journal with it. With
 //! one, a connection beyond it is answered `503` at once, without waiting for its request
-//! (a single non-blocking write, so a client that does not read costs nothing), and closed;
-//! those already admitted are served as before. The refusals are logged at most once a second.
+//! (a single non-blocking write of a fixed answer, so a client that does not read costs
+//! nothing, and nothing of what it sends is read), and closed; those already admitted are
+//! served as before. The refusals are logged at most once a second.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
