@@ -304,7 +304,15 @@ impl Client {
             return;
         };
         let subject = subjects::submitted(queue);
-        if let Err(e) = self.nats.publish_with_headers(subject, notice, Bytes::new()).await {
+        // Flushed: a publish is only queued, and a process that exits once its submission is
+        // acknowledged (the CLI) would take the notice with it.
+        let sent = async {
+            let published = self.nats.publish_with_headers(subject, notice, Bytes::new()).await;
+            published.map_err(|e| e.to_string())?;
+            self.nats.flush().await.map_err(|e| e.to_string())?;
+            Ok::<(), String>(())
+        };
+        if let Err(e) = sent.await {
             tracing::debug!(%queue, seq, error = %e, "submission not announced; it waits for its turn");
         }
     }

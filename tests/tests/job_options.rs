@@ -273,6 +273,18 @@ async fn an_expiring_job_on_a_queue_nobody_serves_is_seen_waiting_and_expires_on
     assert!(took >= Duration::from_secs(3), "expired after {took:?}");
     assert!(took < Duration::from_secs(20), "expired after {took:?}");
 
+    tracing::info!("--- the CLI announces too (and does not exit before the notice is out)");
+    let procs = run.procs()?;
+    let args = ["submit", "--queue", "nobody-else", "--id", "by-cli", "--expires", "1h", "5"];
+    let (ok, text) = procs.frontend(&args).await?;
+    assert!(ok, "{text}");
+    let by_cli = WorkId::parse("by-cli")?;
+    let info = poll_for("the master to know the CLI's job", WAIT, || async {
+        client.job(&by_cli, None).await.ok()
+    })
+    .await?;
+    assert_eq!(info.state, JobState::Ready, "{info:?}");
+
     tracing::info!("--- a worker comes: the expired job never runs, a later one runs once");
     let (_worker, order) = {
         let order = Arc::new(Mutex::new(Vec::new()));
@@ -298,7 +310,7 @@ async fn an_expiring_job_on_a_queue_nobody_serves_is_seen_waiting_and_expires_on
         .iter()
         .filter(|(.., e)| matches!(e, jetwork_master::core::Event::SubmissionPassed { .. }))
         .count();
-    assert_eq!(passed, 5, "each jumped submission was passed once");
+    assert_eq!(passed, 6, "each jumped submission was passed once (five, and the CLI's)");
     run.stop().await;
     Ok(())
 }
