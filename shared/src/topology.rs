@@ -228,7 +228,7 @@ pub async fn ensure_streams(
     for config in [journal_stream(cfg), submit_stream(cfg), results_stream(cfg)] {
         let what = format!("stream {}", config.name);
         let cap = byte_cap(cfg, &config.name);
-        let result = patiently(&what, || async {
+        let ensure = || async {
             match mode {
                 EnsureMode::CreateOrUpdate => {
                     js.create_or_update_stream(config.clone()).await.map(|_| ())
@@ -237,8 +237,15 @@ pub async fn ensure_streams(
                     js.get_or_create_stream(config.clone()).await.map(|_| ())
                 }
             }
-        })
-        .await;
+        };
+        let mut result = patiently(&what, ensure).await;
+        if matches!(result, Err(Tried::Failed(_))) && js.get_stream(&config.name).await.is_ok() {
+            // Two candidates started together both found no stream and both created it: the
+            // server reserved its room for the first and refused the second's create for lack
+            // of room (10047), the stream existing all the same. Asked again, it is an update
+            // that reserves nothing new.
+            result = patiently(&what, ensure).await;
+        }
         result.map_err(|e| e.into_topology(what, cfg, cap))?;
     }
     Ok(())

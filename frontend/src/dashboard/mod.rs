@@ -5,7 +5,7 @@
 //! page per job (the master's view, its payload and its result), and the schedules.
 //!
 //! It serves its pages on the shared [`HttpListener`] (axum on hyper: the connection cap, the
-//! header timeout and size limit, HEAD, one request per connection), routed by [`router`], and
+//! header timeout and size limit, HEAD, one request per connection), routed by `router`, and
 //! runs three kinds of work together on one task ([`serve`]):
 //! - a **sampler** that asks the leader for its status every `refresh` and records it in
 //!   [`History`] (kept by this process: a page opened later shows the hour before it);
@@ -32,7 +32,7 @@
 //! (`--max-connections`, beyond it 503) and the time each takes ([`DEADLINE`]). Every request,
 //! whatever its path or method, must name the dashboard in its `Host` ([`AllowedHosts`]: what
 //! it is reachable as, plus the operator's `--allowed-host` names; checked before routing, by
-//! [`check_host`]), so a site that points its own name at the dashboard (DNS rebinding) reads
+//! `check_host`), so a site that points its own name at the dashboard (DNS rebinding) reads
 //! nothing. It is **read-only** unless started with `--allow-actions`; even then an action
 //! must come as a POST from a page of an allowed name (its `Origin`, or `Referer`) with the
 //! `X-Jetwork-Action` header, which a page from another origin cannot send without a CORS

@@ -3,7 +3,7 @@
 //! (`jetwork-frontend dashboard`). Each brings an axum [`Router`] with its pages; this module
 //! owns the socket and what a connection may cost:
 //!
-//! - at most `max_connections` at once ([`ConnectionCap`]): beyond them a new connection is
+//! - at most `max_connections` at once (`ConnectionCap`): beyond them a new connection is
 //!   answered 503 and closed at once, without reading its request, and the refusals are logged
 //!   at most one line a second;
 //! - hyper reads the request (HTTP/1.0 or 1.1): its head must come within [`HEADER_TIMEOUT`]
