@@ -30,10 +30,13 @@ pub fn render(job: &JobInfo, now_ms: u64) -> String {
     if let Some(reason) = &job.reason {
         let _ = writeln!(out, "reason: {reason}");
     }
+    // As wide as the widest worker id (`<login>-<32 hex digits>` by default).
+    let worker_width =
+        job.history.iter().map(|r| r.worker.as_str().len()).max().unwrap_or(0).max(6);
     if !job.history.is_empty() {
         let _ = writeln!(
             out,
-            "\n{:>7}  {:<24} {:>12} {:>10}  {:<10} REASON",
+            "\n{:>7}  {:<worker_width$} {:>12} {:>10}  {:<10} REASON",
             "ATTEMPT", "WORKER", "STARTED", "RAN", "OUTCOME"
         );
     }
@@ -45,9 +48,9 @@ pub fn render(job: &JobInfo, now_ms: u64) -> String {
         let outcome = record.outcome.as_str();
         let _ = writeln!(
             out,
-            "{:>7}  {:<24} {:>12} {:>10}  {:<10} {}",
+            "{:>7}  {:<worker_width$} {:>12} {:>10}  {:<10} {}",
             record.attempt,
-            record.worker,
+            record.worker.as_str(),
             format!("{} ago", duration(now_ms.saturating_sub(record.started_ms))),
             ran,
             outcome,
@@ -116,6 +119,43 @@ mod tests {
     use jetwork_shared::{QueueName, WorkId};
 
     use super::render_list;
+
+    #[test]
+    fn the_attempts_keep_their_columns_whatever_the_worker_ids_length() {
+        use jetwork_shared::jobs::{AttemptOutcome, AttemptRecord};
+        use jetwork_shared::WorkerId;
+        let attempt = |n: u32, worker: &str| AttemptRecord {
+            attempt: n,
+            worker: WorkerId::parse(worker).expect("valid id"),
+            started_ms: 1_000,
+            ended_ms: 2_000,
+            outcome: AttemptOutcome::Failed,
+            reason: Some("boom".to_owned()),
+        };
+        let job = JobInfo {
+            work_id: WorkId::parse("j").expect("valid id"),
+            queue: QueueName::parse("q").expect("valid queue"),
+            state: JobState::Failed,
+            submit_seq: 1,
+            attempts: 2,
+            ready_at_ms: None,
+            reason: None,
+            finished_ms: None,
+            history: vec![
+                attempt(1, "worker-1-665b4de0d4a44f61a84169c8433d43ea"),
+                attempt(2, "w2"),
+            ],
+            options: Default::default(),
+        };
+        let text = super::render(&job, 10_000);
+        let lines: Vec<&str> =
+            text.lines().filter(|l| l.contains("ATTEMPT") || l.contains("boom")).collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let started_end = lines[0].find("STARTED").expect("header") + "STARTED".len();
+        for line in &lines[1..] {
+            assert_eq!(line.find(" ago").expect("a start") + " ago".len(), started_end, "{text}");
+        }
+    }
 
     #[test]
     fn a_list_keeps_its_columns_whatever_the_ids_length() {

@@ -37,13 +37,19 @@ pub fn render(report: &StatusReport) -> String {
         );
     }
     more(&mut out, report.queues.len(), report.queues_total, "queues", "--queues/--queues-offset");
+    // As wide as the widest worker id (`<login>-<32 hex digits>` by default) and queue list.
+    let queue_list = |w: &jetwork_shared::protocol::WorkerStatus| {
+        w.queues.iter().map(|q| q.as_str()).collect::<Vec<_>>().join(",")
+    };
+    let worker_width =
+        report.workers.iter().map(|w| w.worker_id.as_str().len()).max().unwrap_or(0).max(6);
+    let queues_width = report.workers.iter().map(|w| queue_list(w).len()).max().unwrap_or(0).max(6);
     let _ = writeln!(
         out,
-        "\n{:<36} {:<16} {:>8} {:>9}  RUNNING",
+        "\n{:<worker_width$} {:<queues_width$} {:>8} {:>9}  RUNNING",
         "WORKER", "QUEUES", "CAPACITY", "SEEN"
     );
     for w in &report.workers {
-        let queues: Vec<&str> = w.queues.iter().map(|q| q.as_str()).collect();
         let running: Vec<String> = w
             .running
             .iter()
@@ -61,9 +67,9 @@ pub fn render(report: &StatusReport) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<36} {:<16} {:>8} {:>9}  {}",
-            w.worker_id,
-            queues.join(","),
+            "{:<worker_width$} {:<queues_width$} {:>8} {:>9}  {}",
+            w.worker_id.as_str(),
+            queue_list(w),
             w.capacity,
             seen,
             running
@@ -84,5 +90,47 @@ fn more(out: &mut String, listed: usize, total: u64, what: &str, flags: &str) {
     let hidden = total.saturating_sub(listed as u64);
     if hidden > 0 {
         let _ = writeln!(out, "… {listed} of {total} {what} listed ({flags} for the rest)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jetwork_shared::protocol::{StatusReport, WorkerStatus};
+    use jetwork_shared::{QueueName, WorkerId};
+
+    use super::render;
+
+    #[test]
+    fn the_workers_columns_fit_the_widest_id_and_queue_list() {
+        let worker = |id: &str, queues: &[&str]| WorkerStatus {
+            worker_id: WorkerId::parse(id).expect("valid id"),
+            queues: queues.iter().map(|q| QueueName::parse(q).expect("valid queue")).collect(),
+            capacity: 4,
+            last_seen_ago_ms: 0,
+            running: Vec::new(),
+            running_total: 0,
+        };
+        // A worker's default id: its login and 32 hex digits.
+        let long = "worker-1-665b4de0d4a44f61a84169c8433d43ea";
+        let report = StatusReport {
+            leader: "m1".to_owned(),
+            epoch: 1,
+            now_ms: 0,
+            queues: Vec::new(),
+            queues_total: 0,
+            workers: vec![worker(long, &["default"]), worker("w2", &["emails", "reports-nightly"])],
+            workers_total: 2,
+        };
+        let text = render(&report);
+        let lines: Vec<&str> =
+            text.lines().filter(|l| l.contains("idle") || l.starts_with("WORKER")).collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let at = |line: &str, word: &str| line.find(word).expect("in the line");
+        let queues_at = at(lines[0], "QUEUES");
+        assert_eq!(at(lines[1], "default"), queues_at, "{text}");
+        assert_eq!(at(lines[2], "emails"), queues_at, "{text}");
+        let capacity_end = at(lines[0], "CAPACITY") + "CAPACITY".len();
+        assert_eq!(at(lines[1], " 4 ") + 2, capacity_end, "{text}");
+        assert_eq!(at(lines[2], " 4 ") + 2, capacity_end, "{text}");
     }
 }
