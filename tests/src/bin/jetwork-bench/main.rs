@@ -35,6 +35,7 @@
 mod backlog;
 mod baseline;
 mod cluster;
+mod cpu;
 mod deployment;
 mod failover;
 mod idle;

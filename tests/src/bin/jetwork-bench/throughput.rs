@@ -1,6 +1,7 @@
 //! Throughput: jobs submitted as fast as acknowledgements allow, jobs/s from the first
 //! submission to the last result, for each worker layout, jetwork and baseline side by side
-//! (each run on its own fresh server), the median of `runs`.
+//! (each run on its own fresh server), the median of `runs`; and the CPU each system's
+//! processes used per job over those runs (master, workers, nats-server: where the limit is).
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use indicatif::MultiProgress;
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, System};
+use crate::cpu::Usage;
 use crate::deployment::Deployment;
 use crate::load::{self, Collector};
 use crate::report::Report;
@@ -34,6 +36,8 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
             continue;
         }
         let mut rates = [Vec::new(), Vec::new()];
+        // µs of CPU per job, per run: [baseline, jetwork] × (master, workers, nats-server).
+        let mut cpu: [Vec<Usage>; 2] = [Vec::new(), Vec::new()];
         for run in 0..o.runs {
             for (i, system) in [System::Baseline, System::Jetwork].into_iter().enumerate() {
                 let name = format!("{system:?}").to_lowercase();
@@ -48,7 +52,9 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
                     run + 1,
                     o.runs
                 );
-                rates[i].push(once(system, layout, o, progress, &label, false).await?);
+                let (rate, used) = measured(system, layout, o, progress, &label, false).await?;
+                rates[i].push(rate);
+                cpu[i].push(used);
             }
         }
         let case = format!(
@@ -65,6 +71,15 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
                 record.jetwork.unwrap_or(0.0) >= 30_000.0 && record.ratio.unwrap_or(0.0) >= 0.5;
             record.target("≥ 30k jobs/s and ≥ 0.5× baseline", met);
         }
+        let shape = format!("{}×{}", layout.workers, layout.concurrency);
+        let of = |i: usize, part: &str| {
+            let values: Vec<f64> = cpu[i].iter().filter_map(|u| u.part(part)).collect();
+            median(&values)
+        };
+        for part in Usage::PARTS {
+            let case = format!("{shape} CPU per job: {part}");
+            report.add("throughput", &case, "µs", of(1, part), of(0, part));
+        }
     }
     Ok(())
 }
@@ -78,6 +93,18 @@ pub async fn once(
     label: &str,
     replicated: bool,
 ) -> anyhow::Result<f64> {
+    Ok(measured(system, layout, o, progress, label, replicated).await?.0)
+}
+
+/// [`once`], and the µs of CPU per job its master, workers and server(s) used over the run.
+pub async fn measured(
+    system: System,
+    layout: Layout,
+    o: &Options,
+    progress: &MultiProgress,
+    label: &str,
+    replicated: bool,
+) -> anyhow::Result<(f64, Usage)> {
     let (workers, concurrency) = (layout.workers, layout.concurrency);
     let deployment = if replicated {
         Deployment::start_replicated(system, workers, concurrency, o.lease_ttl).await?
@@ -85,7 +112,10 @@ pub async fn once(
         Deployment::start(system, workers, concurrency, o.lease_ttl).await?
     };
     let (submit, results) = (deployment.submit_subject(), deployment.results_subject());
-    drive(&deployment.cluster, &submit, &results, layout.jobs, o, progress, label).await
+    let before = deployment.cpu();
+    let rate =
+        drive(&deployment.cluster, &submit, &results, layout.jobs, o, progress, label).await?;
+    Ok((rate, before.per_job_us(&deployment.cpu(), layout.jobs)))
 }
 
 /// Submits `jobs` on `submit` as fast as acknowledgements allow and waits for their results on
