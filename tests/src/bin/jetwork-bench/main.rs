@@ -20,6 +20,9 @@
 //! measured there (the dispatch pause, jobs lost and results delivered twice per node or
 //! master fault).
 //!
+//! Opt-in, the cost as work grows: `workers` (10 → 1,000 → 10,000 registered workers spoken
+//! by hand from this process: jobs/s, the master's CPU per job, the status reply's size).
+//!
 //! ```sh
 //! scripts/bench                      # builds in release mode and runs every phase
 //! scripts/bench --phases throughput --runs 3
@@ -27,6 +30,7 @@
 //! scripts/bench --phases lifecycle --lifecycle-cases delayed,burst --runs 1
 //! scripts/bench --phases cluster --runs 1
 //! scripts/bench --phases python --runs 3
+//! scripts/bench --phases workers --worker-counts 10,1000 --worker-jobs 20000
 //! ```
 //!
 //! The same binary is also the worker process of both systems (`worker`, `baseline-worker`):
@@ -38,6 +42,7 @@ mod cluster;
 mod cpu;
 mod deployment;
 mod failover;
+mod fleet;
 mod idle;
 mod latency;
 mod lifecycle;
@@ -48,6 +53,7 @@ mod report;
 mod samples;
 mod stamp;
 mod throughput;
+mod workers;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -93,7 +99,7 @@ enum Mode {
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle, idle,
-    /// and (only when named) cluster and python.
+    /// and (only when named) cluster, python and workers.
     #[arg(
         long,
         value_delimiter = ',',
@@ -194,6 +200,12 @@ pub struct Options {
     /// Lifecycle phase: cases to run, comma separated: rate, delayed, burst, priority.
     #[arg(long, value_delimiter = ',', default_value = "rate,delayed,burst,priority")]
     lifecycle_cases: Vec<String>,
+    /// Workers phase: registered workers (capacity 4 each) at each step, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
+    worker_counts: Vec<u32>,
+    /// Workers phase: jobs per step.
+    #[arg(long, default_value_t = 50_000)]
+    worker_jobs: u64,
     /// The `jetwork-master` binary to run instead of this build's (for before/after
     /// comparisons of a change in the master).
     #[arg(long)]
@@ -262,8 +274,17 @@ async fn jetwork_worker_process(
 }
 
 async fn benchmark(o: Options) -> anyhow::Result<()> {
-    const PHASES: [&str; 8] =
-        ["throughput", "latency", "failover", "backlog", "lifecycle", "idle", "cluster", "python"];
+    const PHASES: [&str; 9] = [
+        "throughput",
+        "latency",
+        "failover",
+        "backlog",
+        "lifecycle",
+        "idle",
+        "cluster",
+        "python",
+        "workers",
+    ];
     for phase in &o.phases {
         if !PHASES.contains(&phase.as_str()) {
             anyhow::bail!("unknown phase {phase:?} ({})", PHASES.join(", "));
@@ -308,6 +329,9 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     }
     if wants("python") {
         python_fleet::run(&o, &mut report, &progress).await?;
+    }
+    if wants("workers") {
+        workers::run(&o, &mut report, &progress).await?;
     }
     progress.clear()?;
     println!("\n{}", report.table());
