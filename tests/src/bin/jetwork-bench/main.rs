@@ -21,7 +21,9 @@
 //! master fault).
 //!
 //! Opt-in, the cost as work grows: `workers` (10 → 1,000 → 10,000 registered workers spoken
-//! by hand from this process: jobs/s, the master's CPU per job, the status reply's size).
+//! by hand from this process: jobs/s, the master's CPU per job, the status reply's size),
+//! `queues` (1 → 1,000 queues with the work spread evenly: jobs/s, the master's memory, the
+//! consumers on the submit stream).
 //!
 //! ```sh
 //! scripts/bench                      # builds in release mode and runs every phase
@@ -30,6 +32,7 @@
 //! scripts/bench --phases lifecycle --lifecycle-cases delayed,burst --runs 1
 //! scripts/bench --phases cluster --runs 1
 //! scripts/bench --phases python --runs 3
+//! scripts/bench --phases workers,queues --runs 1
 //! scripts/bench --phases workers --worker-counts 10,1000 --worker-jobs 20000
 //! ```
 //!
@@ -48,6 +51,7 @@ mod latency;
 mod lifecycle;
 mod load;
 mod python_fleet;
+mod queues;
 mod replicated;
 mod report;
 mod samples;
@@ -99,7 +103,7 @@ enum Mode {
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle, idle,
-    /// and (only when named) cluster, python and workers.
+    /// and (only when named) cluster, python, workers and queues.
     #[arg(
         long,
         value_delimiter = ',',
@@ -206,6 +210,16 @@ pub struct Options {
     /// Workers phase: jobs per step.
     #[arg(long, default_value_t = 50_000)]
     worker_jobs: u64,
+    /// Queues phase: queues at each step, comma separated (the work spread evenly over them).
+    #[arg(long, value_delimiter = ',', default_value = "1,1000")]
+    queue_counts: Vec<u32>,
+    /// Queues phase: jobs per step.
+    #[arg(long, default_value_t = 50_000)]
+    queue_jobs: u64,
+    /// Queues phase: hand-spoken workers (capacity 16 each) sharing the queues out; each
+    /// serves at most 64 queues (the master's default `max_queues_per_worker`).
+    #[arg(long, default_value_t = 16)]
+    queue_workers: u32,
     /// The `jetwork-master` binary to run instead of this build's (for before/after
     /// comparisons of a change in the master).
     #[arg(long)]
@@ -274,7 +288,7 @@ async fn jetwork_worker_process(
 }
 
 async fn benchmark(o: Options) -> anyhow::Result<()> {
-    const PHASES: [&str; 9] = [
+    const PHASES: [&str; 10] = [
         "throughput",
         "latency",
         "failover",
@@ -284,6 +298,7 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
         "cluster",
         "python",
         "workers",
+        "queues",
     ];
     for phase in &o.phases {
         if !PHASES.contains(&phase.as_str()) {
@@ -332,6 +347,9 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     }
     if wants("workers") {
         workers::run(&o, &mut report, &progress).await?;
+    }
+    if wants("queues") {
+        queues::run(&o, &mut report, &progress).await?;
     }
     progress.clear()?;
     println!("\n{}", report.table());

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::cluster::{Cluster, System};
 use crate::cpu::Usage;
 use crate::deployment::Deployment;
-use crate::load::{self, Collector};
+use crate::load::{self, Collector, Spread};
 use crate::report::Report;
 use crate::samples::median;
 use crate::{bar, Options};
@@ -129,20 +129,40 @@ pub async fn drive(
     progress: &MultiProgress,
     label: &str,
 ) -> anyhow::Result<f64> {
+    let subjects = [submit.to_owned()];
+    let spread = Spread { subjects: &subjects, headers: None, size: 0 };
+    drive_spread(cluster, &spread, results, jobs, o.window, progress, label).await
+}
+
+/// [`drive`], the submissions as `spread` says, at most `window` awaiting acknowledgement.
+pub async fn drive_spread(
+    cluster: &Cluster,
+    spread: &Spread<'_>,
+    results: &str,
+    jobs: u64,
+    window: usize,
+    progress: &MultiProgress,
+    label: &str,
+) -> anyhow::Result<f64> {
     let js = cluster.js();
     let collector = Collector::start(&cluster.client, results).await?;
     let bar = progress.add(bar(jobs, label));
     let started = Instant::now();
-    let producer = {
-        let (js, subject, window) = (js.clone(), submit.to_owned(), o.window);
+    let producer = async {
         let submitted = indicatif::ProgressBar::hidden();
-        tokio::spawn(async move { load::flood(&js, &subject, jobs, window, &submitted).await })
+        load::flood_spread(&js, spread, jobs, window, &submitted).await
     };
     let within = Duration::from_secs(60).max(Duration::from_millis(jobs * 5));
-    collector.wait_for(jobs, within, &bar).await?;
-    producer.await??;
+    let (produced, collected) = tokio::join!(producer, collector.wait_for(jobs, within, &bar));
+    produced?;
+    collected?;
     let last = collector.read(|c| c.last).unwrap_or_else(Instant::now);
     let rate = jobs as f64 / last.duration_since(started).as_secs_f64();
     bar.finish_with_message(format!("{rate:.0} jobs/s"));
+    anyhow::ensure!(
+        collector.read(|c| c.unreadable) == 0,
+        "{} results were not the job's stamps",
+        collector.read(|c| c.unreadable)
+    );
     Ok(rate)
 }
