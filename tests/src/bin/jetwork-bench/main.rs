@@ -23,7 +23,8 @@
 //! Opt-in, the cost as work grows: `workers` (10 → 1,000 → 10,000 registered workers spoken
 //! by hand from this process: jobs/s, the master's CPU per job, the status reply's size),
 //! `queues` (1 → 1,000 queues with the work spread evenly: jobs/s, the master's memory, the
-//! consumers on the submit stream).
+//! consumers on the submit stream), `payloads` (100 B, 16 KiB, 256 KiB payloads, jetwork and
+//! the baseline side by side: jobs/s and MB/s).
 //!
 //! ```sh
 //! scripts/bench                      # builds in release mode and runs every phase
@@ -32,7 +33,7 @@
 //! scripts/bench --phases lifecycle --lifecycle-cases delayed,burst --runs 1
 //! scripts/bench --phases cluster --runs 1
 //! scripts/bench --phases python --runs 3
-//! scripts/bench --phases workers,queues --runs 1
+//! scripts/bench --phases workers,queues,payloads --runs 1
 //! scripts/bench --phases workers --worker-counts 10,1000 --worker-jobs 20000
 //! ```
 //!
@@ -50,6 +51,7 @@ mod idle;
 mod latency;
 mod lifecycle;
 mod load;
+mod payloads;
 mod python_fleet;
 mod queues;
 mod replicated;
@@ -103,7 +105,7 @@ enum Mode {
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle, idle,
-    /// and (only when named) cluster, python, workers and queues.
+    /// and (only when named) cluster, python, workers, queues and payloads.
     #[arg(
         long,
         value_delimiter = ',',
@@ -220,6 +222,16 @@ pub struct Options {
     /// serves at most 64 queues (the master's default `max_queues_per_worker`).
     #[arg(long, default_value_t = 16)]
     queue_workers: u32,
+    /// Payloads phase: payload sizes, comma separated (`100`, `16KiB`, `1MiB`).
+    #[arg(long, value_delimiter = ',', value_parser = payloads::parse_size, default_value = "100,16KiB,256KiB")]
+    payload_sizes: Vec<u64>,
+    /// Payloads phase: jobs per run at each size (fewer if they would exceed
+    /// `--payload-bytes`).
+    #[arg(long, default_value_t = 50_000)]
+    payload_jobs: u64,
+    /// Payloads phase: the most payload bytes one run submits.
+    #[arg(long, value_parser = payloads::parse_size, default_value = "512MiB")]
+    payload_bytes: u64,
     /// The `jetwork-master` binary to run instead of this build's (for before/after
     /// comparisons of a change in the master).
     #[arg(long)]
@@ -288,7 +300,7 @@ async fn jetwork_worker_process(
 }
 
 async fn benchmark(o: Options) -> anyhow::Result<()> {
-    const PHASES: [&str; 10] = [
+    const PHASES: [&str; 11] = [
         "throughput",
         "latency",
         "failover",
@@ -299,6 +311,7 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
         "python",
         "workers",
         "queues",
+        "payloads",
     ];
     for phase in &o.phases {
         if !PHASES.contains(&phase.as_str()) {
@@ -350,6 +363,9 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     }
     if wants("queues") {
         queues::run(&o, &mut report, &progress).await?;
+    }
+    if wants("payloads") {
+        payloads::run(&o, &mut report, &progress).await?;
     }
     progress.clear()?;
     println!("\n{}", report.table());
