@@ -26,6 +26,9 @@
 //! consumers on the submit stream), `payloads` (100 B, 16 KiB, 256 KiB payloads, jetwork and
 //! the baseline side by side: jobs/s and MB/s).
 //!
+//! `--quick` shrinks every phase to a smoke size (CI's run: seconds per phase, figures
+//! meaningless); flags given explicitly still win.
+//!
 //! ```sh
 //! scripts/bench                      # builds in release mode and runs every phase
 //! scripts/bench --phases throughput --runs 3
@@ -35,6 +38,7 @@
 //! scripts/bench --phases python --runs 3
 //! scripts/bench --phases workers,queues,payloads --runs 1
 //! scripts/bench --phases workers --worker-counts 10,1000 --worker-jobs 20000
+//! scripts/bench --quick --phases throughput,workers
 //! ```
 //!
 //! The same binary is also the worker process of both systems (`worker`, `baseline-worker`):
@@ -232,6 +236,12 @@ pub struct Options {
     /// Payloads phase: the most payload bytes one run submits.
     #[arg(long, value_parser = payloads::parse_size, default_value = "512MiB")]
     payload_bytes: u64,
+    /// Every phase at a smoke size, seconds each (CI's run; figures meaningless): 1 run, 3,000
+    /// jobs (200 serial), rate 500/s for 1 s, a 5,000 backlog, 300 idle workers for 2 s, 10 and
+    /// 200 workers, 1 and 64 queues over 4 workers, 2,000 jobs per growth step, payloads of at
+    /// most 1,000 jobs and 32 MiB. Options given explicitly still win.
+    #[arg(long)]
+    quick: bool,
     /// The `jetwork-master` binary to run instead of this build's (for before/after
     /// comparisons of a change in the master).
     #[arg(long)]
@@ -271,7 +281,14 @@ async fn main() -> anyhow::Result<()> {
             let client = async_nats::ConnectOptions::new().name(id).connect(servers).await?;
             baseline::worker(client, concurrency).await
         }
-        None => benchmark(args.options).await,
+        None => {
+            let mut options = args.options;
+            if options.quick {
+                let matches = <Args as clap::CommandFactory>::command().get_matches();
+                quick(&mut options, &matches)?;
+            }
+            benchmark(options).await
+        }
     }
 }
 
@@ -377,6 +394,67 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--quick`: each option and its smoke-size value, as command-line arguments.
+const QUICK: [(&str, &str); 18] = [
+    ("runs", "1"),
+    ("jobs", "3000"),
+    ("serial_jobs", "200"),
+    ("rates", "500"),
+    ("latency_duration", "1s"),
+    ("backlog", "5000"),
+    ("idle_workers", "300"),
+    ("idle_window", "2s"),
+    ("python_jobs", "2000"),
+    ("cluster_jobs", "3000"),
+    ("worker_counts", "10,200"),
+    ("worker_jobs", "2000"),
+    ("queue_counts", "1,64"),
+    ("queue_jobs", "2000"),
+    ("queue_workers", "4"),
+    ("payload_sizes", "100,16KiB,256KiB"),
+    ("payload_jobs", "1000"),
+    ("payload_bytes", "32MiB"),
+];
+
+/// Applies [`QUICK`] to every option not given on the command line.
+fn quick(o: &mut Options, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let small = quick_options()?;
+    let explicit =
+        |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    macro_rules! take {
+        ($($field:ident),*) => {
+            $(if !explicit(stringify!($field)) { o.$field = small.$field.clone(); })*
+        };
+    }
+    take!(
+        runs,
+        jobs,
+        serial_jobs,
+        rates,
+        latency_duration,
+        backlog,
+        idle_workers,
+        idle_window,
+        python_jobs,
+        cluster_jobs,
+        worker_counts,
+        worker_jobs,
+        queue_counts,
+        queue_jobs,
+        queue_workers,
+        payload_sizes,
+        payload_jobs,
+        payload_bytes
+    );
+    Ok(())
+}
+
+/// The options with every [`QUICK`] value.
+fn quick_options() -> anyhow::Result<Options> {
+    let args = QUICK.iter().map(|(id, value)| format!("--{}={value}", id.replace('_', "-")));
+    Ok(Args::try_parse_from(std::iter::once("jetwork-bench".to_owned()).chain(args))?.options)
+}
+
 /// What the figures were measured on.
 fn machine(o: &Options) -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -400,4 +478,17 @@ fn machine(o: &Options) -> serde_json::Value {
         "store": "file, loopback; R1 (one server), R3 (3-node cluster) in the cluster phase",
         "options": format!("{o:?}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_values_parse() {
+        let o = quick_options().expect("every QUICK value parses");
+        assert_eq!(o.jobs, 3000);
+        assert_eq!(o.worker_counts, vec![10, 200]);
+        assert_eq!(o.payload_sizes, vec![100, 16 * 1024, 256 * 1024]);
+    }
 }
