@@ -8,7 +8,8 @@
 //! (asking for more in the same reply), and a heartbeat (registering again) every
 //! [`HEARTBEAT`] while it holds nothing. It does not re-send a report until it has a verdict:
 //! a report that goes unanswered, and every verdict but `accepted`, is counted in
-//! [`Fleet::errors`] and fails the phase, so no lost or refused outcome passes unseen.
+//! [`Fleet::errors`] and fails the phase, so no lost or refused outcome passes unseen. A
+//! request for work left unanswered is counted apart (the phase reports it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,8 +38,11 @@ const REGISTERING_AT_ONCE: usize = 256;
 /// What went wrong in a fleet: requests unanswered, outcomes refused.
 #[derive(Debug, Default)]
 pub struct Errors {
-    /// Requests (registration, work, report) that got no reply or an error reply.
+    /// Registrations and reports that got no reply or an error reply.
     pub lost: AtomicU64,
+    /// Requests for work that got no reply or an error reply: counted, not failing the phase
+    /// (no outcome is at stake; the worker asks again), reported as a figure.
+    pub polls_unanswered: AtomicU64,
     /// Outcomes whose verdict was not `accepted`.
     pub refused: AtomicU64,
     /// The first error, in words.
@@ -149,8 +153,8 @@ async fn serve(
             let poll = worker.long_poll(capacity, WAIT_MS);
             match worker.call::<_, WorkGrant>(subjects::MASTER_REQUEST, &poll).await {
                 Ok(grant) => assignments = grant.assignments,
-                Err(e) => {
-                    errors.note(&errors.lost, format!("request of {}: {e:#}", worker.id));
+                Err(_) => {
+                    errors.polls_unanswered.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

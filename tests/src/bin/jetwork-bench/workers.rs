@@ -37,6 +37,7 @@ struct Figures {
     master_us: f64,
     status_bytes: usize,
     status_ms: f64,
+    polls_unanswered: u64,
 }
 
 pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> anyhow::Result<()> {
@@ -68,6 +69,13 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
             )
             .target("≤ 1 MiB", f.status_bytes <= STATUS_BOUND);
         report.add("workers", &case("status answered in"), "ms", Some(f.status_ms), None);
+        report.add(
+            "workers",
+            &case("requests for work unanswered within 10 s"),
+            "requests",
+            Some(f.polls_unanswered as f64),
+            None,
+        );
         reference.get_or_insert(f);
     }
     Ok(())
@@ -98,7 +106,8 @@ async fn once(n: u32, o: &Options, progress: &MultiProgress) -> anyhow::Result<F
         status.workers_total
     );
     fleet.errors.check()?;
-    Ok(Figures { rate, master_us, status_bytes, status_ms })
+    let polls_unanswered = fleet.errors.polls_unanswered.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Figures { rate, master_us, status_bytes, status_ms, polls_unanswered })
 }
 
 /// The largest status page (1,000 workers and queues): its size in bytes, the time to answer
