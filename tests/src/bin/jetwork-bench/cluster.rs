@@ -82,6 +82,11 @@ impl Cluster {
         Ok(Cluster { servers, client, dir: tempfile::tempdir()?, env })
     }
 
+    /// The server URL(s) processes connect to (comma separated on a cluster).
+    pub fn url(&self) -> &str {
+        self.env.iter().find(|(k, _)| k == "NATS_URL").map_or("", |(_, v)| v.as_str())
+    }
+
     /// Replicas per stream: 1 on one server, 3 on a cluster.
     pub fn replicas(&self) -> usize {
         match &self.servers {

@@ -81,6 +81,12 @@ impl Deployment {
         }
     }
 
+    /// The CPU time its master (jetwork), workers and server(s) have used so far.
+    pub fn cpu(&self) -> crate::cpu::Usage {
+        let workers: Vec<u32> = self._workers.iter().map(Process::pid).collect();
+        crate::cpu::Usage::read(self.masters.first().map(Process::pid), &workers)
+    }
+
     /// Where results appear.
     pub fn results_subject(&self) -> String {
         match self.system {

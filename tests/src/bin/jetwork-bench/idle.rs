@@ -15,6 +15,7 @@ use jetwork_tests::manual::ManualWorker;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
+use crate::cpu::cpu_seconds;
 use crate::deployment::bench_queue;
 use crate::report::Report;
 use crate::{bar, Options};
@@ -98,28 +99,4 @@ async fn core_share(pid: u32, window: Duration) -> anyhow::Result<f64> {
     tokio::time::sleep(window).await;
     let after = (cpu_seconds(pid)?, Instant::now());
     Ok((after.0 - before.0) / after.1.duration_since(before.1).as_secs_f64())
-}
-
-/// User and system CPU time process `pid` has used, in seconds (`/proc/<pid>/stat`).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    let rest = stat.rsplit_once(')').context("a /proc stat line")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields.get(i).context("a field of /proc stat")?.parse::<f64>()?)
-    };
-    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
-}
-
-/// `sysconf(_SC_CLK_TCK)` via `getconf` (100 on Linux in practice).
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }

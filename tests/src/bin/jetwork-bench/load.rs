@@ -40,15 +40,39 @@ pub async fn flood_with(
     window: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
+    let spread = Spread { subjects: &[subject.to_owned()], headers, size: 0 };
+    flood_spread(js, &spread, jobs, window, bar).await
+}
+
+/// Where a flood goes and what it carries.
+pub struct Spread<'a> {
+    /// Submissions go to each subject in turn (work spread evenly over queues).
+    pub subjects: &'a [String],
+    /// Job options carried by every submission.
+    pub headers: Option<&'a HeaderMap>,
+    /// Each payload's size in bytes (at least the stamp's; see [`stamp::payload_sized`]).
+    pub size: usize,
+}
+
+/// [`flood`] as `spread` says.
+pub async fn flood_spread(
+    js: &jetstream::Context,
+    spread: &Spread<'_>,
+    jobs: u64,
+    window: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!spread.subjects.is_empty(), "a flood needs a subject");
     let mut acks: VecDeque<PublishAckFuture> = VecDeque::new();
     for n in 1..=jobs {
-        let (subject, payload) = (subject.to_owned(), stamp::payload());
-        let ack = match headers {
+        let subject = spread.subjects[(n as usize - 1) % spread.subjects.len()].clone();
+        let payload = stamp::payload_sized(spread.size);
+        let ack = match spread.headers {
             Some(headers) => js.publish_with_headers(subject, headers.clone(), payload).await?,
             None => js.publish(subject, payload).await?,
         };
         acks.push_back(ack);
-        if acks.len() >= window {
+        if acks.len() >= window.max(1) {
             if let Some(ack) = acks.pop_front() {
                 ack.into_future().await?;
             }

@@ -20,6 +20,15 @@
 //! measured there (the dispatch pause, jobs lost and results delivered twice per node or
 //! master fault).
 //!
+//! Opt-in, the cost as work grows: `workers` (10 → 1,000 → 10,000 registered workers spoken
+//! by hand from this process: jobs/s, the master's CPU per job, the status reply's size),
+//! `queues` (1 → 1,000 queues with the work spread evenly: jobs/s, the master's memory, the
+//! consumers on the submit stream), `payloads` (100 B, 16 KiB, 256 KiB payloads, jetwork and
+//! the baseline side by side: jobs/s and MB/s).
+//!
+//! `--quick` shrinks every phase to a smoke size (CI's run: seconds per phase, figures
+//! meaningless); flags given explicitly still win.
+//!
 //! ```sh
 //! scripts/bench                      # builds in release mode and runs every phase
 //! scripts/bench --phases throughput --runs 3
@@ -27,6 +36,9 @@
 //! scripts/bench --phases lifecycle --lifecycle-cases delayed,burst --runs 1
 //! scripts/bench --phases cluster --runs 1
 //! scripts/bench --phases python --runs 3
+//! scripts/bench --phases workers,queues,payloads --runs 1
+//! scripts/bench --phases workers --worker-counts 10,1000 --worker-jobs 20000
+//! scripts/bench --quick --phases throughput,workers
 //! ```
 //!
 //! The same binary is also the worker process of both systems (`worker`, `baseline-worker`):
@@ -35,18 +47,23 @@
 mod backlog;
 mod baseline;
 mod cluster;
+mod cpu;
 mod deployment;
 mod failover;
+mod fleet;
 mod idle;
 mod latency;
 mod lifecycle;
 mod load;
+mod payloads;
 mod python_fleet;
+mod queues;
 mod replicated;
 mod report;
 mod samples;
 mod stamp;
 mod throughput;
+mod workers;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,7 +109,7 @@ enum Mode {
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Phases to run, comma separated: throughput, latency, failover, backlog, lifecycle, idle,
-    /// and (only when named) cluster and python.
+    /// and (only when named) cluster, python, workers, queues and payloads.
     #[arg(
         long,
         value_delimiter = ',',
@@ -193,6 +210,38 @@ pub struct Options {
     /// Lifecycle phase: cases to run, comma separated: rate, delayed, burst, priority.
     #[arg(long, value_delimiter = ',', default_value = "rate,delayed,burst,priority")]
     lifecycle_cases: Vec<String>,
+    /// Workers phase: registered workers (capacity 4 each) at each step, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
+    worker_counts: Vec<u32>,
+    /// Workers phase: jobs per step.
+    #[arg(long, default_value_t = 50_000)]
+    worker_jobs: u64,
+    /// Queues phase: queues at each step, comma separated (the work spread evenly over them).
+    #[arg(long, value_delimiter = ',', default_value = "1,1000")]
+    queue_counts: Vec<u32>,
+    /// Queues phase: jobs per step.
+    #[arg(long, default_value_t = 50_000)]
+    queue_jobs: u64,
+    /// Queues phase: hand-spoken workers (capacity 16 each) sharing the queues out; each
+    /// serves at most 64 queues (the master's default `max_queues_per_worker`).
+    #[arg(long, default_value_t = 16)]
+    queue_workers: u32,
+    /// Payloads phase: payload sizes, comma separated (`100`, `16KiB`, `1MiB`).
+    #[arg(long, value_delimiter = ',', value_parser = payloads::parse_size, default_value = "100,16KiB,256KiB")]
+    payload_sizes: Vec<u64>,
+    /// Payloads phase: jobs per run at each size (fewer if they would exceed
+    /// `--payload-bytes`).
+    #[arg(long, default_value_t = 50_000)]
+    payload_jobs: u64,
+    /// Payloads phase: the most payload bytes one run submits.
+    #[arg(long, value_parser = payloads::parse_size, default_value = "512MiB")]
+    payload_bytes: u64,
+    /// Every phase at a smoke size, seconds each (CI's run; figures meaningless): 1 run, 3,000
+    /// jobs (200 serial), rate 500/s for 1 s, a 5,000 backlog, 300 idle workers for 2 s, 10 and
+    /// 200 workers, 1 and 64 queues over 4 workers, 2,000 jobs per growth step, payloads of at
+    /// most 1,000 jobs and 32 MiB. Options given explicitly still win.
+    #[arg(long)]
+    quick: bool,
     /// The `jetwork-master` binary to run instead of this build's (for before/after
     /// comparisons of a change in the master).
     #[arg(long)]
@@ -232,7 +281,14 @@ async fn main() -> anyhow::Result<()> {
             let client = async_nats::ConnectOptions::new().name(id).connect(servers).await?;
             baseline::worker(client, concurrency).await
         }
-        None => benchmark(args.options).await,
+        None => {
+            let mut options = args.options;
+            if options.quick {
+                let matches = <Args as clap::CommandFactory>::command().get_matches();
+                quick(&mut options, &matches)?;
+            }
+            benchmark(options).await
+        }
     }
 }
 
@@ -261,8 +317,19 @@ async fn jetwork_worker_process(
 }
 
 async fn benchmark(o: Options) -> anyhow::Result<()> {
-    const PHASES: [&str; 8] =
-        ["throughput", "latency", "failover", "backlog", "lifecycle", "idle", "cluster", "python"];
+    const PHASES: [&str; 11] = [
+        "throughput",
+        "latency",
+        "failover",
+        "backlog",
+        "lifecycle",
+        "idle",
+        "cluster",
+        "python",
+        "workers",
+        "queues",
+        "payloads",
+    ];
     for phase in &o.phases {
         if !PHASES.contains(&phase.as_str()) {
             anyhow::bail!("unknown phase {phase:?} ({})", PHASES.join(", "));
@@ -308,6 +375,15 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     if wants("python") {
         python_fleet::run(&o, &mut report, &progress).await?;
     }
+    if wants("workers") {
+        workers::run(&o, &mut report, &progress).await?;
+    }
+    if wants("queues") {
+        queues::run(&o, &mut report, &progress).await?;
+    }
+    if wants("payloads") {
+        payloads::run(&o, &mut report, &progress).await?;
+    }
     progress.clear()?;
     println!("\n{}", report.table());
     if let Some(dir) = o.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -316,6 +392,67 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
     report.write_jsonl(&o.out, &header)?;
     println!("JSON lines: {}", o.out.display());
     Ok(())
+}
+
+/// `--quick`: each option and its smoke-size value, as command-line arguments.
+const QUICK: [(&str, &str); 18] = [
+    ("runs", "1"),
+    ("jobs", "3000"),
+    ("serial_jobs", "200"),
+    ("rates", "500"),
+    ("latency_duration", "1s"),
+    ("backlog", "5000"),
+    ("idle_workers", "300"),
+    ("idle_window", "2s"),
+    ("python_jobs", "2000"),
+    ("cluster_jobs", "3000"),
+    ("worker_counts", "10,200"),
+    ("worker_jobs", "2000"),
+    ("queue_counts", "1,64"),
+    ("queue_jobs", "2000"),
+    ("queue_workers", "4"),
+    ("payload_sizes", "100,16KiB,256KiB"),
+    ("payload_jobs", "1000"),
+    ("payload_bytes", "32MiB"),
+];
+
+/// Applies [`QUICK`] to every option not given on the command line.
+fn quick(o: &mut Options, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let small = quick_options()?;
+    let explicit =
+        |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    macro_rules! take {
+        ($($field:ident),*) => {
+            $(if !explicit(stringify!($field)) { o.$field = small.$field.clone(); })*
+        };
+    }
+    take!(
+        runs,
+        jobs,
+        serial_jobs,
+        rates,
+        latency_duration,
+        backlog,
+        idle_workers,
+        idle_window,
+        python_jobs,
+        cluster_jobs,
+        worker_counts,
+        worker_jobs,
+        queue_counts,
+        queue_jobs,
+        queue_workers,
+        payload_sizes,
+        payload_jobs,
+        payload_bytes
+    );
+    Ok(())
+}
+
+/// The options with every [`QUICK`] value.
+fn quick_options() -> anyhow::Result<Options> {
+    let args = QUICK.iter().map(|(id, value)| format!("--{}={value}", id.replace('_', "-")));
+    Ok(Args::try_parse_from(std::iter::once("jetwork-bench".to_owned()).chain(args))?.options)
 }
 
 /// What the figures were measured on.
@@ -341,4 +478,17 @@ fn machine(o: &Options) -> serde_json::Value {
         "store": "file, loopback; R1 (one server), R3 (3-node cluster) in the cluster phase",
         "options": format!("{o:?}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_values_parse() {
+        let o = quick_options().expect("every QUICK value parses");
+        assert_eq!(o.jobs, 3000);
+        assert_eq!(o.worker_counts, vec![10, 200]);
+        assert_eq!(o.payload_sizes, vec![100, 16 * 1024, 256 * 1024]);
+    }
 }

@@ -1,6 +1,7 @@
 //! Throughput: jobs submitted as fast as acknowledgements allow, jobs/s from the first
 //! submission to the last result, for each worker layout, jetwork and baseline side by side
-//! (each run on its own fresh server), the median of `runs`.
+//! (each run on its own fresh server), the median of `runs`; and the CPU each system's
+//! processes used per job over those runs (master, workers, nats-server: where the limit is).
 
 use std::time::Duration;
 
@@ -8,8 +9,9 @@ use indicatif::MultiProgress;
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, System};
+use crate::cpu::Usage;
 use crate::deployment::Deployment;
-use crate::load::{self, Collector};
+use crate::load::{self, Collector, Spread};
 use crate::report::Report;
 use crate::samples::median;
 use crate::{bar, Options};
@@ -34,6 +36,8 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
             continue;
         }
         let mut rates = [Vec::new(), Vec::new()];
+        // µs of CPU per job, per run: [baseline, jetwork] × (master, workers, nats-server).
+        let mut cpu: [Vec<Usage>; 2] = [Vec::new(), Vec::new()];
         for run in 0..o.runs {
             for (i, system) in [System::Baseline, System::Jetwork].into_iter().enumerate() {
                 let name = format!("{system:?}").to_lowercase();
@@ -48,7 +52,9 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
                     run + 1,
                     o.runs
                 );
-                rates[i].push(once(system, layout, o, progress, &label, false).await?);
+                let (rate, used) = measured(system, layout, o, progress, &label, false).await?;
+                rates[i].push(rate);
+                cpu[i].push(used);
             }
         }
         let case = format!(
@@ -65,6 +71,15 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
                 record.jetwork.unwrap_or(0.0) >= 30_000.0 && record.ratio.unwrap_or(0.0) >= 0.5;
             record.target("≥ 30k jobs/s and ≥ 0.5× baseline", met);
         }
+        let shape = format!("{}×{}", layout.workers, layout.concurrency);
+        let of = |i: usize, part: &str| {
+            let values: Vec<f64> = cpu[i].iter().filter_map(|u| u.part(part)).collect();
+            median(&values)
+        };
+        for part in Usage::PARTS {
+            let case = format!("{shape} CPU per job: {part}");
+            report.add("throughput", &case, "µs", of(1, part), of(0, part));
+        }
     }
     Ok(())
 }
@@ -78,6 +93,18 @@ pub async fn once(
     label: &str,
     replicated: bool,
 ) -> anyhow::Result<f64> {
+    Ok(measured(system, layout, o, progress, label, replicated).await?.0)
+}
+
+/// [`once`], and the µs of CPU per job its master, workers and server(s) used over the run.
+pub async fn measured(
+    system: System,
+    layout: Layout,
+    o: &Options,
+    progress: &MultiProgress,
+    label: &str,
+    replicated: bool,
+) -> anyhow::Result<(f64, Usage)> {
     let (workers, concurrency) = (layout.workers, layout.concurrency);
     let deployment = if replicated {
         Deployment::start_replicated(system, workers, concurrency, o.lease_ttl).await?
@@ -85,7 +112,10 @@ pub async fn once(
         Deployment::start(system, workers, concurrency, o.lease_ttl).await?
     };
     let (submit, results) = (deployment.submit_subject(), deployment.results_subject());
-    drive(&deployment.cluster, &submit, &results, layout.jobs, o, progress, label).await
+    let before = deployment.cpu();
+    let rate =
+        drive(&deployment.cluster, &submit, &results, layout.jobs, o, progress, label).await?;
+    Ok((rate, before.per_job_us(&deployment.cpu(), layout.jobs)))
 }
 
 /// Submits `jobs` on `submit` as fast as acknowledgements allow and waits for their results on
@@ -99,20 +129,40 @@ pub async fn drive(
     progress: &MultiProgress,
     label: &str,
 ) -> anyhow::Result<f64> {
+    let subjects = [submit.to_owned()];
+    let spread = Spread { subjects: &subjects, headers: None, size: 0 };
+    drive_spread(cluster, &spread, results, jobs, o.window, progress, label).await
+}
+
+/// [`drive`], the submissions as `spread` says, at most `window` awaiting acknowledgement.
+pub async fn drive_spread(
+    cluster: &Cluster,
+    spread: &Spread<'_>,
+    results: &str,
+    jobs: u64,
+    window: usize,
+    progress: &MultiProgress,
+    label: &str,
+) -> anyhow::Result<f64> {
     let js = cluster.js();
     let collector = Collector::start(&cluster.client, results).await?;
     let bar = progress.add(bar(jobs, label));
     let started = Instant::now();
-    let producer = {
-        let (js, subject, window) = (js.clone(), submit.to_owned(), o.window);
+    let producer = async {
         let submitted = indicatif::ProgressBar::hidden();
-        tokio::spawn(async move { load::flood(&js, &subject, jobs, window, &submitted).await })
+        load::flood_spread(&js, spread, jobs, window, &submitted).await
     };
     let within = Duration::from_secs(60).max(Duration::from_millis(jobs * 5));
-    collector.wait_for(jobs, within, &bar).await?;
-    producer.await??;
+    let (produced, collected) = tokio::join!(producer, collector.wait_for(jobs, within, &bar));
+    produced?;
+    collected?;
     let last = collector.read(|c| c.last).unwrap_or_else(Instant::now);
     let rate = jobs as f64 / last.duration_since(started).as_secs_f64();
     bar.finish_with_message(format!("{rate:.0} jobs/s"));
+    anyhow::ensure!(
+        collector.read(|c| c.unreadable) == 0,
+        "{} results were not the job's stamps",
+        collector.read(|c| c.unreadable)
+    );
     Ok(rate)
 }
