@@ -57,6 +57,11 @@ impl Serving {
         self.by_queue.get(queue).into_iter().flatten()
     }
 
+    /// How many workers serve `queue`.
+    pub fn count(&self, queue: &QueueName) -> usize {
+        self.by_queue.get(queue).map_or(0, BTreeSet::len)
+    }
+
     /// How many distinct queues would be served if `worker` served `queues` from now on (the
     /// ones only it serves today are given up).
     pub fn served_after(&self, worker: &WorkerId, queues: &[QueueName]) -> usize {

@@ -7,8 +7,10 @@
 //! hand-out is a `WorkStarted` event with a fresh token and deadline, journaled before the
 //! grant is sent (the runtime holds the reply behind the write).
 
+use std::collections::BTreeSet;
+
 use jetwork_shared::protocol::{RequestWork, RunningWork};
-use jetwork_shared::{Login, WorkId, WorkerId};
+use jetwork_shared::{Login, QueueName, WorkId, WorkerId};
 
 use super::super::{AssignmentRef, Effect, Event, Millis, Reply, RequestId};
 use super::{wrong_login, wrong_session, Engine, Parked};
@@ -65,9 +67,33 @@ impl Engine {
         if self.parked.is_empty() {
             return;
         }
-        // Collected first: serving one request changes the state the next one is judged by
-        // (the items it takes are no longer ready for the others).
-        let workers: Vec<WorkerId> = self.parked.keys().cloned().collect();
+        // Only the requests that may be answered now are looked at, in worker id order: those
+        // whose wait is over, and those of workers serving a queue with work to hand out (a
+        // lost worker's request was answered when it was dropped). Collected first: serving
+        // one request only takes work, so no other request becomes answerable meanwhile, and
+        // the items it takes are no longer ready for the next ones.
+        let mut workers: BTreeSet<WorkerId> = self.parked.due(now).cloned().collect();
+        let ready: Vec<&QueueName> =
+            self.state.queues.keys().filter(|q| self.dispatchable(q, now) > 0).collect();
+        if !ready.is_empty() {
+            let serving: usize = ready.iter().map(|q| self.serving.count(q)).sum();
+            // From whichever side is smaller: thousands of idle workers may hold requests
+            // while a busy queue's own workers are few, and the other way round.
+            if serving <= self.parked.len() {
+                for queue in &ready {
+                    let held = self.serving.workers(queue).filter(|w| self.parked.contains(w));
+                    workers.extend(held.cloned());
+                }
+            } else {
+                let serves_ready = |w: &WorkerId| {
+                    self.state
+                        .workers
+                        .get(w)
+                        .is_some_and(|w| w.queues.iter().any(|q| ready.contains(&q)))
+                };
+                workers.extend(self.parked.workers().filter(|w| serves_ready(w)).cloned());
+            }
+        }
         for worker in workers {
             let Some(parked) = self.parked.get(&worker) else { continue };
             let (request, slots, until) = (parked.request, parked.slots, parked.until);
@@ -265,7 +291,7 @@ impl Engine {
                 if free == 0 {
                     continue;
                 }
-                if self.parked.contains_key(id) {
+                if self.parked.contains(id) {
                     // Its open request is served directly; its slots are covered.
                     needed = needed.saturating_sub(u64::from(free));
                     continue;

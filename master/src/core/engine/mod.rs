@@ -32,6 +32,7 @@ mod expiry;
 mod forgetting;
 mod intake;
 mod outcomes;
+mod parked;
 mod schedules;
 mod workers;
 
@@ -49,6 +50,7 @@ use super::{
 };
 use admin::Asked;
 pub use expiry::EXPIRED;
+use parked::{Parked, ParkedRequests};
 
 /// Longest reason (from a worker or about one) kept in events and headers.
 const MAX_REASON: usize = 1024;
@@ -72,7 +74,7 @@ pub struct Engine {
     notified: BTreeMap<WorkerId, Millis>,
     /// Requests for work held open until work arrives or their wait ends (soft: a request
     /// lives only as long as this leader; a new one answers none of them).
-    parked: BTreeMap<WorkerId, Parked>,
+    parked: ParkedRequests,
     /// Draws attempt tokens (soft: seeded by each takeover; the tokens it draws are journaled
     /// in `WorkStarted`, so replay never needs it).
     tokens: ChaCha20Rng,
@@ -101,14 +103,6 @@ pub struct Engine {
     out: Output,
 }
 
-/// A request for work held open (a long poll).
-#[derive(Debug, Clone)]
-pub(super) struct Parked {
-    request: RequestId,
-    slots: u32,
-    until: Millis,
-}
-
 impl Engine {
     /// An engine over a replayed (or empty) state.
     pub fn new(state: State, policy: Policy) -> Self {
@@ -124,7 +118,7 @@ impl Engine {
             state,
             policy,
             notified: BTreeMap::new(),
-            parked: BTreeMap::new(),
+            parked: ParkedRequests::default(),
             tokens: ChaCha20Rng::from_seed([0; 32]),
             lookups: BTreeMap::new(),
             out: Output::default(),

@@ -43,6 +43,8 @@ pub struct Errors {
     /// Requests for work that got no reply or an error reply: counted, not failing the phase
     /// (no outcome is at stake; the worker asks again), reported as a figure.
     pub polls_unanswered: AtomicU64,
+    /// The first of those, in words.
+    pub first_poll: Mutex<Option<String>>,
     /// Outcomes whose verdict was not `accepted`.
     pub refused: AtomicU64,
     /// The first error, in words.
@@ -153,8 +155,13 @@ async fn serve(
             let poll = worker.long_poll(capacity, WAIT_MS);
             match worker.call::<_, WorkGrant>(subjects::MASTER_REQUEST, &poll).await {
                 Ok(grant) => assignments = grant.assignments,
-                Err(_) => {
+                Err(e) => {
                     errors.polls_unanswered.fetch_add(1, Ordering::Relaxed);
+                    errors
+                        .first_poll
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert_with(|| format!("{e:#}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

@@ -107,6 +107,12 @@ async fn once(n: u32, o: &Options, progress: &MultiProgress) -> anyhow::Result<F
     );
     fleet.errors.check()?;
     let polls_unanswered = fleet.errors.polls_unanswered.load(std::sync::atomic::Ordering::Relaxed);
+    if let Some(first) = fleet.errors.first_poll.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+    {
+        progress.println(format!(
+            "{n} workers: {polls_unanswered} requests for work unanswered; the first: {first}"
+        ))?;
+    }
     Ok(Figures { rate, master_us, status_bytes, status_ms, polls_unanswered })
 }
 
