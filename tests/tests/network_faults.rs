@@ -164,10 +164,19 @@ async fn cuts_during_and_between_journal_writes_lose_nothing() -> anyhow::Result
 /// lease). Now the leader asks the stream what landed, sends the rest again and leads on: a
 /// freeze costs its own length. Then blips that lose what was sent (the acknowledgements, the
 /// journal writes themselves): the term still goes on.
+///
+/// A blip that loses bytes also breaks the protocol stream mid-message: one end waits for the
+/// rest of a message that never comes, and the client only notices by its unanswered pings
+/// (three `nats.ping_interval`s, 6 s), then reconnects. So one such blip can keep the link
+/// useless for its length plus 6 s, after up to a third of the TTL since the last renewal:
+/// the TTL here (20 s) covers that with room, and each lossy blip waits for the lease to be
+/// renewed after the one before, so the two never add up into one longer outage (which a
+/// CI run once saw end a 10 s term).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_blip_of_the_leaders_link_costs_its_length_not_the_term() -> anyhow::Result<()> {
+    let ttl = Duration::from_secs(20);
     let run = InProcess::build()
-        .tune(|fast| fast.master.master.lease_ttl = Duration::from_secs(10))
+        .tune(move |fast| fast.master.master.lease_ttl = ttl)
         .through_proxy()
         .start()
         .await?;
@@ -190,11 +199,17 @@ async fn a_short_blip_of_the_leaders_link_costs_its_length_not_the_term() -> any
     eprintln!("longest gap between live results across 2.5s freezes: {frozen:?}");
     assert!(frozen < blip + Duration::from_secs(1), "a {blip:?} freeze paused dispatch {frozen:?}");
 
+    let lease = run.js.get_key_value(subjects::LEASE_BUCKET).await?;
     let load = steady(run.client.clone(), "lossy-", 200, Duration::from_millis(15));
     for dir in [Direction::ToClient, Direction::ToServer] {
         tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = lease_revision(&lease).await?;
         tracing::info!(?dir, "--- the leader's link loses everything for 2.5s");
         proxy.blip(dir, Mode::Drop, blip).await;
+        wait_until("the leader to renew its lease after the blip", ttl, || async {
+            lease_revision(&lease).await.is_ok_and(|now| now > before)
+        })
+        .await?;
     }
     let mut all = ids;
     all.extend(load.await??);
@@ -354,4 +369,10 @@ async fn blips_on_a_worker_link_lose_nothing() -> anyhow::Result<()> {
     run.completed(&ids, SETTLE).await?;
     run.stop().await;
     Ok(())
+}
+
+/// The lease key's revision now: each renewal by the leader advances it.
+async fn lease_revision(lease: &async_nats::jetstream::kv::Store) -> anyhow::Result<u64> {
+    let entry = lease.entry(subjects::LEASE_KEY).await?;
+    entry.map(|e| e.revision).ok_or_else(|| anyhow::anyhow!("the lease key is gone"))
 }
