@@ -16,8 +16,9 @@
 //! decides by its `Jetwork-Submit-Seq`: the same run means already stored; an older run (the
 //! id was submitted again after the dedup horizon) means publish on top of it; a newer run
 //! means this publication is stale and is dropped. So every run has exactly one stored
-//! outcome, and an older run's can never land after a newer one's. The `Nats-Msg-Id`
-//! (`result-<id>-<submit seq>`, `rejected-<submit seq>`) stays as a second line of defence.
+//! outcome, and an older run's can never land after a newer one's. Outcomes carry no
+//! `Nats-Msg-Id` (the fence does what it would, without a duplicate-window entry per job on the
+//! server); a rejection, which has no fence, carries `rejected-<submit seq>`.
 //!
 //! **Live once.** Nobody publishes on the live subject: the stream republishes what it
 //! stores, so a copy it refuses or drops as a duplicate never reaches a live subscriber. A
@@ -263,7 +264,8 @@ pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessa
 fn stored_headers(publication: &Publication) -> HeaderMap {
     let mut h = HeaderMap::new();
     let mut outcome = |work_id: &WorkId, queue: &QueueName, seq: u64, status, attempt: u32| {
-        h.insert(headers::NATS_MSG_ID, format!("result-{work_id}-{seq}"));
+        // No `Nats-Msg-Id`: the fence already stores one outcome per run, and a msg-id would
+        // cost the server an entry in its duplicate window per job (1.2M entries at 10k jobs/s).
         h.insert(headers::SUBMIT_SEQ, seq.to_string());
         h.insert(headers::STATUS, status);
         h.insert(headers::ATTEMPT, attempt.to_string());
@@ -388,7 +390,6 @@ mod tests {
                 (headers::STATUS, "completed"),
                 (headers::SUBMIT_SEQ, "17"),
                 (headers::WORK_ID, "order-42"),
-                (headers::NATS_MSG_ID, "result-order-42-17"),
             ])
         );
         let info = read_back(&publication);

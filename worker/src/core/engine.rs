@@ -42,6 +42,13 @@ pub struct Engine {
     /// asked for while any attempt is held, and one job at a time once none is: the handler
     /// needs a job to find out whether it can work again.
     pub(super) gate_open: bool,
+    /// The next request or report that asks for work lists what this worker holds, so the
+    /// master hands out again a grant that never arrived. Only a reply this worker did not
+    /// take can have carried such a grant: set when a request or report fails or
+    /// its reply is ignored (stale), and when a newer master is followed; cleared once a
+    /// message carrying the list is sent (if its reply is lost in turn, that sets it again).
+    /// Listing it every time would cost the master a look at every held attempt per report.
+    pub(super) list_held: bool,
     /// When the last registration was sent.
     last_register: Option<Millis>,
     /// When the next keepalive progress is due (with `progress_every`).
@@ -64,6 +71,7 @@ impl Engine {
             verifying: false,
             want_work: true,
             gate_open: true,
+            list_held: false,
             last_register: None,
             keepalive_at: None,
             stopping: None,
@@ -393,6 +401,12 @@ impl Engine {
         self.stopped = true;
     }
 
+    /// What this worker holds, to list in a request for work, if a grant may have been lost
+    /// since the last list was sent (see [`Engine::list_held`]).
+    fn held_if_unsure(&mut self) -> Option<Vec<jetwork_shared::protocol::RunningWork>> {
+        std::mem::take(&mut self.list_held).then(|| self.attempts.held())
+    }
+
     /// Starts what can start, then sends what is due: a report, or else a request for work.
     fn pump(&mut self, now: Millis) {
         while let Some(next) = self.attempts.dequeue(self.cfg.concurrency, now) {
@@ -442,7 +456,7 @@ impl Engine {
             outcomes.extend(progress);
             let (worker_id, session) = (self.cfg.id.clone(), self.cfg.session);
             // What it holds, so a grant lost on its way is handed out again in the reply.
-            let running = (slots > 0).then(|| self.attempts.held());
+            let running = (slots > 0).then(|| self.held_if_unsure()).flatten();
             let msg = Report { worker_id, session, outcomes, slots, running };
             return self.push(Action::Report { id, epoch: self.epoch, msg });
         }
@@ -454,7 +468,7 @@ impl Engine {
             let wait_ms = self.cfg.long_poll();
             let id = self.flights.open(Kind::Work { slots, waited: wait_ms > 0 }, now);
             let (worker_id, session) = (self.cfg.id.clone(), self.cfg.session);
-            let running = Some(self.attempts.held());
+            let running = self.held_if_unsure();
             let msg = RequestWork { worker_id, session, slots, wait_ms, running };
             self.push(Action::RequestWork { id, epoch: self.epoch, msg });
         }

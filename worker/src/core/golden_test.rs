@@ -182,6 +182,14 @@ fn key_text(work_id: &WorkId, attempt: u32) -> String {
     format!("{work_id}@{attempt}")
 }
 
+/// ` held=[…]` when a request or report lists what the worker holds, nothing when it does not.
+fn held_text(running: Option<&[RunningWork]>) -> String {
+    running.map_or(String::new(), |held| {
+        let held: Vec<_> = held.iter().map(|r| key_text(&r.work_id, r.attempt)).collect();
+        format!(" held=[{}]", held.join(" "))
+    })
+}
+
 fn render(action: &Action) -> String {
     let check_session = |s: &Token| if *s == session() { "" } else { " WRONG SESSION" };
     match action {
@@ -197,9 +205,10 @@ fn render(action: &Action) -> String {
         }
         Action::RequestWork { id, epoch, msg } => {
             format!(
-                "→ request #{id} epoch={epoch} slots={} wait={}{}",
+                "→ request #{id} epoch={epoch} slots={} wait={}{}{}",
                 msg.slots,
                 msg.wait_ms,
+                held_text(msg.running.as_deref()),
                 check_session(&msg.session)
             )
         }
@@ -227,9 +236,10 @@ fn render(action: &Action) -> String {
                 })
                 .collect();
             format!(
-                "→ report #{id} epoch={epoch} slots={} [{}]{}",
+                "→ report #{id} epoch={epoch} slots={} [{}]{}{}",
                 msg.slots,
                 outcomes.join(", "),
+                held_text(msg.running.as_deref()),
                 check_session(&msg.session)
             )
         }

@@ -97,6 +97,7 @@ impl Engine {
             }
             Ok(grant) => self.stale("grant", grant.epoch),
             Err(failure) => {
+                self.list_held = true;
                 // The answer may have been a grant lost on its way: ask again at once. The
                 // request lists what this worker holds, so the master hands those attempts
                 // out again instead of letting them wait for their deadlines.
@@ -166,7 +167,10 @@ impl Engine {
                 }
             }
             Ok(reply) => self.stale("report reply", reply.epoch),
-            Err(failure) => self.failed("report", failure, flight.current, now),
+            Err(failure) => {
+                self.list_held |= slots > 0;
+                self.failed("report", failure, flight.current, now)
+            }
         }
     }
 
@@ -224,6 +228,8 @@ impl Engine {
         let first = self.epoch == 0;
         self.epoch = epoch;
         if !first {
+            // The new master may hold attempts the old one granted us in replies we dropped.
+            self.list_held = true;
             // The old master will not answer what it holds (or is dead): ask the new one for
             // those slots now rather than after `request_timeout`, and send it every outcome
             // before its deadlines hand the work to others.
@@ -241,6 +247,7 @@ impl Engine {
     /// A reply from a master older than the one followed: it may say anything (it may have
     /// been deposed mid-request), so none of it counts.
     fn stale(&mut self, what: &str, epoch: u64) {
+        self.list_held = true;
         let text = format!("ignoring a {what} from epoch {epoch}, older than {}", self.epoch);
         self.log(Level::Debug, text);
     }

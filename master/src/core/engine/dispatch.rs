@@ -148,9 +148,10 @@ impl Engine {
         now: Millis,
     ) -> Vec<AssignmentRef> {
         let Some(w) = self.state.workers.get(worker) else { return Vec::new() };
-        let holds = |id: &WorkId, attempt: u32| {
-            held.iter().any(|h| h.attempt == attempt && h.work_id == *id)
-        };
+        // A set: each of the worker's attempts is looked up in the list (up to its capacity).
+        let held: std::collections::HashSet<(&WorkId, u32)> =
+            held.iter().map(|h| (&h.work_id, h.attempt)).collect();
+        let holds = |id: &WorkId, attempt: u32| held.contains(&(id, attempt));
         let mut lost = Vec::new();
         let mut bytes = 0u64;
         for work_id in &w.running {

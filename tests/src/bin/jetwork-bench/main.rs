@@ -264,9 +264,18 @@ pub fn bar(len: u64, label: &str) -> ProgressBar {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Worker processes, jetwork's and the baseline's alike, run on one thread as the shipped
+    // `jetwork-worker` does (see its `main`); the driver keeps a thread per core.
+    let runtime = match args.mode {
+        Some(_) => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     match args.mode {
         Some(Mode::Worker { id, concurrency, job_ms }) => {
             jetwork_worker_process(id, concurrency, Duration::from_millis(job_ms)).await
