@@ -291,9 +291,18 @@ impl NatsCluster {
         Ok(())
     }
 
-    /// Freezes node `i` (`SIGSTOP`): its sockets stay open but it answers nothing.
+    /// Freezes node `i` (`SIGSTOP`): its sockets stay open but it answers nothing. Returns
+    /// once every thread of it is stopped: `kill` only queues the signal, and a CI run once
+    /// saw a request sent right after it answered.
     pub fn freeze(&self, i: usize) -> anyhow::Result<()> {
-        kill(self.nodes[i].pid()?, Signal::SIGSTOP).context("SIGSTOP")
+        let pid = self.nodes[i].pid()?;
+        kill(pid, Signal::SIGSTOP).context("SIGSTOP")?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid) {
+            anyhow::ensure!(Instant::now() < deadline, "{} did not stop", self.nodes[i].name);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     /// Resumes node `i` (`SIGCONT`).
@@ -415,4 +424,17 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .collect::<Result<Vec<_>, _>>()
         .context("picking free ports")?;
     listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+/// Whether every thread of `pid` is stopped (state `T` or `t` in `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: Pid) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .is_some_and(|state| state == 'T' || state == 't')
+        })
+    })
 }
