@@ -34,7 +34,7 @@ use std::future::IntoFuture;
 use async_nats::jetstream::{
     self, context::PublishErrorKind, message::PublishMessage, stream::LastRawMessageErrorKind,
 };
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -47,6 +47,15 @@ use crate::payloads;
 
 /// Longest reason put in a header (the engine's reasons, with their prefixes, fit whole).
 const MAX_REASON_HEADER: usize = 1536;
+// The names every outcome carries, made once: a name given as `&str` is validated and copied
+// into a new buffer on every insert, seven times per job.
+const SUBMIT_SEQ: HeaderName = HeaderName::from_static(headers::SUBMIT_SEQ);
+const STATUS: HeaderName = HeaderName::from_static(headers::STATUS);
+const ATTEMPT: HeaderName = HeaderName::from_static(headers::ATTEMPT);
+const WORK_ID: HeaderName = HeaderName::from_static(headers::WORK_ID);
+const QUEUE: HeaderName = HeaderName::from_static(headers::QUEUE);
+const RAN: HeaderName = HeaderName::from_static(headers::RAN);
+
 /// Publications in flight at once; more wait their turn. Well under the JetStream context's
 /// 4096 acknowledgement credits, so starting one never blocks.
 const MAX_IN_FLIGHT: usize = 1024;
@@ -266,11 +275,11 @@ fn stored_headers(publication: &Publication) -> HeaderMap {
     let mut outcome = |work_id: &WorkId, queue: &QueueName, seq: u64, status, attempt: u32| {
         // No `Nats-Msg-Id`: the fence already stores one outcome per run, and a msg-id would
         // cost the server an entry in its duplicate window per job (1.2M entries at 10k jobs/s).
-        h.insert(headers::SUBMIT_SEQ, seq.to_string());
-        h.insert(headers::STATUS, status);
-        h.insert(headers::ATTEMPT, attempt.to_string());
-        h.insert(headers::WORK_ID, work_id.as_str());
-        h.insert(headers::QUEUE, queue.as_str());
+        h.insert(SUBMIT_SEQ, seq.to_string());
+        h.insert(STATUS, status);
+        h.insert(ATTEMPT, attempt.to_string());
+        h.insert(WORK_ID, work_id.as_str());
+        h.insert(QUEUE, queue.as_str());
     };
     match publication {
         Publication::Completed { work_id, queue, seq, attempt, history, .. } => {
@@ -278,7 +287,7 @@ fn stored_headers(publication: &Publication) -> HeaderMap {
             // Most jobs complete at their first attempt: their history is written short,
             // since the server stores and delivers these bytes for every job.
             match AttemptRecord::ran_header(history, *attempt) {
-                Some(ran) => h.insert(headers::RAN, ran),
+                Some(ran) => h.insert(RAN, ran),
                 None => h.insert(headers::HISTORY, history_header(history)),
             }
         }

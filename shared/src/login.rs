@@ -23,7 +23,7 @@ impl Login {
     /// Validates a login.
     pub fn parse(value: &str) -> Result<Self, InvalidName> {
         name::check("login", value, Self::MAX_LEN)?;
-        Ok(Login(value.to_owned()))
+        Ok(Login(value.into()))
     }
 
     /// Whether `worker` is one of this login's ids: the login itself, or `<login>-…`.

@@ -38,13 +38,43 @@ pub fn check(kind: &'static str, value: &str, max: usize) -> Result<(), InvalidN
 
 /// Declares a validated string newtype: `parse` checks the alphabet, serde round-trips it as
 /// a plain string and rejects invalid values on decode, so a decoded message never carries an
-/// identifier that could break a subject.
+/// identifier that could break a subject. Encoding borrows the string and decoding parses the
+/// text where it lies: identifiers are in every message, so neither copies it more than once.
+/// The text is shared (`Arc<str>`): the leader's state keeps a work id in several indexes and
+/// its events and effects name it again, so a clone is a reference, not a new string.
 macro_rules! validated_name {
     ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(std::sync::Arc<str>);
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Text;
+                impl serde::de::Visitor<'_> for Text {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(f, "a {}", $kind)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<$name, E> {
+                        $name::parse(text).map_err(E::custom)
+                    }
+                    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<$name, E> {
+                        let text = std::str::from_utf8(bytes).map_err(|_| {
+                            E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self)
+                        })?;
+                        self.visit_str(text)
+                    }
+                }
+                deserializer.deserialize_str(Text)
+            }
+        }
 
         impl $name {
             /// The longest accepted value, in characters.
@@ -70,7 +100,7 @@ macro_rules! validated_name {
 
         impl From<$name> for String {
             fn from(value: $name) -> String {
-                value.0
+                value.0.as_ref().to_owned()
             }
         }
 

@@ -25,6 +25,17 @@ impl Token {
         Token(a ^ b.rotate_left(64))
     }
 
+    /// The 32 lowercase hex digits, written on the stack (a token is serialized per grant,
+    /// report and request, so no `String` is made for it).
+    fn hex(&self) -> [u8; 32] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, digit) in out.iter_mut().enumerate() {
+            *digit = DIGITS[((self.0 >> (4 * (31 - i))) & 0xf) as usize];
+        }
+        out
+    }
+
     /// Parses 32 hex digits.
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -36,7 +47,7 @@ impl Token {
 
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        f.write_str(std::str::from_utf8(&self.hex()).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -49,14 +60,30 @@ impl fmt::Debug for Token {
 
 impl Serialize for Token {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_string())
+        let hex = self.hex();
+        serializer.serialize_str(std::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?)
     }
 }
 
 impl<'de> Deserialize<'de> for Token {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Token::parse(&text).map_err(de::Error::custom)
+        // Borrowed or transient, the text is parsed where it lies: no `String` per token.
+        struct Hex;
+        impl de::Visitor<'_> for Hex {
+            type Value = Token;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a token: 32 hex digits")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Token, E> {
+                Token::parse(text).map_err(E::custom)
+            }
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Token, E> {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| E::custom("a token is 32 hex digits"))?;
+                self.visit_str(text)
+            }
+        }
+        deserializer.deserialize_str(Hex)
     }
 }
 
@@ -68,6 +95,19 @@ mod tests {
     fn tokens_are_32_hex_digits_both_ways() {
         let token = Token::from_u128(0xabc);
         assert_eq!(token.to_string(), "00000000000000000000000000000abc");
+        let wide = Token::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        assert_eq!(
+            wide.to_string(),
+            format!("{:032x}", 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210u128)
+        );
+        assert_eq!(
+            crate::codec::decode::<Token>(&crate::codec::encode(&wide).unwrap()).unwrap(),
+            wide
+        );
+        assert_eq!(
+            serde_json::from_str::<Token>(&serde_json::to_string(&wide).unwrap()).unwrap(),
+            wide
+        );
         assert_eq!(Token::parse(&token.to_string()), Ok(token));
         assert!(Token::parse("abc").is_err());
         assert!(Token::parse(&"g".repeat(32)).is_err());

@@ -119,8 +119,9 @@ pub struct Options {
     /// Jobs per run in the python phase.
     #[arg(long, default_value_t = 50_000)]
     python_jobs: u64,
-    /// Jobs per throughput run with concurrency 64.
-    #[arg(long, default_value_t = 200_000)]
+    /// Jobs per throughput run with concurrency 64 (5–10 s of work on 2 cores; the default
+    /// phases then run in about 8 minutes there).
+    #[arg(long, default_value_t = 100_000)]
     jobs: u64,
     /// Jobs per throughput run with concurrency 1 (each job waits for the previous one).
     #[arg(long, default_value_t = 5_000)]
@@ -178,7 +179,8 @@ pub struct Options {
     #[arg(long, default_value_t = 10_000)]
     idle_workers: u32,
     /// Idle phase: how long the leader's CPU is measured, with none and with all registered.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    /// Two heartbeats of every worker fall in the default window.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     idle_window: Duration,
     /// Cluster phase: jobs per throughput run (2 worker processes × concurrency 64).
     #[arg(long, default_value_t = 50_000)]
