@@ -111,6 +111,13 @@ mod tests {
         assert_eq!(Token::parse(&token.to_string()), Ok(token));
         assert!(Token::parse("abc").is_err());
         assert!(Token::parse(&"g".repeat(32)).is_err());
+        // Whatever shape a client sends in a token's place is refused: nil, an integer, 31
+        // digits, a non-hex digit, a binary that is not UTF-8.
+        let short = crate::codec::encode(&"a".repeat(31)).unwrap();
+        let not_hex = crate::codec::encode(&format!("{}g", "a".repeat(31))).unwrap();
+        for bad in [&[0xc0][..], &[0x05], &short, &not_hex, &[0xc4, 2, 0xff, 0xfe]] {
+            assert!(crate::codec::decode::<Token>(bad).is_err(), "{bad:?}");
+        }
         assert_ne!(Token::random(), Token::random());
         let bytes = crate::codec::encode(&token).unwrap();
         assert_eq!(crate::codec::decode::<Token>(&bytes).unwrap(), token);

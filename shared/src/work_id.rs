@@ -67,4 +67,21 @@ mod tests {
         let bytes = rmp_serde::to_vec("good-id").unwrap();
         assert_eq!(rmp_serde::from_slice::<WorkId>(&bytes).unwrap().as_str(), "good-id");
     }
+
+    #[test]
+    fn decoding_refuses_every_other_shape_a_client_could_send() {
+        // MessagePack by hand: nil, an integer, a map, a binary that is not UTF-8, and a
+        // binary that is a valid id (taken, as a `String` field would take it).
+        for bad in
+            [&[0xc0][..], &[0x05], &[0x80], &[0xc4, 2, 0xff, 0xfe], &[0xc4, 3, b'a', b'.', b'b']]
+        {
+            assert!(rmp_serde::from_slice::<WorkId>(bad).is_err(), "{bad:?}");
+        }
+        let id = rmp_serde::from_slice::<WorkId>(&[0xc4, 2, b'o', b'k']).unwrap();
+        assert_eq!(id.as_str(), "ok");
+        assert!(serde_json::from_str::<WorkId>(r#""a b""#).is_err());
+        assert!(serde_json::from_str::<WorkId>("42").is_err());
+        let id: WorkId = serde_json::from_str(r#""job-1""#).unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#""job-1""#);
+    }
 }
