@@ -142,11 +142,17 @@ pub async fn first_stored(
     found
 }
 
+/// The floor each queue's submissions were last purged to (see [`purge_submissions`]).
+pub type PurgedFloors = BTreeMap<QueueName, u64>;
+
 /// Purges finished submissions: for each queue, every message below
-/// `min(floor, first message younger than horizon)`.
+/// `min(floor, first message younger than horizon)`, unless `purged` says the queue was
+/// already purged to that floor or higher. `purged` is then what was purged (queues no
+/// longer in `floors` are dropped from it).
 pub async fn purge_submissions(
     js: &jetstream::Context,
     floors: Vec<(QueueName, u64)>,
+    purged: &mut PurgedFloors,
     horizon: Duration,
 ) {
     let young = match first_young_seq(js, subjects::SUBMIT_STREAM, horizon).await {
@@ -154,17 +160,29 @@ pub async fn purge_submissions(
         Err(e) => return tracing::debug!(error = %e, "skipping submit purge"),
     };
     let Ok(stream) = js.get_stream(subjects::SUBMIT_STREAM).await else { return };
+    let before = std::mem::take(purged);
     for (queue, floor) in floors {
         let floor = floor.min(young);
-        if floor <= 1 {
+        let done = before.get(&queue).copied().unwrap_or(0);
+        if floor <= done.max(1) {
+            if done > 0 {
+                purged.insert(queue, done);
+            }
             continue;
         }
         match stream.purge().filter(subjects::submissions_of(&queue)).sequence(floor).await {
-            Ok(r) if r.purged > 0 => {
-                tracing::debug!(%queue, floor, purged = r.purged, "purged finished submissions")
+            Ok(r) => {
+                if r.purged > 0 {
+                    tracing::debug!(%queue, floor, purged = r.purged, "purged finished submissions");
+                }
+                purged.insert(queue, floor);
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(%queue, error = %e, "submit purge failed"),
+            Err(e) => {
+                tracing::debug!(%queue, error = %e, "submit purge failed");
+                if done > 0 {
+                    purged.insert(queue, done);
+                }
+            }
         }
     }
 }

@@ -10,24 +10,37 @@
 //! read-ahead. A pull waits on the server for new submissions, so a submission reaches the
 //! leader within milliseconds of being stored.
 //!
-//! **No silent gaps.** The consumer does not acknowledge (`AckPolicy::None`) and the server
-//! never redelivers, so a message lost between the server and this process (a network blip,
-//! a reconnect, a slow-subscription drop) would otherwise be skipped for good: the next pull
-//! simply continues after it. The reader therefore checks every delivery against the
-//! consumer's own count of deliveries (`consumer_sequence`, which grows by exactly one per
-//! message sent to us), asks the server how many it delivered whenever a pull ends short,
-//! and watches its connection for [`Interruptions`]. On any doubt it drops the consumer and
-//! starts a new one right after the last submission it actually passed on (counted in
-//! `jetwork_master_intake_rereads_total`). Each submission
-//! it passes on carries `after`, the previous one it passed on (or the position it started
-//! from), and the engine only moves a queue's cursor along that unbroken chain (see
-//! `Submission::after`), so even a reader bug cannot skip work silently.
+//! **No silent gaps.** The consumer does not acknowledge (`AckPolicy::None`) and the server never
+//! redelivers, so a message lost between the server and this process (a network blip, a reconnect,
+//! a slow-subscription drop) would otherwise be skipped for good: the next pull simply continues
+//! after it. The reader therefore checks every delivery against the consumer's own count of
+//! deliveries (`consumer_sequence`, which grows by exactly one per message sent to us), checks
+//! whenever a pull ends short that the server sent no more than arrived (by the count of unsent
+//! messages in the status that ends the pull, or, without it, by asking the consumer), and watches
+//! its connection for [`Interruptions`]. On any doubt it drops the consumer and starts a new one
+//! right after the last submission it actually passed on (counted in
+//! `jetwork_master_intake_rereads_total`). Each submission it passes on carries `after`, the
+//! previous one it passed on (or the position it started from), and the engine only moves a queue's
+//! cursor along that unbroken chain (see `Submission::after`), so even a reader bug cannot skip
+//! work silently.
 //!
 //! **Without a consumer.** Creating a consumer takes the JetStream meta leader; when the node
 //! it ran on dies, creating one waits for the next meta election (seconds). Meanwhile the reader
 //! reads by batched direct gets from its position (`next_by_subj`: the queue's submissions in
 //! stream order, none skipped), which any replica of the stream answers, and tries a consumer
-//! again every second. Deliveries go the same way, with the same `after` chain.
+//! again a second after a creation failed. Deliveries go the same way, with the same `after`
+//! chain.
+//!
+//! **Creations are never abandoned, and few at a time.** A reader has at most one creation in
+//! flight and waits for its answer however long it takes (the request's own timeout ends it),
+//! reading by direct gets meanwhile: a creation given up on the client side still completes on
+//! the server, and trying again at once would leave an unread consumer behind each time. All
+//! readers together have at most [`MAX_CREATING`] creations in flight. A thousand queues
+//! getting work at once otherwise sent a thousand creations together; each took the server
+//! longer than the wait, every reader tried again each second, and the server spent all its
+//! time creating consumers nobody read while no work moved. For the same reason direct gets
+//! are few at a time ([`MAX_READING_DIRECTLY`]) and polled less often while they find nothing:
+//! each is a scan of the stream on the server.
 //!
 //! **A connection of its own.** The readers and the out-of-turn reads use the master's intake
 //! connection ([`IntakeConnection`], `<nats.name>-intake` in the server's connection list),
@@ -50,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
     self,
-    consumer::{pull, AckPolicy, DeliverPolicy},
+    consumer::{pull, AckPolicy, Consumer, DeliverPolicy},
 };
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -65,6 +78,7 @@ use time::OffsetDateTime;
 
 use crate::core::{Bookkeeping, Origin, Submission};
 use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// One stored submission read from the stream: what the engine is told
@@ -136,11 +150,17 @@ const DOUBT_TIMEOUT: Duration = Duration::from_secs(1);
 /// and how often it tries again while it has none.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(1);
 const CREATE_EVERY: Duration = Duration::from_secs(1);
+/// Consumer creations in flight at once, over all the readers of a leader.
+pub const MAX_CREATING: usize = 16;
 /// Without a consumer: how long a batched direct get may take, the most bytes it may return,
 /// and the pause before asking again when it found nothing new.
 const DIRECT_TIMEOUT: Duration = Duration::from_secs(1);
 const DIRECT_MAX_BYTES: usize = 4 << 20;
 const DIRECT_POLL: Duration = Duration::from_millis(100);
+/// How many times the pause doubles while direct gets find nothing (100 ms up to 1.6 s).
+const DIRECT_POLL_DOUBLINGS: u32 = 4;
+/// Batched direct gets in flight at once, over all the readers of a leader.
+pub const MAX_READING_DIRECTLY: usize = 16;
 
 /// The reader of one queue.
 #[derive(Debug)]
@@ -187,6 +207,10 @@ pub struct ReaderEnv {
     pub tx: mpsc::UnboundedSender<Delivery>,
     /// Counts each time a reader doubts its deliveries and reads again, when metrics are on.
     pub rereads: Option<Counter>,
+    /// Permits for consumer creations in flight ([`MAX_CREATING`] in all).
+    creating: Arc<Semaphore>,
+    /// Permits for batched direct gets in flight ([`MAX_READING_DIRECTLY`] in all).
+    reading_directly: Arc<Semaphore>,
 }
 
 impl ReaderEnv {
@@ -201,6 +225,8 @@ impl ReaderEnv {
             interruptions: intake.interruptions.clone(),
             tx,
             rereads,
+            creating: Arc::new(Semaphore::new(MAX_CREATING)),
+            reading_directly: Arc::new(Semaphore::new(MAX_READING_DIRECTLY)),
         }
     }
 }
@@ -214,14 +240,23 @@ impl QueueReader {
         let reader = Reader { env: env.clone(), queue, generation, credits: credits.clone() };
         let stopped = stop.clone();
         tokio::spawn(async move {
-            let mut cursor = None;
+            let mut consumer = ConsumerSlot::default();
             tokio::select! {
-                () = reader.run(position, &mut cursor) => {}
+                () = reader.run(position, &mut consumer) => {}
                 () = stopped.cancelled() => {}
             }
-            // A reader that is replaced or no longer needed leaves no consumer behind.
-            if let Some(cursor) = cursor {
-                reader.retire(cursor);
+            // A reader that is replaced or no longer needed leaves no consumer behind, not
+            // even one still being created.
+            if let Some(cursor) = consumer.cursor {
+                reader.retire(cursor.consumer);
+            }
+            if let Some(creating) = consumer.creating {
+                let reader = reader.clone();
+                tokio::spawn(async move {
+                    if let Ok(Ok(created)) = creating.await {
+                        reader.retire(created);
+                    }
+                });
             }
         });
         QueueReader { credits, requested: 0, received: 0, generation, stop }
@@ -270,7 +305,19 @@ struct Cursor {
     delivered: u64,
 }
 
+/// A creation in flight: it ends with the consumer or why there is none.
+type Creating = JoinHandle<Result<Consumer<pull::Config>, Unavailable>>;
+
+/// The reader's consumer: the one it reads, or the one being created (at most one of each:
+/// a reader whose consumer broke may read by direct gets while the next is created).
+#[derive(Default)]
+struct ConsumerSlot {
+    cursor: Option<Cursor>,
+    creating: Option<Creating>,
+}
+
 /// The reader task's state.
+#[derive(Clone)]
 struct Reader {
     env: ReaderEnv,
     queue: QueueName,
@@ -282,7 +329,11 @@ struct Reader {
 enum Pulled {
     /// Every message asked for arrived, in order.
     Full,
-    /// Fewer arrived (the pull expired): check with the server that none were lost.
+    /// Fewer arrived, and the server's status at the pull's expiry says it left exactly the
+    /// rest unsent: none was lost, and the consumer need not be asked.
+    Accounted,
+    /// Fewer arrived (the pull expired) without that status: check with the server that
+    /// none were lost.
     Short,
     /// A delivery was missing, the connection was interrupted, or the pull failed: start a
     /// new consumer at the position.
@@ -292,8 +343,9 @@ enum Pulled {
 }
 
 impl Reader {
-    async fn run(&self, mut position: Position, cursor: &mut Option<Cursor>) {
-        let mut last_try: Option<Instant> = None;
+    async fn run(&self, mut position: Position, slot: &mut ConsumerSlot) {
+        let mut failed_at: Option<Instant> = None;
+        let mut idle_polls = 0;
         loop {
             let Ok(first) = self.credits.acquire().await else { return };
             first.forget();
@@ -302,26 +354,16 @@ impl Reader {
                 more.forget();
             }
             let want = 1 + extra;
-            if cursor.is_none() && last_try.is_none_or(|at| at.elapsed() >= CREATE_EVERY) {
-                last_try = Some(Instant::now());
-                let created =
-                    tokio::time::timeout(CREATE_TIMEOUT, self.create_consumer(position.next_seq));
-                match created.await {
-                    Ok(Ok(consumer)) => *cursor = Some(Cursor { consumer, delivered: 0 }),
-                    Ok(Err(e)) => {
-                        tracing::warn!(queue = %self.queue, error = %e, "cannot create the submit reader; reading by direct gets meanwhile");
-                    }
-                    Err(_) => {
-                        tracing::warn!(queue = %self.queue, "creating the submit reader takes over 1s; reading by direct gets meanwhile");
-                    }
-                }
+            if slot.cursor.is_none() {
+                self.await_consumer(slot, position.next_seq, &mut failed_at).await;
             }
+            let cursor = &mut slot.cursor;
             let mut got = 0;
             if let Some(current) = cursor.as_mut() {
                 let pulled = self.pull(current, want, &mut position, &mut got).await;
                 let broken = match pulled {
                     Pulled::Closed => return,
-                    Pulled::Full => None,
+                    Pulled::Full | Pulled::Accounted => None,
                     Pulled::Short => self.doubt(current).await,
                     Pulled::Broken(why) => Some(why),
                 };
@@ -336,12 +378,13 @@ impl Reader {
                         "submit reader may have missed deliveries; reading again from its position"
                     );
                     if let Some(old) = cursor.take() {
-                        self.retire(old);
+                        self.retire(old.consumer);
                     }
                     // A new consumer at once, and direct gets if that fails.
-                    last_try = None;
+                    failed_at = None;
                 }
             } else {
+                let Ok(_permit) = self.env.reading_directly.acquire().await else { return };
                 match self.read_directly(want, &mut position, &mut got).await {
                     Ok(true) => {}
                     Ok(false) => return,
@@ -351,9 +394,13 @@ impl Reader {
                 }
             }
             self.credits.add_permits(want - got);
-            // Without a consumer nothing waits on the server for new submissions: poll.
+            // Without a consumer nothing waits on the server for new submissions: poll, less
+            // often while nothing comes (each get is a scan of the stream on the server).
             if cursor.is_none() && got == 0 {
-                tokio::time::sleep(DIRECT_POLL).await;
+                tokio::time::sleep(DIRECT_POLL * (1 << idle_polls)).await;
+                idle_polls = (idle_polls + 1).min(DIRECT_POLL_DOUBLINGS);
+            } else {
+                idle_polls = 0;
             }
         }
     }
@@ -494,10 +541,12 @@ impl Reader {
         if interruptions.count() != before {
             return Pulled::Broken("connection interrupted".into());
         }
-        if *got < want {
-            Pulled::Short
-        } else {
+        if *got >= want {
             Pulled::Full
+        } else if batch.unfilled() == Some(want - *got) {
+            Pulled::Accounted
+        } else {
+            Pulled::Short
         }
     }
 
@@ -515,41 +564,88 @@ impl Reader {
             .then(|| format!("the server sent {sent} messages, {} arrived", cursor.delivered))
     }
 
-    async fn create_consumer(
+    /// Gives the slot a consumer if it can: starts a creation from `start` unless one is in
+    /// flight (or the last failed under [`CREATE_EVERY`] ago), then waits for it at most
+    /// [`CREATE_TIMEOUT`]. A creation still unanswered stays in flight for the next round;
+    /// the reader reads by direct gets meanwhile.
+    async fn await_consumer(
         &self,
+        slot: &mut ConsumerSlot,
         start: u64,
-    ) -> Result<jetstream::consumer::Consumer<pull::Config>, Unavailable> {
-        let what = || format!("creating the reader of queue {}", self.queue);
-        let stream = self
-            .env
-            .js
-            .get_stream(subjects::SUBMIT_STREAM)
-            .await
-            .map_err(|e| Unavailable::new(what(), e))?;
-        stream
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start.max(1) },
-                ack_policy: AckPolicy::None,
-                filter_subject: subjects::submissions_of(&self.queue),
-                inactive_threshold: Duration::from_secs(60),
-                memory_storage: true,
-                description: Some("jetwork master: submission reader".to_owned()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Unavailable::new(what(), e))
+        failed_at: &mut Option<Instant>,
+    ) {
+        let mut fresh = false;
+        if slot.creating.is_none() {
+            if failed_at.is_some_and(|at| at.elapsed() < CREATE_EVERY) {
+                return;
+            }
+            let (env, queue) = (self.env.clone(), self.queue.clone());
+            slot.creating = Some(tokio::spawn(create_consumer(env, queue, start)));
+            fresh = true;
+        }
+        let Some(creating) = slot.creating.as_mut() else { return };
+        let created = match tokio::time::timeout(CREATE_TIMEOUT, creating).await {
+            Ok(created) => created,
+            Err(_) => {
+                if fresh {
+                    tracing::info!(queue = %self.queue, "creating the submit reader takes over 1s; reading by direct gets meanwhile");
+                }
+                return;
+            }
+        };
+        slot.creating = None;
+        match created {
+            Ok(Ok(consumer)) => slot.cursor = Some(Cursor { consumer, delivered: 0 }),
+            Ok(Err(e)) => {
+                *failed_at = Some(Instant::now());
+                tracing::warn!(queue = %self.queue, error = %e, "cannot create the submit reader; reading by direct gets meanwhile");
+            }
+            Err(e) => {
+                *failed_at = Some(Instant::now());
+                tracing::error!(queue = %self.queue, error = %e, "the submit reader's creation task ended abnormally");
+            }
+        }
     }
 
     /// Deletes a consumer that is no longer read, without waiting (it would expire anyway).
-    fn retire(&self, cursor: Cursor) {
+    fn retire(&self, consumer: Consumer<pull::Config>) {
         let js = self.env.js.clone();
-        let name = cursor.consumer.cached_info().name.clone();
+        let name = consumer.cached_info().name.clone();
         tokio::spawn(async move {
             if let Ok(stream) = js.get_stream_no_info(subjects::SUBMIT_STREAM).await {
                 let _ = stream.delete_consumer(&name).await;
             }
         });
     }
+}
+
+/// Creates the consumer that reads `queue` from `start`, once one of the leader's
+/// [`MAX_CREATING`] permits is free. A consumer created when the reader no longer wants it
+/// (it stopped, or read on by direct gets) is retired by the reader, or expires unread.
+async fn create_consumer(
+    env: ReaderEnv,
+    queue: QueueName,
+    start: u64,
+) -> Result<Consumer<pull::Config>, Unavailable> {
+    let what = || format!("creating the reader of queue {queue}");
+    let _permit = env.creating.acquire().await.map_err(|e| Unavailable::new(what(), e))?;
+    let stream = env
+        .js
+        .get_stream(subjects::SUBMIT_STREAM)
+        .await
+        .map_err(|e| Unavailable::new(what(), e))?;
+    stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start.max(1) },
+            ack_policy: AckPolicy::None,
+            filter_subject: subjects::submissions_of(&queue),
+            inactive_threshold: Duration::from_secs(60),
+            memory_storage: true,
+            description: Some("jetwork master: submission reader".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Unavailable::new(what(), e))
 }
 
 /// Whether the client library could not read the message's header block in full (see

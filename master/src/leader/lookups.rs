@@ -46,8 +46,9 @@ async fn read(js: &jetstream::Context, lookup: LookUp, position: (u64, u64)) -> 
         LookUp::LastSubmitted { queue } => match jobs::last_submitted(js, &queue).await {
             Ok(through_seq) => {
                 let (cursor, jumped) = position;
-                let surveyed = backlog::survey(js, vec![(queue.clone(), cursor, jumped)], 1).await;
-                let unread = surveyed.get(&queue).map_or(0, |u| u.count);
+                let positions = vec![(queue.clone(), cursor, jumped)];
+                let surveyed = backlog::survey(js, positions, 1, None, 1).await;
+                let unread = surveyed.queues.get(&queue).copied().flatten().map_or(0, |u| u.count);
                 Ok(Found::LastSubmitted { through_seq, unread })
             }
             Err(e) => Err(e),

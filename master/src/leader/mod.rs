@@ -75,7 +75,6 @@ use jetwork_shared::connect;
 use jetwork_shared::{subjects, QueueName, Unavailable, WorkId};
 use tokio::sync::mpsc;
 
-use crate::backlog::Unread;
 use crate::config::MasterSettings;
 use crate::core::{Command, Engine, Event, JournalBatch, Output};
 use crate::intake::{Delivery, IntakeConnection, OutOfTurn, ReaderEnv, PASSING};
@@ -147,7 +146,7 @@ enum Internal {
     /// What the streams looked like.
     Integrity(Result<Observation, Unavailable>),
     /// What is still unread in the submit stream, per queue (metrics).
-    Survey(std::collections::BTreeMap<jetwork_shared::QueueName, Unread>),
+    Survey(crate::backlog::Survey),
 }
 
 /// Leads one term: claims the journal, serves until deposed or shut down, then stops.

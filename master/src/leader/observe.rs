@@ -13,7 +13,8 @@
 //!   free slots, workers serving each queue, oldest pending age, workers), and the job totals
 //!   `$SRV.STATS.jetwork` reports ([`ServiceStats`], kept whether or not metrics are on).
 //! - **Every [`SURVEY_EVERY`]** (metrics on): what is still unread in `JETWORK_SUBMIT` per queue
-//!   (`backlog.rs`), in a task off the loop, back as [`Internal::Survey`].
+//!   (`backlog.rs`; at most `backlog::SURVEY_BUDGET` queues a round, in turn), in a task off
+//!   the loop, back as [`Internal::Survey`].
 //!
 //! Bounded: series for at most `max_served_queues` queues (by name; the rest are counted in
 //! `jetwork_master_queues_unlisted`), the stats list at most [`STATS_QUEUES`] queues.
@@ -29,7 +30,7 @@ use serde::Serialize;
 
 use super::cache::{PayloadCache, Started};
 use super::{Internal, Leader};
-use crate::backlog::{self, Unread};
+use crate::backlog::{self, Survey, Unread};
 use crate::core::{Engine, Event, Millis, Publication, PublicationKey, State};
 use crate::metrics::{MasterMetrics, QueueSeries};
 
@@ -70,6 +71,8 @@ pub struct Observer {
     last_survey: Instant,
     surveying: bool,
     unread: BTreeMap<QueueName, Unread>,
+    /// Where the next survey goes on (see `backlog.rs`: each reads a bounded part).
+    survey_after: Option<QueueName>,
     pub stats: ServiceStats,
 }
 
@@ -86,6 +89,7 @@ impl Observer {
             last_survey: long_ago,
             surveying: false,
             unread: BTreeMap::new(),
+            survey_after: None,
             stats: Arc::new(Mutex::new(serde_json::json!({}))),
         }
     }
@@ -267,10 +271,19 @@ impl Observer {
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = value;
     }
 
-    /// The survey's findings.
-    pub fn surveyed(&mut self, unread: BTreeMap<QueueName, Unread>) {
+    /// The survey's findings: the queues it read are updated, the others it knows of keep
+    /// their figures, and those it no longer knows of are dropped.
+    pub fn surveyed(&mut self, survey: Survey) {
         self.surveying = false;
-        self.unread = unread;
+        let mut before = std::mem::take(&mut self.unread);
+        for (queue, found) in survey.queues {
+            if let Some(unread) = found.or_else(|| before.remove(&queue)) {
+                self.unread.insert(queue, unread);
+            }
+        }
+        if survey.last.is_some() {
+            self.survey_after = survey.last;
+        }
     }
 }
 
@@ -322,9 +335,12 @@ impl Leader {
         o.last_survey = Instant::now();
         let positions = self.engine.state().read_positions(o.max_queues);
         let (js, internal, limit) = (self.env.js.clone(), self.internal_tx.clone(), o.max_queues);
+        let after = o.survey_after.clone();
         tokio::spawn(async move {
-            let unread = backlog::survey(&js, positions, limit).await;
-            let _ = internal.send(Internal::Survey(unread));
+            let survey =
+                backlog::survey(&js, positions, limit, after.as_ref(), backlog::SURVEY_BUDGET)
+                    .await;
+            let _ = internal.send(Internal::Survey(survey));
         });
     }
 }

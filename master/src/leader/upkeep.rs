@@ -10,15 +10,22 @@ use jetwork_shared::clock::now_ms;
 use jetwork_shared::Unavailable;
 use tokio::task::JoinHandle;
 
+use futures::FutureExt;
+
 use super::{Internal, Leader};
 use crate::core::{upkeep, Command};
-use crate::housekeeping;
+use crate::housekeeping::{self, PurgedFloors};
 use crate::integrity::{self, Observation};
 
 /// When each chore last ran, and what is under way.
 pub struct Upkeep {
     last_purge: Instant,
-    purging: Option<JoinHandle<()>>,
+    /// The purge under way; it hands back the floors it purged to.
+    purging: Option<JoinHandle<PurgedFloors>>,
+    /// Each queue's floor as last purged this term, handed to the next purge so it skips
+    /// the queues whose floor did not move (with a thousand queues, a thousand purge requests
+    /// every round otherwise, each a scan of the stream on the server).
+    purged: PurgedFloors,
     last_check: Instant,
     checking: bool,
 }
@@ -28,6 +35,7 @@ impl Default for Upkeep {
         Upkeep {
             last_purge: Instant::now(),
             purging: None,
+            purged: PurgedFloors::default(),
             last_check: Instant::now(),
             checking: false,
         }
@@ -52,6 +60,12 @@ impl Leader {
         if !due || running {
             return;
         }
+        // The last purge has finished: its floors, unless it failed (then every queue is
+        // purged again, which is harmless).
+        if let Some(Some(Ok(purged))) = self.upkeep.purging.take().map(FutureExt::now_or_never) {
+            self.upkeep.purged = purged;
+        }
+        let mut purged = std::mem::take(&mut self.upkeep.purged);
         self.upkeep.last_purge = Instant::now();
         let floors: Vec<_> = upkeep::purge_floors(self.engine.state()).into_iter().collect();
         let js = self.env.js.clone();
@@ -60,18 +74,18 @@ impl Leader {
         let forgettable = self.engine.forgettable_queues();
         let internal = self.internal_tx.clone();
         self.upkeep.purging = Some(tokio::spawn(async move {
-            housekeeping::purge_submissions(&js, floors, streams.dedup_horizon).await;
+            housekeeping::purge_submissions(&js, floors, &mut purged, streams.dedup_horizon).await;
             let (retention, cap) = (streams.journal_retention, streams.journal_max_bytes);
             housekeeping::purge_journal(&js, snapshot, retention, cap).await;
-            if forgettable.is_empty() {
-                return;
+            if !forgettable.is_empty() {
+                let first_stored = housekeeping::first_stored(&js, forgettable).await;
+                if !first_stored.is_empty() {
+                    let now = now_ms();
+                    let command = Command::QueuesStored { first_stored, now };
+                    let _ = internal.send(Internal::Command(command));
+                }
             }
-            let first_stored = housekeeping::first_stored(&js, forgettable).await;
-            if !first_stored.is_empty() {
-                let now = now_ms();
-                let _ =
-                    internal.send(Internal::Command(Command::QueuesStored { first_stored, now }));
-            }
+            purged
         }));
     }
 

@@ -336,9 +336,18 @@ pub struct Batch {
     context: Context,
     timeout: Option<Pin<Box<Sleep>>>,
     terminated: bool,
+    // jetwork patch: what the server's end-of-request status said it left unsent.
+    unfilled: Option<usize>,
 }
 
 impl Batch {
+    /// jetwork patch: how many of the requested messages the server said it left unsent when
+    /// the request expired (its `408` status, header `Nats-Pending-Messages`); `None` until
+    /// such a status arrived, or if it carried no readable count.
+    pub fn unfilled(&self) -> Option<usize> {
+        self.unfilled
+    }
+
     async fn batch(batch: BatchConfig, consumer: &Consumer<Config>) -> Result<Batch, BatchError> {
         #[cfg(feature = "server_2_11")]
         if consumer.config.priority_policy == PriorityPolicy::PinnedClient {
@@ -360,6 +369,7 @@ impl Batch {
             context: consumer.context.clone(),
             terminated: false,
             timeout: sleep,
+            unfilled: None,
         })
     }
 }
@@ -399,6 +409,11 @@ impl futures_util::Stream for Batch {
                     StatusCode::TIMEOUT => {
                         debug!("received timeout. Iterator done");
                         self.terminated = true;
+                        self.unfilled = message
+                            .headers
+                            .as_ref()
+                            .and_then(|headers| headers.get("Nats-Pending-Messages"))
+                            .and_then(|pending| pending.as_str().parse().ok());
                         Poll::Ready(None)
                     }
                     StatusCode::IDLE_HEARTBEAT => {
@@ -480,6 +495,7 @@ impl futures_util::Stream for Sequence {
                         context,
                         terminated: false,
                         timeout: Some(Box::pin(tokio::time::sleep(Duration::from_secs(60)))),
+                        unfilled: None,
                     })
                 }));
 
