@@ -294,15 +294,12 @@ impl NatsCluster {
     /// Freezes node `i` (`SIGSTOP`): its sockets stay open but it answers nothing. Returns
     /// once every thread of it is stopped: `kill` only queues the signal, and a CI run once
     /// saw a request sent right after it answered.
-    pub fn freeze(&self, i: usize) -> anyhow::Result<()> {
+    pub async fn freeze(&self, i: usize) -> anyhow::Result<()> {
         let pid = self.nodes[i].pid()?;
         kill(pid, Signal::SIGSTOP).context("SIGSTOP")?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !all_threads_stopped(pid) {
-            anyhow::ensure!(Instant::now() < deadline, "{} did not stop", self.nodes[i].name);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(())
+        let what = format!("every thread of {} to stop", self.nodes[i].name);
+        crate::wait_until(&what, Duration::from_secs(5), || async move { all_threads_stopped(pid) })
+            .await
     }
 
     /// Resumes node `i` (`SIGCONT`).

@@ -182,7 +182,7 @@ async fn a_frozen_journal_leader_node_pauses_dispatch_at_most_ttl_plus_2s() -> a
     let run = s.load(&[target]).await?;
     let leaders = s.leaders().await;
     let fault_at = Instant::now();
-    s.cluster.freeze(target)?;
+    s.cluster.freeze(target).await?;
     // The fault itself: the node stays frozen this long.
     tokio::time::sleep(FREEZE).await;
     s.cluster.resume(target)?;

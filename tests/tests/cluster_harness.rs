@@ -75,7 +75,7 @@ async fn a_frozen_node_answers_nothing_until_resumed() -> anyhow::Result<()> {
     let cluster = NatsCluster::start(3).await?;
     let direct = cluster.connect_to(1).await?;
     direct.flush().await?;
-    cluster.freeze(1)?;
+    cluster.freeze(1).await?;
     let request = async_nats::Request::new().timeout(Some(Duration::from_millis(500)));
     // A stopped server reads nothing: the request to its account info gets no answer.
     let frozen = direct.send_request("$JS.API.INFO", request).await;

@@ -136,7 +136,7 @@ async fn measure(fault: Fault, o: &Options) -> anyhow::Result<Cost> {
             nodes.restart(2).await?;
         }
         Fault::FreezeJournalLeaderNode => {
-            nodes.freeze(leader)?;
+            nodes.freeze(leader).await?;
             tokio::time::sleep(o.cluster_freeze).await;
             nodes.resume(leader)?;
         }
