@@ -47,7 +47,8 @@ pub use proxy::{Action, Direction, FaultProxy, Frame, Mode, Op, RuleId};
 pub use scrape::{local_listener, Scrape, Scraper};
 pub use service::{call_raw, Refusal};
 pub use settings::{
-    fast_env, fast_settings, shipped_logins, shipped_nats_conf, worker_password, Fast,
+    fast_env, fast_settings, shipped_logins, shipped_nats_conf, stream_caps_env, worker_password,
+    Fast,
 };
 pub use setup::{InProcess, Setup};
 pub use wait::{poll_for, wait_until};

@@ -67,15 +67,23 @@ pub fn fast_settings(url: &str) -> Fast {
     Fast { master, worker, frontend }
 }
 
+/// The test byte caps of every stream as environment variables, for any binary that may
+/// create the streams: the defaults (6 GiB in all) do not fit a test server's store on a
+/// machine with little free disk, and the server then refuses the streams.
+pub fn stream_caps_env() -> [(&'static str, &'static str); 3] {
+    [
+        ("JETWORK_STREAMS__MAX_PENDING_BYTES", TEST_STREAM_BYTES_TEXT),
+        ("JETWORK_STREAMS__JOURNAL_MAX_BYTES", TEST_STREAM_BYTES_TEXT),
+        ("JETWORK_STREAMS__RESULTS_MAX_BYTES", TEST_STREAM_BYTES_TEXT),
+    ]
+}
+
 /// The same settings as environment variables for the binaries.
 pub fn fast_env(url: &str) -> Vec<(String, String)> {
     [
         ("NATS_URL", url),
         ("JETWORK_NATS__REQUEST_TIMEOUT", "2s"),
         ("JETWORK_STREAMS__JOURNAL_RETENTION", "1h"),
-        ("JETWORK_STREAMS__MAX_PENDING_BYTES", TEST_STREAM_BYTES_TEXT),
-        ("JETWORK_STREAMS__JOURNAL_MAX_BYTES", TEST_STREAM_BYTES_TEXT),
-        ("JETWORK_STREAMS__RESULTS_MAX_BYTES", TEST_STREAM_BYTES_TEXT),
         ("JETWORK_MASTER__LEASE_TTL", "2s"),
         ("JETWORK_MASTER__WORK_TIMEOUT", "3s"),
         ("JETWORK_MASTER__WORKER_TIMEOUT", "3s"),
@@ -94,6 +102,7 @@ pub fn fast_env(url: &str) -> Vec<(String, String)> {
         ("JETWORK_FRONTEND__RETRY_DELAY", "200ms"),
     ]
     .into_iter()
+    .chain(stream_caps_env())
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
 }

@@ -18,7 +18,9 @@ use jetwork_shared::config::NatsConfig;
 use jetwork_shared::connect::{self, Cause, ConnectError};
 use jetwork_shared::{QueueName, WorkId};
 use jetwork_tests::nats_server::free_port;
-use jetwork_tests::{binaries, fast_settings, init_logging, Audit, InProcess, NatsServer};
+use jetwork_tests::{
+    binaries, fast_settings, init_logging, stream_caps_env, Audit, InProcess, NatsServer,
+};
 use jetwork_worker::square;
 use pki::Pki;
 
@@ -321,6 +323,7 @@ async fn the_frontend_binary_takes_the_flags_and_names_a_refusal() -> anyhow::Re
             .args(args)
             .env("NATS_PASSWORD", password)
             .env("JETWORK_NATS__REQUEST_TIMEOUT", "2s")
+            .envs(stream_caps_env())
             .env("NO_COLOR", "1")
             .kill_on_drop(true);
         for var in ["NATS_USER", "NATS_TOKEN", "NATS_NKEY", "NATS_CREDS", "JETWORK_CONFIG"] {

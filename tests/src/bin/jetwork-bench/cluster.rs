@@ -21,6 +21,17 @@ pub fn use_master_binary(binary: PathBuf) {
     let _ = MASTER_BIN.set(binary);
 }
 
+/// Bytes each of jetwork's streams may hold (and reserves on the server) in this run.
+static STREAM_BYTES: OnceLock<u64> = OnceLock::new();
+/// The default: room for the largest phase (the payloads phase submits at most 512 MiB a run)
+/// without jetwork's own defaults (6 GiB in all), which a server on a small disk cannot reserve.
+const FULL_RUN_STREAM_BYTES: u64 = 1 << 30;
+
+/// Caps each of jetwork's streams at `bytes` from now on (set once, before any phase).
+pub fn cap_streams(bytes: u64) {
+    let _ = STREAM_BYTES.set(bytes);
+}
+
 /// Which system's workers to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum System {
@@ -79,7 +90,10 @@ impl Cluster {
             // the master noticing a dead worker.
             ("JETWORK_WORKER__REGISTER_INTERVAL".to_owned(), "1s".to_owned()),
         ];
-        Ok(Cluster { servers, client, dir: tempfile::tempdir()?, env })
+        let bytes = STREAM_BYTES.get().copied().unwrap_or(FULL_RUN_STREAM_BYTES).to_string();
+        let caps = ["MAX_PENDING_BYTES", "JOURNAL_MAX_BYTES", "RESULTS_MAX_BYTES"]
+            .map(|cap| (format!("JETWORK_STREAMS__{cap}"), bytes.clone()));
+        Ok(Cluster { servers, client, dir: tempfile::tempdir()?, env: [env, caps.into()].concat() })
     }
 
     /// The server URL(s) processes connect to (comma separated on a cluster).

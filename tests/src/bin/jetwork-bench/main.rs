@@ -351,6 +351,10 @@ async fn benchmark(o: Options) -> anyhow::Result<()> {
             anyhow::bail!("unknown lifecycle case {case:?} ({})", lifecycle::CASES.join(", "));
         }
     }
+    if o.quick {
+        // A smoke run's data is small; so is a CI machine's disk.
+        cluster::cap_streams(256 << 20);
+    }
     let header = machine(&o);
     println!("{}", serde_json::to_string_pretty(&header)?);
     // Build (or find up to date) the release binaries before any clock starts.
