@@ -190,41 +190,58 @@ pub async fn purge_submissions(
 /// Purges journal history below the snapshot at `snapshot_seq` that is older than
 /// `retention`; once the journal holds half its cap (`max_bytes`, -1 for none) or more, all of
 /// it below the snapshot, however young: retention is for inspection, and must yield to the
-/// bound (a full journal refuses the leader's writes).
+/// bound (a full journal refuses the leader's writes). Returns the journal's size and start
+/// after the purge (`None` when the stream cannot be read).
 pub async fn purge_journal(
     js: &jetstream::Context,
     snapshot_seq: u64,
     retention: Duration,
     max_bytes: i64,
-) {
-    let Ok(stream) = js.get_stream(subjects::JOURNAL_STREAM).await else { return };
+) -> Option<JournalFill> {
+    let Ok(mut stream) = js.get_stream(subjects::JOURNAL_STREAM).await else { return None };
     let state = &stream.cached_info().state;
-    if snapshot_seq <= state.first_sequence.max(1) {
-        return; // Nothing below the snapshot is left.
+    let before = JournalFill { bytes: state.bytes, first_seq: state.first_sequence };
+    if snapshot_seq <= before.first_seq.max(1) {
+        return Some(before); // Nothing below the snapshot is left.
     }
-    let near_cap = max_bytes > 0 && state.bytes >= max_bytes as u64 / NEAR_CAP_DIVISOR;
+    let near_cap = max_bytes > 0 && before.bytes >= max_bytes as u64 / NEAR_CAP_DIVISOR;
     let floor = if near_cap {
         snapshot_seq
     } else {
         match first_young_seq(js, subjects::JOURNAL_STREAM, retention).await {
             Ok(young) => snapshot_seq.min(young),
-            Err(e) => return tracing::debug!(error = %e, "skipping journal purge"),
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping journal purge");
+                return Some(before);
+            }
         }
     };
-    if floor <= state.first_sequence.max(1) {
-        return;
+    if floor <= before.first_seq.max(1) {
+        return Some(before);
     }
     match stream.purge().sequence(floor).await {
         Ok(r) if r.purged > 0 => tracing::info!(
             floor,
             purged = r.purged,
-            journal_bytes = state.bytes,
+            journal_bytes = before.bytes,
             near_cap,
             "purged journal history before the latest snapshot"
         ),
         Ok(_) => {}
-        Err(e) => tracing::debug!(error = %e, "journal purge failed"),
+        Err(e) => {
+            tracing::debug!(error = %e, "journal purge failed");
+            return Some(before);
+        }
     }
+    let after = &stream.info().await.ok()?.state;
+    Some(JournalFill { bytes: after.bytes, first_seq: after.first_sequence })
+}
+
+/// The journal's size and first sequence, as its stream reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalFill {
+    pub bytes: u64,
+    pub first_seq: u64,
 }
 
 /// The journal is near its cap once it holds this fraction (1/n) of it.

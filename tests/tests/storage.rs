@@ -211,16 +211,33 @@ async fn a_flood_of_submissions_is_refused_while_the_leader_leads_on() -> anyhow
 /// holds half of it, so the leader's writes are never refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journal_stays_under_its_cap_under_sustained_load() -> anyhow::Result<()> {
+    journal_under_its_cap(Duration::from_millis(100)).await
+}
+
+/// The same load with purges far apart (an hour): the leader must not outrun them. Once the
+/// journal is three quarters full it holds new events back, writes a snapshot and purges
+/// below it at once, instead of filling the journal (a refused write would end the term, and
+/// a full journal would refuse every next leader's claim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_outruns_its_purges_waits_for_room_instead_of_filling_the_journal(
+) -> anyhow::Result<()> {
+    journal_under_its_cap(Duration::from_secs(3600)).await
+}
+
+/// 4,000 jobs journaling 4 KiB results each under a 4 MiB journal cap, purges every
+/// `purge_interval`: the journal never holds more than its cap, history is purged, and the
+/// leader never changes.
+async fn journal_under_its_cap(purge_interval: Duration) -> anyhow::Result<()> {
     const CAP: i64 = 4 * MIB;
     const JOBS: u32 = 4000;
-    let run = InProcess::start(|fast| {
+    let run = InProcess::start(move |fast| {
         caps(fast, 256 * MIB, -1, CAP, 256 * MIB);
         fast.master.streams.journal_retention = Duration::from_secs(3600);
         let m = &mut fast.master.master;
         // Only the journal's growth calls for snapshots here.
         m.snapshot_every = 1_000_000;
         m.snapshot_interval = Duration::from_secs(3600);
-        m.purge_interval = Duration::from_millis(100);
+        m.purge_interval = purge_interval;
     })
     .await?;
     run.await_leader("m1", WITHIN).await?;

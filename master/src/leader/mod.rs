@@ -44,7 +44,8 @@
 //! `submissions` (the master's own submissions: ticks and retries), `lookups` (reading what
 //! the engine asked for), `writes`
 //! (journal writes, snapshots, effects behind them, the hand-over on shutdown), `snapshots`
-//! (when one is due, encoding it off the loop, how far history may go), `upkeep`
+//! (when one is due, encoding it off the loop, how far history may go), `room` (holding
+//! events back before the journal fills), `upkeep`
 //! (purges and integrity checks), `observe` (metrics, job decisions at debug level,
 //! `$SRV.STATS` data).
 
@@ -57,6 +58,7 @@ mod prefetch;
 mod publications;
 mod readers;
 mod replies;
+mod room;
 mod service;
 mod snapshots;
 mod submissions;
@@ -91,6 +93,7 @@ use outcome_log::OutcomeLog;
 use prefetch::{Limits as PrefetchLimits, Prefetch};
 use publications::Publications;
 use readers::Readers;
+use room::{JournalRoom, Room};
 use service::{Endpoints, Requests};
 use snapshots::Snapshots;
 use submissions::Submitter;
@@ -147,6 +150,8 @@ enum Internal {
     Integrity(Result<Observation, Unavailable>),
     /// What is still unread in the submit stream, per queue (metrics).
     Survey(crate::backlog::Survey),
+    /// The journal's size after a purge, asked for when this leader had written `mark` bytes.
+    JournalFill { fill: crate::housekeeping::JournalFill, mark: u64 },
 }
 
 /// Leads one term: claims the journal, serves until deposed or shut down, then stops.
@@ -223,6 +228,8 @@ struct Leader {
     /// The master's own submissions (ticks, retries) being submitted.
     submissions: Submitter,
     snapshots: Snapshots,
+    /// How full the journal is: events wait while it has no room.
+    room: JournalRoom,
     upkeep: Upkeep,
     observer: Observer,
     /// The operator's lines about jobs that end other than completed.
@@ -291,6 +298,7 @@ impl Leader {
                 env.metrics.as_ref().map(|m| m.intake_rereads.clone()),
             )),
             snapshots: Snapshots::new(replayed.events, replayed.from_seq),
+            room: JournalRoom::new(env.settings.streams.journal_max_bytes),
             env: env.clone(),
             epoch,
             pending: Output::default(),
@@ -340,6 +348,7 @@ impl Leader {
         if !lease.is_valid() {
             return Err(Exit::Deposed("lease expired during replay".into()));
         }
+        self.make_room_to_claim().await;
         let batch = JournalBatch { events: output.events };
         self.snapshots.written(batch.events.len());
         let ticket = self.journal.append_batch(&batch, true).await.map_err(deposed)?;
@@ -387,7 +396,9 @@ impl Leader {
         loop {
             // Back-pressure: with too many writes unacknowledged, take no new requests or
             // submissions (acknowledgements, ticks and tasks' results still come in).
-            let accepting = self.journal.inflight() < settings.max_inflight_writes;
+            // And while the journal has no room, take nothing that would add events to wait.
+            let accepting = self.journal.inflight() < settings.max_inflight_writes
+                && !self.room.full(self.journal.written_bytes());
             // A delay, back-off or expiry ending before the next regular tick: wake for it,
             // so delayed work starts on time however coarse `tick_interval` is.
             // At most one such wake per `DUE_GRANULARITY`: a stream of jobs falling due one by one
@@ -648,6 +659,7 @@ impl Leader {
                 self.prefetch.read(&requested, &found_ids, &kept);
             }
             Internal::Survey(unread) => self.observer.surveyed(unread),
+            Internal::JournalFill { fill, mark } => self.room.observe(fill, mark),
         }
     }
 
@@ -670,7 +682,7 @@ impl Leader {
         self.pending.effects.extend(self.publications.due());
         self.pending.effects.extend(self.submissions.due());
         self.readers.refresh(&self.engine);
-        self.maybe_purge();
+        self.maybe_purge(false);
         self.maybe_check_integrity();
         self.maybe_sync_observations();
     }

@@ -130,6 +130,11 @@ impl Snapshots {
         self.due = false;
     }
 
+    /// Writes one at the next flush, events or not (the journal needs room).
+    pub fn make_due(&mut self) {
+        self.due = true;
+    }
+
     /// Whether one is due whether events are written or not (history was purged by someone
     /// else).
     pub fn due(&self) -> bool {

@@ -52,10 +52,13 @@ impl Upkeep {
 }
 
 impl Leader {
-    /// Every `purge_interval`, unless one is still running: purges what the floors allow,
-    /// then looks for the idle queues the engine may forget (see `engine/forgetting.rs`).
-    pub(super) fn maybe_purge(&mut self) {
-        let due = self.upkeep.last_purge.elapsed() >= self.env.settings.master.purge_interval;
+    /// Every `purge_interval` (or at once when `hurry`: the journal has no room), unless one
+    /// is still running: purges what the floors allow, reports the journal's size
+    /// ([`Internal::JournalFill`]), then looks for the idle queues the engine may forget (see
+    /// `engine/forgetting.rs`).
+    pub(super) fn maybe_purge(&mut self, hurry: bool) {
+        let due =
+            hurry || self.upkeep.last_purge.elapsed() >= self.env.settings.master.purge_interval;
         let running = self.upkeep.purging.as_ref().is_some_and(|task| !task.is_finished());
         if !due || running {
             return;
@@ -73,10 +76,14 @@ impl Leader {
         let snapshot = self.snapshots.purge_floor();
         let forgettable = self.engine.forgettable_queues();
         let internal = self.internal_tx.clone();
+        // Asked for now: whatever is written from here on may or may not be in the figure.
+        let mark = self.journal.written_bytes();
         self.upkeep.purging = Some(tokio::spawn(async move {
             housekeeping::purge_submissions(&js, floors, &mut purged, streams.dedup_horizon).await;
             let (retention, cap) = (streams.journal_retention, streams.journal_max_bytes);
-            housekeeping::purge_journal(&js, snapshot, retention, cap).await;
+            if let Some(fill) = housekeeping::purge_journal(&js, snapshot, retention, cap).await {
+                let _ = internal.send(Internal::JournalFill { fill, mark });
+            }
             if !forgettable.is_empty() {
                 let first_stored = housekeeping::first_stored(&js, forgettable).await;
                 if !first_stored.is_empty() {
@@ -87,6 +94,31 @@ impl Leader {
             }
             purged
         }));
+    }
+
+    /// Before the claim, the first write of the term: purges journal history below the
+    /// snapshot replay started from, if the journal's size calls for it, and takes the
+    /// journal's size as the first figure of [`JournalRoom`]. A journal the last term left
+    /// full would refuse the claim, and every claim after it, were its old history not
+    /// purged first.
+    pub(super) async fn make_room_to_claim(&mut self) {
+        let streams = &self.env.settings.streams;
+        let (retention, cap) = (streams.journal_retention, streams.journal_max_bytes);
+        let snapshot = self.snapshots.purge_floor();
+        let Some(fill) = housekeeping::purge_journal(&self.env.js, snapshot, retention, cap).await
+        else {
+            return;
+        };
+        self.room.observe(fill, self.journal.written_bytes());
+        if self.room.full(self.journal.written_bytes()) {
+            tracing::warn!(
+                journal_bytes = fill.bytes,
+                journal_max_bytes = cap,
+                "the journal is over three quarters full even without the history before its \
+                 latest snapshot: events wait for a snapshot and a purge; if the claim is \
+                 refused, raise streams.journal_max_bytes"
+            );
+        }
     }
 
     /// Every `integrity_interval`, unless one is under way: looks at the streams.

@@ -9,7 +9,9 @@
 //! - a snapshot is the state after every event issued before its first part, written into
 //!   the same fenced chain: its copy of the state is taken right after a write, encoded off
 //!   the loop, and decisions taken meanwhile wait (with their effects) until its parts are
-//!   issued ([`Snapshots`]).
+//!   issued ([`Snapshots`]);
+//! - while the journal has no room ([`super::room::JournalRoom`]), events wait; what is
+//!   pending may go only followed by a snapshot, when only a newer snapshot can make room.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,7 +23,7 @@ use jetwork_shared::{codec, subjects, Login, WorkerId};
 
 use super::replies::{self, ReplyContext};
 use super::snapshots::{Encoded, GROWTH_DIVISOR};
-use super::{deposed, Exit, Leader};
+use super::{deposed, Exit, Leader, Room};
 use crate::core::{Command, Effect, Event, JournalBatch, Output};
 use crate::journal::{EncodedSnapshot, JournalError};
 use crate::lease::LeaseGuard;
@@ -61,6 +63,19 @@ impl Leader {
         // snapshot's copy of the state and its parts.
         if !self.pending.events.is_empty() && (waiting || self.snapshots.encoding()) {
             return Ok(());
+        }
+        // A journal without room holds events back until a snapshot and a purge make some
+        // (`room.rs`): a write it refused would end the term, and the next one's claim too.
+        if !self.pending.events.is_empty() {
+            let written = self.journal.written_bytes();
+            match self.room.plan(written, self.snapshots.purge_floor()) {
+                Room::Free => {}
+                Room::Snapshot => self.snapshots.make_due(),
+                Room::AwaitPurge => {
+                    self.maybe_purge(true);
+                    return Ok(());
+                }
+            }
         }
         let Output { events, effects } = std::mem::take(&mut self.pending);
         if !events.is_empty() || self.snapshots.due() {
@@ -224,6 +239,13 @@ impl Leader {
         // Decisions held back for group commit are written first (their effects then run).
         self.record_published();
         while !self.pending.events.is_empty() && lease.is_valid() {
+            // Decisions held for room in the journal are not worth waiting for: nothing was
+            // told of them, and the next leader decides again.
+            if self.room.full(self.journal.written_bytes())
+                || tokio::time::Instant::now() >= deadline
+            {
+                break;
+            }
             if self.journal.inflight() > 0 {
                 match tokio::time::timeout_at(deadline, self.journal.next_ack()).await {
                     Ok(Ok(_)) => self.release_effects().await,
