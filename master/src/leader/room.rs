@@ -19,6 +19,8 @@
 //! - without a cap, or before any observation, there is always room (a purge at the claim
 //!   gives the first observation).
 
+use std::time::Instant;
+
 use super::snapshots::GROWTH_DIVISOR;
 use crate::housekeeping::JournalFill;
 
@@ -44,12 +46,19 @@ pub struct JournalRoom {
     /// The latest stored snapshot's start when a snapshot was last asked for to make room:
     /// until a newer one is stored, another would only take more of the reserve.
     snapshot_asked: Option<u64>,
+    /// Since when events have been held, for the log.
+    holding_since: Option<Instant>,
 }
 
 impl JournalRoom {
     /// For a journal capped at `cap` bytes (0 or less: no cap).
     pub fn new(cap: i64) -> Self {
-        JournalRoom { cap: u64::try_from(cap).unwrap_or(0), observed: None, snapshot_asked: None }
+        JournalRoom {
+            cap: u64::try_from(cap).unwrap_or(0),
+            observed: None,
+            snapshot_asked: None,
+            holding_since: None,
+        }
     }
 
     /// The stream reported `fill`, asked for when this leader had written `written_mark` bytes.
@@ -72,8 +81,25 @@ impl JournalRoom {
     /// stored snapshot starting at `purge_floor`.
     pub fn plan(&mut self, written: u64, purge_floor: u64) -> Room {
         let Some((fill, _)) = self.observed.filter(|_| self.full(written)) else {
+            if let Some(since) = self.holding_since.take() {
+                tracing::info!(
+                    held_ms = since.elapsed().as_millis() as u64,
+                    journal_bytes = self.estimate(written),
+                    "the journal has room again: events go on"
+                );
+            }
             return Room::Free;
         };
+        if self.holding_since.is_none() {
+            self.holding_since = Some(Instant::now());
+            tracing::warn!(
+                journal_bytes = self.estimate(written),
+                journal_max_bytes = self.cap,
+                "the journal is three quarters full: new events wait until a purge below the \
+                 latest snapshot makes room (purges outran by the load, or a cap too small \
+                 for the state: raise streams.journal_max_bytes if this recurs)"
+            );
+        }
         if fill.first_seq < purge_floor || self.snapshot_asked == Some(purge_floor) {
             return Room::AwaitPurge;
         }
