@@ -446,6 +446,15 @@ impl Journal {
         self.written_bytes
     }
 
+    /// What this leader has written to the journal and had acknowledged (bytes, counted as
+    /// [`Journal::written_bytes`] counts them): a figure of the stream's size read now
+    /// includes at least this much of it.
+    pub fn acked_bytes(&self) -> u64 {
+        let unacked: u64 =
+            self.unacked.iter().map(|w| (w.payload.len() + STORED_OVERHEAD) as u64).sum();
+        self.written_bytes.saturating_sub(unacked)
+    }
+
     /// Writes an encoded state ([`EncodedSnapshot::encode`]) as a snapshot: its parts, then
     /// the marker. The state must be the one after every event issued so far (no event may
     /// be written between taking it and this call: replay resumes at the first part). Returns

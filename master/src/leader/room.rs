@@ -11,13 +11,14 @@
 //!
 //! Invariants:
 //! - the estimate never understates: it is the size last observed (the stream's own figure,
-//!   after a purge) plus everything this leader has written since the observation was asked
-//!   for, some of which the observation may already count;
+//!   after a purge) plus everything this leader wrote that was not acknowledged when the
+//!   figure was asked for, or written since (some of which the figure may already count);
 //! - while the journal is full, events wait; the only writes are the ones that make room: the
 //!   events already pending followed by a snapshot, when no purge could free anything without
-//!   a newer snapshot (at most one such snapshot until it is stored);
-//! - without a cap, or before any observation, there is always room (a purge at the claim
-//!   gives the first observation).
+//!   a newer snapshot (none while one is on its way, at most one until it is stored);
+//! - without a cap there is always room; with one, none until the first figure (the purge
+//!   before the claim gives it; if the stream could not be read then, a hurried purge asks
+//!   again).
 
 use std::time::Instant;
 
@@ -61,7 +62,8 @@ impl JournalRoom {
         }
     }
 
-    /// The stream reported `fill`, asked for when this leader had written `written_mark` bytes.
+    /// The stream reported `fill`, asked for when this leader had `written_mark` bytes of
+    /// writes acknowledged ([`crate::journal::Journal::acked_bytes`]).
     pub fn observe(&mut self, fill: JournalFill, written_mark: u64) {
         self.observed = Some((fill, written_mark));
     }
@@ -71,16 +73,16 @@ impl JournalRoom {
         self.observed.map(|(fill, mark)| fill.bytes + written.saturating_sub(mark))
     }
 
-    /// Whether the journal is too full for more events.
+    /// Whether the journal is too full for more events (with a cap, also before any figure).
     pub fn full(&self, written: u64) -> bool {
         let limit = self.cap - self.cap / GROWTH_DIVISOR;
-        self.cap > 0 && self.estimate(written).is_some_and(|bytes| bytes >= limit)
+        self.cap > 0 && self.estimate(written).is_none_or(|bytes| bytes >= limit)
     }
 
     /// What may be written now, this leader having written `written` bytes, with the latest
     /// stored snapshot starting at `purge_floor`.
     pub fn plan(&mut self, written: u64, purge_floor: u64) -> Room {
-        let Some((fill, _)) = self.observed.filter(|_| self.full(written)) else {
+        if !self.full(written) {
             if let Some(since) = self.holding_since.take() {
                 tracing::info!(
                     held_ms = since.elapsed().as_millis() as u64,
@@ -89,6 +91,10 @@ impl JournalRoom {
                 );
             }
             return Room::Free;
+        }
+        let Some((fill, _)) = self.observed else {
+            // The stream could not be read before the claim: a purge asks again.
+            return Room::AwaitPurge;
         };
         if self.holding_since.is_none() {
             self.holding_since = Some(Instant::now());
@@ -119,12 +125,16 @@ mod tests {
     }
 
     #[test]
-    fn there_is_room_without_a_cap_or_an_observation() {
+    fn there_is_room_without_a_cap_and_none_before_a_figure() {
         let mut uncapped = JournalRoom::new(-1);
+        assert_eq!(uncapped.plan(u64::MAX / 2, 10), Room::Free);
         uncapped.observe(fill(u64::MAX / 2, 1), 0);
         assert_eq!(uncapped.plan(u64::MAX / 2, 10), Room::Free);
         let mut unobserved = JournalRoom::new(CAP);
-        assert_eq!(unobserved.plan(1_000_000, 10), Room::Free);
+        assert!(unobserved.full(0));
+        assert_eq!(unobserved.plan(0, 10), Room::AwaitPurge, "a purge brings the figure");
+        unobserved.observe(fill(100, 1), 0);
+        assert_eq!(unobserved.plan(0, 10), Room::Free);
     }
 
     #[test]

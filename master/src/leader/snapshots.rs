@@ -65,6 +65,8 @@ pub struct Snapshots {
     /// First sequence of the newest snapshot known to be stored: history before it may go.
     purge_floor: u64,
     encoding: Option<Encoding>,
+    /// Its parts are issued and its marker not yet acknowledged.
+    unconfirmed: bool,
 }
 
 impl Snapshots {
@@ -78,6 +80,7 @@ impl Snapshots {
             floor: from_seq,
             purge_floor: from_seq,
             encoding: None,
+            unconfirmed: false,
         }
     }
 
@@ -130,6 +133,12 @@ impl Snapshots {
         self.due = false;
     }
 
+    /// Whether a snapshot is being encoded, or issued and not yet stored: once stored, the
+    /// history before it may go.
+    pub fn in_progress(&self) -> bool {
+        self.encoding.is_some() || self.unconfirmed
+    }
+
     /// Writes one at the next flush, events or not (the journal needs room).
     pub fn make_due(&mut self) {
         self.due = true;
@@ -168,6 +177,7 @@ impl Snapshots {
     /// to the journal by then.
     pub fn wrote(&mut self, written_bytes: u64) {
         self.bytes_at_last = written_bytes;
+        self.unconfirmed = true;
     }
 
     /// Drops the snapshot being encoded (the term is ending).
@@ -177,6 +187,7 @@ impl Snapshots {
 
     /// The snapshot starting at `first_seq` is stored (its marker acknowledged).
     pub fn confirmed(&mut self, first_seq: u64) {
+        self.unconfirmed = false;
         self.floor = first_seq;
         self.purge_floor = first_seq;
     }

@@ -76,14 +76,16 @@ impl Leader {
         let snapshot = self.snapshots.purge_floor();
         let forgettable = self.engine.forgettable_queues();
         let internal = self.internal_tx.clone();
-        // Asked for now: whatever is written from here on may or may not be in the figure.
-        let mark = self.journal.written_bytes();
+        // What the figure surely counts: writes acknowledged by now. Anything issued after,
+        // or still unacknowledged, is added on top of it (`JournalRoom::estimate`).
+        let mark = self.journal.acked_bytes();
         self.upkeep.purging = Some(tokio::spawn(async move {
-            housekeeping::purge_submissions(&js, floors, &mut purged, streams.dedup_horizon).await;
+            // The journal first: a leader short of room waits for its figure.
             let (retention, cap) = (streams.journal_retention, streams.journal_max_bytes);
             if let Some(fill) = housekeeping::purge_journal(&js, snapshot, retention, cap).await {
                 let _ = internal.send(Internal::JournalFill { fill, mark });
             }
+            housekeeping::purge_submissions(&js, floors, &mut purged, streams.dedup_horizon).await;
             if !forgettable.is_empty() {
                 let first_stored = housekeeping::first_stored(&js, forgettable).await;
                 if !first_stored.is_empty() {
@@ -109,7 +111,7 @@ impl Leader {
         else {
             return;
         };
-        self.room.observe(fill, self.journal.written_bytes());
+        self.room.observe(fill, self.journal.acked_bytes());
         if self.room.full(self.journal.written_bytes()) {
             tracing::warn!(
                 journal_bytes = fill.bytes,

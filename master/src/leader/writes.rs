@@ -66,13 +66,17 @@ impl Leader {
         }
         // A journal without room holds events back until a snapshot and a purge make some
         // (`room.rs`): a write it refused would end the term, and the next one's claim too.
-        if !self.pending.events.is_empty() {
-            let written = self.journal.written_bytes();
-            match self.room.plan(written, self.snapshots.purge_floor()) {
-                Room::Free => {}
-                Room::Snapshot => self.snapshots.make_due(),
-                Room::AwaitPurge => {
-                    self.maybe_purge(true);
+        // Asked on every turn, events pending or not: while the journal is full the loop takes
+        // no new input, so a quiet leader must still start the snapshot or purge that frees it.
+        let written = self.journal.written_bytes();
+        match self.room.plan(written, self.snapshots.purge_floor()) {
+            Room::Free => {}
+            // One on its way makes the same room once stored: a second would only take more
+            // of the reserve.
+            Room::Snapshot if !self.snapshots.in_progress() => self.snapshots.make_due(),
+            Room::Snapshot | Room::AwaitPurge => {
+                self.maybe_purge(true);
+                if !self.pending.events.is_empty() {
                     return Ok(());
                 }
             }
@@ -268,9 +272,10 @@ impl Leader {
                 Err(_) => break,
             }
         }
-        // Confirmed submissions are recorded if a write can still go out; if not, the next
-        // leader submits them again (a duplicate the stream drops).
-        if let Some(work_ids) = self.submissions.take_confirmed() {
+        // Confirmed submissions are recorded if a write can still go out (and the journal has
+        // room); if not, the next leader submits them again (a duplicate the stream drops).
+        let room = !self.room.full(self.journal.written_bytes());
+        if let Some(work_ids) = self.submissions.take_confirmed().filter(|_| room) {
             self.step(Command::SubmissionsStored { work_ids });
             if self.flush(lease).await.is_ok() {
                 while self.journal.inflight() > 0 {
