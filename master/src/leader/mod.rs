@@ -290,7 +290,11 @@ impl Leader {
             // publish-acknowledgement credits are separate: result publications in flight can
             // never hold up a journal write (which would stall the loop that frees them).
             journal,
-            publications: Publications::new(connect::jetstream(&env.client, &env.settings.nats)),
+            publications: Publications::new(
+                env.client.clone(),
+                connect::jetstream(&env.client, &env.settings.nats),
+                env.settings.nats.request_timeout,
+            ),
             submissions: Submitter::new(connect::jetstream(&env.client, &env.settings.nats)),
             readers: Readers::new(ReaderEnv::new(
                 &env.intake,

@@ -4,9 +4,10 @@
 //!
 //! A publication that may already be stored is published with `verify_first` (the publisher
 //! reads the subject first): the ones inherited from the previous leader's `unpublished`, and
-//! any whose last attempt failed without a clear answer. See `publisher.rs` for the fence.
+//! any whose last attempt failed without a clear answer. See `publisher/mod.rs` for the fence.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use async_nats::jetstream;
 
@@ -25,9 +26,10 @@ pub struct Publications {
 }
 
 impl Publications {
-    pub fn new(js: jetstream::Context) -> Self {
+    /// `timeout`: how long a publication's acknowledgement may take.
+    pub fn new(client: async_nats::Client, js: jetstream::Context, timeout: Duration) -> Self {
         Publications {
-            publisher: Publisher::new(js),
+            publisher: Publisher::new(client, js, timeout),
             confirmations: Confirmations::default(),
             inherited: HashSet::new(),
         }

@@ -21,7 +21,7 @@
 //!
 //! **Runs of an id, in order.** A work id may be submitted again after the dedup horizon, or
 //! retried; each such submission is a run of its own, with its own outcome on the same results
-//! subject, and the results are fenced by submit sequence (`publisher.rs`): a run's outcome is
+//! subject, and the results are fenced by submit sequence (`publisher/mod.rs`): a run's outcome is
 //! stored over an older run's, never under a newer one's. So the runs of an id must be taken in
 //! the order they were stored, and they are, but for one exception: a priority jump. A
 //! submission of an id stored *before* a run of that id that was taken out of turn would run

@@ -25,12 +25,21 @@
 //! publication that may already be stored (inherited from the previous leader, or retried
 //! after an unclear failure) still looks at the subject first, which spares the refused copy.
 //!
-//! All of it runs in tasks off the leader's loop, including reading a rejected submission's
-//! payload back from `JETWORK_SUBMIT`.
+//! **Two ways.** A publication with its payload in hand and nothing to look at first (almost
+//! every outcome) goes the short way: sent at once with the fence for an empty subject, its
+//! acknowledgement gathered with the others on one subscription ([`acks`]). A refusal by the
+//! fence sends it the long way, a task of its own that reads the subject and decides as above;
+//! so do those that must look at the subject first or read a rejected submission's payload
+//! back from `JETWORK_SUBMIT`. Either way it runs off the leader's loop, and each publication
+//! ends in one [`Outcome`].
+
+mod acks;
 
 use std::collections::{HashSet, VecDeque};
 use std::future::IntoFuture;
+use std::time::Duration;
 
+use async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE;
 use async_nats::jetstream::{
     self, context::PublishErrorKind, message::PublishMessage, stream::LastRawMessageErrorKind,
 };
@@ -44,6 +53,7 @@ use jetwork_shared::{headers, subjects, QueueName, Unavailable, WorkId};
 
 use crate::core::{Publication, PublicationKey};
 use crate::payloads;
+use acks::{Acks, Answer};
 
 /// Longest reason put in a header (the engine's reasons, with their prefixes, fit whole).
 const MAX_REASON_HEADER: usize = 1536;
@@ -56,8 +66,8 @@ const WORK_ID: HeaderName = HeaderName::from_static(headers::WORK_ID);
 const QUEUE: HeaderName = HeaderName::from_static(headers::QUEUE);
 const RAN: HeaderName = HeaderName::from_static(headers::RAN);
 
-/// Publications in flight at once; more wait their turn. Well under the JetStream context's
-/// 4096 acknowledgement credits, so starting one never blocks.
+/// Publications in flight at once, both ways; more wait their turn. The long way stays well
+/// under the JetStream context's 4096 acknowledgement credits, so starting one never blocks.
 const MAX_IN_FLIGHT: usize = 1024;
 /// How many times a publication is retried on top of a newly found older run within one go.
 const MAX_CONFLICTS: usize = 3;
@@ -90,9 +100,21 @@ pub type Outcome = Result<Published, PublishError>;
 type Task = BoxFuture<'static, (PublicationKey, Outcome)>;
 
 /// Publications in flight, and those waiting for a place.
+///
+/// Most go the short way ([`Acks`]): sent at once with the fence for a subject that holds
+/// nothing yet, the acknowledgement gathered with the others. The rest go the long way, a task
+/// each ([`publish`]): those that may already be stored (`verify_first`), those whose payload
+/// must be read back first, and any the short way found refused by its fence.
 pub struct Publisher {
     js: jetstream::Context,
+    /// The long way.
     inflight: FuturesUnordered<Task>,
+    /// The short way: sent, awaiting the acknowledgement.
+    acks: Acks<Direct>,
+    /// The short way: to send (in order; one leaves only once sent).
+    unsent: VecDeque<Direct>,
+    /// Answers taken from `acks` and not yet returned (from a failed send).
+    ready: VecDeque<(PublicationKey, Outcome)>,
     /// Keys in flight or waiting.
     keys: HashSet<PublicationKey>,
     waiting: VecDeque<Waiting>,
@@ -106,11 +128,22 @@ struct Waiting {
     verify_first: bool,
 }
 
+/// A publication going the short way: its payload is in hand.
+struct Direct {
+    key: PublicationKey,
+    publication: Publication,
+    payload: Bytes,
+}
+
 impl Publisher {
-    pub fn new(js: jetstream::Context) -> Self {
+    /// `timeout`: how long an acknowledgement may take (then the publication is retried).
+    pub fn new(client: async_nats::Client, js: jetstream::Context, timeout: Duration) -> Self {
         Publisher {
             js,
             inflight: FuturesUnordered::new(),
+            acks: Acks::new(client, timeout),
+            unsent: VecDeque::new(),
+            ready: VecDeque::new(),
             keys: HashSet::new(),
             waiting: VecDeque::new(),
         }
@@ -118,7 +151,11 @@ impl Publisher {
 
     /// Whether nothing is in flight or waiting.
     pub fn is_empty(&self) -> bool {
-        self.inflight.is_empty() && self.waiting.is_empty()
+        self.inflight.is_empty()
+            && self.waiting.is_empty()
+            && self.acks.is_empty()
+            && self.unsent.is_empty()
+            && self.ready.is_empty()
     }
 
     /// Starts publishing, unless `key` is already on its way. `payload` is a rejected
@@ -137,29 +174,101 @@ impl Publisher {
         }
     }
 
+    fn in_flight(&self) -> usize {
+        self.inflight.len() + self.acks.len() + self.unsent.len()
+    }
+
     /// Moves waiting publications into flight while there is room.
     fn launch(&mut self) {
-        while self.inflight.len() < MAX_IN_FLIGHT {
+        while self.in_flight() < MAX_IN_FLIGHT {
             let Some(next) = self.waiting.pop_front() else { return };
-            let js = self.js.clone();
-            self.inflight.push(Box::pin(async move {
-                let Waiting { key, publication, payload, verify_first } = next;
-                let outcome = publish(&js, &publication, payload, verify_first).await;
-                (key, outcome)
-            }));
+            let Waiting { key, publication, payload, verify_first } = next;
+            let payload = match (&publication, payload) {
+                (Publication::Completed { .. }, _) => Some(Bytes::new()),
+                (_, payload) => payload,
+            };
+            match payload {
+                Some(payload) if !verify_first => {
+                    self.unsent.push_back(Direct { key, publication, payload });
+                }
+                payload => self.long_way(key, publication, payload, verify_first),
+            }
         }
     }
 
-    /// The next finished publication. Pending forever when none is in flight.
+    /// Publishes in a task of its own.
+    fn long_way(
+        &mut self,
+        key: PublicationKey,
+        publication: Publication,
+        payload: Option<Bytes>,
+        verify_first: bool,
+    ) {
+        let js = self.js.clone();
+        self.inflight.push(Box::pin(async move {
+            let outcome = publish(&js, &publication, payload, verify_first).await;
+            (key, outcome)
+        }));
+    }
+
+    /// The next finished publication. Pending forever when none is in flight. Cancel-safe.
     pub async fn next(&mut self) -> (PublicationKey, Outcome) {
-        match self.inflight.next().await {
-            Some((key, outcome)) => {
-                self.keys.remove(&key);
-                self.launch();
-                (key, outcome)
+        loop {
+            if let Some((key, outcome)) = self.ready.pop_front() {
+                return self.finished(key, outcome);
             }
-            None => std::future::pending().await,
+            self.send_unsent().await;
+            if !self.ready.is_empty() {
+                continue;
+            }
+            tokio::select! {
+                Some((key, outcome)) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    return self.finished(key, outcome);
+                }
+                (direct, answer) = self.acks.next() => {
+                    let Direct { key, publication, payload } = direct;
+                    let outcome = match answer {
+                        Answer::Stored => Ok(Published::Stored),
+                        Answer::WrongLastSequence => {
+                            // Something is stored there already: whose is it? The long way
+                            // reads the subject and decides.
+                            tracing::debug!(?key, "refused by its fence; reading the subject");
+                            self.long_way(key, publication, Some(payload), true);
+                            continue;
+                        }
+                        Answer::Failed(e) => {
+                            let subject = subject(&publication);
+                            Err(Unavailable::new(format!("publishing {subject}"), e).into())
+                        }
+                    };
+                    return self.finished(key, outcome);
+                }
+            }
         }
+    }
+
+    /// Sends what goes the short way. An entry leaves `unsent` only once sent, so a drop
+    /// midway loses nothing.
+    async fn send_unsent(&mut self) {
+        while let Some(direct) = self.unsent.front() {
+            let (to, headers, body) = fenced(&direct.publication, direct.payload.clone(), 0);
+            let sent = self.acks.publish(to.into(), headers, body).await;
+            let Some(direct) = self.unsent.pop_front() else { return };
+            match sent {
+                Ok(id) => self.acks.track(id, direct),
+                Err(e) => {
+                    let subject = subject(&direct.publication);
+                    let error = Unavailable::new(format!("publishing {subject}"), e);
+                    self.ready.push_back((direct.key, Err(error.into())));
+                }
+            }
+        }
+    }
+
+    fn finished(&mut self, key: PublicationKey, outcome: Outcome) -> (PublicationKey, Outcome) {
+        self.keys.remove(&key);
+        self.launch();
+        (key, outcome)
     }
 }
 
@@ -261,12 +370,25 @@ fn subject(publication: &Publication) -> String {
 /// submission's: it goes out with a failure, a cancellation or a rejection, so the stored
 /// outcome can be read, and a failed or cancelled job retried, after the submission is purged.
 pub fn build(publication: &Publication, payload: Bytes) -> (String, PublishMessage) {
-    let payload = match publication {
+    let message = PublishMessage::build()
+        .payload(body(publication, payload))
+        .headers(stored_headers(publication));
+    (subject(publication), message)
+}
+
+/// What a publication sends with the fence `follows` (see [`build`]), for [`Acks`].
+fn fenced(publication: &Publication, payload: Bytes, follows: u64) -> (String, HeaderMap, Bytes) {
+    let mut headers = stored_headers(publication);
+    headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, follows.to_string());
+    (subject(publication), headers, body(publication, payload))
+}
+
+/// The body a publication is stored with: a completed job's result, else the submission's.
+fn body(publication: &Publication, payload: Bytes) -> Bytes {
+    match publication {
         Publication::Completed { result, .. } => result.clone(),
         _ => payload,
-    };
-    let message = PublishMessage::build().payload(payload).headers(stored_headers(publication));
-    (subject(publication), message)
+    }
 }
 
 /// The headers a publication is stored with (without its fence).
