@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jetwork_master::core::Event;
+use jetwork_master::core::{Event, PublicationKey};
 use jetwork_shared::subjects;
 use jetwork_tests::inproc::Task;
 use jetwork_tests::load::steady;
@@ -312,6 +312,51 @@ async fn a_deposed_leader_resuming_after_the_duplicate_window_stores_nothing_twi
     let audit = run.audit().await?;
     assert_eq!(audit.results[&id].len(), 1);
     assert_eq!(live.count(), 1, "live subscribers saw {:?}", live.duplicates());
+    run.stop().await;
+    Ok(())
+}
+
+/// An outcome the stream stored whose acknowledgement is lost on its way to the master: the
+/// master's wait for it ends (`nats.request_timeout`), it reads the subject, finds its own
+/// outcome there and records it as published. Stored once, seen live once, and the next
+/// outcome goes out as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_whose_acknowledgement_is_lost_is_stored_and_recorded_once() -> anyhow::Result<()>
+{
+    let run = InProcess::build().through_proxy().start().await?;
+    let proxy = run.master_link()?;
+    let watcher = run.server.connect().await?;
+    let live = LiveResults::start(&watcher).await?;
+    run.await_leader("m1", Duration::from_secs(30)).await?;
+    let lost = proxy.add_rule(Direction::ToClient, Action::Drop, |frame| {
+        frame
+            .payload
+            .starts_with(format!(r#"{{"stream":"{}""#, subjects::RESULTS_STREAM).as_bytes())
+    });
+    let _worker = squarer(&run, "w1", 1, None);
+    let id = run.submit("unacked", b"7").await?;
+    wait_until("the acknowledgement to be lost", Duration::from_secs(30), || async {
+        proxy.matched(lost) > 0
+    })
+    .await?;
+    proxy.remove_rule(lost);
+    let result = run.result(&id, Duration::from_secs(30)).await?;
+    assert_eq!(result.payload, bytes::Bytes::from_static(b"7 * 7 = 49"));
+    let js = &run.js;
+    let key = PublicationKey::Result(id.clone());
+    wait_until("the publication to be recorded", Duration::from_secs(30), || async {
+        Audit::read(js).await.is_ok_and(|a| {
+            a.events
+                .iter()
+                .any(|(_, _, e)| matches!(e, Event::Published { keys } if keys.contains(&key)))
+        })
+    })
+    .await?;
+    let next = run.submit("acked", b"8").await?;
+    run.result(&next, Duration::from_secs(30)).await?;
+    let audit = run.audit().await?;
+    assert_eq!(audit.results[&id].len(), 1);
+    assert_eq!(live.count(), 2, "live subscribers saw {:?}", live.duplicates());
     run.stop().await;
     Ok(())
 }
