@@ -27,13 +27,13 @@
 //!
 //! **Two ways.** A publication with its payload in hand and nothing to look at first (almost
 //! every outcome) goes the short way: sent at once with the fence for an empty subject, its
-//! acknowledgement gathered with the others on one subscription ([`acks`]). A refusal by the
+//! acknowledgement gathered with the others on one subscription (`acks.rs`). A refusal by the
 //! fence sends it the long way, a task of its own that reads the subject and decides as above;
 //! so do those that must look at the subject first or read a rejected submission's payload
 //! back from `JETWORK_SUBMIT`. Either way it runs off the leader's loop, and each publication
 //! ends in one [`Outcome`].
 
-mod acks;
+pub mod acks;
 
 use std::collections::{HashSet, VecDeque};
 use std::future::IntoFuture;
@@ -101,9 +101,9 @@ type Task = BoxFuture<'static, (PublicationKey, Outcome)>;
 
 /// Publications in flight, and those waiting for a place.
 ///
-/// Most go the short way ([`Acks`]): sent at once with the fence for a subject that holds
+/// Most go the short way ([`acks::Acks`]): sent at once with the fence for a subject that holds
 /// nothing yet, the acknowledgement gathered with the others. The rest go the long way, a task
-/// each ([`publish`]): those that may already be stored (`verify_first`), those whose payload
+/// each (`publish`): those that may already be stored (`verify_first`), those whose payload
 /// must be read back first, and any the short way found refused by its fence.
 pub struct Publisher {
     js: jetstream::Context,
