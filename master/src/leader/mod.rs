@@ -711,8 +711,8 @@ fn deposed(e: JournalError) -> Exit {
 }
 
 /// 32 bytes from the operating system's generator (two v4 UUIDs' worth), for the engine's
-/// token generator: attempt tokens must be unguessable.
-fn random_seed() -> [u8; 32] {
+/// token generator (attempt tokens must be unguessable) and the publisher's reply ids.
+pub(crate) fn random_seed() -> [u8; 32] {
     let mut seed = [0; 32];
     seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());

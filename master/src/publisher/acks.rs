@@ -12,9 +12,14 @@
 //! - Each tracked id gets exactly one [`Answer`]: the first message on its reply subject, or
 //!   `TimedOut` once `timeout` has passed since it was sent. Anything later on that subject is
 //!   ignored.
-//! - Only the master can answer: the inbox is a fresh one under the master's own prefix
-//!   (`_INBOX_master` in the shipped roles, which no other role may subscribe to), so no one
-//!   else can learn its name.
+//! - An answer counts only on its own reply subject: `<inbox>.<id>`, the id a random 64-bit
+//!   number (ChaCha, seeded by the operating system). The inbox's name is no secret (a
+//!   rejection's reply subject reaches the subscribers of `jetwork.rejected.>`), and in the
+//!   shipped roles only `admin` may publish under the master's prefix; even so, a forged
+//!   acknowledgement cannot be aimed at a publication still awaited, since its id cannot be
+//!   guessed. (A forged "stored" would have the leader record an outcome the stream never got.)
+//! - An answer already received counts before any deadline: the leader's loop may not have
+//!   asked for one for longer than `timeout` (a snapshot, a slow journal write).
 //! - [`Acks::publish`] is cancel-safe: dropped before it returns, nothing was sent.
 
 use std::collections::{HashMap, VecDeque};
@@ -24,7 +29,9 @@ use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, StatusCode, Subject, Subscriber};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
 
@@ -63,7 +70,8 @@ pub struct Acks<T> {
     prefix: String,
     subscription: Option<Subscriber>,
     timeout: Duration,
-    next_id: u64,
+    /// Draws the ids (see the module docs).
+    ids: ChaCha20Rng,
     pending: HashMap<u64, T>,
     /// Ids in the order sent, with when; answered ones are dropped lazily from the front.
     sent: VecDeque<(u64, Instant)>,
@@ -79,7 +87,7 @@ impl<T> Acks<T> {
             prefix,
             subscription: None,
             timeout,
-            next_id: 0,
+            ids: ChaCha20Rng::from_seed(crate::leader::random_seed()),
             pending: HashMap::new(),
             sent: VecDeque::new(),
             sweep: Box::pin(tokio::time::sleep(timeout)),
@@ -114,7 +122,12 @@ impl<T> Acks<T> {
                 .map_err(|e| AckError::NotSent(e.to_string()))?;
             self.subscription = Some(subscription);
         }
-        let id = self.next_id;
+        let id = loop {
+            let id = self.ids.next_u64();
+            if !self.pending.contains_key(&id) {
+                break id;
+            }
+        };
         let mut reply = String::with_capacity(self.prefix.len() + 20);
         reply.push_str(&self.prefix);
         let _ = write!(reply, "{id}");
@@ -122,7 +135,6 @@ impl<T> Acks<T> {
             .publish_with_reply_and_headers(subject, Subject::from(reply), headers, payload)
             .await
             .map_err(|e| AckError::NotSent(e.to_string()))?;
-        self.next_id += 1;
         Ok(id)
     }
 
@@ -139,6 +151,24 @@ impl<T> Acks<T> {
     /// The next answer. Pending forever while nothing is awaited. Cancel-safe.
     pub async fn next(&mut self) -> (T, Answer) {
         loop {
+            // What has arrived is read before anything is declared overdue.
+            if let Some(subscription) =
+                self.subscription.as_mut().filter(|_| !self.pending.is_empty())
+            {
+                match subscription.next().now_or_never() {
+                    Some(Some(message)) => {
+                        if let Some(answered) = self.answer(&message) {
+                            return answered;
+                        }
+                        continue;
+                    }
+                    Some(None) => {
+                        self.subscription = None;
+                        continue;
+                    }
+                    None => {}
+                }
+            }
             if let Some(overdue) = self.overdue() {
                 return overdue;
             }
