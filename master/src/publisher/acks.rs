@@ -151,26 +151,26 @@ impl<T> Acks<T> {
     /// The next answer. Pending forever while nothing is awaited. Cancel-safe.
     pub async fn next(&mut self) -> (T, Answer) {
         loop {
-            // What has arrived is read before anything is declared overdue.
-            if let Some(subscription) =
-                self.subscription.as_mut().filter(|_| !self.pending.is_empty())
-            {
-                match subscription.next().now_or_never() {
-                    Some(Some(message)) => {
-                        if let Some(answered) = self.answer(&message) {
-                            return answered;
+            if self.front_is_overdue() {
+                // What has arrived is read before anything is declared overdue.
+                if let Some(subscription) = self.subscription.as_mut() {
+                    match subscription.next().now_or_never() {
+                        Some(Some(message)) => {
+                            if let Some(answered) = self.answer(&message) {
+                                return answered;
+                            }
+                            continue;
                         }
-                        continue;
+                        Some(None) => {
+                            self.subscription = None;
+                            continue;
+                        }
+                        None => {}
                     }
-                    Some(None) => {
-                        self.subscription = None;
-                        continue;
-                    }
-                    None => {}
                 }
-            }
-            if let Some(overdue) = self.overdue() {
-                return overdue;
+                if let Some(overdue) = self.take_front() {
+                    return overdue;
+                }
             }
             let Some(subscription) = self.subscription.as_mut() else {
                 // Nothing sent yet, or the subscription ended (the client is closing): what
@@ -212,14 +212,15 @@ impl<T> Acks<T> {
         }
     }
 
-    /// The oldest awaited publication whose time is up, if any.
-    fn overdue(&mut self) -> Option<(T, Answer)> {
+    /// Whether the oldest awaited publication's time is up.
+    fn front_is_overdue(&mut self) -> bool {
         self.prune_front();
-        let &(id, at) = self.sent.front()?;
-        if at + self.timeout > Instant::now() {
-            return None;
-        }
-        self.sent.pop_front();
+        self.sent.front().is_some_and(|(_, at)| *at + self.timeout <= Instant::now())
+    }
+
+    /// The oldest awaited publication, answered as timed out.
+    fn take_front(&mut self) -> Option<(T, Answer)> {
+        let (id, _) = self.sent.pop_front()?;
         let entry = self.pending.remove(&id)?;
         Some((entry, Answer::Failed(AckError::TimedOut(self.timeout))))
     }
