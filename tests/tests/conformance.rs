@@ -33,8 +33,11 @@ const RESEND: &str = "JETWORK_WORKER__RESEND_INTERVAL=1s";
 /// Runs the kit with `worker_cmd` (against `nats`, or a server of its own), returning whether
 /// it passed and what it printed.
 fn kit(worker_cmd: &str, nats: Option<&str>, cases: &[&str]) -> anyhow::Result<(bool, String)> {
+    // The workers' output goes where the test cleans up (the kit keeps it for its user).
+    let logs = tempfile::tempdir()?;
     let mut command = Command::new(env!("CARGO_BIN_EXE_jetwork-conformance"));
     command.args(["--worker-cmd", worker_cmd, "--resend-within", "3s"]);
+    command.arg("--logs").arg(logs.path());
     if let Some(url) = nats {
         command.args(["--nats", url]);
     }

@@ -26,6 +26,7 @@ mod ledger;
 mod worker_process;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -69,14 +70,16 @@ struct Args {
     logs: Option<PathBuf>,
 }
 
+/// Fails with exit code 1 when a case failed, after its own server (if any) is stopped:
+/// returning, not `process::exit`, lets it go with its temporary store.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     if args.list {
         for case in Case::ALL {
             println!("{:<42} {}", case.name(), case.rule());
         }
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let cases = chosen(&args.case)?;
     let command = args.worker_cmd.clone().context("--worker-cmd is required")?;
@@ -127,10 +130,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("{} of {} cases passed", cases.len() - failed, cases.len());
-    if failed > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// The cases named on the command line, or all.
