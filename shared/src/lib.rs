@@ -14,6 +14,7 @@ pub mod codec;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod fast_hash;
 pub mod headers;
 pub mod http_listener;
 pub mod job_options;

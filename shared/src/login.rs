@@ -23,22 +23,22 @@ impl Login {
     /// Validates a login.
     pub fn parse(value: &str) -> Result<Self, InvalidName> {
         name::check("login", value, Self::MAX_LEN)?;
-        Ok(Login(value.into()))
+        Ok(Login::checked(value))
     }
 
     /// Whether `worker` is one of this login's ids: the login itself, or `<login>-…`.
     pub fn owns(&self, worker: &WorkerId) -> bool {
-        extends(worker.as_str(), &self.0)
+        extends(worker.as_str(), &self.text)
     }
 
     /// Whether an id could belong to both logins (one's name is the other's followed by `-…`).
     pub fn overlaps(&self, other: &Login) -> bool {
-        extends(&self.0, &other.0) || extends(&other.0, &self.0)
+        extends(&self.text, &other.text) || extends(&other.text, &self.text)
     }
 
     /// A fresh random worker id of this login (`<login>-<uuid v4 simple>`).
     pub fn random_worker_id(&self) -> WorkerId {
-        let id = format!("{}-{}", self.0, uuid::Uuid::new_v4().simple());
+        let id = format!("{}-{}", self.text, uuid::Uuid::new_v4().simple());
         WorkerId::parse(&id).unwrap_or_else(|_| WorkerId::random())
     }
 }

@@ -36,21 +36,102 @@ pub fn check(kind: &'static str, value: &str, max: usize) -> Result<(), InvalidN
     Ok(())
 }
 
+/// Where each character of the alphabet sorts among the others (`-`, digits, upper case, `_`,
+/// lower case, as in ASCII), 0 to 63; anything else is 0.
+const RANK: [u8; 256] = {
+    let mut rank = [0u8; 256];
+    let mut byte = 0;
+    let mut next = 0;
+    while byte < 256 {
+        let c = byte as u8;
+        if c == b'-' || c == b'_' || c.is_ascii_alphanumeric() {
+            rank[byte] = next;
+            next += 1;
+        }
+        byte += 1;
+    }
+    rank
+};
+
+/// A number that orders names as their text does, wherever it can tell them apart: the ranks
+/// of the first ten characters, six bits each, a missing character counting as 0.
+///
+/// If `a < b` as text then `order_key(a) <= order_key(b)`: at the first character where they
+/// differ (within ten), `a`'s has the lower rank; if `a` is a prefix of `b`, `b`'s extra
+/// characters add ranks of at least 0. So the key decides whenever it differs, and equal keys
+/// fall back to the text (`-` ranks 0 like a missing character: `a` and `a-` tie and the text
+/// decides). Only for text that passed [`check`].
+pub fn order_key(text: &str) -> u64 {
+    let mut key = 0u64;
+    for i in 0..10 {
+        let rank = text.as_bytes().get(i).map_or(0, |&b| RANK[b as usize]);
+        key = (key << 6) | u64::from(rank);
+    }
+    key
+}
+
 /// Declares a validated string newtype: `parse` checks the alphabet, serde round-trips it as
 /// a plain string and rejects invalid values on decode, so a decoded message never carries an
 /// identifier that could break a subject. Encoding borrows the string and decoding parses the
 /// text where it lies: identifiers are in every message, so neither copies it more than once.
 /// The text is shared (`Arc<str>`): the leader's state keeps a work id in several indexes and
-/// its events and effects name it again, so a clone is a reference, not a new string.
+/// its events and effects name it again, so a clone is a reference, not a new string. Next to
+/// it is [`order_key`] of its first characters, so the leader's ordered indexes (every job is
+/// in several, keyed by work id) compare names without following the pointer to the text.
 macro_rules! validated_name {
     ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(std::sync::Arc<str>);
+        #[derive(Clone)]
+        pub struct $name {
+            text: std::sync::Arc<str>,
+            /// [`order_key`]($crate::name::order_key) of the text.
+            order: u64,
+        }
+
+        impl $name {
+            /// Wraps text that passed [`check`]($crate::name::check).
+            fn checked(text: &str) -> Self {
+                $name { text: text.into(), order: $crate::name::order_key(text) }
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.order == other.order && self.text == other.text
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl Ord for $name {
+            /// The text's order; the key decides without reading the text unless the first
+            /// ten characters are alike.
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.order.cmp(&other.order).then_with(|| self.text.cmp(&other.text))
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.text.hash(state)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.text).finish()
+            }
+        }
 
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.0)
+                serializer.serialize_str(&self.text)
             }
         }
 
@@ -82,25 +163,25 @@ macro_rules! validated_name {
 
             /// Returns the identifier as a string slice.
             pub fn as_str(&self) -> &str {
-                &self.0
+                &self.text
             }
         }
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.pad(&self.0)
+                f.pad(&self.text)
             }
         }
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                &self.text
             }
         }
 
         impl From<$name> for String {
             fn from(value: $name) -> String {
-                value.0.as_ref().to_owned()
+                value.text.as_ref().to_owned()
             }
         }
 
@@ -151,5 +232,47 @@ mod tests {
             check("id", "abcd", 3),
             Err(InvalidName::TooLong { kind: "id", len: 4, max: 3 })
         );
+    }
+
+    /// Names order exactly as their text, and are equal exactly when their text is: the key
+    /// only ever short-cuts the comparison.
+    mod order {
+        use proptest::prelude::*;
+
+        use crate::WorkId;
+
+        fn name() -> impl Strategy<Value = String> {
+            // Short names over the extremes of the alphabet tie often within ten characters;
+            // long ones differ past the key.
+            prop_oneof!["[-0Az_a]{1,12}", "[-0-9A-Za-z_]{1,40}", "seq-[0-9]{1,12}"]
+        }
+
+        proptest! {
+            #[test]
+            fn names_order_as_their_text(a in name(), b in name()) {
+                let (x, y) = (WorkId::parse(&a).unwrap(), WorkId::parse(&b).unwrap());
+                prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+                prop_assert_eq!(x == y, a == b);
+            }
+        }
+
+        #[test]
+        fn the_alphabet_ranks_as_ascii_and_prefixes_sort_first() {
+            let alphabet: Vec<char> = ('\0'..='\x7f')
+                .filter(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
+                .collect();
+            let ranks: Vec<u8> = alphabet.iter().map(|c| super::super::RANK[*c as usize]).collect();
+            assert_eq!(ranks, (0..64).collect::<Vec<u8>>());
+            let mut names: Vec<String> = ["a", "a-", "a-0", "a0", "seq-9", "seq-10", "seq-100"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            names.extend(alphabet.iter().flat_map(|c| [c.to_string(), format!("{c}{c}")]));
+            let mut by_text = names.clone();
+            by_text.sort();
+            let mut by_id: Vec<WorkId> = names.iter().map(|n| WorkId::parse(n).unwrap()).collect();
+            by_id.sort();
+            assert_eq!(by_id.iter().map(|i| i.as_str().to_owned()).collect::<Vec<_>>(), by_text);
+        }
     }
 }

@@ -14,11 +14,11 @@ impl QueueName {
     /// Validates a queue name.
     pub fn parse(value: &str) -> Result<Self, InvalidName> {
         name::check("queue name", value, Self::MAX_LEN)?;
-        Ok(QueueName(value.into()))
+        Ok(QueueName::checked(value))
     }
 
     /// The queue used when none is given: `default`.
     pub fn default_queue() -> Self {
-        QueueName("default".into())
+        QueueName::checked("default")
     }
 }

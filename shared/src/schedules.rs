@@ -29,7 +29,7 @@ impl ScheduleName {
         if format!("{value}-").starts_with(ASSIGNED_PREFIX) {
             return Err(InvalidName::Reserved { kind: "schedule name", prefix: "seq" });
         }
-        Ok(ScheduleName(value.into()))
+        Ok(ScheduleName::checked(value))
     }
 }
 

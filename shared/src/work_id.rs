@@ -22,7 +22,7 @@ impl WorkId {
     /// Validates a client-supplied work id.
     pub fn parse(value: &str) -> Result<Self, InvalidName> {
         name::check("work id", value, Self::MAX_LEN)?;
-        Ok(WorkId(value.into()))
+        Ok(WorkId::checked(value))
     }
 
     /// Validates a client-supplied id and also refuses the reserved `seq-` prefix, for ids
@@ -37,7 +37,7 @@ impl WorkId {
 
     /// The id assigned to a submission stored at `seq` without a `Nats-Msg-Id`.
     pub fn assigned(seq: u64) -> Self {
-        WorkId(format!("{ASSIGNED_PREFIX}{seq}").into())
+        WorkId::checked(&format!("{ASSIGNED_PREFIX}{seq}"))
     }
 }
 

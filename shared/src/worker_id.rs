@@ -15,11 +15,11 @@ impl WorkerId {
     /// Validates a worker id.
     pub fn parse(value: &str) -> Result<Self, InvalidName> {
         name::check("worker id", value, Self::MAX_LEN)?;
-        Ok(WorkerId(value.into()))
+        Ok(WorkerId::checked(value))
     }
 
     /// A fresh random id (`w-<uuid v4 simple>`).
     pub fn random() -> Self {
-        WorkerId(format!("w-{}", uuid::Uuid::new_v4().simple()).into())
+        WorkerId::checked(&format!("w-{}", uuid::Uuid::new_v4().simple()))
     }
 }

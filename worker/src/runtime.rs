@@ -34,7 +34,6 @@
 //! metrics on, jobs started, completed and failed and their run times per queue, busy slots
 //! and reconnects.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +41,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
+use jetwork_shared::fast_hash::FastMap;
 use jetwork_shared::jobs::Revoke;
 use jetwork_shared::log_limit::LogLimit;
 use jetwork_shared::protocol::{
@@ -125,11 +125,11 @@ struct Shell<H> {
     progress: mpsc::UnboundedSender<(WorkId, u32)>,
     jobs: JoinSet<Result<Bytes, JobError>>,
     /// Running jobs, to abort them.
-    running: HashMap<(WorkId, u32), AbortHandle>,
+    running: FastMap<(WorkId, u32), AbortHandle>,
     /// Running jobs' deadlines, moved on as the master extends them.
-    deadlines: HashMap<(WorkId, u32), tokio::sync::watch::Sender<Instant>>,
+    deadlines: FastMap<(WorkId, u32), tokio::sync::watch::Sender<Instant>>,
     /// Which attempt each job task runs.
-    tasks: HashMap<tokio::task::Id, Running>,
+    tasks: FastMap<tokio::task::Id, Running>,
     observed: Observed,
     /// Readiness as last reported (registered with a confirmed leader, and its epoch).
     reported: (bool, u64),
@@ -175,9 +175,9 @@ pub async fn run<H: Handler>(
         answers,
         progress,
         jobs: JoinSet::new(),
-        running: HashMap::new(),
-        deadlines: HashMap::new(),
-        tasks: HashMap::new(),
+        running: FastMap::default(),
+        deadlines: FastMap::default(),
+        tasks: FastMap::default(),
         forged_log: LogLimit::new(Duration::from_secs(10)),
         id_log: LogLimit::new(Duration::from_secs(10)),
         refused_log: LogLimit::new(Duration::from_secs(10)),

@@ -8,14 +8,14 @@
 //! slots (see `Engine::emit`). Invariant (checked by `Engine::check_index` in the golden and
 //! property tests): each count equals the sum of `Engine::free_of` over the workers it covers.
 
-use std::collections::HashMap;
+use jetwork_shared::fast_hash::FastMap;
 
 use jetwork_shared::QueueName;
 
 /// Free slots by queue served, and in all.
 #[derive(Debug, Clone, Default)]
 pub struct FreeSlots {
-    by_queue: HashMap<QueueName, u64>,
+    by_queue: FastMap<QueueName, u64>,
     total: u64,
 }
 

@@ -12,14 +12,14 @@
 //! Invariant: a window is at least 1 and only workers that were granted, reported or missed
 //! a deadline under this leader have an entry; a lost worker's entry goes with it.
 
-use std::collections::HashMap;
+use jetwork_shared::fast_hash::FastMap;
 
 use jetwork_shared::WorkerId;
 
 /// Windows by worker.
 #[derive(Debug, Clone, Default)]
 pub struct GrantWindows {
-    by_worker: HashMap<WorkerId, u32>,
+    by_worker: FastMap<WorkerId, u32>,
 }
 
 impl GrantWindows {

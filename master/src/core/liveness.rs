@@ -12,7 +12,7 @@
 //! Invariant: an entry is never older than the floor it raises, and a lost worker's entry
 //! goes with it.
 
-use std::collections::HashMap;
+use jetwork_shared::fast_hash::FastMap;
 
 use jetwork_shared::WorkerId;
 
@@ -21,7 +21,7 @@ use super::Millis;
 /// The last time each worker was heard from under this leader.
 #[derive(Debug, Clone, Default)]
 pub struct Liveness {
-    heard: HashMap<WorkerId, Millis>,
+    heard: FastMap<WorkerId, Millis>,
 }
 
 impl Liveness {

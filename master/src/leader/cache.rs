@@ -16,7 +16,7 @@
 //! shortly before it is due (read ahead by `prefetch.rs`, which
 //! bounds how many such payloads of items not yet started are kept).
 
-use std::collections::HashMap;
+use jetwork_shared::fast_hash::FastMap;
 
 use bytes::Bytes;
 use jetwork_shared::{WorkId, WorkerId};
@@ -28,8 +28,8 @@ use crate::core::{Event, Millis, Publication, PublicationKey, State};
 /// Payloads by work id (in flight) and by submit sequence (rejected).
 #[derive(Default)]
 pub struct PayloadCache {
-    work: HashMap<WorkId, Cached>,
-    rejected: HashMap<u64, Bytes>,
+    work: FastMap<WorkId, Cached>,
+    rejected: FastMap<u64, Bytes>,
 }
 
 /// One item in flight.

@@ -65,7 +65,7 @@ mod submissions;
 mod upkeep;
 mod writes;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -74,6 +74,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use jetwork_shared::clock::now_ms;
 use jetwork_shared::connect;
+use jetwork_shared::fast_hash::FastSet;
 use jetwork_shared::{subjects, QueueName, Unavailable, WorkId};
 use tokio::sync::mpsc;
 
@@ -658,7 +659,7 @@ impl Leader {
             Internal::Integrity(observed) => self.integrity(observed),
             Internal::Payloads(payloads) => self.cache.fill(payloads, self.engine.state()),
             Internal::Prefetched { requested, found } => {
-                let found_ids: HashSet<WorkId> = found.iter().map(|(id, ..)| id.clone()).collect();
+                let found_ids: FastSet<WorkId> = found.iter().map(|(id, ..)| id.clone()).collect();
                 let kept = self.cache.prefetched(found, self.engine.state());
                 self.prefetch.read(&requested, &found_ids, &kept);
             }

@@ -21,7 +21,7 @@
 //! Which items come next is the core's pure decision (`core::upkeep::{ready_next,
 //! falling_due}`); this only keeps the bookkeeping, so it is tested without NATS.
 
-use std::collections::{HashMap, HashSet};
+use jetwork_shared::fast_hash::{FastMap, FastSet};
 use std::ops::Bound;
 
 use jetwork_shared::{QueueName, WorkId};
@@ -77,13 +77,13 @@ struct Room {
 pub struct Prefetch {
     limits: Limits,
     /// Being read: size by work id.
-    reading: HashMap<WorkId, u64>,
+    reading: FastMap<WorkId, u64>,
     reading_bytes: u64,
     /// Read ahead and kept in the cache, not started yet: size by work id.
-    ahead: HashMap<WorkId, u64>,
+    ahead: FastMap<WorkId, u64>,
     ahead_bytes: u64,
     /// Ready items a read ahead did not find: left to their grant.
-    missed: HashSet<WorkId>,
+    missed: FastSet<WorkId>,
     /// The last waiting item looked at.
     cursor: Option<DueCursor>,
     /// Ready items may lack their payloads: the ready ones are looked at too.
@@ -96,11 +96,11 @@ impl Prefetch {
     pub fn new(limits: Limits) -> Self {
         Prefetch {
             limits,
-            reading: HashMap::new(),
+            reading: FastMap::default(),
             reading_bytes: 0,
-            ahead: HashMap::new(),
+            ahead: FastMap::default(),
             ahead_bytes: 0,
-            missed: HashSet::new(),
+            missed: FastSet::default(),
             cursor: None,
             cold: true,
             last: None,
@@ -241,8 +241,8 @@ impl Prefetch {
 
     /// Reads planned earlier came back: `found` were read, `kept` of them went into the cache
     /// (the others had started, or were cached, meanwhile).
-    pub fn read(&mut self, requested: &[WorkId], found: &HashSet<WorkId>, kept: &[WorkId]) {
-        let kept: HashSet<&WorkId> = kept.iter().collect();
+    pub fn read(&mut self, requested: &[WorkId], found: &FastSet<WorkId>, kept: &[WorkId]) {
+        let kept: FastSet<&WorkId> = kept.iter().collect();
         for work_id in requested {
             let Some(size) = self.reading.remove(work_id) else { continue };
             self.reading_bytes -= size;
@@ -313,7 +313,7 @@ mod tests {
     fn deliver(p: &mut Prefetch, reads: &[Read], cache: &mut PayloadCache, state: &State) {
         let payloads: Vec<(WorkId, u64, Bytes)> =
             reads.iter().map(|r| (r.work_id.clone(), r.seq, Bytes::from(vec![0u8; 10]))).collect();
-        let found: HashSet<WorkId> = payloads.iter().map(|(id, ..)| id.clone()).collect();
+        let found: FastSet<WorkId> = payloads.iter().map(|(id, ..)| id.clone()).collect();
         let requested: Vec<WorkId> = reads.iter().map(|r| r.work_id.clone()).collect();
         let kept = cache.prefetched(payloads, state);
         p.read(&requested, &found, &kept);
@@ -401,7 +401,7 @@ mod tests {
         // 2 was not found: left to its grant, not asked for again.
         let found: Vec<(WorkId, u64, Bytes)> =
             [1, 3].iter().map(|n| (id(*n), *n, Bytes::from_static(b"x"))).collect();
-        let found_ids: HashSet<WorkId> = found.iter().map(|(id, ..)| id.clone()).collect();
+        let found_ids: FastSet<WorkId> = found.iter().map(|(id, ..)| id.clone()).collect();
         let kept = cache.prefetched(found, &state);
         p.read(&[id(1), id(2), id(3)], &found_ids, &kept);
         assert!(p.plan(&state, &cache, T0 + 20).is_empty());

@@ -6,7 +6,7 @@
 //! reads the subject first): the ones inherited from the previous leader's `unpublished`, and
 //! any whose last attempt failed without a clear answer. See `publisher/mod.rs` for the fence.
 
-use std::collections::HashSet;
+use jetwork_shared::fast_hash::FastSet;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -22,7 +22,7 @@ pub struct Publications {
     /// Stored (not yet recorded as `Published`), and failed ones to try again.
     confirmations: Confirmations<PublicationKey>,
     /// May already be stored: read the subject before publishing again.
-    inherited: HashSet<PublicationKey>,
+    inherited: FastSet<PublicationKey>,
 }
 
 impl Publications {
@@ -31,7 +31,7 @@ impl Publications {
         Publications {
             publisher: Publisher::new(client, js, timeout),
             confirmations: Confirmations::default(),
-            inherited: HashSet::new(),
+            inherited: FastSet::default(),
         }
     }
 

@@ -7,7 +7,7 @@
 //! A reply that cannot be encoded is answered as an error (500) and logged, never as an empty
 //! body a worker would misread.
 
-use std::collections::HashMap;
+use jetwork_shared::fast_hash::FastMap;
 
 use async_nats::jetstream;
 use async_nats::service::{self, Request};
@@ -68,7 +68,7 @@ pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
             }),
         ),
     };
-    let mut known: HashMap<WorkId, Bytes> = assignments
+    let mut known: FastMap<WorkId, Bytes> = assignments
         .iter()
         .filter_map(|a| Some((a.work_id.clone(), ctx.cache.get(&a.work_id)?.clone())))
         .collect();
@@ -125,7 +125,7 @@ async fn respond(request: Request, body: Result<Bytes, codec::CodecError>) {
 }
 
 /// The assignment with its payload, if the payload is known.
-fn filled(a: &AssignmentRef, known: &HashMap<WorkId, Bytes>) -> Option<Assignment> {
+fn filled(a: &AssignmentRef, known: &FastMap<WorkId, Bytes>) -> Option<Assignment> {
     Some(Assignment {
         token: a.token,
         work_id: a.work_id.clone(),

@@ -14,7 +14,7 @@
 //! is dropped by the engine. A leader that dies first leaves the submission pending, and its
 //! successor submits it again under the same key.
 
-use std::collections::HashSet;
+use jetwork_shared::fast_hash::FastSet;
 use std::future::IntoFuture;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream::LastRawMessageErrorKind};
@@ -50,7 +50,7 @@ pub struct Submitter {
     js: jetstream::Context,
     inflight: FuturesUnordered<Task>,
     /// Work ids in flight.
-    keys: HashSet<WorkId>,
+    keys: FastSet<WorkId>,
     /// Stored (not yet journaled as `SubmissionsStored`), and failed ones to try again.
     confirmations: Confirmations<WorkId>,
 }
@@ -75,7 +75,7 @@ impl Submitter {
         Submitter {
             js,
             inflight: FuturesUnordered::new(),
-            keys: HashSet::new(),
+            keys: FastSet::default(),
             confirmations: Confirmations::default(),
         }
     }

@@ -22,7 +22,9 @@
 //!   asked for one for longer than `timeout` (a snapshot, a slow journal write).
 //! - [`Acks::publish`] is cancel-safe: dropped before it returns, nothing was sent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use jetwork_shared::fast_hash::FastMap;
 use std::fmt::Write;
 use std::pin::Pin;
 use std::time::Duration;
@@ -72,7 +74,7 @@ pub struct Acks<T> {
     timeout: Duration,
     /// Draws the ids (see the module docs).
     ids: ChaCha20Rng,
-    pending: HashMap<u64, T>,
+    pending: FastMap<u64, T>,
     /// Ids in the order sent, with when; answered ones are dropped lazily from the front.
     sent: VecDeque<(u64, Instant)>,
     /// Fires at the front's deadline (or later): the overdue are answered `TimedOut` then.
@@ -88,7 +90,7 @@ impl<T> Acks<T> {
             subscription: None,
             timeout,
             ids: ChaCha20Rng::from_seed(crate::leader::random_seed()),
-            pending: HashMap::new(),
+            pending: FastMap::default(),
             sent: VecDeque::new(),
             sweep: Box::pin(tokio::time::sleep(timeout)),
         }

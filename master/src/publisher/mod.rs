@@ -35,7 +35,9 @@
 
 pub mod acks;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use jetwork_shared::fast_hash::FastSet;
 use std::future::IntoFuture;
 use std::time::Duration;
 
@@ -116,7 +118,7 @@ pub struct Publisher {
     /// Answers taken from `acks` and not yet returned (from a failed send).
     ready: VecDeque<(PublicationKey, Outcome)>,
     /// Keys in flight or waiting.
-    keys: HashSet<PublicationKey>,
+    keys: FastSet<PublicationKey>,
     waiting: VecDeque<Waiting>,
 }
 
@@ -144,7 +146,7 @@ impl Publisher {
             acks: Acks::new(client, timeout),
             unsent: VecDeque::new(),
             ready: VecDeque::new(),
-            keys: HashSet::new(),
+            keys: FastSet::default(),
             waiting: VecDeque::new(),
         }
     }

@@ -15,9 +15,10 @@
 //!   so it is not counted twice; it always names a current report (the engine clears it
 //!   when that report is answered, fails or is released).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
+use jetwork_shared::fast_hash::FastSet;
 use jetwork_shared::protocol::{Assignment, Outcome, OutcomeStatus, RunningWork};
 use jetwork_shared::Token;
 
@@ -83,7 +84,7 @@ pub(super) struct Attempts {
     /// [`REMEMBERED`], and the same as a set (hashed: only ever asked "is it there", once or
     /// twice per job, and a tree of 4,096 ids cost a twentieth of a busy worker's time).
     gone: VecDeque<Key>,
-    gone_set: HashSet<Key>,
+    gone_set: FastSet<Key>,
 }
 
 impl Attempts {
