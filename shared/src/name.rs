@@ -3,6 +3,10 @@
 //! this alphabet means a work id, queue or worker id can never inject `.`, `*`, `>` or
 //! whitespace into a subject, and other-language clients can validate with one regex:
 //! `^[A-Za-z0-9_-]{1,N}$`.
+//!
+//! Invariant: names order and compare exactly as their text does. Each carries an
+//! [`order_key`] that decides a comparison whenever it differs (so ordered indexes rarely
+//! follow the pointer to the text); equal keys fall back to the text.
 
 use thiserror::Error;
 
