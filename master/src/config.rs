@@ -97,6 +97,11 @@ pub struct MasterConfig {
     pub tick_interval: Duration,
     /// Submissions read ahead per queue beyond the free worker slots.
     pub prefetch: u32,
+    /// Submissions read ahead beyond the free worker slots over all served queues together,
+    /// shared out evenly: each queue reads ahead `max(prefetch, prefetch_shared / served
+    /// queues)`. With one busy queue its reader stays further ahead of fast workers; with
+    /// many, each gets `prefetch` and the master's memory grows no more than before.
+    pub prefetch_shared: u32,
     /// Most items handed out in one reply.
     pub max_grant: u32,
     /// Most workers registered at once (a new one beyond it is refused with 503).
@@ -134,6 +139,12 @@ pub struct MasterConfig {
     pub max_batch: usize,
     /// Most journal writes awaiting acknowledgement at once.
     pub max_inflight_writes: usize,
+    /// Answer workers' requests for work and reports as soon as they are decided, before the
+    /// journal write that records the decision is acknowledged (while at most one write is in
+    /// flight and fewer than `max_batch` events wait). A leader that dies before the write
+    /// lands leaves grants and accepted results it never recorded: their jobs run again.
+    /// `false`: every answer waits for its write (one journal round trip more per job).
+    pub early_replies: bool,
     /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz` (e.g.
     /// `0.0.0.0:9100`); none when absent (the default).
     pub metrics_listen: Option<SocketAddr>,
@@ -199,6 +210,7 @@ impl Default for MasterConfig {
             backoff_jitter: true,
             tick_interval: Duration::from_millis(100),
             prefetch: 256,
+            prefetch_shared: 1024,
             max_grant: 256,
             max_workers: 10_000,
             max_queues_per_worker: 64,
@@ -212,6 +224,7 @@ impl Default for MasterConfig {
             integrity_interval: Duration::from_secs(1),
             max_batch: 1024,
             max_inflight_writes: 64,
+            early_replies: true,
             metrics_listen: None,
             http_max_connections: 256,
             max_schedules: 1_000,

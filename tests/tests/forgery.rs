@@ -453,7 +453,11 @@ async fn forged_and_stale_revocations_do_not_stop_a_running_job() -> anyhow::Res
 async fn forged_submission_notices_make_nothing_jump() -> anyhow::Result<()> {
     // No read-ahead: once one job is ready, the paused queue's reader asks for nothing more,
     // so a priority job submitted after it can only start early by jumping.
-    let run = InProcess::start(|fast| fast.master.master.prefetch = 0).await?;
+    let run = InProcess::start(|fast| {
+        fast.master.master.prefetch = 0;
+        fast.master.master.prefetch_shared = 0;
+    })
+    .await?;
     run.await_leader("m1", Duration::from_secs(30)).await?;
     let _worker = run.worker_with("w1", |w| w.worker.concurrency = 1, square);
     wait_until("the worker registered", Duration::from_secs(30), || async {

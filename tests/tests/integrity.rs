@@ -128,6 +128,7 @@ async fn a_resubmission_that_jumps_its_own_earlier_submission_leaves_each_one_ou
     // the backlog while the horizon passes, and the same id can be stored again.
     let run = InProcess::start(|fast| {
         fast.master.master.prefetch = 2;
+        fast.master.master.prefetch_shared = 0;
         for streams in [&mut fast.master.streams, &mut fast.frontend.streams] {
             streams.dedup_horizon = Duration::from_secs(1);
         }
@@ -187,7 +188,11 @@ async fn a_resubmission_that_jumps_its_own_earlier_submission_leaves_each_one_ou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_priority_submission_is_never_taken_out_of_turn() -> anyhow::Result<()> {
-    let run = InProcess::start(|fast| fast.master.master.prefetch = 2).await?;
+    let run = InProcess::start(|fast| {
+        fast.master.master.prefetch = 2;
+        fast.master.master.prefetch_shared = 0;
+    })
+    .await?;
     run.await_leader("m1", WAIT).await?;
     let (client, queue) = (&run.client, &run.queue);
     let (_worker, order) = recording_worker(&run, Duration::from_millis(10));

@@ -680,7 +680,11 @@ async fn the_failed_jobs_of_a_queue_are_retried_in_bulk() -> anyhow::Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purging_a_queue_cancels_its_held_and_unread_work_also_across_a_takeover(
 ) -> anyhow::Result<()> {
-    let mut run = InProcess::start(|fast| fast.master.master.prefetch = 2).await?;
+    let mut run = InProcess::start(|fast| {
+        fast.master.master.prefetch = 2;
+        fast.master.master.prefetch_shared = 0;
+    })
+    .await?;
     run.await_leader("m1", WAIT).await?;
     let queue = QueueName::default_queue();
     // Submitted before its worker starts, so the queue is known when paused.

@@ -169,6 +169,7 @@ async fn priority_jump(announced: Announced) -> anyhow::Result<()> {
     // A small read-ahead: nearly all of the backlog stays unread in the stream.
     let run = InProcess::start(move |fast| {
         fast.master.master.prefetch = 8;
+        fast.master.master.prefetch_shared = 0;
         let republish = announced == Announced::ByTheStream;
         fast.master.streams.republish_submissions = republish;
         fast.frontend.streams.republish_submissions = republish;

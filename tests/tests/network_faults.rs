@@ -421,3 +421,97 @@ async fn lease_revision(lease: &async_nats::jetstream::kv::Store) -> anyhow::Res
     let entry = lease.entry(subjects::LEASE_KEY).await?;
     entry.map(|e| e.revision).ok_or_else(|| anyhow::anyhow!("the lease key is gone"))
 }
+
+/// Early replies (`master.early_replies`, on by default): the leader answers a worker's
+/// request or report before the journal write recording its decision lands. Here none of m1's
+/// writes land (the proxy drops them on their way to the server), so the grants it sends and
+/// the results it accepts are recorded nowhere; m1 dies and m2 replays what is stored. Every
+/// job must still complete, once in the journal, with one stored result: the worker's refused
+/// attempt waits out its deadline and runs again. With early replies off, m1 hands out nothing
+/// while its writes are lost, and each job runs once, under m2.
+async fn unrecorded_answers_then_the_leader_dies(early: bool) -> anyhow::Result<()> {
+    let mut run = InProcess::build()
+        .tune(move |fast| fast.master.master.early_replies = early)
+        .through_proxy()
+        .start()
+        .await?;
+    let proxy = run.master_link()?;
+    let runs: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> = Arc::default();
+    let counted = runs.clone();
+    let handler = move |job: Job| {
+        let counted = counted.clone();
+        async move {
+            if let Ok(mut runs) = counted.lock() {
+                *runs.entry(job.work_id.as_str().to_owned()).or_default() += 1;
+            }
+            Ok(job.payload)
+        }
+    };
+    let _worker = run.worker_with("w1", |s| s.worker.concurrency = 4, handler);
+    tracing::info!("--- a first job, so w1 is registered with m1 before its writes are lost");
+    let warm = run.submit("unrecorded-warm", b"warm").await?;
+    run.result(&warm, Duration::from_secs(30)).await?;
+
+    tracing::info!("--- m1's journal writes are dropped on their way to the server");
+    let writes = proxy.add_rule(Direction::ToServer, Action::Drop, |frame| {
+        frame.subject.starts_with("jetwork.journal.")
+    });
+    const IDS: [&str; 8] = ["ur-1", "ur-2", "ur-3", "ur-4", "ur-5", "ur-6", "ur-7", "ur-8"];
+    let mut ids = Vec::new();
+    for id in IDS {
+        ids.push(run.submit(id, b"x").await?);
+    }
+    let ran = |runs: &Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>| {
+        runs.lock().map(|r| IDS.iter().filter(|id| r.contains_key(**id)).count()).unwrap_or(0)
+    };
+    if early {
+        wait_until("every job to run under m1", Duration::from_secs(30), || async {
+            ran(&runs) == IDS.len()
+        })
+        .await?;
+    } else {
+        // Sent again after each second without an acknowledgement: by the second copy, early
+        // answers would long have started every job.
+        wait_until("m1 to send a lost write twice", Duration::from_secs(30), || async {
+            proxy.matched(writes) >= 2
+        })
+        .await?;
+        assert_eq!(ran(&runs), 0, "m1 answered before its writes landed");
+    }
+    let audit = Audit::read(&run.js).await?;
+    for id in &ids {
+        assert!(audit.attempts(id).is_empty(), "{id:?}: m1's hand-out was journaled");
+    }
+
+    tracing::info!("--- m1 dies with nothing recorded; m2 replays and takes over");
+    // Its connection goes with it; the rule stays, so nothing it had queued can land late.
+    run.crash_masters();
+    let m2 = run.master("m2");
+    let audit = run.completed(&ids, SETTLE).await?;
+    for id in &ids {
+        assert_eq!(audit.results.get(id).map(Vec::len), Some(1), "{id:?}: one stored result");
+    }
+    let runs = runs.lock().map(|r| r.clone()).unwrap_or_default();
+    for id in IDS {
+        let n = runs.get(id).copied().unwrap_or(0);
+        if early {
+            assert!(n >= 2, "{id} ran {n} times: once unrecorded under m1, again under m2");
+        } else {
+            assert_eq!(n, 1, "{id} ran {n} times");
+        }
+    }
+    run.stop().await;
+    m2.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_answers_a_leader_never_recorded_lose_nothing_when_it_dies() -> anyhow::Result<()> {
+    unrecorded_answers_then_the_leader_dies(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_early_replies_a_leader_whose_writes_are_lost_hands_out_nothing(
+) -> anyhow::Result<()> {
+    unrecorded_answers_then_the_leader_dies(false).await
+}

@@ -26,6 +26,7 @@ async fn delayed_jobs_at_the_limit_stop_the_reader_and_all_run_in_the_end() -> a
     let run = InProcess::start(|fast| {
         fast.master.master.max_waiting_per_queue = LIMIT;
         fast.master.master.prefetch = 1;
+        fast.master.master.prefetch_shared = 0;
     })
     .await?;
     let (client, queue) = (&run.client, &run.queue);

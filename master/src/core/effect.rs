@@ -1,7 +1,10 @@
 //! [`Effect`]: what the runtime must do once the events of a step are journaled. Effects are
-//! never carried out before the events that justify them are durable, so a crash between
-//! the two loses at most an effect that the replayed state will cause again (a re-sent
-//! notification, a re-published result) and never an acknowledgement of something unrecorded.
+//! not carried out before the events that justify them are durable, so a crash between the
+//! two loses at most an effect that the replayed state will cause again (a re-sent
+//! notification, a re-published result). The runtime may send one kind early, a worker's
+//! `Grant` or `Report` reply (`master.early_replies`): its decisions are then recorded by the
+//! same term or by none, and a later leader hands the work out afresh (architecture, "Early
+//! replies").
 
 use jetwork_shared::jobs::{BulkRetryReply, PurgeReply};
 use jetwork_shared::protocol::{Deregistered, Registered, Verdict};

@@ -11,8 +11,12 @@
 //! Rules this loop keeps:
 //! - **Persist first, act second.** Every effect waits in a queue tagged with the journal write
 //!   that holds its events (or, if it has none, the latest write issued before it), and runs
-//!   only once that write is acknowledged. A worker is never told "accepted" about anything
-//!   that is not durable, and a grant is never sent for an attempt that is not journaled.
+//!   only once that write is acknowledged: a result is never published, nor a registration
+//!   answered, for anything that is not durable. The one exception, `master.early_replies`
+//!   (on by default), is the answer to a worker's request for work or report, which goes as
+//!   soon as it is decided while few decisions are unrecorded and the lease is certainly
+//!   valid (`writes.rs`); what it says is recorded by this term, or by no term, and a later
+//!   leader knows nothing of it (architecture, "Early replies").
 //! - **Decide in order, write in groups.** Inputs that are ready together are stepped one by
 //!   one (each sees the state left by the previous). While a journal write is in flight, new
 //!   decisions wait, with their effects, and go out together as the next write (group
@@ -461,7 +465,8 @@ impl Leader {
             if let Err(exit) = self.flush(lease).await {
                 return exit;
             }
-            self.readers.grant(&self.engine, u64::from(settings.prefetch));
+            let shared = (settings.prefetch, settings.prefetch_shared);
+            self.readers.grant(&self.engine, shared);
             self.prefetch_payloads();
         }
     }

@@ -9,8 +9,10 @@
 //! - A queue with purged submissions still unread (`QueueState::purging`) is read whether or
 //!   not a worker serves it, at least [`PURGE_READ`] at a time, until they are all read (and
 //!   cancelled).
-//! - Credits: a queue's reader may pull the free slots of the workers serving it plus the
-//!   prefetch, minus what is ready or already asked for (`core::upkeep::read_ahead`), so the
+//! - Credits: a queue's reader may pull the free slots of the workers serving it plus its
+//!   read-ahead (`max(prefetch, prefetch_shared / served queues)`: a lone busy queue stays
+//!   further ahead, many queues take no more than `prefetch` each), minus what is ready or
+//!   already asked for (`core::upkeep::read_ahead`), so the
 //!   backlog stays in the stream; and nothing while the queue, or all queues, hold as many
 //!   delayed or backing-off items as allowed (`Engine::may_read`: those items are not ready,
 //!   so the read-ahead bound alone would read on without end).
@@ -86,10 +88,13 @@ impl Readers {
         }
     }
 
-    /// Grants each reader what its queue can take.
-    pub fn grant(&mut self, engine: &Engine, prefetch: u64) {
+    /// Grants each reader what its queue can take: its free slots and its share of the
+    /// read-ahead, `(prefetch, prefetch_shared)` (`master.prefetch`, `master.prefetch_shared`).
+    pub fn grant(&mut self, engine: &Engine, (prefetch, shared): (u32, u32)) {
         let state = engine.state();
         let served: BTreeSet<&QueueName> = engine.served_queues().collect();
+        let queues = u32::try_from(served.len()).unwrap_or(u32::MAX).max(1);
+        let prefetch = u64::from(prefetch.max(shared / queues));
         for (queue, reader) in self.by_queue.iter_mut() {
             let ready = state.ready_len(queue) as u64;
             let outstanding = reader.outstanding();

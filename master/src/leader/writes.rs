@@ -3,7 +3,12 @@
 //!
 //! Invariants:
 //! - an effect runs only once the journal write holding its events (or, if it has none, the
-//!   latest write issued before it) is acknowledged, and effects run in order;
+//!   latest write issued before it) is acknowledged, and effects run in order; the one
+//!   exception is an answer to a worker's request for work or report (`master.early_replies`,
+//!   [`Leader::answer_workers_early`]), which may go as soon as it is decided, while the lease
+//!   is certainly valid, at most one write is in flight and fewer than `max_batch` events
+//!   wait: what it says is then either recorded by this term or unknown to every later one
+//!   (architecture, "Early replies");
 //! - while a write is in flight, new decisions wait with their effects and go out together as
 //!   the next write (group commit), unless `max_batch` events have gathered;
 //! - a snapshot is the state after every event issued before its first part, written into
@@ -24,7 +29,7 @@ use jetwork_shared::{codec, subjects, Login, WorkerId};
 use super::replies::{self, ReplyContext};
 use super::snapshots::{Encoded, GROWTH_DIVISOR};
 use super::{deposed, Exit, Leader, Room};
-use crate::core::{Command, Effect, Event, JournalBatch, Output};
+use crate::core::{Command, Effect, Event, JournalBatch, Output, Reply};
 use crate::journal::{EncodedSnapshot, JournalError};
 use crate::lease::LeaseGuard;
 
@@ -56,6 +61,7 @@ impl Leader {
     pub(super) async fn flush(&mut self, lease: &LeaseGuard) -> Result<(), Exit> {
         let notifications = self.engine.notifications(now_ms());
         self.pending.effects.extend(notifications);
+        self.answer_workers_early(lease).await;
         let settings = &self.env.settings.master;
         let batch_full = self.pending.events.len() >= settings.max_batch;
         let waiting = self.journal.inflight() > 0 && !batch_full;
@@ -165,6 +171,37 @@ impl Leader {
             self.journal.append(subjects::JOURNAL_EVENTS, encoded).await?;
         }
         Ok(())
+    }
+
+    /// Sends the answers to workers' requests for work and reports decided since the last
+    /// write now, without waiting for the write that will record them (`master.early_replies`):
+    /// it saves every job a journal round trip between its worker's report and its next
+    /// grant. Only while few decisions are unrecorded (at most one write in flight, fewer than
+    /// `max_batch` events waiting), so a journal that falls behind or has no room still holds
+    /// workers back; and only while the lease is certainly valid, as for a write: a deposed
+    /// leader answers nothing. Registrations, errors and everything else still wait.
+    async fn answer_workers_early(&mut self, lease: &LeaseGuard) {
+        let settings = &self.env.settings.master;
+        let early = |effect: &Effect| {
+            matches!(
+                effect,
+                Effect::Reply { reply: Reply::Grant { .. } | Reply::Report { .. }, .. }
+            )
+        };
+        if !settings.early_replies
+            || self.journal.inflight() > 1
+            || self.pending.events.len() >= settings.max_batch
+            || !self.pending.effects.iter().any(early)
+            || !lease.is_valid()
+        {
+            return;
+        }
+        let (answers, held): (Vec<Effect>, Vec<Effect>) =
+            std::mem::take(&mut self.pending.effects).into_iter().partition(early);
+        self.pending.effects = held;
+        for answer in answers {
+            self.execute(answer).await;
+        }
     }
 
     /// Runs every queued effect whose journal write is acknowledged, in order.

@@ -36,7 +36,7 @@ use crate::{bar, stamp, Options};
 
 const PHASE: &str = "lifecycle";
 /// Normal jobs ahead of the priority job in the read-ahead case: within the master's
-/// read-ahead (`master.prefetch`, 256, beyond the free slots).
+/// read-ahead (`master.prefetch_shared`, 1024 for one queue, beyond the free slots).
 const READ_AHEAD_BACKLOG: u64 = 200;
 /// How long each job takes in the read-ahead case, on 4 slots: the backlog is 5 s of work.
 const SLOW_JOB: Duration = Duration::from_millis(100);
