@@ -141,8 +141,9 @@ pub struct MasterConfig {
     pub max_inflight_writes: usize,
     /// Answer workers' requests for work and reports as soon as they are decided, before the
     /// journal write that records the decision is acknowledged (while at most one write is in
-    /// flight and fewer than `max_batch` events wait). A leader that dies before the write
-    /// lands leaves grants and accepted results it never recorded: their jobs run again.
+    /// flight and fewer than `max_batch` events wait; never an answer naming an item on its
+    /// last attempt). A leader that dies before the write lands leaves grants and accepted
+    /// results it never recorded: their jobs run again.
     /// `false`: every answer waits for its write (one journal round trip more per job).
     pub early_replies: bool,
     /// Address of the HTTP listener for `/metrics`, `/healthz` and `/readyz` (e.g.

@@ -2,9 +2,9 @@
 //! not carried out before the events that justify them are durable, so a crash between the
 //! two loses at most an effect that the replayed state will cause again (a re-sent
 //! notification, a re-published result). The runtime may send one kind early, a worker's
-//! `Grant` or `Report` reply (`master.early_replies`): its decisions are then recorded by the
-//! same term or by none, and a later leader hands the work out afresh (architecture, "Early
-//! replies").
+//! `Grant` or `Report` reply marked `early` (`master.early_replies`): its decisions are then
+//! recorded by the same term or by none, and a later leader hands the work out afresh
+//! (architecture, "Early replies").
 
 use jetwork_shared::jobs::{BulkRetryReply, PurgeReply};
 use jetwork_shared::protocol::{Deregistered, Registered, Verdict};
@@ -15,8 +15,14 @@ use super::{LookUp, Millis, PublicationKey, RequestId};
 /// Something for the runtime to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Answer a pending request.
-    Reply { request: RequestId, reply: Reply },
+    /// Answer a pending request. `early`: the runtime may send it before the journal write
+    /// holding its step's events is acknowledged (`master.early_replies`); set only on a
+    /// worker's `Grant` or `Report` that names no item on its last attempt. A leader that dies
+    /// before the write lands leaves an answer no later leader heard of; for an item on its
+    /// last attempt that later leader would let the attempt run out (the worker, told its
+    /// result was accepted or holding the attempt number already, refuses it again) and fail
+    /// the item, so such an answer waits for its write.
+    Reply { request: RequestId, reply: Reply, early: bool },
     /// Tell a worker that work is waiting (`jetwork.worker.<id>.ready`).
     NotifyReady { worker: WorkerId },
     /// Store and publish a result or rejection (content is in `State::unpublished`).

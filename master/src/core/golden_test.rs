@@ -1,6 +1,8 @@
 //! Golden-script tests of the engine (toydb style). Each file under `core/testscripts/` is a
-//! scenario: commands in, the events and effects they produce out. Regenerate the expected
-//! output with `UPDATE_GOLDENFILES=1 cargo test -p jetwork-master` and review the diff.
+//! scenario: commands in, the events and effects they produce out (effects after `→`; a
+//! worker's grant or report answer marked `(held)` names an item on its last attempt, so the
+//! runtime sends it only once its write lands, never early). Regenerate the expected output
+//! with `UPDATE_GOLDENFILES=1 cargo test -p jetwork-master` and review the diff.
 //!
 //! Commands (the clock starts at 0 and only moves when told):
 //! - `policy key=value…`: set `work_timeout`, `worker_timeout`, `max_attempts`, `max_grant`,
@@ -938,7 +940,15 @@ fn render_keys(keys: &[PublicationKey]) -> String {
 
 fn render_effect(effect: &Effect) -> String {
     match effect {
-        Effect::Reply { request, reply } => format!("reply #{request} {}", render_reply(reply)),
+        Effect::Reply { request, reply, early } => {
+            // A worker's answer the runtime must hold for its write says so.
+            let held = match (early, reply) {
+                (false, Reply::Grant { assignments }) if !assignments.is_empty() => " (held)",
+                (false, Reply::Report { .. }) => " (held)",
+                _ => "",
+            };
+            format!("reply #{request} {}{held}", render_reply(reply))
+        }
         Effect::NotifyReady { worker } => format!("notify {worker}"),
         Effect::Publish { key } => format!("publish {}", render_keys(std::slice::from_ref(key))),
         Effect::Announce { epoch, leader } => format!("announce epoch={epoch} leader={leader}"),

@@ -10,8 +10,8 @@
 //!   not a worker serves it, at least [`PURGE_READ`] at a time, until they are all read (and
 //!   cancelled).
 //! - Credits: a queue's reader may pull the free slots of the workers serving it plus its
-//!   read-ahead (`max(prefetch, prefetch_shared / served queues)`: a lone busy queue stays
-//!   further ahead, many queues take no more than `prefetch` each), minus what is ready or
+//!   read-ahead (`max(prefetch, prefetch_shared / served queues)`: a lone served queue stays
+//!   further ahead, many take no more than `prefetch` each), minus what is ready or
 //!   already asked for (`core::upkeep::read_ahead`), so the
 //!   backlog stays in the stream; and nothing while the queue, or all queues, hold as many
 //!   delayed or backing-off items as allowed (`Engine::may_read`: those items are not ready,

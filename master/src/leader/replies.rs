@@ -1,4 +1,5 @@
-//! Sending a reply once the journal write it depends on is acknowledged: encoding it with the
+//! Sending a reply once the journal write it depends on is acknowledged (or, for a worker's
+//! answer marked `early`, as soon as it is decided: `writes.rs`): encoding it with the
 //! leader's epoch, and filling grants with their payloads. A payload not in the cache (after a
 //! takeover) is read back from `JETWORK_SUBMIT` in a task, so the loop never waits on it; an
 //! item whose payload is gone is failed with a reason (`PayloadMissing`), and one that cannot

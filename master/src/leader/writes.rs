@@ -29,7 +29,7 @@ use jetwork_shared::{codec, subjects, Login, WorkerId};
 use super::replies::{self, ReplyContext};
 use super::snapshots::{Encoded, GROWTH_DIVISOR};
 use super::{deposed, Exit, Leader, Room};
-use crate::core::{Command, Effect, Event, JournalBatch, Output, Reply};
+use crate::core::{Command, Effect, Event, JournalBatch, Output};
 use crate::journal::{EncodedSnapshot, JournalError};
 use crate::lease::LeaseGuard;
 
@@ -174,20 +174,16 @@ impl Leader {
     }
 
     /// Sends the answers to workers' requests for work and reports decided since the last
-    /// write now, without waiting for the write that will record them (`master.early_replies`):
-    /// it saves every job a journal round trip between its worker's report and its next
-    /// grant. Only while few decisions are unrecorded (at most one write in flight, fewer than
-    /// `max_batch` events waiting), so a journal that falls behind or has no room still holds
-    /// workers back; and only while the lease is certainly valid, as for a write: a deposed
-    /// leader answers nothing. Registrations, errors and everything else still wait.
+    /// write (those the engine marked `early`: none naming an item on its last attempt) now,
+    /// without waiting for the write that will record them (`master.early_replies`): it saves
+    /// every job a journal round trip between its worker's report and its next grant. Only
+    /// while at most one write is in flight and fewer than `max_batch` events wait, so no more
+    /// than a batch of decisions is ever unrecorded, and a journal that falls behind or has no
+    /// room holds workers back again once that batch is full; and only while the lease is
+    /// certainly valid, as for a write. Registrations, errors and everything else still wait.
     async fn answer_workers_early(&mut self, lease: &LeaseGuard) {
         let settings = &self.env.settings.master;
-        let early = |effect: &Effect| {
-            matches!(
-                effect,
-                Effect::Reply { reply: Reply::Grant { .. } | Reply::Report { .. }, .. }
-            )
-        };
+        let early = |effect: &Effect| matches!(effect, Effect::Reply { early: true, .. });
         if !settings.early_replies
             || self.journal.inflight() > 1
             || self.pending.events.len() >= settings.max_batch
@@ -213,7 +209,7 @@ impl Leader {
 
     async fn execute(&mut self, effect: Effect) {
         match effect {
-            Effect::Reply { request, reply } => {
+            Effect::Reply { request, reply, .. } => {
                 if let Some(pending) = self.requests.take(request) {
                     let ctx = ReplyContext {
                         epoch: self.epoch,
@@ -280,8 +276,9 @@ impl Leader {
         // Decisions held back for group commit are written first (their effects then run).
         self.record_published();
         while !self.pending.events.is_empty() && lease.is_valid() {
-            // Decisions held for room in the journal are not worth waiting for: nothing was
-            // told of them, and the next leader decides again.
+            // Decisions held for room in the journal are not worth waiting for: the next
+            // leader decides again (workers may have been answered early about some of them:
+            // what that costs is argued in the architecture, "Early replies").
             if self.room.full(self.journal.written_bytes())
                 || tokio::time::Instant::now() >= deadline
             {

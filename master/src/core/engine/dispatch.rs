@@ -4,8 +4,9 @@
 //! A worker gets at most `min(slots, free slots, max_grant)` items, where its free slots are
 //! those of `min(declared capacity, login's max_slots, grant window)` not taken (`slot_limit`),
 //! under `max_grant_bytes` of payload, taking its queues in turn so one busy queue cannot starve another. Each
-//! hand-out is a `WorkStarted` event with a fresh token and deadline, journaled before the
-//! grant is sent (the runtime holds the reply behind the write).
+//! hand-out is a `WorkStarted` event with a fresh token and deadline, journaled with the step
+//! that decides it; the grant may go before that write lands (`Effect::Reply { early }`,
+//! `master.early_replies`) unless it hands out an item's last attempt.
 
 use std::collections::BTreeSet;
 
@@ -44,7 +45,7 @@ impl Engine {
         self.notified.remove(&msg.worker_id);
         // A newer request replaces an open one (the worker gave up on it, or re-sent it).
         if let Some(old) = self.parked.remove(&msg.worker_id) {
-            self.reply(old.request, Reply::Grant { assignments: Vec::new() });
+            self.reply_to_worker(old.request, Reply::Grant { assignments: Vec::new() }, false);
         }
         let assignments = self.grant(&msg.worker_id, msg.slots, msg.running.as_deref(), now);
         // Nothing to hand out now: hold the request open (a long poll) rather than answer
@@ -57,7 +58,8 @@ impl Engine {
             self.parked.insert(msg.worker_id, parked);
             return;
         }
-        self.reply(request, Reply::Grant { assignments });
+        let last = self.any_last_attempt(&assignments);
+        self.reply_to_worker(request, Reply::Grant { assignments }, last);
     }
 
     /// Answers open requests: with work as soon as some is ready for them, empty once their
@@ -109,7 +111,8 @@ impl Engine {
             }
             self.parked.remove(&worker);
             let assignments = if ready { self.assign(&worker, slots, now) } else { Vec::new() };
-            self.reply(request, Reply::Grant { assignments });
+            let last = self.any_last_attempt(&assignments);
+            self.reply_to_worker(request, Reply::Grant { assignments }, last);
         }
     }
 

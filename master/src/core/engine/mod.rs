@@ -44,9 +44,9 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::{
-    Command, Effect, Event, FreeSlots, GrantWindows, Liveness, LoginCounts, Millis, Policy,
-    PublicationKey, RateLimits, Reply, ReplyError, RequestId, RunningCounts, Serving, State,
-    WaitingCounts, Worker,
+    AssignmentRef, Command, Effect, Event, FreeSlots, GrantWindows, Liveness, LoginCounts, Millis,
+    Policy, PublicationKey, RateLimits, Reply, ReplyError, RequestId, RunningCounts, Serving,
+    State, WaitingCounts, Worker,
 };
 use admin::Asked;
 pub use expiry::EXPIRED;
@@ -435,7 +435,27 @@ impl Engine {
     }
 
     pub(super) fn reply(&mut self, request: RequestId, reply: Reply) {
-        self.out.effects.push(Effect::Reply { request, reply });
+        self.out.effects.push(Effect::Reply { request, reply, early: false });
+    }
+
+    /// Answers a worker's request for work or report, which the runtime may send before its
+    /// write unless `last` (it names an item on its last attempt: see [`Effect::Reply`]).
+    pub(super) fn reply_to_worker(&mut self, request: RequestId, reply: Reply, last: bool) {
+        self.out.effects.push(Effect::Reply { request, reply, early: !last });
+    }
+
+    /// Whether `work_id`'s item is in flight on the last attempt its run may have.
+    pub(super) fn on_last_attempt(&self, work_id: &WorkId) -> bool {
+        self.state.work.get(work_id).is_some_and(|work| {
+            let max =
+                work.options.max_attempts.unwrap_or(self.policy.rules(&work.queue).max_attempts);
+            work.attempts_in_run() >= max
+        })
+    }
+
+    /// Whether any of `assignments` is its item's last attempt.
+    pub(super) fn any_last_attempt(&self, assignments: &[AssignmentRef]) -> bool {
+        assignments.iter().any(|a| self.on_last_attempt(&a.work_id))
     }
 
     pub(super) fn error(&mut self, request: RequestId, code: u16, message: String) {

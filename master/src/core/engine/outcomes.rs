@@ -79,10 +79,13 @@ impl Engine {
         // Outcomes first: a completion frees the slot the same report then asks to fill.
         let mut verdicts = Vec::with_capacity(msg.outcomes.len() + unreadable.len());
         let mut unreadable = unreadable.into_iter().peekable();
+        // Judged before each outcome changes the item: an accepted result leaves no item.
+        let mut last = false;
         for outcome in msg.outcomes {
             while let Some(refused) = unreadable.next_if(|u| u.index <= verdicts.len()) {
                 verdicts.push(unreadable_verdict(refused));
             }
+            last |= self.on_last_attempt(&outcome.work_id);
             verdicts.push(self.outcome(&msg.worker_id, outcome, now));
         }
         verdicts.extend(unreadable.map(unreadable_verdict));
@@ -92,7 +95,8 @@ impl Engine {
         } else {
             Vec::new()
         };
-        self.reply(request, Reply::Report { verdicts, assignments });
+        last |= self.any_last_attempt(&assignments);
+        self.reply_to_worker(request, Reply::Report { verdicts, assignments }, last);
     }
 
     /// The verdict on one outcome. Every check comes before any event, so a refused outcome

@@ -243,7 +243,7 @@ impl Engine {
         // A request it left open is answered now (empty): whoever takes the id next must not
         // see work handed out on it.
         if let Some(parked) = self.parked.remove(worker) {
-            self.reply(parked.request, Reply::Grant { assignments: Vec::new() });
+            self.reply_to_worker(parked.request, Reply::Grant { assignments: Vec::new() }, false);
         }
         self.emit(Event::WorkerLost { worker: worker.clone(), reason, at: now });
     }
