@@ -46,7 +46,7 @@ use rand_chacha::ChaCha20Rng;
 use super::{
     AssignmentRef, Command, Effect, Event, FreeSlots, GrantWindows, Liveness, LoginCounts, Millis,
     Policy, PublicationKey, RateLimits, Reply, ReplyError, RequestId, RunningCounts, Serving,
-    State, WaitingCounts, Worker,
+    State, WaitingCounts, Work, Worker,
 };
 use admin::Asked;
 pub use expiry::EXPIRED;
@@ -444,13 +444,15 @@ impl Engine {
         self.out.effects.push(Effect::Reply { request, reply, early: !last });
     }
 
+    /// The most hand-outs `work`'s run may have: its own `max_attempts`, else its queue's.
+    pub(super) fn max_attempts(&self, work: &Work) -> u32 {
+        work.options.max_attempts.unwrap_or(self.policy.rules(&work.queue).max_attempts)
+    }
+
     /// Whether `work_id`'s item is in flight on the last attempt its run may have.
     pub(super) fn on_last_attempt(&self, work_id: &WorkId) -> bool {
-        self.state.work.get(work_id).is_some_and(|work| {
-            let max =
-                work.options.max_attempts.unwrap_or(self.policy.rules(&work.queue).max_attempts);
-            work.attempts_in_run() >= max
-        })
+        let work = self.state.work.get(work_id);
+        work.is_some_and(|work| work.attempts_in_run() >= self.max_attempts(work))
     }
 
     /// Whether any of `assignments` is its item's last attempt.

@@ -207,7 +207,7 @@ impl Engine {
         let Some(work) = self.state.work.get(work_id) else { return };
         let (attempt, used) = (work.attempt, work.attempts_in_run());
         let rules = self.policy.rules(&work.queue);
-        if used >= work.options.max_attempts.unwrap_or(rules.max_attempts) {
+        if used >= self.max_attempts(work) {
             let reason = format!("gave up after {used} attempts; last: {reason}");
             self.emit(Event::WorkFailed { work_id: work_id.clone(), attempt, reason, at: now });
             return;
