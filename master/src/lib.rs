@@ -44,9 +44,20 @@ const BROKEN_RETRY: Duration = Duration::from_secs(10);
 /// The main connection's name unless `nats.name` says otherwise (the others add their role).
 const CONNECTION_NAME: &str = "jetwork-master";
 /// Messages each subscription of the requests connection (each endpoint, the priority notices)
-/// holds before the client library drops the excess: anyone may flood those subjects. Ample for
-/// honest traffic (a worker has at most its capacity of requests outstanding, and retries).
-const REQUEST_BACKLOG: usize = 8192;
+/// holds before the client library drops the excess, at least: anyone may flood those subjects.
+/// See [`request_backlog`].
+const MIN_REQUEST_BACKLOG: usize = 8192;
+
+/// How many messages each subscription of the requests connection holds: twice
+/// `master.max_workers`, at least [`MIN_REQUEST_BACKLOG`]. Honest traffic never comes near it:
+/// a worker has at most one call to an endpoint outstanding (the libraries send a report or a
+/// request, wait for its answer, then the next), and one re-sent after a timeout. Less would
+/// drop honest calls when every worker answers at once: 10,000 workers granted work in one
+/// burst report it in one burst, and the 8,192 this was once fixed at dropped a thousand reports
+/// of issue 24's workers phase, each worker then waiting out its request timeout.
+fn request_backlog(max_workers: u32) -> usize {
+    usize::try_from(max_workers).unwrap_or(usize::MAX).saturating_mul(2).max(MIN_REQUEST_BACKLOG)
+}
 use leader::{Env, Exit};
 
 /// Runs a master candidate until `shutdown` resolves: stand by, win the lease, replay the
@@ -124,9 +135,9 @@ async fn run_reporting(
     let connected = async {
         let client = connect::connect_reporting(&settings.nats, CONNECTION_NAME, denials).await?;
         let requests_nats = connect::for_role(&settings.nats, CONNECTION_NAME, "requests");
+        let backlog = request_backlog(settings.master.max_workers);
         let requests =
-            connect::connect_bounded(&requests_nats, CONNECTION_NAME, REQUEST_BACKLOG, denials)
-                .await?;
+            connect::connect_bounded(&requests_nats, CONNECTION_NAME, backlog, denials).await?;
         let intake = IntakeConnection::connect(&settings.nats, CONNECTION_NAME, denials).await?;
         Ok::<_, connect::ConnectError>((client, requests, intake))
     };

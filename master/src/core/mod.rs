@@ -24,6 +24,7 @@
 //!   snapshots, and a little soft bookkeeping (who was notified when) that only affects
 //!   how often notifications are re-sent, never what is decided about work.
 
+mod available_workers;
 mod bookkeeping;
 mod cadence;
 mod command;
@@ -56,6 +57,7 @@ mod golden_test;
 #[cfg(test)]
 mod replay_test;
 
+pub use available_workers::{Availability, AvailableWorkers};
 pub use bookkeeping::Bookkeeping;
 pub use cadence::Cadence;
 pub use command::Command;

@@ -490,7 +490,15 @@ impl Harness {
         let request = self.request;
         match action {
             Action::Advance(ms) => self.now += ms,
-            Action::Tick => self.step(Command::Tick { now }),
+            Action::Tick => {
+                self.step(Command::Tick { now });
+                // As the runtime does on every tick: who to tell that work is ready (soft, so
+                // replay never sees it, but it moves the lists of available workers).
+                self.engine.notifications(now);
+                if let Err(e) = self.engine.check_index() {
+                    panic!("index broken by notifications: {e}");
+                }
+            }
             Action::Submit { queue: q, id } => {
                 self.seq += 1;
                 let msg_id =

@@ -8,8 +8,6 @@
 //! that decides it; the grant may go before that write lands (`Effect::Reply { early }`,
 //! `master.early_replies`) unless it hands out an item's last attempt.
 
-use std::collections::BTreeSet;
-
 use jetwork_shared::protocol::{RequestWork, RunningWork};
 use jetwork_shared::{Login, QueueName, WorkId, WorkerId};
 
@@ -42,9 +40,9 @@ impl Engine {
         }
         self.touch(&msg.worker_id, now);
         // It asked: any notice it was sent has done its job, and the next one may go at once.
-        self.notified.remove(&msg.worker_id);
+        self.notice_over(&msg.worker_id);
         // A newer request replaces an open one (the worker gave up on it, or re-sent it).
-        if let Some(old) = self.parked.remove(&msg.worker_id) {
+        if let Some(old) = self.unhold(&msg.worker_id) {
             self.reply_to_worker(old.request, Reply::Grant { assignments: Vec::new() }, false);
         }
         let assignments = self.grant(&msg.worker_id, msg.slots, msg.running.as_deref(), now);
@@ -55,7 +53,7 @@ impl Engine {
         let wait = msg.wait_ms.min(self.policy.max_request_wait);
         if assignments.is_empty() && wait > 0 && msg.slots > 0 {
             let parked = Parked { request, slots: msg.slots, until: now.saturating_add(wait) };
-            self.parked.insert(msg.worker_id, parked);
+            self.hold(&msg.worker_id, parked);
             return;
         }
         let last = self.any_last_attempt(&assignments);
@@ -63,57 +61,41 @@ impl Engine {
     }
 
     /// Answers open requests: with work as soon as some is ready for them, empty once their
-    /// wait is over or their worker is gone. Runs after every command, so work accepted or
-    /// re-queued by it is handed out in the same journal write.
+    /// wait is over. Runs after every command, so work accepted or re-queued by it is handed
+    /// out in the same journal write.
     pub(super) fn serve_parked(&mut self, now: Millis) {
         if self.parked.is_empty() {
             return;
         }
-        // Only the requests that may be answered now are looked at, in worker id order: those
-        // whose wait is over, and those of workers serving a queue with work to hand out (a
-        // lost worker's request was answered when it was dropped). Collected first: serving
-        // one request only takes work, so no other request becomes answerable meanwhile, and
-        // the items it takes are no longer ready for the next ones.
-        let mut workers: BTreeSet<WorkerId> = self.parked.due(now).cloned().collect();
-        let ready: Vec<&QueueName> =
-            self.state.queues.keys().filter(|q| self.dispatchable(q, now) > 0).collect();
-        if !ready.is_empty() {
-            let serving: usize = ready.iter().map(|q| self.serving.count(q)).sum();
-            // From whichever side is smaller: thousands of idle workers may hold requests
-            // while a busy queue's own workers are few, and the other way round.
-            if serving <= self.parked.len() {
-                for queue in &ready {
-                    let held = self.serving.workers(queue).filter(|w| self.parked.contains(w));
-                    workers.extend(held.cloned());
-                }
-            } else {
-                let serves_ready = |w: &WorkerId| {
-                    self.state
-                        .workers
-                        .get(w)
-                        .is_some_and(|w| w.queues.iter().any(|q| ready.contains(&q)))
-                };
-                workers.extend(self.parked.workers().filter(|w| serves_ready(w)).cloned());
+        // Only the requests that may be answered now are looked at: for each queue with work
+        // to hand out, those of its workers with free slots (listed by `available`), by worker
+        // id, until the queue has nothing more to hand out; then those whose wait is over.
+        // Each one answered leaves the lists, so every loop ends.
+        let ready: Vec<QueueName> =
+            self.state.queues.keys().filter(|q| self.dispatchable(q, now) > 0).cloned().collect();
+        for queue in &ready {
+            while self.dispatchable(queue, now) > 0 {
+                let Some(worker) = self.available.first_held(queue).cloned() else { break };
+                self.answer_held(&worker, now);
             }
         }
-        for worker in workers {
-            let Some(parked) = self.parked.get(&worker) else { continue };
-            let (request, slots, until) = (parked.request, parked.slots, parked.until);
-            let ready = self.state.workers.get(&worker).is_some_and(|w| {
-                self.free_of(&worker, w) > 0
-                    && w.queues.iter().any(|q| self.dispatchable(q, now) > 0)
-            });
-            // A lost worker's request is answered empty: nobody will act on a grant sent to
-            // it, and the attempts would only time out.
-            let gone = !self.state.workers.contains_key(&worker);
-            if !ready && !gone && now < until {
-                continue;
-            }
-            self.parked.remove(&worker);
-            let assignments = if ready { self.assign(&worker, slots, now) } else { Vec::new() };
-            let last = self.any_last_attempt(&assignments);
-            self.reply_to_worker(request, Reply::Grant { assignments }, last);
+        let due: Vec<WorkerId> = self.parked.due(now).cloned().collect();
+        for worker in due {
+            self.answer_held(&worker, now);
         }
+    }
+
+    /// Answers `worker`'s held request: with what it can take now, if anything (a lost
+    /// worker's request is answered empty: nobody will act on a grant sent to it, and the
+    /// attempts would only time out).
+    fn answer_held(&mut self, worker: &WorkerId, now: Millis) {
+        let Some(parked) = self.unhold(worker) else { return };
+        let ready = self.state.workers.get(worker).is_some_and(|w| {
+            self.free_of(worker, w) > 0 && w.queues.iter().any(|q| self.dispatchable(q, now) > 0)
+        });
+        let assignments = if ready { self.assign(worker, parked.slots, now) } else { Vec::new() };
+        let last = self.any_last_attempt(&assignments);
+        self.reply_to_worker(parked.request, Reply::Grant { assignments }, last);
     }
 
     /// Hands up to `slots` ready items from the worker's queues to it, taking the queues in
@@ -271,44 +253,36 @@ impl Engine {
     }
 
     /// Workers to tell that work is waiting: for each queue with ready items, idle workers
-    /// serving it until their free slots cover the ready items, skipping workers told less
-    /// than `notify_interval` ago (their slots count as covered). Called by the runtime after
-    /// each batch of commands and on every tick, which also re-sends lost notifications.
+    /// serving it (by id) until their free slots and those of the workers already told less
+    /// than `notify_interval` ago cover the ready items. Called by the runtime after each
+    /// batch of commands and on every tick, which also re-sends lost notifications.
     pub fn notifications(&mut self, now: Millis) -> Vec<Effect> {
+        // Notices this old no longer cover their workers' slots.
+        let over: Vec<WorkerId> =
+            self.notified.older(now, self.policy.notify_interval).cloned().collect();
+        for worker in over {
+            self.notice_over(&worker);
+        }
         let mut effects = Vec::new();
-        // Only queues with ready work, and only their workers (the index): with thousands of
-        // workers this runs after every batch and must not scan them all.
-        for queue in self.state.queues.keys() {
+        let ready: Vec<QueueName> =
+            self.state.queues.keys().filter(|q| self.dispatchable(q, now) > 0).cloned().collect();
+        for queue in ready {
             // Notify only as many workers as it takes to cover what may be handed out: waking
             // every idle worker for one item would have them all ask, and all but one get
-            // nothing.
-            let mut needed = self.dispatchable(queue, now);
-            if needed == 0 {
-                continue;
-            }
-            let serving = self.serving.workers(queue);
-            for (id, worker) in serving.filter_map(|id| Some((id, self.state.workers.get(id)?))) {
+            // nothing. The slots of workers told recently (or holding a request) are covered.
+            let covered = self.free.get(&queue).saturating_sub(self.available.idle_free(&queue));
+            let mut needed = self.dispatchable(&queue, now).saturating_sub(covered);
+            let mut told = Vec::new();
+            for (worker, free) in self.available.idle(&queue) {
                 if needed == 0 {
                     break;
                 }
-                let free = self.free_of(id, worker);
-                if free == 0 {
-                    continue;
-                }
-                if self.parked.contains(id) {
-                    // Its open request is served directly; its slots are covered.
-                    needed = needed.saturating_sub(u64::from(free));
-                    continue;
-                }
-                let recently = self
-                    .notified
-                    .get(id)
-                    .is_some_and(|at| now < at.saturating_add(self.policy.notify_interval));
-                if !recently {
-                    effects.push(Effect::NotifyReady { worker: id.clone() });
-                    self.notified.insert(id.clone(), now);
-                }
+                told.push(worker.clone());
                 needed = needed.saturating_sub(u64::from(free));
+            }
+            for worker in told {
+                self.notice_sent(&worker, now);
+                effects.push(Effect::NotifyReady { worker });
             }
         }
         effects

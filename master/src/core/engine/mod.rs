@@ -31,6 +31,7 @@ mod dispatch;
 mod expiry;
 mod forgetting;
 mod intake;
+mod notices;
 mod outcomes;
 mod parked;
 mod schedules;
@@ -44,12 +45,13 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::{
-    AssignmentRef, Command, Effect, Event, FreeSlots, GrantWindows, Liveness, LoginCounts, Millis,
-    Policy, PublicationKey, RateLimits, Reply, ReplyError, RequestId, RunningCounts, Serving,
-    State, WaitingCounts, Work, Worker,
+    AssignmentRef, Availability, AvailableWorkers, Command, Effect, Event, FreeSlots, GrantWindows,
+    Liveness, LoginCounts, Millis, Policy, PublicationKey, RateLimits, Reply, ReplyError,
+    RequestId, RunningCounts, Serving, State, WaitingCounts, Work, Worker,
 };
 use admin::Asked;
 pub use expiry::EXPIRED;
+use notices::Notices;
 use parked::{Parked, ParkedRequests};
 
 /// Longest reason (from a worker or about one) kept in events and headers.
@@ -70,8 +72,9 @@ pub struct Engine {
     state: State,
     policy: Policy,
     /// When each worker was last told that work is ready (soft: not journaled; it only
-    /// throttles notifications). Cleared when the worker asks for work.
-    notified: BTreeMap<WorkerId, Millis>,
+    /// throttles notifications). Cleared when the worker asks for work, and once older than
+    /// `notify_interval`.
+    notified: Notices,
     /// Requests for work held open until work arrives or their wait ends (soft: a request
     /// lives only as long as this leader; a new one answers none of them).
     parked: ParkedRequests,
@@ -93,6 +96,10 @@ pub struct Engine {
     /// Free slots per queue and in all (derived from the state and the windows, kept in
     /// step by `emit` and the window changes; see `free_slots.rs`).
     free: FreeSlots,
+    /// By queue, the workers with free slots holding a request or idle (derived from the
+    /// state, the held requests, the notices and the windows; kept in step with all four: see
+    /// `available_workers.rs`).
+    available: AvailableWorkers,
     /// When each worker was last heard from (soft: see `liveness.rs`).
     liveness: Liveness,
     /// Start rates used per queue (soft: a new leader starts with full buckets).
@@ -113,17 +120,18 @@ impl Engine {
             logins: LoginCounts::of(&state),
             windows: GrantWindows::default(),
             free: FreeSlots::default(),
+            available: AvailableWorkers::default(),
             liveness: Liveness::default(),
             rates: RateLimits::default(),
             state,
             policy,
-            notified: BTreeMap::new(),
+            notified: Notices::default(),
             parked: ParkedRequests::default(),
             tokens: ChaCha20Rng::from_seed([0; 32]),
             lookups: BTreeMap::new(),
             out: Output::default(),
         };
-        engine.free = engine.count_free_slots();
+        (engine.free, engine.available) = engine.count_available();
         engine
     }
 
@@ -314,29 +322,83 @@ impl Engine {
         self.free.total()
     }
 
-    /// Takes `worker`'s free slots out of the counts (before a change to them).
+    /// Takes `worker`'s free slots out of the counts and lists (before a change to them, or
+    /// to where it stands).
     fn slots_out(&mut self, worker: &WorkerId) {
         if let Some(w) = self.state.workers.get(worker) {
             let free = self.free_of(worker, w);
             self.free.remove(&w.queues, free);
+            self.available.remove(worker, &w.queues, free, self.standing(worker));
         }
     }
 
-    /// Puts `worker`'s free slots back into the counts (after a change to them).
+    /// Puts `worker`'s free slots back into the counts and lists (after a change to them, or
+    /// to where it stands).
     fn slots_in(&mut self, worker: &WorkerId) {
         if let Some(w) = self.state.workers.get(worker) {
             let free = self.free_of(worker, w);
             self.free.add(&w.queues, free);
+            self.available.add(worker, &w.queues, free, self.standing(worker));
         }
     }
 
-    /// The counts of free slots, recomputed from the state and the windows.
-    fn count_free_slots(&self) -> FreeSlots {
-        let mut free = FreeSlots::default();
-        for (id, w) in &self.state.workers {
-            free.add(&w.queues, self.free_of(id, w));
+    /// Where `worker` stands: holding a request, told of work, or neither.
+    fn standing(&self, worker: &WorkerId) -> Availability {
+        if self.parked.contains(worker) {
+            Availability::Held
+        } else if self.notified.contains(worker) {
+            Availability::Notified
+        } else {
+            Availability::Idle
         }
-        free
+    }
+
+    /// The counts of free slots and the lists of available workers, recomputed from the
+    /// state, the held requests, the notices and the windows.
+    fn count_available(&self) -> (FreeSlots, AvailableWorkers) {
+        let mut free = FreeSlots::default();
+        let mut available = AvailableWorkers::default();
+        for (id, w) in &self.state.workers {
+            let slots = self.free_of(id, w);
+            free.add(&w.queues, slots);
+            available.add(id, &w.queues, slots, self.standing(id));
+        }
+        (free, available)
+    }
+
+    /// Holds `worker`'s request open (a long poll).
+    fn hold(&mut self, worker: &WorkerId, parked: Parked) {
+        self.slots_out(worker);
+        self.parked.insert(worker.clone(), parked);
+        self.slots_in(worker);
+    }
+
+    /// Takes `worker`'s held request, if it has one (the caller answers it).
+    fn unhold(&mut self, worker: &WorkerId) -> Option<Parked> {
+        if !self.parked.contains(worker) {
+            return None;
+        }
+        self.slots_out(worker);
+        let parked = self.parked.remove(worker);
+        self.slots_in(worker);
+        parked
+    }
+
+    /// `worker` was told that work is ready.
+    fn notice_sent(&mut self, worker: &WorkerId, now: Millis) {
+        self.slots_out(worker);
+        self.notified.insert(worker.clone(), now);
+        self.slots_in(worker);
+    }
+
+    /// `worker`'s notice is over: it asked, or it was told long enough ago.
+    fn notice_over(&mut self, worker: &WorkerId) {
+        if !self.notified.contains(worker) {
+            return;
+        }
+        self.slots_out(worker);
+        self.notified.remove(worker);
+        self.slots_in(worker);
     }
 
     /// Attempts worker `id` may hold at once: the least of the capacity it declared, its
@@ -398,10 +460,13 @@ impl Engine {
         self.running.check(&self.state)?;
         self.waiting.check(&self.state)?;
         self.logins.check(&self.state)?;
-        let counted = self.count_free_slots();
-        match counted.same_as(&self.free) {
+        let (counted, available) = self.count_available();
+        if !counted.same_as(&self.free) {
+            return Err(format!("free slots {:?}, counted {counted:?}", self.free));
+        }
+        match available == self.available {
             true => Ok(()),
-            false => Err(format!("free slots {:?}, counted {counted:?}", self.free)),
+            false => Err(format!("available {:?}, counted {available:?}", self.available)),
         }
     }
 
@@ -469,7 +534,7 @@ impl Engine {
         self.parked.clear();
         self.lookups.clear();
         self.windows.clear();
-        self.free = self.count_free_slots();
+        (self.free, self.available) = self.count_available();
         self.liveness.clear();
         let grace_until = now.saturating_add(self.policy.takeover_grace);
         // Recorded once (the runtime always reads `submitted_through`): a journal nobody led

@@ -90,7 +90,7 @@ impl Engine {
         }
         verdicts.extend(unreadable.map(unreadable_verdict));
         let assignments = if known && msg.slots > 0 {
-            self.notified.remove(&msg.worker_id);
+            self.notice_over(&msg.worker_id);
             self.grant(&msg.worker_id, msg.slots, msg.running.as_deref(), now)
         } else {
             Vec::new()

@@ -33,16 +33,8 @@ impl ParkedRequests {
         self.by_worker.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.by_worker.len()
-    }
-
     pub fn contains(&self, worker: &WorkerId) -> bool {
         self.by_worker.contains_key(worker)
-    }
-
-    pub fn get(&self, worker: &WorkerId) -> Option<&Parked> {
-        self.by_worker.get(worker)
     }
 
     /// Holds `parked` for `worker`; the request it held before, if any, is returned (the
@@ -67,11 +59,6 @@ impl ParkedRequests {
     pub fn clear(&mut self) {
         self.by_worker.clear();
         self.by_until.clear();
-    }
-
-    /// Every worker holding a request, in id order.
-    pub fn workers(&self) -> impl Iterator<Item = &WorkerId> {
-        self.by_worker.keys()
     }
 
     /// The workers whose wait is over at `now`.
@@ -107,7 +94,7 @@ mod tests {
         assert_eq!(due(&held, 300), vec![worker("c"), worker("a")]);
         assert_eq!(held.remove(&worker("c")).map(|p| p.request), Some(3));
         assert_eq!(due(&held, 1_000), vec![worker("a"), worker("b")]);
-        assert_eq!(held.len(), 2);
+        assert!(held.contains(&worker("a")) && !held.contains(&worker("c")));
         held.clear();
         assert!(held.is_empty() && due(&held, u64::MAX).is_empty());
     }

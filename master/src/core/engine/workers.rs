@@ -239,10 +239,10 @@ impl Engine {
         for work_id in self.newest_first(running) {
             self.end_attempt(&work_id, reason.clone(), now, Retry::Now);
         }
-        self.notified.remove(worker);
+        self.notice_over(worker);
         // A request it left open is answered now (empty): whoever takes the id next must not
         // see work handed out on it.
-        if let Some(parked) = self.parked.remove(worker) {
+        if let Some(parked) = self.unhold(worker) {
             self.reply_to_worker(parked.request, Reply::Grant { assignments: Vec::new() }, false);
         }
         self.emit(Event::WorkerLost { worker: worker.clone(), reason, at: now });
