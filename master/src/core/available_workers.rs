@@ -45,7 +45,7 @@ impl Listed {
 }
 
 /// Available workers by queue served.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct AvailableWorkers {
     by_queue: FastMap<QueueName, Listed>,
 }
@@ -93,10 +93,58 @@ impl AvailableWorkers {
             } else if let Some(free) = listed.idle.remove(worker) {
                 listed.idle_free = listed.idle_free.saturating_sub(u64::from(free));
             }
-            if listed.is_empty() {
-                self.by_queue.remove(queue);
-            }
+            // The entry stays, empty, until nobody serves the queue (`forget`): a worker's
+            // slots go out and back in around every hand-out and outcome, and dropping and
+            // making the entry each time cost more than the rest of the bookkeeping.
         }
+    }
+
+    /// `worker`, serving `queues`, had `before` (free slots, standing) and has `after`: the
+    /// same as [`remove`](Self::remove) then [`add`](Self::add), in place where it stays
+    /// listed as it was.
+    pub fn change(
+        &mut self,
+        worker: &WorkerId,
+        queues: &[QueueName],
+        before: (u32, Availability),
+        after: (u32, Availability),
+    ) {
+        let stays = before.0 > 0 && after.0 > 0 && before.1 == after.1;
+        match before.1 {
+            _ if !stays => {
+                self.remove(worker, queues, before.0, before.1);
+                self.add(worker, queues, after.0, after.1);
+            }
+            Availability::Idle => {
+                for queue in queues {
+                    let Some(listed) = self.by_queue.get_mut(queue) else { continue };
+                    if let Some(free) = listed.idle.get_mut(worker) {
+                        listed.idle_free = (listed.idle_free + u64::from(after.0))
+                            .saturating_sub(u64::from(*free));
+                        *free = after.0;
+                    }
+                }
+            }
+            // Listed (held) or not (notified) regardless of how many slots are free.
+            Availability::Held | Availability::Notified => {}
+        }
+    }
+
+    /// Forgets `queue`, which nobody serves any more (nobody is listed under it).
+    pub fn forget(&mut self, queue: &QueueName) {
+        self.by_queue.remove(queue);
+    }
+
+    /// Whether both list the same workers (a queue with nobody listed is the same as one
+    /// without an entry).
+    pub fn same_as(&self, other: &AvailableWorkers) -> bool {
+        let covers = |a: &AvailableWorkers, b: &AvailableWorkers| {
+            a.by_queue.iter().all(|(queue, listed)| match b.by_queue.get(queue) {
+                Some(theirs) => listed == theirs,
+                None => listed.is_empty(),
+            })
+        };
+        covers(self, other) && covers(other, self)
     }
 
     /// The first worker (by id) serving `queue` with free slots and a request held open.
@@ -147,11 +195,26 @@ mod tests {
         assert_eq!(idle(&a, &available), [("w1".to_string(), 2), ("w2".to_string(), 3)]);
         assert_eq!((available.idle_free(&a), available.idle_free(&b)), (5, 3));
         assert_eq!(available.first_held(&b), Some(&worker("w3")));
+        available.change(&worker("w2"), &both, (3, Availability::Idle), (1, Availability::Idle));
+        assert_eq!((available.idle_free(&a), available.idle_free(&b)), (3, 1));
+        available.change(&worker("w2"), &both, (1, Availability::Idle), (0, Availability::Idle));
+        assert_eq!((available.idle_free(&a), available.idle_free(&b)), (2, 0));
+        available.change(&worker("w2"), &both, (0, Availability::Idle), (3, Availability::Idle));
+        available.change(&worker("w3"), &both, (4, Availability::Held), (2, Availability::Held));
+        assert_eq!(available.first_held(&a), Some(&worker("w3")));
+        available.change(&worker("w3"), &both, (2, Availability::Held), (2, Availability::Idle));
+        assert_eq!((available.first_held(&a), available.idle_free(&a)), (None, 7));
+        available.change(&worker("w3"), &both, (2, Availability::Idle), (4, Availability::Held));
         available.remove(&worker("w3"), &both, 4, Availability::Held);
         available.remove(&worker("w2"), &both, 3, Availability::Idle);
         assert_eq!(available.first_held(&a), None);
         assert_eq!((available.idle_free(&a), available.idle_free(&b)), (2, 0));
         available.remove(&worker("w1"), std::slice::from_ref(&a), 2, Availability::Idle);
-        assert_eq!(available, AvailableWorkers::default(), "a queue with nobody listed goes");
+        assert!(available.same_as(&AvailableWorkers::default()), "nobody listed is no entry");
+        available.add(&worker("w1"), std::slice::from_ref(&a), 1, Availability::Held);
+        assert!(!available.same_as(&AvailableWorkers::default()));
+        available.forget(&a);
+        available.forget(&b);
+        assert!(available.by_queue.is_empty());
     }
 }

@@ -51,6 +51,23 @@ impl FreeSlots {
         }
     }
 
+    /// A worker serving `queues` had `before` free slots and has `after`: the same as
+    /// [`remove`](Self::remove) then [`add`](Self::add), with one look-up per queue.
+    pub fn change(&mut self, queues: &[QueueName], before: u32, after: u32) {
+        if before == 0 || after == 0 {
+            self.remove(queues, before);
+            self.add(queues, after);
+            return;
+        }
+        let (before, after) = (u64::from(before), u64::from(after));
+        self.total = (self.total + after).saturating_sub(before);
+        for queue in queues {
+            if let Some(count) = self.by_queue.get_mut(queue) {
+                *count = (*count + after).saturating_sub(before);
+            }
+        }
+    }
+
     /// Forgets `queue`, which nobody serves any more (its count is 0).
     pub fn forget(&mut self, queue: &QueueName) {
         self.by_queue.remove(queue);
@@ -91,6 +108,9 @@ mod tests {
         let mut expected = FreeSlots::default();
         expected.add(std::slice::from_ref(&a), 2);
         assert!(free.same_as(&expected), "b at 0 is b not counted");
+        free.change(std::slice::from_ref(&a), 2, 5);
+        assert_eq!((free.get(&a), free.total()), (5, 5));
+        free.change(std::slice::from_ref(&a), 5, 2);
         free.forget(&b);
         expected.add(&[b], 1);
         assert!(!free.same_as(&expected));

@@ -201,7 +201,10 @@ impl Engine {
     /// Records an event: applies it, queues it for the journal, and queues the publication
     /// it calls for, if any.
     pub(super) fn emit(&mut self, event: Event) {
-        // The worker whose free slots the event may change: out before it, in after it.
+        // The worker whose free slots the event may change: what they were before it, moved to
+        // what they are after it; a registration or loss (its queues change too) takes them
+        // out whole before and puts them back in after.
+        let whole = matches!(event, Event::WorkerRegistered { .. } | Event::WorkerLost { .. });
         let slots_of = match &event {
             Event::WorkerRegistered { worker, .. }
             | Event::WorkerLost { worker, .. }
@@ -217,9 +220,14 @@ impl Engine {
                 .map(|r| r.worker.clone()),
             _ => None,
         };
-        if let Some(worker) = &slots_of {
-            self.slots_out(worker);
-        }
+        let before = match &slots_of {
+            Some(worker) if whole => {
+                self.slots_out(worker);
+                None
+            }
+            Some(worker) => self.slots_now(worker),
+            None => None,
+        };
         // The index follows registrations and losses: out with the old queues, in with new.
         let mut left_queues = Vec::new();
         if let Event::WorkerRegistered { worker, .. } | Event::WorkerLost { worker, .. } = &event {
@@ -262,13 +270,17 @@ impl Engine {
             self.serving.add(worker, queues);
             self.logins.add(login.as_ref());
         }
-        if let Some(worker) = &slots_of {
-            self.slots_in(worker);
+        match (&slots_of, before) {
+            (Some(worker), _) if whole => self.slots_in(worker),
+            (Some(worker), Some(before)) => self.slots_moved(worker, before),
+            _ => {}
         }
-        // A queue nobody serves any more leaves the free-slot counts (it would be 0 anyway).
+        // A queue nobody serves any more leaves the free-slot counts and the lists (it would
+        // be 0 and empty anyway).
         for queue in left_queues {
             if self.serving.workers(&queue).next().is_none() {
                 self.free.forget(&queue);
+                self.available.forget(&queue);
             }
         }
         let key = match &event {
@@ -342,6 +354,34 @@ impl Engine {
         }
     }
 
+    /// `worker`'s free slots and where it stands (before a change to either; see
+    /// [`slots_moved`](Self::slots_moved)). None for a worker not registered.
+    fn slots_now(&self, worker: &WorkerId) -> Option<(u32, Availability)> {
+        let w = self.state.workers.get(worker)?;
+        Some((self.free_of(worker, w), self.standing(worker)))
+    }
+
+    /// Moves `worker`'s free slots in the counts and lists from `before` (its
+    /// [`slots_now`](Self::slots_now) before a change) to what they are now: the same as out
+    /// and back in, at a fraction of the cost for the common change (a hand-out or an outcome
+    /// moves an idle worker's free slots by one). Its queues must not have changed: a
+    /// registration or a loss goes out and back in whole.
+    fn slots_moved(&mut self, worker: &WorkerId, before: (u32, Availability)) {
+        let Some(w) = self.state.workers.get(worker) else { return };
+        let after = (self.free_of(worker, w), self.standing(worker));
+        if after != before {
+            self.free.change(&w.queues, before.0, after.0);
+            self.available.change(worker, &w.queues, before, after);
+        }
+    }
+
+    /// [`slots_moved`](Self::slots_moved) for a worker that may not be registered.
+    fn slots_moved_from(&mut self, worker: &WorkerId, before: Option<(u32, Availability)>) {
+        if let Some(before) = before {
+            self.slots_moved(worker, before);
+        }
+    }
+
     /// Where `worker` stands: holding a request, told of work, or neither.
     fn standing(&self, worker: &WorkerId) -> Availability {
         if self.parked.contains(worker) {
@@ -368,9 +408,9 @@ impl Engine {
 
     /// Holds `worker`'s request open (a long poll).
     fn hold(&mut self, worker: &WorkerId, parked: Parked) {
-        self.slots_out(worker);
+        let before = self.slots_now(worker);
         self.parked.insert(worker.clone(), parked);
-        self.slots_in(worker);
+        self.slots_moved_from(worker, before);
     }
 
     /// Takes `worker`'s held request, if it has one (the caller answers it).
@@ -378,17 +418,17 @@ impl Engine {
         if !self.parked.contains(worker) {
             return None;
         }
-        self.slots_out(worker);
+        let before = self.slots_now(worker);
         let parked = self.parked.remove(worker);
-        self.slots_in(worker);
+        self.slots_moved_from(worker, before);
         parked
     }
 
     /// `worker` was told that work is ready.
     fn notice_sent(&mut self, worker: &WorkerId, now: Millis) {
-        self.slots_out(worker);
+        let before = self.slots_now(worker);
         self.notified.insert(worker.clone(), now);
-        self.slots_in(worker);
+        self.slots_moved_from(worker, before);
     }
 
     /// `worker`'s notice is over: it asked, or it was told long enough ago.
@@ -396,9 +436,9 @@ impl Engine {
         if !self.notified.contains(worker) {
             return;
         }
-        self.slots_out(worker);
+        let before = self.slots_now(worker);
         self.notified.remove(worker);
-        self.slots_in(worker);
+        self.slots_moved_from(worker, before);
     }
 
     /// Attempts worker `id` may hold at once: the least of the capacity it declared, its
@@ -438,18 +478,18 @@ impl Engine {
         let Some(w) = self.state.workers.get(worker) else { return };
         let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
         let ceiling = w.capacity.min(self.policy.max_slots_of(w.login.as_ref()));
-        self.slots_out(worker);
+        let before = self.slots_now(worker);
         self.windows.grow(worker, held, self.policy.initial_window, ceiling);
-        self.slots_in(worker);
+        self.slots_moved_from(worker, before);
     }
 
     /// An attempt on `worker` missed its deadline: its window halves.
     pub(super) fn deadline_missed(&mut self, worker: &WorkerId) {
         let Some(w) = self.state.workers.get(worker) else { return };
         let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
-        self.slots_out(worker);
+        let before = self.slots_now(worker);
         self.windows.shrink(worker, held, self.policy.initial_window);
-        self.slots_in(worker);
+        self.slots_moved_from(worker, before);
     }
 
     /// Checks that the index of who serves what matches the state (the tests call it after
@@ -464,7 +504,7 @@ impl Engine {
         if !counted.same_as(&self.free) {
             return Err(format!("free slots {:?}, counted {counted:?}", self.free));
         }
-        match available == self.available {
+        match available.same_as(&self.available) {
             true => Ok(()),
             false => Err(format!("available {:?}, counted {available:?}", self.available)),
         }
