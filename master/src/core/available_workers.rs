@@ -7,12 +7,14 @@
 //! 24's workers phase).
 //!
 //! Derived, never journaled: built from the state, the held requests, the notices and the
-//! grant windows (`Engine::count_available`), then moved by the engine around every change to
-//! any of them, as the free-slot counts are (`Engine::slots_out` and `slots_in`). Invariant
-//! (checked by `Engine::check_index` after every step in the tests): a worker is listed under
-//! each queue it serves exactly when it has free slots and does not stand [`Availability::Notified`],
-//! as held or idle by what it stands; an idle entry holds the worker's free slots, and each
-//! queue's idle sum is theirs; a queue with nobody listed has no entry.
+//! grant windows (`Engine::count_available`), then moved by the engine with every change to
+//! any of them, as the free-slot counts are: in place ([`AvailableWorkers::change`], from
+//! `Engine::slots_now` before the change to `Engine::slots_moved` after it), or out and back in
+//! whole for a registration or a loss, whose queues change too. Invariant (checked by
+//! `Engine::check_index` after every step in the tests): a worker is listed under each queue
+//! it serves exactly when it has free slots and does not stand [`Availability::Notified`], as
+//! held or idle by what it stands; an idle entry holds the worker's free slots, and each
+//! queue's idle sum is theirs. A queue's entry stays, empty, until nobody serves it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,9 +95,10 @@ impl AvailableWorkers {
             } else if let Some(free) = listed.idle.remove(worker) {
                 listed.idle_free = listed.idle_free.saturating_sub(u64::from(free));
             }
-            // The entry stays, empty, until nobody serves the queue (`forget`): a worker's
-            // slots go out and back in around every hand-out and outcome, and dropping and
-            // making the entry each time cost more than the rest of the bookkeeping.
+            // The entry stays, empty, until nobody serves the queue (`forget`): a lone idle
+            // worker leaves and joins the lists as its slots fill up and free again, and
+            // dropping and making the entry each time cost more than the rest of the
+            // bookkeeping.
         }
     }
 

@@ -722,7 +722,11 @@ impl goldenscript::Runner for Runner {
                 let work_id = WorkId::parse(args.next_pos().ok_or("missing needs <id>")?)?;
                 self.run_command(Command::PayloadMissing { work_id, now })?
             }
-            "notify" => render(&[], &self.engine.notifications(now)),
+            "notify" => {
+                let effects = self.engine.notifications(now);
+                self.engine.check_index()?;
+                render(&[], &effects)
+            }
             "floors" => {
                 let mut s = String::new();
                 for (queue, floor) in upkeep::purge_floors(self.engine.state()) {

@@ -76,7 +76,11 @@ impl Engine {
         for queue in &ready {
             while self.dispatchable(queue, now) > 0 {
                 let Some(worker) = self.available.first_held(queue).cloned() else { break };
-                self.answer_held(&worker, now);
+                // Never without progress, even were the lists out of step with the requests
+                // (they are checked against them after every step in the tests).
+                if !self.answer_held(&worker, now) {
+                    break;
+                }
             }
         }
         let due: Vec<WorkerId> = self.parked.due(now).cloned().collect();
@@ -87,15 +91,16 @@ impl Engine {
 
     /// Answers `worker`'s held request: with what it can take now, if anything (a lost
     /// worker's request is answered empty: nobody will act on a grant sent to it, and the
-    /// attempts would only time out).
-    fn answer_held(&mut self, worker: &WorkerId, now: Millis) {
-        let Some(parked) = self.unhold(worker) else { return };
+    /// attempts would only time out). Whether it held one.
+    fn answer_held(&mut self, worker: &WorkerId, now: Millis) -> bool {
+        let Some(parked) = self.unhold(worker) else { return false };
         let ready = self.state.workers.get(worker).is_some_and(|w| {
             self.free_of(worker, w) > 0 && w.queues.iter().any(|q| self.dispatchable(q, now) > 0)
         });
         let assignments = if ready { self.assign(worker, parked.slots, now) } else { Vec::new() };
         let last = self.any_last_attempt(&assignments);
         self.reply_to_worker(parked.request, Reply::Grant { assignments }, last);
+        true
     }
 
     /// Hands up to `slots` ready items from the worker's queues to it, taking the queues in
@@ -253,8 +258,8 @@ impl Engine {
     }
 
     /// Workers to tell that work is waiting: for each queue with ready items, idle workers
-    /// serving it (by id) until their free slots and those of the workers already told less
-    /// than `notify_interval` ago cover the ready items. Called by the runtime after each
+    /// serving it (by id) until their free slots and those of the workers holding a request
+    /// or told less than `notify_interval` ago cover the ready items. Called by the runtime after each
     /// batch of commands and on every tick, which also re-sends lost notifications.
     pub fn notifications(&mut self, now: Millis) -> Vec<Effect> {
         // Notices this old no longer cover their workers' slots.

@@ -334,8 +334,9 @@ impl Engine {
         self.free.total()
     }
 
-    /// Takes `worker`'s free slots out of the counts and lists (before a change to them, or
-    /// to where it stands).
+    /// Takes `worker`'s free slots out of the counts and lists whole (before an event that
+    /// changes its queues too: its registration or loss; other changes move them in place,
+    /// [`slots_moved`](Self::slots_moved)).
     fn slots_out(&mut self, worker: &WorkerId) {
         if let Some(w) = self.state.workers.get(worker) {
             let free = self.free_of(worker, w);
@@ -344,8 +345,8 @@ impl Engine {
         }
     }
 
-    /// Puts `worker`'s free slots back into the counts and lists (after a change to them, or
-    /// to where it stands).
+    /// Puts `worker`'s free slots back into the counts and lists whole (after its
+    /// registration or loss: see [`slots_out`](Self::slots_out)).
     fn slots_in(&mut self, worker: &WorkerId) {
         if let Some(w) = self.state.workers.get(worker) {
             let free = self.free_of(worker, w);
@@ -406,11 +407,14 @@ impl Engine {
         (free, available)
     }
 
-    /// Holds `worker`'s request open (a long poll).
+    /// Holds `worker`'s request open (a long poll); one it held before is answered empty.
     fn hold(&mut self, worker: &WorkerId, parked: Parked) {
         let before = self.slots_now(worker);
-        self.parked.insert(worker.clone(), parked);
+        let old = self.parked.insert(worker.clone(), parked);
         self.slots_moved_from(worker, before);
+        if let Some(old) = old {
+            self.reply_to_worker(old.request, Reply::Grant { assignments: Vec::new() }, false);
+        }
     }
 
     /// Takes `worker`'s held request, if it has one (the caller answers it).
