@@ -52,16 +52,19 @@ pub struct AvailableWorkers {
     by_queue: FastMap<QueueName, Listed>,
 }
 
+/// A worker's free slots and where it stands.
+pub type Slots = (u32, Availability);
+
+/// Whether a worker with these slots is listed at all.
+fn listed((free, standing): Slots) -> bool {
+    free > 0 && standing != Availability::Notified
+}
+
 impl AvailableWorkers {
-    /// `worker`, serving `queues`, now has `free` free slots and stands `standing`.
-    pub fn add(
-        &mut self,
-        worker: &WorkerId,
-        queues: &[QueueName],
-        free: u32,
-        standing: Availability,
-    ) {
-        if free == 0 || standing == Availability::Notified {
+    /// `worker`, serving `queues`, now has `slots`.
+    pub fn add(&mut self, worker: &WorkerId, queues: &[QueueName], slots: Slots) {
+        let (free, standing) = slots;
+        if !listed(slots) {
             return;
         }
         for queue in queues {
@@ -78,14 +81,9 @@ impl AvailableWorkers {
     }
 
     /// Takes back what [`add`](Self::add) listed with the same arguments.
-    pub fn remove(
-        &mut self,
-        worker: &WorkerId,
-        queues: &[QueueName],
-        free: u32,
-        standing: Availability,
-    ) {
-        if free == 0 || standing == Availability::Notified {
+    pub fn remove(&mut self, worker: &WorkerId, queues: &[QueueName], slots: Slots) {
+        let standing = slots.1;
+        if !listed(slots) {
             return;
         }
         for queue in queues {
@@ -105,18 +103,12 @@ impl AvailableWorkers {
     /// `worker`, serving `queues`, had `before` (free slots, standing) and has `after`: the
     /// same as [`remove`](Self::remove) then [`add`](Self::add), in place where it stays
     /// listed as it was.
-    pub fn change(
-        &mut self,
-        worker: &WorkerId,
-        queues: &[QueueName],
-        before: (u32, Availability),
-        after: (u32, Availability),
-    ) {
+    pub fn change(&mut self, worker: &WorkerId, queues: &[QueueName], before: Slots, after: Slots) {
         let stays = before.0 > 0 && after.0 > 0 && before.1 == after.1;
         match before.1 {
             _ if !stays => {
-                self.remove(worker, queues, before.0, before.1);
-                self.add(worker, queues, after.0, after.1);
+                self.remove(worker, queues, before);
+                self.add(worker, queues, after);
             }
             Availability::Idle => {
                 for queue in queues {
@@ -187,11 +179,11 @@ mod tests {
         let (a, b) = (queue("a"), queue("b"));
         let both = [a.clone(), b.clone()];
         let mut available = AvailableWorkers::default();
-        available.add(&worker("w2"), &both, 3, Availability::Idle);
-        available.add(&worker("w1"), std::slice::from_ref(&a), 2, Availability::Idle);
-        available.add(&worker("w3"), &both, 4, Availability::Held);
-        available.add(&worker("w4"), &both, 4, Availability::Notified);
-        available.add(&worker("w5"), &both, 0, Availability::Held);
+        available.add(&worker("w2"), &both, (3, Availability::Idle));
+        available.add(&worker("w1"), std::slice::from_ref(&a), (2, Availability::Idle));
+        available.add(&worker("w3"), &both, (4, Availability::Held));
+        available.add(&worker("w4"), &both, (4, Availability::Notified));
+        available.add(&worker("w5"), &both, (0, Availability::Held));
         let idle = |q: &QueueName, available: &AvailableWorkers| {
             available.idle(q).map(|(w, f)| (w.to_string(), f)).collect::<Vec<_>>()
         };
@@ -208,13 +200,13 @@ mod tests {
         available.change(&worker("w3"), &both, (2, Availability::Held), (2, Availability::Idle));
         assert_eq!((available.first_held(&a), available.idle_free(&a)), (None, 7));
         available.change(&worker("w3"), &both, (2, Availability::Idle), (4, Availability::Held));
-        available.remove(&worker("w3"), &both, 4, Availability::Held);
-        available.remove(&worker("w2"), &both, 3, Availability::Idle);
+        available.remove(&worker("w3"), &both, (4, Availability::Held));
+        available.remove(&worker("w2"), &both, (3, Availability::Idle));
         assert_eq!(available.first_held(&a), None);
         assert_eq!((available.idle_free(&a), available.idle_free(&b)), (2, 0));
-        available.remove(&worker("w1"), std::slice::from_ref(&a), 2, Availability::Idle);
+        available.remove(&worker("w1"), std::slice::from_ref(&a), (2, Availability::Idle));
         assert!(available.same_as(&AvailableWorkers::default()), "nobody listed is no entry");
-        available.add(&worker("w1"), std::slice::from_ref(&a), 1, Availability::Held);
+        available.add(&worker("w1"), std::slice::from_ref(&a), (1, Availability::Held));
         assert!(!available.same_as(&AvailableWorkers::default()));
         available.forget(&a);
         available.forget(&b);

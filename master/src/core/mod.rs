@@ -57,7 +57,7 @@ mod golden_test;
 #[cfg(test)]
 mod replay_test;
 
-pub use available_workers::{Availability, AvailableWorkers};
+pub use available_workers::{Availability, AvailableWorkers, Slots};
 pub use bookkeeping::Bookkeeping;
 pub use cadence::Cadence;
 pub use command::Command;

@@ -47,7 +47,7 @@ use rand_chacha::ChaCha20Rng;
 use super::{
     AssignmentRef, Availability, AvailableWorkers, Command, Effect, Event, FreeSlots, GrantWindows,
     Liveness, LoginCounts, Millis, Policy, PublicationKey, RateLimits, Reply, ReplyError,
-    RequestId, RunningCounts, Serving, State, WaitingCounts, Work, Worker,
+    RequestId, RunningCounts, Serving, Slots, State, WaitingCounts, Work, Worker,
 };
 use admin::Asked;
 pub use expiry::EXPIRED;
@@ -341,7 +341,7 @@ impl Engine {
         if let Some(w) = self.state.workers.get(worker) {
             let free = self.free_of(worker, w);
             self.free.remove(&w.queues, free);
-            self.available.remove(worker, &w.queues, free, self.standing(worker));
+            self.available.remove(worker, &w.queues, (free, self.standing(worker)));
         }
     }
 
@@ -351,13 +351,13 @@ impl Engine {
         if let Some(w) = self.state.workers.get(worker) {
             let free = self.free_of(worker, w);
             self.free.add(&w.queues, free);
-            self.available.add(worker, &w.queues, free, self.standing(worker));
+            self.available.add(worker, &w.queues, (free, self.standing(worker)));
         }
     }
 
     /// `worker`'s free slots and where it stands (before a change to either; see
     /// [`slots_moved`](Self::slots_moved)). None for a worker not registered.
-    fn slots_now(&self, worker: &WorkerId) -> Option<(u32, Availability)> {
+    fn slots_now(&self, worker: &WorkerId) -> Option<Slots> {
         let w = self.state.workers.get(worker)?;
         Some((self.free_of(worker, w), self.standing(worker)))
     }
@@ -367,7 +367,7 @@ impl Engine {
     /// and back in, at a fraction of the cost for the common change (a hand-out or an outcome
     /// moves an idle worker's free slots by one). Its queues must not have changed: a
     /// registration or a loss goes out and back in whole.
-    fn slots_moved(&mut self, worker: &WorkerId, before: (u32, Availability)) {
+    fn slots_moved(&mut self, worker: &WorkerId, before: Slots) {
         let Some(w) = self.state.workers.get(worker) else { return };
         let after = (self.free_of(worker, w), self.standing(worker));
         if after != before {
@@ -377,7 +377,7 @@ impl Engine {
     }
 
     /// [`slots_moved`](Self::slots_moved) for a worker that may not be registered.
-    fn slots_moved_from(&mut self, worker: &WorkerId, before: Option<(u32, Availability)>) {
+    fn slots_moved_from(&mut self, worker: &WorkerId, before: Option<Slots>) {
         if let Some(before) = before {
             self.slots_moved(worker, before);
         }
@@ -402,7 +402,7 @@ impl Engine {
         for (id, w) in &self.state.workers {
             let slots = self.free_of(id, w);
             free.add(&w.queues, slots);
-            available.add(id, &w.queues, slots, self.standing(id));
+            available.add(id, &w.queues, (slots, self.standing(id)));
         }
         (free, available)
     }
