@@ -275,3 +275,16 @@ async fn journal_recovery(js: &async_nats::jetstream::Context, readiness: &Readi
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_subscriptions_hold_a_call_and_a_resend_per_worker_and_never_less_than_the_floor() {
+        assert_eq!(request_backlog(10_000), 20_000, "the default max_workers");
+        assert_eq!(request_backlog(100), MIN_REQUEST_BACKLOG);
+        assert_eq!(request_backlog(0), MIN_REQUEST_BACKLOG);
+        assert!(request_backlog(u32::MAX) > u32::MAX as usize, "no overflow");
+    }
+}
