@@ -47,6 +47,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     args.nats.apply(&mut settings.nats);
     args.log.apply(&mut settings.log);
     jetwork_shared::telemetry::init("info", settings.log.format);
+    without_transparent_huge_pages();
     if let Some(id) = args.id {
         settings.master.id = id;
     }
@@ -58,4 +59,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("master failed")?;
     Ok(())
+}
+
+/// Turns transparent huge pages off for the master's process.
+///
+/// mimalloc asks the kernel for huge pages on its arenas and gives freed memory back after a
+/// moment; each time it hands that memory out again, the first touch faults in and zeroes a
+/// whole 2 MiB page. The master allocates a fresh read buffer for every large message, so with
+/// 256 KiB payloads it spent 64 % of its time zeroing pages in the kernel (`clear_page_erms`,
+/// `perf`), and with 10,000 workers about 6 %; with huge pages off a fault zeroes 4 KiB. Only
+/// the master: it starts no processes, which would inherit the flag, and the benchmark's
+/// other processes showed no gain without huge pages (`docs/performance.md`, "Huge pages").
+/// A failure costs speed, never correctness, so it is only logged.
+fn without_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::warn!(%error, "could not turn transparent huge pages off: large messages will cost more CPU");
+    }
 }

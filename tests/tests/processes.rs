@@ -219,3 +219,18 @@ async fn sigterm_hands_over_at_once() -> anyhow::Result<()> {
     run.audit().await?;
     Ok(())
 }
+
+/// The master turns transparent huge pages off for its own process (`without_transparent_huge_pages`
+/// in its `main`): with them, every large message cost it a 2 MiB page zeroed in the kernel.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_runs_without_transparent_huge_pages() -> anyhow::Result<()> {
+    let run = without_masters().await?;
+    let procs = run.procs()?;
+    let master = procs.master("m1")?;
+    run.await_leader("m1", Duration::from_secs(20)).await?;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", master.pid()))?;
+    let flag = status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(str::trim);
+    assert_eq!(flag, Some("0"), "the master's /proc status:\n{status}");
+    Ok(())
+}
