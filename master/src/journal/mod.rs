@@ -173,6 +173,11 @@ pub struct Journal {
     tail: u64,
     /// Writes in flight: (ticket, sequence expected for it, ack, when it was sent).
     inflight: FuturesOrdered<BoxFuture<'static, (u64, u64, AckResult, Instant)>>,
+    /// The write taken out of `inflight` whose refusal ("wrong last sequence") is being
+    /// checked against the stream: (ticket, sequence expected, the refusal). Kept here until
+    /// the check ends, so a [`Journal::next_ack`] dropped mid-check (it is raced in the
+    /// leader's `select!`) makes the check again on the next call instead of losing the write.
+    unsettled: Option<(u64, u64, String)>,
     /// The writes issued and not acknowledged, in order (what [`Journal::recover`] resends).
     unacked: VecDeque<Write>,
     issued: u64,
@@ -195,6 +200,7 @@ impl Journal {
             epoch,
             tail: last_seq,
             inflight: FuturesOrdered::new(),
+            unsettled: None,
             unacked: VecDeque::new(),
             issued: 0,
             acked: 0,
@@ -231,9 +237,9 @@ impl Journal {
         self.acked
     }
 
-    /// Writes awaiting acknowledgement.
+    /// Writes awaiting acknowledgement (one whose refusal is being checked included).
     pub fn inflight(&self) -> usize {
-        self.inflight.len()
+        self.inflight.len() + usize::from(self.unsettled.is_some())
     }
 
     /// Issues one write in the chain and returns its ticket.
@@ -304,14 +310,47 @@ impl Journal {
     /// Waits for the next acknowledgement, in issue order, and checks it landed where the
     /// chain expects. Pending forever when nothing is in flight. An error other than
     /// [`JournalError::Fenced`] leaves the write's outcome to [`Journal::recover`].
+    ///
+    /// Cancel-safe: dropped before it returns, it has lost nothing (an acknowledgement is
+    /// taken from `inflight` only when ready, and a refusal being checked stays in
+    /// `unsettled`), so the leader may race it against its other inputs.
     pub async fn next_ack(&mut self) -> Result<u64, JournalError> {
-        let Some((ticket, expected, result, sent)) = self.inflight.next().await else {
+        if self.unsettled.is_none() {
+            let Some((ticket, expected, result, sent)) = self.inflight.next().await else {
+                return std::future::pending().await;
+            };
+            if let Some(settled) = self.acknowledged(ticket, expected, result, sent) {
+                return settled;
+            }
+        }
+        let Some((ticket, expected, refusal)) = self.unsettled.clone() else {
             return std::future::pending().await;
         };
+        let landed = self.landed(ticket, expected).await;
+        self.unsettled = None;
+        match landed {
+            Ok(true) => {
+                self.confirmed(ticket);
+                Ok(ticket)
+            }
+            Ok(false) => Err(JournalError::Fenced { expected, detail: refusal }),
+            Err(read) => Err(JournalError::Unavailable(format!("{refusal}; then {read}"))),
+        }
+    }
+
+    /// What the acknowledgement of write `ticket` says, or `None` when it was refused as out
+    /// of place ("wrong last sequence") and only the stream can tell (now `unsettled`).
+    fn acknowledged(
+        &mut self,
+        ticket: u64,
+        expected: u64,
+        result: AckResult,
+        sent: Instant,
+    ) -> Option<Result<u64, JournalError>> {
         if let Some(histogram) = &self.write_seconds {
             histogram.observe(sent.elapsed().as_secs_f64());
         }
-        match result {
+        let settled = match result {
             Ok(ack) if ack.sequence == expected + 1 => {
                 self.confirmed(ticket);
                 Ok(ticket)
@@ -324,14 +363,8 @@ impl Journal {
             // landed already (sent again by `recover`) is refused this way. Only the stream
             // can tell whether it was this write or another leader's.
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                match self.landed(ticket, expected).await {
-                    Ok(true) => {
-                        self.confirmed(ticket);
-                        Ok(ticket)
-                    }
-                    Ok(false) => Err(JournalError::Fenced { expected, detail: e.to_string() }),
-                    Err(read) => Err(JournalError::Unavailable(format!("{e}; then {read}"))),
-                }
+                self.unsettled = Some((ticket, expected, e.to_string()));
+                return None;
             }
             // A store or cap that is full answers the same to every copy: nothing to look up
             // or send again (other answers, such as a cluster between leaders, pass).
@@ -339,7 +372,8 @@ impl Journal {
                 Err(JournalError::Refused(e.to_string()))
             }
             Err(e) => Err(JournalError::Unavailable(e.to_string())),
-        }
+        };
+        Some(settled)
     }
 
     /// Write `ticket` is acknowledged (acknowledgements come in order).
@@ -394,6 +428,7 @@ impl Journal {
         // The acknowledgements still awaited may yet come, but they are no longer needed:
         // the stream itself says what landed.
         self.inflight = FuturesOrdered::new();
+        self.unsettled = None;
         let mut last_error = String::new();
         loop {
             let Some(write) = self.unacked.front().cloned() else {
