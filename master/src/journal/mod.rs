@@ -26,6 +26,13 @@
 //! It tries as long as the lease is valid; then the term ends, and whoever leads next
 //! resolves what is left by replaying what is actually stored. The fence is unchanged: a late
 //! copy of a write can only land where the chain expects it, so it can never land twice.
+//!
+//! **Cancel-safe acknowledgements.** The leader races [`Journal::next_ack`] against its other
+//! inputs, so it may be dropped at any await. A write leaves the in-flight count only once
+//! its outcome is returned: one refused as out of place stays `unsettled` while the stream is
+//! asked whose message is there, and the next call asks again. It counts as in flight
+//! meanwhile, so group commit and back-pressure wait for it as for any other write; before, a
+//! dropped check lost the refusal, and the leader wrote on behind a write that never landed.
 
 mod chain;
 #[cfg(test)]
