@@ -60,12 +60,16 @@ pub async fn send(request: Request, reply: Reply, ctx: ReplyContext<'_>) {
         }
         Reply::Grant { assignments } => (
             assignments,
-            Box::new(move |assignments| codec::encode(&WorkGrant { epoch, assignments })),
+            Box::new(move |assignments| {
+                let size = encoded_size(&assignments, 0);
+                codec::encode_sized(&WorkGrant { epoch, assignments }, size)
+            }),
         ),
         Reply::Report { verdicts, assignments } => (
             assignments,
             Box::new(move |assignments| {
-                codec::encode(&ReportReply { epoch, verdicts, assignments })
+                let size = encoded_size(&assignments, verdicts.len());
+                codec::encode_sized(&ReportReply { epoch, verdicts, assignments }, size)
             }),
         ),
     };
@@ -123,6 +127,15 @@ async fn respond(request: Request, body: Result<Bytes, codec::CodecError>) {
     });
     // A requester that has gone away cannot be answered; its attempt times out.
     let _ = request.respond(reply).await;
+}
+
+/// About the size of a grant or report reply: its payloads, and room for the fields around
+/// them (ids, queue names and a verdict's reason are short; a longer one only grows the
+/// buffer once).
+fn encoded_size(assignments: &[Assignment], verdicts: usize) -> usize {
+    const FIELDS: usize = 256;
+    let payloads: usize = assignments.iter().map(|a| a.payload.len()).sum();
+    payloads.saturating_add((assignments.len() + verdicts + 1).saturating_mul(FIELDS))
 }
 
 /// The assignment with its payload, if the payload is known.
