@@ -75,7 +75,7 @@ class _Flight:
     kind: str  # register | request | report
     slots: int = 0
     covers: set[Key] = field(default_factory=set)  # pending outcomes whose slots `slots` counts
-    carried: set[Key] = field(default_factory=set)
+    carried: set[tuple[Key, str]] = field(default_factory=set)  # outcomes sent, with their tokens
     released: bool = False
 
 
@@ -127,7 +127,8 @@ class Worker:
         self._running: dict[Key, _Running] = {}
         self._backlog: collections.deque[tuple[Assignment, float]] = collections.deque()
         self._pending: dict[Key, _Pending] = {}
-        self._left: collections.OrderedDict[Key, None] = collections.OrderedDict()
+        # Attempts that left, with the token they were held under.
+        self._left: collections.OrderedDict[tuple[Key, str], None] = collections.OrderedDict()
         self._flights: dict[int, _Flight] = {}
         self._next_flight = 0
         self._wake = asyncio.Event()
@@ -292,9 +293,9 @@ class Worker:
         for raw in granted:
             a = Assignment.of(raw)
             key = (a.work_id, a.attempt)
-            if key in self._running or key in self._pending or key in self._left:
-                continue  # never an attempt twice
-            if any((b.work_id, b.attempt) == key for b, _ in self._backlog):
+            if (key, a.token) in self._left:
+                continue  # never an attempt twice under one token
+            if self._regrant(key, a, now):
                 continue
             if self._draining_since is not None:
                 # Granted as the worker drains (a late grant): back to the master at once.
@@ -302,6 +303,33 @@ class Worker:
                 continue
             self._backlog.append((a, now))
         self._start_backlog(now)
+
+    def _regrant(self, key: Key, a: Assignment, now: float) -> bool:
+        """Whether ``a`` is an attempt held here already. Under another token it is a new
+        master's hand-out of what its predecessor granted (or accepted the outcome of) early
+        and never recorded: from now on the attempt is held under the new token (a job runs
+        on, an outcome goes again, a waiting one takes the new deadline)."""
+        running = self._running.get(key)
+        pending = self._pending.get(key)
+        waiting = next((i for i, (b, _) in enumerate(self._backlog) if (b.work_id, b.attempt) == key), None)
+        if running is not None:
+            held = running.assignment.token
+        elif pending is not None:
+            held = pending.outcome["token"]
+        elif waiting is not None:
+            held = self._backlog[waiting][0].token
+        else:
+            return False
+        if held == a.token:
+            return True  # a copy
+        log.info("%s@%s: handed out again under a new token (a new master that never recorded the first grant)", *key)
+        if running is not None:
+            running.assignment = a
+        elif pending is not None:
+            pending.outcome["token"], pending.sent = a.token, None
+        elif waiting is not None:
+            self._backlog[waiting] = (a, now)
+        return True
 
     # -- running jobs ---------------------------------------------------------------------
 
@@ -311,7 +339,7 @@ class Worker:
             key = (a.work_id, a.attempt)
             if now > received + a.timeout_ms / 1000:
                 log.warning("%s@%s: its time was up before it could start; not started", *key)
-                self._forget(key)
+                self._forget(key, a.token)
                 continue
             running = _Running(a)
             self._running[key] = running
@@ -354,16 +382,19 @@ class Worker:
 
     def _revoke(self, key: Key, why: str) -> None:
         running = self._running.pop(key, None)
+        tokens = [] if running is None else [running.assignment.token]
         if running is not None and running.task is not None:
             log.info("%s@%s: stopped: %s", key[0], key[1], why)
             running.task.cancel()
+        tokens += [a.token for a, _ in self._backlog if (a.work_id, a.attempt) == key]
         self._backlog = collections.deque((a, t) for a, t in self._backlog if (a.work_id, a.attempt) != key)
         if key not in self._pending:
-            self._forget(key)
+            for token in tokens:
+                self._forget(key, token)
         self._wake.set()
 
-    def _forget(self, key: Key) -> None:
-        self._left[key] = None
+    def _forget(self, key: Key, token: str) -> None:
+        self._left[(key, token)] = None
         while len(self._left) > REMEMBERED:
             self._left.popitem(last=False)
 
@@ -381,7 +412,7 @@ class Worker:
         if not due and not progress:
             return
         outcomes: list[dict[str, Any]] = []
-        carried: set[Key] = set()
+        carried: set[tuple[Key, str]] = set()
         size = 0
         for key in due:
             pending = self._pending[key]
@@ -390,14 +421,14 @@ class Worker:
                 break  # the rest goes in the next report
             outcomes.append(pending.outcome)
             pending.sent = now
-            carried.add(key)
+            carried.add((key, pending.outcome["token"]))
         for key in progress:
             r = self._running[key]
             r.progress_wanted, r.progress_sent = False, now
             a = r.assignment
             outcomes.append({"work_id": a.work_id, "attempt": a.attempt, "token": a.token,
                              "status": "progress", "result": b"", "reason": None})
-        covers = set() if self._draining_since is not None else set(carried)
+        covers = set() if self._draining_since is not None else {key for key, _ in carried}
         covered_elsewhere = set().union(*(f.covers for f in self._flights.values() if not f.released))
         covers -= covered_elsewhere
         msg = {"worker_id": self.id, "session": self.session, "outcomes": outcomes, "slots": len(covers)}
@@ -415,9 +446,12 @@ class Worker:
             key = (verdict.work_id, verdict.attempt)
             if verdict.verdict == "rejected":
                 log.warning("%s@%s: the master rejected the outcome: %s", key[0], key[1], verdict.reason)
-            if key in flight.carried and key in self._pending:
+            pending = self._pending.get(key)
+            # Settled only under the token it was sent with: granted again under another
+            # since, it still goes under that one.
+            if pending is not None and (key, pending.outcome["token"]) in flight.carried:
                 del self._pending[key]
-                self._forget(key)
+                self._forget(key, pending.outcome["token"])
             elif verdict.verdict == "superseded" and key in self._running:
                 self._revoke(key, "superseded: the master handed it out again")
         self._take(reply.get("assignments") or [])

@@ -106,6 +106,11 @@ def _over_asks(self):
     return self.concurrency - len(self._running)
 
 
+def _one_grant_per_attempt(self, granted):
+    held = {key for key, _ in self._left} | set(self._running) | set(self._pending)
+    return ([g for g in granted if (str(g["work_id"]), int(g["attempt"])) not in held],)
+
+
 breakages = {
     "wrong-token": lambda: wrap("_finish", after=lambda self, key, outcome: self._pending[key].outcome.update(token="0" * 32)),
     "no-resend": lambda: setattr(W, "resend_interval", property(lambda self: 3600.0, lambda self, v: None)),
@@ -119,6 +124,7 @@ breakages = {
     "ignores-elections": lambda: setattr(W, "_on_elected", _nothing),
     "ignores-404": lambda: setattr(W, "_refused", _ignores_404),
     "over-asks": lambda: setattr(W, "_free", _over_asks),
+    "one-grant-per-attempt": lambda: wrap("_take", before=_one_grant_per_attempt),
     "no-deregister": lambda: setattr(W, "_deregister", _nothing),
 }
 if args.broken is not None:

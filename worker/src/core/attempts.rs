@@ -4,9 +4,15 @@
 //!
 //! Invariants:
 //! - an attempt is in at most one of backlog, running and pending, and moves only forward
-//!   (backlog → running → pending → gone); an attempt held or recently gone is never taken
-//!   again ([`Attempts::known`]): the master never hands out one attempt twice, so a second
-//!   grant of it can only be a duplicate or a confusion, and running it again would be waste;
+//!   (backlog → running → pending → gone); an attempt held or recently gone under a token is
+//!   never taken again under that token ([`Attempts::granted_before`]): a master never hands
+//!   out one attempt twice, so a second grant of it can only be a duplicate, and running it
+//!   again would be waste. Under *another* token it is a new master's hand-out (its
+//!   predecessor granted it, or accepted its outcome, early and never recorded that): it
+//!   replaces the token where the attempt is held ([`Attempts::regrant`]) or, gone, is taken
+//!   as new;
+//! - each held attempt has one token, the last granted; a verdict settles a pending outcome
+//!   only if its report carried that token;
 //! - a pending outcome leaves only through [`Attempts::acknowledge`] (a verdict); a worker
 //!   that gives up on shutdown stops with it;
 //! - a backlog item is never started once `received + timeout_ms` has passed: by then the
@@ -16,9 +22,10 @@
 //!   when that report is answered, fails or is released).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
 
 use bytes::Bytes;
-use jetwork_shared::fast_hash::FastSet;
+use jetwork_shared::fast_hash::FastMap;
 use jetwork_shared::protocol::{Assignment, Outcome, OutcomeStatus, RunningWork};
 use jetwork_shared::Token;
 
@@ -51,6 +58,27 @@ struct Pending {
     carrier: Option<RequestId>,
 }
 
+/// Where an attempt granted again under a new token was held, now under that token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Regranted {
+    /// Waiting to start.
+    Waiting,
+    /// Its job runs on.
+    Running,
+    /// Its outcome goes again.
+    Reported,
+}
+
+impl fmt::Display for Regranted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Regranted::Waiting => "it waits to start",
+            Regranted::Running => "its job runs on",
+            Regranted::Reported => "its outcome goes again",
+        })
+    }
+}
+
 /// What became of the head of the backlog when a slot was free.
 #[derive(Debug, Clone)]
 pub(super) enum Dequeued {
@@ -80,23 +108,53 @@ pub(super) struct Attempts {
     progress: BTreeSet<Key>,
     /// When progress was last sent, per running attempt.
     progress_sent: BTreeMap<Key, Millis>,
-    /// Attempts that left (acknowledged, revoked, dropped), newest last, at most
-    /// [`REMEMBERED`], and the same as a set (hashed: only ever asked "is it there", once or
-    /// twice per job, and a tree of 4,096 ids cost a twentieth of a busy worker's time).
-    gone: VecDeque<Key>,
-    gone_set: FastSet<Key>,
+    /// Attempts that left (acknowledged, revoked, dropped) with their tokens, newest last, at
+    /// most [`REMEMBERED`], and the same as a map to the last token each left under (hashed:
+    /// only ever asked "is it there", once or twice per job, and a tree of 4,096 ids cost a
+    /// twentieth of a busy worker's time). An attempt that left under two tokens (granted
+    /// again by a new master) is remembered under the second: a copy of the first could only
+    /// come from a master two terms back, whose replies are ignored as stale anyway.
+    gone: VecDeque<(Key, Token)>,
+    gone_tokens: FastMap<Key, Token>,
 }
 
 impl Attempts {
-    /// Whether the attempt is held in any way, or left recently.
-    pub fn known(&self, key: &Key) -> bool {
-        self.gone_set.contains(key)
-            || self.running.contains_key(key)
-            || self.pending.contains_key(key)
-            || self
-                .backlog
-                .iter()
-                .any(|q| q.assignment.work_id == key.0 && q.assignment.attempt == key.1)
+    /// Whether the attempt is held under `token`, or left recently under it: a grant of it
+    /// is a copy.
+    pub fn granted_before(&self, key: &Key, token: Token) -> bool {
+        self.gone_tokens.get(key) == Some(&token)
+            || self.running.get(key) == Some(&token)
+            || self.pending.get(key).is_some_and(|p| p.token == token)
+            || self.backlog.iter().any(|q| {
+                q.assignment.work_id == key.0
+                    && q.assignment.attempt == key.1
+                    && q.assignment.token == token
+            })
+    }
+
+    /// The attempt is granted again under another token than the one it is held under (a new
+    /// master's hand-out): from now on it is held under that one, and a waiting one with the
+    /// new grant's deadline (`expires`); an outcome awaiting its verdict goes again at once.
+    /// Says where it was held, or `None` if it was not.
+    pub fn regrant(&mut self, a: &Assignment, expires: Millis) -> Option<Regranted> {
+        let key = (a.work_id.clone(), a.attempt);
+        if let Some(token) = self.running.get_mut(&key) {
+            *token = a.token;
+            return Some(Regranted::Running);
+        }
+        if let Some(p) = self.pending.get_mut(&key) {
+            p.token = a.token;
+            // Due at once. A report that carried it under the old token settles nothing now
+            // (`acknowledge`), but still asks for its slot (`carrier`) until it is answered.
+            p.sent_at = None;
+            return Some(Regranted::Reported);
+        }
+        let waiting = self
+            .backlog
+            .iter_mut()
+            .find(|q| q.assignment.work_id == a.work_id && q.assignment.attempt == a.attempt)?;
+        *waiting = Queued { assignment: a.clone(), expires };
+        Some(Regranted::Waiting)
     }
 
     /// Whether the attempt's job runs.
@@ -178,7 +236,7 @@ impl Attempts {
         let Queued { assignment, expires } = self.backlog.pop_front()?;
         let key = (assignment.work_id.clone(), assignment.attempt);
         if now >= expires {
-            self.forget(key.clone());
+            self.forget(key.clone(), assignment.token);
             // The master has re-queued it by now (and may have handed it to another worker):
             // running it would only produce a result it answers with "finished".
             return Some(Dequeued::Expired { key, late: now - expires });
@@ -208,14 +266,20 @@ impl Attempts {
     /// Stops holding an attempt the master says is no longer ours (if it runs or waits; an
     /// outcome it already has may still be reported). Returns whether it was running.
     pub fn revoke(&mut self, key: &Key) -> bool {
-        let waiting = self.backlog.len();
-        self.backlog.retain(|q| !(q.assignment.work_id == key.0 && q.assignment.attempt == key.1));
+        let mut tokens = Vec::new();
+        self.backlog.retain(|q| {
+            let it = q.assignment.work_id == key.0 && q.assignment.attempt == key.1;
+            if it {
+                tokens.push(q.assignment.token);
+            }
+            !it
+        });
         self.forget_progress(key);
-        let running = self.running.remove(key).is_some();
-        if running || self.backlog.len() < waiting {
-            self.forget(key.clone());
+        let running = self.running.remove(key);
+        for token in running.iter().chain(&tokens) {
+            self.forget(key.clone(), *token);
         }
-        running
+        running.is_some()
     }
 
     /// The shutdown grace is over: everything running or waiting becomes a failure with
@@ -244,23 +308,30 @@ impl Attempts {
         aborted
     }
 
-    /// A verdict arrived for a pending outcome: it is done.
-    pub fn acknowledge(&mut self, key: &Key) -> bool {
-        let done = self.pending.remove(key).is_some();
-        if done {
-            self.forget(key.clone());
+    /// A verdict arrived for a pending outcome sent under `token`: it is done, unless the
+    /// attempt has been granted again under another token since (its outcome then still goes
+    /// under that one).
+    pub fn acknowledge(&mut self, key: &Key, token: Token) -> bool {
+        if self.pending.get(key).is_none_or(|p| p.token != token) {
+            return false;
         }
-        done
+        self.pending.remove(key);
+        self.forget(key.clone(), token);
+        true
     }
 
-    /// Remembers an attempt that left (or was never taken), to refuse it if granted again.
-    pub fn forget(&mut self, key: Key) {
-        if self.gone_set.insert(key.clone()) {
-            self.gone.push_back(key);
+    /// Remembers an attempt that left (or was never taken) under `token`, to refuse it if
+    /// granted again under that token.
+    pub fn forget(&mut self, key: Key, token: Token) {
+        if self.gone_tokens.insert(key.clone(), token) != Some(token) {
+            self.gone.push_back((key, token));
         }
         while self.gone.len() > REMEMBERED {
-            if let Some(old) = self.gone.pop_front() {
-                self.gone_set.remove(&old);
+            if let Some((old, token)) = self.gone.pop_front() {
+                // Only if it did not leave again since, under another token.
+                if self.gone_tokens.get(&old) == Some(&token) {
+                    self.gone_tokens.remove(&old);
+                }
             }
         }
     }

@@ -447,7 +447,8 @@ impl Engine {
             let fresh = u32::try_from(batch.fresh.len()).unwrap_or(u32::MAX);
             let used = self.slots().used().saturating_sub(fresh);
             let slots = if asking { capacity.saturating_sub(used) } else { 0 };
-            let sent = batch.outcomes.iter().map(|o| (o.work_id.clone(), o.attempt)).collect();
+            let sent =
+                batch.outcomes.iter().map(|o| ((o.work_id.clone(), o.attempt), o.token)).collect();
             let id = self.flights.open(Kind::Report { slots, sent }, now);
             if slots > 0 {
                 self.attempts.carry(&batch.fresh, id);

@@ -11,7 +11,9 @@
 //! Invariants: at most one current registration and one current request for work; ids only
 //! grow; `asked` is the sum of the current flights' slots.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use jetwork_shared::Token;
 
 use super::{Key, Millis, RequestId};
 
@@ -24,10 +26,11 @@ pub(super) enum Kind {
         slots: u32,
         waited: bool,
     },
-    /// A report asking for `slots` items, with the completed and failed outcomes it carried.
+    /// A report asking for `slots` items, with the completed and failed outcomes it carried
+    /// and the token each went with (a verdict settles an outcome only under that token).
     Report {
         slots: u32,
-        sent: BTreeSet<Key>,
+        sent: BTreeMap<Key, Token>,
     },
 }
 

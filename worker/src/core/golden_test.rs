@@ -14,7 +14,10 @@
 //! - `reported [id=<n>] epoch=<e> [verdict=<kind>] [<id>@<a>=<kind>…] [work=…] [timeout=…]
 //!   [sent=…]`: one verdict per outcome, in order (`verdict`, `accepted` by default, unless
 //!   the outcome's own key says otherwise); `extend=<ms>`: accepted verdicts give that
-//!   `timeout_ms` (as the master's do for progress).
+//!   `timeout_ms` (as the master's do for progress). `term=<n>` (both): the grants carry the
+//!   tokens of the `n`th master since the first (0 by default), as a new master's hand-out
+//!   again of what its predecessor granted early and never recorded; an outcome sent under
+//!   such a token shows it as `(term n's token)`.
 //! - `noreply <register|request|report> <nomaster|unknown|inuse|refused|unconfirmed|timeout>
 //!   [id=<n>]`: the request got no usable reply.
 //! - `elected epoch=<e>`; `lease epoch=<e> [holder=<name>]`, `lease none`, `lease error`
@@ -46,12 +49,29 @@ const WALL: Millis = 1_000_000;
 
 /// The token the master hands out with an attempt (the runner checks that it comes back).
 pub(super) fn token(key: &Key) -> Token {
+    token_in(key, 0)
+}
+
+/// The token a master of the `term`th epoch since the first (0) hands out with an attempt: a
+/// new master hands out again, under a token of its own, what its predecessor granted early
+/// and never recorded.
+fn token_in(key: &Key, term: u32) -> Token {
     let hash = key
         .0
         .as_str()
         .bytes()
         .fold(u128::from(key.1), |h, b| (h ^ u128::from(b)).wrapping_mul(0x100_0000_01b3));
-    Token::from_u128(hash | 1 << 100)
+    Token::from_u128((hash | 1 << 100) ^ u128::from(term) << 64)
+}
+
+/// ` (term N's token)` for a token handed out by a later master, ` WRONG TOKEN` for one
+/// nobody handed out, nothing for the first one's.
+fn token_text(key: &Key, token: Token) -> String {
+    match (0..8).find(|term| token_in(key, *term) == token) {
+        Some(0) => String::new(),
+        Some(term) => format!(" (term {term}'s token)"),
+        None => " WRONG TOKEN".to_owned(),
+    }
 }
 
 pub(super) fn session() -> Token {
@@ -160,6 +180,7 @@ impl Runner {
         args: &mut goldenscript::ArgumentConsumer,
     ) -> Result<Vec<Assignment>, Box<dyn Error>> {
         let keys = parse_keys(args.take_key("work"))?;
+        let term: u32 = args.take_key("term").map_or(Ok(0), str::parse)?;
         let timeout_ms: Millis = args.take_key("timeout").map_or(Ok(10_000), str::parse)?;
         let sent: Millis = args.take_key("sent").map_or(Ok(0), str::parse)?;
         let deadline_ms = (self.now + WALL).saturating_sub(sent) + timeout_ms;
@@ -172,7 +193,7 @@ impl Runner {
                 deadline_ms,
                 timeout_ms,
                 payload: Bytes::from(key.0.to_string()),
-                token: token(&key),
+                token: token_in(&key, term),
             })
             .collect())
     }
@@ -229,9 +250,7 @@ fn render(action: &Action) -> String {
                         }
                         OutcomeStatus::Progress => s.push_str(" progress"),
                     }
-                    if o.token != token(&(o.work_id.clone(), o.attempt)) {
-                        s.push_str(" WRONG TOKEN");
-                    }
+                    s.push_str(&token_text(&(o.work_id.clone(), o.attempt), o.token));
                     s
                 })
                 .collect();

@@ -10,7 +10,12 @@
 //!   every request in flight (see `flights.rs`) and re-sends every pending outcome at once;
 //! - a verdict ends the re-sending of an outcome only if that report carried it (a verdict
 //!   about progress must not drop a completion of the same attempt sent later);
-//! - an assignment is not taken twice, and not taken when its time is already up;
+//! - an assignment is not taken twice (the same attempt under the same token), and not taken
+//!   when its time is already up;
+//! - the same attempt under another token is a new master's hand-out of what its predecessor
+//!   granted early and never recorded: it replaces the old token wherever the attempt is held
+//!   (a job that runs goes on, and its outcome goes under the new token), and runs again if
+//!   it had left;
 //! - an assignment of a newer attempt of an item still running here stops the older attempt
 //!   first (the master gave up on it), so one item never runs twice on this worker even if the
 //!   revocation the master sends with the grant is not there;
@@ -22,6 +27,7 @@ use jetwork_shared::protocol::{
     Assignment, LeaseHolder, Registered, ReportReply, VerdictKind, WorkGrant,
 };
 
+use super::attempts::Regranted;
 use super::flights::Kind;
 use super::{Action, Engine, Failure, Key, Level, Limit, Millis, RequestId};
 
@@ -153,8 +159,8 @@ impl Engine {
                         }
                         _ => {}
                     }
-                    if sent.contains(&key) {
-                        self.attempts.acknowledge(&key);
+                    if let Some(token) = sent.get(&key) {
+                        self.attempts.acknowledge(&key, *token);
                     }
                 }
                 // Fewer items than asked means nothing more is ready now; a held-open request
@@ -297,7 +303,7 @@ impl Engine {
     /// wall clock) in answer to a request sent at `sent_at`.
     fn accept(&mut self, a: Assignment, now: Millis, wall: Millis, sent_at: Millis) {
         let key = (a.work_id.clone(), a.attempt);
-        if self.attempts.known(&key) {
+        if self.attempts.granted_before(&key, a.token) {
             // Held, or held a moment ago: a duplicate grant, never run twice.
             let text = format!("{}@{} granted twice; ignored", key.0, key.1);
             return self.log_job(Level::Debug, &key, Some(&a.queue), text);
@@ -314,7 +320,24 @@ impl Engine {
                 key.0, key.1
             );
             self.log_job(Level::Warn, &key, Some(&a.queue), text);
-            self.attempts.forget(key);
+            self.attempts.forget(key, a.token);
+            return;
+        }
+        // The same attempt under a new token: a new master knows nothing of its predecessor's
+        // early grant (or early verdict), and this is its own hand-out. What is held of it
+        // goes on under the new token; otherwise the attempt runs again (as below).
+        // `timeout_ms` counts from when the master sent it: from here, at the latest.
+        let expires = now.saturating_add(a.timeout_ms);
+        if let Some(held) = self.attempts.regrant(&a, expires) {
+            let text = format!(
+                "{}@{} handed out again under a new token (a new master that never recorded \
+                 the first grant); {held} under the new one",
+                key.0, key.1
+            );
+            self.log_job(Level::Info, &key, Some(&a.queue), text);
+            if held == Regranted::Running {
+                self.push(Action::Extend { work_id: a.work_id, attempt: a.attempt, expires });
+            }
             return;
         }
         // An older attempt of the same item still running here has timed out at the master
@@ -336,8 +359,6 @@ impl Engine {
                 self.push(Action::Abort { work_id: old.0, attempt: old.1 });
             }
         }
-        // `timeout_ms` counts from when the master sent it: from here, at the latest.
-        let expires = now.saturating_add(a.timeout_ms);
         self.attempts.queue(a, expires);
     }
 

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use jetwork_shared::protocol::{OutcomeStatus, VerdictKind};
+use jetwork_shared::protocol::{Assignment, OutcomeStatus, VerdictKind};
+use jetwork_shared::Token;
 
 use crate::fake_master::{FakeMaster, Plan, Seen};
 
@@ -44,6 +45,7 @@ pub enum Case {
     IgnoresAnUnconfirmedEpoch,
     IgnoresAForgedElection,
     FollowsAConfirmedElectionMidReport,
+    RunsAgainUnderANewToken,
     RegistersAgainWhenForgotten,
     StaysWithinItsCapacity,
     DrainsAndDeregistersOnSigterm,
@@ -51,7 +53,7 @@ pub enum Case {
 
 impl Case {
     /// Every case, in the order they run.
-    pub const ALL: [Case; 13] = [
+    pub const ALL: [Case; 14] = [
         Case::CompletesWithItsToken,
         Case::ResendsUntilAVerdict,
         Case::EveryVerdictEndsTheResends,
@@ -62,6 +64,7 @@ impl Case {
         Case::IgnoresAnUnconfirmedEpoch,
         Case::IgnoresAForgedElection,
         Case::FollowsAConfirmedElectionMidReport,
+        Case::RunsAgainUnderANewToken,
         Case::RegistersAgainWhenForgotten,
         Case::StaysWithinItsCapacity,
         Case::DrainsAndDeregistersOnSigterm,
@@ -80,6 +83,7 @@ impl Case {
             Case::IgnoresAnUnconfirmedEpoch => "ignores-an-unconfirmed-epoch",
             Case::IgnoresAForgedElection => "ignores-a-forged-election",
             Case::FollowsAConfirmedElectionMidReport => "follows-a-confirmed-election-mid-report",
+            Case::RunsAgainUnderANewToken => "runs-again-under-a-new-token",
             Case::RegistersAgainWhenForgotten => "registers-again-when-forgotten",
             Case::StaysWithinItsCapacity => "stays-within-its-capacity",
             Case::DrainsAndDeregistersOnSigterm => "drains-and-deregisters-on-sigterm",
@@ -114,6 +118,10 @@ impl Case {
             }
             Case::FollowsAConfirmedElectionMidReport => {
                 "follows a confirmed new leader at once: registers, re-sends the unanswered outcome"
+            }
+            Case::RunsAgainUnderANewToken => {
+                "runs an attempt it already finished again when a new leader grants it under \
+                 another token, and reports it with that token"
             }
             Case::RegistersAgainWhenForgotten => "registers at once when a request gets 404",
             Case::StaysWithinItsCapacity => {
@@ -234,6 +242,26 @@ impl Case {
                 m.offer(epoch, vec![m.job("deposed-1", 0.0, TIMEOUT)?]);
                 m.offer(epoch + 1, vec![m.job("new-1", 0.0, TIMEOUT)?]);
                 completed(m, "new-1", JOB_WITHIN).await?;
+                m.serve_for(Duration::from_secs(1)).await
+            }
+            Case::RunsAgainUnderANewToken => {
+                // A leader accepts the outcome (early, before recording it) and dies; the next
+                // one knows nothing of it and hands the same attempt out under its own token.
+                let first = m.job("regranted-1", 0.0, TIMEOUT)?;
+                m.offer(epoch, vec![first.clone()]);
+                completed(m, "regranted-1", JOB_WITHIN).await?;
+                m.serve_for(Duration::from_millis(500)).await?;
+                m.elect(epoch + 1).await?;
+                m.until(t.react_within, "a registration with the new leader", |s, _| {
+                    matches!(s, Seen::Register(_)).then_some(())
+                })
+                .await?;
+                let again = Assignment { token: Token::random(), ..first };
+                m.offer(epoch + 1, vec![again]);
+                // The ledger fails an outcome under the first token from now on.
+                completions(m, "regranted-1", 2, JOB_WITHIN)
+                    .await
+                    .map_err(|e| e.context("the attempt granted again, run again"))?;
                 m.serve_for(Duration::from_secs(1)).await
             }
             Case::RegistersAgainWhenForgotten => {
