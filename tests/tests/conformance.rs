@@ -21,7 +21,7 @@ const BROKEN_BY: [(&str, &str); 14] = [
     ("ignores-an-unconfirmed-epoch", "trusts-claimed-epochs"),
     ("ignores-a-forged-election", "trusts-announcements"),
     ("follows-a-confirmed-election-mid-report", "ignores-elections"),
-    ("runs-again-under-a-new-token", "one-grant-per-attempt"),
+    ("runs-again-for-a-new-leader", "one-grant-per-attempt"),
     ("registers-again-when-forgotten", "ignores-404"),
     ("stays-within-its-capacity", "over-asks"),
     ("drains-and-deregisters-on-sigterm", "no-deregister"),

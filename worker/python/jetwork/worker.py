@@ -49,6 +49,8 @@ Key = tuple[str, int]
 
 #: Attempts remembered after they left, so a late duplicate grant is never started.
 REMEMBERED = 4096
+#: How an attempt that may never be taken again under its token is remembered.
+NEVER = float("inf")
 #: Progress for one attempt goes out at most this often (each costs the master a write).
 PROGRESS_INTERVAL = 1.0
 #: Longest failure reason sent (its tail: that is where errors usually are).
@@ -68,6 +70,7 @@ class _Running:
 class _Pending:
     outcome: dict[str, Any]
     sent: float | None = None  # when last sent (monotonic), None: not yet to this master
+    revoked: bool = False  # revoked while it waited: never taken again under its token
 
 
 @dataclass
@@ -127,8 +130,9 @@ class Worker:
         self._running: dict[Key, _Running] = {}
         self._backlog: collections.deque[tuple[Assignment, float]] = collections.deque()
         self._pending: dict[Key, _Pending] = {}
-        # Attempts that left, with the token they were held under.
-        self._left: collections.OrderedDict[tuple[Key, str], None] = collections.OrderedDict()
+        # Attempts that left, with the token they were held under: the epoch of the verdict
+        # they left with (a later leader's grant of it runs again), or NEVER.
+        self._left: collections.OrderedDict[tuple[Key, str], float] = collections.OrderedDict()
         self._flights: dict[int, _Flight] = {}
         self._next_flight = 0
         self._wake = asyncio.Event()
@@ -293,8 +297,11 @@ class Worker:
         for raw in granted:
             a = Assignment.of(raw)
             key = (a.work_id, a.attempt)
-            if (key, a.token) in self._left:
-                continue  # never an attempt twice under one token
+            left = self._left.get((key, a.token))
+            if left is not None and left >= self._epoch:
+                # Never an attempt twice under one token, unless a later leader grants it again:
+                # its predecessor's verdict on the outcome was never recorded.
+                continue
             if self._regrant(key, a, now):
                 continue
             if self._draining_since is not None:
@@ -388,13 +395,21 @@ class Worker:
             running.task.cancel()
         tokens += [a.token for a, _ in self._backlog if (a.work_id, a.attempt) == key]
         self._backlog = collections.deque((a, t) for a, t in self._backlog if (a.work_id, a.attempt) != key)
-        if key not in self._pending:
+        pending = self._pending.get(key)
+        if pending is not None:
+            pending.revoked = True
+        else:
             for token in tokens:
                 self._forget(key, token)
+        for left in [k for k in self._left if k[0] == key]:
+            self._left[left] = NEVER  # revoked: not taken again, whichever leader grants it
         self._wake.set()
 
-    def _forget(self, key: Key, token: str) -> None:
-        self._left[(key, token)] = None
+    def _forget(self, key: Key, token: str, verdict_epoch: float = NEVER) -> None:
+        """Remembers an attempt that left under ``token``: with the epoch of its verdict, a
+        later leader's grant of it runs again (that leader never recorded the verdict);
+        revoked or dropped (``NEVER``), no grant of it under that token is taken again."""
+        self._left[(key, token)] = verdict_epoch
         while len(self._left) > REMEMBERED:
             self._left.popitem(last=False)
 
@@ -451,7 +466,7 @@ class Worker:
             # since, it still goes under that one.
             if pending is not None and (key, pending.outcome["token"]) in flight.carried:
                 del self._pending[key]
-                self._forget(key, pending.outcome["token"])
+                self._forget(key, pending.outcome["token"], NEVER if pending.revoked else self._epoch)
             elif verdict.verdict == "superseded" and key in self._running:
                 self._revoke(key, "superseded: the master handed it out again")
         self._take(reply.get("assignments") or [])

@@ -10,7 +10,10 @@
 //!   again would be waste. Under *another* token it is a new master's hand-out (its
 //!   predecessor granted it, or accepted its outcome, early and never recorded that): it
 //!   replaces the token where the attempt is held ([`Attempts::regrant`]) or, gone, is taken
-//!   as new;
+//!   as new. Under the same token from a later epoch than the one whose verdict it left with,
+//!   it is a new master's hand-out again of a grant its predecessor recorded, when the
+//!   predecessor's verdict was not recorded: it is taken as new too (not so one revoked or
+//!   dropped: a revocation always follows the record);
 //! - each held attempt has one token, the last granted; a verdict settles a pending outcome
 //!   only if its report carried that token;
 //! - a pending outcome leaves only through [`Attempts::acknowledge`] (a verdict); a worker
@@ -56,6 +59,9 @@ struct Pending {
     sent_at: Option<Millis>,
     /// The current report whose slots include this outcome's.
     carrier: Option<RequestId>,
+    /// The master revoked the attempt while its outcome waited: once it leaves, no later
+    /// grant of it is taken under this token (a revocation follows the record).
+    revoked: bool,
 }
 
 /// Where an attempt granted again under a new token was held, now under that token.
@@ -109,20 +115,32 @@ pub(super) struct Attempts {
     /// When progress was last sent, per running attempt.
     progress_sent: BTreeMap<Key, Millis>,
     /// Attempts that left (acknowledged, revoked, dropped) with their tokens, newest last, at
-    /// most [`REMEMBERED`], and the same as a map to the last token each left under (hashed:
-    /// only ever asked "is it there", once or twice per job, and a tree of 4,096 ids cost a
-    /// twentieth of a busy worker's time). An attempt that left under two tokens (granted
-    /// again by a new master) is remembered under the second: a copy of the first could only
-    /// come from a master two terms back, whose replies are ignored as stale anyway.
+    /// most [`REMEMBERED`], and the same as a map to the last token each left under and, if
+    /// it left with a verdict, the epoch followed then (hashed: only ever asked "is it there",
+    /// once or twice per job, and a tree of 4,096 ids cost a twentieth of a busy worker's
+    /// time). An attempt that left under two tokens (granted again by a new master) is
+    /// remembered under the second: a copy of the first could only come from a master two
+    /// terms back, whose replies are ignored as stale anyway.
     gone: VecDeque<(Key, Token)>,
-    gone_tokens: FastMap<Key, Token>,
+    gone_tokens: FastMap<Key, (Token, Option<u64>)>,
+    /// The epoch of the master followed (see [`Attempts::follow`]).
+    epoch: u64,
 }
 
 impl Attempts {
-    /// Whether the attempt is held under `token`, or left recently under it: a grant of it
-    /// is a copy.
+    /// From now on the master of `epoch` is followed.
+    pub fn follow(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// Whether the attempt is held under `token`, or left recently under it: a grant of it is
+    /// a copy. Not so if it left with a verdict from an earlier epoch than the one followed
+    /// now: this master holds it as this worker's, its predecessor's verdict (sent before the
+    /// journal write recording it, which never landed) unknown to it, and the attempt runs
+    /// again rather than wait for its deadline.
     pub fn granted_before(&self, key: &Key, token: Token) -> bool {
-        self.gone_tokens.get(key) == Some(&token)
+        let left = self.gone_tokens.get(key);
+        left.is_some_and(|(t, verdict)| *t == token && verdict.is_none_or(|e| e >= self.epoch))
             || self.running.get(key) == Some(&token)
             || self.pending.get(key).is_some_and(|p| p.token == token)
             || self.backlog.iter().any(|q| {
@@ -258,7 +276,9 @@ impl Attempts {
         let Some(token) = self.running.remove(&key) else { return false };
         self.forget_progress(&key);
         let (sent_at, carrier) = (None, None);
-        let pending = Pending { token, status, result, reason, non_retryable, sent_at, carrier };
+        let revoked = false;
+        let pending =
+            Pending { token, status, result, reason, non_retryable, sent_at, carrier, revoked };
         self.pending.insert(key, pending);
         true
     }
@@ -275,6 +295,14 @@ impl Attempts {
             !it
         });
         self.forget_progress(key);
+        // Revoked, it is not taken again under its token, whatever epoch grants it (it left
+        // with a verdict already, or will).
+        if let Some(p) = self.pending.get_mut(key) {
+            p.revoked = true;
+        }
+        if let Some((_, verdict)) = self.gone_tokens.get_mut(key) {
+            *verdict = None;
+        }
         let running = self.running.remove(key);
         for token in running.iter().chain(&tokens) {
             self.forget(key.clone(), *token);
@@ -300,6 +328,7 @@ impl Attempts {
                 non_retryable: false,
                 sent_at: None,
                 carrier: None,
+                revoked: false,
             };
             self.pending.insert(key, pending);
         }
@@ -315,21 +344,28 @@ impl Attempts {
         if self.pending.get(key).is_none_or(|p| p.token != token) {
             return false;
         }
-        self.pending.remove(key);
-        self.forget(key.clone(), token);
+        let revoked = self.pending.remove(key).is_some_and(|p| p.revoked);
+        self.remember(key.clone(), token, (!revoked).then_some(self.epoch));
         true
     }
 
     /// Remembers an attempt that left (or was never taken) under `token`, to refuse it if
     /// granted again under that token.
     pub fn forget(&mut self, key: Key, token: Token) {
-        if self.gone_tokens.insert(key.clone(), token) != Some(token) {
+        self.remember(key, token, None);
+    }
+
+    /// Remembers an attempt that left under `token`, with the epoch of its verdict if it left
+    /// with one.
+    fn remember(&mut self, key: Key, token: Token, verdict: Option<u64>) {
+        let before = self.gone_tokens.insert(key.clone(), (token, verdict));
+        if before.is_none_or(|(t, _)| t != token) {
             self.gone.push_back((key, token));
         }
         while self.gone.len() > REMEMBERED {
             if let Some((old, token)) = self.gone.pop_front() {
                 // Only if it did not leave again since, under another token.
-                if self.gone_tokens.get(&old) == Some(&token) {
+                if self.gone_tokens.get(&old).is_some_and(|(t, _)| *t == token) {
                     self.gone_tokens.remove(&old);
                 }
             }

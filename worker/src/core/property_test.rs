@@ -12,8 +12,10 @@
 //!   sent again before `resend_interval` has passed since it was last sent;
 //! - a cancellation from the followed master stops the attempt at once (aborted if it runs,
 //!   never started if it waits); one from any other epoch changes nothing;
-//! - no attempt is started twice, nor after it was revoked, nor once its time is up
-//!   (`received + timeout_ms`, or received more than a timeout past its deadline);
+//! - no attempt is started twice in one epoch (a later master may hand out again one whose
+//!   verdict its predecessor never recorded: it runs again), nor after it was revoked, nor
+//!   once its time is up (`received + timeout_ms`, or received more than a timeout past its
+//!   deadline);
 //! - no request carries (and the engine never follows) an epoch the lease has not held;
 //! - while the handler's gate is closed, work is asked for only when nothing is held, one
 //!   job at a time;
@@ -133,7 +135,7 @@ impl World {
             "request" => {
                 let assignments = self.assignments(sent.slots, extra, sent.at);
                 let overfilled = assignments.len() > sent.slots as usize;
-                let assignments = self.hand_out(assignments, accepted);
+                let assignments = self.hand_out(assignments, accepted, claimed);
                 self.late_grant |= accepted && (released || overfilled) && !assignments.is_empty();
                 let reply = failure.map_or(Ok(WorkGrant { epoch: claimed, assignments }), Err);
                 self.step(Input::Granted { id, reply, now, wall });
@@ -141,7 +143,7 @@ impl World {
             _ => {
                 let assignments = self.assignments(sent.slots, extra, sent.at);
                 let overfilled = assignments.len() > sent.slots as usize;
-                let assignments = self.hand_out(assignments, accepted);
+                let assignments = self.hand_out(assignments, accepted, claimed);
                 self.late_grant |= accepted && (released || overfilled) && !assignments.is_empty();
                 let kinds = [
                     VerdictKind::Accepted,

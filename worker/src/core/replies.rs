@@ -15,7 +15,8 @@
 //! - the same attempt under another token is a new master's hand-out of what its predecessor
 //!   granted early and never recorded: it replaces the old token wherever the attempt is held
 //!   (a job that runs goes on, and its outcome goes under the new token), and runs again if
-//!   it had left;
+//!   it had left; so does one under the same token that left in an earlier epoch (the
+//!   predecessor recorded the grant but not its verdict on the outcome);
 //! - an assignment of a newer attempt of an item still running here stops the older attempt
 //!   first (the master gave up on it), so one item never runs twice on this worker even if the
 //!   revocation the master sends with the grant is not there;
@@ -233,6 +234,7 @@ impl Engine {
         }
         let first = self.epoch == 0;
         self.epoch = epoch;
+        self.attempts.follow(epoch);
         if !first {
             // The new master may hold attempts the old one granted us in replies we dropped.
             self.list_held = true;

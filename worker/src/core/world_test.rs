@@ -33,6 +33,8 @@ pub(super) struct Given {
     pub(super) timeout: Millis,
     /// How far past its deadline it was when it arrived (wall clock).
     pub(super) overdue: Millis,
+    /// The epoch of the master that handed it out (a later one may hand it out again).
+    pub(super) epoch: u64,
 }
 
 /// The engine and everything around it.
@@ -53,7 +55,7 @@ pub(super) struct World {
     /// Attempts the engine received, with when.
     pub(super) given: BTreeMap<Key, Given>,
     /// Attempts ever started, running now, aborted (newest last), revoked by the master.
-    pub(super) started: BTreeSet<Key>,
+    pub(super) started: BTreeMap<Key, u64>,
     pub(super) running: BTreeSet<Key>,
     pub(super) aborted: Vec<Key>,
     pub(super) revoked: BTreeSet<Key>,
@@ -84,7 +86,7 @@ impl World {
             checks: Vec::new(),
             items: 0,
             given: BTreeMap::new(),
-            started: BTreeSet::new(),
+            started: BTreeMap::new(),
             running: BTreeSet::new(),
             aborted: Vec::new(),
             revoked: BTreeSet::new(),
@@ -169,7 +171,12 @@ impl World {
                 Action::Withdraw { msg, .. } => assert_eq!(msg.slots, 0),
                 Action::Start { assignment: a, .. } => {
                     let key = (a.work_id, a.attempt);
-                    assert!(self.started.insert(key.clone()), "{key:?} started twice");
+                    // Again only for a later master, that holds the attempt as this worker's
+                    // without knowing its predecessor's verdict on it.
+                    let epoch = self.engine.epoch();
+                    if let Some(before) = self.started.insert(key.clone(), epoch) {
+                        assert!(epoch > before, "{key:?} started twice in epoch {epoch}");
+                    }
                     assert!(!self.revoked.contains(&key), "{key:?} started after it was revoked");
                     let given = self.given.get(&key).expect("started what was given");
                     assert!(
@@ -257,7 +264,7 @@ impl World {
             };
             let deadline_ms = self.now + WALL - ago + timeout;
             let overdue = (self.now + WALL).saturating_sub(deadline_ms);
-            let given = Given { received: self.now, timeout, overdue };
+            let given = Given { received: self.now, timeout, overdue, epoch: 0 };
             let assignment = Assignment {
                 work_id: key.0.clone(),
                 queue: QueueName::parse("q").expect("valid queue"),
@@ -278,11 +285,14 @@ impl World {
         &mut self,
         given: Vec<(Assignment, Given)>,
         accepted: bool,
+        epoch: u64,
     ) -> Vec<Assignment> {
         let mut out = Vec::new();
         for (a, given) in given {
-            if accepted {
-                self.given.entry((a.work_id.clone(), a.attempt)).or_insert(given);
+            let key = (a.work_id.clone(), a.attempt);
+            // The first hand-out counts, but a later master's hand-out again may start it anew.
+            if accepted && self.given.get(&key).is_none_or(|g| g.epoch < epoch) {
+                self.given.insert(key, Given { epoch, ..given });
             }
             out.push(a);
         }

@@ -1,6 +1,8 @@
 //! Failover: under a steady load, `kill -9` the leading master, then (with a standby again)
 //! stop the next leader with SIGTERM. For each: how long until a job submitted after the
 //! signal starts running (the new leader dispatching), the longest pause between job starts,
+//! when the last job submitted before the signal started (in the run whose result was stored:
+//! a job the dying leader accepted early, before recording it, runs again under the next one),
 //! and at the end the jobs lost (acknowledged submissions without a stored result), checked
 //! with the same journal and results audit the integration tests use.
 
@@ -55,6 +57,16 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
     bar.inc(1);
     bar.finish();
 
+    // In the stored result's run: a job whose completion the killed leader accepted early and
+    // never recorded runs again under the next one, as soon as a worker takes its new grant.
+    let last_start = |at: u64| {
+        let last = collector.read(|c| {
+            c.stamps.iter().filter(|(submitted, _)| *submitted < at).map(|(_, s)| *s).max()
+        });
+        last.map_or(0.0, |started| started.saturating_sub(at) as f64 / 1e9)
+    };
+    let (kill_last, term_last) = (last_start(kill.at), last_start(term.at));
+
     let ttl = o.lease_ttl.as_secs_f64();
     let phase = format!("failover at {}/s (lease TTL {ttl} s)", o.failover_rate);
     let pause = kill.longest_pause;
@@ -63,12 +75,16 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
         .target(&format!("≤ TTL + 1 s = {} s", ttl + 1.0), pause <= ttl + 1.0);
     let first = kill.resumed_after;
     report.add(&phase, "kill -9: first job submitted after it starts", "s", Some(first), None);
+    report
+        .add(&phase, "kill -9: last job submitted before it starts", "s", Some(kill_last), None)
+        .target(&format!("≤ TTL + 1 s = {} s", ttl + 1.0), kill_last <= ttl + 1.0);
     let pause = term.longest_pause;
     report
         .add(&phase, "SIGTERM handover: dispatch pause", "s", Some(pause), None)
         .target("≤ 0.5 s", pause <= 0.5);
     let first = term.resumed_after;
     report.add(&phase, "SIGTERM: first job submitted after it starts", "s", Some(first), None);
+    report.add(&phase, "SIGTERM: last job submitted before it starts", "s", Some(term_last), None);
     report
         .add(
             &phase,
@@ -87,6 +103,8 @@ pub async fn run(o: &Options, report: &mut Report, progress: &MultiProgress) -> 
 
 /// What one interruption cost.
 struct Interruption {
+    /// When the signal was sent (ns since the epoch, as the stamps).
+    at: u64,
     /// From the signal until a job submitted after it started (includes the wait behind jobs
     /// queued during the pause).
     resumed_after: f64,
@@ -145,6 +163,7 @@ async fn interrupt(
     starts.sort_unstable();
     let longest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     Ok(Interruption {
+        at,
         resumed_after: resumed.saturating_sub(at) as f64 / 1e9,
         longest_pause: longest as f64 / 1e9,
     })

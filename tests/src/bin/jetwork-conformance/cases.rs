@@ -45,7 +45,7 @@ pub enum Case {
     IgnoresAnUnconfirmedEpoch,
     IgnoresAForgedElection,
     FollowsAConfirmedElectionMidReport,
-    RunsAgainUnderANewToken,
+    RunsAgainForANewLeader,
     RegistersAgainWhenForgotten,
     StaysWithinItsCapacity,
     DrainsAndDeregistersOnSigterm,
@@ -64,7 +64,7 @@ impl Case {
         Case::IgnoresAnUnconfirmedEpoch,
         Case::IgnoresAForgedElection,
         Case::FollowsAConfirmedElectionMidReport,
-        Case::RunsAgainUnderANewToken,
+        Case::RunsAgainForANewLeader,
         Case::RegistersAgainWhenForgotten,
         Case::StaysWithinItsCapacity,
         Case::DrainsAndDeregistersOnSigterm,
@@ -83,7 +83,7 @@ impl Case {
             Case::IgnoresAnUnconfirmedEpoch => "ignores-an-unconfirmed-epoch",
             Case::IgnoresAForgedElection => "ignores-a-forged-election",
             Case::FollowsAConfirmedElectionMidReport => "follows-a-confirmed-election-mid-report",
-            Case::RunsAgainUnderANewToken => "runs-again-under-a-new-token",
+            Case::RunsAgainForANewLeader => "runs-again-for-a-new-leader",
             Case::RegistersAgainWhenForgotten => "registers-again-when-forgotten",
             Case::StaysWithinItsCapacity => "stays-within-its-capacity",
             Case::DrainsAndDeregistersOnSigterm => "drains-and-deregisters-on-sigterm",
@@ -119,9 +119,9 @@ impl Case {
             Case::FollowsAConfirmedElectionMidReport => {
                 "follows a confirmed new leader at once: registers, re-sends the unanswered outcome"
             }
-            Case::RunsAgainUnderANewToken => {
-                "runs an attempt it already finished again when a new leader grants it under \
-                 another token, and reports it with that token"
+            Case::RunsAgainForANewLeader => {
+                "runs an attempt it already finished again when a new leader grants it again \
+                 (under a token of its own, or the recorded one), and reports it with that token"
             }
             Case::RegistersAgainWhenForgotten => "registers at once when a request gets 404",
             Case::StaysWithinItsCapacity => {
@@ -244,12 +244,16 @@ impl Case {
                 completed(m, "new-1", JOB_WITHIN).await?;
                 m.serve_for(Duration::from_secs(1)).await
             }
-            Case::RunsAgainUnderANewToken => {
-                // A leader accepts the outcome (early, before recording it) and dies; the next
-                // one knows nothing of it and hands the same attempt out under its own token.
+            Case::RunsAgainForANewLeader => {
+                // A leader accepts two outcomes (early, before recording it) and dies. The next
+                // one knows nothing of the first job and hands its attempt out under a token of
+                // its own; it knows the second one's grant (recorded) but not its end, so it
+                // holds it as the worker's and hands it out again as it was.
                 let first = m.job("regranted-1", 0.0, TIMEOUT)?;
-                m.offer(epoch, vec![first.clone()]);
+                let second = m.job("regranted-2", 0.0, TIMEOUT)?;
+                m.offer(epoch, vec![first.clone(), second.clone()]);
                 completed(m, "regranted-1", JOB_WITHIN).await?;
+                completed(m, "regranted-2", JOB_WITHIN).await?;
                 m.serve_for(Duration::from_millis(500)).await?;
                 m.elect(epoch + 1).await?;
                 m.until(t.react_within, "a registration with the new leader", |s, _| {
@@ -257,11 +261,13 @@ impl Case {
                 })
                 .await?;
                 let again = Assignment { token: Token::random(), ..first };
-                m.offer(epoch + 1, vec![again]);
-                // The ledger fails an outcome under the first token from now on.
-                completions(m, "regranted-1", 2, JOB_WITHIN)
-                    .await
-                    .map_err(|e| e.context("the attempt granted again, run again"))?;
+                m.offer(epoch + 1, vec![again, second]);
+                // The ledger fails an outcome about the first under its old token from now on.
+                for id in ["regranted-1", "regranted-2"] {
+                    completions(m, id, 2, JOB_WITHIN)
+                        .await
+                        .map_err(|e| e.context(format!("{id}, granted again, run again")))?;
+                }
                 m.serve_for(Duration::from_secs(1)).await
             }
             Case::RegistersAgainWhenForgotten => {
