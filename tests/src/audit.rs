@@ -314,8 +314,22 @@ pub async fn read_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<
         .create_consumer(OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() })
         .await?;
     let mut messages = consumer.messages().await?;
-    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await?
-    {
+    let (mut last_seen, mut quiet) = (0, Duration::ZERO);
+    const PATIENCE: Duration = Duration::from_secs(10);
+    const LOOK: Duration = Duration::from_millis(500);
+    loop {
+        let Ok(next) = tokio::time::timeout(LOOK, messages.next()).await else {
+            // A master may purge as it goes (the submit stream below its cursor, the journal
+            // behind a snapshot): when what was left to read is gone, there is nothing more.
+            let now = stream.info().await?.state.clone();
+            if now.first_sequence > state.last_sequence || now.last_sequence <= last_seen {
+                break;
+            }
+            quiet += LOOK;
+            anyhow::ensure!(quiet < PATIENCE, "stream {name}: nothing after {last_seen} in 10 s");
+            continue;
+        };
+        let Some(message) = next else { break };
         let message = message?;
         let seq = message.info().map_err(|e| anyhow::anyhow!(e))?.stream_sequence;
         out.push((
@@ -324,6 +338,7 @@ pub async fn read_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<
             message.headers.clone(),
             message.payload.to_vec(),
         ));
+        (last_seen, quiet) = (seq, Duration::ZERO);
         if seq >= state.last_sequence {
             break;
         }
