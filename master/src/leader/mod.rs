@@ -43,8 +43,8 @@
 //!
 //! The parts, one per file: `service` (the endpoints and requests awaiting replies),
 //! `replies` (encoding replies, filling grants with payloads), `cache` (payloads of work
-//! in flight), `prefetch` (payloads read back ahead of their hand-out), `readers` (one
-//! reader per served queue, paced by credits), `publications` (results and rejections),
+//! in flight), `prefetch` (payloads read back ahead of their hand-out), `readers` (who
+//! reads each served queue: the stream reader or one of its own, paced by credits), `publications` (results and rejections),
 //! `submissions` (the master's own submissions: ticks and retries), `lookups` (reading what
 //! the engine asked for), `writes`
 //! (journal writes, snapshots, effects behind them, the hand-over on shutdown), `snapshots`
@@ -448,6 +448,7 @@ impl Leader {
                 }
                 Some(submission) = self.intake_rx.recv(), if accepting => self.submitted(submission),
                 Some(sighting) = self.sightings_rx.recv(), if accepting => self.sighted(sighting),
+                Some(notice) = self.readers.next_notice() => self.readers.noticed(notice, &self.engine),
             }
             if accepting {
                 self.drain_ready(endpoints, settings.max_batch).await;

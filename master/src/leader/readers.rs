@@ -1,15 +1,23 @@
-//! [`Readers`]: one queue reader (`intake.rs`) per queue a registered worker serves, each with
-//! a generation number, paced by the credits the leader grants.
+//! [`Readers`]: who reads each queue's submissions for the leader: the term's stream reader
+//! (`intake/stream_reader.rs`) or a queue reader of its own (`intake/queue_reader.rs`), each
+//! time under a new generation number, paced by the credits the leader grants.
 //!
-//! - A reader is started at the queue's cursor + 1 when some worker serves the queue, and
-//!   retired (its consumer deleted) when nobody does: readers never outnumber the served
-//!   queues (`max_served_queues`).
-//! - A reader is replaced when the engine asks for a queue to be read again (`Reread`); the
-//!   replaced one's leftovers still in the channel carry the old generation and are ignored.
-//! - A queue with purged submissions still unread (`QueueState::purging`) is read whether or
-//!   not a worker serves it, at least [`PURGE_READ`] at a time, until they are all read (and
-//!   cancelled).
-//! - Credits: a queue's reader may pull the free slots of the workers serving it plus its
+//! - A queue is read when some worker serves it, and no longer when nobody does: readers
+//!   never outnumber the served queues (`max_served_queues`).
+//! - A served queue is first asked to join the stream reader at its cursor. It gets a reader
+//!   of its own when the join is refused, when it spills (its next submission finds no
+//!   credits: its backlog is beyond its read-ahead), and when the engine asks for it to be read
+//!   again (`Reread`); and when the stream reader has no consumer (that reader then reads by
+//!   direct gets at once, without waiting for a creation of its own). It asks to join again once its own reader waits for submissions (it
+//!   holds credits it could not use); after a refusal or spill, not before [`JOIN_AGAIN`],
+//!   doubling up to [`JOIN_AGAIN_MAX`] while joins keep failing. A join goes out with the
+//!   queue's first credits.
+//! - A replaced reader's leftovers still in the channel carry its old generation and are
+//!   ignored.
+//! - A queue with purged submissions still unread (`QueueState::purging`) has a reader of its
+//!   own whether or not a worker serves it, granted at least [`PURGE_READ`] at a time, until
+//!   they are all read (and cancelled).
+//! - Credits: a queue may be read the free slots of the workers serving it plus its
 //!   read-ahead (`max(prefetch, prefetch_shared / served queues)`: a lone served queue stays
 //!   further ahead, many take no more than `prefetch` each), minus what is ready or
 //!   already asked for (`core::upkeep::read_ahead`), so the
@@ -18,21 +26,64 @@
 //!   so the read-ahead bound alone would read on without end).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use jetwork_shared::QueueName;
+use tokio::sync::mpsc;
 
 use crate::core::{upkeep, Engine};
-use crate::intake::{QueueReader, ReaderEnv};
+use crate::intake::{Credits, Notice, QueueReader, ReaderEnv, StreamReader};
 
 /// Submissions a purging queue's reader may have asked for at once.
 const PURGE_READ: u64 = 256;
+/// How long a queue whose join was refused, or which spilled, keeps its own reader at least;
+/// doubled at each failure in a row, up to [`JOIN_AGAIN_MAX`].
+const JOIN_AGAIN: Duration = Duration::from_secs(1);
+const JOIN_AGAIN_MAX: Duration = Duration::from_secs(30);
+
+/// Who reads a queue.
+enum Reading {
+    /// A reader of its own.
+    Own(QueueReader),
+    /// The stream reader, as reader `generation`, with these credits; `asked`: whether the
+    /// join went out (it waits for the queue's first credits, so that the first submission
+    /// read does not find none and spill).
+    Streamed { generation: u64, credits: Credits, asked: bool },
+}
+
+impl Reading {
+    fn generation(&self) -> u64 {
+        match self {
+            Reading::Own(reader) => reader.generation(),
+            Reading::Streamed { generation, .. } => *generation,
+        }
+    }
+
+    fn credits(&mut self) -> &mut Credits {
+        match self {
+            Reading::Own(reader) => reader.credits(),
+            Reading::Streamed { credits, .. } => credits,
+        }
+    }
+}
+
+/// When a queue with a reader of its own may ask to join again, and how long the next wait is.
+#[derive(Clone, Copy)]
+struct Backoff {
+    not_before: Instant,
+    next: Duration,
+}
 
 /// The readers of the served queues.
 pub struct Readers {
-    by_queue: BTreeMap<QueueName, QueueReader>,
+    by_queue: BTreeMap<QueueName, Reading>,
     env: ReaderEnv,
+    stream: StreamReader,
+    notices: mpsc::UnboundedReceiver<Notice>,
     /// Readers started so far: each gets the next number.
     generations: u64,
+    /// The queues that failed to join or spilled, and when they may ask again.
+    backoff: BTreeMap<QueueName, Backoff>,
     /// The queues not read for now because too many of their items wait (logged once as they
     /// stop and once as they go on).
     held: BTreeSet<QueueName>,
@@ -41,47 +92,119 @@ pub struct Readers {
 impl Readers {
     /// No readers yet; those started will read with `env`.
     pub fn new(env: ReaderEnv) -> Self {
-        Readers { by_queue: BTreeMap::new(), env, generations: 0, held: BTreeSet::new() }
-    }
-
-    /// Starts readers for the queues workers serve, and those with purged submissions still
-    /// to read; retires the others.
-    pub fn refresh(&mut self, engine: &Engine) {
-        let served: BTreeSet<&QueueName> =
-            engine.served_queues().chain(engine.purging_queues()).collect();
-        self.by_queue.retain(|queue, _| served.contains(queue));
-        let state = engine.state();
-        let missing: Vec<(QueueName, u64)> = served
-            .into_iter()
-            .filter(|queue| !self.by_queue.contains_key(*queue))
-            .map(|queue| (queue.clone(), state.queues.get(queue).map_or(0, |q| q.cursor) + 1))
-            .collect();
-        for (queue, start) in missing {
-            self.start(queue, start);
+        let (notify, notices) = mpsc::unbounded_channel();
+        let stream = StreamReader::spawn(&env, notify);
+        Readers {
+            by_queue: BTreeMap::new(),
+            env,
+            stream,
+            notices,
+            generations: 0,
+            backoff: BTreeMap::new(),
+            held: BTreeSet::new(),
         }
     }
 
-    /// Reads `queue` again from `from` with a new reader (if the queue is read at all).
+    /// Starts reading the queues workers serve, and those with purged submissions still to
+    /// read; stops reading the others; asks queues with readers of their own that wait for
+    /// submissions to join the stream reader again.
+    pub fn refresh(&mut self, engine: &Engine) {
+        let served: BTreeSet<&QueueName> = engine.served_queues().collect();
+        let purging: BTreeSet<&QueueName> = engine.purging_queues().collect();
+        let stream = &self.stream;
+        self.by_queue.retain(|queue, _| {
+            let keep = served.contains(queue) || purging.contains(queue);
+            if !keep {
+                stream.unfollow(queue);
+            }
+            keep
+        });
+        self.backoff.retain(|queue, _| served.contains(queue));
+        let now = Instant::now();
+        let mut joins = Vec::new();
+        let mut own = Vec::new();
+        for &queue in served.iter().chain(purging.iter()) {
+            let waits = match self.by_queue.get_mut(queue) {
+                None => true,
+                Some(Reading::Streamed { .. }) => false,
+                // Its reader holds credits it could not use: it waits for submissions.
+                Some(Reading::Own(reader)) => reader.credits().outstanding() > 0,
+            };
+            let joinable = waits
+                && served.contains(queue)
+                && !purging.contains(queue)
+                && self.backoff.get(queue).is_none_or(|b| now >= b.not_before);
+            match (waits, joinable) {
+                (true, true) => joins.push(queue.clone()),
+                (true, false) if !self.by_queue.contains_key(queue) => own.push(queue.clone()),
+                _ => {}
+            }
+        }
+        for queue in joins {
+            tracing::debug!(%queue, "reading submissions with the stream reader");
+            self.generations += 1;
+            let (generation, credits) = (self.generations, Credits::default());
+            self.by_queue.insert(queue, Reading::Streamed { generation, credits, asked: false });
+        }
+        let state = engine.state();
+        for queue in own {
+            let start = state.queues.get(&queue).map_or(0, |q| q.cursor) + 1;
+            self.start(queue, start, false);
+        }
+    }
+
+    /// What the stream reader says of a joined queue: it spilled or could not join, so it gets a
+    /// reader of its own from its cursor (if that join is still the queue's reading).
+    pub fn noticed(&mut self, notice: Notice, engine: &Engine) {
+        let unavailable = matches!(notice, Notice::Unavailable { .. });
+        let (Notice::Spilled { queue, generation }
+        | Notice::Refused { queue, generation }
+        | Notice::Unavailable { queue, generation }) = notice;
+        if self.by_queue.get(&queue).is_none_or(|r| r.generation() != generation) {
+            return;
+        }
+        let next =
+            self.backoff.get(&queue).map_or(JOIN_AGAIN, |b| (b.next * 2).min(JOIN_AGAIN_MAX));
+        let wait = self.backoff.get(&queue).map_or(JOIN_AGAIN, |b| b.next);
+        self.backoff.insert(queue.clone(), Backoff { not_before: Instant::now() + wait, next });
+        let cursor = engine.state().queues.get(&queue).map_or(0, |q| q.cursor);
+        self.start(queue, cursor + 1, unavailable);
+    }
+
+    /// The next notice of the stream reader.
+    pub async fn next_notice(&mut self) -> Option<Notice> {
+        self.notices.recv().await
+    }
+
+    /// Reads `queue` again from `from` with a reader of its own (if the queue is read at all).
     pub fn restart(&mut self, queue: QueueName, from: u64) {
         if self.by_queue.contains_key(&queue) {
             tracing::warn!(%queue, from, "a submission did not follow on from the cursor; reading the queue again");
-            self.start(queue, from);
+            self.start(queue, from, false);
         }
     }
 
-    fn start(&mut self, queue: QueueName, start: u64) {
-        tracing::debug!(%queue, start, "reading submissions");
+    /// Gives `queue` a reader of its own from `start` (by direct gets first: `direct_first`).
+    fn start(&mut self, queue: QueueName, start: u64, direct_first: bool) {
+        tracing::debug!(%queue, start, "reading submissions with a reader of the queue's own");
+        if matches!(self.by_queue.get(&queue), Some(Reading::Streamed { .. })) {
+            self.stream.leave(&queue);
+        }
         self.generations += 1;
-        let reader = QueueReader::spawn(&self.env, queue.clone(), start, self.generations);
-        self.by_queue.insert(queue, reader);
+        let reader =
+            QueueReader::spawn(&self.env, queue.clone(), start, self.generations, direct_first);
+        self.by_queue.insert(queue, Reading::Own(reader));
     }
 
     /// Whether a delivery of `queue` by reader `generation` comes from the queue's current
     /// reader (and counts it if so).
     pub fn delivered(&mut self, queue: &QueueName, generation: u64) -> bool {
         match self.by_queue.get_mut(queue) {
-            Some(reader) if reader.generation() == generation => {
-                reader.delivered();
+            Some(reading) if reading.generation() == generation => {
+                if matches!(reading, Reading::Streamed { .. }) && !self.backoff.is_empty() {
+                    self.backoff.remove(queue); // It joined.
+                }
+                reading.credits().delivered();
                 true
             }
             _ => false,
@@ -95,27 +218,41 @@ impl Readers {
         let served: BTreeSet<&QueueName> = engine.served_queues().collect();
         let queues = u32::try_from(served.len()).unwrap_or(u32::MAX).max(1);
         let prefetch = u64::from(prefetch.max(shared / queues));
-        for (queue, reader) in self.by_queue.iter_mut() {
+        for (queue, reading) in self.by_queue.iter_mut() {
             let ready = state.ready_len(queue) as u64;
-            let outstanding = reader.outstanding();
+            let credits = reading.credits();
+            let outstanding = credits.outstanding();
             // A queue nobody serves is read only for its purge: nothing of it is read ahead.
             let may_read = engine.may_read(queue);
             note_held(&mut self.held, queue, may_read, engine);
-            let mut credits = match served.contains(queue) && may_read {
+            let mut granted = match served.contains(queue) && may_read {
                 true => upkeep::read_ahead(engine.free_slots(queue), prefetch, ready, outstanding),
                 false => 0,
             };
             if state.queues.get(queue).is_some_and(|q| q.purging()) {
                 // Purged submissions are cancelled as they are read, whoever asks for work.
-                credits = credits.max(PURGE_READ.saturating_sub(outstanding));
+                granted = granted.max(PURGE_READ.saturating_sub(outstanding));
             }
-            reader.grant(credits);
+            credits.grant(granted);
+            let has_credits = credits.outstanding() > 0;
+            if let Reading::Streamed { generation, credits, asked: asked @ false } = reading {
+                if !has_credits {
+                    continue;
+                }
+                let cursor = state.queues.get(queue).map_or(0, |q| q.cursor);
+                self.stream.join(queue, cursor, *generation, credits.permits());
+                *asked = true;
+            }
         }
     }
 
     /// Stops every reader (the term is over).
     pub fn clear(&mut self) {
+        for queue in self.by_queue.keys() {
+            self.stream.unfollow(queue);
+        }
         self.by_queue.clear();
+        self.backoff.clear();
         self.held.clear();
     }
 }
