@@ -130,19 +130,20 @@ async fn the_shipped_roles_run_the_whole_system() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// When no consumer can be created on the submit stream (in a cluster: the node of the
-/// JetStream meta leader died and the next one is not elected yet), the queue readers read by
-/// direct gets meanwhile. Here the master's user may not create one at all, so every
-/// submission reaches the leader that way, in order, once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_submit_consumer_the_readers_read_by_direct_gets() -> anyhow::Result<()> {
+/// The shipped roles, but the master's user may not create consumers on the submit stream
+/// (in a cluster: the node of the JetStream meta leader died and the next one is not elected
+/// yet), with worker-1's login allowed any queue.
+async fn without_submit_consumers() -> anyhow::Result<InProcess> {
     let create =
         r#""$JS.API.CONSUMER.CREATE.JETWORK_SUBMIT", "$JS.API.CONSUMER.CREATE.JETWORK_SUBMIT.>","#;
     let conf = shipped_nats_conf()?;
     assert!(conf.contains(create), "the shipped master may create submit consumers");
     let conf = conf.replace(create, "");
-    let logins = shipped_logins()?;
-    let run = InProcess::build()
+    let mut logins = shipped_logins()?;
+    if let Some(login) = logins.get_mut("worker-1") {
+        login.queues = vec!["*".to_owned()];
+    }
+    InProcess::build()
         .config(&conf)
         .tune(move |fast| {
             as_roles(fast);
@@ -151,15 +152,35 @@ async fn without_a_submit_consumer_the_readers_read_by_direct_gets() -> anyhow::
         .audit_as("admin", "admin-local")
         .client_after_streams()
         .start()
-        .await?;
-    let _worker = run.worker_with("worker-1", |s| worker_login(s, 1), square);
+        .await
+}
+
+/// Submits `per_queue` jobs to each of `queues` in turn and waits (`within`) until each has
+/// one outcome, a completion; then checks the master tried to create consumers.
+async fn run_without_consumers(
+    run: &InProcess,
+    queues: &[QueueName],
+    per_queue: u32,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let served: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
+    let _worker = run.worker_with(
+        "worker-1",
+        move |s| {
+            worker_login(s, 1);
+            s.worker.queues = served;
+        },
+        square,
+    );
     let mut ids = Vec::new();
-    for n in 1..=40u32 {
-        let id = WorkId::parse(&format!("d{n}"))?;
-        run.client.submit(&run.queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
-        ids.push(id);
+    for n in 1..=per_queue {
+        for queue in queues {
+            let id = WorkId::parse(&format!("{queue}-{n}"))?;
+            run.client.submit(queue, Some(id.clone()), Bytes::from(n.to_string())).await?;
+            ids.push(id);
+        }
     }
-    let audit = run.completed(&ids, Duration::from_secs(60)).await?;
+    let audit = run.completed(&ids, within).await?;
     audit.expect_one_outcome_each()?;
     let log = std::fs::read_to_string(run.server.log_path())?;
     let refused = log.lines().filter(|l| l.contains("Violation")).collect::<Vec<_>>();
@@ -168,6 +189,26 @@ async fn without_a_submit_consumer_the_readers_read_by_direct_gets() -> anyhow::
         "the master did not try to create a consumer: {refused:#?}"
     );
     Ok(())
+}
+
+/// When no consumer can be created on the submit stream, the queues are read by direct gets
+/// meanwhile: every submission reaches the leader that way, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_submit_consumer_the_readers_read_by_direct_gets() -> anyhow::Result<()> {
+    let run = without_submit_consumers().await?;
+    let queue = run.queue.clone();
+    run_without_consumers(&run, &[queue], 40, Duration::from_secs(60)).await
+}
+
+/// Thirty queues asking to join the stream reader together while it cannot create its
+/// consumer are all handed back to readers of their own after its one failed creation (a
+/// second or so), not one after another, a second each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_submit_consumer_many_queues_are_read_at_once() -> anyhow::Result<()> {
+    let run = without_submit_consumers().await?;
+    let queues: Vec<QueueName> =
+        (0..30).map(|n| QueueName::parse(&format!("q{n}"))).collect::<Result<_, _>>()?;
+    run_without_consumers(&run, &queues, 2, Duration::from_secs(15)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,11 +20,13 @@
 //! [`MAX_CREATING`] creations in flight.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
 use futures::StreamExt;
 use jetwork_shared::{subjects, Unavailable};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::{unreadable, ReaderEnv, Stored};
@@ -108,11 +110,21 @@ pub(super) struct Puller {
     pub env: ReaderEnv,
     filter: String,
     pub what: String,
+    /// Permits for its creations: the queue readers share [`MAX_CREATING`]; the stream
+    /// reader has one of its own, so that it never waits behind theirs.
+    creating: Arc<Semaphore>,
 }
 
 impl Puller {
+    /// The consumers of a queue reader (`filter`: its queue's submissions).
     pub fn new(env: ReaderEnv, filter: String, what: String) -> Self {
-        Puller { env, filter, what }
+        let creating = env.creating.clone();
+        Puller { env, filter, what, creating }
+    }
+
+    /// The consumers of the stream reader, with a creation permit of their own.
+    pub fn unshared(env: ReaderEnv, filter: String, what: String) -> Self {
+        Puller { env, filter, what, creating: Arc::new(Semaphore::new(1)) }
     }
 
     /// Pulls up to `want` messages from `next_seq` on and hands each to `taker`, checking
@@ -327,7 +339,7 @@ impl Puller {
     /// (it stopped, or read on otherwise) is retired by the reader, or expires unread.
     async fn create(&self, start: u64) -> Result<Consumer<pull::Config>, Unavailable> {
         let what = || format!("creating the submit reader of {}", self.what);
-        let _permit = self.env.creating.acquire().await.map_err(|e| Unavailable::new(what(), e))?;
+        let _permit = self.creating.acquire().await.map_err(|e| Unavailable::new(what(), e))?;
         let stream = self
             .env
             .js

@@ -90,8 +90,11 @@ impl StreamReader {
     /// and tells `notices` of spills and refusals.
     pub fn spawn(env: &ReaderEnv, notices: mpsc::UnboundedSender<Notice>) -> Self {
         let (control, controls) = mpsc::unbounded_channel();
-        let puller =
-            Puller::new(env.clone(), subjects::SUBMISSIONS_ALL.to_owned(), "all queues".into());
+        let puller = Puller::unshared(
+            env.clone(),
+            subjects::SUBMISSIONS_ALL.to_owned(),
+            "all queues".into(),
+        );
         let mut task = Task {
             puller,
             controls,
@@ -172,14 +175,21 @@ impl Task {
         loop {
             let Some(next_seq) = self.next_seq else {
                 self.puller.release(std::mem::take(slot));
-                // Stopped: wait for a join, which starts the reader.
-                loop {
-                    if !self.attend().await {
-                        return;
-                    }
+                // Stopped: wait for a join, which starts the reader; the requests that came with
+                // it are handled at once (a thousand queues joining after a takeover are then
+                // one start, one rewind and one consumer, or all refused together).
+                if !self.attend().await {
+                    return;
+                }
+                while let Ok(control) = self.controls.try_recv() {
                     if self.next_seq.is_some() {
-                        break;
+                        self.handle(control);
+                    } else if let Control::Join { queue, generation, .. } = control {
+                        self.refuse(queue, generation, "the stream reader cannot start");
                     }
+                }
+                if !self.followed.values().any(|f| f.joined.is_some()) {
+                    self.stop();
                 }
                 failed_at = None;
                 continue;

@@ -14,9 +14,9 @@
 //!   queue's first credits.
 //! - A replaced reader's leftovers still in the channel carry its old generation and are
 //!   ignored.
-//! - A queue with purged submissions still unread (`QueueState::purging`) has a reader of its
-//!   own whether or not a worker serves it, granted at least [`PURGE_READ`] at a time, until
-//!   they are all read (and cancelled).
+//! - A queue with purged submissions still unread (`QueueState::purging`) is read whether or
+//!   not a worker serves it (by a reader of its own, unless it is joined already), granted at
+//!   least [`PURGE_READ`] at a time, until they are all read (and cancelled).
 //! - Credits: a queue may be read the free slots of the workers serving it plus its
 //!   read-ahead (`max(prefetch, prefetch_shared / served queues)`: a lone served queue stays
 //!   further ahead, many take no more than `prefetch` each), minus what is ready or
@@ -119,11 +119,17 @@ impl Readers {
             }
             keep
         });
-        self.backoff.retain(|queue, _| served.contains(queue));
         let now = Instant::now();
+        // A queue's failures are forgotten once it has stayed joined as long as its next wait.
+        let by_queue = &self.by_queue;
+        self.backoff.retain(|queue, b| {
+            let joined = matches!(by_queue.get(queue), Some(Reading::Streamed { asked: true, .. }));
+            served.contains(queue) && !(joined && now >= b.not_before + b.next)
+        });
         let mut joins = Vec::new();
         let mut own = Vec::new();
-        for &queue in served.iter().chain(purging.iter()) {
+        let read: BTreeSet<&QueueName> = served.union(&purging).copied().collect();
+        for queue in read {
             let waits = match self.by_queue.get_mut(queue) {
                 None => true,
                 Some(Reading::Streamed { .. }) => false,
@@ -157,15 +163,22 @@ impl Readers {
     /// reader of its own from its cursor (if that join is still the queue's reading).
     pub fn noticed(&mut self, notice: Notice, engine: &Engine) {
         let unavailable = matches!(notice, Notice::Unavailable { .. });
+        let refused = matches!(notice, Notice::Refused { .. });
         let (Notice::Spilled { queue, generation }
         | Notice::Refused { queue, generation }
         | Notice::Unavailable { queue, generation }) = notice;
         if self.by_queue.get(&queue).is_none_or(|r| r.generation() != generation) {
             return;
         }
-        let next =
-            self.backoff.get(&queue).map_or(JOIN_AGAIN, |b| (b.next * 2).min(JOIN_AGAIN_MAX));
-        let wait = self.backoff.get(&queue).map_or(JOIN_AGAIN, |b| b.next);
+        // A refusal (the queue's cursor is too far behind the stream reader, or that reader
+        // cannot start) does not pass in a second: the longest wait at once. A quiet queue's
+        // next try after its next submission succeeds: that submission puts its cursor where
+        // the stream reader follows it from.
+        let wait = match refused {
+            true => JOIN_AGAIN_MAX,
+            false => self.backoff.get(&queue).map_or(JOIN_AGAIN, |b| b.next),
+        };
+        let next = (wait * 2).min(JOIN_AGAIN_MAX);
         self.backoff.insert(queue.clone(), Backoff { not_before: Instant::now() + wait, next });
         let cursor = engine.state().queues.get(&queue).map_or(0, |q| q.cursor);
         self.start(queue, cursor + 1, unavailable);
@@ -201,9 +214,6 @@ impl Readers {
     pub fn delivered(&mut self, queue: &QueueName, generation: u64) -> bool {
         match self.by_queue.get_mut(queue) {
             Some(reading) if reading.generation() == generation => {
-                if matches!(reading, Reading::Streamed { .. }) && !self.backoff.is_empty() {
-                    self.backoff.remove(queue); // It joined.
-                }
                 reading.credits().delivered();
                 true
             }
