@@ -26,7 +26,7 @@
 //! unbroken chain (see `Submission::after`): a reader that claims "nothing between" falsely is
 //! the one way to skip work, and each reader's docs say why its claim holds.
 //!
-//! **Creations are never abandoned, and few at a time** ([`MAX_CREATING`] over all readers):
+//! **Creations are never abandoned, and few at a time** ([`MAX_CREATING`] over all queue readers; the stream reader has one of its own):
 //! a thousand queues getting work at once otherwise sent a thousand creations together, each
 //! took the server longer than the wait, every reader tried again each second, and the server
 //! spent all its time creating consumers nobody read while no work moved. For the same reason
@@ -174,7 +174,7 @@ pub struct ReaderEnv {
     pub tx: mpsc::UnboundedSender<Delivery>,
     /// Counts each time a reader doubts its deliveries and reads again, when metrics are on.
     pub rereads: Option<Counter>,
-    /// Permits for consumer creations in flight ([`MAX_CREATING`] in all).
+    /// Permits for consumer creations in flight ([`MAX_CREATING`] over all queue readers).
     creating: Arc<Semaphore>,
     /// Permits for batched direct gets in flight ([`MAX_READING_DIRECTLY`] in all).
     reading_directly: Arc<Semaphore>,
