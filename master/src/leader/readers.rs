@@ -4,14 +4,14 @@
 //!
 //! - A queue is read when some worker serves it, and no longer when nobody does: readers
 //!   never outnumber the served queues (`max_served_queues`).
-//! - A served queue is first asked to join the stream reader at its cursor. It gets a reader
-//!   of its own when the join is refused, when it spills (its next submission finds no
-//!   credits: its backlog is beyond its read-ahead), and when the engine asks for it to be read
-//!   again (`Reread`); and when the stream reader has no consumer (that reader then reads by
-//!   direct gets at once, without waiting for a creation of its own). It asks to join again once its own reader waits for submissions (it
-//!   holds credits it could not use); after a refusal or spill, not before [`JOIN_AGAIN`],
-//!   doubling up to [`JOIN_AGAIN_MAX`] while joins keep failing. A join goes out with the
-//!   queue's first credits.
+//! - A served queue is first asked to join the stream reader at its cursor; the join goes
+//!   out with the queue's first credits. The queue gets a reader of its own when the join is
+//!   refused, when it spills (its next submission finds no credits: its backlog is beyond its
+//!   read-ahead), when the engine asks for it to be read again (`Reread`), and when the stream
+//!   reader has no consumer (that reader then reads by direct gets at once, without waiting
+//!   for a creation of its own). It asks to join again once its own reader waits for
+//!   submissions (it holds credits it could not use): [`JOIN_AGAIN`] after a spill, doubling
+//!   up to [`JOIN_AGAIN_MAX`] while it keeps spilling, and [`JOIN_AGAIN_MAX`] after a refusal.
 //! - A replaced reader's leftovers still in the channel carry its old generation and are
 //!   ignored.
 //! - A queue with purged submissions still unread (`QueueState::purging`) is read whether or
@@ -36,8 +36,8 @@ use crate::intake::{Credits, Notice, QueueReader, ReaderEnv, StreamReader};
 
 /// Submissions a purging queue's reader may have asked for at once.
 const PURGE_READ: u64 = 256;
-/// How long a queue whose join was refused, or which spilled, keeps its own reader at least;
-/// doubled at each failure in a row, up to [`JOIN_AGAIN_MAX`].
+/// How long a queue that spilled keeps its own reader at least; doubled at each spill in a
+/// row, up to [`JOIN_AGAIN_MAX`] (a refusal waits that at once).
 const JOIN_AGAIN: Duration = Duration::from_secs(1);
 const JOIN_AGAIN_MAX: Duration = Duration::from_secs(30);
 
