@@ -42,12 +42,14 @@ async fn many_queues_are_read_through_one_consumer() -> anyhow::Result<()> {
     let counting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = {
         let (js, most) = (run.js.clone(), counting.clone());
+        // Samples every 20 ms until aborted.
+        let mut every = tokio::time::interval(Duration::from_millis(20));
         tokio::spawn(async move {
             loop {
+                every.tick().await;
                 if let Ok(filters) = submit_consumers(&js).await {
                     most.fetch_max(filters.len(), std::sync::atomic::Ordering::Relaxed);
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
     };
@@ -107,12 +109,14 @@ async fn a_queue_past_its_read_ahead_gets_a_reader_of_its_own_until_it_has_caugh
     let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     let watcher = {
         let (js, seen) = (run.js.clone(), seen.clone());
+        // Samples every 10 ms until aborted.
+        let mut every = tokio::time::interval(Duration::from_millis(10));
         tokio::spawn(async move {
             loop {
+                every.tick().await;
                 if let Ok(filters) = submit_consumers(&js).await {
                     seen.lock().expect("not poisoned").extend(filters);
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
     };
