@@ -47,7 +47,17 @@ impl Serving {
         }
     }
 
-    /// The queues some worker serves.
+    /// How many queues some worker serves.
+    pub fn len(&self) -> usize {
+        self.by_queue.len()
+    }
+
+    /// Whether no worker serves any queue.
+    pub fn is_empty(&self) -> bool {
+        self.by_queue.is_empty()
+    }
+
+    /// The queues some worker serves, in name order.
     pub fn queues(&self) -> impl Iterator<Item = &QueueName> {
         self.by_queue.keys()
     }

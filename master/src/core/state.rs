@@ -225,6 +225,11 @@ impl QueueState {
         self.prioritized.values().next_back().and_then(|lane| lane.front()).or(self.ready.front())
     }
 
+    /// Whether any item is ready (no lane is empty).
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty() || !self.prioritized.is_empty()
+    }
+
     /// How many items are ready.
     pub fn ready_count(&self) -> usize {
         self.ready.len() + self.prioritized.values().map(VecDeque::len).sum::<usize>()

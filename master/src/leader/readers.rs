@@ -223,23 +223,27 @@ impl Readers {
 
     /// Grants each reader what its queue can take: its free slots and its share of the
     /// read-ahead, `(prefetch, prefetch_shared)` (`master.prefetch`, `master.prefetch_shared`).
+    /// Runs after every loop turn: the state's queues and the served ones are walked alongside
+    /// the readers (all in name order), so that a queue costs no look-up among a thousand.
     pub fn grant(&mut self, engine: &Engine, (prefetch, shared): (u32, u32)) {
         let state = engine.state();
-        let served: BTreeSet<&QueueName> = engine.served_queues().collect();
-        let queues = u32::try_from(served.len()).unwrap_or(u32::MAX).max(1);
+        let queues = u32::try_from(engine.served_count()).unwrap_or(u32::MAX).max(1);
         let prefetch = u64::from(prefetch.max(shared / queues));
+        let mut states = Alongside::new(state.queues.iter());
+        let mut served = Alongside::new(engine.served_queues().map(|queue| (queue, ())));
         for (queue, reading) in self.by_queue.iter_mut() {
-            let ready = state.ready_len(queue) as u64;
+            let queue_state = states.find(queue);
+            let ready = queue_state.map_or(0, |q| q.ready_count() as u64);
             let credits = reading.credits();
             let outstanding = credits.outstanding();
             // A queue nobody serves is read only for its purge: nothing of it is read ahead.
             let may_read = engine.may_read(queue);
             note_held(&mut self.held, queue, may_read, engine);
-            let mut granted = match served.contains(queue) && may_read {
+            let mut granted = match served.find(queue).is_some() && may_read {
                 true => upkeep::read_ahead(engine.free_slots(queue), prefetch, ready, outstanding),
                 false => 0,
             };
-            if state.queues.get(queue).is_some_and(|q| q.purging()) {
+            if queue_state.is_some_and(|q| q.purging()) {
                 // Purged submissions are cancelled as they are read, whoever asks for work.
                 granted = granted.max(PURGE_READ.saturating_sub(outstanding));
             }
@@ -249,7 +253,7 @@ impl Readers {
                 if !has_credits {
                     continue;
                 }
-                let cursor = state.queues.get(queue).map_or(0, |q| q.cursor);
+                let cursor = queue_state.map_or(0, |q| q.cursor);
                 self.stream.join(queue, cursor, *generation, credits.permits());
                 *asked = true;
             }
@@ -289,5 +293,31 @@ fn note_held(held: &mut BTreeSet<QueueName>, queue: &QueueName, may_read: bool, 
             held.insert(queue.clone());
         }
         _ => {}
+    }
+}
+
+/// A walk over entries in ascending key order, alongside ascending keys asked for: the entry
+/// of each key asked, if there is one, without a look-up.
+struct Alongside<'a, V, I: Iterator<Item = (&'a QueueName, V)>> {
+    entries: std::iter::Peekable<I>,
+}
+
+impl<'a, V, I: Iterator<Item = (&'a QueueName, V)>> Alongside<'a, V, I> {
+    fn new(entries: I) -> Self {
+        Alongside { entries: entries.peekable() }
+    }
+
+    /// The entry of `key` (each key asked for after the one before it).
+    fn find(&mut self, key: &QueueName) -> Option<V> {
+        while let Some((next, _)) = self.entries.peek() {
+            match (*next).cmp(key) {
+                std::cmp::Ordering::Less => {
+                    self.entries.next();
+                }
+                std::cmp::Ordering::Equal => return self.entries.next().map(|(_, v)| v),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
     }
 }

@@ -72,9 +72,10 @@ impl Engine {
         // id, until the queue has nothing more to hand out; then those whose wait is over.
         // Each one answered leaves the lists, so every loop ends.
         let ready: Vec<QueueName> =
-            self.state.queues.keys().filter(|q| self.dispatchable(q, now) > 0).cloned().collect();
+            self.ready.iter().filter(|q| self.dispatchable(q, now) > 0).cloned().collect();
         for queue in &ready {
             while self.dispatchable(queue, now) > 0 {
+                self.settle_slots();
                 let Some(worker) = self.available.first_held(queue).cloned() else { break };
                 // Never without progress, even were the lists out of step with the requests
                 // (they are checked against them after every step in the tests).
@@ -187,7 +188,10 @@ impl Engine {
         // window): the master counts a slot as busy from the hand-out until the outcome is
         // recorded, exactly as the worker does.
         let limit = slots.min(self.free_of(worker, w)).min(self.policy.max_grant) as usize;
-        let queues = w.queues.clone();
+        // Only the worker's queues with ready items: nothing in here makes an item ready, and
+        // a worker may serve many queues (each round would look at all of them).
+        let queues: Vec<QueueName> =
+            w.queues.iter().filter(|q| self.ready.contains(q)).cloned().collect();
         let mut assignments: Vec<AssignmentRef> = Vec::new();
         let mut bytes = 0u64;
         'rounds: while assignments.len() < limit {
@@ -268,10 +272,19 @@ impl Engine {
         for worker in over {
             self.notice_over(&worker);
         }
+        self.settle_slots();
         let mut effects = Vec::new();
-        let ready: Vec<QueueName> =
-            self.state.queues.keys().filter(|q| self.dispatchable(q, now) > 0).cloned().collect();
+        // Only queues with idle workers to tell (asked first: one look-up, where the rest
+        // take several, and most ready queues have none while work flows).
+        let ready: Vec<QueueName> = self
+            .ready
+            .iter()
+            .filter(|q| self.available.idle_free(q) > 0 && self.dispatchable(q, now) > 0)
+            .cloned()
+            .collect();
         for queue in ready {
+            // The workers told for the queue before are no longer idle.
+            self.settle_slots();
             // Notify only as many workers as it takes to cover what may be handed out: waking
             // every idle worker for one item would have them all ask, and all but one get
             // nothing. The slots of workers told recently (or holding a request) are covered.
@@ -290,6 +303,7 @@ impl Engine {
                 effects.push(Effect::NotifyReady { worker });
             }
         }
+        self.settle_slots();
         effects
     }
 }

@@ -39,6 +39,7 @@ mod workers;
 
 use std::collections::BTreeMap;
 
+use jetwork_shared::fast_hash::FastMap;
 use jetwork_shared::protocol::{StatusQuery, StatusReport};
 use jetwork_shared::{Login, QueueName, Token, WorkId, WorkerId};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -46,8 +47,8 @@ use rand_chacha::ChaCha20Rng;
 
 use super::{
     AssignmentRef, Availability, AvailableWorkers, Command, Effect, Event, FreeSlots, GrantWindows,
-    Liveness, LoginCounts, Millis, Policy, PublicationKey, RateLimits, Reply, ReplyError,
-    RequestId, RunningCounts, Serving, Slots, State, WaitingCounts, Work, Worker,
+    Liveness, LoginCounts, Millis, Policy, PublicationKey, RateLimits, ReadyQueues, Reply,
+    ReplyError, RequestId, RunningCounts, Serving, Slots, State, WaitingCounts, Work, Worker,
 };
 use admin::Asked;
 pub use expiry::EXPIRED;
@@ -88,6 +89,8 @@ pub struct Engine {
     /// Items waiting per queue and in all, for the limits on waiting work (derived, kept in
     /// step by `emit`).
     waiting: WaitingCounts,
+    /// The queues with ready items (derived from the state; see `ready_queues.rs`).
+    ready: ReadyQueues,
     /// Workers registered per login, for its limit (derived, kept in step by `emit`).
     logins: LoginCounts,
     /// How many attempts each worker may hold as far as its track record goes (soft: a new
@@ -96,6 +99,9 @@ pub struct Engine {
     /// Free slots per queue and in all (derived from the state and the windows, kept in
     /// step by `emit` and the window changes; see `free_slots.rs`).
     free: FreeSlots,
+    /// The workers whose free slots or standing changed since the counts and lists were last
+    /// settled, each with what they hold for it ([`settle_slots`](Self::settle_slots)).
+    moved: FastMap<WorkerId, Slots>,
     /// By queue, the workers with free slots holding a request or idle (derived from the
     /// state, the held requests, the notices and the windows; kept in step with all four: see
     /// `available_workers.rs`).
@@ -117,9 +123,11 @@ impl Engine {
             serving: Serving::of(&state),
             running: RunningCounts::of(&state, &policy),
             waiting: WaitingCounts::of(&state),
+            ready: ReadyQueues::of(&state),
             logins: LoginCounts::of(&state),
             windows: GrantWindows::default(),
             free: FreeSlots::default(),
+            moved: FastMap::default(),
             available: AvailableWorkers::default(),
             liveness: Liveness::default(),
             rates: RateLimits::default(),
@@ -195,6 +203,7 @@ impl Engine {
         if let Some(now) = now {
             self.serve_parked(now);
         }
+        self.settle_slots();
         std::mem::take(&mut self.out)
     }
 
@@ -220,14 +229,14 @@ impl Engine {
                 .map(|r| r.worker.clone()),
             _ => None,
         };
-        let before = match &slots_of {
+        match &slots_of {
             Some(worker) if whole => {
+                self.settle_slots();
                 self.slots_out(worker);
-                None
             }
-            Some(worker) => self.slots_now(worker),
-            None => None,
-        };
+            Some(worker) => self.slots_changing(worker),
+            None => {}
+        }
         // The index follows registrations and losses: out with the old queues, in with new.
         let mut left_queues = Vec::new();
         if let Event::WorkerRegistered { worker, .. } | Event::WorkerLost { worker, .. } = &event {
@@ -260,8 +269,10 @@ impl Engine {
             _ => None,
         };
         let watched = WaitingCounts::watch(&self.state, &event);
+        let ready = ReadyQueues::watch(&self.state, &event);
         self.state.apply(&event);
         self.waiting.settle(&self.state, watched);
+        self.ready.settle(&self.state, ready);
         if let Some((work_id, queue, was)) = item {
             let is = self.state.work.get(&work_id).is_some_and(|w| w.running.is_some());
             self.running.change(&queue, was, is);
@@ -270,10 +281,8 @@ impl Engine {
             self.serving.add(worker, queues);
             self.logins.add(login.as_ref());
         }
-        match (&slots_of, before) {
-            (Some(worker), _) if whole => self.slots_in(worker),
-            (Some(worker), Some(before)) => self.slots_moved(worker, before),
-            _ => {}
+        if let Some(worker) = slots_of.as_ref().filter(|_| whole) {
+            self.slots_in(worker);
         }
         // A queue nobody serves any more leaves the free-slot counts and the lists (it would
         // be 0 and empty anyway).
@@ -302,9 +311,14 @@ impl Engine {
         self.state.queues.iter().filter(|(_, q)| q.purging()).map(|(queue, _)| queue)
     }
 
-    /// The queues some registered worker serves.
+    /// The queues some registered worker serves, in name order.
     pub fn served_queues(&self) -> impl Iterator<Item = &QueueName> {
         self.serving.queues()
+    }
+
+    /// How many queues some registered worker serves.
+    pub fn served_count(&self) -> usize {
+        self.serving.len()
     }
 
     /// The next time something waiting becomes due without any input: a back-off or delay
@@ -336,7 +350,7 @@ impl Engine {
 
     /// Takes `worker`'s free slots out of the counts and lists whole (before an event that
     /// changes its queues too: its registration or loss; other changes move them in place,
-    /// [`slots_moved`](Self::slots_moved)).
+    /// [`slots_changing`](Self::slots_changing)).
     fn slots_out(&mut self, worker: &WorkerId) {
         if let Some(w) = self.state.workers.get(worker) {
             let free = self.free_of(worker, w);
@@ -355,32 +369,46 @@ impl Engine {
         }
     }
 
-    /// `worker`'s free slots and where it stands (before a change to either; see
-    /// [`slots_moved`](Self::slots_moved)). None for a worker not registered.
+    /// `worker`'s free slots and where it stands. None for a worker not registered.
     fn slots_now(&self, worker: &WorkerId) -> Option<Slots> {
         let w = self.state.workers.get(worker)?;
         Some((self.free_of(worker, w), self.standing(worker)))
     }
 
-    /// Moves `worker`'s free slots in the counts and lists from `before` (its
-    /// [`slots_now`](Self::slots_now) before a change) to what they are now: the same as out
-    /// and back in, at a fraction of the cost for the common change (a hand-out or an outcome
-    /// moves an idle worker's free slots by one). Its queues must not have changed: a
-    /// registration or a loss goes out and back in whole.
-    fn slots_moved(&mut self, worker: &WorkerId, before: Slots) {
-        let Some(w) = self.state.workers.get(worker) else { return };
-        let after = (self.free_of(worker, w), self.standing(worker));
-        if after != before {
-            self.free.change(&w.queues, before.0, after.0);
-            self.available.change(worker, &w.queues, before, after);
+    /// Before a change to `worker`'s free slots or standing (not its queues: a registration or
+    /// a loss goes out and back in whole): notes what the counts and lists hold for it, unless
+    /// it changed already since they were last settled. They are moved once, by
+    /// [`settle_slots`](Self::settle_slots): a report of 16 outcomes that hands out 16 new
+    /// attempts moves a worker serving 64 queues once (or not at all), not 32 times 64.
+    fn slots_changing(&mut self, worker: &WorkerId) {
+        if !self.moved.contains_key(worker) {
+            if let Some(before) = self.slots_now(worker) {
+                self.moved.insert(worker.clone(), before);
+            }
         }
     }
 
-    /// [`slots_moved`](Self::slots_moved) for a worker that may not be registered.
-    fn slots_moved_from(&mut self, worker: &WorkerId, before: Option<Slots>) {
-        if let Some(before) = before {
-            self.slots_moved(worker, before);
+    /// Moves the free slots of the workers noted by [`slots_changing`](Self::slots_changing)
+    /// in the counts and lists, from what they held to what they are now: the same as out and
+    /// back in, at a fraction of the cost for the common change (a hand-out or an outcome moves
+    /// an idle worker's free slots by one). Called before the counts or lists are read: by
+    /// the end of every step and of [`notifications`](Self::notifications) they are exact.
+    pub(super) fn settle_slots(&mut self) {
+        if self.moved.is_empty() {
+            return;
         }
+        let moved = std::mem::take(&mut self.moved);
+        for (worker, before) in &moved {
+            let Some(w) = self.state.workers.get(worker) else { continue };
+            let after = (self.free_of(worker, w), self.standing(worker));
+            if after != *before {
+                self.free.change(&w.queues, before.0, after.0);
+                self.available.change(worker, &w.queues, *before, after);
+            }
+        }
+        // The map's room is kept for the next step.
+        self.moved = moved;
+        self.moved.clear();
     }
 
     /// Where `worker` stands: holding a request, told of work, or neither.
@@ -409,9 +437,8 @@ impl Engine {
 
     /// Holds `worker`'s request open (a long poll); one it held before is answered empty.
     fn hold(&mut self, worker: &WorkerId, parked: Parked) {
-        let before = self.slots_now(worker);
+        self.slots_changing(worker);
         let old = self.parked.insert(worker.clone(), parked);
-        self.slots_moved_from(worker, before);
         if let Some(old) = old {
             self.reply_to_worker(old.request, Reply::Grant { assignments: Vec::new() }, false);
         }
@@ -422,17 +449,14 @@ impl Engine {
         if !self.parked.contains(worker) {
             return None;
         }
-        let before = self.slots_now(worker);
-        let parked = self.parked.remove(worker);
-        self.slots_moved_from(worker, before);
-        parked
+        self.slots_changing(worker);
+        self.parked.remove(worker)
     }
 
     /// `worker` was told that work is ready.
     fn notice_sent(&mut self, worker: &WorkerId, now: Millis) {
-        let before = self.slots_now(worker);
+        self.slots_changing(worker);
         self.notified.insert(worker.clone(), now);
-        self.slots_moved_from(worker, before);
     }
 
     /// `worker`'s notice is over: it asked, or it was told long enough ago.
@@ -440,9 +464,8 @@ impl Engine {
         if !self.notified.contains(worker) {
             return;
         }
-        let before = self.slots_now(worker);
+        self.slots_changing(worker);
         self.notified.remove(worker);
-        self.slots_moved_from(worker, before);
     }
 
     /// Attempts worker `id` may hold at once: the least of the capacity it declared, its
@@ -482,18 +505,16 @@ impl Engine {
         let Some(w) = self.state.workers.get(worker) else { return };
         let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
         let ceiling = w.capacity.min(self.policy.max_slots_of(w.login.as_ref()));
-        let before = self.slots_now(worker);
+        self.slots_changing(worker);
         self.windows.grow(worker, held, self.policy.initial_window, ceiling);
-        self.slots_moved_from(worker, before);
     }
 
     /// An attempt on `worker` missed its deadline: its window halves.
     pub(super) fn deadline_missed(&mut self, worker: &WorkerId) {
         let Some(w) = self.state.workers.get(worker) else { return };
         let held = u32::try_from(w.running.len()).unwrap_or(u32::MAX);
-        let before = self.slots_now(worker);
+        self.slots_changing(worker);
         self.windows.shrink(worker, held, self.policy.initial_window);
-        self.slots_moved_from(worker, before);
     }
 
     /// Checks that the index of who serves what matches the state (the tests call it after
@@ -503,6 +524,7 @@ impl Engine {
         self.serving.check(&self.state)?;
         self.running.check(&self.state)?;
         self.waiting.check(&self.state)?;
+        self.ready.check(&self.state)?;
         self.logins.check(&self.state)?;
         let (counted, available) = self.count_available();
         if !counted.same_as(&self.free) {
@@ -532,6 +554,11 @@ impl Engine {
     /// Ready items of `queue` that may be handed out at `now`: none while it is paused, and
     /// no more than its concurrency limit and its start rate leave room for.
     pub(super) fn dispatchable(&self, queue: &QueueName, now: Millis) -> u64 {
+        // The list of queues with ready items is small while work flows: most questions end
+        // here, without looking the queue up among all of them.
+        if !self.ready.contains(queue) {
+            return 0;
+        }
         let mut ready = self.state.dispatchable(queue) as u64;
         let rules = self.policy.rules(queue);
         if let Some(limit) = rules.concurrency {
@@ -579,6 +606,7 @@ impl Engine {
         self.lookups.clear();
         self.windows.clear();
         (self.free, self.available) = self.count_available();
+        self.moved.clear();
         self.liveness.clear();
         let grace_until = now.saturating_add(self.policy.takeover_grace);
         // Recorded once (the runtime always reads `submitted_through`): a journal nobody led
