@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use jetwork_shared::jobs::JobState;
@@ -13,13 +14,24 @@ use jetwork_tests::{wait_until, InProcess};
 use jetwork_worker::{square, Job};
 use tokio::sync::Semaphore;
 
-/// The filter subjects of the master's consumers on the submit stream (`jetwork.*.*` is the
-/// stream reader's; `jetwork.*.<queue>` a queue reader's), not the audit's (unfiltered).
+/// How [`submit_consumers`] lists the stream reader's consumer, which has no filter.
+const STREAM_READER: &str = "(every submission)";
+
+/// The master's consumers on the submit stream (told apart from the audit's by their
+/// description), each by its filter subject: `jetwork.*.<queue>` for a queue reader's,
+/// [`STREAM_READER`] for the stream reader's.
 async fn submit_consumers(js: &async_nats::jetstream::Context) -> anyhow::Result<Vec<String>> {
     let stream = js.get_stream(subjects::SUBMIT_STREAM).await?;
     let infos: Vec<_> = stream.consumers().try_collect().await?;
-    let filters = infos.into_iter().map(|info| info.config.filter_subject);
-    Ok(filters.filter(|filter| filter.starts_with("jetwork.")).collect())
+    let master = |c: &consumer::Config| {
+        c.description.as_deref().is_some_and(|d| d.starts_with("jetwork master: submission reader"))
+    };
+    let filters = infos.into_iter().map(|info| info.config).filter(master);
+    let named = |filter: String| match filter.is_empty() {
+        true => STREAM_READER.to_owned(),
+        false => filter,
+    };
+    Ok(filters.map(|c| named(c.filter_subject)).collect())
 }
 
 /// Eighty queues served by two workers, ten jobs each submitted interleaved: the server never
@@ -67,7 +79,7 @@ async fn many_queues_are_read_through_one_consumer() -> anyhow::Result<()> {
     let most = counting.load(std::sync::atomic::Ordering::Relaxed);
     let now = submit_consumers(&run.js).await?;
     assert!(most <= 3, "at most {most} consumers on the submit stream (now {now:?})");
-    assert_eq!(now, vec![subjects::SUBMISSIONS_ALL.to_owned()], "only the stream reader's");
+    assert_eq!(now, vec![STREAM_READER.to_owned()], "only the stream reader's");
     Ok(())
 }
 
@@ -103,7 +115,7 @@ async fn a_queue_past_its_read_ahead_gets_a_reader_of_its_own_until_it_has_caugh
         run.client.job(&first, None).await.is_ok_and(|job| job.state == JobState::Running)
     })
     .await?;
-    assert_eq!(submit_consumers(&run.js).await?, vec![subjects::SUBMISSIONS_ALL.to_owned()]);
+    assert_eq!(submit_consumers(&run.js).await?, vec![STREAM_READER.to_owned()]);
 
     tracing::info!("--- 200 more while both slots are held: the queue spills");
     let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
@@ -138,7 +150,7 @@ async fn a_queue_past_its_read_ahead_gets_a_reader_of_its_own_until_it_has_caugh
     wait_until("only the stream reader reads the queue", Duration::from_secs(60), || async {
         submit_consumers(&run.js)
             .await
-            .is_ok_and(|filters| filters == vec![subjects::SUBMISSIONS_ALL.to_owned()])
+            .is_ok_and(|filters| filters == vec![STREAM_READER.to_owned()])
     })
     .await?;
     watcher.abort();

@@ -103,8 +103,8 @@ pub(super) trait Take {
     }
 }
 
-/// One reader's consumers: which submissions they deliver (`filter`), and what the logs call
-/// the reader.
+/// One reader's consumers: which submissions they deliver (`filter`; empty: the whole stream),
+/// and what the logs (and the consumers' descriptions) call the reader.
 #[derive(Clone)]
 pub(super) struct Puller {
     pub env: ReaderEnv,
@@ -122,9 +122,13 @@ impl Puller {
         Puller { env, filter, what, creating }
     }
 
-    /// The consumers of the stream reader, with a creation permit of their own.
-    pub fn unshared(env: ReaderEnv, filter: String, what: String) -> Self {
-        Puller { env, filter, what, creating: Arc::new(Semaphore::new(1)) }
+    /// The consumers of the stream reader: unfiltered (the server reads a filtered consumer's
+    /// next message by matching the filter against each stream block's subjects, a thousand
+    /// of them with a thousand queues, even where the filter takes every subject), with a
+    /// creation permit of their own.
+    pub fn unshared(env: ReaderEnv, what: String) -> Self {
+        let creating = Arc::new(Semaphore::new(1));
+        Puller { env, filter: String::new(), what, creating }
     }
 
     /// Pulls up to `want` messages from `next_seq` on and hands each to `taker`, checking
@@ -353,7 +357,7 @@ impl Puller {
                 filter_subject: self.filter.clone(),
                 inactive_threshold: Duration::from_secs(60),
                 memory_storage: true,
-                description: Some("jetwork master: submission reader".to_owned()),
+                description: Some(format!("jetwork master: submission reader of {}", self.what)),
                 ..Default::default()
             })
             .await

@@ -46,6 +46,9 @@ use super::consumer::{Checked, ConsumerSlot, Puller, Take, Taken};
 use super::queue_reader::MAX_PULL;
 use super::{decode, ReaderEnv, Stored};
 
+/// What the logs call the stream reader; its consumers' description is `jetwork master:
+/// submission reader of all queues` (they have no filter: see [`Puller::unshared`]).
+const STREAM_READER: &str = "all queues";
 /// How long the stream reader waits for the stream to say where it ends.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How far back the stream reader reads again for a queue to join (in messages): a few
@@ -90,11 +93,7 @@ impl StreamReader {
     /// and tells `notices` of spills and refusals.
     pub fn spawn(env: &ReaderEnv, notices: mpsc::UnboundedSender<Notice>) -> Self {
         let (control, controls) = mpsc::unbounded_channel();
-        let puller = Puller::unshared(
-            env.clone(),
-            subjects::SUBMISSIONS_ALL.to_owned(),
-            "all queues".into(),
-        );
+        let puller = Puller::unshared(env.clone(), STREAM_READER.into());
         let mut task = Task {
             puller,
             controls,
