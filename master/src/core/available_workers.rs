@@ -7,10 +7,12 @@
 //! 24's workers phase).
 //!
 //! Derived, never journaled: built from the state, the held requests, the notices and the
-//! grant windows (`Engine::count_available`), then moved by the engine with every change to
-//! any of them, as the free-slot counts are: in place ([`AvailableWorkers::change`], from
-//! `Engine::slots_now` before the change to `Engine::slots_moved` after it), or out and back in
-//! whole for a registration or a loss, whose queues change too. Invariant (checked by
+//! grant windows (`Engine::count_available`), then moved by the engine after changes to any
+//! of them, as the free-slot counts are: in place ([`AvailableWorkers::change`], once per step
+//! for each worker that changed, from what the lists held for it before its first change to
+//! what it has now: `Engine::slots_changing`, `Engine::settle_slots`), or out and back in
+//! whole for a registration or a loss, whose queues change too. The engine settles them before
+//! it reads them; in between, within a step, they may be behind. Invariant (checked by
 //! `Engine::check_index` after every step in the tests): a worker is listed under each queue
 //! it serves exactly when it has free slots and does not stand [`Availability::Notified`], as
 //! held or idle by what it stands; an idle entry holds the worker's free slots, and each

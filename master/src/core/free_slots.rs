@@ -4,8 +4,9 @@
 //! registered workers a sum per batch was most of what idle workers cost the leader.
 //!
 //! Derived, never journaled: built from the state (and the engine's grant windows), then
-//! moved by the engine around each event and window change that can change a worker's free
-//! slots (see `Engine::emit`). Invariant (checked by `Engine::check_index` in the golden and
+//! moved by the engine for each worker whose free slots an event or a window change changed,
+//! once per step and before anything reads them (`Engine::slots_changing`,
+//! `Engine::settle_slots`). Invariant (checked by `Engine::check_index` in the golden and
 //! property tests): each count equals the sum of `Engine::free_of` over the workers it covers.
 
 use jetwork_shared::fast_hash::FastMap;

@@ -224,7 +224,7 @@ impl Readers {
     /// Grants each reader what its queue can take: its free slots and its share of the
     /// read-ahead, `(prefetch, prefetch_shared)` (`master.prefetch`, `master.prefetch_shared`).
     /// Runs after every loop turn: the state's queues and the served ones are walked alongside
-    /// the readers (all in name order), so that a queue costs no look-up among a thousand.
+    /// the readers (all in name order), so that neither is looked up for each queue.
     pub fn grant(&mut self, engine: &Engine, (prefetch, shared): (u32, u32)) {
         let state = engine.state();
         let queues = u32::try_from(engine.served_count()).unwrap_or(u32::MAX).max(1);

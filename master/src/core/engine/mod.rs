@@ -96,8 +96,9 @@ pub struct Engine {
     /// How many attempts each worker may hold as far as its track record goes (soft: a new
     /// leader starts every worker afresh; see `grant_window.rs`).
     windows: GrantWindows,
-    /// Free slots per queue and in all (derived from the state and the windows, kept in
-    /// step by `emit` and the window changes; see `free_slots.rs`).
+    /// Free slots per queue and in all (derived from the state and the windows, moved by
+    /// [`settle_slots`](Self::settle_slots) after events and window changes; see
+    /// `free_slots.rs`).
     free: FreeSlots,
     /// The workers whose free slots or standing changed since the counts and lists were last
     /// settled, each with what they hold for it ([`settle_slots`](Self::settle_slots)).
@@ -349,8 +350,9 @@ impl Engine {
     }
 
     /// Takes `worker`'s free slots out of the counts and lists whole (before an event that
-    /// changes its queues too: its registration or loss; other changes move them in place,
-    /// [`slots_changing`](Self::slots_changing)).
+    /// changes its queues too: its registration or loss; other changes are noted by
+    /// [`slots_changing`](Self::slots_changing) and moved in place by
+    /// [`settle_slots`](Self::settle_slots)).
     fn slots_out(&mut self, worker: &WorkerId) {
         if let Some(w) = self.state.workers.get(worker) {
             let free = self.free_of(worker, w);
@@ -525,6 +527,9 @@ impl Engine {
         self.running.check(&self.state)?;
         self.waiting.check(&self.state)?;
         self.ready.check(&self.state)?;
+        if !self.moved.is_empty() {
+            return Err(format!("free slots not settled for {:?}", self.moved.keys()));
+        }
         self.logins.check(&self.state)?;
         let (counted, available) = self.count_available();
         if !counted.same_as(&self.free) {
@@ -554,8 +559,8 @@ impl Engine {
     /// Ready items of `queue` that may be handed out at `now`: none while it is paused, and
     /// no more than its concurrency limit and its start rate leave room for.
     pub(super) fn dispatchable(&self, queue: &QueueName, now: Millis) -> u64 {
-        // The list of queues with ready items is small while work flows: most questions end
-        // here, without looking the queue up among all of them.
+        // A queue with nothing ready is told apart by the list of those with ready items,
+        // without looking it up among every queue the master knows.
         if !self.ready.contains(queue) {
             return 0;
         }
